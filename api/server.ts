@@ -1,0 +1,91 @@
+/**
+ * The node's gRPC server: IngestService, ProfileService, standard health checking and
+ * server reflection (so grpcurl works without the proto files).
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation } from 'grpc-health-check';
+import { Lifecycle } from '../common/lifecycle.js';
+import type { Logger } from '../common/logger.js';
+import type { RtcdpNode } from '../cluster/node.js';
+import type { AuthOptions } from './auth.js';
+import { createIngestService, ingestServiceDefinition } from './ingest-service.js';
+import { createProfileService, profileServiceDefinition } from './profile-service.js';
+
+const PROTO_ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'proto');
+const SERVICES = ['rtcdp.v1.IngestService', 'rtcdp.v1.ProfileService'];
+
+export interface ApiServerOptions {
+  /** Interface to listen on. Default 127.0.0.1. */
+  host?: string;
+  /** TCP port; 0 picks a free one. Default 50051. */
+  port?: number;
+  auth: AuthOptions;
+  logger: Logger;
+  /** Largest request accepted, in bytes; larger ones fail with RESOURCE_EXHAUSTED. Default 4 MiB. */
+  maxReceiveMessageBytes?: number;
+}
+
+export class ApiServer {
+  readonly #server: Server;
+  readonly #health: HealthImplementation;
+  readonly #logger: Logger;
+  readonly #lifecycle: Lifecycle;
+  #address = '';
+
+  constructor(node: RtcdpNode, private readonly options: ApiServerOptions) {
+    this.#logger = options.logger.child({ component: 'api' });
+    this.#lifecycle = new Lifecycle('api', this.#logger);
+    this.#server = new Server({ 'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? 4 * 1024 * 1024 });
+    this.#health = new HealthImplementation(Object.fromEntries(['', ...SERVICES].map((name) => [name, 'NOT_SERVING' as const])));
+
+    this.#server.addService(ingestServiceDefinition, createIngestService(node, options.auth, this.#logger));
+    this.#server.addService(profileServiceDefinition, createProfileService(node, options.auth, this.#logger));
+    this.#health.addToServer(this.#server);
+    new ReflectionService(loadProtoDefinitions()).addToServer(this.#server);
+  }
+
+  /** "host:port" the server listens on, once started. */
+  get address(): string {
+    return this.#address;
+  }
+
+  async start(): Promise<string> {
+    this.#lifecycle.set('starting');
+    const host = this.options.host ?? '127.0.0.1';
+    const port = await new Promise<number>((resolve, reject) => {
+      this.#server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${this.options.port ?? 50051}`, ServerCredentials.createInsecure(), (error, bound) =>
+        error ? reject(error) : resolve(bound),
+      );
+    });
+
+    this.#address = `${host}:${port}`;
+    for (const name of ['', ...SERVICES]) this.#health.setStatus(name, 'SERVING');
+    this.#lifecycle.set('running', { address: this.#address });
+    return this.#address;
+  }
+
+  /** Reports NOT_SERVING, lets calls in progress finish for up to `graceMs`, then cancels the rest. */
+  async stop(options: { graceMs?: number } = {}): Promise<void> {
+    if (this.#lifecycle.is('stopped', 'created')) return;
+    this.#lifecycle.set('draining');
+    for (const name of ['', ...SERVICES]) this.#health.setStatus(name, 'NOT_SERVING');
+
+    const graceful = new Promise<void>((resolve) => this.#server.tryShutdown(() => resolve()));
+    const timer = setTimeout(() => this.#server.forceShutdown(), options.graceMs ?? 5_000);
+    await graceful;
+    clearTimeout(timer);
+    this.#lifecycle.set('stopped');
+  }
+}
+
+function loadProtoDefinitions() {
+  return loadSync(['rtcdp/v1/event.proto', 'rtcdp/v1/ingest.proto', 'rtcdp/v1/profile.proto'], {
+    includeDirs: [PROTO_ROOT],
+    keepCase: true,
+    defaults: true,
+  });
+}

@@ -1,0 +1,40 @@
+/**
+ * The one place where rtcdp errors become gRPC statuses. Each error's stable code travels
+ * in the `rtcdp-error-code` trailer so clients can match on it without parsing messages.
+ */
+import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { RtcdpError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+
+const STATUS_BY_CODE: Record<string, status> = {
+  INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+  INVALID_CONFIG: status.INVALID_ARGUMENT,
+  MALFORMED_REQUEST: status.INVALID_ARGUMENT,
+  UNAUTHENTICATED: status.UNAUTHENTICATED,
+  PROFILE_NOT_FOUND: status.NOT_FOUND,
+  OVERLOADED: status.RESOURCE_EXHAUSTED,
+  NODE_UNAVAILABLE: status.UNAVAILABLE,
+  INVALID_STATE: status.UNAVAILABLE,
+  DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,
+  ABORTED: status.CANCELLED,
+  EVENT_LOG_FAILED: status.UNAVAILABLE,
+  STORAGE_FAILED: status.INTERNAL,
+};
+
+export const ERROR_CODE_TRAILER = 'rtcdp-error-code';
+
+/** Converts any thrown value to a ServiceError; unexpected errors are logged and hidden behind INTERNAL. */
+export function toServiceError(error: unknown, logger: Logger, fields: Record<string, unknown> = {}): Partial<ServiceError> {
+  const metadata = new Metadata();
+
+  if (error instanceof RtcdpError) {
+    metadata.set(ERROR_CODE_TRAILER, error.code);
+    const code = STATUS_BY_CODE[error.code] ?? status.INTERNAL;
+    if (code === status.INTERNAL) logger.error({ err: error, ...fields }, 'request failed');
+    return { code, details: error.message, metadata };
+  }
+
+  logger.error({ err: error, ...fields }, 'request failed with an unexpected error');
+  metadata.set(ERROR_CODE_TRAILER, 'INTERNAL');
+  return { code: status.INTERNAL, details: 'internal error; the node log has the details', metadata };
+}

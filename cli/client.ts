@@ -1,0 +1,90 @@
+/**
+ * gRPC clients of the rtcdp services for the CLI. Connections are plaintext (insecure
+ * credentials), so use them on a trusted network or through a TLS-terminating proxy.
+ */
+import {
+  type CallOptions,
+  type ClientOptions,
+  type ClientUnaryCall,
+  Metadata,
+  type ServiceError,
+  credentials,
+  status,
+} from '@grpc/grpc-js';
+import { IngestServiceClient } from '../proto/gen/rtcdp/v1/ingest.js';
+import { ProfileServiceClient } from '../proto/gen/rtcdp/v1/profile.js';
+
+/** Deadline of a unary call, in milliseconds. */
+export const DEFAULT_DEADLINE_MS = 10_000;
+
+// A profile event page holds up to 1000 events, which can pass grpc-js's 4 MiB default.
+const CLIENT_OPTIONS: Partial<ClientOptions> = {
+  'grpc.max_receive_message_length': 64 * 1024 * 1024,
+};
+
+export function createIngestClient(server: string): IngestServiceClient {
+  return new IngestServiceClient(server, credentials.createInsecure(), CLIENT_OPTIONS);
+}
+
+export function createProfileClient(server: string): ProfileServiceClient {
+  return new ProfileServiceClient(server, credentials.createInsecure(), CLIENT_OPTIONS);
+}
+
+/**
+ * Builds call metadata that carries the write key as "authorization: Bearer KEY".
+ * Without a key the metadata is empty, and a server in dev mode uses the "default" workspace.
+ */
+export function writeKeyMetadata(writeKey: string | undefined): Metadata {
+  const metadata = new Metadata();
+  if (writeKey !== undefined && writeKey !== '') {
+    metadata.set('authorization', `Bearer ${writeKey}`);
+  }
+
+  return metadata;
+}
+
+type UnaryMethod<Request, Response> = (
+  request: Request,
+  metadata: Metadata,
+  options: Partial<CallOptions>,
+  callback: (error: ServiceError | null, response: Response) => void,
+) => ClientUnaryCall;
+
+/** Calls a unary method with a deadline and resolves with its response or rejects with its ServiceError. */
+export function callUnary<Request, Response>(
+  method: UnaryMethod<Request, Response>,
+  request: Request,
+  metadata: Metadata,
+  timeoutMs: number = DEFAULT_DEADLINE_MS,
+): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    method(request, metadata, { deadline: Date.now() + timeoutMs }, (error, response) => {
+      if (error) {
+        reject(error);
+        return;
+      }
+      resolve(response);
+    });
+  });
+}
+
+export function isServiceError(error: unknown): error is ServiceError {
+  return error instanceof Error && typeof (error as Partial<ServiceError>).code === 'number' && 'metadata' in error;
+}
+
+/** Returns the gRPC status name of a code, for example "UNAVAILABLE" for 14. */
+export function statusName(code: number): string {
+  return status[code] ?? `status ${code}`;
+}
+
+/** Formats a gRPC error as "CODE: details", the details being the server's message. */
+export function describeServiceError(error: ServiceError): string {
+  return `${statusName(error.code)}: ${serviceErrorDetails(error)}`;
+}
+
+/** Returns the details of a gRPC error, or its message when the details are empty. */
+export function serviceErrorDetails(error: ServiceError): string {
+  const details = error.details === '' ? error.message : error.details;
+  // grpc-js ends connection errors with "Resolution note: " even when it has no note.
+  return details.replace(/[.\s]*Resolution note:\s*$/, '');
+}

@@ -1,0 +1,708 @@
+/**
+ * The `rtcdp` command line: `dev` runs an embedded node, `send` streams event files to a
+ * node, and `profile get` / `profile events` read profiles.
+ *
+ * Exit codes: 0 on success, 1 when a call fails or nothing is found, 2 on a usage error.
+ * Errors print one line on stderr, with a stack trace only when RTCDP_DEBUG=1.
+ */
+import { readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { pathToFileURL } from 'node:url';
+import { Command, CommanderError } from 'commander';
+import { status } from '@grpc/grpc-js';
+import { AbortedError, RtcdpError } from '../common/errors.js';
+import { createLogger } from '../common/logger.js';
+import {
+  type Identifier,
+  ListProfileEventsResponse,
+  type Profile,
+  Profile as ProfileMessage,
+} from '../proto/gen/rtcdp/v1/profile.js';
+import type { Event } from '../proto/gen/rtcdp/v1/event.js';
+import {
+  DEFAULT_DEADLINE_MS,
+  callUnary,
+  createProfileClient,
+  describeServiceError,
+  isServiceError,
+  serviceErrorDetails,
+  writeKeyMetadata,
+} from './client.js';
+import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, type SendSummary, sendSources } from './sender.js';
+import { type Source, SourceError, openSource } from './sources/index.js';
+
+/** A wrong command line: the message names the option and the value. Exits with 2. */
+class UsageError extends RtcdpError {
+  readonly code = 'USAGE';
+}
+
+/** A command that ran and failed, such as a profile that does not exist. Exits with 1. */
+class CommandFailure extends RtcdpError {
+  readonly code = 'COMMAND_FAILED';
+}
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+const OUTPUT_FORMATS = ['table', 'json'];
+const MAX_PAGE_SIZE = 1000;
+const MAX_BATCH_SIZE = 10_000;
+const MAX_CONCURRENCY = 256;
+const RECENT_EVENTS_SHOWN = 5;
+
+const FILE_FORMATS_HELP =
+  'A .csv file must be the UCI Online Retail export; .ndjson, .jsonl and .json files hold one Segment event ' +
+  'or one {"batch": [...]} envelope per line.';
+
+// ---------------------------------------------------------------------------
+// Entry point
+// ---------------------------------------------------------------------------
+
+/** Runs the CLI on `argv` (as in process.argv) and sets process.exitCode. */
+export async function run(argv: readonly string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync([...argv]);
+  } catch (error) {
+    process.exitCode = reportError(error);
+  }
+}
+
+function buildProgram(): Command {
+  const program = new Command('rtcdp')
+    .description('rtcdp: a real-time customer data platform that builds customer profiles from event streams.')
+    .version(readVersion(), '-V, --version', 'print the rtcdp version')
+    .helpOption('-h, --help', 'show help for the command')
+    .exitOverride()
+    .configureOutput({
+      // Commander prints its own usage errors, so they get the same "rtcdp: " prefix as ours.
+      outputError: (message, write) => write(`rtcdp: ${message.replace(/^error: /, '')}`),
+    })
+    .showSuggestionAfterError(true);
+
+  addDevCommand(program);
+  addSendCommand(program);
+  addProfileCommands(program);
+  return program;
+}
+
+function readVersion(): string {
+  const text = readFileSync(new URL('../package.json', import.meta.url), 'utf8');
+  return (JSON.parse(text) as { version: string }).version;
+}
+
+/** Maps an error to its exit code after printing it as one line on stderr. */
+function reportError(error: unknown): number {
+  if (error instanceof CommanderError) {
+    // Commander has printed its message already. Help and version exit with 0.
+    return error.exitCode === 0 ? 0 : 2;
+  }
+
+  process.stderr.write(`rtcdp: ${errorMessage(error)}\n`);
+  if (process.env.RTCDP_DEBUG === '1' && error instanceof Error && error.stack !== undefined) {
+    process.stderr.write(`${error.stack}\n`);
+  }
+
+  if (error instanceof UsageError || error instanceof SourceError) {
+    return 2;
+  }
+  return 1;
+}
+
+function errorMessage(error: unknown): string {
+  if (isServiceError(error)) {
+    return describeServiceError(error);
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
+// ---------------------------------------------------------------------------
+// rtcdp dev
+// ---------------------------------------------------------------------------
+
+interface DevOptions {
+  data: string;
+  host: string;
+  port: number;
+  load?: string[];
+  writeKey?: Map<string, string>;
+  logLevel: string;
+}
+
+function addDevCommand(program: Command): void {
+  program
+    .command('dev')
+    .description(
+      'Run an embedded rtcdp node (RocksDB and the gRPC API in this process), optionally load event files into ' +
+        'workspace "default", and serve until SIGINT or SIGTERM. Calls without a write key use workspace "default".',
+    )
+    .option('--data <dir>', 'directory of the RocksDB database, created when missing', '.rtcdp-data')
+    .option('--host <host>', 'IP address or host name to listen on', '127.0.0.1')
+    .option('--port <port>', 'TCP port to listen on, 0 for any free port', parseInteger('--port', 0, 65535), 50051)
+    .option('--load <file...>', `event files to send once the server listens. ${FILE_FORMATS_HELP}`)
+    .option(
+      '--write-key <key=workspace>',
+      'accept write key KEY for workspace WORKSPACE (repeatable; default: none)',
+      collectWriteKey,
+    )
+    .option(
+      '--log-level <level>',
+      `server log level on stderr, one of ${LOG_LEVELS.join(', ')}. RTCDP_LOG_LEVEL overrides it`,
+      parseChoice('--log-level', LOG_LEVELS),
+      'info',
+    )
+    .addHelpText('after', '\nExample:\n  rtcdp dev --port 50051 --load data/online-retail-2010-12.csv')
+    .action((options: DevOptions) => runDev(options));
+}
+
+async function runDev(options: DevOptions): Promise<void> {
+  const sources = await openSources(options.load ?? []);
+  await mkdir(options.data, { recursive: true });
+
+  const embedded = await startDevNode(options);
+  process.stdout.write(`rtcdp listening on ${embedded.address}\n`);
+
+  const stopSignal = waitForStopSignal();
+  const loading = new AbortController();
+  void stopSignal.then(() => loading.abort());
+
+  const example = await loadFiles(sources, embedded.address, loading.signal);
+  if (!loading.signal.aborted) {
+    printQueryHint(embedded.address, example);
+  }
+
+  const signal = await stopSignal;
+  process.stderr.write(`rtcdp: received ${signal}, stopping\n`);
+  await embedded.stop();
+  process.exitCode = 0;
+}
+
+async function startDevNode(options: DevOptions) {
+  // Imported here so that `send` and `profile` never load RocksDB and the server.
+  const { startEmbedded } = await import('../api/embedded.js');
+  const logger = createLogger({ level: options.logLevel });
+
+  try {
+    return await startEmbedded({
+      dataDir: options.data,
+      host: options.host,
+      port: options.port,
+      logger,
+      devMode: true,
+      writeKeys: options.writeKey ?? new Map(),
+    });
+  } catch (error) {
+    throw new CommandFailure(describeStartFailure(error, options), { cause: error });
+  }
+}
+
+function describeStartFailure(error: unknown, options: DevOptions): string {
+  const message = errorMessage(error);
+  if (message.includes('EADDRINUSE')) {
+    return `cannot listen on ${options.host}:${options.port}: the port is in use. Pick another --port, or --port 0 for any free port`;
+  }
+  return `failed to start rtcdp with --data ${options.data}: ${message}`;
+}
+
+/** Resolves with the name of the first SIGINT or SIGTERM. A second one exits at once with 1. */
+function waitForStopSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    let received = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (received) {
+        process.stderr.write(`rtcdp: received ${signal} again, exiting before the node has stopped\n`);
+        process.exit(1);
+      }
+      received = true;
+      resolve(signal);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+/** Sends each file to the embedded node and returns an identifier to show in the query hint. */
+async function loadFiles(
+  sources: readonly Source[],
+  address: string,
+  signal: AbortSignal,
+): Promise<SendSummary['exampleIdentifier']> {
+  let example: SendSummary['exampleIdentifier'];
+
+  for (const source of sources) {
+    process.stdout.write(`loading ${source.file}\n`);
+    try {
+      const summary = await sendSources([source], { server: address, signal });
+      printSummary(summary, [source.file]);
+      example = example?.type === 'user_id' ? example : (summary.exampleIdentifier ?? example);
+    } catch (error) {
+      if (error instanceof AbortedError) {
+        process.stderr.write(`rtcdp: stopped loading ${source.file}\n`);
+        break;
+      }
+      // The node keeps serving, so one failed file does not stop the others.
+      process.stderr.write(`rtcdp: loading ${source.file} failed: ${errorMessage(error)}\n`);
+    }
+  }
+
+  return example;
+}
+
+function printQueryHint(address: string, example: SendSummary['exampleIdentifier']): void {
+  const server = clientAddress(address);
+  const identifier = example ?? { type: 'user_id', value: 'USER_ID' };
+  const flag = identifier.type === 'user_id' ? '--user-id' : '--anonymous-id';
+  const lines = [
+    '',
+    'Query a profile with:',
+    `  rtcdp profile get --server ${server} ${flag} ${identifier.value}`,
+    `  rtcdp profile events --server ${server} ${flag} ${identifier.value} --page-size 20`,
+    'Press Ctrl-C to stop.',
+    '',
+  ];
+  process.stdout.write(lines.join('\n'));
+}
+
+/**
+ * Returns an address a client can connect to: a wildcard host becomes the loopback
+ * address, and an IPv6 host gets the brackets that HOST:PORT needs.
+ */
+function clientAddress(address: string): string {
+  const separator = address.lastIndexOf(':');
+  const host = address.slice(0, separator).replace(/^\[(.*)\]$/, '$1');
+  const port = address.slice(separator + 1);
+
+  if (host === '0.0.0.0') {
+    return `127.0.0.1:${port}`;
+  }
+  if (host === '::') {
+    return `[::1]:${port}`;
+  }
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+// ---------------------------------------------------------------------------
+// rtcdp send
+// ---------------------------------------------------------------------------
+
+interface SendCommandOptions {
+  server: string;
+  writeKey?: string;
+  batchSize: number;
+  concurrency: number;
+}
+
+function addSendCommand(program: Command): void {
+  program
+    .command('send')
+    .description(
+      'Send the events of one or more files to an rtcdp node over a gRPC stream, then print how many were ' +
+        'accepted, duplicate and rejected. Sending a file again is safe: events are deduplicated by messageId.',
+    )
+    .argument('<file...>', `event files, sent in the order given. ${FILE_FORMATS_HELP}`)
+    .requiredOption('--server <host:port>', 'address of the rtcdp node, for example 127.0.0.1:50051', parseServer)
+    .option('--write-key <key>', 'write key of the workspace (default: none, which a dev-mode node maps to "default")')
+    .option(
+      '--batch-size <events>',
+      `maximum events per batch, 1 to ${MAX_BATCH_SIZE}. A batch also stays under 450 KB of JSON`,
+      parseInteger('--batch-size', 1, MAX_BATCH_SIZE),
+      DEFAULT_BATCH_SIZE,
+    )
+    .option(
+      '--concurrency <batches>',
+      `maximum batches sent and awaiting a response, 1 to ${MAX_CONCURRENCY}`,
+      parseInteger('--concurrency', 1, MAX_CONCURRENCY),
+      DEFAULT_CONCURRENCY,
+    )
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Exit codes: 0 when every batch was acknowledged, even with rejected events. 1 when the',
+        'connection failed after 10 attempts or the server failed the stream. 2 on a usage error.',
+        '',
+        'Example:',
+        '  rtcdp send --server 127.0.0.1:50051 data/online-retail-2010-12.csv',
+      ].join('\n'),
+    )
+    .action((files: string[], options: SendCommandOptions) => runSend(files, options));
+}
+
+async function runSend(files: string[], options: SendCommandOptions): Promise<void> {
+  const sources = await openSources(files);
+  const summary = await sendSources(sources, {
+    server: options.server,
+    writeKey: options.writeKey,
+    batchSize: options.batchSize,
+    concurrency: options.concurrency,
+  });
+
+  printSummary(summary, files);
+}
+
+/** Opens every file before anything is sent, so a typo in the last file does not leave a partial send. */
+async function openSources(files: readonly string[]): Promise<Source[]> {
+  const sources: Source[] = [];
+  for (const file of files) {
+    sources.push(await openSource(file));
+  }
+  return sources;
+}
+
+function printSummary(summary: SendSummary, files: readonly string[]): void {
+  const seconds = summary.elapsedMs / 1000;
+  const rate = seconds > 0 ? Math.round(summary.sent / seconds) : summary.sent;
+  const fileLabel = files.length === 1 ? files[0] : `${files.length} files`;
+  const lines = [
+    `sent ${summary.sent} events from ${fileLabel} in ${seconds.toFixed(1)} s (${rate} events/s)`,
+    ...renderTable([
+      ['accepted', String(summary.accepted)],
+      ['duplicate', String(summary.duplicates)],
+      ['rejected', String(summary.rejected)],
+      ['client errors', String(summary.clientErrors)],
+    ]),
+  ];
+
+  const failures = summary.rejected + summary.clientErrors;
+  if (summary.firstRejections.length > 0) {
+    lines.push('', `first rejections (${summary.firstRejections.length} of ${failures}):`);
+    lines.push(...renderTable([['LOCATION', 'CODE', 'FIELD', 'MESSAGE'], ...summary.firstRejections.map(rejectionRow)]));
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+function rejectionRow(rejection: SendSummary['firstRejections'][number]): string[] {
+  return [`${rejection.file}:${rejection.line}`, rejection.code, rejection.field || '-', rejection.message];
+}
+
+// ---------------------------------------------------------------------------
+// rtcdp profile get / rtcdp profile events
+// ---------------------------------------------------------------------------
+
+interface IdentifierOptions {
+  userId?: string;
+  anonymousId?: string;
+  email?: string;
+  phone?: string;
+  deviceId?: string;
+  external?: string;
+}
+
+interface ProfileCommandOptions extends IdentifierOptions {
+  server: string;
+  writeKey?: string;
+  output: string;
+}
+
+interface EventsCommandOptions extends ProfileCommandOptions {
+  pageSize?: number;
+  pageToken?: string;
+}
+
+function addProfileCommands(program: Command): void {
+  const profile = program.command('profile').description('Read customer profiles.');
+
+  const get = profile
+    .command('get')
+    .description('Print the profile that owns an identifier: identifiers, traits, event statistics and recent events.');
+  addProfileOptions(get);
+  get.action((options: ProfileCommandOptions) => runProfileGet(options));
+
+  const events = profile
+    .command('events')
+    .description("List a profile's events, newest first, one page at a time.");
+  addProfileOptions(events);
+  events
+    .option(
+      '--page-size <events>',
+      `events per page, 1 to ${MAX_PAGE_SIZE} (default: 100, set by the server)`,
+      parseInteger('--page-size', 1, MAX_PAGE_SIZE),
+    )
+    .option('--page-token <token>', 'token printed after the previous page, to read the next one (default: first page)')
+    .action((options: EventsCommandOptions) => runProfileEvents(options));
+}
+
+function addProfileOptions(command: Command): void {
+  command
+    .requiredOption('--server <host:port>', 'address of the rtcdp node, for example 127.0.0.1:50051', parseServer)
+    .option('--write-key <key>', 'write key of the workspace (default: none, which a dev-mode node maps to "default")')
+    .option('--user-id <id>', 'find the profile by userId')
+    .option('--anonymous-id <id>', 'find the profile by anonymousId')
+    .option('--email <address>', 'find the profile by email trait')
+    .option('--phone <number>', 'find the profile by phone trait')
+    .option('--device-id <id>', 'find the profile by context.device.id')
+    .option('--external <type:id>', 'find the profile by external id, for example crm_id:12345')
+    .option('--output <format>', 'output format: table or json', parseChoice('--output', OUTPUT_FORMATS), 'table')
+    .addHelpText('after', '\nGive exactly one of --user-id, --anonymous-id, --email, --phone, --device-id, --external.');
+}
+
+async function runProfileGet(options: ProfileCommandOptions): Promise<void> {
+  const identifier = identifierFrom(options);
+  const client = createProfileClient(options.server);
+
+  try {
+    const metadata = writeKeyMetadata(options.writeKey);
+    const response = await callUnary(client.getProfile.bind(client), { identifier }, metadata);
+    if (response.profile === undefined) {
+      throw notFound(identifier);
+    }
+    printProfile(response.profile, options.output);
+  } catch (error) {
+    throw describeCallFailure(error, identifier, options.server);
+  } finally {
+    client.close();
+  }
+}
+
+async function runProfileEvents(options: EventsCommandOptions): Promise<void> {
+  const identifier = identifierFrom(options);
+  const client = createProfileClient(options.server);
+
+  try {
+    const metadata = writeKeyMetadata(options.writeKey);
+    const request = { identifier, pageSize: options.pageSize ?? 0, pageToken: options.pageToken ?? '' };
+    const response = await callUnary(client.listProfileEvents.bind(client), request, metadata);
+    printEvents(response, options.output);
+  } catch (error) {
+    throw describeCallFailure(error, identifier, options.server);
+  } finally {
+    client.close();
+  }
+}
+
+/** Returns the one identifier given on the command line, in the wire form of the Identifier message. */
+function identifierFrom(options: IdentifierOptions): Identifier {
+  const identifiers: Identifier[] = [];
+  const add = (type: string, value: string | undefined) => value !== undefined && identifiers.push({ type, value });
+
+  add('user_id', options.userId);
+  add('anonymous_id', options.anonymousId);
+  add('email', options.email);
+  add('phone', options.phone);
+  add('device_id', options.deviceId);
+  if (options.external !== undefined) {
+    identifiers.push(parseExternal(options.external));
+  }
+
+  if (identifiers.length !== 1) {
+    const problem = identifiers.length === 0 ? 'missing identifier' : `${identifiers.length} identifiers given`;
+    throw new UsageError(`${problem}: give exactly one of --user-id, --anonymous-id, --email, --phone, --device-id, --external`);
+  }
+  if (identifiers[0].value === '') {
+    throw new UsageError(`invalid ${optionOf(identifiers[0])} "": expected a non-empty value`);
+  }
+  return identifiers[0];
+}
+
+function parseExternal(value: string): Identifier {
+  const colon = value.indexOf(':');
+  if (colon <= 0 || colon === value.length - 1) {
+    throw new UsageError(`invalid --external "${value}": expected TYPE:ID, for example crm_id:12345`);
+  }
+  return { type: `external:${value.slice(0, colon)}`, value: value.slice(colon + 1) };
+}
+
+function optionOf(identifier: Identifier): string {
+  return identifier.type.startsWith('external:') ? '--external' : `--${identifier.type.replace('_', '-')}`;
+}
+
+/** Formats an identifier for messages: "email alice@example.com", "user id 17850", "external id crm_id:12". */
+function describeIdentifier(identifier: Identifier): string {
+  if (identifier.type.startsWith('external:')) {
+    return `external id ${identifier.type.slice('external:'.length)}:${identifier.value}`;
+  }
+  return `${identifier.type.replace('_', ' ')} ${identifier.value}`;
+}
+
+function notFound(identifier: Identifier): CommandFailure {
+  return new CommandFailure(`no profile found for ${describeIdentifier(identifier)} in this workspace`);
+}
+
+/** Turns a failed profile call into a one-line CommandFailure. Other errors pass through unchanged. */
+function describeCallFailure(error: unknown, identifier: Identifier, server: string): unknown {
+  if (!isServiceError(error)) {
+    return error;
+  }
+
+  switch (error.code) {
+    case status.NOT_FOUND:
+      return notFound(identifier);
+    case status.UNAVAILABLE:
+      return new CommandFailure(`cannot reach rtcdp at ${server}: ${serviceErrorDetails(error)}`);
+    case status.DEADLINE_EXCEEDED:
+      return new CommandFailure(`request to ${server} timed out after ${DEFAULT_DEADLINE_MS / 1000} s`);
+    case status.UNAUTHENTICATED:
+    case status.PERMISSION_DENIED:
+      return new CommandFailure(`${server} rejected the write key: ${serviceErrorDetails(error)}. Pass a valid --write-key`);
+    default:
+      return new CommandFailure(`request to ${server} failed: ${describeServiceError(error)}`);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Output
+// ---------------------------------------------------------------------------
+
+function printProfile(profile: Profile, output: string): void {
+  if (output === 'json') {
+    process.stdout.write(`${JSON.stringify(ProfileMessage.toJSON(profile), null, 2)}\n`);
+    return;
+  }
+
+  const lines = [
+    ...renderTable([
+      ['profile', profile.profileId],
+      ['events', String(profile.eventCount)],
+      ['first seen', profile.firstSeen || '-'],
+      ['last seen', profile.lastSeen || '-'],
+    ], ''),
+    '',
+    'identifiers:',
+    ...renderTable(profile.identifiers.map((identifier) => [identifier.type, identifier.value])),
+    '',
+    'traits:',
+    ...renderObject(profile.traits),
+    '',
+    'events by name:',
+    ...renderEventStats(profile),
+    '',
+    `recent events (newest first, ${Math.min(RECENT_EVENTS_SHOWN, profile.recentEvents.length)} of ${profile.recentEvents.length}):`,
+    ...renderTable(profile.recentEvents.slice(0, RECENT_EVENTS_SHOWN).map(eventRow)),
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+function renderEventStats(profile: Profile): string[] {
+  const names = Object.keys(profile.events).sort();
+  if (names.length === 0) {
+    return ['  (none)'];
+  }
+
+  const rows = names.map((name) => {
+    const stats = profile.events[name];
+    const sums = Object.entries(stats.sums)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([property, sum]) => `${property}=${formatNumber(sum)}`)
+      .join(' ');
+    return [name, String(stats.count), stats.firstSeen, stats.lastSeen, sums || '-'];
+  });
+  return renderTable([['EVENT', 'COUNT', 'FIRST SEEN', 'LAST SEEN', 'SUMS'], ...rows]);
+}
+
+function printEvents(response: ListProfileEventsResponse, output: string): void {
+  if (output === 'json') {
+    process.stdout.write(`${JSON.stringify(ListProfileEventsResponse.toJSON(response), null, 2)}\n`);
+    return;
+  }
+
+  const lines =
+    response.events.length === 0
+      ? ['no events']
+      : renderTable([['TIME', 'TYPE', 'NAME', 'MESSAGE ID', 'PROPERTIES'], ...response.events.map(eventRow)], '');
+  if (response.nextPageToken !== '') {
+    lines.push('', `next page: --page-token ${response.nextPageToken}`);
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+function eventRow(event: Event): string[] {
+  const name = event.event || event.name || '-';
+  return [event.timestamp, event.type, name, event.messageId, truncate(compactJson(event.properties), 80)];
+}
+
+function renderObject(object: Record<string, unknown> | undefined): string[] {
+  const entries = Object.entries(object ?? {}).sort(([a], [b]) => a.localeCompare(b));
+  if (entries.length === 0) {
+    return ['  (none)'];
+  }
+  return renderTable(entries.map(([key, value]) => [key, typeof value === 'string' ? value : JSON.stringify(value)]));
+}
+
+/** Pads every column but the last to its widest cell. */
+function renderTable(rows: readonly string[][], indent = '  '): string[] {
+  if (rows.length === 0) {
+    return [`${indent}(none)`];
+  }
+
+  const widths: number[] = [];
+  for (const row of rows) {
+    row.forEach((cell, column) => {
+      widths[column] = Math.max(widths[column] ?? 0, cell.length);
+    });
+  }
+  return rows.map((row) => indent + row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]))).join('  '));
+}
+
+function compactJson(value: unknown): string {
+  return value === undefined ? '-' : JSON.stringify(value);
+}
+
+function truncate(text: string, maxLength: number): string {
+  return text.length <= maxLength ? text : `${text.slice(0, maxLength - 3)}...`;
+}
+
+/** Prints sums without float noise such as 5391.210000000001, keeping up to 6 decimals. */
+function formatNumber(value: number): string {
+  return Number.isInteger(value) ? String(value) : String(Math.round(value * 1e6) / 1e6);
+}
+
+// ---------------------------------------------------------------------------
+// Option parsers: each throws UsageError naming the option and the value.
+// ---------------------------------------------------------------------------
+
+function parseInteger(option: string, min: number, max: number): (value: string) => number {
+  return (value) => {
+    const number = /^-?\d+$/.test(value.trim()) ? Number(value) : Number.NaN;
+    if (!Number.isSafeInteger(number) || number < min || number > max) {
+      throw new UsageError(`invalid ${option} "${value}": expected an integer from ${min} to ${max}`);
+    }
+    return number;
+  };
+}
+
+function parseChoice(option: string, choices: readonly string[]): (value: string) => string {
+  return (value) => {
+    if (!choices.includes(value)) {
+      throw new UsageError(`invalid ${option} "${value}": expected one of ${choices.join(', ')}`);
+    }
+    return value;
+  };
+}
+
+/** Accepts HOST:PORT, with an IPv6 host in brackets ([::1]:50051). */
+function parseServer(value: string): string {
+  const match = /^(\[[0-9A-Fa-f:.]+\]|[^\s:/[\]]+):(\d+)$/.exec(value);
+  if (!match) {
+    throw new UsageError(`invalid --server "${value}": expected HOST:PORT, for example 127.0.0.1:50051`);
+  }
+
+  const port = Number(match[2]);
+  if (port < 1 || port > 65535) {
+    throw new UsageError(`invalid --server "${value}": the port must be an integer from 1 to 65535`);
+  }
+  return value;
+}
+
+/**
+ * Adds one KEY=WORKSPACE pair. Messages never repeat the key because it is a secret.
+ * The last "=" splits the pair, so a key may contain "=" (as base64 does) but a workspace may not.
+ */
+function collectWriteKey(value: string, previous: Map<string, string> | undefined): Map<string, string> {
+  const keys = previous ?? new Map<string, string>();
+  const separator = value.lastIndexOf('=');
+  const key = value.slice(0, Math.max(0, separator));
+  const workspace = value.slice(separator + 1);
+
+  if (separator <= 0 || workspace === '') {
+    throw new UsageError('invalid --write-key: expected KEY=WORKSPACE with a non-empty key and workspace');
+  }
+  if (keys.has(key)) {
+    throw new UsageError(`invalid --write-key: the same key is given for workspaces "${keys.get(key)}" and "${workspace}"`);
+  }
+
+  keys.set(key, workspace);
+  return keys;
+}
+
+// Runs the CLI when this file is the entry point (`node --import tsx cli/main.ts`).
+// bin/rtcdp.js imports it and calls run() itself.
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await run(process.argv);
+}

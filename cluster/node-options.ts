@@ -1,0 +1,73 @@
+import type { ActorSystemOptions } from '../actors/types.js';
+import { silentLogger, type Logger } from '../common/logger.js';
+import { resolveEventLimits, type EventLimits } from '../profiles/validation.js';
+import { DEFAULT_PROFILE_LIMITS, type AppliedEvent, type ProfileLimits } from '../profiles/profile.js';
+
+export interface NodeOptions {
+  /** Directory of the node's RocksDB database. Required. */
+  dataDir: string;
+  /** Virtual shards per workspace, fixed when the data directory is created. Default 16. */
+  shards?: number;
+  /** Events appended but not yet applied, node-wide, before ingestion fails with OVERLOADED. Default 50,000. */
+  maxInFlightEvents?: number;
+  /** How often each partition's checkpoint is written. Default 1,000 ms. */
+  checkpointIntervalMs?: number;
+  /** How long a query waits for earlier events to be applied before it fails. Default 5,000 ms. */
+  queryTimeoutMs?: number;
+  /** fdatasync the RocksDB WAL before acknowledging events (power-loss durability). Default true. */
+  walSync?: boolean;
+  eventLimits?: Partial<EventLimits>;
+  profileLimits?: Partial<ProfileLimits>;
+  actors?: ActorSystemOptions;
+  logger?: Logger;
+  /** Called before each event is applied; a throw counts as a handler failure. For fault-injection tests. */
+  beforeApply?: (applied: AppliedEvent, profileId: string) => void;
+}
+
+export interface ResolvedNodeOptions {
+  dataDir: string;
+  shards: number;
+  maxInFlightEvents: number;
+  checkpointIntervalMs: number;
+  queryTimeoutMs: number;
+  walSync: boolean;
+  eventLimits: EventLimits;
+  profileLimits: ProfileLimits;
+  actors: ActorSystemOptions;
+  logger: Logger;
+  beforeApply?: (applied: AppliedEvent, profileId: string) => void;
+}
+
+/** Validates options once and fills in defaults. Throws RangeError naming the option and the rule. */
+export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
+  if (typeof options.dataDir !== 'string' || options.dataDir === '') {
+    throw new RangeError(`dataDir must be a non-empty path, received ${JSON.stringify(options.dataDir)}`);
+  }
+
+  return {
+    dataDir: options.dataDir,
+    shards: positiveInteger('shards', options.shards ?? 16, 65_536),
+    maxInFlightEvents: positiveInteger('maxInFlightEvents', options.maxInFlightEvents ?? 50_000),
+    checkpointIntervalMs: positiveInteger('checkpointIntervalMs', options.checkpointIntervalMs ?? 1_000),
+    queryTimeoutMs: positiveInteger('queryTimeoutMs', options.queryTimeoutMs ?? 5_000),
+    walSync: options.walSync ?? true,
+    eventLimits: resolveEventLimits(options.eventLimits),
+    profileLimits: resolveProfileLimits(options.profileLimits),
+    actors: options.actors ?? {},
+    logger: options.logger ?? silentLogger(),
+    beforeApply: options.beforeApply,
+  };
+}
+
+function resolveProfileLimits(partial: Partial<ProfileLimits> = {}): ProfileLimits {
+  const limits = { ...DEFAULT_PROFILE_LIMITS, ...partial };
+  for (const [name, value] of Object.entries(limits)) positiveInteger(`profileLimits.${name}`, value);
+  return limits;
+}
+
+export function positiveInteger(name: string, value: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (!Number.isInteger(value) || value < 1 || value > max) {
+    throw new RangeError(`${name} must be an integer from 1 to ${max}, received ${value}`);
+  }
+  return value;
+}

@@ -1,0 +1,397 @@
+/**
+ * An rtcdp node: validates and appends events to the log, delivers each owned partition
+ * to the customer actors, and answers profile queries through those actors. Embedded mode
+ * runs it on the RocksDB event log with every shard owned; cluster mode gives it another
+ * log and ownership behind the same interfaces.
+ */
+import { randomUUID } from 'node:crypto';
+import { ActorSystem } from '../actors/actor-system.js';
+import { DeadlineError, OverloadedError } from '../common/errors.js';
+import { Lifecycle } from '../common/lifecycle.js';
+import type { Logger } from '../common/logger.js';
+import type { CustomerEvent, RawEvent } from '../profiles/event.js';
+import { IdentifierIndex } from '../profiles/identifier-index.js';
+import { profileIdForIdentifier, profileIdOf, type Identifier } from '../profiles/identifiers.js';
+import { actorKey, ProfileBehavior, type DeadLetterRecord } from '../profiles/profile-behavior.js';
+import type { AppliedEvent, ProfileSnapshot, ProfileState } from '../profiles/profile.js';
+import { toSnapshot } from '../profiles/profile.js';
+import { validateBatch } from '../profiles/validation.js';
+import { decode, encode } from '../storage/codec.js';
+import type { AppendRequest, EventLog, LogRecord, PartitionId } from '../storage/event-log.js';
+import { keys, prefixEnd } from '../storage/keys.js';
+import { RocksDbEventLog } from '../storage/rocksdb-event-log.js';
+import { Store } from '../storage/store.js';
+import { DataDirectoryMismatchError, InvalidArgumentError, NodeUnavailableError, ProfileNotFoundError } from './errors.js';
+import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './node-options.js';
+import { LocalShardOwnership, type ShardOwnership } from './ownership.js';
+import { PartitionConsumer } from './partition-consumer.js';
+import { shardOf } from './routing.js';
+
+export type IngestStatus = 'accepted' | 'duplicate' | 'rejected';
+
+export interface IngestResult {
+  index: number;
+  messageId: string;
+  status: IngestStatus;
+  code?: string;
+  field?: string;
+  message?: string;
+}
+
+export interface ProfileEventsPage {
+  events: CustomerEvent[];
+  /** Empty on the last page. */
+  nextPageToken: string;
+}
+
+const WORKSPACE_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+
+/** Throws InvalidArgumentError unless `workspace` is 1-64 of a-z, 0-9, "_" and "-", starting with a letter or digit. */
+export function assertWorkspaceName(workspace: string): void {
+  if (!WORKSPACE_PATTERN.test(workspace)) {
+    throw new InvalidArgumentError(`workspace must be 1-64 characters of a-z, 0-9, "_" or "-", received ${JSON.stringify(workspace)}`);
+  }
+}
+
+export class RtcdpNode {
+  readonly options: ResolvedNodeOptions;
+  readonly #logger: Logger;
+  readonly #lifecycle: Lifecycle;
+  readonly #store: Store;
+  readonly #log: EventLog;
+  readonly #ownership: ShardOwnership;
+  readonly #index: IdentifierIndex;
+  readonly #actors: ActorSystem<ProfileState, AppliedEvent>;
+  readonly #consumers = new Map<string, PartitionConsumer>();
+  #inFlightEvents = 0;
+  #checkpointTimer: NodeJS.Timeout | null = null;
+  #unsubscribe: () => void = () => {};
+
+  private constructor(options: ResolvedNodeOptions, store: Store, log: EventLog) {
+    this.options = options;
+    this.#logger = options.logger;
+    this.#lifecycle = new Lifecycle('node', this.#logger);
+    this.#store = store;
+    this.#log = log;
+    this.#ownership = new LocalShardOwnership();
+    this.#index = new IdentifierIndex(store);
+    const behavior = new ProfileBehavior({ store, index: this.#index, limits: options.profileLimits, logger: this.#logger, beforeApply: options.beforeApply });
+    this.#actors = new ActorSystem(behavior, { ...options.actors, logger: this.#logger });
+  }
+
+  /** Opens the data directory, replays every partition from its checkpoint, and starts delivering. */
+  static async start(input: NodeOptions): Promise<RtcdpNode> {
+    const options = resolveNodeOptions(input);
+    const store = await Store.open({ path: options.dataDir, walSync: options.walSync, logger: options.logger });
+
+    try {
+      await checkShardCount(store, options.shards);
+      const log = await RocksDbEventLog.open(store, { logger: options.logger });
+      const node = new RtcdpNode(options, store, log);
+      await node.#start();
+      return node;
+    } catch (error) {
+      await store.close();
+      throw error;
+    }
+  }
+
+  async #start(): Promise<void> {
+    this.#lifecycle.set('starting', { dataDir: this.options.dataDir, shards: this.options.shards });
+    this.#actors.start();
+
+    // Records between a checkpoint and the head were acknowledged before the restart and
+    // are replayed now, so they count as in flight until applied.
+    for (const partition of this.#log.partitions()) {
+      const consumer = await this.#consumerFor(partition);
+      this.#inFlightEvents += this.#log.headSequence(partition) - consumer.applied.value;
+    }
+    this.#unsubscribe = this.#log.onAppend((records) => this.#route(records));
+
+    this.#checkpointTimer = setInterval(() => void this.#writeCheckpoints(), this.options.checkpointIntervalMs);
+    this.#checkpointTimer.unref();
+    this.#lifecycle.set('running');
+  }
+
+  get state() {
+    return this.#lifecycle.state;
+  }
+
+  /**
+   * Validates, routes and appends a batch. Resolves once every accepted event is durable in
+   * the log, with one result per event in request order. Throws OverloadedError, storing
+   * nothing, when the batch would take the node over its in-flight limit.
+   */
+  async ingest(workspace: string, raws: RawEvent[]): Promise<IngestResult[]> {
+    this.#assertRunning('ingest');
+    assertWorkspaceName(workspace);
+
+    const validated = validateBatch(raws, this.options.eventLimits, { receivedAt: new Date(), generateMessageId: randomUUID });
+    const requests: AppendRequest[] = [];
+    const results: IngestResult[] = validated.map((result, index) => {
+      if (!result.ok) return { index, messageId: messageIdOf(raws[index]), status: 'rejected', code: result.code, field: result.field, message: result.message };
+
+      const shard = shardOf(profileIdOf(result.event), this.options.shards);
+      requests.push({ workspace, shard, messageId: result.event.messageId, payload: encode(result.event) });
+      return { index, messageId: result.event.messageId, status: 'accepted' };
+    });
+
+    await this.#append(requests, results.filter((result) => result.status === 'accepted'));
+    return results;
+  }
+
+  async #append(requests: AppendRequest[], accepted: IngestResult[]): Promise<void> {
+    if (requests.length === 0) return;
+    if (this.#inFlightEvents + requests.length > this.options.maxInFlightEvents) {
+      throw new OverloadedError(`node has ${this.#inFlightEvents} events in flight; ${requests.length} more would pass the limit of ${this.options.maxInFlightEvents}. Retry after a short backoff.`);
+    }
+
+    this.#inFlightEvents += requests.length;
+    let appended = 0;
+    try {
+      const outcomes = await this.#log.append(requests);
+      outcomes.forEach((outcome, i) => {
+        if (outcome.status === 'duplicate') accepted[i].status = 'duplicate';
+        else appended += 1;
+      });
+    } finally {
+      // Only appended events will be applied and release their in-flight slot.
+      this.#inFlightEvents -= requests.length - appended;
+    }
+  }
+
+  /** Returns the profile holding `identifier`, reflecting every event acknowledged before the call. */
+  async getProfile(workspace: string, identifier: Identifier): Promise<ProfileSnapshot> {
+    this.#assertRunning('getProfile');
+    const profileId = await this.#resolve(workspace, identifier);
+    const snapshot = await this.#actors.ask(actorKey(workspace, profileId), (state) => (state === undefined ? undefined : structuredClone(toSnapshot(state))));
+    if (snapshot === undefined) throw notFound(identifier);
+    return snapshot;
+  }
+
+  /** Returns a page of the profile's events, newest first. */
+  async listProfileEvents(workspace: string, identifier: Identifier, page: { pageSize?: number; pageToken?: string } = {}): Promise<ProfileEventsPage> {
+    this.#assertRunning('listProfileEvents');
+    const pageSize = page.pageSize || 100;
+    if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 1_000) {
+      throw new InvalidArgumentError(`page_size must be an integer from 1 to 1000, received ${pageSize}`);
+    }
+    const before = parsePageToken(page.pageToken);
+    const profileId = await this.#resolve(workspace, identifier);
+
+    // The actor's unpersisted events are newest; everything older is in the stored history.
+    const unpersisted = await this.#actors.ask(actorKey(workspace, profileId), (state) => (state === undefined ? undefined : state.unpersisted.map((event) => ({ ...event }))));
+    if (unpersisted === undefined) throw notFound(identifier);
+
+    const recent = unpersisted.filter((event) => event.sequence < before).reverse().slice(0, pageSize + 1);
+    const storedBefore = Math.min(before, unpersisted[0]?.sequence ?? before);
+    const stored = recent.length > pageSize ? [] : await this.#storedEvents(workspace, profileId, storedBefore, pageSize + 1 - recent.length);
+    const all = [...recent, ...stored];
+
+    const events = all.slice(0, pageSize).map((event) => decode<CustomerEvent>(event.payload));
+    const nextPageToken = all.length > pageSize ? String(all[pageSize - 1].sequence) : '';
+    return { events, nextPageToken };
+  }
+
+  async #storedEvents(workspace: string, profileId: string, beforeSequence: number, limit: number) {
+    const prefix = keys.profileEventPrefix(workspace, profileId);
+    const upper = Number.isFinite(beforeSequence) ? keys.profileEvent(workspace, profileId, beforeSequence) : prefixEnd(prefix);
+    const entries = await this.#store.list({ gte: prefix, lt: upper, reverse: true, limit });
+    return entries.map((entry) => ({ sequence: Number(entry.key.toString().slice(-15)), payload: entry.value }));
+  }
+
+  /** Lists dead letters of a workspace, oldest profile id first. */
+  async listDeadLetters(workspace: string, limit = 100): Promise<DeadLetterRecord[]> {
+    this.#assertRunning('listDeadLetters');
+    const prefix = keys.deadLetterPrefix(workspace);
+    const entries = await this.#store.list({ gte: prefix, lt: prefixEnd(prefix), limit });
+    return entries.map((entry) => decode<DeadLetterRecord>(entry.value));
+  }
+
+  stats() {
+    return { state: this.state, inFlightEvents: this.#inFlightEvents, partitions: this.#consumers.size, actors: this.#actors.stats() };
+  }
+
+  /**
+   * Waits until every event acknowledged so far is reflected, then finds the profile id.
+   * user_id and anonymous_id map to a profile id directly; other identifiers go through the
+   * index, which actors fill as they apply events, so that lookup waits for every partition
+   * of the workspace to be applied up to its head.
+   */
+  async #resolve(workspace: string, identifier: Identifier): Promise<string> {
+    assertWorkspaceName(workspace);
+    assertIdentifier(identifier);
+
+    const direct = profileIdForIdentifier(identifier);
+    if (direct !== undefined && identifier.type === 'user_id') {
+      await this.#awaitDelivered(workspace, shardOf(direct, this.options.shards));
+      return direct;
+    }
+
+    await this.#awaitAllApplied(workspace);
+    const indexed = await this.#index.lookup(workspace, identifier);
+    if (indexed !== undefined) return indexed;
+    if (direct !== undefined) return direct;
+    throw notFound(identifier);
+  }
+
+  async #awaitDelivered(workspace: string, shard: number): Promise<void> {
+    const partition = { workspace, shard };
+    const head = this.#log.headSequence(partition);
+    if (head === 0) return;
+    const consumer = await this.#consumerFor(partition);
+    await this.#withDeadline(consumer.delivered(head), `shard ${shard} to deliver events up to ${head}`);
+  }
+
+  async #awaitAllApplied(workspace: string): Promise<void> {
+    const waits = this.#log.partitions().filter((partition) => partition.workspace === workspace).map(async (partition) => {
+      const consumer = await this.#consumerFor(partition);
+      await consumer.applied.reach(this.#log.headSequence(partition));
+    });
+    await this.#withDeadline(Promise.all(waits), `workspace ${workspace} to apply acknowledged events`);
+  }
+
+  async #withDeadline<T>(promise: Promise<T>, waitingFor: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new DeadlineError(`timed out after ${this.options.queryTimeoutMs} ms waiting for ${waitingFor}`)), this.options.queryTimeoutMs);
+      timer.unref();
+    });
+    try {
+      return await Promise.race([promise, deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #route(records: LogRecord[]): void {
+    let start = 0;
+    for (let i = 1; i <= records.length; i++) {
+      const boundary = i === records.length || records[i].shard !== records[start].shard || records[i].workspace !== records[start].workspace;
+      if (!boundary) continue;
+      const group = records.slice(start, i);
+      start = i;
+      const consumer = this.#consumers.get(partitionName(group[0]));
+      if (consumer) consumer.offer(group);
+      else void this.#consumerFor(group[0]);
+    }
+  }
+
+  /** The consumer of a partition, created from its checkpoint on first use. */
+  async #consumerFor(partition: PartitionId): Promise<PartitionConsumer> {
+    const name = partitionName(partition);
+    const existing = this.#consumers.get(name);
+    if (existing) return existing;
+
+    const stored = await this.#store.get(keys.checkpoint(partition.workspace, partition.shard));
+    const raced = this.#consumers.get(name);
+    if (raced) return raced;
+
+    const consumer = new PartitionConsumer({
+      partition: { workspace: partition.workspace, shard: partition.shard },
+      log: this.#log,
+      actors: this.#actors,
+      checkpoint: stored === null ? 0 : Number(stored.toString()),
+      logger: this.#logger,
+      onApplied: () => {
+        this.#inFlightEvents -= 1;
+      },
+    });
+    this.#consumers.set(name, consumer);
+    consumer.start();
+    return consumer;
+  }
+
+  async #writeCheckpoints(): Promise<void> {
+    const ops = [...this.#consumers.values()].map((consumer) => ({
+      type: 'put' as const,
+      key: keys.checkpoint(consumer.partition.workspace, consumer.partition.shard),
+      value: String(consumer.durable.value),
+    }));
+    try {
+      await this.#store.write(ops, { sync: true });
+    } catch (error) {
+      this.#logger.error({ err: error }, 'checkpoint write failed');
+    }
+  }
+
+  /**
+   * Stops taking events, applies everything already acknowledged, persists every profile
+   * and checkpoint, and closes the store. After `timeoutMs` it stops waiting for delivery
+   * but still persists what was applied: the rest is replayed from the log on the next start.
+   */
+  async drain(options: { timeoutMs?: number } = {}): Promise<void> {
+    if (this.#lifecycle.is('stopped', 'draining')) return;
+    this.#lifecycle.set('draining');
+    const timeoutMs = options.timeoutMs ?? 30_000;
+
+    await this.#log.close();
+    await this.#awaitConsumers(timeoutMs);
+    for (const consumer of this.#consumers.values()) consumer.stop();
+    this.#unsubscribe();
+    await this.#actors.drain({ timeoutMs });
+
+    if (this.#checkpointTimer) clearInterval(this.#checkpointTimer);
+    await this.#writeCheckpoints();
+    await this.#store.close();
+    this.#lifecycle.set('stopped');
+  }
+
+  async #awaitConsumers(timeoutMs: number): Promise<void> {
+    const waits = [...this.#consumers.values()].map((consumer) => consumer.applied.reach(this.#log.headSequence(consumer.partition)));
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        this.#logger.warn({ timeoutMs }, 'drain timed out waiting for events to be applied; they will be replayed on the next start');
+        resolve();
+      }, timeoutMs);
+    });
+    await Promise.race([Promise.all(waits), timeout]);
+    clearTimeout(timer);
+  }
+
+  #assertRunning(operation: string): void {
+    if (!this.#lifecycle.is('running')) throw new NodeUnavailableError(`node cannot ${operation} while ${this.state}; retry against a running node`);
+  }
+}
+
+async function checkShardCount(store: Store, shards: number): Promise<void> {
+  const stored = await store.get(keys.meta('shards'));
+  if (stored === null) {
+    await store.write([{ type: 'put', key: keys.meta('shards'), value: String(shards) }], { sync: true });
+    return;
+  }
+  if (Number(stored.toString()) !== shards) {
+    throw new DataDirectoryMismatchError(`data directory ${store.path} was created with ${stored} shards, but shards is ${shards}; the shard count cannot change`);
+  }
+}
+
+function assertIdentifier(identifier: Identifier): void {
+  const known = ['user_id', 'anonymous_id', 'email', 'phone', 'device_id'];
+  if (!known.includes(identifier.type) && !/^external:.+/.test(identifier.type)) {
+    throw new InvalidArgumentError(`identifier.type must be one of ${known.join(', ')} or external:TYPE, received ${JSON.stringify(identifier.type)}`);
+  }
+  if (typeof identifier.value !== 'string' || identifier.value === '') {
+    throw new InvalidArgumentError('identifier.value must be a non-empty string');
+  }
+}
+
+function parsePageToken(token: string | undefined): number {
+  if (token === undefined || token === '') return Number.POSITIVE_INFINITY;
+  const sequence = Number(token);
+  if (!Number.isInteger(sequence) || sequence < 1) throw new InvalidArgumentError(`page_token is invalid: ${JSON.stringify(token)}; pass next_page_token from the previous page`);
+  return sequence;
+}
+
+function notFound(identifier: Identifier): ProfileNotFoundError {
+  return new ProfileNotFoundError(`no profile found for ${identifier.type} ${JSON.stringify(identifier.value)} in this workspace`);
+}
+
+function messageIdOf(raw: RawEvent): string {
+  const id = raw !== null && typeof raw === 'object' ? raw.messageId : undefined;
+  return typeof id === 'string' ? id : '';
+}
+
+function partitionName(partition: PartitionId): string {
+  return `${partition.workspace}/${partition.shard}`;
+}

@@ -1,0 +1,155 @@
+/**
+ * Delivers one partition of the event log to the customer actors, in sequence order.
+ * Records come from the log's live append notifications while the consumer keeps up,
+ * and are read back from the log when it has fallen behind or is replaying after a
+ * restart, so nothing between the checkpoint and the head is skipped or delivered twice.
+ */
+import type { ActorSystem } from '../actors/actor-system.js';
+import type { Logger } from '../common/logger.js';
+import type { CustomerEvent } from '../profiles/event.js';
+import { profileIdOf } from '../profiles/identifiers.js';
+import { actorKey } from '../profiles/profile-behavior.js';
+import type { AppliedEvent, ProfileState } from '../profiles/profile.js';
+import { decode } from '../storage/codec.js';
+import type { EventLog, LogRecord, PartitionId } from '../storage/event-log.js';
+import { Watermark } from './watermark.js';
+
+/** Records read from the log at a time when catching up. */
+const READ_PAGE_SIZE = 1_000;
+
+export interface PartitionConsumerOptions {
+  partition: PartitionId;
+  log: EventLog;
+  actors: ActorSystem<ProfileState, AppliedEvent>;
+  /** Sequence up to which every record is already reflected in persisted snapshots. */
+  checkpoint: number;
+  logger: Logger;
+  /** Called once per record when its actor has handled it (or dead-lettered it). */
+  onApplied: () => void;
+}
+
+export class PartitionConsumer {
+  readonly partition: PartitionId;
+  /** Every record at or below it has been handled by its actor. */
+  readonly applied: Watermark;
+  /** Every record at or below it is in a persisted snapshot: the next checkpoint. */
+  readonly durable: Watermark;
+  readonly #options: PartitionConsumerOptions;
+  readonly #queue: LogRecord[] = [];
+  #queueStart = 0;
+  /** Sequence of the last record put in the queue. */
+  #enqueued: number;
+  /** Sequence of the last record told to its actor. */
+  #delivered: number;
+  readonly #delivery = new Watermark(0);
+  #running = false;
+  #stopped = false;
+
+  constructor(options: PartitionConsumerOptions) {
+    this.#options = options;
+    this.partition = options.partition;
+    this.#enqueued = options.checkpoint;
+    this.#delivered = options.checkpoint;
+    this.applied = new Watermark(options.checkpoint);
+    this.durable = new Watermark(options.checkpoint);
+    this.#delivery.advanceTo(options.checkpoint);
+  }
+
+  /** Records told to actors but not yet handled. */
+  get backlog(): number {
+    return this.#delivered - this.applied.value;
+  }
+
+  /** Starts delivering from the checkpoint to the head of the log. */
+  start(): void {
+    this.#kick();
+  }
+
+  /** Takes records the log just appended to this partition. */
+  offer(records: LogRecord[]): void {
+    for (const record of records) {
+      if (record.sequence !== this.#enqueued + 1) continue;
+      this.#queue.push(record);
+      this.#enqueued = record.sequence;
+    }
+    this.#kick();
+  }
+
+  /** Resolves once every record up to `sequence` has been told to its actor. */
+  delivered(sequence: number): Promise<void> {
+    return this.#delivery.reach(sequence);
+  }
+
+  stop(): void {
+    this.#stopped = true;
+  }
+
+  #kick(): void {
+    if (this.#running || this.#stopped) return;
+    this.#running = true;
+    void this.#run().catch((error) => {
+      this.#running = false;
+      this.#options.logger.error({ err: error, ...this.partition }, 'partition delivery failed; retrying');
+      setTimeout(() => this.#kick(), 100).unref();
+    });
+  }
+
+  async #run(): Promise<void> {
+    for (;;) {
+      if (this.#stopped) break;
+      if (this.#queueStart >= this.#queue.length && !(await this.#readBehind())) break;
+      await this.#deliverQueued();
+    }
+    this.#running = false;
+  }
+
+  /** Reads the next page from the log when the queue is empty but the log has more. */
+  async #readBehind(): Promise<boolean> {
+    this.#queue.length = 0;
+    this.#queueStart = 0;
+    if (this.#options.log.headSequence(this.partition) <= this.#enqueued) return false;
+
+    const records = await this.#options.log.read(this.partition, this.#enqueued, READ_PAGE_SIZE);
+    for (const record of records) {
+      if (record.sequence !== this.#enqueued + 1) continue;
+      this.#queue.push(record);
+      this.#enqueued = record.sequence;
+    }
+    return records.length > 0;
+  }
+
+  async #deliverQueued(): Promise<void> {
+    while (this.#queueStart < this.#queue.length && !this.#stopped) {
+      const record = this.#queue[this.#queueStart];
+      const event = decode<CustomerEvent>(record.payload);
+      const key = actorKey(this.partition.workspace, profileIdOf(event));
+      const message: AppliedEvent = { event, position: { shard: record.shard, sequence: record.sequence }, payload: record.payload };
+
+      while (!this.#tell(key, message, record.sequence)) {
+        if (this.#options.actors.state !== 'running') return;
+        await this.#options.actors.whenWritable(key);
+      }
+
+      this.#queueStart += 1;
+      this.#delivered = record.sequence;
+      this.#delivery.finish(record.sequence);
+      this.#compactQueue();
+    }
+  }
+
+  #compactQueue(): void {
+    if (this.#queueStart < 4_096 || this.#queueStart * 2 < this.#queue.length) return;
+    this.#queue.splice(0, this.#queueStart);
+    this.#queueStart = 0;
+  }
+
+  #tell(key: string, message: AppliedEvent, sequence: number): boolean {
+    return this.#options.actors.tell(key, message, {
+      onApplied: () => {
+        this.applied.finish(sequence);
+        this.#options.onApplied();
+      },
+      onDurable: () => this.durable.finish(sequence),
+    });
+  }
+}

@@ -1,0 +1,44 @@
+import type { CustomerEvent } from './event.js';
+
+/** Identifier types a profile can be found by. External ids are `external:TYPE`. */
+export const IDENTIFIER_TYPES = ['user_id', 'anonymous_id', 'email', 'phone', 'device_id'] as const;
+
+export interface Identifier {
+  type: string;
+  value: string;
+}
+
+/**
+ * The id of the profile an event belongs to: its userId when it has one, else its
+ * anonymousId. The prefix keeps a userId and an anonymousId with the same text apart.
+ */
+export function profileIdOf(event: Pick<CustomerEvent, 'userId' | 'anonymousId'>): string {
+  if (event.userId !== undefined) return `user:${event.userId}`;
+  return `anon:${event.anonymousId}`;
+}
+
+/** The profile id a user_id or anonymous_id lookup maps to without the identifier index. */
+export function profileIdForIdentifier(identifier: Identifier): string | undefined {
+  if (identifier.type === 'user_id') return `user:${identifier.value}`;
+  if (identifier.type === 'anonymous_id') return `anon:${identifier.value}`;
+  return undefined;
+}
+
+/** Every identifier an event carries, in a fixed order, without duplicates. */
+export function identifiersOf(event: CustomerEvent): Identifier[] {
+  const found: Identifier[] = [];
+  const add = (type: string, value: unknown) => {
+    if (typeof value !== 'string' || value === '') return;
+    if (!found.some((known) => known.type === type && known.value === value)) found.push({ type, value });
+  };
+
+  add('user_id', event.userId);
+  add('anonymous_id', event.anonymousId);
+  add('email', event.traits?.email);
+  add('email', event.context?.traits?.email);
+  add('phone', event.traits?.phone);
+  add('phone', event.context?.traits?.phone);
+  add('device_id', event.context?.device?.id);
+  for (const external of event.context?.externalIds ?? []) add(`external:${external.type}`, external.id);
+  return found;
+}

@@ -1,0 +1,203 @@
+/**
+ * A customer profile and how one event changes it. Everything here is synchronous and
+ * deterministic, so replaying the same events from the same snapshot gives the same state.
+ */
+import type { CustomerEvent, JsonObject, JsonValue } from './event.js';
+import { identifiersOf, type Identifier } from './identifiers.js';
+
+export const PROFILE_SNAPSHOT_VERSION = 1;
+
+export interface EventStats {
+  count: number;
+  /** Sum of each numeric top-level property seen on this event name. */
+  sums: Record<string, number>;
+  firstSeenMs: number;
+  lastSeenMs: number;
+}
+
+export interface LogPosition {
+  shard: number;
+  sequence: number;
+}
+
+/** What is persisted in a snapshot. */
+export interface ProfileSnapshot {
+  version: number;
+  workspace: string;
+  profileId: string;
+  identifiers: Identifier[];
+  traits: Record<string, JsonValue>;
+  /** Event time (ms) of the event that set each trait, for last-writer-wins. */
+  traitTimesMs: Record<string, number>;
+  /** Per event name: track events by `event`, page and screen by "page:NAME" / "screen:NAME", others by type. */
+  events: Record<string, EventStats>;
+  eventCount: number;
+  firstSeenMs: number;
+  lastSeenMs: number;
+  /** The most recent events by log order, newest first. */
+  recent: CustomerEvent[];
+  lastApplied: LogPosition;
+  /** messageIds of the most recent events, oldest first: a second guard against double application. */
+  recentMessageIds: string[];
+}
+
+/** An applied event that is not yet in the stored history. */
+export interface UnpersistedEvent {
+  sequence: number;
+  payload: Buffer;
+}
+
+export interface ProfileState extends ProfileSnapshot {
+  /** Applied events not yet in the profile's stored history; written with the next snapshot. */
+  unpersisted: UnpersistedEvent[];
+  /** Identifiers first seen since the last snapshot; written to the identifier index with it. */
+  newIdentifiers: Identifier[];
+}
+
+export interface ProfileLimits {
+  /** Events kept in `recent`. */
+  recentEvents: number;
+  /** messageIds kept in `recentMessageIds`. */
+  recentMessageIds: number;
+  /** Distinct numeric properties summed per event name; later ones are not summed. */
+  summedPropertiesPerEvent: number;
+  /** Distinct event names counted; events with further names count under "(other)". */
+  eventNames: number;
+  /** Identifiers kept per profile. */
+  identifiers: number;
+}
+
+export const DEFAULT_PROFILE_LIMITS: ProfileLimits = {
+  recentEvents: 10,
+  recentMessageIds: 64,
+  summedPropertiesPerEvent: 32,
+  eventNames: 500,
+  identifiers: 100,
+};
+
+export function createProfile(workspace: string, profileId: string): ProfileState {
+  return {
+    version: PROFILE_SNAPSHOT_VERSION,
+    workspace,
+    profileId,
+    identifiers: [],
+    traits: Object.create(null),
+    traitTimesMs: Object.create(null),
+    events: Object.create(null),
+    eventCount: 0,
+    firstSeenMs: 0,
+    lastSeenMs: 0,
+    recent: [],
+    lastApplied: { shard: 0, sequence: 0 },
+    recentMessageIds: [],
+    unpersisted: [],
+    newIdentifiers: [],
+  };
+}
+
+export interface AppliedEvent {
+  event: CustomerEvent;
+  position: LogPosition;
+  /** The event as stored in the log, kept for the profile's history. */
+  payload: Buffer;
+}
+
+/**
+ * Applies one event. An event at or before `lastApplied`, or with a messageId the profile
+ * has just seen, is skipped, so replaying the log after a restart changes nothing.
+ * Returns whether the event changed the profile.
+ */
+export function applyEvent(profile: ProfileState, applied: AppliedEvent, limits: ProfileLimits): boolean {
+  const { event, position } = applied;
+  if (position.sequence <= profile.lastApplied.sequence && position.shard === profile.lastApplied.shard) return false;
+  if (profile.recentMessageIds.includes(event.messageId)) {
+    profile.lastApplied = position;
+    return false;
+  }
+
+  applyIdentifiers(profile, event, limits);
+  applyTraits(profile, event.context?.traits, event.timestampMs);
+  if (event.type === 'identify' || event.type === 'group') applyTraits(profile, event.traits, event.timestampMs);
+  applyCounts(profile, event, limits);
+  remember(profile, applied, limits);
+  return true;
+}
+
+function applyIdentifiers(profile: ProfileState, event: CustomerEvent, limits: ProfileLimits): void {
+  for (const identifier of identifiersOf(event)) {
+    const known = profile.identifiers.some((id) => id.type === identifier.type && id.value === identifier.value);
+    if (known || profile.identifiers.length >= limits.identifiers) continue;
+    profile.identifiers.push(identifier);
+    profile.newIdentifiers.push(identifier);
+  }
+}
+
+/** Last writer wins by event time: a late event never overwrites a newer value. */
+function applyTraits(profile: ProfileState, traits: JsonObject | undefined, timestampMs: number): void {
+  if (traits === undefined) return;
+  for (const name of Object.keys(traits)) {
+    const setAtMs = profile.traitTimesMs[name];
+    if (setAtMs !== undefined && setAtMs > timestampMs) continue;
+    profile.traits[name] = traits[name];
+    profile.traitTimesMs[name] = timestampMs;
+  }
+}
+
+function applyCounts(profile: ProfileState, event: CustomerEvent, limits: ProfileLimits): void {
+  profile.eventCount += 1;
+  if (profile.firstSeenMs === 0 || event.timestampMs < profile.firstSeenMs) profile.firstSeenMs = event.timestampMs;
+  if (event.timestampMs > profile.lastSeenMs) profile.lastSeenMs = event.timestampMs;
+
+  const stats = statsFor(profile, eventName(event), event.timestampMs, limits);
+  stats.count += 1;
+  if (event.timestampMs < stats.firstSeenMs) stats.firstSeenMs = event.timestampMs;
+  if (event.timestampMs > stats.lastSeenMs) stats.lastSeenMs = event.timestampMs;
+
+  const properties = event.properties;
+  if (properties === undefined) return;
+  for (const name of Object.keys(properties)) {
+    const value = properties[name];
+    if (typeof value !== 'number') continue;
+    if (stats.sums[name] === undefined && Object.keys(stats.sums).length >= limits.summedPropertiesPerEvent) continue;
+    stats.sums[name] = (stats.sums[name] ?? 0) + value;
+  }
+}
+
+function statsFor(profile: ProfileState, name: string, timestampMs: number, limits: ProfileLimits): EventStats {
+  let key = name;
+  if (profile.events[key] === undefined && Object.keys(profile.events).length >= limits.eventNames) key = '(other)';
+  profile.events[key] ??= { count: 0, sums: Object.create(null), firstSeenMs: timestampMs, lastSeenMs: timestampMs };
+  return profile.events[key];
+}
+
+/** The name an event is counted under. */
+export function eventName(event: CustomerEvent): string {
+  if (event.type === 'track') return event.event ?? 'track';
+  if ((event.type === 'page' || event.type === 'screen') && event.name !== undefined) return `${event.type}:${event.name}`;
+  return event.type;
+}
+
+function remember(profile: ProfileState, applied: AppliedEvent, limits: ProfileLimits): void {
+  profile.lastApplied = applied.position;
+
+  profile.recent.unshift(applied.event);
+  if (profile.recent.length > limits.recentEvents) profile.recent.length = limits.recentEvents;
+
+  profile.recentMessageIds.push(applied.event.messageId);
+  if (profile.recentMessageIds.length > limits.recentMessageIds) profile.recentMessageIds.shift();
+
+  profile.unpersisted.push({ sequence: applied.position.sequence, payload: applied.payload });
+}
+
+/** The persisted part of a profile. */
+export function toSnapshot(profile: ProfileState): ProfileSnapshot {
+  const { unpersisted: _unpersisted, newIdentifiers: _newIdentifiers, ...snapshot } = profile;
+  return snapshot;
+}
+
+export function fromSnapshot(snapshot: ProfileSnapshot): ProfileState {
+  if (snapshot.version !== PROFILE_SNAPSHOT_VERSION) {
+    throw new RangeError(`profile snapshot version ${snapshot.version} is not supported; expected ${PROFILE_SNAPSHOT_VERSION}`);
+  }
+  return { ...snapshot, unpersisted: [], newIdentifiers: [] };
+}

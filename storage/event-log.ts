@@ -1,0 +1,49 @@
+/**
+ * The durable event log: one ordered partition per (workspace, shard). Embedded mode keeps
+ * it in RocksDB; cluster mode implements the same interface on JetStream.
+ */
+
+export interface PartitionId {
+  workspace: string;
+  shard: number;
+}
+
+export interface AppendRequest extends PartitionId {
+  /** Deduplicated per workspace for as long as the log keeps the record. */
+  messageId: string;
+  payload: Buffer;
+}
+
+export type AppendOutcome = { status: 'appended'; sequence: number } | { status: 'duplicate' };
+
+export interface LogRecord extends PartitionId {
+  /** Position in the partition: 1, 2, 3, ... without gaps. */
+  sequence: number;
+  messageId: string;
+  payload: Buffer;
+}
+
+export type AppendListener = (records: LogRecord[]) => void;
+
+export interface EventLog {
+  /**
+   * Appends events; resolves, in request order, once every appended record is durable.
+   * An event whose messageId is already in the log for its workspace, or earlier in the
+   * same call, is not appended and comes back as a duplicate.
+   */
+  append(requests: AppendRequest[]): Promise<AppendOutcome[]>;
+
+  /** Reads up to `limit` records of a partition with sequence greater than `afterSequence`. */
+  read(partition: PartitionId, afterSequence: number, limit: number): Promise<LogRecord[]>;
+
+  /** Sequence of the last record appended to the partition, 0 when it has none. */
+  headSequence(partition: PartitionId): number;
+
+  /** Every partition that has records. */
+  partitions(): PartitionId[];
+
+  /** Calls `listener` with each group of records once it is durable, in sequence order per partition. */
+  onAppend(listener: AppendListener): () => void;
+
+  close(): Promise<void>;
+}

@@ -1,0 +1,62 @@
+/**
+ * The key layout of the node's RocksDB database. Every key starts with a family name and
+ * the workspace, so a workspace's data can be listed and removed by prefix. Variable-length
+ * parts are written as `<byteLength>:<text>`, so no user-supplied value can run into the
+ * next part of a key however many separators it contains. Numbers are zero-padded so that
+ * byte order is numeric order.
+ */
+
+const SEQUENCE_DIGITS = 15;
+const SHARD_DIGITS = 5;
+
+/** Writes a variable-length part so that it cannot be confused with what follows it. */
+export function part(text: string): string {
+  return `${Buffer.byteLength(text)}:${text}`;
+}
+
+export function padSequence(sequence: number): string {
+  return String(sequence).padStart(SEQUENCE_DIGITS, '0');
+}
+
+function padShard(shard: number): string {
+  return String(shard).padStart(SHARD_DIGITS, '0');
+}
+
+export const keys = {
+  /** Node-wide settings fixed at creation, such as the shard count. */
+  meta: (name: string) => `meta/${name}`,
+
+  logRecord: (workspace: string, shard: number, sequence: number) =>
+    `log/${workspace}/${padShard(shard)}/${padSequence(sequence)}`,
+  logPartitionPrefix: (workspace: string, shard: number) => `log/${workspace}/${padShard(shard)}/`,
+  /** Last sequence appended to a partition. */
+  logHead: (workspace: string, shard: number) => `loghead/${workspace}/${padShard(shard)}`,
+  logHeadPrefix: () => 'loghead/',
+  /** Last sequence a partition's records are all reflected in snapshots up to. */
+  checkpoint: (workspace: string, shard: number) => `checkpoint/${workspace}/${padShard(shard)}`,
+  /** messageId of an appended event, kept as long as its log record. */
+  dedup: (workspace: string, messageId: string) => `dedup/${workspace}/${part(messageId)}`,
+
+  snapshot: (workspace: string, profileId: string) => `snapshot/${workspace}/${part(profileId)}`,
+  profileEvent: (workspace: string, profileId: string, sequence: number) =>
+    `profile-event/${workspace}/${part(profileId)}/${padSequence(sequence)}`,
+  profileEventPrefix: (workspace: string, profileId: string) => `profile-event/${workspace}/${part(profileId)}/`,
+  identifier: (workspace: string, type: string, value: string) => `identifier/${workspace}/${part(type)}${part(value)}`,
+  deadLetter: (workspace: string, profileId: string, sequence: number) =>
+    `dead-letter/${workspace}/${part(profileId)}/${padSequence(sequence)}`,
+  deadLetterPrefix: (workspace: string) => `dead-letter/${workspace}/`,
+};
+
+/** The key just after every key that starts with `prefix`, for an exclusive upper bound. */
+export function prefixEnd(prefix: string): string {
+  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+}
+
+export function parseLogHeadKey(key: string): { workspace: string; shard: number } {
+  const [, workspace, shard] = key.split('/');
+  return { workspace, shard: Number(shard) };
+}
+
+export function parseSequence(key: string): number {
+  return Number(key.slice(key.length - SEQUENCE_DIGITS));
+}

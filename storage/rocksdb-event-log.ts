@@ -1,0 +1,220 @@
+/**
+ * The embedded event log, in the node's RocksDB. Appends from concurrent callers are
+ * grouped into one write batch per turn of the event loop (group commit) and that batch
+ * is synced before any of its callers resolve. Sequences are assigned just before the
+ * batch is written, and batches are written one at a time, so sequence order, write order
+ * and the order listeners see are the same.
+ */
+import { RtcdpError } from '../common/errors.js';
+import { Lifecycle } from '../common/lifecycle.js';
+import { silentLogger, type Logger } from '../common/logger.js';
+import type { AppendListener, AppendOutcome, AppendRequest, EventLog, LogRecord, PartitionId } from './event-log.js';
+import { decode, encode } from './codec.js';
+import { keys, parseLogHeadKey, prefixEnd } from './keys.js';
+import type { Store, WriteOp } from './store.js';
+
+const LOG_RECORD_VERSION = 1;
+
+/** Appends are split into write batches of at most this many records. */
+const MAX_RECORDS_PER_BATCH = 5_000;
+
+interface StoredLogRecord {
+  version: number;
+  messageId: string;
+  payload: Buffer;
+}
+
+interface PendingAppend {
+  request: AppendRequest;
+  outcome: AppendOutcome | null;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+/** The event log failed to append or read. */
+export class EventLogError extends RtcdpError {
+  readonly code = 'EVENT_LOG_FAILED';
+  override readonly retryable = true;
+}
+
+export class RocksDbEventLog implements EventLog {
+  readonly #store: Store;
+  readonly #logger: Logger;
+  readonly #lifecycle: Lifecycle;
+  readonly #heads = new Map<string, { partition: PartitionId; sequence: number }>();
+  readonly #listeners = new Set<AppendListener>();
+  /** messageIds queued or being written, per workspace, so a concurrent duplicate is caught before it reaches RocksDB. */
+  readonly #inFlightIds = new Set<string>();
+  #queue: PendingAppend[] = [];
+  #writing = false;
+
+  private constructor(store: Store, logger: Logger) {
+    this.#store = store;
+    this.#logger = logger;
+    this.#lifecycle = new Lifecycle('event-log', logger);
+  }
+
+  /** Opens the log in `store`, reading each partition's head sequence. */
+  static async open(store: Store, options: { logger?: Logger } = {}): Promise<RocksDbEventLog> {
+    const logger = (options.logger ?? silentLogger()).child({ component: 'event-log' });
+    const log = new RocksDbEventLog(store, logger);
+    log.#lifecycle.set('starting');
+
+    const prefix = keys.logHeadPrefix();
+    for (const entry of await store.list({ gte: prefix, lt: prefixEnd(prefix) })) {
+      const partition = parseLogHeadKey(entry.key.toString());
+      log.#heads.set(partitionName(partition), { partition, sequence: Number(entry.value.toString()) });
+    }
+
+    log.#lifecycle.set('running', { partitions: log.#heads.size });
+    return log;
+  }
+
+  append(requests: AppendRequest[]): Promise<AppendOutcome[]> {
+    this.#lifecycle.assert('append', 'running');
+
+    const pending = requests.map((request) => this.#enqueue(request));
+    this.#scheduleWrite();
+    return Promise.all(pending.map((entry) => entry.promise)).then(() => pending.map((entry) => entry.item.outcome!));
+  }
+
+  async read(partition: PartitionId, afterSequence: number, limit: number): Promise<LogRecord[]> {
+    this.#lifecycle.assert('read', 'running', 'draining');
+
+    const prefix = keys.logPartitionPrefix(partition.workspace, partition.shard);
+    const entries = await this.#store.list({
+      gt: keys.logRecord(partition.workspace, partition.shard, afterSequence),
+      lt: prefixEnd(prefix),
+      limit,
+    });
+
+    return entries.map((entry, index) => {
+      const stored = decode<StoredLogRecord>(entry.value);
+      return { ...partition, sequence: afterSequence + index + 1, messageId: stored.messageId, payload: stored.payload };
+    });
+  }
+
+  headSequence(partition: PartitionId): number {
+    return this.#heads.get(partitionName(partition))?.sequence ?? 0;
+  }
+
+  partitions(): PartitionId[] {
+    return [...this.#heads.values()].map((head) => head.partition);
+  }
+
+  onAppend(listener: AppendListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Waits for queued appends to be written, then stops accepting more. */
+  async close(): Promise<void> {
+    if (this.#lifecycle.is('stopped')) return;
+    this.#lifecycle.set('draining');
+    while (this.#writing || this.#queue.length > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    this.#listeners.clear();
+    this.#lifecycle.set('stopped');
+  }
+
+  #enqueue(request: AppendRequest): { item: PendingAppend; promise: Promise<void> } {
+    let item!: PendingAppend;
+    const promise = new Promise<void>((resolve, reject) => {
+      item = { request, outcome: null, resolve, reject };
+    });
+
+    // A messageId already queued or being written makes this one a duplicate, whatever
+    // RocksDB says: the first one is either appended or itself a duplicate of a stored one.
+    const id = dedupName(request.workspace, request.messageId);
+    if (this.#inFlightIds.has(id)) {
+      item.outcome = { status: 'duplicate' };
+      item.resolve();
+      return { item, promise };
+    }
+
+    this.#inFlightIds.add(id);
+    this.#queue.push(item);
+    return { item, promise };
+  }
+
+  #scheduleWrite(): void {
+    if (this.#writing || this.#queue.length === 0) return;
+    this.#writing = true;
+    setImmediate(() => void this.#writeLoop());
+  }
+
+  async #writeLoop(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const batch = this.#queue.splice(0, MAX_RECORDS_PER_BATCH);
+      try {
+        await this.#writeBatch(batch);
+      } catch (error) {
+        const failure = new EventLogError(`failed to append ${batch.length} events: ${(error as Error).message}`, { cause: error });
+        this.#logger.error({ err: error, events: batch.length }, 'event log append failed');
+        for (const item of batch) item.reject(failure);
+      } finally {
+        for (const item of batch) this.#inFlightIds.delete(dedupName(item.request.workspace, item.request.messageId));
+      }
+    }
+    this.#writing = false;
+  }
+
+  async #writeBatch(batch: PendingAppend[]): Promise<void> {
+    const stored = await this.#store.getMany(batch.map((item) => keys.dedup(item.request.workspace, item.request.messageId)));
+    const fresh: PendingAppend[] = [];
+    batch.forEach((item, index) => {
+      if (stored[index] === null) fresh.push(item);
+      else item.outcome = { status: 'duplicate' };
+    });
+
+    const { ops, records, heads } = this.#prepare(fresh);
+    await this.#store.write(ops, { sync: true });
+
+    for (const [name, head] of heads) this.#heads.set(name, head);
+    for (const item of batch) item.resolve();
+    if (records.length > 0) this.#notify(records);
+  }
+
+  /** Assigns sequences and builds the write batch, without changing the known heads until it is written. */
+  #prepare(fresh: PendingAppend[]) {
+    const ops: WriteOp[] = [];
+    const records: LogRecord[] = [];
+    const heads = new Map<string, { partition: PartitionId; sequence: number }>();
+
+    for (const item of fresh) {
+      const { workspace, shard, messageId, payload } = item.request;
+      const name = partitionName(item.request);
+      const head = heads.get(name) ?? { partition: { workspace, shard }, sequence: this.headSequence(item.request) };
+      const sequence = head.sequence + 1;
+      heads.set(name, { partition: head.partition, sequence });
+
+      const value: StoredLogRecord = { version: LOG_RECORD_VERSION, messageId, payload };
+      ops.push({ type: 'put', key: keys.logRecord(workspace, shard, sequence), value: encode(value) });
+      ops.push({ type: 'put', key: keys.dedup(workspace, messageId), value: `${shard}:${sequence}` });
+      records.push({ workspace, shard, sequence, messageId, payload });
+      item.outcome = { status: 'appended', sequence };
+    }
+
+    for (const head of heads.values()) {
+      ops.push({ type: 'put', key: keys.logHead(head.partition.workspace, head.partition.shard), value: String(head.sequence) });
+    }
+    return { ops, records, heads };
+  }
+
+  #notify(records: LogRecord[]): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(records);
+      } catch (error) {
+        this.#logger.error({ err: error }, 'event log listener threw');
+      }
+    }
+  }
+}
+
+function partitionName(partition: PartitionId): string {
+  return `${partition.workspace}/${partition.shard}`;
+}
+
+function dedupName(workspace: string, messageId: string): string {
+  return `${workspace}/${messageId}`;
+}

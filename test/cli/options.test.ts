@@ -1,0 +1,107 @@
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { type AddressInfo, createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function runCli(args: string[]): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const env = { ...process.env, RTCDP_DEBUG: '' };
+    execFile(process.execPath, ['bin/rtcdp.js', ...args], { cwd: ROOT, env }, (error, stdout, stderr) => {
+      let code = 0;
+      if (error !== null) {
+        code = typeof error.code === 'number' ? error.code : -1;
+      }
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const USAGE_ERRORS: Array<[string[], string]> = [
+  [['send', '--server', 'x:99999', 'f'], 'invalid --server "x:99999": the port must be an integer from 1 to 65535'],
+  [['send', '--server', 'localhost', 'f'], 'invalid --server "localhost": expected HOST:PORT, for example 127.0.0.1:50051'],
+  [['send', 'f'], "required option '--server <host:port>' not specified"],
+  [['send', '--server', '127.0.0.1:1'], "missing required argument 'file'"],
+  [['send', '--server', '127.0.0.1:1', '--batch-size', '0', 'f'], 'invalid --batch-size "0": expected an integer from 1 to 10000'],
+  [['send', '--server', '127.0.0.1:1', '--concurrency', 'many', 'f'], 'invalid --concurrency "many": expected an integer from 1 to 256'],
+  [['send', '--server', '127.0.0.1:1', 'no-such-file.ndjson'], 'cannot read no-such-file.ndjson: no such file'],
+  [['dev', '--port', '70000'], 'invalid --port "70000": expected an integer from 0 to 65535'],
+  [['dev', '--port', '80.5'], 'invalid --port "80.5": expected an integer from 0 to 65535'],
+  [['dev', '--port', '-1'], 'invalid --port "-1": expected an integer from 0 to 65535'],
+  [['dev', '--log-level', 'loud'], 'invalid --log-level "loud": expected one of trace, debug, info, warn, error, fatal, silent'],
+  [['dev', '--write-key', 'secret'], 'invalid --write-key: expected KEY=WORKSPACE with a non-empty key and workspace'],
+  [['dev', '--write-key', 'k1=a', '--write-key', 'k1=b'], 'invalid --write-key: the same key is given for workspaces "a" and "b"'],
+  [['dev', '--load', 'no-such-file.csv'], 'cannot read no-such-file.csv: no such file'],
+  [
+    ['profile', 'get', '--server', '127.0.0.1:1'],
+    'missing identifier: give exactly one of --user-id, --anonymous-id, --email, --phone, --device-id, --external',
+  ],
+  [
+    ['profile', 'get', '--server', '127.0.0.1:1', '--user-id', 'u1', '--email', 'a@example.com'],
+    '2 identifiers given: give exactly one of --user-id, --anonymous-id, --email, --phone, --device-id, --external',
+  ],
+  [['profile', 'get', '--server', '127.0.0.1:1', '--external', 'crm'], 'invalid --external "crm": expected TYPE:ID, for example crm_id:12345'],
+  [['profile', 'get', '--server', '127.0.0.1:1', '--user-id', 'u1', '--output', 'xml'], 'invalid --output "xml": expected one of table, json'],
+  [['profile', 'events', '--server', '127.0.0.1:1', '--user-id', 'u1', '--page-size', '1001'], 'invalid --page-size "1001": expected an integer from 1 to 1000'],
+  [['deploy'], "unknown command 'deploy'"],
+];
+
+for (const [args, message] of USAGE_ERRORS) {
+  t.test(`usage error: ${args.join(' ')}`, async (t) => {
+    const result = await runCli(args);
+
+    t.equal(result.code, 2, 'exit code');
+    t.equal(result.stderr, `rtcdp: ${message}\n`, 'one line on stderr');
+    t.equal(result.stdout, '', 'nothing on stdout');
+  });
+}
+
+t.test('write key never echoed', async (t) => {
+  const result = await runCli(['dev', '--write-key', 'sk_live_secret']);
+
+  t.equal(result.code, 2);
+  t.notMatch(result.stderr, /sk_live_secret/);
+});
+
+t.test('help lists options with defaults', async (t) => {
+  const send = await runCli(['send', '--help']);
+  t.equal(send.code, 0);
+  t.match(send.stdout, /--batch-size <events>\s+maximum events per batch[\s\S]*\(default: 500\)/);
+  t.match(send.stdout, /--concurrency <batches>[\s\S]*\(default: 8\)/);
+  t.match(send.stdout, /Exit codes: 0 when every batch was acknowledged/);
+
+  const dev = await runCli(['dev', '--help']);
+  t.equal(dev.code, 0);
+  t.match(dev.stdout, /--port <port>\s+TCP port to listen on, 0 for any free port\s+\(default: 50051\)/);
+  t.match(dev.stdout, /--data <dir>[\s\S]*\(default: ".rtcdp-data"\)/);
+
+  const events = await runCli(['profile', 'events', '--help']);
+  t.equal(events.code, 0);
+  t.match(events.stdout, /--page-size <events>/);
+  t.match(events.stdout, /--output <format>[\s\S]*\(default: "table"\)/);
+});
+
+/** Returns a local port that nothing listens on, by binding a free port and closing it. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+t.test('profile get reports unreachable server', async (t) => {
+  const port = await closedPort();
+  const result = await runCli(['profile', 'get', '--server', `127.0.0.1:${port}`, '--user-id', 'u1']);
+
+  t.equal(result.code, 1);
+  t.match(result.stderr, `rtcdp: cannot reach rtcdp at 127.0.0.1:${port}: `);
+  t.equal(result.stderr.trim().split('\n').length, 1, 'one line, no stack trace');
+});
