@@ -12,6 +12,13 @@ export interface NodeOptions {
   maxInFlightEvents?: number;
   /** How often each partition's checkpoint is written. Default 1,000 ms. */
   checkpointIntervalMs?: number;
+  /**
+   * How long the event log keeps a record after its checkpoint, and so how long its
+   * messageId is deduplicated. Default 604,800,000 (7 days).
+   */
+  dedupWindowMs?: number;
+  /** How often records past the dedup window are pruned from the log. Default 60,000 ms. */
+  pruneIntervalMs?: number;
   /** How long a query waits for earlier events to be applied before it fails. Default 5,000 ms. */
   queryTimeoutMs?: number;
   /** fdatasync the RocksDB WAL before acknowledging events (power-loss durability). Default true. */
@@ -30,6 +37,8 @@ export interface ResolvedNodeOptions {
   maxInFlightEvents: number;
   checkpointIntervalMs: number;
   queryTimeoutMs: number;
+  dedupWindowMs: number;
+  pruneIntervalMs: number;
   walSync: boolean;
   eventLimits: EventLimits;
   profileLimits: ProfileLimits;
@@ -50,6 +59,8 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
     maxInFlightEvents: positiveInteger('maxInFlightEvents', options.maxInFlightEvents ?? 50_000),
     checkpointIntervalMs: positiveInteger('checkpointIntervalMs', options.checkpointIntervalMs ?? 1_000),
     queryTimeoutMs: positiveInteger('queryTimeoutMs', options.queryTimeoutMs ?? 5_000),
+    dedupWindowMs: positiveInteger('dedupWindowMs', options.dedupWindowMs ?? 7 * 24 * 3_600_000),
+    pruneIntervalMs: positiveInteger('pruneIntervalMs', options.pruneIntervalMs ?? 60_000),
     walSync: options.walSync ?? true,
     eventLimits: resolveEventLimits(options.eventLimits),
     profileLimits: resolveProfileLimits(options.profileLimits),

@@ -65,6 +65,10 @@ export class RtcdpNode {
   readonly #consumers = new Map<string, PartitionConsumer>();
   #inFlightEvents = 0;
   #checkpointTimer: NodeJS.Timeout | null = null;
+  #pruneTimer: NodeJS.Timeout | null = null;
+  #pruning = false;
+  /** The checkpoint last written per partition; the log is pruned only up to it. */
+  readonly #writtenCheckpoints = new Map<string, number>();
   #unsubscribe: () => void = () => {};
 
   private constructor(options: ResolvedNodeOptions, store: Store, log: EventLog) {
@@ -110,6 +114,8 @@ export class RtcdpNode {
 
     this.#checkpointTimer = setInterval(() => void this.#writeCheckpoints(), this.options.checkpointIntervalMs);
     this.#checkpointTimer.unref();
+    this.#pruneTimer = setInterval(() => void this.pruneLog(), this.options.pruneIntervalMs);
+    this.#pruneTimer.unref();
     this.#lifecycle.set('running');
   }
 
@@ -303,16 +309,43 @@ export class RtcdpNode {
   }
 
   async #writeCheckpoints(): Promise<void> {
-    const ops = [...this.#consumers.values()].map((consumer) => ({
+    const written = [...this.#consumers.values()].map((consumer) => ({ consumer, sequence: consumer.durable.value }));
+    const ops = written.map(({ consumer, sequence }) => ({
       type: 'put' as const,
       key: keys.checkpoint(consumer.partition.workspace, consumer.partition.shard),
-      value: String(consumer.durable.value),
+      value: String(sequence),
     }));
+
     try {
       await this.#store.write(ops, { sync: true });
+      for (const { consumer, sequence } of written) this.#writtenCheckpoints.set(partitionName(consumer.partition), sequence);
     } catch (error) {
       this.#logger.error({ err: error }, 'checkpoint write failed');
     }
+  }
+
+  /**
+   * Deletes log records older than the dedup window that are at or below their partition's
+   * written checkpoint. Runs every `pruneIntervalMs`; returns how many records it deleted.
+   */
+  async pruneLog(): Promise<number> {
+    if (this.#pruning || !this.#lifecycle.is('running')) return 0;
+    this.#pruning = true;
+    let pruned = 0;
+
+    try {
+      const appendedBeforeMs = Date.now() - this.options.dedupWindowMs;
+      for (const consumer of this.#consumers.values()) {
+        const upTo = this.#writtenCheckpoints.get(partitionName(consumer.partition)) ?? 0;
+        if (upTo > 0) pruned += await this.#log.prune(consumer.partition, upTo, appendedBeforeMs);
+      }
+      if (pruned > 0) this.#logger.info({ pruned, appendedBeforeMs }, 'pruned event log records past the dedup window');
+    } catch (error) {
+      this.#logger.error({ err: error }, 'event log pruning failed');
+    } finally {
+      this.#pruning = false;
+    }
+    return pruned;
   }
 
   /**
@@ -332,6 +365,7 @@ export class RtcdpNode {
     await this.#actors.drain({ timeoutMs });
 
     if (this.#checkpointTimer) clearInterval(this.#checkpointTimer);
+    if (this.#pruneTimer) clearInterval(this.#pruneTimer);
     await this.#writeCheckpoints();
     await this.#store.close();
     this.#lifecycle.set('stopped');

@@ -42,6 +42,12 @@ export interface EventLog {
   /** Every partition that has records. */
   partitions(): PartitionId[];
 
+  /**
+   * Deletes records appended before `appendedBeforeMs` up to `upToSequence`, forgetting
+   * their messageIds. Returns how many were deleted; may stop early and be called again.
+   */
+  prune(partition: PartitionId, upToSequence: number, appendedBeforeMs: number): Promise<number>;
+
   /** Calls `listener` with each group of records once it is durable, in sequence order per partition. */
   onAppend(listener: AppendListener): () => void;
 

@@ -10,7 +10,7 @@ import { Lifecycle } from '../common/lifecycle.js';
 import { silentLogger, type Logger } from '../common/logger.js';
 import type { AppendListener, AppendOutcome, AppendRequest, EventLog, LogRecord, PartitionId } from './event-log.js';
 import { decode, encode } from './codec.js';
-import { keys, parseLogHeadKey, prefixEnd } from './keys.js';
+import { keys, parseLogHeadKey, parseSequence, prefixEnd } from './keys.js';
 import type { Store, WriteOp } from './store.js';
 
 const LOG_RECORD_VERSION = 1;
@@ -22,7 +22,12 @@ interface StoredLogRecord {
   version: number;
   messageId: string;
   payload: Buffer;
+  /** When the record was appended, ms since the Unix epoch; pruning compares it with the retention. */
+  appendedAtMs: number;
 }
+
+/** Records pruned per partition in one `prune` call, at most, so one call stays short. */
+const MAX_PRUNED_PER_PARTITION = 10_000;
 
 interface PendingAppend {
   request: AppendRequest;
@@ -88,10 +93,37 @@ export class RocksDbEventLog implements EventLog {
       limit,
     });
 
-    return entries.map((entry, index) => {
+    return entries.map((entry) => {
       const stored = decode<StoredLogRecord>(entry.value);
-      return { ...partition, sequence: afterSequence + index + 1, messageId: stored.messageId, payload: stored.payload };
+      return { ...partition, sequence: parseSequence(entry.key.toString()), messageId: stored.messageId, payload: stored.payload };
     });
+  }
+
+  /**
+   * Deletes the records of a partition that were appended before `appendedBeforeMs` and are
+   * at or below `upToSequence`, with their messageIds: a messageId is deduplicated exactly
+   * as long as its record is kept. Pass the partition's persisted checkpoint as
+   * `upToSequence`, so a restart never needs a pruned record. Returns how many were deleted.
+   */
+  async prune(partition: PartitionId, upToSequence: number, appendedBeforeMs: number): Promise<number> {
+    this.#lifecycle.assert('prune', 'running');
+
+    const prefix = keys.logPartitionPrefix(partition.workspace, partition.shard);
+    const entries = await this.#store.list({
+      gte: prefix,
+      lte: keys.logRecord(partition.workspace, partition.shard, upToSequence),
+      limit: MAX_PRUNED_PER_PARTITION,
+    });
+
+    const ops: WriteOp[] = [];
+    for (const entry of entries) {
+      const stored = decode<StoredLogRecord>(entry.value);
+      if (stored.appendedAtMs >= appendedBeforeMs) break;
+      ops.push({ type: 'del', key: entry.key }, { type: 'del', key: keys.dedup(partition.workspace, stored.messageId) });
+    }
+
+    await this.#store.write(ops);
+    return ops.length / 2;
   }
 
   headSequence(partition: PartitionId): number {
@@ -179,6 +211,7 @@ export class RocksDbEventLog implements EventLog {
     const ops: WriteOp[] = [];
     const records: LogRecord[] = [];
     const heads = new Map<string, { partition: PartitionId; sequence: number }>();
+    const appendedAtMs = Date.now();
 
     for (const item of fresh) {
       const { workspace, shard, messageId, payload } = item.request;
@@ -187,7 +220,7 @@ export class RocksDbEventLog implements EventLog {
       const sequence = head.sequence + 1;
       heads.set(name, { partition: head.partition, sequence });
 
-      const value: StoredLogRecord = { version: LOG_RECORD_VERSION, messageId, payload };
+      const value: StoredLogRecord = { version: LOG_RECORD_VERSION, messageId, payload, appendedAtMs };
       ops.push({ type: 'put', key: keys.logRecord(workspace, shard, sequence), value: encode(value) });
       ops.push({ type: 'put', key: keys.dedup(workspace, messageId), value: `${shard}:${sequence}` });
       records.push({ workspace, shard, sequence, messageId, payload });

@@ -1,0 +1,56 @@
+import t from 'tap';
+import { Store } from '../../storage/store.js';
+
+t.test('store - writes, reads and lists in key order', async (t) => {
+  const store = await Store.open({ path: t.testdir() });
+  t.teardown(() => store.close());
+
+  await store.write([
+    { type: 'put', key: 'a/2', value: 'two' },
+    { type: 'put', key: 'a/1', value: 'one' },
+    { type: 'put', key: 'b/1', value: 'other' },
+  ]);
+
+  t.equal(String(await store.get('a/1')), 'one');
+  t.equal(await store.get('missing'), null);
+  t.same((await store.getMany(['a/2', 'missing'])).map((value) => value?.toString() ?? null), ['two', null]);
+  t.same((await store.list({ gte: 'a/', lt: 'a0' })).map((entry) => entry.key.toString()), ['a/1', 'a/2']);
+  t.same((await store.list({ gte: 'a/', lt: 'a0', reverse: true, limit: 1 })).map((entry) => entry.key.toString()), ['a/2']);
+});
+
+t.test('store - deletes keys and ranges', async (t) => {
+  const store = await Store.open({ path: t.testdir() });
+  t.teardown(() => store.close());
+
+  await store.write(['k1', 'k2', 'k3', 'k4'].map((key) => ({ type: 'put' as const, key, value: key })));
+  await store.write([{ type: 'del', key: 'k1' }, { type: 'delRange', start: 'k2', end: 'k4' }]);
+
+  t.same((await store.list({ gte: 'k', lt: 'l' })).map((entry) => entry.key.toString()), ['k4']);
+});
+
+t.test('store - synced writes share fdatasync calls', async (t) => {
+  const store = await Store.open({ path: t.testdir() });
+  t.teardown(() => store.close());
+
+  await Promise.all(Array.from({ length: 200 }, (_, i) => store.write([{ type: 'put', key: `s${i}`, value: 'v' }], { sync: true })));
+
+  t.equal((await store.list({ gte: 's', lt: 't' })).length, 200);
+});
+
+t.test('store - data survives close and reopen', async (t) => {
+  const path = t.testdir();
+  const first = await Store.open({ path });
+  await first.write([{ type: 'put', key: 'kept', value: 'yes' }], { sync: true });
+  await first.close();
+
+  const second = await Store.open({ path });
+  t.teardown(() => second.close());
+  t.equal(String(await second.get('kept')), 'yes');
+});
+
+t.test('store - rejects calls after close', async (t) => {
+  const store = await Store.open({ path: t.testdir() });
+  await store.close();
+
+  await t.rejects(store.get('a'), { code: 'INVALID_STATE', message: 'store cannot get while stopped' });
+});
