@@ -23,7 +23,12 @@ export function workspaceOf(metadata: Metadata, options: AuthOptions): string {
 
   const workspace = options.writeKeys.get(key);
   if (workspace !== undefined) return workspace;
-  throw new UnauthenticatedError(`unknown write key ending in "${key.slice(-4)}"`);
+  throw new UnauthenticatedError(`unknown write key${keyHint(key)}`);
+}
+
+/** Shows the last 4 characters of a key only when they are at most a third of it, so a short key is never echoed whole. */
+function keyHint(key: string): string {
+  return key.length >= 12 ? ` ending in "${key.slice(-4)}"` : '';
 }
 
 function writeKeyOf(metadata: Metadata): string | undefined {

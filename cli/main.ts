@@ -124,6 +124,10 @@ interface DevOptions {
   load?: string[];
   writeKey?: Map<string, string>;
   logLevel: string;
+  shards: number;
+  maxInFlight: number;
+  maxResident: number;
+  walSync: boolean;
 }
 
 function addDevCommand(program: Command): void {
@@ -148,6 +152,15 @@ function addDevCommand(program: Command): void {
       parseChoice('--log-level', LOG_LEVELS),
       'info',
     )
+    .option('--shards <count>', 'virtual shards per workspace, fixed when the data directory is created', parseInteger('--shards', 1, 65536), 16)
+    .option(
+      '--max-in-flight <events>',
+      'events acknowledged but not yet applied before ingestion answers RESOURCE_EXHAUSTED',
+      parseInteger('--max-in-flight', 1, 10_000_000),
+      50_000,
+    )
+    .option('--max-resident <profiles>', 'profiles kept in memory; the least recently used are passivated above it', parseInteger('--max-resident', 1, 100_000_000), 100_000)
+    .option('--no-wal-sync', 'acknowledge events without fdatasync of the RocksDB WAL: safe against a process crash, not a power loss')
     .addHelpText('after', '\nExample:\n  rtcdp dev --port 50051 --load data/online-retail-2010-12.csv')
     .action((options: DevOptions) => runDev(options));
 }
@@ -187,6 +200,10 @@ async function startDevNode(options: DevOptions) {
       logger,
       devMode: true,
       writeKeys: options.writeKey ?? new Map(),
+      shards: options.shards,
+      maxInFlightEvents: options.maxInFlight,
+      walSync: options.walSync,
+      actors: { maxResidentActors: options.maxResident },
     });
   } catch (error) {
     throw new CommandFailure(describeStartFailure(error, options), { cause: error });

@@ -358,7 +358,6 @@ export class RtcdpNode {
     this.#lifecycle.set('draining');
     const timeoutMs = options.timeoutMs ?? 30_000;
 
-    await this.#log.close();
     await this.#awaitConsumers(timeoutMs);
     for (const consumer of this.#consumers.values()) consumer.stop();
     this.#unsubscribe();
@@ -367,12 +366,35 @@ export class RtcdpNode {
     if (this.#checkpointTimer) clearInterval(this.#checkpointTimer);
     if (this.#pruneTimer) clearInterval(this.#pruneTimer);
     await this.#writeCheckpoints();
+    await this.#log.close();
     await this.#store.close();
     this.#lifecycle.set('stopped');
   }
 
+  /**
+   * Stops at once, without applying or persisting anything more: the forced way to stop.
+   * Events acknowledged but not yet in a snapshot are replayed from the log on the next start.
+   */
+  async abort(): Promise<void> {
+    if (this.#lifecycle.is('stopped')) return;
+    this.#lifecycle.set('draining', { forced: true });
+
+    for (const consumer of this.#consumers.values()) consumer.stop();
+    this.#unsubscribe();
+    if (this.#checkpointTimer) clearInterval(this.#checkpointTimer);
+    if (this.#pruneTimer) clearInterval(this.#pruneTimer);
+    await this.#actors.stop();
+    await this.#log.close();
+    await this.#store.close();
+    this.#lifecycle.set('stopped', { forced: true });
+  }
+
   async #awaitConsumers(timeoutMs: number): Promise<void> {
-    const waits = [...this.#consumers.values()].map((consumer) => consumer.applied.reach(this.#log.headSequence(consumer.partition)));
+    // A partition's consumer may still be in creation, so go by the log's partitions.
+    const waits = this.#log.partitions().map(async (partition) => {
+      const consumer = await this.#consumerFor(partition);
+      await consumer.applied.reach(this.#log.headSequence(partition));
+    });
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((resolve) => {
       timer = setTimeout(() => {

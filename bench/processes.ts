@@ -1,0 +1,94 @@
+/**
+ * Child processes of a benchmark run: the node host, the raw reference server and the
+ * load generators. Every child is forked through `ChildProcesses`, so the harness can stop
+ * all of them by PID, with SIGTERM first and SIGKILL after a grace period, even when the
+ * run fails or the harness itself gets SIGINT or SIGTERM.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
+
+/** How long a child gets to exit after SIGTERM before it gets SIGKILL, in milliseconds. */
+const DEFAULT_GRACE_MS = 10_000;
+
+export interface ForkOptions {
+  /** Node.js flags placed before the script, for example --expose-gc. */
+  nodeFlags?: string[];
+  args?: string[];
+}
+
+export class ChildProcesses {
+  readonly #children = new Set<ChildProcess>();
+
+  /** Forks `script` (a file in bench/) with tsx and an IPC channel that carries structured clones. */
+  fork(script: string, options: ForkOptions = {}): ChildProcess {
+    const child = fork(path.join(BENCH_DIR, script), options.args ?? [], {
+      execArgv: ['--import', 'tsx', ...(options.nodeFlags ?? [])],
+      serialization: 'advanced',
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+
+    this.#children.add(child);
+    child.once('exit', () => this.#children.delete(child));
+    return child;
+  }
+
+  /** Sends SIGTERM to the child, then SIGKILL after `graceMs`, and resolves once it has exited. */
+  async stop(child: ChildProcess, graceMs = DEFAULT_GRACE_MS): Promise<void> {
+    if (hasExited(child)) {
+      return;
+    }
+
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    signal(child, 'SIGTERM');
+
+    const timer = setTimeout(() => signal(child, 'SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  async stopAll(graceMs = DEFAULT_GRACE_MS): Promise<void> {
+    await Promise.all([...this.#children].map((child) => this.stop(child, graceMs)));
+  }
+
+  /** SIGKILLs every child still running; for the process 'exit' handler, which cannot wait. */
+  killAllNow(): void {
+    for (const child of this.#children) {
+      signal(child, 'SIGKILL');
+    }
+  }
+}
+
+/** Waits for the child to exit on its own, for at most `timeoutMs`; returns whether it did. */
+export function waitForExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
+  if (hasExited(child)) {
+    return Promise.resolve(true);
+  }
+
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+function hasExited(child: ChildProcess): boolean {
+  return child.exitCode !== null || child.signalCode !== null;
+}
+
+function signal(child: ChildProcess, name: NodeJS.Signals): void {
+  if (hasExited(child) || child.pid === undefined) {
+    return;
+  }
+
+  try {
+    process.kill(child.pid, name);
+  } catch (error) {
+    // ESRCH: the child exited between the check and the kill.
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+  }
+}
