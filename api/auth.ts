@@ -26,7 +26,7 @@ export function workspaceOf(metadata: Metadata, options: AuthOptions): string {
   throw new UnauthenticatedError(`unknown write key${keyHint(key)}`);
 }
 
-/** Shows the last 4 characters of a key only when they are at most a third of it, so a short key is never echoed whole. */
+/** Returns ` ending in "LAST4"` for a key of 12 or more characters and '' for a shorter one, so a short key is never echoed whole. */
 function keyHint(key: string): string {
   return key.length >= 12 ? ` ending in "${key.slice(-4)}"` : '';
 }

@@ -6,6 +6,7 @@
  */
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import { RtcdpError } from '../common/errors.js';
+import './struct-decoding.js';
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 

@@ -1,6 +1,6 @@
 /**
  * An rtcdp node: validates and appends events to the log, delivers each owned partition
- * to the customer actors, and answers profile queries through those actors. Embedded mode
+ * to the customer actors, and serves profile queries through those actors. Embedded mode
  * runs it on the RocksDB event log with every shard owned; cluster mode gives it another
  * log and ownership behind the same interfaces.
  */
@@ -220,9 +220,9 @@ export class RtcdpNode {
 
   /**
    * Waits until every event acknowledged so far is reflected, then finds the profile id.
-   * user_id and anonymous_id map to a profile id directly; other identifiers go through the
-   * index, which actors fill as they apply events, so that lookup waits for every partition
-   * of the workspace to be applied up to its head.
+   * A user_id maps to its profile id directly, so only its partition needs to catch up.
+   * Other identifiers go through the index, which actors fill as they apply events, so
+   * their lookup waits for every partition of the workspace to be applied up to its head.
    */
   async #resolve(workspace: string, identifier: Identifier): Promise<string> {
     assertWorkspaceName(workspace);

@@ -28,9 +28,13 @@ export class IdentifierIndex {
 
   /** The profile that holds the identifier: the persisted owner, else an unpersisted claim. */
   async lookup(workspace: string, identifier: Identifier): Promise<string | undefined> {
+    // The claim is read before the store too, because a snapshot write can land after the
+    // store read began and `settle` then removes the claim before the read returns.
+    const name = claimName(workspace, identifier);
+    const claimedBefore = this.#claims.get(name);
     const stored = await this.#store.get(keys.identifier(workspace, identifier.type, identifier.value));
     if (stored !== null) return decode<{ profileId: string }>(stored).profileId;
-    return this.#claims.get(claimName(workspace, identifier));
+    return this.#claims.get(name) ?? claimedBefore;
   }
 
   /**

@@ -154,8 +154,8 @@ export class RocksDbEventLog implements EventLog {
       item = { request, outcome: null, resolve, reject };
     });
 
-    // A messageId already queued or being written makes this one a duplicate, whatever
-    // RocksDB says: the first one is either appended or itself a duplicate of a stored one.
+    // A messageId already queued or being written makes this one a duplicate without a
+    // RocksDB read, because the first one is either appended or a duplicate of a stored one.
     const id = dedupName(request.workspace, request.messageId);
     if (this.#inFlightIds.has(id)) {
       item.outcome = { status: 'duplicate' };

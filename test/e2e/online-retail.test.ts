@@ -120,7 +120,7 @@ t.test('online retail - kill during load loses nothing acknowledged', async (t) 
   t.ok(acknowledged > 0, `some events were acknowledged before the kill (${outcome})`);
 
   // Every acknowledged event must be back after the restart, so resending the file finds
-  // each of them a duplicate; and the totals must end exactly at the CSV's, counting nothing twice.
+  // each of them a duplicate. The totals must then match the CSV exactly, counting nothing twice.
   const restarted = await startNodeProcess(dataDir);
   t.teardown(() => restarted.stop('SIGKILL'));
   const resent = await sendSources([await openSource(SAMPLE_FILE)], { server: restarted.address, progress: 'off', notice: () => {} });
