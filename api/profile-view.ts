@@ -1,4 +1,6 @@
+import type { CustomerEvent } from '../profiles/event.js';
 import type { ProfileSnapshot } from '../profiles/profile.js';
+import { decode } from '../storage/codec.js';
 import type { Profile } from '../proto/gen/rtcdp/v1/profile.js';
 import { eventToProto } from './convert.js';
 
@@ -21,7 +23,7 @@ export function profileToProto(snapshot: ProfileSnapshot): Profile {
     eventCount: snapshot.eventCount,
     firstSeen: isoOrEmpty(snapshot.firstSeenMs),
     lastSeen: isoOrEmpty(snapshot.lastSeenMs),
-    recentEvents: snapshot.recent.map(eventToProto),
+    recentEvents: snapshot.recent.map((payload) => eventToProto(decode<CustomerEvent>(payload))),
     lastApplied: { shard: snapshot.lastApplied.shard, sequence: snapshot.lastApplied.sequence },
   };
 }

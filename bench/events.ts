@@ -189,7 +189,7 @@ function ipOf(customer: number): string {
 }
 
 /**
- * Decodes a built batch with the generated decoder and checks that it holds `expectedEvents`
+ * Decodes a built batch with the generated decoder and checks that it contains `expectedEvents`
  * events of the expected shape. Returns the sizes of its first event in bytes, as JSON without
  * empty fields and as protobuf.
  */

@@ -1,7 +1,7 @@
 /**
  * Request and response over a child process's IPC channel. The harness sends
- * `{ kind: 'request', id, type, payload }`; the child answers with `{ kind: 'response', id,
- * ok, result | error }`. A child can also send `{ kind: 'event', type, payload }` on its own,
+ * `{ kind: 'request', id, type, payload }`, and the child responds with `{ kind: 'response',
+ * id, ok, result | error }`. A child can also send `{ kind: 'event', type, payload }` on its own,
  * for example 'ready' once it listens.
  */
 import type { ChildProcess } from 'node:child_process';
@@ -65,8 +65,10 @@ export class IpcChannel {
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
-        reject(new Error(`${this.#name} did not answer request "${type}" within ${timeoutMs} ms`));
+        reject(new Error(`${this.#name} did not respond to request "${type}" within ${timeoutMs} ms`));
       }, timeoutMs);
+      // A timeout alone must not keep the harness running once everything else is done.
+      timer.unref();
 
       this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject, timer });
       this.#child.send({ kind: 'request', id, type, payload } satisfies RequestMessage);
@@ -81,6 +83,7 @@ export class IpcChannel {
 
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${this.#name} did not send "${type}" within ${timeoutMs} ms`)), timeoutMs);
+      timer.unref();
       const onExit = () => {
         clearTimeout(timer);
         reject(new Error(`${this.#name} ${this.#exitReason} before sending "${type}"`));
@@ -121,7 +124,7 @@ export class IpcChannel {
     this.#exitReason = signal === null ? `exited with code ${code}` : `was stopped by ${signal}`;
     for (const pending of this.#pending.values()) {
       clearTimeout(pending.timer);
-      pending.reject(new Error(`${this.#name} ${this.#exitReason} before answering`));
+      pending.reject(new Error(`${this.#name} ${this.#exitReason} before responding`));
     }
     this.#pending.clear();
   }
@@ -130,7 +133,7 @@ export class IpcChannel {
 export type RequestHandler = (payload: any) => unknown;
 
 /**
- * The child side: answers requests with `handlers`. When the parent goes away (the IPC
+ * Serves requests on the child side with `handlers`. When the parent goes away (the IPC
  * channel closes), `onDisconnect` runs, so a child never outlives a killed harness.
  */
 export function serveIpc(handlers: Record<string, RequestHandler>, onDisconnect: () => void): void {

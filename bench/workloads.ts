@@ -1,7 +1,7 @@
 /**
- * What a load generator sends: either track events for Zipf-distributed customers until it
- * is stopped, or a fixed set of profiles, each built from one identify event and a number
- * of track events that cycle through the event names.
+ * Workloads of a load generator. The Zipf workload sends track events for Zipf-distributed
+ * customers until it is stopped. The profiles workload builds a fixed set of profiles, each
+ * from one identify event and a number of track events that cycle through the event names.
  */
 import { TRACK_EVENT_NAMES, type BatchEncoder } from './events.js';
 import { createRandom, ZipfSampler } from './random.js';

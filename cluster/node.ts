@@ -66,7 +66,8 @@ export class RtcdpNode {
   #inFlightEvents = 0;
   #checkpointTimer: NodeJS.Timeout | null = null;
   #pruneTimer: NodeJS.Timeout | null = null;
-  #pruning = false;
+  /** The prune pass in progress, awaited by drain before the log closes. */
+  #pruning: Promise<number> | null = null;
   /** The checkpoint last written per partition; the log is pruned only up to it. */
   readonly #writtenCheckpoints = new Map<string, number>();
   #unsubscribe: () => void = () => {};
@@ -329,8 +330,14 @@ export class RtcdpNode {
    * written checkpoint. Runs every `pruneIntervalMs`; returns how many records it deleted.
    */
   async pruneLog(): Promise<number> {
-    if (this.#pruning || !this.#lifecycle.is('running')) return 0;
-    this.#pruning = true;
+    if (this.#pruning !== null || !this.#lifecycle.is('running')) return 0;
+    this.#pruning = this.#prunePartitions().finally(() => {
+      this.#pruning = null;
+    });
+    return this.#pruning;
+  }
+
+  async #prunePartitions(): Promise<number> {
     let pruned = 0;
 
     try {
@@ -342,8 +349,6 @@ export class RtcdpNode {
       if (pruned > 0) this.#logger.info({ pruned, appendedBeforeMs }, 'pruned event log records past the dedup window');
     } catch (error) {
       this.#logger.error({ err: error }, 'event log pruning failed');
-    } finally {
-      this.#pruning = false;
     }
     return pruned;
   }
@@ -366,6 +371,7 @@ export class RtcdpNode {
     if (this.#checkpointTimer) clearInterval(this.#checkpointTimer);
     if (this.#pruneTimer) clearInterval(this.#pruneTimer);
     await this.#writeCheckpoints();
+    await this.#pruning;
     await this.#log.close();
     await this.#store.close();
     this.#lifecycle.set('stopped');
@@ -384,6 +390,7 @@ export class RtcdpNode {
     if (this.#checkpointTimer) clearInterval(this.#checkpointTimer);
     if (this.#pruneTimer) clearInterval(this.#pruneTimer);
     await this.#actors.stop();
+    await this.#pruning;
     await this.#log.close();
     await this.#store.close();
     this.#lifecycle.set('stopped', { forced: true });

@@ -34,8 +34,11 @@ export interface ProfileSnapshot {
   eventCount: number;
   firstSeenMs: number;
   lastSeenMs: number;
-  /** The most recent events by log order, newest first. */
-  recent: CustomerEvent[];
+  /**
+   * The most recent events by log order, newest first, as the msgpack payloads the log
+   * stored: a snapshot copies them as bytes instead of encoding each event again.
+   */
+  recent: Buffer[];
   lastApplied: LogPosition;
   /** messageIds of the most recent events, oldest first: a second guard against double application. */
   recentMessageIds: string[];
@@ -180,7 +183,7 @@ export function eventName(event: CustomerEvent): string {
 function remember(profile: ProfileState, applied: AppliedEvent, limits: ProfileLimits): void {
   profile.lastApplied = applied.position;
 
-  profile.recent.unshift(applied.event);
+  profile.recent.unshift(applied.payload);
   if (profile.recent.length > limits.recentEvents) profile.recent.length = limits.recentEvents;
 
   profile.recentMessageIds.push(applied.event.messageId);

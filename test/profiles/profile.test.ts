@@ -1,6 +1,7 @@
 import t from 'tap';
 import type { CustomerEvent } from '../../profiles/event.js';
 import { identifiersOf, profileIdOf } from '../../profiles/identifiers.js';
+import { decode, encode } from '../../storage/codec.js';
 import { applyEvent, createProfile, DEFAULT_PROFILE_LIMITS, eventName, fromSnapshot, toSnapshot, type ProfileState } from '../../profiles/profile.js';
 
 let nextSequence = 1;
@@ -20,7 +21,8 @@ function event(fields: Partial<CustomerEvent>): CustomerEvent {
 }
 
 function apply(profile: ProfileState, fields: Partial<CustomerEvent>, sequence = nextSequence++): boolean {
-  return applyEvent(profile, { event: event(fields), position: { shard: 0, sequence }, payload: Buffer.from('x') }, DEFAULT_PROFILE_LIMITS);
+  const applied = event(fields);
+  return applyEvent(profile, { event: applied, position: { shard: 0, sequence }, payload: encode(applied) }, DEFAULT_PROFILE_LIMITS);
 }
 
 t.test('profile - counts events and sums numeric properties', async (t) => {
@@ -89,7 +91,7 @@ t.test('profile - keeps the last events newest first', async (t) => {
   for (let i = 0; i < 15; i++) apply(profile, { event: `E${i}` });
 
   t.equal(profile.recent.length, DEFAULT_PROFILE_LIMITS.recentEvents);
-  t.equal(profile.recent[0].event, 'E14');
+  t.equal(decode<CustomerEvent>(profile.recent[0]).event, 'E14');
 });
 
 t.test('profile - event names past the limit count as other', async (t) => {

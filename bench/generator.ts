@@ -1,0 +1,329 @@
+/**
+ * Load generator process, forked by the harness. It streams batches over one IngestStream
+ * call with up to `inFlightBatches` unacknowledged, and counts every accepted event per
+ * customer, so the harness can compare those counts with the profiles' eventCount.
+ *
+ * A stream that fails (RESOURCE_EXHAUSTED when the node has too many events in flight, or
+ * any other error) is reopened after a backoff, and its unacknowledged batches are sent
+ * again with the same messageIds. The node reports a batch it had already stored as
+ * duplicates, so an event is never counted twice.
+ *
+ * Requests: 'start' (GeneratorConfig), 'mark' (resets the measured window), 'progress',
+ * 'stop' (stops sending, waits for outstanding acknowledgements, returns GeneratorReport).
+ * Event: 'finished' once a profiles workload has sent and acknowledged every event.
+ */
+import { status, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import { BatchEncoder, checkBatchDecodes } from './events.js';
+import { acceptedIndexes, createRawIngestClient, type BatchAck } from './ingest-stream.js';
+import { sendEvent, serveIpc } from './ipc.js';
+import { createRandom } from './random.js';
+import { createWorkload, type Workload, type WorkloadConfig } from './workloads.js';
+
+export interface GeneratorConfig {
+  address: string;
+  generatorId: number;
+  /** Makes messageIds unique across runs and generators. */
+  runTag: string;
+  seed: number;
+  batchSize: number;
+  inFlightBatches: number;
+  workload: WorkloadConfig;
+  /** Sending stops after this long even without a 'stop' request, in milliseconds. */
+  maxSendMs: number;
+}
+
+export interface GeneratorProgress {
+  sentEvents: number;
+  acceptedEvents: number;
+  /** Accepted events acknowledged since the last 'mark'. */
+  windowAcceptedEvents: number;
+  overloadRetries: number;
+  finished: boolean;
+}
+
+export interface GeneratorReport extends GeneratorProgress {
+  duplicateEvents: number;
+  rejectedEvents: number;
+  ackedBatches: number;
+  /** Batches sent but never acknowledged; nonzero means the run is incomplete. */
+  unacknowledgedBatches: number;
+  streamErrors: number;
+  /** Reason the generator stopped early, or null. */
+  fatalError: string | null;
+  firstRejection: string | null;
+  lastStreamError: string | null;
+  /** Write-to-acknowledgement time of each batch acknowledged since the last 'mark', in ms. */
+  batchLatenciesMs: Float64Array;
+  /** Accepted events per customer: counts[i] is customer firstCustomer + i. */
+  firstCustomer: number;
+  acceptedPerCustomer: Int32Array;
+  eventSizes: { jsonBytes: number; protobufBytes: number };
+  /** CPU time this process used, in ms. */
+  cpuMs: number;
+}
+
+interface Batch {
+  id: string;
+  bytes: Buffer;
+  customers: Int32Array;
+  sentAt: number;
+}
+
+/** How long 'stop' waits for outstanding batches to be acknowledged, in milliseconds. */
+const ACK_WAIT_MS = 60_000;
+
+/** Stream failures other than RESOURCE_EXHAUSTED tolerated before the generator gives up. */
+const MAX_STREAM_ERRORS = 20;
+
+const OVERLOAD_BACKOFF_MS = 20;
+const ERROR_BACKOFF_MS = 200;
+
+class Generator {
+  readonly #config: GeneratorConfig;
+  readonly #workload: Workload;
+  readonly #encoder: BatchEncoder;
+  readonly #client;
+  readonly #acceptedPerCustomer: Int32Array;
+  readonly #outstanding: Batch[] = [];
+  readonly #resend: Batch[] = [];
+  #call: ClientDuplexStream<Buffer, BatchAck> | null = null;
+  #wake: (() => void) | null = null;
+  #stopRequested = false;
+  /** performance.now() before which no batch is sent, after a stream failure. */
+  #retryAt = 0;
+  #sending: Promise<void> = Promise.resolve();
+  #nextBatch = 0;
+  #latencies = new Float64Array(1_024);
+  #latencyCount = 0;
+  #eventSizes = { jsonBytes: 0, protobufBytes: 0 };
+  readonly #counters = {
+    sentEvents: 0,
+    acceptedEvents: 0,
+    windowAcceptedEvents: 0,
+    duplicateEvents: 0,
+    rejectedEvents: 0,
+    ackedBatches: 0,
+    overloadRetries: 0,
+    streamErrors: 0,
+    firstRejection: null as string | null,
+    lastStreamError: null as string | null,
+    fatalError: null as string | null,
+  };
+
+  constructor(config: GeneratorConfig) {
+    this.#config = config;
+    this.#workload = createWorkload(config.workload, config.seed);
+    this.#encoder = new BatchEncoder(`${config.runTag}-${config.generatorId}`, createRandom(config.seed + 1));
+    this.#client = createRawIngestClient(config.address);
+    this.#acceptedPerCustomer = new Int32Array(this.#workload.endCustomer - this.#workload.firstCustomer);
+  }
+
+  start(): void {
+    this.#sending = this.#sendLoop().catch((error) => {
+      this.#counters.fatalError ??= (error as Error).message;
+    });
+  }
+
+  mark(): GeneratorProgress {
+    this.#counters.windowAcceptedEvents = 0;
+    this.#latencyCount = 0;
+    return this.progress();
+  }
+
+  progress(): GeneratorProgress {
+    const { sentEvents, acceptedEvents, windowAcceptedEvents, overloadRetries } = this.#counters;
+    return { sentEvents, acceptedEvents, windowAcceptedEvents, overloadRetries, finished: this.#finished() };
+  }
+
+  async stop(): Promise<GeneratorReport> {
+    this.#stopRequested = true;
+    this.#notify();
+    await this.#sending;
+    this.#call?.end();
+    this.#client.close();
+
+    const cpu = process.cpuUsage();
+    return {
+      ...this.progress(),
+      ...this.#counters,
+      unacknowledgedBatches: this.#outstanding.length + this.#resend.length,
+      batchLatenciesMs: this.#latencies.slice(0, this.#latencyCount),
+      firstCustomer: this.#workload.firstCustomer,
+      acceptedPerCustomer: this.#acceptedPerCustomer,
+      eventSizes: this.#eventSizes,
+      cpuMs: (cpu.user + cpu.system) / 1_000,
+    };
+  }
+
+  #finished(): boolean {
+    return !this.#workload.hasMore() && this.#outstanding.length === 0 && this.#resend.length === 0;
+  }
+
+  /** Sends until stopped, the workload is done or maxSendMs passes, then waits (bounded) for acknowledgements. */
+  async #sendLoop(): Promise<void> {
+    const sendDeadline = Date.now() + this.#config.maxSendMs;
+
+    while (!this.#stopRequested && Date.now() < sendDeadline && (this.#workload.hasMore() || this.#resend.length > 0)) {
+      await this.#sendOne();
+    }
+
+    const ackDeadline = Date.now() + ACK_WAIT_MS;
+    while ((this.#outstanding.length > 0 || this.#resend.length > 0) && Date.now() < ackDeadline && this.#counters.fatalError === null) {
+      if (this.#resend.length > 0) await this.#sendOne();
+      else await this.#waitForChange(ackDeadline - Date.now());
+    }
+
+    if (this.#finished()) sendEvent('finished', this.progress());
+  }
+
+  async #sendOne(): Promise<void> {
+    if (this.#counters.fatalError !== null) throw new Error(this.#counters.fatalError);
+    if (this.#counters.streamErrors > MAX_STREAM_ERRORS) {
+      throw new Error(`gave up after ${this.#counters.streamErrors} stream errors; last: ${this.#counters.lastStreamError}`);
+    }
+
+    const backoffMs = this.#retryAt - performance.now();
+    if (backoffMs > 0) {
+      await this.#waitForChange(backoffMs);
+      return;
+    }
+
+    if (this.#outstanding.length >= this.#config.inFlightBatches) {
+      await this.#waitForChange(1_000);
+      return;
+    }
+
+    const batch = this.#resend.shift() ?? this.#buildBatch();
+    if (batch === null) {
+      await this.#waitForChange(1_000);
+      return;
+    }
+
+    batch.sentAt = performance.now();
+    this.#outstanding.push(batch);
+    const call = this.#openCall();
+    if (!call.write(batch.bytes)) await this.#waitForChange(1_000);
+  }
+
+  #buildBatch(): Batch | null {
+    if (!this.#workload.hasMore()) return null;
+
+    const customers = new Int32Array(this.#config.batchSize);
+    this.#encoder.begin();
+    const count = this.#workload.fill(this.#encoder, customers, this.#config.batchSize);
+    const id = `${this.#config.generatorId}-${this.#nextBatch++}`;
+    const bytes = this.#encoder.finish(id);
+
+    if (this.#nextBatch === 1) this.#eventSizes = checkBatchDecodes(bytes, count);
+    this.#counters.sentEvents += count;
+    return { id, bytes, customers: customers.subarray(0, count), sentAt: 0 };
+  }
+
+  #openCall(): ClientDuplexStream<Buffer, BatchAck> {
+    if (this.#call !== null) return this.#call;
+
+    const call = this.#client.ingestStream();
+    call.on('data', (ack: BatchAck) => this.#onAck(ack));
+    call.on('error', (error: ServiceError) => this.#onStreamError(call, error));
+    call.on('drain', () => this.#notify());
+    this.#call = call;
+    return call;
+  }
+
+  #onAck(ack: BatchAck): void {
+    const batch = this.#outstanding.shift();
+    if (batch === undefined || batch.id !== ack.batchId) {
+      this.#counters.fatalError ??= `acknowledgement for batch "${ack.batchId}" arrived out of order; expected "${batch?.id}"`;
+      this.#notify();
+      return;
+    }
+
+    this.#recordLatency(performance.now() - batch.sentAt);
+    this.#countAccepted(batch, ack);
+    this.#counters.duplicateEvents += ack.duplicates;
+    this.#counters.rejectedEvents += ack.rejected;
+    this.#counters.ackedBatches++;
+    this.#notify();
+  }
+
+  #countAccepted(batch: Batch, ack: BatchAck): void {
+    const offset = this.#workload.firstCustomer;
+    this.#counters.acceptedEvents += ack.accepted;
+    this.#counters.windowAcceptedEvents += ack.accepted;
+
+    if (ack.accepted === batch.customers.length) {
+      for (const customer of batch.customers) this.#acceptedPerCustomer[customer - offset]++;
+      return;
+    }
+
+    const { indexes, firstRejection } = acceptedIndexes(ack);
+    for (const index of indexes) this.#acceptedPerCustomer[batch.customers[index] - offset]++;
+    this.#counters.firstRejection ??= firstRejection;
+  }
+
+  /** Puts every unacknowledged batch back in front of the resend queue and reopens the stream after a backoff. */
+  #onStreamError(call: ClientDuplexStream<Buffer, BatchAck>, error: ServiceError): void {
+    if (this.#call !== call) return;
+    this.#call = null;
+
+    const overloaded = error.code === status.RESOURCE_EXHAUSTED;
+    if (overloaded) this.#counters.overloadRetries++;
+    else {
+      this.#counters.streamErrors++;
+      this.#counters.lastStreamError = `${status[error.code] ?? error.code}: ${error.details}`;
+    }
+
+    this.#resend.unshift(...this.#outstanding.splice(0));
+    this.#retryAt = performance.now() + (overloaded ? OVERLOAD_BACKOFF_MS : ERROR_BACKOFF_MS);
+    this.#notify();
+  }
+
+  #recordLatency(ms: number): void {
+    if (this.#latencyCount === this.#latencies.length) {
+      const grown = new Float64Array(this.#latencies.length * 2);
+      grown.set(this.#latencies);
+      this.#latencies = grown;
+    }
+    this.#latencies[this.#latencyCount++] = ms;
+  }
+
+  /** Resolves on the next acknowledgement, stream error, drain or stop, or after `timeoutMs`. */
+  #waitForChange(timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.#notify(), Math.max(1, timeoutMs));
+      this.#wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+}
+
+let generator: Generator | null = null;
+
+function requireGenerator(): Generator {
+  if (generator === null) throw new Error('generator has not been started; send "start" first');
+  return generator;
+}
+
+serveIpc(
+  {
+    start: (config: GeneratorConfig) => {
+      generator = new Generator(config);
+      generator.start();
+      return null;
+    },
+    mark: () => requireGenerator().mark(),
+    progress: () => requireGenerator().progress(),
+    stop: () => requireGenerator().stop(),
+  },
+  () => process.exit(1),
+);
+
+process.on('SIGTERM', () => process.exit(0));

@@ -1,0 +1,175 @@
+/**
+ * rtcdp benchmarks: `npm run bench -- <scenario> [options]`. Each scenario prints progress
+ * on stderr, a result table on stdout, and writes a JSON result file (and, except smoke,
+ * an SVG chart). The process exits with 1 when a run fails, whatever its speed.
+ */
+import path from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { runActivation, type ActivationOptions } from './activation.js';
+import { createDataRoot, removeDataRoot, type RunContext } from './context.js';
+import { runIngest, type IngestOptions } from './ingest.js';
+import { runMemory, type MemoryOptions } from './memory.js';
+import { BENCH_DIR, ChildProcesses } from './processes.js';
+import { progress, writeResultFile } from './report.js';
+import { runSmoke } from './smoke.js';
+
+const ROOT = path.resolve(BENCH_DIR, '..');
+
+interface CommonOptions {
+  resultsDir: string;
+  chartsDir: string;
+  keepData: boolean;
+  seed: number;
+}
+
+interface ScenarioResult {
+  passed: boolean;
+}
+
+function integer(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (value: string): number => {
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed) || parsed < min || parsed > max) {
+      throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}, received "${value}".`);
+    }
+    return parsed;
+  };
+}
+
+function decimal(name: string, min: number, max: number) {
+  return (value: string): number => {
+    const parsed = Number(value);
+    if (!Number.isFinite(parsed) || parsed < min || parsed > max) {
+      throw new InvalidArgumentError(`${name} must be a number from ${min} to ${max}, received "${value}".`);
+    }
+    return parsed;
+  };
+}
+
+function addCommonOptions(command: Command): Command {
+  return command
+    .option('--results-dir <dir>', 'directory for the JSON result file', path.join(ROOT, 'bench', 'results'))
+    .option('--charts-dir <dir>', 'directory for the SVG chart', path.join(ROOT, 'docs', 'benchmarks'))
+    .option('--keep-data', 'keep the RocksDB data directories instead of deleting them', false)
+    .option('--seed <n>', 'seed of the load generators and of the sampled customers', integer('--seed', 0, 2 ** 31), 1);
+}
+
+/**
+ * Runs one scenario with a fresh data root, writes its result file, stops every child
+ * process (also on failure or SIGINT/SIGTERM) and sets the exit code.
+ */
+async function runScenario(name: string, common: CommonOptions, charts: boolean, run: (context: RunContext) => Promise<ScenarioResult>): Promise<void> {
+  const processes = new ChildProcesses();
+  const context: RunContext = {
+    processes,
+    resultsDir: path.resolve(common.resultsDir),
+    chartsDir: charts ? path.resolve(common.chartsDir) : null,
+    dataRoot: await createDataRoot(),
+    keepData: common.keepData,
+    seed: common.seed,
+  };
+  const stopOnSignal = (signal: NodeJS.Signals) => {
+    progress(`received ${signal}; stopping child processes`);
+    void processes
+      .stopAll(3_000)
+      .then(() => removeDataRoot(context))
+      .finally(() => process.exit(130));
+  };
+  process.once('SIGINT', stopOnSignal);
+  process.once('SIGTERM', stopOnSignal);
+  process.once('exit', () => processes.killAllNow());
+
+  try {
+    const result = await run(context);
+    const file = await writeResultFile(context.resultsDir, name, result);
+    progress(`wrote ${file}`);
+    process.exitCode = result.passed ? 0 : 1;
+    if (!result.passed) progress(`${name} FAILED`);
+  } catch (error) {
+    progress(`${name} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    process.exitCode = 1;
+  } finally {
+    await processes.stopAll();
+    await removeDataRoot(context);
+  }
+}
+
+function addIngestCommand(program: Command): void {
+  const command = program
+    .command('ingest')
+    .description('Sustained IngestStream ingestion to applied profile state, next to a raw grpc-js server with the same load')
+    .option('--duration-s <s>', 'measured window, in seconds', integer('--duration-s', 1, 3_600), 20)
+    .option('--warmup-s <s>', 'warm-up before the window, in seconds', decimal('--warmup-s', 0, 600), 3)
+    .option('--batch-size <n>', 'events per IngestBatchRequest, at most 800 because the node rejects a batch over 512,000 bytes as JSON', integer('--batch-size', 1, 800), 500)
+    .option('--in-flight-batches <n>', 'unacknowledged batches per generator', integer('--in-flight-batches', 1, 1_000), 8)
+    .option('--customers <n>', 'customers the events are spread over', integer('--customers', 1, 100_000_000), 100_000)
+    .option('--zipf-exponent <s>', 'Zipf exponent of the customer distribution (0 is uniform)', decimal('--zipf-exponent', 0, 3), 0.99)
+    .option('--wal-sync', 'fdatasync the RocksDB WAL before acknowledging events', true)
+    .option('--no-wal-sync', 'acknowledge after write(2) to the RocksDB WAL, without fdatasync')
+    .option('--generators <n>', 'load generator processes', integer('--generators', 1, 64), 1)
+    .option('--no-reference', 'skip the raw grpc-js reference server')
+    .option('--cpu-profile', 'record a CPU profile of the node during the window and print its top functions', false)
+    .option('--check-sample <n>', 'customers whose eventCount is checked at the end', integer('--check-sample', 1, 100_000), 200)
+    .option('--max-in-flight-events <n>', "node's maxInFlightEvents, above which it answers RESOURCE_EXHAUSTED (default: the node's, 50,000)", integer('--max-in-flight-events', 1))
+    .option('--snapshot-every-messages <n>', "node's actors.snapshotEveryMessages (default: the node's, 100)", integer('--snapshot-every-messages', 1))
+    .option('--snapshot-interval-ms <ms>', "node's actors.snapshotIntervalMs (default: the node's, 1,000 ms)", integer('--snapshot-interval-ms', 1, 2_147_483_647));
+
+  addCommonOptions(command).action((options: IngestOptions & CommonOptions) =>
+    runScenario('ingest', options, true, (context) => runIngest(context, options)),
+  );
+}
+
+function addMemoryCommand(program: Command): void {
+  const command = program
+    .command('memory')
+    .description('Heap per resident profile, and RSS while storing many profiles with a bounded number resident')
+    .option('--resident-profiles <n>', 'profiles made resident for the heap-per-profile measurement', integer('--resident-profiles', 1, 10_000_000), 100_000)
+    .option('--tracks-per-profile <n>', 'track events per profile after its identify event (names cycle through 10)', integer('--tracks-per-profile', 0, 1_000), 10)
+    .option('--profiles <n>', 'profiles stored for the bounded-RSS measurement', integer('--profiles', 1, 100_000_000), 1_000_000)
+    .option('--stored-tracks-per-profile <n>', 'track events per profile in the bounded-RSS measurement', integer('--stored-tracks-per-profile', 0, 1_000), 0)
+    .option('--max-resident <n>', 'maxResidentActors of the node in the bounded-RSS measurement', integer('--max-resident', 1, 100_000_000), 100_000)
+    .option('--wal-sync', 'fdatasync the RocksDB WAL before acknowledging events', true)
+    .option('--no-wal-sync', 'acknowledge after write(2) to the RocksDB WAL, without fdatasync')
+    .option('--generators <n>', 'load generator processes', integer('--generators', 1, 64), 1)
+    .option('--batch-size <n>', 'events per IngestBatchRequest', integer('--batch-size', 1, 500), 500)
+    .option('--in-flight-batches <n>', 'unacknowledged batches per generator', integer('--in-flight-batches', 1, 1_000), 8)
+    .option('--check-sample <n>', 'profiles whose eventCount is checked at the end of each part', integer('--check-sample', 1, 100_000), 200);
+
+  addCommonOptions(command).action((options: MemoryOptions & CommonOptions) =>
+    runScenario('memory', options, true, (context) => runMemory(context, options)),
+  );
+}
+
+function addActivationCommand(program: Command): void {
+  const command = program
+    .command('activation')
+    .description('getProfile latency when the profile activates from RocksDB, and when it is already resident')
+    .option('--profiles <n>', 'profiles stored before the node restarts', integer('--profiles', 1, 100_000_000), 50_000)
+    .option('--queries <n>', 'distinct profiles queried after the restart (at most --profiles minus the warm-up queries)', integer('--queries', 1, 10_000_000), 10_000)
+    .option('--tracks-per-profile <n>', 'track events per profile after its identify event', integer('--tracks-per-profile', 0, 1_000), 10)
+    .option('--wal-sync', 'fdatasync the RocksDB WAL before acknowledging events', true)
+    .option('--no-wal-sync', 'acknowledge after write(2) to the RocksDB WAL, without fdatasync')
+    .option('--generators <n>', 'load generator processes', integer('--generators', 1, 64), 1)
+    .option('--batch-size <n>', 'events per IngestBatchRequest', integer('--batch-size', 1, 500), 500)
+    .option('--in-flight-batches <n>', 'unacknowledged batches per generator', integer('--in-flight-batches', 1, 1_000), 8);
+
+  addCommonOptions(command).action((options: ActivationOptions & CommonOptions) =>
+    runScenario('activation', options, true, (context) => runActivation(context, options)),
+  );
+}
+
+function addSmokeCommand(program: Command): void {
+  const command = program.command('smoke').description('A few-second run of every scenario at tiny sizes, for CI; writes no chart and exits 1 on any failure');
+  addCommonOptions(command).action((options: CommonOptions) => runScenario('smoke', options, false, (context) => runSmoke(context)));
+}
+
+const program = new Command()
+  .name('npm run bench --')
+  .description('rtcdp benchmarks. Traffic goes only to 127.0.0.1; every child process is stopped at the end.');
+
+addIngestCommand(program);
+addMemoryCommand(program);
+addActivationCommand(program);
+addSmokeCommand(program);
+
+await program.parseAsync(process.argv);

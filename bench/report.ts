@@ -1,0 +1,83 @@
+/**
+ * Output of a benchmark run: progress lines on stderr, the result table on stdout, and the
+ * result JSON file with the machine it ran on.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+
+export interface MachineInfo {
+  cpus: number;
+  cpuModel: string;
+  totalMemoryGiB: number;
+  nodeVersion: string;
+  platform: string;
+  /** 1, 5 and 15 minute load averages. */
+  loadAverage: number[];
+  date: string;
+}
+
+export function machineInfo(): MachineInfo {
+  return {
+    cpus: os.availableParallelism(),
+    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    totalMemoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    nodeVersion: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+    loadAverage: os.loadavg().map((value) => Math.round(value * 100) / 100),
+    date: new Date().toISOString(),
+  };
+}
+
+const startedAt = performance.now();
+
+/** Writes a progress line to stderr, prefixed with the seconds since the harness started. */
+export function progress(message: string): void {
+  const seconds = ((performance.now() - startedAt) / 1_000).toFixed(1).padStart(6);
+  process.stderr.write(`[${seconds} s] ${message}\n`);
+}
+
+export type TableRow = [label: string, value: string];
+
+/** Prints a titled two-column table to stdout. */
+export function printTable(title: string, rows: TableRow[]): void {
+  const width = Math.max(...rows.map(([label]) => label.length));
+  const lines = [title, '-'.repeat(title.length), ...rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`), ''];
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+/** Writes `result` as `DIR/SCENARIO-TIMESTAMP.json` and returns the path. Typed arrays are written as plain arrays. */
+export async function writeResultFile(dir: string, scenario: string, result: unknown): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const file = path.join(dir, `${scenario}-${stamp}.json`);
+  await writeFile(file, `${JSON.stringify(result, typedArraysAsLists, 2)}\n`);
+  return file;
+}
+
+function typedArraysAsLists(_key: string, value: unknown): unknown {
+  return ArrayBuffer.isView(value) && !(value instanceof DataView) ? Array.from(value as unknown as ArrayLike<number>) : value;
+}
+
+export function formatCount(value: number): string {
+  return Math.round(value).toLocaleString('en-US');
+}
+
+export function formatRate(perSecond: number): string {
+  return `${formatCount(perSecond)}/s`;
+}
+
+export function formatMiB(bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+}
+
+/** Formats milliseconds: whole from 100 ms, with one decimal from 10 ms, and with two below. */
+export function formatMs(ms: number): string {
+  if (ms >= 100) return `${ms.toFixed(0)} ms`;
+  if (ms >= 10) return `${ms.toFixed(1)} ms`;
+  return `${ms.toFixed(2)} ms`;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,116 @@
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** The smoke run takes about 20 s on an idle 2-core machine; this bound only stops a hung run. */
+const RUN_TIMEOUT_MS = 240_000;
+
+interface Run {
+  code: number | string;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the benchmark harness as a child process and stops it by PID (SIGTERM, then SIGKILL) if it runs too long. */
+function runBench(args: string[]): Promise<Run> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench', 'main.ts'), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk) => (stdout += chunk));
+  child.stderr.on('data', (chunk) => (stderr += chunk));
+
+  const term = setTimeout(() => child.kill('SIGTERM'), RUN_TIMEOUT_MS);
+  const kill = setTimeout(() => child.kill('SIGKILL'), RUN_TIMEOUT_MS + 10_000);
+  return new Promise((resolve) => {
+    child.on('exit', (code, signal) => {
+      clearTimeout(term);
+      clearTimeout(kill);
+      resolve({ code: code ?? signal ?? 'unknown', stdout, stderr });
+    });
+  });
+}
+
+t.test('bench smoke - runs every scenario', async (t) => {
+  const resultsDir = t.testdir();
+  const run = await runBench(['smoke', '--results-dir', resultsDir]);
+  t.equal(run.code, 0, `bench smoke exits 0; stderr:\n${run.stderr.slice(-4_000)}`);
+
+  const files = (await readdir(resultsDir)).filter((name) => /^smoke-.*\.json$/.test(name));
+  t.equal(files.length, 1, 'writes one smoke result file');
+  const result = JSON.parse(await readFile(path.join(resultsDir, files[0]), 'utf8'));
+
+  t.equal(result.passed, true, `smoke result passed; failures: ${JSON.stringify(result.failures)}`);
+  t.same(result.failures, []);
+  t.type(result.machine.cpus, 'number');
+  t.type(result.machine.nodeVersion, 'string');
+
+  t.test('ingest result', async (t) => {
+    const { ingest } = result;
+    t.equal(ingest.passed, true);
+    t.ok(ingest.rtcdp.appliedPerSecond > 0, 'rtcdp applied/s is positive');
+    t.ok(ingest.rtcdp.acknowledgedPerSecond > 0, 'rtcdp acknowledged/s is positive');
+    t.ok(ingest.rtcdp.batchLatency.count > 0, 'batch latencies were recorded');
+    t.type(ingest.rtcdp.batchLatency.p50Ms, 'number');
+    t.type(ingest.rtcdp.batchLatency.p99Ms, 'number');
+    t.ok(ingest.reference.acknowledgedPerSecond > 0, 'reference acknowledged/s is positive');
+    t.ok(ingest.ratioToReference > 0, 'ratio to the reference is positive');
+    t.equal(ingest.rtcdp.correctness.passed, true);
+    t.ok(ingest.rtcdp.correctness.sampledCustomers > 0, 'some customers were checked');
+    t.equal(ingest.rtcdp.rejectedEvents, 0);
+  });
+
+  t.test('memory result', async (t) => {
+    const { memory } = result;
+    t.equal(memory.passed, true);
+    t.ok(memory.heapPerProfile.heapBytesPerProfile > 0, 'heap per profile is positive');
+    t.equal(memory.heapPerProfile.resident, memory.options.residentProfiles);
+    t.equal(memory.heapPerProfile.correctness.passed, true);
+    t.ok(memory.boundedRss.peakRss > 0, 'peak RSS is positive');
+    t.ok(memory.boundedRss.peakHeapUsed > 0, 'peak heap is positive');
+    t.ok(memory.boundedRss.samples.length > 0, 'memory was sampled');
+    t.ok(memory.boundedRss.passivations > 0, 'profiles above the resident limit were passivated');
+    t.equal(memory.boundedRss.correctness.passed, true);
+  });
+
+  t.test('activation result', async (t) => {
+    const { activation } = result;
+    t.equal(activation.passed, true);
+    t.equal(activation.fromRocksDb.activations, activation.fromRocksDb.queries, 'each cold query activated its profile');
+    t.equal(activation.resident.activations, 0, 'resident queries activated nothing');
+    t.ok(activation.fromRocksDb.latency.count > 0, 'cold latencies were recorded');
+    t.type(activation.fromRocksDb.latency.p99Ms, 'number');
+    t.type(activation.resident.latency.maxMs, 'number');
+    t.equal(activation.correctness.passed, true);
+  });
+});
+
+t.test('bench - rejects an invalid option value', async (t) => {
+  const run = await runBench(['ingest', '--batch-size', '0']);
+  t.not(run.code, 0);
+  t.match(run.stderr, /--batch-size must be an integer from 1 to 800/);
+});
+
+t.test('correctness check - reports mismatches', async (t) => {
+  const { compareCounts } = await import('../../bench/correctness.js');
+  const expected = Int32Array.from([3, 0, 5]);
+
+  const matching = compareCounts(expected, [0, 1, 2], Int32Array.from([3, -1, 5]));
+  t.equal(matching.passed, true);
+  t.equal(matching.sampledEvents, 8);
+
+  const differing = compareCounts(expected, [0, 1, 2], Int32Array.from([2, 0, 5]));
+  t.equal(differing.passed, false);
+  t.same(differing.mismatches, [
+    { userId: 'user-0', expected: 3, actual: 2 },
+    { userId: 'user-1', expected: 0, actual: 0 },
+  ]);
+
+  const missing = compareCounts(expected, [2], Int32Array.from([-1]));
+  t.same(missing.mismatches, [{ userId: 'user-2', expected: 5, actual: 'not found' }]);
+
+  t.equal(compareCounts(expected, [], new Int32Array(0)).passed, false, 'an empty sample does not pass');
+});
