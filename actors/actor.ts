@@ -122,7 +122,7 @@ export function notifyApplied(envelope: TellEnvelope<unknown>, deadLettered: boo
   }
 
   try {
-    callbacks.onApplied(deadLettered ? DEAD_LETTERED : APPLIED);
+    callbacks.onApplied(deadLettered ? DEAD_LETTERED : APPLIED, envelope.message);
   } catch (error) {
     logger.error({ err: error, key }, 'onApplied callback threw');
   }
@@ -138,7 +138,7 @@ export function notifyDurable(envelope: TellEnvelope<unknown>, key: string, logg
   }
 
   try {
-    callbacks.onDurable();
+    callbacks.onDurable(envelope.message);
   } catch (error) {
     logger.error({ err: error, key }, 'onDurable callback threw');
   }

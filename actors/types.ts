@@ -3,12 +3,15 @@
  * The runtime knows keys, messages and opaque state; it knows nothing of customers.
  */
 
-/** What a message's sender learns about it, each callback called at most once. */
-export interface DeliveryCallbacks {
+/**
+ * What a message's sender learns about it, each callback called at most once per message.
+ * The message is passed back, so one callbacks object can serve every message of a sender.
+ */
+export interface DeliveryCallbacks<Message = any> {
   /** The message was handled, or moved to dead letters after its last failed attempt. */
-  onApplied?(outcome: { deadLettered: boolean }): void;
+  onApplied?(outcome: { deadLettered: boolean }, message: Message): void;
   /** A persisted snapshot now includes the effect of this message (or it was dead-lettered). */
-  onDurable?(): void;
+  onDurable?(message: Message): void;
 }
 
 export interface ActorBehavior<State, Message> {

@@ -27,7 +27,8 @@ export class NodeHost {
   }
 
   static async start(processes: ChildProcesses, config: NodeHostConfig, options: { exposeGc?: boolean } = {}): Promise<NodeHost> {
-    const nodeFlags = options.exposeGc === true ? ['--expose-gc'] : [];
+    // The same V8 flag `npm start` and bin/rtcdp.js run the node with.
+    const nodeFlags = ['--max-semi-space-size=64', ...(options.exposeGc === true ? ['--expose-gc'] : [])];
     const child = processes.fork('node-host.ts', { nodeFlags, args: [JSON.stringify(config)] });
     const channel = new IpcChannel(child, 'node host');
 

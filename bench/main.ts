@@ -111,8 +111,8 @@ function addIngestCommand(program: Command): void {
     .option('--cpu-profile', 'record a CPU profile of the node during the window and print its top functions', false)
     .option('--check-sample <n>', 'customers whose eventCount is checked at the end', integer('--check-sample', 1, 100_000), 200)
     .option('--max-in-flight-events <n>', "node's maxInFlightEvents, above which it answers RESOURCE_EXHAUSTED (default: the node's, 50,000)", integer('--max-in-flight-events', 1))
-    .option('--snapshot-every-messages <n>', "node's actors.snapshotEveryMessages (default: the node's, 100)", integer('--snapshot-every-messages', 1))
-    .option('--snapshot-interval-ms <ms>', "node's actors.snapshotIntervalMs (default: the node's, 1,000 ms)", integer('--snapshot-interval-ms', 1, 2_147_483_647));
+    .option('--snapshot-every-messages <n>', "node's actors.snapshotEveryMessages (default: the node's, 500)", integer('--snapshot-every-messages', 1))
+    .option('--snapshot-interval-ms <ms>', "node's actors.snapshotIntervalMs (default: the node's, 5,000 ms)", integer('--snapshot-interval-ms', 1, 2_147_483_647));
 
   addCommonOptions(command).action((options: IngestOptions & CommonOptions) =>
     runScenario('ingest', options, true, (context) => runIngest(context, options)),

@@ -47,6 +47,12 @@ export interface ResolvedNodeOptions {
   beforeApply?: (applied: AppliedEvent, profileId: string) => void;
 }
 
+/**
+ * Snapshot cadence for profiles. A snapshot of a rarely seen profile costs about as much as
+ * applying its event, so a longer interval saves work; the log replays what a crash loses.
+ */
+const DEFAULT_ACTOR_OPTIONS: ActorSystemOptions = { snapshotIntervalMs: 5_000, snapshotEveryMessages: 500 };
+
 /** Validates options once and fills in defaults. Throws RangeError naming the option and the rule. */
 export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
   if (typeof options.dataDir !== 'string' || options.dataDir === '') {
@@ -64,10 +70,14 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
     walSync: options.walSync ?? true,
     eventLimits: resolveEventLimits(options.eventLimits),
     profileLimits: resolveProfileLimits(options.profileLimits),
-    actors: options.actors ?? {},
+    actors: { ...DEFAULT_ACTOR_OPTIONS, ...definedFields(options.actors ?? {}) },
     logger: options.logger ?? silentLogger(),
     beforeApply: options.beforeApply,
   };
+}
+
+function definedFields<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, field]) => field !== undefined)) as Partial<T>;
 }
 
 function resolveProfileLimits(partial: Partial<ProfileLimits> = {}): ProfileLimits {

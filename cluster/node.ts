@@ -139,7 +139,7 @@ export class RtcdpNode {
       if (!result.ok) return { index, messageId: messageIdOf(raws[index]), status: 'rejected', code: result.code, field: result.field, message: result.message };
 
       const shard = shardOf(profileIdOf(result.event), this.options.shards);
-      requests.push({ workspace, shard, messageId: result.event.messageId, payload: encode(result.event) });
+      requests.push({ workspace, shard, messageId: result.event.messageId, payload: encode(result.event), value: result.event });
       return { index, messageId: result.event.messageId, status: 'accepted' };
     });
 

@@ -5,6 +5,7 @@
  * restart, so nothing between the checkpoint and the head is skipped or delivered twice.
  */
 import type { ActorSystem } from '../actors/actor-system.js';
+import type { DeliveryCallbacks } from '../actors/types.js';
 import type { Logger } from '../common/logger.js';
 import type { CustomerEvent } from '../profiles/event.js';
 import { profileIdOf } from '../profiles/identifiers.js';
@@ -44,6 +45,14 @@ export class PartitionConsumer {
   readonly #delivery = new Watermark(0);
   #running = false;
   #stopped = false;
+  /** One callbacks object for every message of the partition, so telling allocates no closures. */
+  readonly #callbacks: DeliveryCallbacks<AppliedEvent> = {
+    onApplied: (_outcome, message) => {
+      this.applied.finish(message.position.sequence);
+      this.#options.onApplied();
+    },
+    onDurable: (message) => this.durable.finish(message.position.sequence),
+  };
 
   constructor(options: PartitionConsumerOptions) {
     this.#options = options;
@@ -121,11 +130,12 @@ export class PartitionConsumer {
   async #deliverQueued(): Promise<void> {
     while (this.#queueStart < this.#queue.length && !this.#stopped) {
       const record = this.#queue[this.#queueStart];
-      const event = decode<CustomerEvent>(record.payload);
+      // Records appended by this process carry the event they were encoded from.
+      const event = (record.value as CustomerEvent | undefined) ?? decode<CustomerEvent>(record.payload);
       const key = actorKey(this.partition.workspace, profileIdOf(event));
       const message: AppliedEvent = { event, position: { shard: record.shard, sequence: record.sequence }, payload: record.payload };
 
-      while (!this.#tell(key, message, record.sequence)) {
+      while (!this.#options.actors.tell(key, message, this.#callbacks)) {
         if (this.#options.actors.state !== 'running') return;
         await this.#options.actors.whenWritable(key);
       }
@@ -143,13 +153,4 @@ export class PartitionConsumer {
     this.#queueStart = 0;
   }
 
-  #tell(key: string, message: AppliedEvent, sequence: number): boolean {
-    return this.#options.actors.tell(key, message, {
-      onApplied: () => {
-        this.applied.finish(sequence);
-        this.#options.onApplied();
-      },
-      onDurable: () => this.durable.finish(sequence),
-    });
-  }
 }

@@ -27,18 +27,25 @@ export function profileIdForIdentifier(identifier: Identifier): string | undefin
 /** Every identifier an event carries, in a fixed order, without duplicates. */
 export function identifiersOf(event: CustomerEvent): Identifier[] {
   const found: Identifier[] = [];
-  const add = (type: string, value: unknown) => {
-    if (typeof value !== 'string' || value === '') return;
+  forEachIdentifier(event, (type, value) => {
     if (!found.some((known) => known.type === type && known.value === value)) found.push({ type, value });
+  });
+  return found;
+}
+
+/** Calls `visit` for each identifier an event carries, in a fixed order, without allocating. */
+export function forEachIdentifier(event: CustomerEvent, visit: (type: string, value: string) => void): void {
+  const visitString = (type: string, value: unknown) => {
+    if (typeof value === 'string' && value !== '') visit(type, value);
   };
 
-  add('user_id', event.userId);
-  add('anonymous_id', event.anonymousId);
-  add('email', event.traits?.email);
-  add('email', event.context?.traits?.email);
-  add('phone', event.traits?.phone);
-  add('phone', event.context?.traits?.phone);
-  add('device_id', event.context?.device?.id);
-  for (const external of event.context?.externalIds ?? []) add(`external:${external.type}`, external.id);
-  return found;
+  visitString('user_id', event.userId);
+  visitString('anonymous_id', event.anonymousId);
+  visitString('email', event.traits?.email);
+  visitString('email', event.context?.traits?.email);
+  visitString('phone', event.traits?.phone);
+  visitString('phone', event.context?.traits?.phone);
+  visitString('device_id', event.context?.device?.id);
+  const externalIds = event.context?.externalIds;
+  if (externalIds !== undefined) for (const external of externalIds) visitString(`external:${external.type}`, external.id);
 }

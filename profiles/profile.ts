@@ -3,7 +3,7 @@
  * deterministic, so replaying the same events from the same snapshot gives the same state.
  */
 import type { CustomerEvent, JsonObject, JsonValue } from './event.js';
-import { identifiersOf, type Identifier } from './identifiers.js';
+import { forEachIdentifier, type Identifier } from './identifiers.js';
 
 export const PROFILE_SNAPSHOT_VERSION = 1;
 
@@ -72,7 +72,7 @@ export interface ProfileLimits {
 
 export const DEFAULT_PROFILE_LIMITS: ProfileLimits = {
   recentEvents: 10,
-  recentMessageIds: 64,
+  recentMessageIds: 32,
   summedPropertiesPerEvent: 32,
   eventNames: 500,
   identifiers: 100,
@@ -127,12 +127,17 @@ export function applyEvent(profile: ProfileState, applied: AppliedEvent, limits:
 }
 
 function applyIdentifiers(profile: ProfileState, event: CustomerEvent, limits: ProfileLimits): void {
-  for (const identifier of identifiersOf(event)) {
-    const known = profile.identifiers.some((id) => id.type === identifier.type && id.value === identifier.value);
-    if (known || profile.identifiers.length >= limits.identifiers) continue;
+  forEachIdentifier(event, (type, value) => {
+    if (profile.identifiers.length >= limits.identifiers || hasIdentifier(profile, type, value)) return;
+    const identifier = { type, value };
     profile.identifiers.push(identifier);
     profile.newIdentifiers.push(identifier);
-  }
+  });
+}
+
+function hasIdentifier(profile: ProfileState, type: string, value: string): boolean {
+  for (const known of profile.identifiers) if (known.value === value && known.type === type) return true;
+  return false;
 }
 
 /** Last writer wins by event time: a late event never overwrites a newer value. */
@@ -183,13 +188,23 @@ export function eventName(event: CustomerEvent): string {
 function remember(profile: ProfileState, applied: AppliedEvent, limits: ProfileLimits): void {
   profile.lastApplied = applied.position;
 
-  profile.recent.unshift(applied.payload);
+  profile.recent.unshift(ownCopy(applied.payload));
   if (profile.recent.length > limits.recentEvents) profile.recent.length = limits.recentEvents;
 
   profile.recentMessageIds.push(applied.event.messageId);
   if (profile.recentMessageIds.length > limits.recentMessageIds) profile.recentMessageIds.shift();
 
   profile.unpersisted.push({ sequence: applied.position.sequence, payload: applied.payload });
+}
+
+/**
+ * Copies a payload into memory of its own. Encoded payloads are views into an encoder's
+ * shared 8 KiB buffer, and keeping one alive in a profile would keep that whole buffer alive.
+ */
+function ownCopy(payload: Buffer): Buffer {
+  const copy = Buffer.allocUnsafeSlow(payload.length);
+  payload.copy(copy);
+  return copy;
 }
 
 /** The persisted part of a profile. */

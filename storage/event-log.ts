@@ -12,6 +12,8 @@ export interface AppendRequest extends PartitionId {
   /** Deduplicated per workspace for as long as the log keeps the record. */
   messageId: string;
   payload: Buffer;
+  /** The object `payload` was encoded from. Handed to append listeners in this process so they need not decode it. */
+  value?: unknown;
 }
 
 export type AppendOutcome = { status: 'appended'; sequence: number } | { status: 'duplicate' };
@@ -21,6 +23,8 @@ export interface LogRecord extends PartitionId {
   sequence: number;
   messageId: string;
   payload: Buffer;
+  /** The object the payload was encoded from, on records that reach listeners in the appending process. */
+  value?: unknown;
 }
 
 export type AppendListener = (records: LogRecord[]) => void;

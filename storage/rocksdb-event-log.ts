@@ -214,7 +214,7 @@ export class RocksDbEventLog implements EventLog {
     const appendedAtMs = Date.now();
 
     for (const item of fresh) {
-      const { workspace, shard, messageId, payload } = item.request;
+      const { workspace, shard, messageId, payload, value: decoded } = item.request;
       const name = partitionName(item.request);
       const head = heads.get(name) ?? { partition: { workspace, shard }, sequence: this.headSequence(item.request) };
       const sequence = head.sequence + 1;
@@ -223,7 +223,7 @@ export class RocksDbEventLog implements EventLog {
       const value: StoredLogRecord = { version: LOG_RECORD_VERSION, messageId, payload, appendedAtMs };
       ops.push({ type: 'put', key: keys.logRecord(workspace, shard, sequence), value: encode(value) });
       ops.push({ type: 'put', key: keys.dedup(workspace, messageId), value: `${shard}:${sequence}` });
-      records.push({ workspace, shard, sequence, messageId, payload });
+      records.push({ workspace, shard, sequence, messageId, payload, value: decoded });
       item.outcome = { status: 'appended', sequence };
     }
 

@@ -45,7 +45,13 @@ t.test('node - rejects a changed shard count', async (t) => {
 });
 
 t.test('node - pruned messageIds are accepted again but applied once', async (t) => {
-  const node = await RtcdpNode.start({ dataDir: t.testdir(), dedupWindowMs: 1, checkpointIntervalMs: 10, pruneIntervalMs: 3_600_000 });
+  const node = await RtcdpNode.start({
+    dataDir: t.testdir(),
+    dedupWindowMs: 1,
+    checkpointIntervalMs: 10,
+    pruneIntervalMs: 3_600_000,
+    actors: { snapshotIntervalMs: 10 },
+  });
   t.teardown(() => node.drain());
   await node.ingest('w', [track('u1', 'old')]);
   await node.getProfile('w', { type: 'user_id', value: 'u1' });
