@@ -20,7 +20,7 @@ import {
   type IngestBatchResponse,
   type IngestServiceClient,
 } from '../proto/gen/rtcdp/v1/ingest.js';
-import { createIngestClient, describeServiceError, isServiceError, writeKeyMetadata } from './client.js';
+import { createIngestClient, describeServiceError, writeKeyMetadata } from './client.js';
 import type { Source } from './sources/index.js';
 
 export const DEFAULT_BATCH_SIZE = 500;

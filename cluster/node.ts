@@ -21,7 +21,8 @@ import type { AppendRequest, EventLog, LogRecord, PartitionId } from '../storage
 import { keys, prefixEnd } from '../storage/keys.js';
 import { RocksDbEventLog } from '../storage/rocksdb-event-log.js';
 import { Store } from '../storage/store.js';
-import { DataDirectoryMismatchError, InvalidArgumentError, NodeUnavailableError, ProfileNotFoundError } from './errors.js';
+import { assertIdentifier, assertWorkspaceName, checkShardCount, messageIdOf, notFound, parsePageToken } from './arguments.js';
+import { InvalidArgumentError, NodeUnavailableError } from './errors.js';
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './node-options.js';
 import { LocalShardOwnership, type ShardOwnership } from './ownership.js';
 import { PartitionConsumer } from './partition-consumer.js';
@@ -42,15 +43,6 @@ export interface ProfileEventsPage {
   events: CustomerEvent[];
   /** Empty on the last page. */
   nextPageToken: string;
-}
-
-const WORKSPACE_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
-
-/** Throws InvalidArgumentError unless `workspace` is 1-64 of a-z, 0-9, "_" and "-", starting with a letter or digit. */
-export function assertWorkspaceName(workspace: string): void {
-  if (!WORKSPACE_PATTERN.test(workspace)) {
-    throw new InvalidArgumentError(`workspace must be 1-64 characters of a-z, 0-9, "_" or "-", received ${JSON.stringify(workspace)}`);
-  }
 }
 
 export class RtcdpNode {
@@ -108,6 +100,7 @@ export class RtcdpNode {
     // Records between a checkpoint and the head were acknowledged before the restart and
     // are replayed now, so they count as in flight until applied.
     for (const partition of this.#log.partitions()) {
+      if (!this.#ownership.owns(partition.shard)) continue;
       const consumer = await this.#consumerFor(partition);
       this.#inFlightEvents += this.#log.headSequence(partition) - consumer.applied.value;
     }
@@ -149,6 +142,9 @@ export class RtcdpNode {
 
   async #append(requests: AppendRequest[], accepted: IngestResult[]): Promise<void> {
     if (requests.length === 0) return;
+    if (requests.length > this.options.maxInFlightEvents) {
+      throw new InvalidArgumentError(`batch of ${requests.length} valid events is larger than the node's in-flight limit of ${this.options.maxInFlightEvents}; split it into smaller batches`);
+    }
     if (this.#inFlightEvents + requests.length > this.options.maxInFlightEvents) {
       throw new OverloadedError(`node has ${this.#inFlightEvents} events in flight; ${requests.length} more would pass the limit of ${this.options.maxInFlightEvents}. Retry after a short backoff.`);
     }
@@ -278,6 +274,7 @@ export class RtcdpNode {
       if (!boundary) continue;
       const group = records.slice(start, i);
       start = i;
+      if (!this.#ownership.owns(group[0].shard)) continue;
       const consumer = this.#consumers.get(partitionName(group[0]));
       if (consumer) consumer.offer(group);
       else void this.#consumerFor(group[0]);
@@ -398,7 +395,8 @@ export class RtcdpNode {
 
   async #awaitConsumers(timeoutMs: number): Promise<void> {
     // A partition's consumer may still be in creation, so go by the log's partitions.
-    const waits = this.#log.partitions().map(async (partition) => {
+    const owned = this.#log.partitions().filter((partition) => this.#ownership.owns(partition.shard));
+    const waits = owned.map(async (partition) => {
       const consumer = await this.#consumerFor(partition);
       await consumer.applied.reach(this.#log.headSequence(partition));
     });
@@ -416,43 +414,6 @@ export class RtcdpNode {
   #assertRunning(operation: string): void {
     if (!this.#lifecycle.is('running')) throw new NodeUnavailableError(`node cannot ${operation} while ${this.state}; retry against a running node`);
   }
-}
-
-async function checkShardCount(store: Store, shards: number): Promise<void> {
-  const stored = await store.get(keys.meta('shards'));
-  if (stored === null) {
-    await store.write([{ type: 'put', key: keys.meta('shards'), value: String(shards) }], { sync: true });
-    return;
-  }
-  if (Number(stored.toString()) !== shards) {
-    throw new DataDirectoryMismatchError(`data directory ${store.path} was created with ${stored} shards, but shards is ${shards}; the shard count cannot change`);
-  }
-}
-
-function assertIdentifier(identifier: Identifier): void {
-  const known = ['user_id', 'anonymous_id', 'email', 'phone', 'device_id'];
-  if (!known.includes(identifier.type) && !/^external:.+/.test(identifier.type)) {
-    throw new InvalidArgumentError(`identifier.type must be one of ${known.join(', ')} or external:TYPE, received ${JSON.stringify(identifier.type)}`);
-  }
-  if (typeof identifier.value !== 'string' || identifier.value === '') {
-    throw new InvalidArgumentError('identifier.value must be a non-empty string');
-  }
-}
-
-function parsePageToken(token: string | undefined): number {
-  if (token === undefined || token === '') return Number.POSITIVE_INFINITY;
-  const sequence = Number(token);
-  if (!Number.isInteger(sequence) || sequence < 1) throw new InvalidArgumentError(`page_token is invalid: ${JSON.stringify(token)}; pass next_page_token from the previous page`);
-  return sequence;
-}
-
-function notFound(identifier: Identifier): ProfileNotFoundError {
-  return new ProfileNotFoundError(`no profile found for ${identifier.type} ${JSON.stringify(identifier.value)} in this workspace`);
-}
-
-function messageIdOf(raw: RawEvent): string {
-  const id = raw !== null && typeof raw === 'object' ? raw.messageId : undefined;
-  return typeof id === 'string' ? id : '';
 }
 
 function partitionName(partition: PartitionId): string {

@@ -60,7 +60,6 @@ export class Store {
   readonly path: string;
   readonly walSync: boolean;
   readonly #db: any;
-  readonly #logger: Logger;
   readonly #lifecycle: Lifecycle;
   #pendingSync: Promise<void> | null = null;
   #syncQueued: Promise<void> | null = null;
@@ -70,7 +69,6 @@ export class Store {
     this.#db = db;
     this.path = options.path;
     this.walSync = options.walSync ?? true;
-    this.#logger = logger;
     this.#lifecycle = new Lifecycle('store', logger);
   }
 

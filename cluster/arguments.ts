@@ -1,0 +1,52 @@
+/** Checks of request arguments and of the data directory, shared by the node's operations. */
+import type { RawEvent } from '../profiles/event.js';
+import type { Identifier } from '../profiles/identifiers.js';
+import { keys } from '../storage/keys.js';
+import type { Store } from '../storage/store.js';
+import { DataDirectoryMismatchError, InvalidArgumentError, ProfileNotFoundError } from './errors.js';
+
+const WORKSPACE_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+
+/** Throws InvalidArgumentError unless `workspace` is 1-64 of a-z, 0-9, "_" and "-", starting with a letter or digit. */
+export function assertWorkspaceName(workspace: string): void {
+  if (!WORKSPACE_PATTERN.test(workspace)) {
+    throw new InvalidArgumentError(`workspace must be 1-64 characters of a-z, 0-9, "_" or "-", received ${JSON.stringify(workspace)}`);
+  }
+}
+
+export async function checkShardCount(store: Store, shards: number): Promise<void> {
+  const stored = await store.get(keys.meta('shards'));
+  if (stored === null) {
+    await store.write([{ type: 'put', key: keys.meta('shards'), value: String(shards) }], { sync: true });
+    return;
+  }
+  if (Number(stored.toString()) !== shards) {
+    throw new DataDirectoryMismatchError(`data directory ${store.path} was created with ${stored} shards, but shards is ${shards}; the shard count cannot change`);
+  }
+}
+
+export function assertIdentifier(identifier: Identifier): void {
+  const known = ['user_id', 'anonymous_id', 'email', 'phone', 'device_id'];
+  if (!known.includes(identifier.type) && !/^external:.+/.test(identifier.type)) {
+    throw new InvalidArgumentError(`identifier.type must be one of ${known.join(', ')} or external:TYPE, received ${JSON.stringify(identifier.type)}`);
+  }
+  if (typeof identifier.value !== 'string' || identifier.value === '') {
+    throw new InvalidArgumentError('identifier.value must be a non-empty string');
+  }
+}
+
+export function parsePageToken(token: string | undefined): number {
+  if (token === undefined || token === '') return Number.POSITIVE_INFINITY;
+  const sequence = Number(token);
+  if (!Number.isInteger(sequence) || sequence < 1) throw new InvalidArgumentError(`page_token is invalid: ${JSON.stringify(token)}; pass next_page_token from the previous page`);
+  return sequence;
+}
+
+export function notFound(identifier: Identifier): ProfileNotFoundError {
+  return new ProfileNotFoundError(`no profile found for ${identifier.type} ${JSON.stringify(identifier.value)} in this workspace`);
+}
+
+export function messageIdOf(raw: RawEvent): string {
+  const id = raw !== null && typeof raw === 'object' ? raw.messageId : undefined;
+  return typeof id === 'string' ? id : '';
+}
