@@ -105,11 +105,19 @@ export class PartitionConsumer {
 
   async #run(): Promise<void> {
     for (;;) {
-      if (this.#stopped) break;
+      if (!this.#canDeliver()) break;
       if (this.#queueStart >= this.#queue.length && !(await this.#readBehind())) break;
       await this.#deliverQueued();
     }
     this.#running = false;
+
+    // Records offered while the last read was settling found the loop still running and
+    // did not start it again, so look once more before going idle.
+    if (this.#canDeliver() && this.#queueStart < this.#queue.length) this.#kick();
+  }
+
+  #canDeliver(): boolean {
+    return !this.#stopped && this.#options.actors.state === 'running';
   }
 
   /** Reads the next page from the log when the queue is empty but the log has more. */
