@@ -4,15 +4,15 @@ import { decode } from '../storage/codec.js';
 import type { Profile } from '../proto/gen/rtcdp/v1/profile.js';
 import { eventToProto } from './convert.js';
 
-function isoOrEmpty(ms: number): string {
-  return ms === 0 ? '' : new Date(ms).toISOString();
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
 }
 
 /** Converts a profile snapshot to the Profile message. */
 export function profileToProto(snapshot: ProfileSnapshot): Profile {
   const events: Profile['events'] = {};
   for (const [name, stats] of Object.entries(snapshot.events)) {
-    events[name] = { count: stats.count, sums: { ...stats.sums }, firstSeen: isoOrEmpty(stats.firstSeenMs), lastSeen: isoOrEmpty(stats.lastSeenMs) };
+    events[name] = { count: stats.count, sums: { ...stats.sums }, firstSeen: iso(stats.firstSeenMs), lastSeen: iso(stats.lastSeenMs) };
   }
 
   return {
@@ -21,8 +21,9 @@ export function profileToProto(snapshot: ProfileSnapshot): Profile {
     traits: { ...snapshot.traits },
     events,
     eventCount: snapshot.eventCount,
-    firstSeen: isoOrEmpty(snapshot.firstSeenMs),
-    lastSeen: isoOrEmpty(snapshot.lastSeenMs),
+    // A profile whose every event was skipped as already applied has no event times.
+    firstSeen: snapshot.eventCount === 0 ? '' : iso(snapshot.firstSeenMs),
+    lastSeen: snapshot.eventCount === 0 ? '' : iso(snapshot.lastSeenMs),
     recentEvents: snapshot.recent.map((payload) => eventToProto(decode<CustomerEvent>(payload))),
     lastApplied: { shard: snapshot.lastApplied.shard, sequence: snapshot.lastApplied.sequence },
   };

@@ -45,6 +45,10 @@ const MAX_BACKOFF_MS = 5_000;
 const MAX_KEPT_REJECTIONS = 10;
 const PROGRESS_INTERVAL_MS = 2_000;
 const FINISH_TIMEOUT_MS = 5_000;
+/** Deeper events are client errors: 32 JSON levels are 64 protobuf levels, below the decoder's 100. */
+const MAX_SENDABLE_DEPTH = 32;
+/** grpc-js's default receive limit of 4 MiB, less room for the rest of the request. */
+const MAX_SENDABLE_EVENT_BYTES = 4 * 1024 * 1024 - 64 * 1024;
 const RETRYABLE_CODES = new Set<number>([status.RESOURCE_EXHAUSTED, status.UNAVAILABLE]);
 
 export interface SendOptions {
@@ -177,14 +181,47 @@ async function sendAllBatches(
         continue;
       }
 
-      const event = toProto(item.event, source.file, item.line, tally);
+      const origin = { file: source.file, line: item.line };
+      const jsonBytes = measureSendable(item.event, origin, tally);
+      const event = jsonBytes === undefined ? undefined : toProto(item.event, source.file, item.line, tally);
       if (event !== undefined) {
-        await sendBatch(builder.add(event, item.event, { file: source.file, line: item.line }));
+        await sendBatch(builder.add(event, jsonBytes!, origin));
       }
     }
   }
 
   await sendBatch(builder.take());
+}
+
+/**
+ * Returns the event's size in bytes of JSON, or records a client error and returns undefined
+ * for an event no server could take. Such an event would otherwise fail its whole batch,
+ * or the whole send: a request over grpc-js's 4 MiB receive limit fails with
+ * RESOURCE_EXHAUSTED, and nesting past the protobuf decoder's 100 levels fails the request
+ * (a JSON object level is two protobuf levels, Struct and Value).
+ */
+function measureSendable(raw: RawEvent, origin: { file: string; line: number }, tally: Tally): number | undefined {
+  if (exceedsDepth(raw, MAX_SENDABLE_DEPTH)) {
+    const message = `event is nested more than ${MAX_SENDABLE_DEPTH} levels deep; rtcdp accepts at most 10 levels by default`;
+    tally.addClientError({ ...origin, code: 'NESTING_TOO_DEEP', field: '', message });
+    return undefined;
+  }
+
+  const bytes = Buffer.byteLength(JSON.stringify(raw));
+  if (bytes > MAX_SENDABLE_EVENT_BYTES) {
+    const message = `event is ${bytes} bytes as JSON, over the ${MAX_SENDABLE_EVENT_BYTES} bytes one request can carry; rtcdp accepts at most 32 KiB per event by default`;
+    tally.addClientError({ ...origin, code: 'EVENT_TOO_LARGE', field: '', message });
+    return undefined;
+  }
+  return bytes;
+}
+
+/** Whether objects and arrays nest deeper than `maxDepth` levels; stops looking at that depth. */
+function exceedsDepth(value: unknown, maxDepth: number): boolean {
+  if (value === null || typeof value !== 'object') return false;
+  if (maxDepth === 0) return true;
+  for (const child of Object.values(value)) if (exceedsDepth(child, maxDepth - 1)) return true;
+  return false;
 }
 
 function toProto(raw: RawEvent, file: string, line: number, tally: Tally): Event | undefined {
@@ -228,9 +265,8 @@ class BatchBuilder {
     private readonly maxBytes: number,
   ) {}
 
-  /** Adds an event. Returns the earlier events as a complete batch when this one does not fit with them. */
-  add(event: Event, raw: RawEvent, origin: { file: string; line: number }): Batch | undefined {
-    const bytes = Buffer.byteLength(JSON.stringify(raw));
+  /** Adds an event of `bytes` bytes of JSON. Returns the earlier events as a complete batch when this one does not fit with them. */
+  add(event: Event, bytes: number, origin: { file: string; line: number }): Batch | undefined {
     const full = this.#events.length >= this.maxEvents || this.#bytes + bytes > this.maxBytes;
     const complete = full ? this.take() : undefined;
 
@@ -474,7 +510,7 @@ class StreamWindow {
     this.#failedAttempts += 1;
     const reason = describeServiceError(error);
 
-    if (!RETRYABLE_CODES.has(error.code)) {
+    if (!isRetryable(error)) {
       this.#fail(new SendError(`ingest stream to ${this.options.server} failed: ${reason}`));
       return;
     }
@@ -544,6 +580,16 @@ class StreamWindow {
       resolve();
     }
   }
+}
+
+/**
+ * Whether a reconnect may help. grpc-js reports a server that dies mid-stream either as
+ * UNAVAILABLE or as INTERNAL "Received RST_STREAM with code 0"; both are worth a retry,
+ * because resent batches are deduplicated by messageId.
+ */
+function isRetryable(error: ServiceError): boolean {
+  if (RETRYABLE_CODES.has(error.code)) return true;
+  return error.code === status.INTERNAL && /RST_STREAM/.test(error.details ?? '');
 }
 
 /** Exponential backoff from 250 ms, doubled per failure up to 5 s, with up to 50% jitter. */

@@ -70,7 +70,7 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, AppliedEvent
     const claimsBefore = state.newIdentifiers.length;
     applyEvent(state, applied, this.#options.limits);
     for (const identifier of state.newIdentifiers.slice(claimsBefore)) {
-      this.#options.index.claim(state.workspace, identifier, state.profileId);
+      this.#options.index.claim(state.workspace, identifier, state.profileId, applied.event.timestampMs);
     }
     return state;
   }

@@ -32,6 +32,7 @@ export interface ProfileSnapshot {
   /** Per event name: track events by `event`, page and screen by "page:NAME" / "screen:NAME", others by type. */
   events: Record<string, EventStats>;
   eventCount: number;
+  /** Earliest and latest event time applied; meaningless while `eventCount` is 0. */
   firstSeenMs: number;
   lastSeenMs: number;
   /**
@@ -152,9 +153,11 @@ function applyTraits(profile: ProfileState, traits: JsonObject | undefined, time
 }
 
 function applyCounts(profile: ProfileState, event: CustomerEvent, limits: ProfileLimits): void {
+  // Event times may be 0 or negative (1970 and before), so the first event sets both bounds.
   profile.eventCount += 1;
-  if (profile.firstSeenMs === 0 || event.timestampMs < profile.firstSeenMs) profile.firstSeenMs = event.timestampMs;
-  if (event.timestampMs > profile.lastSeenMs) profile.lastSeenMs = event.timestampMs;
+  const first = profile.eventCount === 1;
+  if (first || event.timestampMs < profile.firstSeenMs) profile.firstSeenMs = event.timestampMs;
+  if (first || event.timestampMs > profile.lastSeenMs) profile.lastSeenMs = event.timestampMs;
 
   const stats = statsFor(profile, eventName(event), event.timestampMs, limits);
   stats.count += 1;

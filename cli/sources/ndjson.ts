@@ -3,31 +3,42 @@
  * exports write them. A line that does not parse becomes an error item and reading goes
  * on with the next line.
  */
-import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
 import type { RawEvent } from '../../profiles/event.js';
 import { parseSegmentLine } from '../../profiles/segment-json.js';
 import type { SourceItem } from './index.js';
+import { readByteLines } from './lines.js';
+
+/**
+ * A lenient decoder would turn each invalid byte into U+FFFD, so two different messageIds
+ * could arrive as the same one and the second be dropped as a duplicate.
+ */
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Streams the events of a Segment NDJSON file in file order, skipping blank lines. */
 export async function* readSegmentNdjson(file: string): AsyncGenerator<SourceItem> {
-  const input = createReadStream(file, { encoding: 'utf8' });
-  const lines = createInterface({ input, crlfDelay: Infinity });
-
   let lineNumber = 0;
-  try {
-    for await (const text of lines) {
-      lineNumber += 1;
-      const line = lineNumber === 1 ? text.replace(/^\uFEFF/, '') : text;
-      if (line.trim() === '') {
-        continue;
-      }
-
-      yield* lineToItems(line, lineNumber);
+  for await (const bytes of readByteLines(file)) {
+    lineNumber += 1;
+    const text = decodeLine(bytes);
+    if (text === undefined) {
+      yield { kind: 'error', line: lineNumber, code: 'INVALID_UTF8', field: '', message: 'the line is not valid UTF-8; fix the file\'s encoding' };
+      continue;
     }
-  } finally {
-    // readline does not close its input when the caller stops early.
-    input.destroy();
+
+    const line = lineNumber === 1 ? text.replace(/^\uFEFF/, '') : text;
+    if (line.trim() === '') {
+      continue;
+    }
+
+    yield* lineToItems(line, lineNumber);
+  }
+}
+
+function decodeLine(bytes: Buffer): string | undefined {
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    return undefined;
   }
 }
 

@@ -13,7 +13,7 @@ async function openIndex(t: Test): Promise<{ store: Store; index: IdentifierInde
 t.test('identifier index - claim found before persist', async (t) => {
   const { index } = await openIndex(t);
 
-  index.claim('default', EMAIL, 'user:ada');
+  index.claim('default', EMAIL, 'user:ada', 1_000);
   t.equal(await index.lookup('default', EMAIL), 'user:ada', 'unpersisted claim is found');
   t.equal(await index.lookup('other', EMAIL), undefined, 'claim is per workspace');
 });
@@ -22,7 +22,7 @@ t.test('identifier index - persisted owner found after settle', async (t) => {
   const { store, index } = await openIndex(t);
   const claims = [{ workspace: 'default', identifier: EMAIL, profileId: 'user:ada' }];
 
-  index.claim('default', EMAIL, 'user:ada');
+  index.claim('default', EMAIL, 'user:ada', 1_000);
   await store.write(await index.prepare(claims));
   index.settle(claims);
 
@@ -33,7 +33,7 @@ t.test('identifier index - claim settled during lookup', async (t) => {
   const { store, index } = await openIndex(t);
   const claims = [{ workspace: 'default', identifier: EMAIL, profileId: 'user:ada' }];
 
-  index.claim('default', EMAIL, 'user:ada');
+  index.claim('default', EMAIL, 'user:ada', 1_000);
   const ops = await index.prepare(claims);
 
   // The lookup's store read starts before the snapshot write lands, and the claim is settled
@@ -46,17 +46,31 @@ t.test('identifier index - claim settled during lookup', async (t) => {
   t.equal(await index.lookup('default', EMAIL), 'user:ada', 'a later lookup finds the persisted owner');
 });
 
-t.test('identifier index - first persisted claim wins', async (t) => {
+t.test('identifier index - earliest event time wins', async (t) => {
   const { store, index } = await openIndex(t);
-  const first = [{ workspace: 'default', identifier: EMAIL, profileId: 'user:ada' }];
-  const second = [{ workspace: 'default', identifier: EMAIL, profileId: 'user:grace' }];
+  const ada = [{ workspace: 'default', identifier: EMAIL, profileId: 'user:ada' }];
+  const grace = [{ workspace: 'default', identifier: EMAIL, profileId: 'user:grace' }];
 
-  index.claim('default', EMAIL, 'user:ada');
-  await store.write(await index.prepare(first));
-  index.settle(first);
+  index.claim('default', EMAIL, 'user:ada', 1_000);
+  index.claim('default', EMAIL, 'user:grace', 2_000);
+  t.equal(await index.lookup('default', EMAIL), 'user:ada', 'the earlier claim wins in memory');
 
-  index.claim('default', EMAIL, 'user:grace');
-  const ops = await index.prepare(second);
-  t.same(ops, [], 'no write for an identifier that already has an owner');
-  t.equal(await index.lookup('default', EMAIL), 'user:ada', 'the first owner keeps the identifier');
+  t.same(await index.prepare(grace), [], 'the later carrier writes nothing, even when it persists first');
+  await store.write(await index.prepare(ada));
+  index.settle(ada);
+  t.equal(await index.lookup('default', EMAIL), 'user:ada', 'the earlier carrier is the persisted owner');
+
+  index.claim('default', EMAIL, 'user:grace', 500);
+  t.equal(await index.lookup('default', EMAIL), 'user:grace', 'a claim earlier than the persisted owner wins');
+  await store.write(await index.prepare(grace));
+  index.settle(grace);
+  t.equal(await index.lookup('default', EMAIL), 'user:grace', 'and replaces it when persisted');
+});
+
+t.test('identifier index - ties go to the smaller profile id', async (t) => {
+  const { index } = await openIndex(t);
+
+  index.claim('default', EMAIL, 'user:grace', 1_000);
+  index.claim('default', EMAIL, 'user:ada', 1_000);
+  t.equal(await index.lookup('default', EMAIL), 'user:ada');
 });
