@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation } from 'grpc-health-check';
+import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import { Lifecycle } from '../common/lifecycle.js';
 import type { Logger } from '../common/logger.js';
 import type { RtcdpNode } from '../cluster/node.js';
@@ -82,9 +82,10 @@ export class ApiServer {
   }
 }
 
+/** rtcdp's services and the standard health service, so reflection can describe both. */
 function loadProtoDefinitions() {
-  return loadSync(['rtcdp/v1/event.proto', 'rtcdp/v1/ingest.proto', 'rtcdp/v1/profile.proto'], {
-    includeDirs: [PROTO_ROOT],
+  return loadSync(['rtcdp/v1/event.proto', 'rtcdp/v1/ingest.proto', 'rtcdp/v1/profile.proto', path.basename(healthProtoPath)], {
+    includeDirs: [PROTO_ROOT, path.dirname(healthProtoPath)],
     keepCase: true,
     defaults: true,
   });

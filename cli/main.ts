@@ -7,6 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { status } from '@grpc/grpc-js';
@@ -215,6 +216,12 @@ function describeStartFailure(error: unknown, options: DevOptions): string {
   if (message.includes('EADDRINUSE')) {
     return `cannot listen on ${options.host}:${options.port}: the port is in use. Pick another --port, or --port 0 for any free port`;
   }
+  if (message.includes('LOCK')) {
+    return `data directory ${options.data} is in use by another rtcdp process; stop it or pick another --data`;
+  }
+  if (message.includes('Name resolution failed')) {
+    return `cannot listen on --host ${options.host}: ${message}`;
+  }
   return `failed to start rtcdp with --data ${options.data}: ${message}`;
 }
 
@@ -262,6 +269,13 @@ async function loadFiles(
   return example;
 }
 
+/** How this process was started, for commands to copy: "rtcdp" when on PATH, else "node bin/rtcdp.js". */
+function commandName(): string {
+  const script = process.argv[1] ?? '';
+  if (path.basename(script) === 'rtcdp') return 'rtcdp';
+  return `node ${path.relative(process.cwd(), script) || script}`;
+}
+
 function printQueryHint(address: string, example: SendSummary['exampleIdentifier']): void {
   const server = clientAddress(address);
   const identifier = example ?? { type: 'user_id', value: 'USER_ID' };
@@ -269,8 +283,8 @@ function printQueryHint(address: string, example: SendSummary['exampleIdentifier
   const lines = [
     '',
     'Query a profile with:',
-    `  rtcdp profile get --server ${server} ${flag} ${identifier.value}`,
-    `  rtcdp profile events --server ${server} ${flag} ${identifier.value} --page-size 20`,
+    `  ${commandName()} profile get --server ${server} ${flag} ${identifier.value}`,
+    `  ${commandName()} profile events --server ${server} ${flag} ${identifier.value} --page-size 20`,
     'Press Ctrl-C to stop.',
     '',
   ];
@@ -559,7 +573,7 @@ function describeCallFailure(error: unknown, identifier: Identifier, server: str
 
 function printProfile(profile: Profile, output: string): void {
   if (output === 'json') {
-    process.stdout.write(`${JSON.stringify(ProfileMessage.toJSON(profile), null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify(ProfileMessage.toJSON(profile), roundSum, 2)}\n`);
     return;
   }
 
@@ -656,6 +670,11 @@ function truncate(text: string, maxLength: number): string {
 }
 
 /** Prints sums without float noise such as 5391.210000000001, keeping up to 6 decimals. */
+/** Rounds JSON numbers as the table does, so that both outputs show the same sums. */
+function roundSum(_key: string, value: unknown): unknown {
+  return typeof value === 'number' ? Number(formatNumber(value)) : value;
+}
+
 function formatNumber(value: number): string {
   return Number.isInteger(value) ? String(value) : String(Math.round(value * 1e6) / 1e6);
 }

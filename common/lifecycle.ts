@@ -23,7 +23,7 @@ export class Lifecycle {
   set(next: LifecycleState, fields: Record<string, unknown> = {}): void {
     const previous = this.#state;
     this.#state = next;
-    this.logger.info({ component: this.component, from: previous, to: next, ...fields }, 'lifecycle transition');
+    this.logger.info({ lifecycle: this.component, from: previous, to: next, ...fields }, 'lifecycle transition');
   }
 
   /** Throws InvalidStateError unless the state is one of `allowed`. */

@@ -260,8 +260,9 @@ function readIdentity(input: Record<string, unknown>, limits: EventLimits, event
   }
 
   if (event.userId === undefined && event.anonymousId === undefined) {
-    const received = `userId ${describeValue(input.userId)}, anonymousId ${describeValue(input.anonymousId)}`;
-    reject('MISSING_IDENTITY', 'userId', `userId or anonymousId is required, received neither (${received})`);
+    const describe = (value: unknown) => (value === undefined ? 'missing' : describeValue(value));
+    const received = `userId ${describe(input.userId)}, anonymousId ${describe(input.anonymousId)}`;
+    reject('MISSING_IDENTITY', 'userId', `userId or anonymousId is required, received ${received}`);
   }
   if (event.type === 'alias' && event.previousId === undefined) {
     reject('MISSING_FIELD', 'previousId', `previousId is required for alias events, received ${describeValue(input.previousId)}`);

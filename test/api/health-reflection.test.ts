@@ -120,6 +120,7 @@ t.test('reflection - lists rtcdp services', async (t) => {
   const names = response.list_services_response?.service.map((service) => service.name) ?? [];
   t.ok(names.includes('rtcdp.v1.IngestService'), 'lists rtcdp.v1.IngestService');
   t.ok(names.includes('rtcdp.v1.ProfileService'), 'lists rtcdp.v1.ProfileService');
+  t.ok(names.includes('grpc.health.v1.Health'), 'lists grpc.health.v1.Health');
 });
 
 t.test('reflection - file containing IngestService', async (t) => {

@@ -203,7 +203,7 @@ t.test('validation - rejects missing identity', async (t) => {
   assertRejected(t, validate({ type: 'identify', userId: null, anonymousId: '' }), {
     code: 'MISSING_IDENTITY',
     field: 'userId',
-    message: 'userId or anonymousId is required, received neither (userId null, anonymousId "")',
+    message: 'userId or anonymousId is required, received userId null, anonymousId ""',
   });
 });
 

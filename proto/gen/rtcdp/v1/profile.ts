@@ -51,7 +51,7 @@ export interface Profile {
   eventCount: number;
   firstSeen: string;
   lastSeen: string;
-  /** The most recent events, newest first. */
+  /** The most recent events in the order they were applied (log order), newest first. */
   recentEvents: Event[];
   lastApplied?: LogPosition | undefined;
 }
