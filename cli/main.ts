@@ -13,6 +13,7 @@ import { Command, CommanderError } from 'commander';
 import { status } from '@grpc/grpc-js';
 import { AbortedError, RtcdpError } from '../common/errors.js';
 import { createLogger } from '../common/logger.js';
+import { DEFAULT_EVENT_LIMITS, resolveEventLimits, type EventLimits } from '../profiles/validation.js';
 import {
   type Identifier,
   ListProfileEventsResponse,
@@ -129,6 +130,7 @@ interface DevOptions {
   maxInFlight: number;
   maxResident: number;
   walSync: boolean;
+  limit?: Partial<EventLimits>;
 }
 
 function addDevCommand(program: Command): void {
@@ -161,6 +163,13 @@ function addDevCommand(program: Command): void {
       50_000,
     )
     .option('--max-resident <profiles>', 'profiles kept in memory; the least recently used are passivated above it', parseInteger('--max-resident', 1, 100_000_000), 100_000)
+    .option(
+      '--limit <name=value>',
+      `event limit to override (repeatable), one of: ${Object.entries(DEFAULT_EVENT_LIMITS)
+        .map(([name, value]) => `${name} (default ${value})`)
+        .join(', ')}. Sizes are in bytes, maxFutureSkewMs in milliseconds`,
+      collectLimit,
+    )
     .option('--no-wal-sync', 'acknowledge events without fdatasync of the RocksDB WAL: safe against a process crash, not a power loss')
     .addHelpText('after', '\nExample:\n  rtcdp dev --port 50051 --load data/online-retail-2010-12.csv')
     .action((options: DevOptions) => runDev(options));
@@ -205,6 +214,7 @@ async function startDevNode(options: DevOptions) {
       maxInFlightEvents: options.maxInFlight,
       walSync: options.walSync,
       actors: { maxResidentActors: options.maxResident },
+      eventLimits: options.limit,
     });
   } catch (error) {
     throw new CommandFailure(describeStartFailure(error, options), { cause: error });
@@ -720,6 +730,17 @@ function parseServer(value: string): string {
  * Adds one KEY=WORKSPACE pair. Messages never repeat the key because it is a secret.
  * The last "=" splits the pair, so a key may contain "=" (as base64 does) but a workspace may not.
  */
+function collectLimit(value: string, previous: Partial<EventLimits> | undefined): Partial<EventLimits> {
+  const [name, text] = value.split('=', 2);
+  const limits = { ...previous, [name]: Number(text) };
+  try {
+    resolveEventLimits(limits);
+  } catch (error) {
+    throw new UsageError(`invalid --limit "${value}": ${(error as Error).message}`);
+  }
+  return limits;
+}
+
 function collectWriteKey(value: string, previous: Map<string, string> | undefined): Map<string, string> {
   const keys = previous ?? new Map<string, string>();
   const separator = value.lastIndexOf('=');

@@ -36,6 +36,8 @@ const USAGE_ERRORS: Array<[string[], string]> = [
   [['dev', '--port', '80.5'], 'invalid --port "80.5": expected an integer from 0 to 65535'],
   [['dev', '--port', '-1'], 'invalid --port "-1": expected an integer from 0 to 65535'],
   [['dev', '--log-level', 'loud'], 'invalid --log-level "loud": expected one of trace, debug, info, warn, error, fatal, silent'],
+  [['dev', '--limit', 'maxDepth=0'], 'invalid --limit "maxDepth=0": event limit maxDepth must be a positive integer, received 0'],
+  [['dev', '--limit', 'maxDeph=3'], 'invalid --limit "maxDeph=3": unknown event limit "maxDeph", expected one of maxEventBytes, maxBatchBytes, maxMessageIdLength, maxKeysPerObject, maxTotalKeys, maxDepth, maxStringLength, maxIdentifierLength, maxFutureSkewMs'],
   [['dev', '--write-key', 'secret'], 'invalid --write-key: expected KEY=WORKSPACE with a non-empty key and workspace'],
   [['dev', '--write-key', 'k1=a', '--write-key', 'k1=b'], 'invalid --write-key: the same key is given for workspaces "a" and "b"'],
   [['dev', '--load', 'no-such-file.csv'], 'cannot read no-such-file.csv: no such file'],

@@ -7,9 +7,11 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'csv-parse/sync';
 import t from 'tap';
-import { callUnary, createProfileClient, writeKeyMetadata } from '../../cli/client.js';
+import { callUnary, createIngestClient, createProfileClient, writeKeyMetadata } from '../../cli/client.js';
 import { sendSources } from '../../cli/sender.js';
 import { openSource } from '../../cli/sources/index.js';
+import { rawEventToProto } from '../../profiles/segment-json.js';
+import { EventStatus } from '../../proto/gen/rtcdp/v1/ingest.js';
 import type { Profile } from '../../proto/gen/rtcdp/v1/profile.js';
 import { SAMPLE_FILE, startNodeProcess } from '../helpers/node-process.js';
 
@@ -127,4 +129,16 @@ t.test('online retail - kill during load loses nothing acknowledged', async (t) 
   t.equal(resent.accepted + resent.duplicates, 42_481, 'every row is accepted or a duplicate');
   t.ok(resent.duplicates >= acknowledged, `all ${acknowledged} acknowledged rows are duplicates (found ${resent.duplicates})`);
   t.same(await mismatches(restarted.address, expectedProfiles(SAMPLE_FILE)), [], 'every profile matches the CSV exactly');
+});
+
+t.test('dev - limit option reaches validation', async (t) => {
+  const node = await startNodeProcess(t.testdir(), ['--limit', 'maxMessageIdLength=5']);
+  t.teardown(() => node.stop('SIGKILL'));
+  const client = createIngestClient(node.address);
+  t.teardown(() => client.close());
+
+  const ingest = (messageId: string) =>
+    callUnary(client.ingest.bind(client), { event: rawEventToProto({ type: 'track', userId: 'u', event: 'E', messageId }) }, writeKeyMetadata(undefined));
+  t.equal((await ingest('short')).result?.status, EventStatus.EVENT_STATUS_ACCEPTED, 'a 5-character messageId is accepted');
+  t.equal((await ingest('longer')).result?.code, 'MESSAGE_ID_TOO_LONG', 'a 6-character messageId is rejected');
 });
