@@ -18,7 +18,7 @@ import { toSnapshot } from '../profiles/profile.js';
 import { validateBatch } from '../profiles/validation.js';
 import { decode, encode } from '../storage/codec.js';
 import type { AppendRequest, EventLog, LogRecord, PartitionId } from '../storage/event-log.js';
-import { keys, prefixEnd } from '../storage/keys.js';
+import { keys, parseSequence, prefixEnd } from '../storage/keys.js';
 import { RocksDbEventLog } from '../storage/rocksdb-event-log.js';
 import { Store } from '../storage/store.js';
 import { assertIdentifier, assertWorkspaceName, checkShardCount, messageIdOf, notFound, parsePageToken } from './arguments.js';
@@ -200,7 +200,7 @@ export class RtcdpNode {
     const prefix = keys.profileEventPrefix(workspace, profileId);
     const upper = Number.isFinite(beforeSequence) ? keys.profileEvent(workspace, profileId, beforeSequence) : prefixEnd(prefix);
     const entries = await this.#store.list({ gte: prefix, lt: upper, reverse: true, limit });
-    return entries.map((entry) => ({ sequence: Number(entry.key.toString().slice(-15)), payload: entry.value }));
+    return entries.map((entry) => ({ sequence: parseSequence(entry.key.toString()), payload: entry.value }));
   }
 
   /** Lists dead letters of a workspace, oldest profile id first. */
