@@ -93,17 +93,28 @@ t.test('nats harness - three server cluster', { timeout: 55_000 }, async (t) => 
   }
 
   // Adding the same durable consumer again succeeds, so a retry after a timed-out request is safe.
-  await retryFor(20_000, () => jsm.consumers.add('EVENTS', { durable_name: 'reader', ack_policy: AckPolicy.Explicit }));
+  // A short ack wait brings back a message whose delivery a failed fetch lost.
+  const consumerConfig = { durable_name: 'reader', ack_policy: AckPolicy.Explicit, ack_wait: 2_000_000_000 };
+  await retryFor(20_000, () => jsm.consumers.add('EVENTS', consumerConfig));
   const consumer = await retryFor(20_000, () => js.consumers.get('EVENTS', 'reader'));
-  const received: string[] = [];
-  const deadline = Date.now() + 20_000;
-  while (received.length < acked.length && Date.now() < deadline) {
-    const batch = await consumer.fetch({ max_messages: acked.length - received.length, expires: 2_000 });
-    for await (const message of batch) {
-      received.push(message.string());
-      message.ack();
+
+  // Messages by stream sequence, so a redelivered one counts once.
+  const received = new Map<number, string>();
+  const deadline = Date.now() + 30_000;
+  while (received.size < acked.length && Date.now() < deadline) {
+    try {
+      const batch = await consumer.fetch({ max_messages: acked.length - received.size, expires: 2_000 });
+      for await (const message of batch) {
+        received.set(message.seq, message.string());
+        message.ack();
+      }
+    } catch (error) {
+      // On a loaded machine a fetch can miss its idle heartbeats while the cluster settles
+      // after the election; the next fetch picks up where it stopped.
+      t.comment(`fetch failed, retrying: ${(error as Error).message}`);
     }
   }
 
-  t.same(received, acked, 'every acknowledged message is read back in order');
+  const inOrder = [...received.entries()].sort(([a], [b]) => a - b).map(([, text]) => text);
+  t.same(inOrder, acked, 'every acknowledged message is read back in order');
 });
