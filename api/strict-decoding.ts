@@ -2,7 +2,7 @@
  * Request decoding that rejects what the generated code would silently repair: invalid
  * UTF-8 in string fields (the default decoder replaces it with U+FFFD). A request that
  * fails to decode is passed to the handler as a MalformedRequest instead of throwing,
- * because grpc-js answers a throwing deserializer with INTERNAL and no reason.
+ * because grpc-js fails a call whose deserializer throws with INTERNAL and no reason.
  */
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import { RtcdpError } from '../common/errors.js';
@@ -30,10 +30,42 @@ export function strictDeserializer<T>(type: Decoder<T>, typeName: string): (byte
     try {
       return type.decode(new BinaryReader(bytes, (data: Uint8Array) => strictUtf8.decode(data)));
     } catch (error) {
-      const reason = error instanceof TypeError && /encoded data|decode/i.test(error.message) ? 'a string field is not valid UTF-8' : (error as Error).message;
+      const reason = isUtf8Error(error) ? describeInvalidUtf8(type, bytes) : (error as Error).message;
       return { [MALFORMED]: new MalformedRequestError(`request is not a valid ${typeName}: ${reason}`, { cause: error }) };
     }
   };
+}
+
+function isUtf8Error(error: unknown): boolean {
+  return error instanceof TypeError && /encoded data|decode/i.test(error.message);
+}
+
+/**
+ * Names the field with invalid UTF-8. The strict decoder cannot tell which field it was
+ * reading, so the request is decoded again leniently and the first string that holds a
+ * U+FFFD replacement character is reported. A field that held U+FFFD as real text before
+ * the broken one would be named instead.
+ */
+function describeInvalidUtf8<T>(type: Decoder<T>, bytes: Buffer): string {
+  try {
+    const path = findReplacementCharacter(type.decode(new BinaryReader(bytes)), '');
+    if (path !== undefined) return `${path} is not valid UTF-8`;
+  } catch {
+    // The lenient decode fails too; the generic reason below is all there is.
+  }
+  return 'a string field is not valid UTF-8';
+}
+
+function findReplacementCharacter(value: unknown, path: string): string | undefined {
+  if (typeof value === 'string') return value.includes('\uFFFD') ? path : undefined;
+  if (value === null || typeof value !== 'object') return undefined;
+
+  for (const [key, child] of Object.entries(value)) {
+    const childPath = Array.isArray(value) ? `${path}[${key}]` : path === '' ? key : `${path}.${key}`;
+    const found = findReplacementCharacter(child, childPath) ?? (key.includes('\uFFFD') ? childPath : undefined);
+    if (found !== undefined) return found;
+  }
+  return undefined;
 }
 
 /** Throws the decoding error if `request` could not be decoded. */

@@ -132,7 +132,7 @@ t.test('bad input - invalid UTF-8 in user_id', async (t) => {
   t.equal(error.code, status.INVALID_ARGUMENT, 'status is INVALID_ARGUMENT');
   t.equal(errorCodeOf(error), 'MALFORMED_REQUEST', 'trailer code');
   t.match(error.details, 'rtcdp.v1.IngestBatchRequest', 'message names the message type');
-  t.match(error.details, 'a string field is not valid UTF-8', 'message names the rule');
+  t.match(error.details, 'events[0].userId is not valid UTF-8', 'message names the field and the rule');
 
   // The same bytes with valid UTF-8 decode, so the failure above is the encoding alone.
   // Event.type (field 1, tag 0x0a) = "identify" and Event.user_id = "b".
