@@ -42,7 +42,7 @@ function isUtf8Error(error: unknown): boolean {
 
 /**
  * Names the field with invalid UTF-8. The strict decoder cannot tell which field it was
- * reading, so the request is decoded again leniently and the first string that holds a
+ * reading, so the request is decoded again leniently and the first string that contains a
  * U+FFFD replacement character is reported. A field that held U+FFFD as real text before
  * the broken one would be named instead.
  */
@@ -61,11 +61,19 @@ function findReplacementCharacter(value: unknown, path: string): string | undefi
   if (value === null || typeof value !== 'object') return undefined;
 
   for (const [key, child] of Object.entries(value)) {
-    const childPath = Array.isArray(value) ? `${path}[${key}]` : path === '' ? key : `${path}.${key}`;
-    const found = findReplacementCharacter(child, childPath) ?? (key.includes('\uFFFD') ? childPath : undefined);
+    const childPath = joinPath(path, key, Array.isArray(value));
+    if (key.includes('\uFFFD')) return childPath;
+
+    const found = findReplacementCharacter(child, childPath);
     if (found !== undefined) return found;
   }
   return undefined;
+}
+
+function joinPath(path: string, key: string, isIndex: boolean): string {
+  if (isIndex) return `${path}[${key}]`;
+  if (path === '') return key;
+  return `${path}.${key}`;
 }
 
 /** Throws the decoding error if `request` could not be decoded. */

@@ -195,10 +195,10 @@ async function sendAllBatches(
 
 /**
  * Returns the event's size in bytes of JSON, or records a client error and returns undefined
- * for an event no server could take. Such an event would otherwise fail its whole batch,
- * or the whole send: a request over grpc-js's 4 MiB receive limit fails with
- * RESOURCE_EXHAUSTED, and nesting past the protobuf decoder's 100 levels fails the request
- * (a JSON object level is two protobuf levels, Struct and Value).
+ * for an event no server could take. Sent anyway, such an event would fail its whole batch
+ * or the whole send. A request over grpc-js's 4 MiB receive limit fails with
+ * RESOURCE_EXHAUSTED. Nesting past the protobuf decoder's 100 levels fails the request, and
+ * each JSON object level is two protobuf levels (Struct and Value).
  */
 function measureSendable(raw: RawEvent, origin: { file: string; line: number }, tally: Tally): number | undefined {
   if (exceedsDepth(raw, MAX_SENDABLE_DEPTH)) {
@@ -216,7 +216,7 @@ function measureSendable(raw: RawEvent, origin: { file: string; line: number }, 
   return bytes;
 }
 
-/** Whether objects and arrays nest deeper than `maxDepth` levels; stops looking at that depth. */
+/** Checks whether objects and arrays nest deeper than `maxDepth` levels, looking no deeper than that. */
 function exceedsDepth(value: unknown, maxDepth: number): boolean {
   if (value === null || typeof value !== 'object') return false;
   if (maxDepth === 0) return true;
@@ -583,8 +583,8 @@ class StreamWindow {
 }
 
 /**
- * Whether a reconnect may help. grpc-js reports a server that dies mid-stream either as
- * UNAVAILABLE or as INTERNAL "Received RST_STREAM with code 0"; both are worth a retry,
+ * Checks whether a reconnect may help. grpc-js reports a server that dies mid-stream as
+ * UNAVAILABLE or as INTERNAL "Received RST_STREAM with code 0". Both are worth a retry,
  * because resent batches are deduplicated by messageId.
  */
 function isRetryable(error: ServiceError): boolean {

@@ -49,7 +49,7 @@ export interface ResolvedNodeOptions {
 
 /**
  * Snapshot cadence for profiles. A snapshot of a rarely seen profile costs about as much as
- * applying its event, so a longer interval saves work; the log replays what a crash loses.
+ * applying its event, so a longer interval saves work. The log replays what a crash loses.
  */
 const DEFAULT_ACTOR_OPTIONS: ActorSystemOptions = { snapshotIntervalMs: 5_000, snapshotEveryMessages: 500 };
 

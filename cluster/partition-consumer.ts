@@ -1,8 +1,8 @@
 /**
  * Delivers one partition of the event log to the customer actors, in sequence order.
- * Records come from the log's live append notifications while the consumer keeps up,
- * and are read back from the log when it has fallen behind or is replaying after a
- * restart, so nothing between the checkpoint and the head is skipped or delivered twice.
+ * Records come from the log's live append notifications while the consumer keeps up.
+ * When it has fallen behind, or replays after a restart, it reads them back from the log.
+ * Either way each record from the checkpoint to the head is delivered exactly once.
  */
 import type { ActorSystem } from '../actors/actor-system.js';
 import type { DeliveryCallbacks } from '../actors/types.js';

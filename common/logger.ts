@@ -11,7 +11,7 @@ export function createLogger(options: { level?: string; name?: string } = {}): L
   return pino({ name: options.name ?? 'rtcdp', level }, pino.destination({ fd: 2, sync: false }));
 }
 
-/** A logger that drops everything, for tests and embedded use without output. */
+/** Creates a logger that drops everything, for tests and embedded use without output. */
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
 }

@@ -45,7 +45,7 @@ export class IdentifierIndex {
     if (current === undefined || precedes({ profileId, atMs }, current)) this.#claims.set(name, { profileId, atMs });
   }
 
-  /** The profile that holds the identifier: the earlier of the persisted owner and an unpersisted claim. */
+  /** Returns the identifier's profile: the earlier of the persisted owner and an unpersisted claim. */
   async lookup(workspace: string, identifier: Identifier): Promise<string | undefined> {
     // The claim is read before the store too, because a snapshot write can land after the
     // store read began and `settle` then removes the claim before the read returns.

@@ -9,7 +9,7 @@ export interface Identifier {
 }
 
 /**
- * The id of the profile an event belongs to: its userId when it has one, else its
+ * Returns the id of the profile an event belongs to: its userId when it has one, else its
  * anonymousId. The prefix keeps a userId and an anonymousId with the same text apart.
  */
 export function profileIdOf(event: Pick<CustomerEvent, 'userId' | 'anonymousId'>): string {
@@ -17,14 +17,14 @@ export function profileIdOf(event: Pick<CustomerEvent, 'userId' | 'anonymousId'>
   return `anon:${event.anonymousId}`;
 }
 
-/** The profile id a user_id or anonymous_id lookup maps to without the identifier index. */
+/** Returns the profile id a user_id or anonymous_id maps to without the identifier index. */
 export function profileIdForIdentifier(identifier: Identifier): string | undefined {
   if (identifier.type === 'user_id') return `user:${identifier.value}`;
   if (identifier.type === 'anonymous_id') return `anon:${identifier.value}`;
   return undefined;
 }
 
-/** Every identifier an event carries, in a fixed order, without duplicates. */
+/** Lists every identifier an event carries, in a fixed order, without duplicates. */
 export function identifiersOf(event: CustomerEvent): Identifier[] {
   const found: Identifier[] = [];
   forEachIdentifier(event, (type, value) => {

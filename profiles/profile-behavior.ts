@@ -77,17 +77,18 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, AppliedEvent
 
   /**
    * Writes each profile's snapshot, its events applied since the last snapshot, and its new
-   * identifiers in one batch. The lists are cut only after the write, by the count taken,
-   * because the actor may apply more events while the write is in flight.
+   * identifiers in one batch. `covered` records how much of each list this write includes.
+   * The lists are cut by that count only after the write, because the actor may apply more
+   * events while the write is in flight.
    */
   async persist(snapshots: Array<{ key: string; state: ProfileState }>): Promise<void> {
     const ops: WriteOp[] = [];
-    const taken = snapshots.map(({ state }) => ({ state, events: state.unpersisted.length, identifiers: state.newIdentifiers.length }));
-    const claims = taken.flatMap(({ state, identifiers }) =>
+    const covered = snapshots.map(({ state }) => ({ state, events: state.unpersisted.length, identifiers: state.newIdentifiers.length }));
+    const claims = covered.flatMap(({ state, identifiers }) =>
       state.newIdentifiers.slice(0, identifiers).map((identifier) => ({ workspace: state.workspace, identifier, profileId: state.profileId })),
     );
 
-    for (const { state, events } of taken) {
+    for (const { state, events } of covered) {
       ops.push({ type: 'put', key: keys.snapshot(state.workspace, state.profileId), value: encode(toSnapshot(state)) });
       for (const event of state.unpersisted.slice(0, events)) {
         ops.push({ type: 'put', key: keys.profileEvent(state.workspace, state.profileId, event.sequence), value: event.payload });
@@ -97,7 +98,7 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, AppliedEvent
 
     await this.#options.store.write(ops);
 
-    for (const { state, events, identifiers } of taken) {
+    for (const { state, events, identifiers } of covered) {
       state.unpersisted.splice(0, events);
       state.newIdentifiers.splice(0, identifiers);
     }

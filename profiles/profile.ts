@@ -181,7 +181,7 @@ function statsFor(profile: ProfileState, name: string, timestampMs: number, limi
   return profile.events[key];
 }
 
-/** The name an event is counted under. */
+/** Returns the name an event is counted under. */
 export function eventName(event: CustomerEvent): string {
   if (event.type === 'track') return event.event ?? 'track';
   if ((event.type === 'page' || event.type === 'screen') && event.name !== undefined) return `${event.type}:${event.name}`;
@@ -210,7 +210,7 @@ function ownCopy(payload: Buffer): Buffer {
   return copy;
 }
 
-/** The persisted part of a profile. */
+/** Returns the persisted part of a profile. */
 export function toSnapshot(profile: ProfileState): ProfileSnapshot {
   const { unpersisted: _unpersisted, newIdentifiers: _newIdentifiers, ...snapshot } = profile;
   return snapshot;

@@ -47,7 +47,7 @@ export const keys = {
   deadLetterPrefix: (workspace: string) => `dead-letter/${workspace}/`,
 };
 
-/** The key just after every key that starts with `prefix`, for an exclusive upper bound. */
+/** Returns the key just after every key that starts with `prefix`, for an exclusive upper bound. */
 export function prefixEnd(prefix: string): string {
   return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
 }

@@ -110,7 +110,7 @@ t.test('nats harness - three server cluster', { timeout: 55_000 }, async (t) => 
       }
     } catch (error) {
       // On a loaded machine a fetch can miss its idle heartbeats while the cluster settles
-      // after the election; the next fetch picks up where it stopped.
+      // after the election. The next fetch picks up where it stopped.
       t.comment(`fetch failed, retrying: ${(error as Error).message}`);
     }
   }
