@@ -25,3 +25,9 @@ export class UnauthenticatedError extends RtcdpError {
 export class DataDirectoryMismatchError extends RtcdpError {
   readonly code = 'DATA_DIRECTORY_MISMATCH';
 }
+
+/** The event log did not acknowledge an append in time; the events may or may not be stored, so resend them with the same messageIds. */
+export class EventLogUnavailableError extends RtcdpError {
+  readonly code = 'EVENT_LOG_UNAVAILABLE';
+  override readonly retryable = true;
+}

@@ -99,10 +99,10 @@ export class RtcdpNode {
 
     // Records between a checkpoint and the head were acknowledged before the restart and
     // are replayed now, so they count as in flight until applied.
-    for (const partition of this.#log.partitions()) {
+    for (const partition of await this.#log.partitions()) {
       if (!this.#ownership.owns(partition.shard)) continue;
       const consumer = await this.#consumerFor(partition);
-      this.#inFlightEvents += this.#log.headSequence(partition) - consumer.applied.value;
+      this.#inFlightEvents += (await this.#log.headSequence(partition)) - consumer.applied.value;
     }
     this.#unsubscribe = this.#log.onAppend((records) => this.#route(records));
 
@@ -240,16 +240,17 @@ export class RtcdpNode {
 
   async #awaitDelivered(workspace: string, shard: number): Promise<void> {
     const partition = { workspace, shard };
-    const head = this.#log.headSequence(partition);
+    const head = await this.#log.headSequence(partition);
     if (head === 0) return;
     const consumer = await this.#consumerFor(partition);
     await this.#withDeadline(consumer.delivered(head), `shard ${shard} to deliver events up to ${head}`);
   }
 
   async #awaitAllApplied(workspace: string): Promise<void> {
-    const waits = this.#log.partitions().filter((partition) => partition.workspace === workspace).map(async (partition) => {
+    const partitions = await this.#log.partitions();
+    const waits = partitions.filter((partition) => partition.workspace === workspace).map(async (partition) => {
       const consumer = await this.#consumerFor(partition);
-      await consumer.applied.reach(this.#log.headSequence(partition));
+      await consumer.applied.reach(await this.#log.headSequence(partition));
     });
     await this.#withDeadline(Promise.all(waits), `workspace ${workspace} to apply acknowledged events`);
   }
@@ -395,10 +396,11 @@ export class RtcdpNode {
 
   async #awaitConsumers(timeoutMs: number): Promise<void> {
     // A partition's consumer may still be in creation, so go by the log's partitions.
-    const owned = this.#log.partitions().filter((partition) => this.#ownership.owns(partition.shard));
+    const partitions = await this.#log.partitions();
+    const owned = partitions.filter((partition) => this.#ownership.owns(partition.shard));
     const waits = owned.map(async (partition) => {
       const consumer = await this.#consumerFor(partition);
-      await consumer.applied.reach(this.#log.headSequence(partition));
+      await consumer.applied.reach(await this.#log.headSequence(partition));
     });
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((resolve) => {

@@ -1,7 +1,9 @@
 /**
  * Delivers one partition of the event log to the customer actors, in sequence order.
- * Records come from the log's live append notifications while the consumer keeps up.
- * When it has fallen behind, or replays after a restart, it reads them back from the log.
+ * Embedded mode: records come from the log's live append notifications while the consumer
+ * keeps up, and when it has fallen behind, or replays after a restart, it reads them back
+ * from the log, whose sequences have no gaps. Cluster mode: a shard feed offers every record
+ * after the checkpoint in stream order, with gaps between sequences.
  * Either way each record from the checkpoint to the head is delivered exactly once.
  */
 import type { ActorSystem } from '../actors/actor-system.js';
@@ -20,7 +22,8 @@ const READ_PAGE_SIZE = 1_000;
 
 export interface PartitionConsumerOptions {
   partition: PartitionId;
-  log: EventLog;
+  /** The log to read back from when behind; its sequences have no gaps. Without it, offer() is the only source. */
+  log?: EventLog;
   actors: ActorSystem<ProfileState, AppliedEvent>;
   /** Sequence up to which every record is already reflected in persisted snapshots. */
   checkpoint: number;
@@ -42,7 +45,7 @@ export class PartitionConsumer {
   #enqueued: number;
   /** Sequence of the last record told to its actor. */
   #delivered: number;
-  readonly #delivery = new Watermark(0);
+  readonly #delivery: Watermark;
   #running = false;
   #stopped = false;
   /** One callbacks object for every message of the partition, so telling allocates no closures. */
@@ -61,7 +64,7 @@ export class PartitionConsumer {
     this.#delivered = options.checkpoint;
     this.applied = new Watermark(options.checkpoint);
     this.durable = new Watermark(options.checkpoint);
-    this.#delivery.advanceTo(options.checkpoint);
+    this.#delivery = new Watermark(options.checkpoint);
   }
 
   /** Records told to actors but not yet handled. */
@@ -77,11 +80,17 @@ export class PartitionConsumer {
   /** Takes records the log just appended to this partition. */
   offer(records: LogRecord[]): void {
     for (const record of records) {
-      if (record.sequence !== this.#enqueued + 1) continue;
+      if (!this.#follows(record)) continue;
       this.#queue.push(record);
       this.#enqueued = record.sequence;
     }
     this.#kick();
+  }
+
+  /** Whether `record` is the next one: the next sequence when read back from a log, else any later one. */
+  #follows(record: LogRecord): boolean {
+    if (this.#options.log === undefined) return record.sequence > this.#enqueued;
+    return record.sequence === this.#enqueued + 1;
   }
 
   /** Resolves once every record up to `sequence` has been told to its actor. */
@@ -124,9 +133,10 @@ export class PartitionConsumer {
   async #readBehind(): Promise<boolean> {
     this.#queue.length = 0;
     this.#queueStart = 0;
-    if (this.#options.log.headSequence(this.partition) <= this.#enqueued) return false;
+    const log = this.#options.log;
+    if (log === undefined || (await log.headSequence(this.partition)) <= this.#enqueued) return false;
 
-    const records = await this.#options.log.read(this.partition, this.#enqueued, READ_PAGE_SIZE);
+    const records = await log.read(this.partition, this.#enqueued, READ_PAGE_SIZE);
     for (const record of records) {
       if (record.sequence !== this.#enqueued + 1) continue;
       this.#queue.push(record);
@@ -142,6 +152,8 @@ export class PartitionConsumer {
       const event = (record.value as CustomerEvent | undefined) ?? decode<CustomerEvent>(record.payload);
       const key = actorKey(this.partition.workspace, profileIdOf(event));
       const message: AppliedEvent = { event, position: { shard: record.shard, sequence: record.sequence }, payload: record.payload };
+      this.applied.expect(record.sequence);
+      this.durable.expect(record.sequence);
 
       while (!this.#options.actors.tell(key, message, this.#callbacks)) {
         if (this.#options.actors.state !== 'running') return;
@@ -150,7 +162,7 @@ export class PartitionConsumer {
 
       this.#queueStart += 1;
       this.#delivered = record.sequence;
-      this.#delivery.finish(record.sequence);
+      this.#delivery.advanceTo(record.sequence);
       this.#compactQueue();
     }
   }

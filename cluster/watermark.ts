@@ -1,40 +1,67 @@
 /**
  * The highest sequence of a partition below which every record is done, when records
- * finish out of order. Sequences are contiguous (1, 2, 3, ...), so finished records above
- * the watermark wait in a set until the gap below them closes.
+ * finish out of order. Sequences may have gaps (a JetStream subject's records carry
+ * stream sequences), so the owner registers each record with expect() in log order before
+ * it can finish, and the watermark moves only over expected records that are done.
  */
 export class Watermark {
   #value: number;
-  readonly #finishedAbove = new Set<number>();
+  /** Expected records not yet passed by the watermark, in log order, from `#pendingStart`. */
+  readonly #pending: number[] = [];
+  #pendingStart = 0;
+  readonly #finishedAhead = new Set<number>();
+  #lastExpected: number;
   readonly #waiters: Array<{ sequence: number; resolve: () => void }> = [];
 
   constructor(start: number) {
     this.#value = start;
+    this.#lastExpected = start;
   }
 
   get value(): number {
     return this.#value;
   }
 
-  /** Marks `sequence` done and advances the watermark over every contiguous done record. */
-  finish(sequence: number): void {
-    if (sequence <= this.#value) return;
-    if (sequence !== this.#value + 1) {
-      this.#finishedAbove.add(sequence);
-      return;
-    }
+  /** Registers the next record of the partition. Sequences must increase from call to call. */
+  expect(sequence: number): void {
+    if (sequence <= this.#lastExpected) throw new RangeError(`expected sequence ${sequence} is not above the last one, ${this.#lastExpected}`);
+    this.#pending.push(sequence);
+    this.#lastExpected = sequence;
+  }
 
-    this.#value = sequence;
-    while (this.#finishedAbove.delete(this.#value + 1)) this.#value += 1;
+  /** Marks an expected record done and advances the watermark over every leading done record. */
+  finish(sequence: number): void {
+    if (sequence <= this.#value || sequence > this.#lastExpected) return;
+    this.#finishedAhead.add(sequence);
+
+    let advanced = false;
+    while (this.#pendingStart < this.#pending.length && this.#finishedAhead.delete(this.#pending[this.#pendingStart])) {
+      this.#value = this.#pending[this.#pendingStart];
+      this.#pendingStart += 1;
+      advanced = true;
+    }
+    if (!advanced) return;
+
+    this.#compact();
     this.#wake();
   }
 
-  /** Moves the watermark forward to `sequence` without per-record bookkeeping (records skipped as already applied). */
+  /** Moves the watermark forward to `sequence`, treating every expected record up to it as done. */
   advanceTo(sequence: number): void {
     if (sequence <= this.#value) return;
     this.#value = sequence;
-    for (const finished of this.#finishedAbove) if (finished <= sequence) this.#finishedAbove.delete(finished);
-    while (this.#finishedAbove.delete(this.#value + 1)) this.#value += 1;
+    if (sequence > this.#lastExpected) this.#lastExpected = sequence;
+
+    while (this.#pendingStart < this.#pending.length && this.#pending[this.#pendingStart] <= sequence) {
+      this.#finishedAhead.delete(this.#pending[this.#pendingStart]);
+      this.#pendingStart += 1;
+    }
+    // Records above `sequence` that finished earlier may now lead.
+    while (this.#pendingStart < this.#pending.length && this.#finishedAhead.delete(this.#pending[this.#pendingStart])) {
+      this.#value = this.#pending[this.#pendingStart];
+      this.#pendingStart += 1;
+    }
+    this.#compact();
     this.#wake();
   }
 
@@ -42,6 +69,16 @@ export class Watermark {
   reach(sequence: number): Promise<void> {
     if (this.#value >= sequence) return Promise.resolve();
     return new Promise((resolve) => this.#waiters.push({ sequence, resolve }));
+  }
+
+  #compact(): void {
+    if (this.#pendingStart === this.#pending.length) {
+      this.#pending.length = 0;
+      this.#pendingStart = 0;
+    } else if (this.#pendingStart >= 4_096 && this.#pendingStart * 2 >= this.#pending.length) {
+      this.#pending.splice(0, this.#pendingStart);
+      this.#pendingStart = 0;
+    }
   }
 
   #wake(): void {

@@ -19,7 +19,11 @@ export interface AppendRequest extends PartitionId {
 export type AppendOutcome = { status: 'appended'; sequence: number } | { status: 'duplicate' };
 
 export interface LogRecord extends PartitionId {
-  /** Position in the partition: 1, 2, 3, ... without gaps. */
+  /**
+   * Position in the log. It grows from record to record of a partition; the embedded log
+   * numbers each partition 1, 2, 3, ... without gaps, while JetStream's stream sequences
+   * leave gaps where other partitions' records sit.
+   */
   sequence: number;
   messageId: string;
   payload: Buffer;
@@ -41,10 +45,10 @@ export interface EventLog {
   read(partition: PartitionId, afterSequence: number, limit: number): Promise<LogRecord[]>;
 
   /** Sequence of the last record appended to the partition, 0 when it has none. */
-  headSequence(partition: PartitionId): number;
+  headSequence(partition: PartitionId): Promise<number>;
 
   /** Every partition that has records. */
-  partitions(): PartitionId[];
+  partitions(): Promise<PartitionId[]>;
 
   /**
    * Deletes records appended before `appendedBeforeMs` up to `upToSequence`, forgetting

@@ -126,12 +126,16 @@ export class RocksDbEventLog implements EventLog {
     return ops.length / 2;
   }
 
-  headSequence(partition: PartitionId): number {
-    return this.#heads.get(partitionName(partition))?.sequence ?? 0;
+  async headSequence(partition: PartitionId): Promise<number> {
+    return this.#headOf(partition);
   }
 
-  partitions(): PartitionId[] {
+  async partitions(): Promise<PartitionId[]> {
     return [...this.#heads.values()].map((head) => head.partition);
+  }
+
+  #headOf(partition: PartitionId): number {
+    return this.#heads.get(partitionName(partition))?.sequence ?? 0;
   }
 
   onAppend(listener: AppendListener): () => void {
@@ -216,7 +220,7 @@ export class RocksDbEventLog implements EventLog {
     for (const item of fresh) {
       const { workspace, shard, messageId, payload, value: decoded } = item.request;
       const name = partitionName(item.request);
-      const head = heads.get(name) ?? { partition: { workspace, shard }, sequence: this.headSequence(item.request) };
+      const head = heads.get(name) ?? { partition: { workspace, shard }, sequence: this.#headOf(item.request) };
       const sequence = head.sequence + 1;
       heads.set(name, { partition: head.partition, sequence });
 

@@ -4,6 +4,8 @@ import { Store } from '../../storage/store.js';
 import { eventLogContract } from './event-log-contract.js';
 
 eventLogContract(t, 'rocksdb event log', {
+  contiguous: true,
+  pruneForgetsMessageIds: true,
   async open(t) {
     const path = t.testdir();
     let store = await Store.open({ path });
