@@ -1,6 +1,7 @@
 import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Logger } from '../common/logger.js';
-import type { IngestResult, RtcdpNode } from '../cluster/node.js';
+import type { IngestResult } from '../cluster/ingest-batch.js';
+import type { ServingNode } from '../cluster/serving-node.js';
 import { EventResult, EventStatus, IngestBatchRequest, IngestBatchResponse, IngestRequest, IngestResponse, IngestServiceService } from '../proto/gen/rtcdp/v1/ingest.js';
 import { workspaceOf, type AuthOptions } from './auth.js';
 import { eventFromProto } from './convert.js';
@@ -21,7 +22,7 @@ const STATUS: Record<IngestResult['status'], EventStatus> = {
   rejected: EventStatus.EVENT_STATUS_REJECTED,
 };
 
-export function createIngestService(node: RtcdpNode, auth: AuthOptions, logger: Logger): UntypedServiceImplementation {
+export function createIngestService(node: ServingNode, auth: AuthOptions, logger: Logger): UntypedServiceImplementation {
   const log = logger.child({ service: 'IngestService' });
 
   async function ingestBatch(workspace: string, request: IngestBatchRequest): Promise<IngestBatchResponse> {

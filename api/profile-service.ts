@@ -1,7 +1,7 @@
 import type { sendUnaryData, ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Logger } from '../common/logger.js';
 import { InvalidArgumentError } from '../cluster/errors.js';
-import type { RtcdpNode } from '../cluster/node.js';
+import type { ServingNode } from '../cluster/serving-node.js';
 import type { Identifier } from '../profiles/identifiers.js';
 import { GetProfileRequest, ListProfileEventsRequest, ProfileServiceService, type GetProfileResponse, type ListProfileEventsResponse } from '../proto/gen/rtcdp/v1/profile.js';
 import { workspaceOf, type AuthOptions } from './auth.js';
@@ -19,7 +19,7 @@ export const profileServiceDefinition = {
   },
 };
 
-export function createProfileService(node: RtcdpNode, auth: AuthOptions, logger: Logger): UntypedServiceImplementation {
+export function createProfileService(node: ServingNode, auth: AuthOptions, logger: Logger): UntypedServiceImplementation {
   const log = logger.child({ service: 'ProfileService' });
 
   return {

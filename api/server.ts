@@ -10,7 +10,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import { Lifecycle } from '../common/lifecycle.js';
 import type { Logger } from '../common/logger.js';
-import type { RtcdpNode } from '../cluster/node.js';
+import type { ServingNode } from '../cluster/serving-node.js';
 import type { AuthOptions } from './auth.js';
 import { createIngestService, ingestServiceDefinition } from './ingest-service.js';
 import { createProfileService, profileServiceDefinition } from './profile-service.js';
@@ -36,7 +36,7 @@ export class ApiServer {
   readonly #lifecycle: Lifecycle;
   #address = '';
 
-  constructor(node: RtcdpNode, private readonly options: ApiServerOptions) {
+  constructor(node: ServingNode, private readonly options: ApiServerOptions) {
     this.#logger = options.logger.child({ component: 'api' });
     this.#lifecycle = new Lifecycle('api', this.#logger);
     this.#server = new Server({ 'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? 4 * 1024 * 1024 });

@@ -31,3 +31,28 @@ export class EventLogUnavailableError extends RtcdpError {
   readonly code = 'EVENT_LOG_UNAVAILABLE';
   override readonly retryable = true;
 }
+
+/** A write for a shard found a newer owner's epoch: this node lost the shard and must stop applying its events. */
+export class ShardFencedError extends RtcdpError {
+  readonly code = 'SHARD_FENCED';
+
+  constructor(
+    readonly shard: number,
+    readonly epoch: number,
+    readonly newerEpoch: number,
+    what: string,
+  ) {
+    super(`${what} for shard ${shard} was rejected: this node's lease epoch ${epoch} is older than epoch ${newerEpoch} of the shard's new owner`);
+  }
+}
+
+/** No node answered for a shard before the call's deadline, for example while the shard moves between nodes. */
+export class ShardUnavailableError extends RtcdpError {
+  readonly code = 'SHARD_UNAVAILABLE';
+  override readonly retryable = true;
+}
+
+/** The operation is not available in cluster mode yet. */
+export class UnsupportedInClusterError extends RtcdpError {
+  readonly code = 'UNSUPPORTED_IN_CLUSTER';
+}

@@ -4,48 +4,34 @@
  * runs it on the RocksDB event log with every shard owned; cluster mode gives it another
  * log and ownership behind the same interfaces.
  */
-import { randomUUID } from 'node:crypto';
 import { ActorSystem } from '../actors/actor-system.js';
 import { DeadlineError, OverloadedError } from '../common/errors.js';
 import { Lifecycle } from '../common/lifecycle.js';
 import type { Logger } from '../common/logger.js';
 import type { CustomerEvent, RawEvent } from '../profiles/event.js';
 import { IdentifierIndex } from '../profiles/identifier-index.js';
-import { profileIdForIdentifier, profileIdOf, type Identifier } from '../profiles/identifiers.js';
+import { profileIdForIdentifier, type Identifier } from '../profiles/identifiers.js';
 import { actorKey, ProfileBehavior, type DeadLetterRecord } from '../profiles/profile-behavior.js';
 import type { AppliedEvent, ProfileSnapshot, ProfileState } from '../profiles/profile.js';
 import { toSnapshot } from '../profiles/profile.js';
-import { validateBatch } from '../profiles/validation.js';
-import { decode, encode } from '../storage/codec.js';
+import { decode } from '../storage/codec.js';
 import type { AppendRequest, EventLog, LogRecord, PartitionId } from '../storage/event-log.js';
 import { keys, parseSequence, prefixEnd } from '../storage/keys.js';
 import { RocksDbEventLog } from '../storage/rocksdb-event-log.js';
 import { Store } from '../storage/store.js';
-import { assertIdentifier, assertWorkspaceName, checkShardCount, messageIdOf, notFound, parsePageToken } from './arguments.js';
+import { assertIdentifier, assertWorkspaceName, checkShardCount, notFound, parsePageToken } from './arguments.js';
 import { InvalidArgumentError, NodeUnavailableError } from './errors.js';
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './node-options.js';
 import { LocalShardOwnership, type ShardOwnership } from './ownership.js';
+import { applyOutcomes, prepareBatch, type IngestResult } from './ingest-batch.js';
 import { PartitionConsumer } from './partition-consumer.js';
+import type { ProfileEventsPage, ServingNode } from './serving-node.js';
 import { shardOf } from './routing.js';
 
-export type IngestStatus = 'accepted' | 'duplicate' | 'rejected';
+export type { IngestResult, IngestStatus } from './ingest-batch.js';
+export type { ProfileEventsPage } from './serving-node.js';
 
-export interface IngestResult {
-  index: number;
-  messageId: string;
-  status: IngestStatus;
-  code?: string;
-  field?: string;
-  message?: string;
-}
-
-export interface ProfileEventsPage {
-  events: CustomerEvent[];
-  /** Empty on the last page. */
-  nextPageToken: string;
-}
-
-export class RtcdpNode {
+export class RtcdpNode implements ServingNode {
   readonly options: ResolvedNodeOptions;
   readonly #logger: Logger;
   readonly #lifecycle: Lifecycle;
@@ -126,17 +112,8 @@ export class RtcdpNode {
     this.#assertRunning('ingest');
     assertWorkspaceName(workspace);
 
-    const validated = validateBatch(raws, this.options.eventLimits, { receivedAt: new Date(), generateMessageId: randomUUID });
-    const requests: AppendRequest[] = [];
-    const results: IngestResult[] = validated.map((result, index) => {
-      if (!result.ok) return { index, messageId: messageIdOf(raws[index]), status: 'rejected', code: result.code, field: result.field, message: result.message };
-
-      const shard = shardOf(profileIdOf(result.event), this.options.shards);
-      requests.push({ workspace, shard, messageId: result.event.messageId, payload: encode(result.event), value: result.event });
-      return { index, messageId: result.event.messageId, status: 'accepted' };
-    });
-
-    await this.#append(requests, results.filter((result) => result.status === 'accepted'));
+    const { results, requests, accepted } = prepareBatch(workspace, raws, this.options.eventLimits, this.options.shards);
+    await this.#append(requests, accepted);
     return results;
   }
 
@@ -152,11 +129,7 @@ export class RtcdpNode {
     this.#inFlightEvents += requests.length;
     let appended = 0;
     try {
-      const outcomes = await this.#log.append(requests);
-      outcomes.forEach((outcome, i) => {
-        if (outcome.status === 'duplicate') accepted[i].status = 'duplicate';
-        else appended += 1;
-      });
+      appended = applyOutcomes(accepted, await this.#log.append(requests));
     } finally {
       // Only appended events will be applied and release their in-flight slot.
       this.#inFlightEvents -= requests.length - appended;

@@ -77,14 +77,22 @@ export class PartitionConsumer {
     this.#kick();
   }
 
-  /** Takes records the log just appended to this partition. */
-  offer(records: LogRecord[]): void {
+  /** Sequence of the last record taken for delivery. */
+  get lastEnqueued(): number {
+    return this.#enqueued;
+  }
+
+  /** Takes records the log just appended to this partition; returns how many it took for delivery. */
+  offer(records: LogRecord[]): number {
+    let taken = 0;
     for (const record of records) {
       if (!this.#follows(record)) continue;
       this.#queue.push(record);
       this.#enqueued = record.sequence;
+      taken += 1;
     }
     this.#kick();
+    return taken;
   }
 
   /** Whether `record` is the next one: the next sequence when read back from a log, else any later one. */

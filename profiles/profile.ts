@@ -56,6 +56,8 @@ export interface ProfileState extends ProfileSnapshot {
   unpersisted: UnpersistedEvent[];
   /** Identifiers first seen since the last snapshot; written to the identifier index with it. */
   newIdentifiers: Identifier[];
+  /** Cluster mode: KV revision of the shared snapshot this state was loaded from or last written to. */
+  snapshotRevision?: number;
 }
 
 export interface ProfileLimits {
@@ -212,7 +214,7 @@ function ownCopy(payload: Buffer): Buffer {
 
 /** Returns the persisted part of a profile. */
 export function toSnapshot(profile: ProfileState): ProfileSnapshot {
-  const { unpersisted: _unpersisted, newIdentifiers: _newIdentifiers, ...snapshot } = profile;
+  const { unpersisted: _unpersisted, newIdentifiers: _newIdentifiers, snapshotRevision: _snapshotRevision, ...snapshot } = profile;
   return snapshot;
 }
 

@@ -1,0 +1,468 @@
+/**
+ * A node of an rtcdp cluster. Any node takes events for any customer and publishes them to
+ * the JetStream event log; the node that leases a shard applies the shard's events in its
+ * customer actors and serves their queries. Membership, shard leases, the coordinator's
+ * assignment and profile snapshots live in NATS, so a node can die and another takes over.
+ */
+import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { Lifecycle } from '../common/lifecycle.js';
+import type { Logger } from '../common/logger.js';
+import { OverloadedError } from '../common/errors.js';
+import type { RawEvent } from '../profiles/event.js';
+import { IdentifierIndex } from '../profiles/identifier-index.js';
+import { profileIdForIdentifier, type Identifier } from '../profiles/identifiers.js';
+import { ProfileBehavior } from '../profiles/profile-behavior.js';
+import type { ProfileSnapshot } from '../profiles/profile.js';
+import { decode } from '../storage/codec.js';
+import type { CustomerEvent } from '../profiles/event.js';
+import { Store } from '../storage/store.js';
+import { assertIdentifier, assertWorkspaceName, notFound } from './arguments.js';
+import { AssignmentWatcher, type Assignment } from './assignment-watcher.js';
+import type { ShardHolders } from './assignment.js';
+import { loadClusterSettings } from './cluster-settings.js';
+import { resolveClusterNodeOptions, type ClusterNodeOptions, type ResolvedClusterNodeOptions } from './cluster-options.js';
+import { Coordinator } from './coordinator.js';
+import { InvalidArgumentError, NodeUnavailableError, UnsupportedInClusterError } from './errors.js';
+import { applyOutcomes, prepareBatch, type IngestResult } from './ingest-batch.js';
+import { NatsKvStore } from './kv/nats-kv-store.js';
+import { decodeLeaseRecord } from './leases/lease-record.js';
+import { ShardLeases } from './leases/shard-leases.js';
+import { Membership, type MemberInfo } from './membership.js';
+import { JetStreamEventLog } from './nats/jetstream-event-log.js';
+import { requestShard, serveShard, ShardMovingError } from './nats/shard-rpc.js';
+import { SnapshotStore } from './nats/snapshot-store.js';
+import { shardOf } from './routing.js';
+import type { ProfileEventsPage, ServingNode } from './serving-node.js';
+import { ShardHost, type ShardHostStats } from './shard-host.js';
+
+export const CLUSTER_BUCKET = 'rtcdp-cluster';
+const LEASE_KEY_PREFIX = 'shard.';
+/** How often the node compares the shards it hosts with the assignment. */
+const RECONCILE_INTERVAL_MS = 250;
+/** How long stopping waits for the NATS connection to drain before it closes it. */
+const DISCONNECT_TIMEOUT_MS = 2_000;
+
+type ShardRequest =
+  | { op: 'getProfile'; workspace: string; profileId: string }
+  | { op: 'listProfileEvents'; workspace: string; profileId: string; pageSize: number; offset: number };
+
+interface HostedShard {
+  host: ShardHost;
+  subscription: Subscription;
+}
+
+export interface ClusterNodeStatus {
+  nodeId: string;
+  state: string;
+  shards: number;
+  members: MemberInfo[];
+  coordinator: boolean;
+  assignment: { version: number; coordinator: string; shards: Record<number, string> } | null;
+  hosted: ShardHostStats[];
+  inFlightEvents: number;
+}
+
+export class ClusterNode implements ServingNode {
+  readonly options: ResolvedClusterNodeOptions;
+  readonly nodeId: string;
+  readonly #logger: Logger;
+  readonly #lifecycle: Lifecycle;
+  readonly #connection: NatsConnection;
+  readonly #kv: NatsKvStore;
+  readonly #log: JetStreamEventLog;
+  readonly #snapshots: SnapshotStore;
+  readonly #store: Store;
+  readonly #local: ProfileBehavior;
+  readonly #shards: number;
+  readonly #leases: ShardLeases;
+  readonly #membership: Membership;
+  readonly #coordinator: Coordinator;
+  readonly #assignment: AssignmentWatcher;
+  readonly #hosted = new Map<number, HostedShard>();
+  /** Shards being acquired or handed off; the reconcile loop leaves them alone meanwhile. */
+  readonly #transitions = new Map<number, Promise<void>>();
+  #reconcileTimer: NodeJS.Timeout | null = null;
+  #inFlightEvents = 0;
+
+  private constructor(options: ResolvedClusterNodeOptions, parts: { connection: NatsConnection; kv: NatsKvStore; log: JetStreamEventLog; snapshots: SnapshotStore; store: Store; shards: number }) {
+    this.options = options;
+    this.nodeId = options.nodeId;
+    this.#logger = options.logger.child({ nodeId: options.nodeId });
+    this.#lifecycle = new Lifecycle('cluster node', this.#logger);
+    this.#connection = parts.connection;
+    this.#kv = parts.kv;
+    this.#log = parts.log;
+    this.#snapshots = parts.snapshots;
+    this.#store = parts.store;
+    this.#shards = parts.shards;
+
+    const index = new IdentifierIndex(parts.store);
+    this.#local = new ProfileBehavior({ store: parts.store, index, limits: options.profileLimits, logger: this.#logger });
+    this.#leases = new ShardLeases(parts.kv, {
+      nodeId: options.nodeId,
+      leaseTtlMs: options.leaseTtlMs,
+      renewIntervalMs: options.leaseRenewIntervalMs,
+      stallMarginMs: Math.min(1_500, Math.floor(options.leaseTtlMs / 3)),
+      takeoverMarginMs: Math.min(1_000, Math.floor(options.leaseTtlMs / 5)),
+      logger: this.#logger,
+    });
+    this.#membership = new Membership({
+      kv: parts.kv,
+      nodeId: options.nodeId,
+      grpcAddress: options.grpcAddress,
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
+      memberTimeoutMs: options.memberTimeoutMs,
+      logger: this.#logger,
+    });
+    this.#coordinator = new Coordinator({
+      kv: parts.kv,
+      nodeId: options.nodeId,
+      membership: this.#membership,
+      shardCount: parts.shards,
+      readShardHolders: () => this.#readShardHolders(),
+      stableForMs: options.rebalanceStableForMs,
+      maxConcurrentMoves: options.maxConcurrentMoves,
+      logger: this.#logger,
+    });
+    this.#assignment = new AssignmentWatcher({ kv: parts.kv, logger: this.#logger });
+  }
+
+  /** Connects to NATS, joins the cluster and starts taking the shards assigned to this node. */
+  static async start(input: ClusterNodeOptions): Promise<ClusterNode> {
+    const options = resolveClusterNodeOptions(input);
+    const logger = options.logger.child({ nodeId: options.nodeId });
+    const connection = await connect({ servers: options.servers, name: `rtcdp-${options.nodeId}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+    warnAboutServer(connection, options, logger);
+
+    let store: Store | null = null;
+    try {
+      const kv = await NatsKvStore.open(connection, { bucket: CLUSTER_BUCKET, replicas: options.replicas });
+      const settings = await loadClusterSettings(kv, { shards: options.shards }, logger);
+      const log = await JetStreamEventLog.open({
+        connection,
+        replicas: options.replicas,
+        duplicateWindowMs: options.duplicateWindowMs,
+        maxAgeMs: options.streamMaxAgeMs,
+        publishTimeoutMs: options.publishTimeoutMs,
+        logger,
+      });
+      const snapshots = await SnapshotStore.open(connection, { replicas: options.replicas });
+      store = await Store.open({ path: options.dataDir, walSync: false, logger });
+
+      const node = new ClusterNode(options, { connection, kv, log, snapshots, store, shards: settings.shards });
+      await node.#start();
+      return node;
+    } catch (error) {
+      await store?.close();
+      await connection.close();
+      throw error;
+    }
+  }
+
+  async #start(): Promise<void> {
+    this.#lifecycle.set('starting', { shards: this.#shards, replicas: this.options.replicas });
+    this.#leases.start();
+    this.#leases.onChange((shard, owned) => {
+      if (!owned) void this.#onLeaseLost(shard);
+    });
+    await this.#membership.start();
+    this.#coordinator.start();
+    this.#assignment.onChange(() => this.#reconcile());
+    this.#assignment.start();
+
+    this.#reconcileTimer = setInterval(() => this.#reconcile(), RECONCILE_INTERVAL_MS);
+    this.#reconcileTimer.unref();
+    this.#lifecycle.set('running');
+  }
+
+  get state() {
+    return this.#lifecycle.state;
+  }
+
+  /** The number of virtual shards of the cluster, as stored in NATS. */
+  get shards(): number {
+    return this.#shards;
+  }
+
+  // -------------------------------------------------------------------------
+  // Events and queries
+  // -------------------------------------------------------------------------
+
+  async ingest(workspace: string, raws: RawEvent[]): Promise<IngestResult[]> {
+    this.#assertRunning('ingest');
+    assertWorkspaceName(workspace);
+
+    const { results, requests, accepted } = prepareBatch(workspace, raws, this.options.eventLimits, this.#shards);
+    if (requests.length === 0) return results;
+    if (requests.length > this.options.maxInFlightEvents) {
+      throw new InvalidArgumentError(`batch of ${requests.length} valid events is larger than the node's in-flight limit of ${this.options.maxInFlightEvents}; split it into smaller batches`);
+    }
+    if (this.#inFlightEvents + requests.length > this.options.maxInFlightEvents) {
+      throw new OverloadedError(`node has ${this.#inFlightEvents} events waiting for JetStream; ${requests.length} more would pass the limit of ${this.options.maxInFlightEvents}. Retry after a short backoff.`);
+    }
+
+    this.#inFlightEvents += requests.length;
+    try {
+      applyOutcomes(accepted, await this.#log.append(requests));
+    } finally {
+      this.#inFlightEvents -= requests.length;
+    }
+    return results;
+  }
+
+  async getProfile(workspace: string, identifier: Identifier): Promise<ProfileSnapshot> {
+    this.#assertRunning('getProfile');
+    const profileId = this.#routableProfileId(workspace, identifier);
+    const shard = shardOf(profileId, this.#shards);
+
+    const profile = await this.#askOwner<ProfileSnapshot | null>(shard, { op: 'getProfile', workspace, profileId });
+    if (profile === null) throw notFound(identifier);
+    return profile;
+  }
+
+  /**
+   * Returns a page of the profile's most recent events, newest first. Cluster mode keeps the
+   * events that the profile's replicated snapshot contains (profileLimits.recentEvents).
+   */
+  async listProfileEvents(workspace: string, identifier: Identifier, page: { pageSize?: number; pageToken?: string } = {}): Promise<ProfileEventsPage> {
+    this.#assertRunning('listProfileEvents');
+    const pageSize = page.pageSize || 100;
+    if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 1_000) {
+      throw new InvalidArgumentError(`page_size must be an integer from 1 to 1000, received ${pageSize}`);
+    }
+    const offset = page.pageToken ? Number(page.pageToken) : 0;
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidArgumentError(`page_token is invalid: ${JSON.stringify(page.pageToken)}; pass the next_page_token of the previous page`);
+
+    const profileId = this.#routableProfileId(workspace, identifier);
+    const shard = shardOf(profileId, this.#shards);
+    const result = await this.#askOwner<{ events: CustomerEvent[]; nextPageToken: string } | null>(shard, { op: 'listProfileEvents', workspace, profileId, pageSize, offset });
+    if (result === null) throw notFound(identifier);
+    return result;
+  }
+
+  /** The profile id an identifier routes to without an index lookup. */
+  #routableProfileId(workspace: string, identifier: Identifier): string {
+    assertWorkspaceName(workspace);
+    assertIdentifier(identifier);
+    const profileId = identifier.type === 'user_id' ? profileIdForIdentifier(identifier) : undefined;
+    if (profileId === undefined) {
+      throw new UnsupportedInClusterError(`lookup by ${identifier.type} is not available in cluster mode yet, because each node indexes only the profiles it applies; query by user_id`);
+    }
+    return profileId;
+  }
+
+  async #askOwner<T>(shard: number, request: ShardRequest): Promise<T> {
+    const local = this.#hosted.get(shard);
+    if (local !== undefined && local.host.state === 'running') return (await this.#answer(local.host, request)) as T;
+    return requestShard<T>(this.#connection, shard, request, this.options.queryTimeoutMs);
+  }
+
+  async #answer(host: ShardHost, request: ShardRequest): Promise<unknown> {
+    if (host.state !== 'running') throw new ShardMovingError(`shard ${host.shard} is ${host.state} on node ${this.nodeId}`);
+
+    const profile = await host.getProfile(request.workspace, request.profileId, this.options.queryTimeoutMs);
+    if (profile === undefined) return null;
+    if (request.op === 'getProfile') return profile;
+
+    const page = profile.recent.slice(request.offset, request.offset + request.pageSize + 1);
+    const events = page.slice(0, request.pageSize).map((payload) => decode<CustomerEvent>(Buffer.from(payload)));
+    const nextPageToken = page.length > request.pageSize ? String(request.offset + request.pageSize) : '';
+    return { events, nextPageToken };
+  }
+
+  // -------------------------------------------------------------------------
+  // Shards
+  // -------------------------------------------------------------------------
+
+  /** Starts acquiring the shards assigned to this node and handing off the others. */
+  #reconcile(): void {
+    if (!this.#lifecycle.is('running', 'draining')) return;
+    const assignment = this.#assignment.current();
+    if (assignment === null) return;
+
+    for (let shard = 0; shard < this.#shards; shard++) {
+      if (this.#transitions.has(shard)) continue;
+      const assigned = assignment.shards.get(shard) === this.nodeId;
+      const hosted = this.#hosted.has(shard);
+      if (assigned && !hosted && this.#lifecycle.is('running')) this.#transition(shard, () => this.#takeShard(shard));
+      else if (!assigned && hosted) this.#transition(shard, () => this.#handOff(shard));
+    }
+  }
+
+  #transition(shard: number, work: () => Promise<void>): Promise<void> {
+    const running = work()
+      .catch((error) => this.#logger.error({ err: error, shard }, 'shard transition failed; retrying'))
+      .finally(() => this.#transitions.delete(shard));
+    this.#transitions.set(shard, running);
+    return running;
+  }
+
+  async #takeShard(shard: number): Promise<void> {
+    const lease = await this.#leases.acquire(shard);
+    if (!lease.acquired) return;
+
+    let host: ShardHost;
+    try {
+      host = await ShardHost.start({
+        shard,
+        epoch: lease.epoch,
+        nodeId: this.nodeId,
+        connection: this.#connection,
+        log: this.#log,
+        snapshots: this.#snapshots,
+        clusterKv: this.#kv,
+        local: this.#local,
+        actors: this.options.actors,
+        maxPendingRecords: this.options.maxPendingRecordsPerShard,
+        checkpointIntervalMs: this.options.checkpointIntervalMs,
+        isOwner: () => this.#leases.owns(shard),
+        onFenced: () => void this.#onLeaseLost(shard),
+        logger: this.#logger,
+      });
+    } catch (error) {
+      await this.#leases.release(shard);
+      throw error;
+    }
+
+    const subscription = serveShard(this.#connection, shard, (request) => this.#answer(host, request as ShardRequest), this.#logger);
+    this.#hosted.set(shard, { host, subscription });
+    this.#logger.info({ shard, epoch: lease.epoch, previous: lease.previous }, 'took over the shard');
+  }
+
+  async #handOff(shard: number): Promise<void> {
+    const hosted = this.#hosted.get(shard);
+    if (hosted === undefined) return;
+
+    const startedAt = performance.now();
+    await hosted.host.handoff(this.options.handoffTimeoutMs);
+    hosted.subscription.unsubscribe();
+    this.#hosted.delete(shard);
+    await this.#leases.release(shard);
+    this.#logger.info({ shard, epoch: hosted.host.epoch, handoffMs: Math.round(performance.now() - startedAt) }, 'handed the shard off');
+  }
+
+  /** Stops applying a shard at once: its lease expired, was lost, or a newer owner fenced this node. */
+  async #onLeaseLost(shard: number): Promise<void> {
+    const hosted = this.#hosted.get(shard);
+    if (hosted === undefined || this.#transitions.has(shard)) return;
+
+    this.#hosted.delete(shard);
+    hosted.subscription.unsubscribe();
+    await this.#transition(shard, async () => {
+      await hosted.host.abort();
+      this.#logger.warn({ shard, epoch: hosted.host.epoch }, 'lost the shard lease; stopped applying its events');
+    });
+  }
+
+  async #readShardHolders(): Promise<ShardHolders> {
+    const holders = new Map<number, string | null>();
+    for (const entry of await this.#kv.list(LEASE_KEY_PREFIX)) {
+      const shard = Number(entry.key.slice(LEASE_KEY_PREFIX.length));
+      if (!Number.isInteger(shard)) continue;
+      try {
+        const record = decodeLeaseRecord(entry.value, entry.key, entry.revision);
+        holders.set(shard, record.released ? null : record.holder);
+      } catch (error) {
+        this.#logger.warn({ err: error, key: entry.key }, 'ignoring an invalid shard lease record');
+      }
+    }
+    return holders;
+  }
+
+  // -------------------------------------------------------------------------
+  // Status and lifecycle
+  // -------------------------------------------------------------------------
+
+  status(): ClusterNodeStatus {
+    const assignment = this.#assignment.current();
+    return {
+      nodeId: this.nodeId,
+      state: this.state,
+      shards: this.#shards,
+      members: this.#membership.members(),
+      coordinator: this.#coordinator.isLeader(),
+      assignment: assignment === null ? null : describeAssignment(assignment),
+      hosted: [...this.#hosted.values()].map(({ host }) => host.stats()).sort((a, b) => a.shard - b.shard),
+      inFlightEvents: this.#inFlightEvents,
+    };
+  }
+
+  /**
+   * Leaves the cluster gracefully: stops taking events, leaves the membership so the
+   * coordinator moves this node's shards elsewhere, hands each one off as it moves, and
+   * after `timeoutMs` hands off the rest directly. Then disconnects.
+   */
+  async drain(options: { timeoutMs?: number } = {}): Promise<void> {
+    if (this.#lifecycle.is('stopped', 'draining')) return;
+    this.#lifecycle.set('draining');
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    const deadline = performance.now() + timeoutMs;
+
+    // Another node takes over coordination, then the assignment moves this node's shards
+    // away once it reads the membership without this node.
+    await this.#coordinator.stop();
+    await this.#membership.stop();
+    while (this.#hosted.size > 0 && performance.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, RECONCILE_INTERVAL_MS));
+    }
+    await Promise.all([...this.#transitions.values()]);
+    await Promise.all([...this.#hosted.keys()].map((shard) => this.#transition(shard, () => this.#handOff(shard))));
+
+    await this.#stopComponents();
+    this.#lifecycle.set('stopped');
+  }
+
+  /** Stops at once without handing anything off; the leases expire and other nodes replay the log. */
+  async abort(): Promise<void> {
+    if (this.#lifecycle.is('stopped')) return;
+    this.#lifecycle.set('draining', { forced: true });
+    for (const [shard, hosted] of this.#hosted) {
+      hosted.subscription.unsubscribe();
+      await hosted.host.abort();
+      this.#hosted.delete(shard);
+    }
+    await this.#stopComponents();
+    this.#lifecycle.set('stopped', { forced: true });
+  }
+
+  async #stopComponents(): Promise<void> {
+    if (this.#reconcileTimer !== null) clearInterval(this.#reconcileTimer);
+    await this.#assignment.stop();
+    await this.#coordinator.stop();
+    if (this.#membership.state !== 'stopped') await this.#membership.stop();
+    this.#leases.stop();
+    await this.#log.close();
+    await this.#store.close();
+    await this.#disconnect();
+  }
+
+  /** Drains the NATS connection, or closes it when the server does not respond in time. */
+  async #disconnect(): Promise<void> {
+    if (this.#connection.isClosed()) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, DISCONNECT_TIMEOUT_MS)));
+    await Promise.race([this.#connection.drain().catch(() => undefined), timeout]);
+    clearTimeout(timer);
+    if (!this.#connection.isClosed()) await this.#connection.close();
+  }
+
+  #assertRunning(operation: string): void {
+    if (!this.#lifecycle.is('running')) throw new NodeUnavailableError(`node cannot ${operation} while ${this.state}; retry against a running node`);
+  }
+}
+
+function describeAssignment(assignment: Assignment): ClusterNodeStatus['assignment'] {
+  return { version: assignment.version, coordinator: assignment.coordinator, shards: Object.fromEntries(assignment.shards) };
+}
+
+/** Warns when the NATS server cannot give the durability production needs. */
+function warnAboutServer(connection: NatsConnection, options: ResolvedClusterNodeOptions, logger: Logger): void {
+  const version = connection.info?.version ?? 'unknown';
+  const [major, minor] = version.split('.').map(Number);
+  if (!(major > 2 || (major === 2 && minor >= 10))) {
+    logger.warn({ natsVersion: version }, 'NATS server is older than 2.10, so it has no sync_interval setting: JetStream acknowledges events before they are fsynced to disk. Use NATS 2.10 or later with sync_interval: always in production');
+  }
+  if (options.replicas < 3) {
+    logger.warn({ replicas: options.replicas }, 'events and snapshots are kept on fewer than 3 NATS servers; losing one server can lose acknowledged events. Use replicas 3 on a 3-server NATS cluster in production');
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * Reads every workspace's events of one shard from the event stream, in stream order, with
+ * a JetStream ordered consumer: an ephemeral consumer that the client recreates from the
+ * last delivered sequence after a gap, a missed heartbeat or a reconnect, so no record is
+ * skipped or repeated. The owner's progress lives in its checkpoints, not in the server.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DeliverPolicy, jetstream, type ConsumerMessages } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from '../../common/logger.js';
+import type { LogRecord } from '../../storage/event-log.js';
+import { EVENT_STREAM, parseEventSubject, shardEventFilter } from './subjects.js';
+
+export interface ShardFeedOptions {
+  connection: NatsConnection;
+  shard: number;
+  /** First stream sequence to read. */
+  fromSequence: number;
+  /** Takes one record. When it returns a promise, the feed reads nothing more until it settles. */
+  onRecord: (record: LogRecord) => void | Promise<void>;
+  logger: Logger;
+}
+
+/** Messages the server may send ahead of the ones the feed has taken. */
+const PREFETCH_MESSAGES = 1_000;
+const RETRY_DELAY_MS = 1_000;
+
+export class ShardFeed {
+  readonly #options: ShardFeedOptions;
+  #next: number;
+  #messages: ConsumerMessages | null = null;
+  #stopped = false;
+  #running: Promise<void> | null = null;
+
+  constructor(options: ShardFeedOptions) {
+    this.#options = options;
+    this.#next = Math.max(1, options.fromSequence);
+  }
+
+  /** Sequence of the next record the feed will read. */
+  get nextSequence(): number {
+    return this.#next;
+  }
+
+  start(): void {
+    this.#running = this.#run();
+  }
+
+  /** Stops reading; resolves once no record will be handed over any more. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#messages?.stop();
+    await this.#running;
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#stopped) {
+      try {
+        await this.#consume();
+      } catch (error) {
+        if (this.#stopped) break;
+        this.#options.logger.warn({ err: error, shard: this.#options.shard, nextSequence: this.#next }, 'reading the shard from the event stream failed; retrying');
+        await sleep(RETRY_DELAY_MS);
+      }
+    }
+  }
+
+  async #consume(): Promise<void> {
+    const js = jetstream(this.#options.connection);
+    const consumer = await js.consumers.get(EVENT_STREAM, {
+      filter_subjects: shardEventFilter(this.#options.shard),
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: this.#next,
+    });
+    if (this.#stopped) return;
+
+    this.#messages = await consumer.consume({ max_messages: PREFETCH_MESSAGES });
+    for await (const message of this.#messages) {
+      if (this.#stopped) break;
+      const partition = parseEventSubject(message.subject);
+      if (partition === null) continue;
+
+      const record: LogRecord = { ...partition, sequence: message.seq, messageId: '', payload: Buffer.from(message.data) };
+      this.#next = message.seq + 1;
+      const taken = this.#options.onRecord(record);
+      if (taken !== undefined) await taken;
+    }
+  }
+}

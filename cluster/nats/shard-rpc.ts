@@ -1,0 +1,113 @@
+/**
+ * Request and reply with the owner of a shard over NATS. The owner subscribes to its
+ * shards' subjects while it hosts them; any node sends a query there. While a shard moves,
+ * no owner or only a draining one responds, so the caller retries until its deadline and only
+ * then fails, naming the shard and the last reason.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { errors as natsErrors, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { DeadlineError, RtcdpError } from '../../common/errors.js';
+import type { Logger } from '../../common/logger.js';
+import { decode, encode } from '../../storage/codec.js';
+import { InvalidArgumentError, ProfileNotFoundError, ShardUnavailableError, UnsupportedInClusterError } from '../errors.js';
+
+type Reply = { ok: true; value: unknown } | { ok: false; code: string; message: string; retryable: boolean };
+
+/** A shard owner that is handing the shard over or has lost it; the caller retries elsewhere. */
+export class ShardMovingError extends RtcdpError {
+  readonly code = 'SHARD_MOVING';
+  override readonly retryable = true;
+}
+
+/** An error the owner returned whose code has no class on this side. */
+export class RemoteShardError extends RtcdpError {
+  readonly code: string;
+
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+const RPC_PREFIX = 'rtcdp.rpc.shard';
+/** Maximum wait for one attempt, so a request to an owner that just died is retried soon. */
+const ATTEMPT_TIMEOUT_MS = 2_000;
+const RETRY_DELAY_MS = 100;
+
+export function shardRpcSubject(shard: number): string {
+  return `${RPC_PREFIX}.${shard}`;
+}
+
+/** Serves queries for one shard with `handler` until the returned subscription is unsubscribed. */
+export function serveShard(connection: NatsConnection, shard: number, handler: (request: unknown) => Promise<unknown>, logger: Logger): Subscription {
+  return connection.subscribe(shardRpcSubject(shard), {
+    callback: (error, message) => {
+      if (error !== null) {
+        logger.error({ err: error, shard }, 'shard query subscription failed');
+        return;
+      }
+
+      void (async () => {
+        let reply: Reply;
+        try {
+          reply = { ok: true, value: await handler(decode(Buffer.from(message.data))) };
+        } catch (failure) {
+          if (!(failure instanceof RtcdpError)) logger.error({ err: failure, shard }, 'shard query failed');
+          reply = toReply(failure);
+        }
+        message.respond(encode(reply));
+      })();
+    },
+  });
+}
+
+function toReply(error: unknown): Reply {
+  if (error instanceof RtcdpError) return { ok: false, code: error.code, message: error.message, retryable: error.retryable };
+  return { ok: false, code: 'INTERNAL', message: 'internal error; the owner node log has the details', retryable: false };
+}
+
+/** Sends a query to the shard's owner, retrying while the shard has no owner, until `timeoutMs` passes. */
+export async function requestShard<T>(connection: NatsConnection, shard: number, request: unknown, timeoutMs: number): Promise<T> {
+  const deadline = performance.now() + timeoutMs;
+  let reason = 'no attempt was made';
+
+  for (;;) {
+    const remaining = deadline - performance.now();
+    if (remaining <= 0) break;
+
+    try {
+      const message = await connection.request(shardRpcSubject(shard), encode(request), { timeout: Math.min(remaining, ATTEMPT_TIMEOUT_MS) });
+      const reply = decode<Reply>(Buffer.from(message.data));
+      if (reply.ok) return reply.value as T;
+      if (!reply.retryable) throw fromReply(reply);
+      reason = `${reply.code}: ${reply.message}`;
+    } catch (error) {
+      if (error instanceof RtcdpError) throw error;
+      reason = describeRequestFailure(error);
+    }
+    await sleep(Math.min(RETRY_DELAY_MS, Math.max(0, deadline - performance.now())));
+  }
+
+  throw new ShardUnavailableError(`no node responded for shard ${shard} within ${timeoutMs} ms (${reason}); the shard may be moving, so retry`);
+}
+
+function describeRequestFailure(error: unknown): string {
+  if (error instanceof natsErrors.RequestError && error.isNoResponders()) return 'no node owns the shard now';
+  if (error instanceof natsErrors.TimeoutError || (error instanceof natsErrors.RequestError && error.cause instanceof natsErrors.TimeoutError)) return 'the owner did not reply in time';
+  return `request failed: ${(error as Error).message}`;
+}
+
+function fromReply(reply: Extract<Reply, { ok: false }>): RtcdpError {
+  switch (reply.code) {
+    case 'PROFILE_NOT_FOUND':
+      return new ProfileNotFoundError(reply.message);
+    case 'INVALID_ARGUMENT':
+      return new InvalidArgumentError(reply.message);
+    case 'DEADLINE_EXCEEDED':
+      return new DeadlineError(reply.message);
+    case 'UNSUPPORTED_IN_CLUSTER':
+      return new UnsupportedInClusterError(reply.message);
+    default:
+      return new RemoteShardError(reply.code, reply.message);
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * Profile snapshots in a replicated JetStream KV bucket, so that a node taking over a shard
+ * from a dead node can rebuild its profiles: the snapshot, then the log after its position.
+ *
+ * Writes are fenced per key. Each write expects the revision this owner last loaded or wrote,
+ * and each value carries the writer's lease epoch. When the revision moved, the stored epoch
+ * decides: a newer epoch means this node lost the shard (ShardFencedError), an older one
+ * means a stale owner wrote in between and is overwritten. So a stale owner never replaces
+ * a newer owner's snapshot, and a shard checkpoint never covers a snapshot that was lost.
+ *
+ * Reads go to the bucket's stream leader (direct gets are off), so a read after a write returns it.
+ */
+import { Kvm, type KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { ProfileSnapshot } from '../../profiles/profile.js';
+import { decode, encode } from '../../storage/codec.js';
+import { ShardFencedError } from '../errors.js';
+
+export const SNAPSHOT_BUCKET = 'rtcdp-snapshots';
+const SNAPSHOT_RECORD_VERSION = 1;
+
+interface StoredSnapshot {
+  version: number;
+  epoch: number;
+  snapshot: ProfileSnapshot;
+}
+
+export interface LoadedSnapshot {
+  snapshot: ProfileSnapshot;
+  revision: number;
+}
+
+export interface SnapshotWrite {
+  workspace: string;
+  shard: number;
+  profileId: string;
+  snapshot: ProfileSnapshot;
+  /** Revision this owner last loaded or wrote; undefined when the key had no value. */
+  expectedRevision: number | undefined;
+}
+
+export class SnapshotStore {
+  readonly #kv: KV;
+
+  private constructor(kv: KV) {
+    this.#kv = kv;
+  }
+
+  static async open(connection: NatsConnection, options: { replicas: number }): Promise<SnapshotStore> {
+    const kv = await new Kvm(connection).create(SNAPSHOT_BUCKET, { history: 1, replicas: options.replicas, allow_direct: false });
+    return new SnapshotStore(kv);
+  }
+
+  async load(workspace: string, shard: number, profileId: string): Promise<LoadedSnapshot | null> {
+    const entry = await this.#kv.get(snapshotKey(workspace, shard, profileId));
+    if (entry === null || entry.operation !== 'PUT') return null;
+
+    const stored = decode<StoredSnapshot>(Buffer.from(entry.value));
+    return { snapshot: stored.snapshot, revision: entry.revision };
+  }
+
+  /** Writes one snapshot for an owner of lease `epoch`; returns the new revision. */
+  async write(write: SnapshotWrite, epoch: number): Promise<number> {
+    const key = snapshotKey(write.workspace, write.shard, write.profileId);
+    const value = encode({ version: SNAPSHOT_RECORD_VERSION, epoch, snapshot: write.snapshot } satisfies StoredSnapshot);
+    let expected = write.expectedRevision;
+
+    for (;;) {
+      try {
+        return expected === undefined ? await this.#kv.create(key, value) : await this.#kv.update(key, value, expected);
+      } catch (error) {
+        if (!isWrongLastSequence(error)) throw error;
+      }
+
+      const current = await this.#kv.get(key);
+      const currentEpoch = current === null || current.operation !== 'PUT' ? 0 : decode<StoredSnapshot>(Buffer.from(current.value)).epoch;
+      if (currentEpoch > epoch) throw new ShardFencedError(write.shard, epoch, currentEpoch, `snapshot of profile ${write.profileId}`);
+      expected = current === null ? undefined : current.revision;
+    }
+  }
+}
+
+/** Profile ids may contain any character, so the key carries them in base64url. */
+function snapshotKey(workspace: string, shard: number, profileId: string): string {
+  return `${workspace}.${shard}.${Buffer.from(profileId).toString('base64url')}`;
+}
+
+/** Returns whether a KV write failed its revision check (JetStream API error code 10071). */
+export function isWrongLastSequence(error: unknown): boolean {
+  const code = typeof error === 'object' && error !== null && 'code' in error ? (error as { code: unknown }).code : undefined;
+  return code === 10071 || /wrong last sequence/i.test(String((error as Error)?.message));
+}

@@ -1,0 +1,23 @@
+/**
+ * What the gRPC services need from a node. The embedded RtcdpNode and the cluster node
+ * both provide it, so the API layer is the same in both modes.
+ */
+import type { CustomerEvent, RawEvent } from '../profiles/event.js';
+import type { Identifier } from '../profiles/identifiers.js';
+import type { ProfileSnapshot } from '../profiles/profile.js';
+import type { IngestResult } from './ingest-batch.js';
+
+export interface ProfileEventsPage {
+  events: CustomerEvent[];
+  /** Empty on the last page. */
+  nextPageToken: string;
+}
+
+export interface ServingNode {
+  /** Validates and appends a batch; resolves with one result per event once the accepted ones are durable. */
+  ingest(workspace: string, raws: RawEvent[]): Promise<IngestResult[]>;
+  /** Returns the profile holding `identifier`, reflecting every event acknowledged before the call. */
+  getProfile(workspace: string, identifier: Identifier): Promise<ProfileSnapshot>;
+  /** Returns a page of the profile's events, newest first. */
+  listProfileEvents(workspace: string, identifier: Identifier, page?: { pageSize?: number; pageToken?: string }): Promise<ProfileEventsPage>;
+}

@@ -1,0 +1,325 @@
+/**
+ * Everything one node runs for one shard it leases: the shard's customer actors, a feed
+ * of the shard's events from JetStream, a partition consumer per workspace, and the
+ * shard's checkpoints. A host lives for one lease tenure: it starts after the lease is
+ * taken, and ends by a handoff (apply, persist and checkpoint everything, then the caller
+ * releases the lease) or by an abort when the lease is lost (keep nothing, write nothing).
+ */
+import { ActorSystem } from '../actors/actor-system.js';
+import type { ActorSystemOptions } from '../actors/types.js';
+import { DeadlineError } from '../common/errors.js';
+import { Lifecycle } from '../common/lifecycle.js';
+import type { Logger } from '../common/logger.js';
+import { actorKey, type ProfileBehavior } from '../profiles/profile-behavior.js';
+import { toSnapshot, type AppliedEvent, type ProfileSnapshot, type ProfileState } from '../profiles/profile.js';
+import type { LogRecord, PartitionId } from '../storage/event-log.js';
+import { ClusterProfileBehavior } from './cluster-profile-behavior.js';
+import { ShardFencedError } from './errors.js';
+import type { KvStore } from './kv/kv-store.js';
+import type { JetStreamEventLog } from './nats/jetstream-event-log.js';
+import { ShardFeed } from './nats/shard-feed.js';
+import type { SnapshotStore } from './nats/snapshot-store.js';
+import { PartitionConsumer } from './partition-consumer.js';
+import { ShardStateRecord } from './shard-state.js';
+
+/** How often a handoff checks that the lease is still valid while profiles are persisted. */
+const OWNERSHIP_CHECK_INTERVAL_MS = 100;
+
+export interface ShardHostOptions {
+  shard: number;
+  epoch: number;
+  nodeId: string;
+  connection: ConstructorParameters<typeof ShardFeed>[0]['connection'];
+  log: JetStreamEventLog;
+  snapshots: SnapshotStore;
+  clusterKv: KvStore;
+  local: ProfileBehavior;
+  actors: ActorSystemOptions;
+  /** Records taken from the stream but not yet applied, above which the feed waits. */
+  maxPendingRecords: number;
+  checkpointIntervalMs: number;
+  /** Whether the lease is still valid; the host writes nothing once it is not. */
+  isOwner: () => boolean;
+  /** Called once when a write finds a newer owner; the caller then aborts the host. */
+  onFenced: (error: ShardFencedError) => void;
+  logger: Logger;
+}
+
+export interface ShardHostStats {
+  shard: number;
+  epoch: number;
+  state: string;
+  workspaces: number;
+  /** Records taken from the stream and not yet applied. */
+  pendingRecords: number;
+  /** Next stream sequence the feed reads. */
+  nextSequence: number;
+  residentProfiles: number;
+}
+
+export class ShardHost {
+  readonly shard: number;
+  readonly epoch: number;
+  readonly #options: ShardHostOptions;
+  readonly #logger: Logger;
+  readonly #lifecycle: Lifecycle;
+  readonly #actors: ActorSystem<ProfileState, AppliedEvent>;
+  readonly #consumers = new Map<string, PartitionConsumer>();
+  readonly #state: ShardStateRecord;
+  #feed: ShardFeed | null = null;
+  #pendingRecords = 0;
+  #roomWaiter: (() => void) | null = null;
+  #checkpointTimer: NodeJS.Timeout | null = null;
+  #checkpointing: Promise<void> | null = null;
+  #fenced = false;
+
+  private constructor(options: ShardHostOptions, state: ShardStateRecord) {
+    this.shard = options.shard;
+    this.epoch = options.epoch;
+    this.#options = options;
+    this.#state = state;
+    this.#logger = options.logger.child({ shard: options.shard, epoch: options.epoch });
+    this.#lifecycle = new Lifecycle('shard host', this.#logger);
+
+    const behavior = new ClusterProfileBehavior({
+      shard: options.shard,
+      epoch: options.epoch,
+      snapshots: options.snapshots,
+      local: options.local,
+      isOwner: options.isOwner,
+      onFenced: (error) => this.#fence(error),
+    });
+    this.#actors = new ActorSystem(behavior, { ...options.actors, logger: this.#logger });
+  }
+
+  /** Claims the shard's checkpoints with the lease epoch and starts applying from them. */
+  static async start(options: ShardHostOptions): Promise<ShardHost> {
+    const state = await ShardStateRecord.claim(options.clusterKv, options.shard, options.epoch, options.nodeId);
+    const host = new ShardHost(options, state);
+    await host.#start();
+    return host;
+  }
+
+  async #start(): Promise<void> {
+    this.#lifecycle.set('starting');
+    this.#actors.start();
+
+    const fromSequence = await this.#firstUncheckpointed();
+    this.#feed = new ShardFeed({
+      connection: this.#options.connection,
+      shard: this.shard,
+      fromSequence,
+      onRecord: (record) => this.#take(record),
+      logger: this.#logger,
+    });
+    this.#feed.start();
+
+    this.#checkpointTimer = setInterval(() => void this.#checkpoint(), this.#options.checkpointIntervalMs);
+    this.#checkpointTimer.unref();
+    this.#lifecycle.set('running', { fromSequence, checkpoints: this.#state.checkpoints });
+  }
+
+  /**
+   * The stream sequence from which the feed must read so that every workspace's records
+   * after its checkpoint are seen. A workspace with records but no checkpoint needs all of them.
+   */
+  async #firstUncheckpointed(): Promise<number> {
+    const partitions = (await this.#options.log.partitions()).filter((partition) => partition.shard === this.shard);
+    let from = Number.MAX_SAFE_INTEGER;
+    for (const partition of partitions) {
+      from = Math.min(from, (this.#state.checkpoints[partition.workspace] ?? 0) + 1);
+    }
+    return from === Number.MAX_SAFE_INTEGER ? 1 : from;
+  }
+
+  get state() {
+    return this.#lifecycle.state;
+  }
+
+  #take(record: LogRecord): void | Promise<void> {
+    this.#pendingRecords += this.#consumerFor(record.workspace).offer([record]);
+    if (this.#pendingRecords < this.#options.maxPendingRecords) return;
+    return new Promise((resolve) => (this.#roomWaiter = resolve));
+  }
+
+  #recordApplied(): void {
+    this.#pendingRecords -= 1;
+    if (this.#roomWaiter !== null && this.#pendingRecords < this.#options.maxPendingRecords / 2) {
+      this.#roomWaiter();
+      this.#roomWaiter = null;
+    }
+  }
+
+  #consumerFor(workspace: string): PartitionConsumer {
+    let consumer = this.#consumers.get(workspace);
+    if (consumer !== undefined) return consumer;
+
+    consumer = new PartitionConsumer({
+      partition: { workspace, shard: this.shard },
+      actors: this.#actors,
+      checkpoint: this.#state.checkpoints[workspace] ?? 0,
+      logger: this.#logger,
+      onApplied: () => this.#recordApplied(),
+    });
+    this.#consumers.set(workspace, consumer);
+    consumer.start();
+    return consumer;
+  }
+
+  /**
+   * Returns the profile's state after every event of its workspace on this shard that the
+   * stream stored before the call, or undefined when the profile has none.
+   */
+  async getProfile(workspace: string, profileId: string, timeoutMs: number): Promise<ProfileSnapshot | undefined> {
+    await this.#awaitHead({ workspace, shard: this.shard }, timeoutMs);
+    return this.#actors.ask(actorKey(workspace, profileId), (state) => (state === undefined ? undefined : structuredClone(toSnapshot(state))));
+  }
+
+  /** Waits until every record of the partition up to its current head was handed to its actor. */
+  async #awaitHead(partition: PartitionId, timeoutMs: number): Promise<void> {
+    const head = await this.#options.log.headSequence(partition);
+    if (head === 0) return;
+
+    const delivered = this.#consumerFor(partition.workspace).delivered(head);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new DeadlineError(`timed out after ${timeoutMs} ms waiting for shard ${this.shard} to deliver events up to sequence ${head}`)), timeoutMs);
+    });
+    try {
+      await Promise.race([delivered, deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async #checkpoint(): Promise<void> {
+    if (this.#checkpointing !== null || this.#fenced || !this.#options.isOwner()) return;
+    this.#checkpointing = this.#writeCheckpoints().finally(() => {
+      this.#checkpointing = null;
+    });
+    await this.#checkpointing;
+  }
+
+  async #writeCheckpoints(): Promise<void> {
+    const checkpoints: Record<string, number> = { ...this.#state.checkpoints };
+    for (const [workspace, consumer] of this.#consumers) checkpoints[workspace] = consumer.durable.value;
+    if (Object.entries(checkpoints).every(([workspace, sequence]) => this.#state.checkpoints[workspace] === sequence)) return;
+
+    try {
+      await this.#state.write(checkpoints);
+    } catch (error) {
+      if (error instanceof ShardFencedError) this.#fence(error);
+      else this.#logger.error({ err: error }, 'writing the shard checkpoint failed; retrying at the next interval');
+    }
+  }
+
+  #fence(error: ShardFencedError): void {
+    if (this.#fenced) return;
+    this.#fenced = true;
+    this.#logger.warn({ newerEpoch: error.newerEpoch, err: error }, 'another node owns the shard now; stopping without writing');
+    this.#options.onFenced(error);
+  }
+
+  /**
+   * Hands the shard over: stops reading, applies what was read, persists every profile and
+   * writes the final checkpoints. The caller releases the lease afterwards. When the lease
+   * runs out first, the rest is left to the next owner, which replays it from the log.
+   */
+  async handoff(timeoutMs: number): Promise<void> {
+    if (!this.#lifecycle.is('running')) return;
+    this.#lifecycle.set('draining');
+    const startedAt = performance.now();
+
+    try {
+      const completed = await this.#drainForHandoff(timeoutMs);
+      if (!completed) {
+        this.#logger.warn('the lease ended during the handoff; the next owner replays what was not persisted');
+        await this.#forceStop();
+        return;
+      }
+      await this.#writeCheckpoints();
+      this.#lifecycle.set('stopped', { handoffMs: Math.round(performance.now() - startedAt) });
+    } catch (error) {
+      this.#logger.error({ err: error }, 'shard handoff failed; stopping without persisting the rest, which the next owner replays');
+      await this.#forceStop();
+    }
+  }
+
+  /** Stops the feed, applies what it read, and persists every profile; false when the lease ended first. */
+  async #drainForHandoff(timeoutMs: number): Promise<boolean> {
+    const deadline = performance.now() + timeoutMs;
+    const feedStopped = this.#feed?.stop();
+    this.#releaseFeedWaiter();
+    await feedStopped;
+
+    const applied = [...this.#consumers.values()].map((consumer) => consumer.applied.reach(consumer.lastEnqueued));
+    await Promise.race([Promise.all(applied), delay(timeoutMs)]);
+    for (const consumer of this.#consumers.values()) consumer.stop();
+    this.#stopTimer();
+    await this.#checkpointing;
+
+    // Persisting retries until it succeeds, which it never does once the lease is gone.
+    const remainingMs = Math.max(1, Math.ceil(deadline - performance.now()));
+    const drained = this.#actors.drain({ timeoutMs: remainingMs }).then(() => true);
+    const ownershipLost = this.#whenOwnershipLost();
+    try {
+      return await Promise.race([drained, ownershipLost.promise]);
+    } finally {
+      ownershipLost.cancel();
+    }
+  }
+
+  /** Resolves false once the lease is no longer valid or a newer owner fenced this host. */
+  #whenOwnershipLost(): { promise: Promise<false>; cancel: () => void } {
+    let timer: NodeJS.Timeout | undefined;
+    const promise = new Promise<false>((resolve) => {
+      timer = setInterval(() => {
+        if (this.#fenced || !this.#options.isOwner()) resolve(false);
+      }, OWNERSHIP_CHECK_INTERVAL_MS);
+    });
+    return { promise, cancel: () => clearInterval(timer) };
+  }
+
+  /** Stops at once without writing anything: the lease is lost or another node fenced this one. */
+  async abort(): Promise<void> {
+    if (this.#lifecycle.is('stopped')) return;
+    if (!this.#lifecycle.is('draining')) this.#lifecycle.set('draining', { forced: true });
+    await this.#forceStop();
+  }
+
+  async #forceStop(): Promise<void> {
+    this.#stopTimer();
+    const feedStopped = this.#feed?.stop();
+    this.#releaseFeedWaiter();
+    for (const consumer of this.#consumers.values()) consumer.stop();
+    await this.#actors.stop();
+    await feedStopped;
+    this.#lifecycle.set('stopped', { forced: true });
+  }
+
+  stats(): ShardHostStats {
+    return {
+      shard: this.shard,
+      epoch: this.epoch,
+      state: this.state,
+      workspaces: this.#consumers.size,
+      pendingRecords: this.#pendingRecords,
+      nextSequence: this.#feed?.nextSequence ?? 0,
+      residentProfiles: this.#actors.stats().resident,
+    };
+  }
+
+  #releaseFeedWaiter(): void {
+    this.#roomWaiter?.();
+    this.#roomWaiter = null;
+  }
+
+  #stopTimer(): void {
+    if (this.#checkpointTimer !== null) clearInterval(this.#checkpointTimer);
+    this.#checkpointTimer = null;
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}

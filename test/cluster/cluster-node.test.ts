@@ -1,0 +1,133 @@
+import t, { type Test } from 'tap';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ClusterNode } from '../../cluster/cluster-node.js';
+import type { ClusterNodeOptions } from '../../cluster/cluster-options.js';
+import { createLogger } from '../../common/logger.js';
+import type { RawEvent } from '../../profiles/event.js';
+import { startNatsServer } from '../helpers/nats-server.js';
+
+const track = (userId: string, messageId: string): RawEvent => ({ type: 'track', event: 'Viewed', userId, messageId, properties: { value: 1 } });
+const logger = createLogger({ level: process.env.RTCDP_TEST_LOG_LEVEL ?? 'silent' });
+
+/** Fast timings so shards settle within seconds. */
+const FAST: Partial<ClusterNodeOptions> = {
+  shards: 8,
+  leaseTtlMs: 3_000,
+  leaseRenewIntervalMs: 500,
+  heartbeatIntervalMs: 300,
+  memberTimeoutMs: 1_500,
+  rebalanceStableForMs: 500,
+  checkpointIntervalMs: 200,
+  queryTimeoutMs: 20_000,
+  logger,
+};
+
+async function waitUntil(condition: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+function hostedShards(nodes: ClusterNode[]): number {
+  return nodes.reduce((sum, node) => sum + node.status().hosted.length, 0);
+}
+
+t.test('cluster node - three nodes share shards and answer for every customer', { timeout: 120_000 }, async (t) => {
+  const server = await startNatsServer();
+  t.teardown(() => server.stop());
+
+  const nodes: ClusterNode[] = [];
+  t.teardown(() => Promise.all(nodes.map((node) => node.abort())));
+  for (const nodeId of ['a', 'b', 'c']) {
+    nodes.push(await ClusterNode.start({ ...FAST, servers: [server.url], nodeId, dataDir: t.testdir() + `-${nodeId}` }));
+  }
+  await waitUntil(() => hostedShards(nodes) === 8 && nodes.every((node) => node.status().hosted.length > 0), 'every shard hosted and every node hosting');
+
+  const expected = new Map<string, number>();
+  for (let batch = 0; batch < 20; batch++) {
+    const events = Array.from({ length: 50 }, (_, i) => {
+      const userId = `u${(batch * 50 + i) % 97}`;
+      expected.set(userId, (expected.get(userId) ?? 0) + 1);
+      return track(userId, `m-${batch}-${i}`);
+    });
+    const results = await nodes[batch % 3].ingest('w', events);
+    t.ok(results.every((result) => result.status === 'accepted'), `batch ${batch} accepted`);
+  }
+
+  for (const [userId, count] of expected) {
+    const profile = await nodes[Number(userId.slice(1)) % 3].getProfile('w', { type: 'user_id', value: userId });
+    t.equal(profile.eventCount, count, `${userId} has every event`);
+  }
+
+  const resent = await nodes[1].ingest('w', [track('u1', 'm-0-1')]);
+  t.equal(resent[0].status, 'duplicate', 'a resent messageId is a duplicate');
+});
+
+/** Sends `batches` batches of 20 events for 50 customers to random running nodes; returns the acknowledged count per customer. */
+async function sendLoad(nodes: () => ClusterNode[], batches: number, prefix: string, expected: Map<string, number>): Promise<void> {
+  for (let batch = 0; batch < batches; batch++) {
+    const events = Array.from({ length: 20 }, (_, i) => track(`u${(batch * 20 + i) % 50}`, `${prefix}-${batch}-${i}`));
+    const running = nodes().filter((node) => node.state === 'running');
+    const target = running[batch % running.length];
+    try {
+      const results = await target.ingest('w', events);
+      results.forEach((result, i) => {
+        if (result.status === 'accepted') expected.set(events[i].userId as string, (expected.get(events[i].userId as string) ?? 0) + 1);
+      });
+    } catch (error) {
+      // The node began to drain after it was picked: nothing of the batch was acknowledged.
+      if ((error as { code?: string }).code !== 'NODE_UNAVAILABLE') throw error;
+    }
+  }
+}
+
+async function checkCounts(t: Test, node: ClusterNode, expected: Map<string, number>): Promise<void> {
+  const wrong: string[] = [];
+  for (const [userId, count] of expected) {
+    const profile = await node.getProfile('w', { type: 'user_id', value: userId });
+    if (profile.eventCount !== count) wrong.push(`${userId}: ${profile.eventCount} applied, ${count} acknowledged`);
+  }
+  t.same(wrong, [], `every one of ${expected.size} customers has exactly its acknowledged events`);
+}
+
+t.test('cluster node - a draining node hands its shards off under load', { timeout: 120_000 }, async (t) => {
+  const server = await startNatsServer();
+  t.teardown(() => server.stop());
+
+  const nodes: ClusterNode[] = [];
+  t.teardown(() => Promise.all(nodes.map((node) => node.abort())));
+  for (const nodeId of ['a', 'b', 'c']) nodes.push(await ClusterNode.start({ ...FAST, servers: [server.url], nodeId, dataDir: t.testdir() + `-${nodeId}` }));
+  await waitUntil(() => hostedShards(nodes) === 8 && nodes.every((node) => node.status().hosted.length > 0), 'every shard hosted');
+
+  const expected = new Map<string, number>();
+  const load = sendLoad(() => nodes, 200, 'drain', expected);
+  await sleep(200);
+  await nodes[0].drain({ timeoutMs: 20_000 });
+  await load;
+
+  t.equal(nodes[0].state, 'stopped');
+  await waitUntil(() => hostedShards(nodes.slice(1)) === 8, 'the two remaining nodes hosting every shard');
+  await checkCounts(t, nodes[1], expected);
+});
+
+t.test('cluster node - survivors take over the shards of a stopped node', { timeout: 120_000 }, async (t) => {
+  const server = await startNatsServer();
+  t.teardown(() => server.stop());
+
+  const nodes: ClusterNode[] = [];
+  t.teardown(() => Promise.all(nodes.map((node) => node.abort())));
+  for (const nodeId of ['a', 'b', 'c']) nodes.push(await ClusterNode.start({ ...FAST, servers: [server.url], nodeId, dataDir: t.testdir() + `-${nodeId}` }));
+  await waitUntil(() => hostedShards(nodes) === 8 && nodes.every((node) => node.status().hosted.length > 0), 'every shard hosted');
+
+  const expected = new Map<string, number>();
+  await sendLoad(() => nodes, 50, 'before', expected);
+  // Abort writes nothing more and releases nothing: like a crash, the leases must expire.
+  const lostShards = nodes[2].status().hosted.map((host) => host.shard);
+  await nodes[2].abort();
+  await sendLoad(() => nodes.slice(0, 2), 50, 'after', expected);
+
+  await waitUntil(() => hostedShards(nodes.slice(0, 2)) === 8, `shards ${lostShards.join(', ')} taken over`);
+  await checkCounts(t, nodes[0], expected);
+});
