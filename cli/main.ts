@@ -11,9 +11,9 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { status } from '@grpc/grpc-js';
-import { AbortedError, RtcdpError } from '../common/errors.js';
+import { AbortedError } from '../common/errors.js';
 import { createLogger } from '../common/logger.js';
-import { DEFAULT_EVENT_LIMITS, resolveEventLimits, type EventLimits } from '../profiles/validation.js';
+import { DEFAULT_EVENT_LIMITS, type EventLimits } from '../profiles/validation.js';
 import {
   type Identifier,
   ListProfileEventsResponse,
@@ -32,19 +32,21 @@ import {
 } from './client.js';
 import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, type SendSummary, sendSources } from './sender.js';
 import { type Source, SourceError, openSource } from './sources/index.js';
+import {
+  CommandFailure,
+  LOG_LEVELS,
+  OUTPUT_FORMATS,
+  UsageError,
+  collectLimit,
+  collectWriteKey,
+  parseChoice,
+  parseInteger,
+  parseServer,
+  renderTable,
+  waitForStopSignal,
+} from './common.js';
+import { addNodeCommand } from './node-command.js';
 
-/** A wrong command line: the message names the option and the value. Exits with 2. */
-class UsageError extends RtcdpError {
-  readonly code = 'USAGE';
-}
-
-/** A command that ran and failed, such as a profile that does not exist. Exits with 1. */
-class CommandFailure extends RtcdpError {
-  readonly code = 'COMMAND_FAILED';
-}
-
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
-const OUTPUT_FORMATS = ['table', 'json'];
 const MAX_PAGE_SIZE = 1000;
 const MAX_BATCH_SIZE = 10_000;
 const MAX_CONCURRENCY = 256;
@@ -60,6 +62,12 @@ const FILE_FORMATS_HELP =
 
 /** Runs the CLI on `argv` (as in process.argv) and sets process.exitCode. */
 export async function run(argv: readonly string[]): Promise<void> {
+  // Output piped into a command that exits early, such as `head`, is not an error.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw error;
+  });
+
   try {
     await buildProgram().parseAsync([...argv]);
   } catch (error) {
@@ -80,6 +88,7 @@ function buildProgram(): Command {
     .showSuggestionAfterError(true);
 
   addDevCommand(program);
+  addNodeCommand(program);
   addSendCommand(program);
   addProfileCommands(program);
   return program;
@@ -233,23 +242,6 @@ function describeStartFailure(error: unknown, options: DevOptions): string {
     return `cannot listen on --host ${options.host}: ${message}`;
   }
   return `failed to start rtcdp with --data ${options.data}: ${message}`;
-}
-
-/** Resolves with the name of the first SIGINT or SIGTERM. A second one exits at once with 1. */
-function waitForStopSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    let received = false;
-    const onSignal = (signal: NodeJS.Signals) => {
-      if (received) {
-        process.stderr.write(`rtcdp: received ${signal} again, exiting before the node has stopped\n`);
-        process.exit(1);
-      }
-      received = true;
-      resolve(signal);
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
 }
 
 /** Sends each file to the embedded node and returns an identifier to show in the query hint. */
@@ -656,21 +648,6 @@ function renderObject(object: Record<string, unknown> | undefined): string[] {
   return renderTable(entries.map(([key, value]) => [key, typeof value === 'string' ? value : JSON.stringify(value)]));
 }
 
-/** Pads every column but the last to its widest cell. */
-function renderTable(rows: readonly string[][], indent = '  '): string[] {
-  if (rows.length === 0) {
-    return [`${indent}(none)`];
-  }
-
-  const widths: number[] = [];
-  for (const row of rows) {
-    row.forEach((cell, column) => {
-      widths[column] = Math.max(widths[column] ?? 0, cell.length);
-    });
-  }
-  return rows.map((row) => indent + row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]))).join('  '));
-}
-
 function compactJson(value: unknown): string {
   return value === undefined ? '-' : JSON.stringify(value);
 }
@@ -679,83 +656,13 @@ function truncate(text: string, maxLength: number): string {
   return text.length <= maxLength ? text : `${text.slice(0, maxLength - 3)}...`;
 }
 
-/** Prints sums without float noise such as 5391.210000000001, keeping up to 6 decimals. */
-/** Rounds JSON numbers as the table does, so that both outputs show the same sums. */
+/** Rounds JSON numbers as the table does (no float noise such as 5391.210000000001), so both outputs show the same sums. */
 function roundSum(_key: string, value: unknown): unknown {
   return typeof value === 'number' ? Number(formatNumber(value)) : value;
 }
 
 function formatNumber(value: number): string {
   return Number.isInteger(value) ? String(value) : String(Math.round(value * 1e6) / 1e6);
-}
-
-// ---------------------------------------------------------------------------
-// Option parsers: each throws UsageError naming the option and the value.
-// ---------------------------------------------------------------------------
-
-function parseInteger(option: string, min: number, max: number): (value: string) => number {
-  return (value) => {
-    const number = /^-?\d+$/.test(value.trim()) ? Number(value) : Number.NaN;
-    if (!Number.isSafeInteger(number) || number < min || number > max) {
-      throw new UsageError(`invalid ${option} "${value}": expected an integer from ${min} to ${max}`);
-    }
-    return number;
-  };
-}
-
-function parseChoice(option: string, choices: readonly string[]): (value: string) => string {
-  return (value) => {
-    if (!choices.includes(value)) {
-      throw new UsageError(`invalid ${option} "${value}": expected one of ${choices.join(', ')}`);
-    }
-    return value;
-  };
-}
-
-/** Accepts HOST:PORT, with an IPv6 host in brackets ([::1]:50051). */
-function parseServer(value: string): string {
-  const match = /^(\[[0-9A-Fa-f:.]+\]|[^\s:/[\]]+):(\d+)$/.exec(value);
-  if (!match) {
-    throw new UsageError(`invalid --server "${value}": expected HOST:PORT, for example 127.0.0.1:50051`);
-  }
-
-  const port = Number(match[2]);
-  if (port < 1 || port > 65535) {
-    throw new UsageError(`invalid --server "${value}": the port must be an integer from 1 to 65535`);
-  }
-  return value;
-}
-
-/**
- * Adds one KEY=WORKSPACE pair. Messages never repeat the key because it is a secret.
- * The last "=" splits the pair, so a key may contain "=" (as base64 does) but a workspace may not.
- */
-function collectLimit(value: string, previous: Partial<EventLimits> | undefined): Partial<EventLimits> {
-  const [name, text] = value.split('=', 2);
-  const limits = { ...previous, [name]: Number(text) };
-  try {
-    resolveEventLimits(limits);
-  } catch (error) {
-    throw new UsageError(`invalid --limit "${value}": ${(error as Error).message}`);
-  }
-  return limits;
-}
-
-function collectWriteKey(value: string, previous: Map<string, string> | undefined): Map<string, string> {
-  const keys = previous ?? new Map<string, string>();
-  const separator = value.lastIndexOf('=');
-  const key = value.slice(0, Math.max(0, separator));
-  const workspace = value.slice(separator + 1);
-
-  if (separator <= 0 || workspace === '') {
-    throw new UsageError('invalid --write-key: expected KEY=WORKSPACE with a non-empty key and workspace');
-  }
-  if (keys.has(key)) {
-    throw new UsageError(`invalid --write-key: the same key is given for workspaces "${keys.get(key)}" and "${workspace}"`);
-  }
-
-  keys.set(key, workspace);
-  return keys;
 }
 
 // Runs the CLI when this file is the entry point (`node --import tsx cli/main.ts`).

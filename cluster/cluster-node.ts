@@ -29,7 +29,7 @@ import { decodeLeaseRecord } from './leases/lease-record.js';
 import { ShardLeases } from './leases/shard-leases.js';
 import { Membership, type MemberInfo } from './membership.js';
 import { JetStreamEventLog } from './nats/jetstream-event-log.js';
-import { requestShard, serveShard, ShardMovingError } from './nats/shard-rpc.js';
+import { requestShard, requestSubject, serveShard, serveSubject, ShardMovingError } from './nats/shard-rpc.js';
 import { SnapshotStore } from './nats/snapshot-store.js';
 import { shardOf } from './routing.js';
 import type { ProfileEventsPage, ServingNode } from './serving-node.js';
@@ -41,6 +41,18 @@ const LEASE_KEY_PREFIX = 'shard.';
 const RECONCILE_INTERVAL_MS = 250;
 /** How long stopping waits for the NATS connection to drain before it closes it. */
 const DISCONNECT_TIMEOUT_MS = 2_000;
+
+/** Subject where a node serves admin requests: its status, or a request to drain and leave. */
+export function adminSubject(nodeId: string): string {
+  return `rtcdp.admin.${nodeId}`;
+}
+
+export type AdminRequest = { op: 'status' } | { op: 'drain' };
+
+/** Sends an admin request to a node by its id. */
+export function requestAdmin<T>(connection: NatsConnection, nodeId: string, request: AdminRequest, timeoutMs: number): Promise<T> {
+  return requestSubject<T>(connection, adminSubject(nodeId), request, timeoutMs, `node ${nodeId}`);
+}
 
 type ShardRequest =
   | { op: 'getProfile'; workspace: string; profileId: string }
@@ -83,6 +95,8 @@ export class ClusterNode implements ServingNode {
   readonly #transitions = new Map<number, Promise<void>>();
   #reconcileTimer: NodeJS.Timeout | null = null;
   #inFlightEvents = 0;
+  #adminSubscription: Subscription | null = null;
+  #drainRequested: () => void = () => void this.drain();
 
   private constructor(options: ResolvedClusterNodeOptions, parts: { connection: NatsConnection; kv: NatsKvStore; log: JetStreamEventLog; snapshots: SnapshotStore; store: Store; shards: number }) {
     this.options = options;
@@ -172,7 +186,26 @@ export class ClusterNode implements ServingNode {
 
     this.#reconcileTimer = setInterval(() => this.#reconcile(), RECONCILE_INTERVAL_MS);
     this.#reconcileTimer.unref();
+    this.#adminSubscription = serveSubject(this.#connection, adminSubject(this.nodeId), (request) => this.#serveAdmin(request as AdminRequest), this.#logger);
     this.#lifecycle.set('running');
+  }
+
+  /**
+   * Sets what happens when `rtcdp cluster drain` names this node. By default the node drains;
+   * a process that runs a gRPC server in front of it stops that too, and exits.
+   */
+  onDrainRequest(listener: () => void): void {
+    this.#drainRequested = listener;
+  }
+
+  async #serveAdmin(request: AdminRequest): Promise<unknown> {
+    if (request.op === 'status') return this.status();
+    if (request.op === 'drain') {
+      this.#logger.info('drain requested by an admin command');
+      setImmediate(this.#drainRequested);
+      return { draining: true };
+    }
+    throw new InvalidArgumentError(`unknown admin request ${JSON.stringify((request as { op?: unknown }).op)}; expected status or drain`);
   }
 
   get state() {
@@ -427,6 +460,7 @@ export class ClusterNode implements ServingNode {
 
   async #stopComponents(): Promise<void> {
     if (this.#reconcileTimer !== null) clearInterval(this.#reconcileTimer);
+    this.#adminSubscription?.unsubscribe();
     await this.#assignment.stop();
     await this.#coordinator.stop();
     if (this.#membership.state !== 'stopped') await this.#membership.stop();

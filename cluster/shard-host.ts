@@ -52,6 +52,8 @@ export interface ShardHostStats {
   workspaces: number;
   /** Records taken from the stream and not yet applied. */
   pendingRecords: number;
+  /** Records of the shard in the stream that the feed has not read yet. */
+  unreadRecords: number;
   /** Next stream sequence the feed reads. */
   nextSequence: number;
   residentProfiles: number;
@@ -304,6 +306,7 @@ export class ShardHost {
       state: this.state,
       workspaces: this.#consumers.size,
       pendingRecords: this.#pendingRecords,
+      unreadRecords: this.#feed?.unreadRecords ?? 0,
       nextSequence: this.#feed?.nextSequence ?? 0,
       residentProfiles: this.#actors.stats().resident,
     };

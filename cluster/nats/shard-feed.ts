@@ -28,6 +28,7 @@ const RETRY_DELAY_MS = 1_000;
 export class ShardFeed {
   readonly #options: ShardFeedOptions;
   #next: number;
+  #unread = 0;
   #messages: ConsumerMessages | null = null;
   #stopped = false;
   #running: Promise<void> | null = null;
@@ -40,6 +41,11 @@ export class ShardFeed {
   /** Sequence of the next record the feed will read. */
   get nextSequence(): number {
     return this.#next;
+  }
+
+  /** Records of the shard in the stream after the last one read, as the server counted them then. */
+  get unreadRecords(): number {
+    return this.#unread;
   }
 
   start(): void {
@@ -82,6 +88,7 @@ export class ShardFeed {
 
       const record: LogRecord = { ...partition, sequence: message.seq, messageId: '', payload: Buffer.from(message.data) };
       this.#next = message.seq + 1;
+      this.#unread = message.info.pending;
       const taken = this.#options.onRecord(record);
       if (taken !== undefined) await taken;
     }

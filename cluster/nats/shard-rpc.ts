@@ -40,10 +40,15 @@ export function shardRpcSubject(shard: number): string {
 
 /** Serves queries for one shard with `handler` until the returned subscription is unsubscribed. */
 export function serveShard(connection: NatsConnection, shard: number, handler: (request: unknown) => Promise<unknown>, logger: Logger): Subscription {
-  return connection.subscribe(shardRpcSubject(shard), {
+  return serveSubject(connection, shardRpcSubject(shard), handler, logger.child({ shard }));
+}
+
+/** Serves requests on `subject` with `handler`; errors travel back with their code. */
+export function serveSubject(connection: NatsConnection, subject: string, handler: (request: unknown) => Promise<unknown>, logger: Logger): Subscription {
+  return connection.subscribe(subject, {
     callback: (error, message) => {
       if (error !== null) {
-        logger.error({ err: error, shard }, 'shard query subscription failed');
+        logger.error({ err: error, subject }, 'request subscription failed');
         return;
       }
 
@@ -52,7 +57,7 @@ export function serveShard(connection: NatsConnection, shard: number, handler: (
         try {
           reply = { ok: true, value: await handler(decode(Buffer.from(message.data))) };
         } catch (failure) {
-          if (!(failure instanceof RtcdpError)) logger.error({ err: failure, shard }, 'shard query failed');
+          if (!(failure instanceof RtcdpError)) logger.error({ err: failure, subject }, 'request failed');
           reply = toReply(failure);
         }
         message.respond(encode(reply));
@@ -68,6 +73,15 @@ function toReply(error: unknown): Reply {
 
 /** Sends a query to the shard's owner, retrying while the shard has no owner, until `timeoutMs` passes. */
 export async function requestShard<T>(connection: NatsConnection, shard: number, request: unknown, timeoutMs: number): Promise<T> {
+  return requestSubject<T>(connection, shardRpcSubject(shard), request, timeoutMs, `shard ${shard}`);
+}
+
+/**
+ * Sends a request to `subject`, retrying while nobody subscribes, nobody responds in time,
+ * or the responder returns a retryable error, until `timeoutMs` passes. `target` names what
+ * the subject reaches, for the error message.
+ */
+export async function requestSubject<T>(connection: NatsConnection, subject: string, request: unknown, timeoutMs: number, target: string): Promise<T> {
   const deadline = performance.now() + timeoutMs;
   let reason = 'no attempt was made';
 
@@ -76,7 +90,7 @@ export async function requestShard<T>(connection: NatsConnection, shard: number,
     if (remaining <= 0) break;
 
     try {
-      const message = await connection.request(shardRpcSubject(shard), encode(request), { timeout: Math.min(remaining, ATTEMPT_TIMEOUT_MS) });
+      const message = await connection.request(subject, encode(request), { timeout: Math.min(remaining, ATTEMPT_TIMEOUT_MS) });
       const reply = decode<Reply>(Buffer.from(message.data));
       if (reply.ok) return reply.value as T;
       if (!reply.retryable) throw fromReply(reply);
@@ -88,11 +102,11 @@ export async function requestShard<T>(connection: NatsConnection, shard: number,
     await sleep(Math.min(RETRY_DELAY_MS, Math.max(0, deadline - performance.now())));
   }
 
-  throw new ShardUnavailableError(`no node responded for shard ${shard} within ${timeoutMs} ms (${reason}); the shard may be moving, so retry`);
+  throw new ShardUnavailableError(`no node responded for ${target} within ${timeoutMs} ms (${reason}); retry, because a shard may be moving or a node restarting`);
 }
 
 function describeRequestFailure(error: unknown): string {
-  if (error instanceof natsErrors.RequestError && error.isNoResponders()) return 'no node owns the shard now';
+  if (error instanceof natsErrors.RequestError && error.isNoResponders()) return 'no node subscribes to it now';
   if (error instanceof natsErrors.TimeoutError || (error instanceof natsErrors.RequestError && error.cause instanceof natsErrors.TimeoutError)) return 'the owner did not reply in time';
   return `request failed: ${(error as Error).message}`;
 }

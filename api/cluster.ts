@@ -1,0 +1,89 @@
+/**
+ * Starts one cluster node in this process: the node on NATS and the gRPC server in front
+ * of it. The gRPC server starts first, so the node can advertise its address.
+ */
+import type { Logger } from '../common/logger.js';
+import { ClusterNode } from '../cluster/cluster-node.js';
+import type { ClusterNodeOptions } from '../cluster/cluster-options.js';
+import type { ServingNode } from '../cluster/serving-node.js';
+import { NodeUnavailableError } from '../cluster/errors.js';
+import { ApiServer } from './server.js';
+
+export interface ClusterProcessOptions extends Omit<ClusterNodeOptions, 'logger' | 'grpcAddress'> {
+  host?: string;
+  /** TCP port of the gRPC server; 0 picks a free one. */
+  port: number;
+  /** Address other hosts reach the gRPC server at, when it differs from host:port. */
+  advertiseAddress?: string;
+  logger: Logger;
+  /** Calls without a write key go to the "default" workspace. */
+  devMode?: boolean;
+  /** Write key to workspace. */
+  writeKeys?: Map<string, string>;
+  /** How long `stop` waits for the shards to be handed off. Default 30,000 ms. */
+  drainTimeoutMs?: number;
+}
+
+export interface ClusterProcess {
+  /** "host:port" of the gRPC server. */
+  address: string;
+  node: ClusterNode;
+  server: ApiServer;
+  /** Resolves once the process was stopped, by stop() or by an admin drain request. */
+  stopped: Promise<void>;
+  /** Stops taking calls, hands the node's shards off and disconnects from NATS. */
+  stop(): Promise<void>;
+}
+
+/** Forwards calls to the node once it exists; until then they fail as retryable. */
+class LateNode implements ServingNode {
+  node: ClusterNode | null = null;
+
+  ingest(...args: Parameters<ServingNode['ingest']>) {
+    return this.#require().ingest(...args);
+  }
+
+  getProfile(...args: Parameters<ServingNode['getProfile']>) {
+    return this.#require().getProfile(...args);
+  }
+
+  listProfileEvents(...args: Parameters<ServingNode['listProfileEvents']>) {
+    return this.#require().listProfileEvents(...args);
+  }
+
+  #require(): ClusterNode {
+    if (this.node === null) throw new NodeUnavailableError('node is still joining the cluster; retry shortly');
+    return this.node;
+  }
+}
+
+export async function startClusterProcess(options: ClusterProcessOptions): Promise<ClusterProcess> {
+  const { host, port, advertiseAddress, devMode, writeKeys, drainTimeoutMs, ...nodeOptions } = options;
+  const late = new LateNode();
+  const server = new ApiServer(late, { host, port, logger: options.logger, auth: { devMode: devMode ?? false, writeKeys: writeKeys ?? new Map() } });
+  const address = await server.start();
+
+  let node: ClusterNode;
+  try {
+    node = await ClusterNode.start({ ...nodeOptions, grpcAddress: advertiseAddress ?? address });
+  } catch (error) {
+    await server.stop({ graceMs: 0 });
+    throw error;
+  }
+  late.node = node;
+
+  let stopping: Promise<void> | null = null;
+  let markStopped: () => void = () => {};
+  const stopped = new Promise<void>((resolve) => (markStopped = resolve));
+  const stop = () => {
+    stopping ??= (async () => {
+      await server.stop({ graceMs: 5_000 });
+      await node.drain({ timeoutMs: drainTimeoutMs ?? 30_000 });
+      markStopped();
+    })();
+    return stopping;
+  };
+  node.onDrainRequest(() => void stop());
+
+  return { address, node, server, stopped, stop };
+}

@@ -1,0 +1,85 @@
+/**
+ * `rtcdp node`: runs one node of a cluster on NATS, with its gRPC server, until SIGINT or
+ * SIGTERM (which hand its shards off first) or an admin drain request.
+ */
+import { mkdir } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { createLogger } from '../common/logger.js';
+import { CommandFailure, LOG_LEVELS, collectWriteKey, parseChoice, parseInteger, waitForStopSignal } from './common.js';
+
+interface NodeCommandOptions {
+  nats: string[];
+  nodeId?: string;
+  data: string;
+  host: string;
+  grpcPort: number;
+  advertise?: string;
+  shards: number;
+  replicas: number;
+  writeKey?: Map<string, string>;
+  logLevel: string;
+  maxResident: number;
+  drainTimeoutMs: number;
+}
+
+export function addNodeCommand(program: Command): void {
+  program
+    .command('node')
+    .description(
+      'Run one node of an rtcdp cluster coordinated over NATS JetStream, with the gRPC API, until SIGINT or SIGTERM. ' +
+        'On either signal the node hands its shards to the other nodes before it exits. Without --write-key, calls ' +
+        'without a write key use workspace "default".',
+    )
+    .requiredOption('--nats <url...>', 'NATS server URLs, such as nats://127.0.0.1:4222 (several for a NATS cluster)')
+    .option('--node-id <id>', 'node id, 1-64 of A-Z, a-z, 0-9, "_" and "-" (default: the host name and a random suffix)')
+    .option('--data <dir>', 'directory of the node\'s RocksDB database, created when missing', '.rtcdp-node')
+    .option('--host <host>', 'IP address or host name the gRPC server listens on', '127.0.0.1')
+    .option('--grpc-port <port>', 'TCP port of the gRPC server, 0 for any free port', parseInteger('--grpc-port', 0, 65535), 50051)
+    .option('--advertise <host:port>', 'gRPC address other hosts use to reach this node (default: the address it listens on)')
+    .option('--shards <count>', 'virtual shards; used only when this node creates the cluster, which stores the count in NATS', parseInteger('--shards', 1, 4096), 16)
+    .option('--replicas <count>', 'NATS servers that keep a copy of events and snapshots: 1, 3 or 5 (3 in production)', parseInteger('--replicas', 1, 5), 1)
+    .option('--write-key <key=workspace>', 'accept write key KEY for workspace WORKSPACE (repeatable; default: none)', collectWriteKey)
+    .option('--log-level <level>', `log level on stderr, one of ${LOG_LEVELS.join(', ')}. RTCDP_LOG_LEVEL overrides it`, parseChoice('--log-level', LOG_LEVELS), 'info')
+    .option('--max-resident <profiles>', 'profiles kept in memory per shard; the least recently used are passivated above it', parseInteger('--max-resident', 1, 100_000_000), 100_000)
+    .option('--drain-timeout-ms <ms>', 'how long a stopping node waits for its shards to move before it hands off the rest directly', parseInteger('--drain-timeout-ms', 1_000, 3_600_000), 30_000)
+    .addHelpText('after', '\nExample:\n  rtcdp node --nats nats://127.0.0.1:4222 --node-id n1 --data .rtcdp-n1 --grpc-port 50051')
+    .action((options: NodeCommandOptions) => runNode(options));
+}
+
+async function runNode(options: NodeCommandOptions): Promise<void> {
+  await mkdir(options.data, { recursive: true });
+  // Imported here so that commands that only talk to a server never load RocksDB.
+  const { startClusterProcess } = await import('../api/cluster.js');
+  const logger = createLogger({ level: options.logLevel });
+
+  let started;
+  try {
+    started = await startClusterProcess({
+      servers: options.nats,
+      nodeId: options.nodeId,
+      dataDir: options.data,
+      host: options.host,
+      port: options.grpcPort,
+      advertiseAddress: options.advertise,
+      shards: options.shards,
+      replicas: options.replicas,
+      devMode: options.writeKey === undefined,
+      writeKeys: options.writeKey,
+      actors: { maxResidentActors: options.maxResident },
+      drainTimeoutMs: options.drainTimeoutMs,
+      logger,
+    });
+  } catch (error) {
+    throw new CommandFailure(`failed to start the node with --nats ${options.nats.join(' ')}: ${(error as Error).message}`, { cause: error });
+  }
+  process.stdout.write(`rtcdp node ${started.node.nodeId} listening on ${started.address}\n`);
+
+  const signal = await Promise.race([waitForStopSignal(), started.stopped.then(() => null)]);
+  if (signal !== null) {
+    process.stderr.write(`rtcdp: received ${signal}, handing shards off\n`);
+    await started.stop();
+  } else {
+    process.stderr.write('rtcdp: drained on request, stopping\n');
+  }
+  process.exitCode = 0;
+}
