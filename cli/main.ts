@@ -45,6 +45,7 @@ import {
   renderTable,
   waitForStopSignal,
 } from './common.js';
+import { addClusterCommands } from './cluster-commands.js';
 import { addNodeCommand } from './node-command.js';
 
 const MAX_PAGE_SIZE = 1000;
@@ -89,6 +90,7 @@ function buildProgram(): Command {
 
   addDevCommand(program);
   addNodeCommand(program);
+  addClusterCommands(program);
   addSendCommand(program);
   addProfileCommands(program);
   return program;

@@ -20,6 +20,14 @@ interface NodeCommandOptions {
   logLevel: string;
   maxResident: number;
   drainTimeoutMs: number;
+  leaseTtlMs?: number;
+  leaseRenewIntervalMs?: number;
+  heartbeatIntervalMs?: number;
+  memberTimeoutMs?: number;
+  rebalanceStableForMs?: number;
+  checkpointIntervalMs?: number;
+  handoffTimeoutMs?: number;
+  queryTimeoutMs?: number;
 }
 
 export function addNodeCommand(program: Command): void {
@@ -42,6 +50,14 @@ export function addNodeCommand(program: Command): void {
     .option('--log-level <level>', `log level on stderr, one of ${LOG_LEVELS.join(', ')}. RTCDP_LOG_LEVEL overrides it`, parseChoice('--log-level', LOG_LEVELS), 'info')
     .option('--max-resident <profiles>', 'profiles kept in memory per shard; the least recently used are passivated above it', parseInteger('--max-resident', 1, 100_000_000), 100_000)
     .option('--drain-timeout-ms <ms>', 'how long a stopping node waits for its shards to move before it hands off the rest directly', parseInteger('--drain-timeout-ms', 1_000, 3_600_000), 30_000)
+    .option('--lease-ttl-ms <ms>', 'how long a shard lease lasts after its last renewal (default: 5000)', parseInteger('--lease-ttl-ms', 100, 3_600_000))
+    .option('--lease-renew-interval-ms <ms>', 'time between shard lease renewals (default: 1000)', parseInteger('--lease-renew-interval-ms', 10, 3_600_000))
+    .option('--heartbeat-interval-ms <ms>', 'time between membership heartbeats (default: 1000)', parseInteger('--heartbeat-interval-ms', 10, 3_600_000))
+    .option('--member-timeout-ms <ms>', 'how long a member\'s heartbeat may stay unchanged before the others count it as gone (default: 4000)', parseInteger('--member-timeout-ms', 10, 3_600_000))
+    .option('--rebalance-stable-for-ms <ms>', 'how long the member list must stay unchanged before shards move (default: 2000)', parseInteger('--rebalance-stable-for-ms', 0, 3_600_000))
+    .option('--checkpoint-interval-ms <ms>', 'time between writes of each shard\'s checkpoints (default: 1000)', parseInteger('--checkpoint-interval-ms', 10, 3_600_000))
+    .option('--handoff-timeout-ms <ms>', 'how long one shard handoff may take before the next owner replays the rest from the log (default: 10000)', parseInteger('--handoff-timeout-ms', 100, 3_600_000))
+    .option('--query-timeout-ms <ms>', 'how long a profile query waits, shard moves included, before it fails (default: 10000)', parseInteger('--query-timeout-ms', 100, 3_600_000))
     .addHelpText('after', '\nExample:\n  rtcdp node --nats nats://127.0.0.1:4222 --node-id n1 --data .rtcdp-n1 --grpc-port 50051')
     .action((options: NodeCommandOptions) => runNode(options));
 }
@@ -67,6 +83,14 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
       writeKeys: options.writeKey,
       actors: { maxResidentActors: options.maxResident },
       drainTimeoutMs: options.drainTimeoutMs,
+      leaseTtlMs: options.leaseTtlMs,
+      leaseRenewIntervalMs: options.leaseRenewIntervalMs,
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
+      memberTimeoutMs: options.memberTimeoutMs,
+      rebalanceStableForMs: options.rebalanceStableForMs,
+      checkpointIntervalMs: options.checkpointIntervalMs,
+      handoffTimeoutMs: options.handoffTimeoutMs,
+      queryTimeoutMs: options.queryTimeoutMs,
       logger,
     });
   } catch (error) {

@@ -433,9 +433,11 @@ export class ClusterNode implements ServingNode {
 
     // Another node takes over coordination, then the assignment moves this node's shards
     // away once it reads the membership without this node.
+    const others = this.#membership.members().filter((member) => member.nodeId !== this.nodeId);
     await this.#coordinator.stop();
     await this.#membership.stop();
-    while (this.#hosted.size > 0 && performance.now() < deadline) {
+    // With no other member, no shard can move, so the node hands them off at once.
+    while (others.length > 0 && this.#hosted.size > 0 && performance.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, RECONCILE_INTERVAL_MS));
     }
     await Promise.all([...this.#transitions.values()]);

@@ -1,0 +1,141 @@
+/**
+ * `rtcdp cluster status|shards|drain|up`: operator commands that read a cluster's state
+ * from NATS, ask a node to leave, or start a local cluster to try.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Command } from 'commander';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { CommandFailure, OUTPUT_FORMATS, parseChoice, parseInteger, renderTable } from './common.js';
+import { addClusterUpCommand } from './cluster-up.js';
+
+interface ClusterCommandOptions {
+  nats: string[];
+  output: string;
+  timeoutMs: number;
+}
+
+export function addClusterCommands(program: Command): void {
+  const cluster = program.command('cluster').description('Inspect and operate an rtcdp cluster on NATS, or start one locally to try.');
+
+  addConnectionOptions(cluster.command('status').description('Show the members, the shards each one runs and their lag.')).action((options: ClusterCommandOptions) =>
+    runStatus(options),
+  );
+  addConnectionOptions(cluster.command('shards').description('Show every shard: its assigned node, lease holder, epoch, lag and checkpoints.')).action(
+    (options: ClusterCommandOptions) => runShards(options),
+  );
+  addConnectionOptions(
+    cluster
+      .command('drain')
+      .argument('<node-id>', 'id of the node to drain')
+      .description('Ask a node to hand its shards to the other nodes and exit; waits until it has left the cluster.'),
+  ).action((nodeId: string, options: ClusterCommandOptions) => runDrain(nodeId, options));
+  addClusterUpCommand(cluster);
+}
+
+function addConnectionOptions(command: Command): Command {
+  return command
+    .option('--nats <url...>', 'NATS server URLs of the cluster', ['nats://127.0.0.1:4222'])
+    .option('--output <format>', 'output format: table or json', parseChoice('--output', OUTPUT_FORMATS), 'table')
+    .option('--timeout-ms <ms>', 'how long to wait for each node\'s report (drain: for the node to leave)', parseInteger('--timeout-ms', 100, 3_600_000), 5_000);
+}
+
+async function withConnection<T>(options: ClusterCommandOptions, work: (connection: NatsConnection) => Promise<T>): Promise<T> {
+  let connection: NatsConnection;
+  try {
+    connection = await connect({ servers: options.nats, timeout: 5_000 });
+  } catch (error) {
+    throw new CommandFailure(`cannot connect to NATS at ${options.nats.join(', ')}: ${(error as Error).message}`, { cause: error });
+  }
+  try {
+    return await work(connection);
+  } finally {
+    await connection.close();
+  }
+}
+
+async function readView(connection: NatsConnection, timeoutMs: number) {
+  // Imported here so that other commands never load the cluster code.
+  const { readClusterView } = await import('../cluster/cluster-view.js');
+  try {
+    return await readClusterView(connection, timeoutMs);
+  } catch (error) {
+    throw new CommandFailure((error as Error).message, { cause: error });
+  }
+}
+
+async function runStatus(options: ClusterCommandOptions): Promise<void> {
+  await withConnection(options, async (connection) => {
+    const view = await readView(connection, options.timeoutMs);
+    if (options.output === 'json') {
+      process.stdout.write(`${JSON.stringify(view, null, 2)}\n`);
+      return;
+    }
+
+    const hosted = view.shardViews.filter((shard) => shard.host !== null).length;
+    const lines = [
+      `shards       ${view.shards ?? '-'} (${hosted} running)`,
+      `coordinator  ${view.coordinator ?? '(none)'}`,
+      `assignment   ${view.assignmentVersion === null ? '(none yet)' : `version ${view.assignmentVersion}`}`,
+      '',
+      'members:',
+      ...renderTable([
+        ['NODE', 'GRPC', 'STATE', 'SHARDS', 'UNREAD', 'UNAPPLIED', 'STARTED'],
+        ...view.members.map((member) => {
+          if ('error' in member.status) return [member.nodeId, member.grpcAddress, 'no report', '-', '-', '-', member.startedAt];
+          const unread = member.status.hosted.reduce((sum, host) => sum + host.unreadRecords, 0);
+          const pending = member.status.hosted.reduce((sum, host) => sum + host.pendingRecords, 0);
+          return [member.nodeId, member.grpcAddress, member.status.state, String(member.status.hosted.length), String(unread), String(pending), member.startedAt];
+        }),
+      ]),
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+  });
+}
+
+async function runShards(options: ClusterCommandOptions): Promise<void> {
+  await withConnection(options, async (connection) => {
+    const view = await readView(connection, options.timeoutMs);
+    if (options.output === 'json') {
+      process.stdout.write(`${JSON.stringify(view.shardViews, null, 2)}\n`);
+      return;
+    }
+
+    const rows = view.shardViews.map((shard) => [
+      String(shard.shard),
+      shard.assignedTo ?? '-',
+      shard.leaseHolder ?? '-',
+      shard.leaseEpoch === null ? '-' : String(shard.leaseEpoch),
+      shard.host?.state ?? '-',
+      shard.host === null ? '-' : String(shard.host.unreadRecords),
+      shard.host === null ? '-' : String(shard.host.pendingRecords),
+      Object.entries(shard.checkpoints).map(([workspace, sequence]) => `${workspace}=${sequence}`).join(' ') || '-',
+    ]);
+    process.stdout.write(`${renderTable([['SHARD', 'ASSIGNED', 'LEASE', 'EPOCH', 'STATE', 'UNREAD', 'UNAPPLIED', 'CHECKPOINTS'], ...rows], '').join('\n')}\n`);
+  });
+}
+
+async function runDrain(nodeId: string, options: ClusterCommandOptions): Promise<void> {
+  await withConnection(options, async (connection) => {
+    const { requestAdmin } = await import('../cluster/cluster-node.js');
+    try {
+      await requestAdmin(connection, nodeId, { op: 'drain' }, options.timeoutMs);
+    } catch (error) {
+      throw new CommandFailure(`cannot reach node ${nodeId}: ${(error as Error).message}`, { cause: error });
+    }
+    process.stderr.write(`rtcdp: node ${nodeId} is draining\n`);
+
+    const deadline = Date.now() + Math.max(options.timeoutMs, 60_000);
+    for (;;) {
+      const view = await readView(connection, 2_000);
+      const member = view.members.some((candidate) => candidate.nodeId === nodeId);
+      const leases = view.shardViews.filter((shard) => shard.leaseHolder === nodeId).length;
+      if (!member && leases === 0) break;
+      if (Date.now() > deadline) throw new CommandFailure(`node ${nodeId} still holds ${leases} shard leases after the timeout; check its log`);
+      process.stderr.write(`rtcdp: waiting for ${nodeId}: ${member ? 'still a member, ' : ''}${leases} shard leases held\n`);
+      await sleep(1_000);
+    }
+
+    const result = { nodeId, drained: true };
+    process.stdout.write(options.output === 'json' ? `${JSON.stringify(result)}\n` : `node ${nodeId} has left the cluster\n`);
+  });
+}

@@ -1,0 +1,207 @@
+/**
+ * `rtcdp cluster up`: a local cluster to try on one machine. It starts nats-server with
+ * JetStream and N `rtcdp node` processes on loopback, optionally loads event files, and
+ * stops everything on SIGINT or SIGTERM: the nodes one by one, so each hands its shards
+ * to the others, then NATS. Logs go to a file per process under the data directory.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, openSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { connect as connectTcp } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Command } from 'commander';
+import { connect } from '@nats-io/transport-node';
+import { CommandFailure, LOG_LEVELS, parseChoice, parseInteger, waitForStopSignal } from './common.js';
+import { sendSources } from './sender.js';
+import { openSource } from './sources/index.js';
+
+interface ClusterUpOptions {
+  nodes: number;
+  data: string;
+  natsPort: number;
+  grpcPort: number;
+  shards: number;
+  load?: string[];
+  logLevel: string;
+  natsServer?: string;
+}
+
+const BIN = fileURLToPath(new URL('../bin/rtcdp.js', import.meta.url));
+const START_TIMEOUT_MS = 30_000;
+const NATS_CANDIDATES = ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'];
+
+export function addClusterUpCommand(cluster: Command): void {
+  cluster
+    .command('up')
+    .description(
+      'Start a local cluster to try: nats-server with JetStream and N rtcdp nodes on 127.0.0.1, optionally load event ' +
+        'files, and run until SIGINT or SIGTERM. Logs go to NODE.log and nats.log in the data directory.',
+    )
+    .option('--nodes <count>', 'rtcdp nodes to start', parseInteger('--nodes', 1, 9), 3)
+    .option('--data <dir>', 'directory for the NATS store, the nodes\' RocksDB databases and the logs', '.rtcdp-cluster')
+    .option('--nats-port <port>', 'client port of nats-server', parseInteger('--nats-port', 1, 65535), 4222)
+    .option('--grpc-port <port>', 'gRPC port of the first node; node i listens on this port + i - 1', parseInteger('--grpc-port', 1, 65535), 50051)
+    .option('--shards <count>', 'virtual shards when the cluster is created', parseInteger('--shards', 1, 4096), 16)
+    .option('--load <file...>', 'event files to send to the first node once every shard runs')
+    .option('--log-level <level>', `log level of the nodes, one of ${LOG_LEVELS.join(', ')}`, parseChoice('--log-level', LOG_LEVELS), 'info')
+    .option('--nats-server <path>', 'nats-server executable (default: found on PATH or in /usr/sbin)')
+    .addHelpText('after', '\nExample:\n  rtcdp cluster up --nodes 3 --load data/online-retail-2010-12.csv')
+    .action((options: ClusterUpOptions) => runClusterUp(options));
+}
+
+async function runClusterUp(options: ClusterUpOptions): Promise<void> {
+  const natsServer = options.natsServer ?? findNatsServer();
+  const dataDir = path.resolve(options.data);
+  await mkdir(dataDir, { recursive: true });
+  const children: Array<{ name: string; child: ChildProcess }> = [];
+  const stopSignal = waitForStopSignal();
+
+  try {
+    const nats = spawnLogged(natsServer, ['-js', '-a', '127.0.0.1', '-p', String(options.natsPort), '-sd', path.join(dataDir, 'nats')], path.join(dataDir, 'nats.log'));
+    children.push({ name: 'nats-server', child: nats });
+    await waitForPort(options.natsPort, nats, 'nats-server');
+    const natsUrl = `nats://127.0.0.1:${options.natsPort}`;
+    process.stdout.write(`nats-server (PID ${nats.pid}) on ${natsUrl}, log ${path.join(dataDir, 'nats.log')}\n`);
+
+    const addresses: string[] = [];
+    for (let i = 1; i <= options.nodes; i++) {
+      const grpcPort = options.grpcPort + i - 1;
+      const args = [BIN, 'node', '--nats', natsUrl, '--node-id', `n${i}`, '--data', path.join(dataDir, `n${i}`), '--grpc-port', String(grpcPort), '--shards', String(options.shards), '--log-level', options.logLevel];
+      const node = spawnLogged(process.execPath, ['--max-semi-space-size=64', ...args], path.join(dataDir, `n${i}.log`));
+      children.push({ name: `n${i}`, child: node });
+      await waitForPort(grpcPort, node, `node n${i}`);
+      addresses.push(`127.0.0.1:${grpcPort}`);
+      process.stdout.write(`node n${i} (PID ${node.pid}) on 127.0.0.1:${grpcPort}, log ${path.join(dataDir, `n${i}.log`)}\n`);
+    }
+
+    await waitForShards(natsUrl);
+    const userId = await loadFiles(options.load ?? [], addresses[0]);
+    printHints(natsUrl, addresses, userId);
+
+    const signal = await stopSignal;
+    process.stderr.write(`rtcdp: received ${signal}, stopping the nodes one by one\n`);
+  } finally {
+    await stopAll(children);
+  }
+}
+
+function findNatsServer(): string {
+  const onPath = (process.env.PATH ?? '').split(path.delimiter).map((dir) => path.join(dir, 'nats-server'));
+  const found = [...onPath, ...NATS_CANDIDATES].find((candidate) => existsSync(candidate));
+  if (found === undefined) {
+    throw new CommandFailure('nats-server was not found on PATH or in /usr/sbin; install it (Debian: apt-get install nats-server) or pass --nats-server PATH');
+  }
+  return found;
+}
+
+/** Processes still running, killed when this process exits before it could stop them in order. */
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+/**
+ * Starts a process in its own process group, so a Ctrl-C in the terminal reaches only this
+ * command, which then stops the nodes one by one.
+ */
+function spawnLogged(command: string, args: string[], logFile: string): ChildProcess {
+  const log = openSync(logFile, 'a');
+  const child = spawn(command, args, { stdio: ['ignore', log, log], detached: true });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  return child;
+}
+
+/** Waits until the port accepts TCP connections; fails when the process exits first. */
+async function waitForPort(port: number, child: ChildProcess, name: string): Promise<void> {
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new CommandFailure(`${name} exited with code ${child.exitCode} while starting; see its log`);
+    if (await accepts(port)) return;
+    await sleep(100);
+  }
+  throw new CommandFailure(`${name} did not listen on port ${port} within ${START_TIMEOUT_MS} ms; see its log`);
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connectTcp({ host: '127.0.0.1', port }, () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.on('error', () => resolve(false));
+  });
+}
+
+/** Waits until every shard runs on some node, printing progress. */
+async function waitForShards(natsUrl: string): Promise<void> {
+  const { readClusterView } = await import('../cluster/cluster-view.js');
+  const connection = await connect({ servers: natsUrl });
+  try {
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    let last = '';
+    while (Date.now() < deadline) {
+      const view = await readClusterView(connection, 2_000).catch(() => null);
+      const running = view?.shardViews.filter((shard) => shard.host?.state === 'running').length ?? 0;
+      const total = view?.shards ?? 0;
+      const line = `shards running: ${running} of ${total || '?'}`;
+      if (line !== last) process.stdout.write(`${line}\n`);
+      last = line;
+      if (total > 0 && running === total) return;
+      await sleep(500);
+    }
+    throw new CommandFailure(`not every shard was running within ${START_TIMEOUT_MS} ms; see the node logs`);
+  } finally {
+    await connection.close();
+  }
+}
+
+/** Sends each file to the node at `address`; returns a user id from the loaded events, for the query hint. */
+async function loadFiles(files: string[], address: string): Promise<string | undefined> {
+  let userId: string | undefined;
+  for (const file of files) {
+    process.stdout.write(`loading ${file} into ${address}\n`);
+    const summary = await sendSources([await openSource(file)], { server: address });
+    process.stdout.write(`  accepted ${summary.accepted}, duplicates ${summary.duplicates}, rejected ${summary.rejected}, in ${(summary.elapsedMs / 1000).toFixed(1)} s\n`);
+    if (summary.exampleIdentifier?.type === 'user_id') userId ??= summary.exampleIdentifier.value;
+  }
+  return userId;
+}
+
+function printHints(natsUrl: string, addresses: string[], userId = 'USER_ID'): void {
+  const lines = [
+    '',
+    `Every node takes events and queries: ${addresses.join(', ')}`,
+    `  node ${BIN} cluster status --nats ${natsUrl}`,
+    `  node ${BIN} profile get --server ${addresses[addresses.length - 1]} --user-id ${userId}`,
+    'Press Ctrl-C to stop.',
+    '',
+  ];
+  process.stdout.write(lines.join('\n'));
+}
+
+/** Stops the nodes one by one with SIGTERM, so each hands its shards off, then nats-server. */
+async function stopAll(children: Array<{ name: string; child: ChildProcess }>): Promise<void> {
+  const nodes = children.filter(({ name }) => name !== 'nats-server');
+  for (const { name, child } of nodes.reverse()) await stopChild(name, child, 45_000);
+  const nats = children.find(({ name }) => name === 'nats-server');
+  if (nats !== undefined) await stopChild(nats.name, nats.child, 10_000);
+}
+
+async function stopChild(name: string, child: ChildProcess, timeoutMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = new AbortController();
+  const timedOut = sleep(timeoutMs, false, { signal: timer.signal }).catch(() => false);
+  const stopped = await Promise.race([exited.then(() => true), timedOut]);
+  timer.abort();
+  if (!stopped) {
+    process.stderr.write(`rtcdp: ${name} did not stop within ${timeoutMs} ms; killing it\n`);
+    child.kill('SIGKILL');
+    await exited;
+  }
+  process.stdout.write(`stopped ${name}\n`);
+}

@@ -1,0 +1,84 @@
+import t from 'tap';
+import { spawn, execFile } from 'node:child_process';
+import { createServer } from 'node:net';
+import { promisify } from 'node:util';
+import path from 'node:path';
+import { RTCDP_BIN } from '../helpers/node-process.js';
+import { natsServerBinary } from '../helpers/nats-server.js';
+
+const run = promisify(execFile);
+const SAMPLE = path.join(path.dirname(RTCDP_BIN), '..', 'data', 'segment-sample.ndjson');
+
+/** A port that was free a moment ago. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function rtcdp(args: string[]): Promise<{ stdout: string; stderr: string }> {
+  return run(process.execPath, [RTCDP_BIN, ...args], { timeout: 90_000 });
+}
+
+t.test('cluster commands - up, status, shards, drain and stop', { timeout: 180_000 }, async (t) => {
+  const dataDir = t.testdir();
+  const natsPort = await freePort();
+  const grpcPort = await freePort();
+  const natsUrl = `nats://127.0.0.1:${natsPort}`;
+
+  const up = spawn(process.execPath, [RTCDP_BIN, 'cluster', 'up', '--nodes', '2', '--shards', '4', '--data', dataDir, '--nats-port', String(natsPort), '--grpc-port', String(grpcPort), '--nats-server', natsServerBinary(), '--load', SAMPLE, '--log-level', 'warn'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  up.stdout.on('data', (chunk) => (output += chunk));
+  up.stderr.on('data', (chunk) => (output += chunk));
+  const exited = new Promise<number | null>((resolve) => up.on('exit', (code) => resolve(code)));
+  t.teardown(() => {
+    if (up.exitCode === null) up.kill('SIGKILL');
+  });
+
+  const deadline = Date.now() + 90_000;
+  while (!output.includes('Press Ctrl-C to stop.')) {
+    if (Date.now() > deadline || up.exitCode !== null) throw new Error(`cluster up did not become ready: ${output}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  t.match(output, /shards running: 4 of 4/, 'reports every shard running');
+  t.match(output, /accepted 11, duplicates 0, rejected 1/, 'loads the sample file, whose one invalid event is rejected');
+
+  const status = JSON.parse((await rtcdp(['cluster', 'status', '--nats', natsUrl, '--output', 'json'])).stdout);
+  t.same(status.members.map((member: { nodeId: string }) => member.nodeId), ['n1', 'n2'], 'status lists both nodes');
+  t.equal(status.shards, 4);
+  t.equal(status.members.reduce((sum: number, member: { status: { hosted: unknown[] } }) => sum + member.status.hosted.length, 0), 4, 'the nodes run 4 shards between them');
+
+  const table = (await rtcdp(['cluster', 'status', '--nats', natsUrl])).stdout;
+  t.match(table, /NODE\s+GRPC\s+STATE\s+SHARDS/, 'status prints a members table');
+
+  const shards = JSON.parse((await rtcdp(['cluster', 'shards', '--nats', natsUrl, '--output', 'json'])).stdout);
+  t.equal(shards.length, 4);
+  t.ok(shards.every((shard: { leaseHolder: string | null; assignedTo: string }) => shard.leaseHolder === shard.assignedTo), 'every lease is held by the assigned node');
+
+  const drain = await rtcdp(['cluster', 'drain', 'n2', '--nats', natsUrl]);
+  t.match(drain.stdout, /node n2 has left the cluster/);
+  const after = JSON.parse((await rtcdp(['cluster', 'status', '--nats', natsUrl, '--output', 'json'])).stdout);
+  t.same(after.members.map((member: { nodeId: string }) => member.nodeId), ['n1'], 'n2 is gone');
+  t.equal(after.members[0].status.hosted.length, 4, 'n1 runs every shard');
+
+  const unknown = await rtcdp(['cluster', 'drain', 'nope', '--nats', natsUrl, '--timeout-ms', '1000']).catch((error: { code: number; stderr: string }) => error);
+  t.equal((unknown as { code?: number }).code, 1, 'draining an unknown node exits with 1');
+  t.match(unknown.stderr, /cannot reach node nope/);
+
+  up.kill('SIGINT');
+  t.equal(await exited, 0, 'cluster up exits with 0 after SIGINT');
+  t.match(output, /stopped n1[\s\S]*stopped nats-server/, 'stops the node, then NATS');
+});
+
+t.test('cluster commands - status without a cluster fails clearly', async (t) => {
+  const failed = await rtcdp(['cluster', 'status', '--nats', `nats://127.0.0.1:${await freePort()}`]).catch((error: { code: number; stderr: string }) => error);
+  t.equal((failed as { code?: number }).code, 1, 'exits with 1');
+  t.match(failed.stderr, /cannot connect to NATS/);
+});
