@@ -13,7 +13,8 @@ import { IdentifierIndex } from '../profiles/identifier-index.js';
 import { profileIdForIdentifier, type Identifier } from '../profiles/identifiers.js';
 import { ProfileBehavior } from '../profiles/profile-behavior.js';
 import type { ProfileSnapshot } from '../profiles/profile.js';
-import { decode } from '../storage/codec.js';
+import { decode, encode } from '../storage/codec.js';
+import { keys } from '../storage/keys.js';
 import type { CustomerEvent } from '../profiles/event.js';
 import { Store } from '../storage/store.js';
 import { assertIdentifier, assertWorkspaceName, notFound } from './arguments.js';
@@ -25,7 +26,7 @@ import { Coordinator } from './coordinator.js';
 import { InvalidArgumentError, NodeUnavailableError, UnsupportedInClusterError } from './errors.js';
 import { applyOutcomes, prepareBatch, type IngestResult } from './ingest-batch.js';
 import { NatsKvStore } from './kv/nats-kv-store.js';
-import { decodeLeaseRecord } from './leases/lease-record.js';
+import { decodeLeaseRecord, type PreviousHolder } from './leases/lease-record.js';
 import { ShardLeases } from './leases/shard-leases.js';
 import { Membership, type MemberInfo } from './membership.js';
 import { JetStreamEventLog } from './nats/jetstream-event-log.js';
@@ -52,6 +53,12 @@ export type AdminRequest = { op: 'status' } | { op: 'drain' };
 /** Sends an admin request to a node by its id. */
 export function requestAdmin<T>(connection: NatsConnection, nodeId: string, request: AdminRequest, timeoutMs: number): Promise<T> {
   return requestSubject<T>(connection, adminSubject(nodeId), request, timeoutMs, `node ${nodeId}`);
+}
+
+/** This node's last completed handoff of a shard, kept in its RocksDB. */
+interface ShardRelease {
+  epoch: number;
+  chain: number;
 }
 
 type ShardRequest =
@@ -334,11 +341,14 @@ export class ClusterNode implements ServingNode {
     const lease = await this.#leases.acquire(shard);
     if (!lease.acquired) return;
 
+    const chain = await this.#tenureChain(shard, lease.epoch, lease.previous);
     let host: ShardHost;
     try {
       host = await ShardHost.start({
         shard,
         epoch: lease.epoch,
+        chain,
+        store: this.#store,
         nodeId: this.nodeId,
         connection: this.#connection,
         log: this.#log,
@@ -359,7 +369,22 @@ export class ClusterNode implements ServingNode {
 
     const subscription = serveShard(this.#connection, shard, (request) => this.#answer(host, request as ShardRequest), this.#logger);
     this.#hosted.set(shard, { host, subscription });
-    this.#logger.info({ shard, epoch: lease.epoch, previous: lease.previous }, 'took over the shard');
+    this.#logger.info({ shard, epoch: lease.epoch, previous: lease.previous, localSnapshotsCurrent: chain !== lease.epoch }, 'took over the shard');
+  }
+
+  /**
+   * Returns the tenure chain a new tenure belongs to. It continues this node's chain when
+   * the tenure before it was this node's own and ended by a completed handoff recorded in
+   * this data directory; then the local snapshots written in that chain are current.
+   * Otherwise a new chain starts with this tenure's epoch.
+   */
+  async #tenureChain(shard: number, epoch: number, previous: PreviousHolder | null): Promise<number> {
+    if (previous === null || previous.holder !== this.nodeId || !previous.released) return epoch;
+
+    const stored = await this.#store.get(keys.shardRelease(shard));
+    if (stored === null) return epoch;
+    const release = decode<ShardRelease>(stored);
+    return release.epoch === previous.epoch ? release.chain : epoch;
   }
 
   async #handOff(shard: number): Promise<void> {
@@ -367,10 +392,16 @@ export class ClusterNode implements ServingNode {
     if (hosted === undefined) return;
 
     const startedAt = performance.now();
-    await hosted.host.handoff(this.options.handoffTimeoutMs);
+    const completed = await hosted.host.handoff(this.options.handoffTimeoutMs);
     hosted.subscription.unsubscribe();
     this.#hosted.delete(shard);
-    await this.#leases.release(shard);
+    const released = await this.#leases.release(shard);
+
+    // Synced, so every local snapshot written before it is on disk too.
+    if (completed && released) {
+      const release: ShardRelease = { epoch: hosted.host.epoch, chain: hosted.host.chain };
+      await this.#store.write([{ type: 'put', key: keys.shardRelease(shard), value: encode(release) }], { sync: true });
+    }
     this.#logger.info({ shard, epoch: hosted.host.epoch, handoffMs: Math.round(performance.now() - startedAt) }, 'handed the shard off');
   }
 

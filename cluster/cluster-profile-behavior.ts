@@ -1,12 +1,20 @@
 /**
- * The profile actor of one shard in cluster mode. It loads a profile from the shared
- * snapshot bucket in NATS, because the shard's previous owner may have been another node,
- * and it persists each snapshot there (fenced by the lease epoch) before the local RocksDB
- * write that keeps the profile's history and identifiers.
+ * The profile actor of one shard in cluster mode. Snapshots go to the shared bucket in NATS
+ * (fenced by the lease epoch) before the local RocksDB write that keeps the profile's
+ * history and identifiers. A profile loads from NATS, because the shard's previous owner may
+ * have been another node, unless its local snapshot is known to be current.
+ *
+ * A local snapshot is current when it was written in the shard's current tenure chain: an
+ * unbroken run of this node's own tenures, each ended by a completed handoff, with no other
+ * owner in between. Every local snapshot records the chain it was written in, so a snapshot
+ * from before another node's tenure is never taken for a current one.
  */
 import type { ActorBehavior } from '../actors/types.js';
 import { parseActorKey, type ProfileBehavior } from '../profiles/profile-behavior.js';
-import { fromSnapshot, toSnapshot, type AppliedEvent, type ProfileState } from '../profiles/profile.js';
+import { fromSnapshot, toSnapshot, type AppliedEvent, type ProfileSnapshot, type ProfileState } from '../profiles/profile.js';
+import { decode } from '../storage/codec.js';
+import { keys } from '../storage/keys.js';
+import type { Store, WriteOp } from '../storage/store.js';
 import { ShardFencedError } from './errors.js';
 import type { SnapshotStore } from './nats/snapshot-store.js';
 
@@ -14,8 +22,11 @@ export interface ClusterProfileBehaviorOptions {
   shard: number;
   /** Fencing epoch of this node's lease on the shard. */
   epoch: number;
+  /** The tenure chain this tenure belongs to: the epoch of its first tenure. */
+  chain: number;
   snapshots: SnapshotStore;
   local: ProfileBehavior;
+  store: Store;
   /** Whether this node's lease on the shard is still valid; checked before every write. */
   isOwner: () => boolean;
   /** Called once when a write finds that another node owns the shard now. */
@@ -24,6 +35,8 @@ export interface ClusterProfileBehaviorOptions {
 
 export class ClusterProfileBehavior implements ActorBehavior<ProfileState, AppliedEvent> {
   readonly #options: ClusterProfileBehaviorOptions;
+  /** Profiles loaded from the local snapshot and from NATS. */
+  readonly loads = { local: 0, nats: 0 };
 
   constructor(options: ClusterProfileBehaviorOptions) {
     this.#options = options;
@@ -31,6 +44,14 @@ export class ClusterProfileBehavior implements ActorBehavior<ProfileState, Appli
 
   async load(key: string): Promise<ProfileState | undefined> {
     const { workspace, profileId } = parseActorKey(key);
+    const [snapshot, chain] = await this.#options.store.getMany([keys.snapshot(workspace, profileId), keys.clusterSnapshotChain(workspace, profileId)]);
+    if (snapshot !== null && chain !== null && Number(chain.toString()) === this.#options.chain) {
+      this.loads.local += 1;
+      // The KV revision is unknown, so the first write finds it through a revision conflict.
+      return fromSnapshot(decode<ProfileSnapshot>(snapshot));
+    }
+
+    this.loads.nats += 1;
     const loaded = await this.#options.snapshots.load(workspace, this.#options.shard, profileId);
     if (loaded === null) return undefined;
 
@@ -65,7 +86,9 @@ export class ClusterProfileBehavior implements ActorBehavior<ProfileState, Appli
       throw error;
     }
 
-    await this.#options.local.persist(snapshots);
+    const chain = String(this.#options.chain);
+    const chainOps: WriteOp[] = snapshots.map(({ state }) => ({ type: 'put', key: keys.clusterSnapshotChain(state.workspace, state.profileId), value: chain }));
+    await this.#options.local.persist(snapshots, chainOps);
   }
 
   deadLetter(key: string, applied: AppliedEvent, error: unknown, attempts: number): Promise<void> {

@@ -13,6 +13,7 @@ import type { Logger } from '../common/logger.js';
 import { actorKey, type ProfileBehavior } from '../profiles/profile-behavior.js';
 import { toSnapshot, type AppliedEvent, type ProfileSnapshot, type ProfileState } from '../profiles/profile.js';
 import type { LogRecord, PartitionId } from '../storage/event-log.js';
+import type { Store } from '../storage/store.js';
 import { ClusterProfileBehavior } from './cluster-profile-behavior.js';
 import { ShardFencedError } from './errors.js';
 import type { KvStore } from './kv/kv-store.js';
@@ -28,6 +29,10 @@ const OWNERSHIP_CHECK_INTERVAL_MS = 100;
 export interface ShardHostOptions {
   shard: number;
   epoch: number;
+  /** The tenure chain of this tenure; see ClusterProfileBehavior. */
+  chain: number;
+  /** The node's RocksDB store, for local snapshots. */
+  store: Store;
   nodeId: string;
   connection: ConstructorParameters<typeof ShardFeed>[0]['connection'];
   log: JetStreamEventLog;
@@ -57,15 +62,19 @@ export interface ShardHostStats {
   /** Next stream sequence the feed reads. */
   nextSequence: number;
   residentProfiles: number;
+  /** Profiles loaded from a current local snapshot and from NATS. */
+  loads: { local: number; nats: number };
 }
 
 export class ShardHost {
   readonly shard: number;
   readonly epoch: number;
+  readonly chain: number;
   readonly #options: ShardHostOptions;
   readonly #logger: Logger;
   readonly #lifecycle: Lifecycle;
   readonly #actors: ActorSystem<ProfileState, AppliedEvent>;
+  readonly #behavior: ClusterProfileBehavior;
   readonly #consumers = new Map<string, PartitionConsumer>();
   readonly #state: ShardStateRecord;
   #feed: ShardFeed | null = null;
@@ -78,20 +87,23 @@ export class ShardHost {
   private constructor(options: ShardHostOptions, state: ShardStateRecord) {
     this.shard = options.shard;
     this.epoch = options.epoch;
+    this.chain = options.chain;
     this.#options = options;
     this.#state = state;
     this.#logger = options.logger.child({ shard: options.shard, epoch: options.epoch });
     this.#lifecycle = new Lifecycle('shard host', this.#logger);
 
-    const behavior = new ClusterProfileBehavior({
+    this.#behavior = new ClusterProfileBehavior({
       shard: options.shard,
       epoch: options.epoch,
+      chain: options.chain,
+      store: options.store,
       snapshots: options.snapshots,
       local: options.local,
       isOwner: options.isOwner,
       onFenced: (error) => this.#fence(error),
     });
-    this.#actors = new ActorSystem(behavior, { ...options.actors, logger: this.#logger });
+    this.#actors = new ActorSystem(this.#behavior, { ...options.actors, logger: this.#logger });
   }
 
   /** Claims the shard's checkpoints with the lease epoch and starts applying from them. */
@@ -226,9 +238,10 @@ export class ShardHost {
    * Hands the shard over: stops reading, applies what was read, persists every profile and
    * writes the final checkpoints. The caller releases the lease afterwards. When the lease
    * runs out first, the rest is left to the next owner, which replays it from the log.
+   * Resolves true when every profile and checkpoint was written.
    */
-  async handoff(timeoutMs: number): Promise<void> {
-    if (!this.#lifecycle.is('running')) return;
+  async handoff(timeoutMs: number): Promise<boolean> {
+    if (!this.#lifecycle.is('running')) return false;
     this.#lifecycle.set('draining');
     const startedAt = performance.now();
 
@@ -237,13 +250,15 @@ export class ShardHost {
       if (!completed) {
         this.#logger.warn('the lease ended during the handoff; the next owner replays what was not persisted');
         await this.#forceStop();
-        return;
+        return false;
       }
       await this.#writeCheckpoints();
       this.#lifecycle.set('stopped', { handoffMs: Math.round(performance.now() - startedAt) });
+      return true;
     } catch (error) {
       this.#logger.error({ err: error }, 'shard handoff failed; stopping without persisting the rest, which the next owner replays');
       await this.#forceStop();
+      return false;
     }
   }
 
@@ -309,6 +324,7 @@ export class ShardHost {
       unreadRecords: this.#feed?.unreadRecords ?? 0,
       nextSequence: this.#feed?.nextSequence ?? 0,
       residentProfiles: this.#actors.stats().resident,
+      loads: { ...this.#behavior.loads },
     };
   }
 

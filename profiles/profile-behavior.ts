@@ -77,12 +77,12 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, AppliedEvent
 
   /**
    * Writes each profile's snapshot, its events applied since the last snapshot, and its new
-   * identifiers in one batch. `covered` records how much of each list this write includes.
+   * identifiers in one batch, with `extraOps`. `covered` records how much of each list this write includes.
    * The lists are cut by that count only after the write, because the actor may apply more
    * events while the write is in flight.
    */
-  async persist(snapshots: Array<{ key: string; state: ProfileState }>): Promise<void> {
-    const ops: WriteOp[] = [];
+  async persist(snapshots: Array<{ key: string; state: ProfileState }>, extraOps: WriteOp[] = []): Promise<void> {
+    const ops: WriteOp[] = [...extraOps];
     const covered = snapshots.map(({ state }) => ({ state, events: state.unpersisted.length, identifiers: state.newIdentifiers.length }));
     const claims = covered.flatMap(({ state, identifiers }) =>
       state.newIdentifiers.slice(0, identifiers).map((identifier) => ({ workspace: state.workspace, identifier, profileId: state.profileId })),

@@ -45,6 +45,11 @@ export const keys = {
   deadLetter: (workspace: string, profileId: string, sequence: number) =>
     `dead-letter/${workspace}/${part(profileId)}/${padSequence(sequence)}`,
   deadLetterPrefix: (workspace: string) => `dead-letter/${workspace}/`,
+
+  /** Cluster mode: the tenure chain in which a profile's local snapshot was written. */
+  clusterSnapshotChain: (workspace: string, profileId: string) => `cluster-chain/${workspace}/${part(profileId)}`,
+  /** Cluster mode: the lease epoch and tenure chain of this node's last completed handoff of a shard. */
+  shardRelease: (shard: number) => `shard-release/${padShard(shard)}`,
 };
 
 /** Returns the key just after every key that starts with `prefix`, for an exclusive upper bound. */

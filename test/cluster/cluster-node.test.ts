@@ -131,3 +131,35 @@ t.test('cluster node - survivors take over the shards of a stopped node', { time
   await waitUntil(() => hostedShards(nodes.slice(0, 2)) === 8, `shards ${lostShards.join(', ')} taken over`);
   await checkCounts(t, nodes[0], expected);
 });
+
+function loads(node: ClusterNode): { local: number; nats: number } {
+  return node.status().hosted.reduce((sum, host) => ({ local: sum.local + host.loads.local, nats: sum.nats + host.loads.nats }), { local: 0, nats: 0 });
+}
+
+t.test('cluster node - a restart after a handoff loads profiles from local RocksDB', { timeout: 120_000 }, async (t) => {
+  const server = await startNatsServer();
+  t.teardown(() => server.stop());
+  const dataDir = t.testdir();
+  const options = { ...FAST, servers: [server.url], nodeId: 'solo', dataDir };
+
+  const first = await ClusterNode.start(options);
+  await waitUntil(() => first.status().hosted.length === 8, 'every shard hosted');
+  const expected = new Map<string, number>();
+  await sendLoad(() => [first], 20, 'first', expected);
+  await first.drain({ timeoutMs: 10_000 });
+
+  const second = await ClusterNode.start(options);
+  t.teardown(() => second.abort());
+  await waitUntil(() => second.status().hosted.length === 8, 'every shard hosted again');
+  await checkCounts(t, second, expected);
+  t.same(loads(second), { local: expected.size, nats: 0 }, 'every profile loads from its current local snapshot');
+
+  // An abort ends the tenures without a handoff, so the next run cannot trust local snapshots.
+  await sendLoad(() => [second], 10, 'second', expected);
+  await second.abort();
+  const third = await ClusterNode.start(options);
+  t.teardown(() => third.abort());
+  await waitUntil(() => third.status().hosted.length === 8, 'every shard hosted a third time', 60_000);
+  await checkCounts(t, third, expected);
+  t.same(loads(third), { local: 0, nats: expected.size }, 'after a crash every profile loads from NATS');
+});
