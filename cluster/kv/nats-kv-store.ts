@@ -23,6 +23,12 @@ export interface NatsKvStoreOptions {
   replicas?: number;
   /** Timeout of each JetStream request, in milliseconds. Default: the connection's timeout. */
   requestTimeoutMs?: number;
+  /**
+   * Whether any replica may serve reads (JetStream direct get). False sends every read to
+   * the stream leader, so a read returns the latest write. Default: what the client picks
+   * for a new bucket (true on nats-server 2.9 and later). Applies when the bucket is created.
+   */
+  allowDirect?: boolean;
 }
 
 const KEY_PATTERN = /^[-/_=.a-zA-Z0-9]+$/;
@@ -64,7 +70,7 @@ export class NatsKvStore implements KvStore {
 
     const js = jetstream(nc, { timeout: options.requestTimeoutMs });
     // Kvm.create opens the bucket when it exists, without comparing its configuration.
-    const kv = await new Kvm(js).create(bucket, { replicas, history: 1 });
+    const kv = await new Kvm(js).create(bucket, { replicas, history: 1, ...(options.allowDirect === undefined ? {} : { allow_direct: options.allowDirect }) });
     const status = await kv.status();
     if (status.replicas !== replicas || status.history !== 1) {
       throw new ConfigError(

@@ -1,6 +1,6 @@
 /**
- * Profile snapshots in a replicated JetStream KV bucket, so that a node taking over a shard
- * from a dead node can rebuild its profiles: the snapshot, then the log after its position.
+ * Profile snapshots in a replicated KV bucket, so that a node taking over a shard from a
+ * dead node can rebuild its profiles: the snapshot, then the log after its position.
  *
  * Writes are fenced per key. Each write expects the revision this owner last loaded or wrote,
  * and each value carries the writer's lease epoch. When the revision moved, the stored epoch
@@ -8,13 +8,15 @@
  * means a stale owner wrote in between and is overwritten. So a stale owner never replaces
  * a newer owner's snapshot, and a shard checkpoint never covers a snapshot that was lost.
  *
- * Reads go to the bucket's stream leader (direct gets are off), so a read after a write returns it.
+ * On NATS the bucket has direct gets off, so every read goes to the stream leader and
+ * returns the latest write: a stale read could load a profile older than the checkpoint.
  */
-import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ProfileSnapshot } from '../../profiles/profile.js';
 import { decode, encode } from '../../storage/codec.js';
 import { ShardFencedError } from '../errors.js';
+import { KvConflictError, type KvStore } from '../kv/kv-store.js';
+import { NatsKvStore } from '../kv/nats-kv-store.js';
 
 export const SNAPSHOT_BUCKET = 'rtcdp-snapshots';
 const SNAPSHOT_RECORD_VERSION = 1;
@@ -35,25 +37,26 @@ export interface SnapshotWrite {
   shard: number;
   profileId: string;
   snapshot: ProfileSnapshot;
-  /** Revision this owner last loaded or wrote; undefined when the key had no value. */
+  /** Revision this owner last loaded or wrote; undefined when it knows none. */
   expectedRevision: number | undefined;
 }
 
 export class SnapshotStore {
-  readonly #kv: KV;
+  readonly #kv: KvStore;
 
-  private constructor(kv: KV) {
+  /** `kv` must return the latest write on every read. */
+  constructor(kv: KvStore) {
     this.#kv = kv;
   }
 
   static async open(connection: NatsConnection, options: { replicas: number }): Promise<SnapshotStore> {
-    const kv = await new Kvm(connection).create(SNAPSHOT_BUCKET, { history: 1, replicas: options.replicas, allow_direct: false });
+    const kv = await NatsKvStore.open(connection, { bucket: SNAPSHOT_BUCKET, replicas: options.replicas, allowDirect: false });
     return new SnapshotStore(kv);
   }
 
   async load(workspace: string, shard: number, profileId: string): Promise<LoadedSnapshot | null> {
     const entry = await this.#kv.get(snapshotKey(workspace, shard, profileId));
-    if (entry === null || entry.operation !== 'PUT') return null;
+    if (entry === null) return null;
 
     const stored = decode<StoredSnapshot>(Buffer.from(entry.value));
     return { snapshot: stored.snapshot, revision: entry.revision };
@@ -69,13 +72,13 @@ export class SnapshotStore {
       try {
         return expected === undefined ? await this.#kv.create(key, value) : await this.#kv.update(key, value, expected);
       } catch (error) {
-        if (!isWrongLastSequence(error)) throw error;
+        if (!(error instanceof KvConflictError)) throw error;
       }
 
       const current = await this.#kv.get(key);
-      const currentEpoch = current === null || current.operation !== 'PUT' ? 0 : decode<StoredSnapshot>(Buffer.from(current.value)).epoch;
+      const currentEpoch = current === null ? 0 : decode<StoredSnapshot>(Buffer.from(current.value)).epoch;
       if (currentEpoch > epoch) throw new ShardFencedError(write.shard, epoch, currentEpoch, `snapshot of profile ${write.profileId}`);
-      expected = current === null ? undefined : current.revision;
+      expected = current?.revision;
     }
   }
 }
@@ -83,10 +86,4 @@ export class SnapshotStore {
 /** Profile ids may contain any character, so the key carries them in base64url. */
 function snapshotKey(workspace: string, shard: number, profileId: string): string {
   return `${workspace}.${shard}.${Buffer.from(profileId).toString('base64url')}`;
-}
-
-/** Returns whether a KV write failed its revision check (JetStream API error code 10071). */
-export function isWrongLastSequence(error: unknown): boolean {
-  const code = typeof error === 'object' && error !== null && 'code' in error ? (error as { code: unknown }).code : undefined;
-  return code === 10071 || /wrong last sequence/i.test(String((error as Error)?.message));
 }
