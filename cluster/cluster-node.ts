@@ -9,7 +9,7 @@ import { Lifecycle } from '../common/lifecycle.js';
 import type { Logger } from '../common/logger.js';
 import { OverloadedError } from '../common/errors.js';
 import type { RawEvent } from '../profiles/event.js';
-import { IdentifierIndex } from '../profiles/identifier-index.js';
+import { earlier, IdentifierIndex, type Owner } from '../profiles/identifier-index.js';
 import { profileIdForIdentifier, type Identifier } from '../profiles/identifiers.js';
 import { ProfileBehavior } from '../profiles/profile-behavior.js';
 import type { ProfileSnapshot } from '../profiles/profile.js';
@@ -23,12 +23,13 @@ import type { ShardHolders } from './assignment.js';
 import { loadClusterSettings } from './cluster-settings.js';
 import { resolveClusterNodeOptions, type ClusterNodeOptions, type ResolvedClusterNodeOptions } from './cluster-options.js';
 import { Coordinator } from './coordinator.js';
-import { InvalidArgumentError, NodeUnavailableError, UnsupportedInClusterError } from './errors.js';
+import { InvalidArgumentError, NodeUnavailableError } from './errors.js';
 import { applyOutcomes, prepareBatch, type IngestResult } from './ingest-batch.js';
 import { NatsKvStore } from './kv/nats-kv-store.js';
 import { decodeLeaseRecord, type PreviousHolder } from './leases/lease-record.js';
 import { ShardLeases } from './leases/shard-leases.js';
 import { Membership, type MemberInfo } from './membership.js';
+import { IdentifierClaims } from './nats/identifier-claims.js';
 import { JetStreamEventLog } from './nats/jetstream-event-log.js';
 import { requestShard, requestSubject, serveShard, serveSubject, ShardMovingError } from './nats/shard-rpc.js';
 import { SnapshotStore } from './nats/snapshot-store.js';
@@ -63,6 +64,7 @@ interface ShardRelease {
 
 type ShardRequest =
   | { op: 'getProfile'; workspace: string; profileId: string }
+  | { op: 'pendingClaim'; workspace: string; identifier: Identifier }
   | { op: 'listProfileEvents'; workspace: string; profileId: string; pageSize: number; offset: number };
 
 interface HostedShard {
@@ -90,6 +92,8 @@ export class ClusterNode implements ServingNode {
   readonly #kv: NatsKvStore;
   readonly #log: JetStreamEventLog;
   readonly #snapshots: SnapshotStore;
+  readonly #claims: IdentifierClaims;
+  readonly #index: IdentifierIndex;
   readonly #store: Store;
   readonly #local: ProfileBehavior;
   readonly #shards: number;
@@ -105,7 +109,10 @@ export class ClusterNode implements ServingNode {
   #adminSubscription: Subscription | null = null;
   #drainRequested: () => void = () => void this.drain();
 
-  private constructor(options: ResolvedClusterNodeOptions, parts: { connection: NatsConnection; kv: NatsKvStore; log: JetStreamEventLog; snapshots: SnapshotStore; store: Store; shards: number }) {
+  private constructor(
+    options: ResolvedClusterNodeOptions,
+    parts: { connection: NatsConnection; kv: NatsKvStore; log: JetStreamEventLog; snapshots: SnapshotStore; claims: IdentifierClaims; store: Store; shards: number },
+  ) {
     this.options = options;
     this.nodeId = options.nodeId;
     this.#logger = options.logger.child({ nodeId: options.nodeId });
@@ -114,11 +121,12 @@ export class ClusterNode implements ServingNode {
     this.#kv = parts.kv;
     this.#log = parts.log;
     this.#snapshots = parts.snapshots;
+    this.#claims = parts.claims;
     this.#store = parts.store;
     this.#shards = parts.shards;
 
-    const index = new IdentifierIndex(parts.store);
-    this.#local = new ProfileBehavior({ store: parts.store, index, limits: options.profileLimits, logger: this.#logger });
+    this.#index = new IdentifierIndex(parts.store);
+    this.#local = new ProfileBehavior({ store: parts.store, index: this.#index, limits: options.profileLimits, logger: this.#logger });
     this.#leases = new ShardLeases(parts.kv, {
       nodeId: options.nodeId,
       leaseTtlMs: options.leaseTtlMs,
@@ -168,9 +176,10 @@ export class ClusterNode implements ServingNode {
         logger,
       });
       const snapshots = await SnapshotStore.open(connection, { replicas: options.replicas });
+      const claims = await IdentifierClaims.open(connection, { replicas: options.replicas });
       store = await Store.open({ path: options.dataDir, walSync: false, logger });
 
-      const node = new ClusterNode(options, { connection, kv, log, snapshots, store, shards: settings.shards });
+      const node = new ClusterNode(options, { connection, kv, log, snapshots, claims, store, shards: settings.shards });
       await node.#start();
       return node;
     } catch (error) {
@@ -252,7 +261,7 @@ export class ClusterNode implements ServingNode {
 
   async getProfile(workspace: string, identifier: Identifier): Promise<ProfileSnapshot> {
     this.#assertRunning('getProfile');
-    const profileId = this.#routableProfileId(workspace, identifier);
+    const profileId = await this.#resolve(workspace, identifier);
     const shard = shardOf(profileId, this.#shards);
 
     const profile = await this.#askOwner<ProfileSnapshot | null>(shard, { op: 'getProfile', workspace, profileId });
@@ -273,22 +282,35 @@ export class ClusterNode implements ServingNode {
     const offset = page.pageToken ? Number(page.pageToken) : 0;
     if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidArgumentError(`page_token is invalid: ${JSON.stringify(page.pageToken)}; pass the next_page_token of the previous page`);
 
-    const profileId = this.#routableProfileId(workspace, identifier);
+    const profileId = await this.#resolve(workspace, identifier);
     const shard = shardOf(profileId, this.#shards);
     const result = await this.#askOwner<{ events: CustomerEvent[]; nextPageToken: string } | null>(shard, { op: 'listProfileEvents', workspace, profileId, pageSize, offset });
     if (result === null) throw notFound(identifier);
     return result;
   }
 
-  /** The profile id an identifier routes to without an index lookup. */
-  #routableProfileId(workspace: string, identifier: Identifier): string {
+  /**
+   * Finds the profile id of an identifier, reflecting every event acknowledged before the
+   * call. A user_id maps to its profile id directly. Other identifiers go by the earliest
+   * claim: every shard owner returns its unpersisted claim once it has applied the
+   * workspace's events up to the head, then the published claim is read. In that order, a
+   * claim persisted between the two reads is in the published index by the time it is read.
+   */
+  async #resolve(workspace: string, identifier: Identifier): Promise<string> {
     assertWorkspaceName(workspace);
     assertIdentifier(identifier);
-    const profileId = identifier.type === 'user_id' ? profileIdForIdentifier(identifier) : undefined;
-    if (profileId === undefined) {
-      throw new UnsupportedInClusterError(`lookup by ${identifier.type} is not available in cluster mode yet, because each node indexes only the profiles it applies; query by user_id`);
-    }
-    return profileId;
+    const direct = profileIdForIdentifier(identifier);
+    if (direct !== undefined && identifier.type === 'user_id') return direct;
+
+    const request: ShardRequest = { op: 'pendingClaim', workspace, identifier };
+    const shards = Array.from({ length: this.#shards }, (_, shard) => shard);
+    const pending = await Promise.all(shards.map((shard) => this.#askOwner<Owner | null>(shard, request)));
+    const published = await this.#claims.read(workspace, identifier);
+
+    const winner = pending.reduce<Owner | undefined>((best, owner) => earlier(best, owner ?? undefined), published);
+    if (winner !== undefined) return winner.profileId;
+    if (direct !== undefined) return direct;
+    throw notFound(identifier);
   }
 
   async #askOwner<T>(shard: number, request: ShardRequest): Promise<T> {
@@ -299,6 +321,7 @@ export class ClusterNode implements ServingNode {
 
   async #answer(host: ShardHost, request: ShardRequest): Promise<unknown> {
     if (host.state !== 'running') throw new ShardMovingError(`shard ${host.shard} is ${host.state} on node ${this.nodeId}`);
+    if (request.op === 'pendingClaim') return host.pendingClaim(request.workspace, request.identifier, this.options.queryTimeoutMs);
 
     const profile = await host.getProfile(request.workspace, request.profileId, this.options.queryTimeoutMs);
     if (profile === undefined) return null;
@@ -353,6 +376,8 @@ export class ClusterNode implements ServingNode {
         connection: this.#connection,
         log: this.#log,
         snapshots: this.#snapshots,
+        claims: this.#claims,
+        index: this.#index,
         clusterKv: this.#kv,
         local: this.#local,
         actors: this.options.actors,

@@ -1,7 +1,7 @@
 /**
  * The profile actor of one shard in cluster mode. Snapshots go to the shared bucket in NATS
- * (fenced by the lease epoch) before the local RocksDB write that keeps the profile's
- * history and identifiers. A profile loads from NATS, because the shard's previous owner may
+ * (fenced by the lease epoch), and new identifier claims to the cluster-wide index, before
+ * the local RocksDB write that keeps the profile's history and identifiers. A profile loads from NATS, because the shard's previous owner may
  * have been another node, unless its local snapshot is known to be current.
  *
  * A local snapshot is current when it was written in the shard's current tenure chain: an
@@ -10,12 +10,14 @@
  * from before another node's tenure is never taken for a current one.
  */
 import type { ActorBehavior } from '../actors/types.js';
+import type { IdentifierIndex } from '../profiles/identifier-index.js';
 import { parseActorKey, type ProfileBehavior } from '../profiles/profile-behavior.js';
 import { fromSnapshot, toSnapshot, type AppliedEvent, type ProfileSnapshot, type ProfileState } from '../profiles/profile.js';
 import { decode } from '../storage/codec.js';
 import { keys } from '../storage/keys.js';
 import type { Store, WriteOp } from '../storage/store.js';
 import { ShardFencedError } from './errors.js';
+import type { IdentifierClaims, PublishedClaim } from './nats/identifier-claims.js';
 import type { SnapshotStore } from './nats/snapshot-store.js';
 
 export interface ClusterProfileBehaviorOptions {
@@ -25,6 +27,10 @@ export interface ClusterProfileBehaviorOptions {
   /** The tenure chain this tenure belongs to: the epoch of its first tenure. */
   chain: number;
   snapshots: SnapshotStore;
+  /** The cluster-wide identifier index, where new claims are published before the local write. */
+  claims: IdentifierClaims;
+  /** The node's identifier index, which holds the claims not yet persisted. */
+  index: IdentifierIndex;
   local: ProfileBehavior;
   store: Store;
   /** Whether this node's lease on the shard is still valid; checked before every write. */
@@ -86,9 +92,23 @@ export class ClusterProfileBehavior implements ActorBehavior<ProfileState, Appli
       throw error;
     }
 
+    await this.#options.claims.publish(this.#pendingClaims(snapshots));
+
     const chain = String(this.#options.chain);
     const chainOps: WriteOp[] = snapshots.map(({ state }) => ({ type: 'put', key: keys.clusterSnapshotChain(state.workspace, state.profileId), value: chain }));
     await this.#options.local.persist(snapshots, chainOps);
+  }
+
+  /** The profiles' new identifiers that they hold the winning claim on, as far as this node knows. */
+  #pendingClaims(snapshots: Array<{ state: ProfileState }>): PublishedClaim[] {
+    const claims: PublishedClaim[] = [];
+    for (const { state } of snapshots) {
+      for (const identifier of state.newIdentifiers) {
+        const owner = this.#options.index.pendingOwner(state.workspace, identifier);
+        if (owner?.profileId === state.profileId) claims.push({ workspace: state.workspace, identifier, owner });
+      }
+    }
+    return claims;
   }
 
   deadLetter(key: string, applied: AppliedEvent, error: unknown, attempts: number): Promise<void> {

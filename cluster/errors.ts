@@ -51,8 +51,3 @@ export class ShardUnavailableError extends RtcdpError {
   readonly code = 'SHARD_UNAVAILABLE';
   override readonly retryable = true;
 }
-
-/** The operation is not available in cluster mode yet. */
-export class UnsupportedInClusterError extends RtcdpError {
-  readonly code = 'UNSUPPORTED_IN_CLUSTER';
-}

@@ -10,6 +10,8 @@ import type { ActorSystemOptions } from '../actors/types.js';
 import { DeadlineError } from '../common/errors.js';
 import { Lifecycle } from '../common/lifecycle.js';
 import type { Logger } from '../common/logger.js';
+import type { IdentifierIndex, Owner } from '../profiles/identifier-index.js';
+import type { Identifier } from '../profiles/identifiers.js';
 import { actorKey, type ProfileBehavior } from '../profiles/profile-behavior.js';
 import { toSnapshot, type AppliedEvent, type ProfileSnapshot, type ProfileState } from '../profiles/profile.js';
 import type { LogRecord, PartitionId } from '../storage/event-log.js';
@@ -17,6 +19,7 @@ import type { Store } from '../storage/store.js';
 import { ClusterProfileBehavior } from './cluster-profile-behavior.js';
 import { ShardFencedError } from './errors.js';
 import type { KvStore } from './kv/kv-store.js';
+import type { IdentifierClaims } from './nats/identifier-claims.js';
 import type { JetStreamEventLog } from './nats/jetstream-event-log.js';
 import { ShardFeed } from './nats/shard-feed.js';
 import type { SnapshotStore } from './nats/snapshot-store.js';
@@ -37,6 +40,8 @@ export interface ShardHostOptions {
   connection: ConstructorParameters<typeof ShardFeed>[0]['connection'];
   log: JetStreamEventLog;
   snapshots: SnapshotStore;
+  claims: IdentifierClaims;
+  index: IdentifierIndex;
   clusterKv: KvStore;
   local: ProfileBehavior;
   actors: ActorSystemOptions;
@@ -99,6 +104,8 @@ export class ShardHost {
       chain: options.chain,
       store: options.store,
       snapshots: options.snapshots,
+      claims: options.claims,
+      index: options.index,
       local: options.local,
       isOwner: options.isOwner,
       onFenced: (error) => this.#fence(error),
@@ -189,21 +196,22 @@ export class ShardHost {
     return this.#actors.ask(actorKey(workspace, profileId), (state) => (state === undefined ? undefined : structuredClone(toSnapshot(state))));
   }
 
+  /**
+   * Returns this node's unpersisted claim on the identifier, once every event of the
+   * workspace on this shard that the stream stored before the call is applied.
+   */
+  async pendingClaim(workspace: string, identifier: Identifier, timeoutMs: number): Promise<Owner | null> {
+    const head = await this.#options.log.headSequence({ workspace, shard: this.shard });
+    if (head > 0) await withTimeout(this.#consumerFor(workspace).applied.reach(head), timeoutMs, `shard ${this.shard} to apply events up to sequence ${head}`);
+    return this.#options.index.pendingOwner(workspace, identifier) ?? null;
+  }
+
   /** Waits until every record of the partition up to its current head was handed to its actor. */
   async #awaitHead(partition: PartitionId, timeoutMs: number): Promise<void> {
     const head = await this.#options.log.headSequence(partition);
     if (head === 0) return;
 
-    const delivered = this.#consumerFor(partition.workspace).delivered(head);
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new DeadlineError(`timed out after ${timeoutMs} ms waiting for shard ${this.shard} to deliver events up to sequence ${head}`)), timeoutMs);
-    });
-    try {
-      await Promise.race([delivered, deadline]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await withTimeout(this.#consumerFor(partition.workspace).delivered(head), timeoutMs, `shard ${this.shard} to deliver events up to sequence ${head}`);
   }
 
   async #checkpoint(): Promise<void> {
@@ -336,6 +344,18 @@ export class ShardHost {
   #stopTimer(): void {
     if (this.#checkpointTimer !== null) clearInterval(this.#checkpointTimer);
     this.#checkpointTimer = null;
+  }
+}
+
+async function withTimeout(promise: Promise<void>, timeoutMs: number, waitingFor: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DeadlineError(`timed out after ${timeoutMs} ms waiting for ${waitingFor}`)), timeoutMs);
+  });
+  try {
+    await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

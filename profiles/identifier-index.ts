@@ -4,7 +4,7 @@ import type { Store } from '../storage/store.js';
 import type { Identifier } from './identifiers.js';
 
 /** A profile's hold on an identifier: the profile and the event time it first carried it at. */
-interface Owner {
+export interface Owner {
   profileId: string;
   atMs: number;
 }
@@ -56,6 +56,11 @@ export class IdentifierIndex {
     return earlier(stored, claimed)?.profileId;
   }
 
+  /** Returns the earliest claim on the identifier that is not yet persisted, if any. */
+  pendingOwner(workspace: string, identifier: Identifier): Owner | undefined {
+    return this.#claims.get(claimName(workspace, identifier));
+  }
+
   /**
    * Returns the write operations that persist the given claims, each only where the claim is
    * the identifier's earliest known one. Call `settle` once they are written.
@@ -89,11 +94,13 @@ export class IdentifierIndex {
   }
 }
 
-function precedes(a: Owner, b: Owner): boolean {
+/** Whether claim `a` wins over claim `b`: the earlier event time, then the smaller profile id. */
+export function precedes(a: Owner, b: Owner): boolean {
   return a.atMs < b.atMs || (a.atMs === b.atMs && a.profileId < b.profileId);
 }
 
-function earlier(a: Owner | undefined, b: Owner | undefined): Owner | undefined {
+/** Returns the winning claim of two, either of which may be missing. */
+export function earlier(a: Owner | undefined, b: Owner | undefined): Owner | undefined {
   if (a === undefined) return b;
   if (b === undefined) return a;
   return precedes(b, a) ? b : a;

@@ -9,7 +9,7 @@ import { errors as natsErrors, type NatsConnection, type Subscription } from '@n
 import { DeadlineError, RtcdpError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { decode, encode } from '../../storage/codec.js';
-import { InvalidArgumentError, ProfileNotFoundError, ShardUnavailableError, UnsupportedInClusterError } from '../errors.js';
+import { InvalidArgumentError, ProfileNotFoundError, ShardUnavailableError } from '../errors.js';
 
 type Reply = { ok: true; value: unknown } | { ok: false; code: string; message: string; retryable: boolean };
 
@@ -119,8 +119,6 @@ function fromReply(reply: Extract<Reply, { ok: false }>): RtcdpError {
       return new InvalidArgumentError(reply.message);
     case 'DEADLINE_EXCEEDED':
       return new DeadlineError(reply.message);
-    case 'UNSUPPORTED_IN_CLUSTER':
-      return new UnsupportedInClusterError(reply.message);
     default:
       return new RemoteShardError(reply.code, reply.message);
   }

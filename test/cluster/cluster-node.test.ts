@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ClusterNode } from '../../cluster/cluster-node.js';
+import { shardOf } from '../../cluster/routing.js';
 import type { ClusterNodeOptions } from '../../cluster/cluster-options.js';
 import { createLogger } from '../../common/logger.js';
 import type { RawEvent } from '../../profiles/event.js';
@@ -63,6 +64,20 @@ t.test('cluster node - three nodes share shards and answer for every customer', 
 
   const resent = await nodes[1].ingest('w', [track('u1', 'm-0-1')]);
   t.equal(resent[0].status, 'duplicate', 'a resent messageId is a duplicate');
+
+  const identify: RawEvent = { type: 'identify', userId: 'u5', messageId: 'id-1', traits: { email: 'ada@example.com' }, timestamp: '2026-01-01T00:00:00Z' };
+  const later: RawEvent = { type: 'identify', userId: 'u6', messageId: 'id-2', traits: { email: 'ada@example.com' }, timestamp: '2026-02-01T00:00:00Z' };
+  const anonymous: RawEvent = { type: 'page', anonymousId: 'visitor-9', messageId: 'anon-1', name: 'Home' };
+  await nodes[0].ingest('w', [later]);
+  await nodes[2].ingest('w', [identify, anonymous]);
+
+  for (const node of nodes) {
+    const byEmail = await node.getProfile('w', { type: 'email', value: 'ada@example.com' });
+    t.equal(byEmail.profileId, 'user:u5', `node ${node.nodeId} finds the email's earliest profile right after the write`);
+    const byAnonymousId = await node.getProfile('w', { type: 'anonymous_id', value: 'visitor-9' });
+    t.equal(byAnonymousId.profileId, 'anon:visitor-9', `node ${node.nodeId} finds an anonymous profile`);
+  }
+  await t.rejects(nodes[1].getProfile('w', { type: 'email', value: 'nobody@example.com' }), { code: 'PROFILE_NOT_FOUND' });
 });
 
 /** Sends `batches` batches of 20 events for 50 customers to random running nodes; returns the acknowledged count per customer. */
@@ -101,6 +116,11 @@ t.test('cluster node - a draining node hands its shards off under load', { timeo
   for (const nodeId of ['a', 'b', 'c']) nodes.push(await ClusterNode.start({ ...FAST, servers: [server.url], nodeId, dataDir: t.testdir() + `-${nodeId}` }));
   await waitUntil(() => hostedShards(nodes) === 8 && nodes.every((node) => node.status().hosted.length > 0), 'every shard hosted');
 
+  // A customer on a shard of the draining node: after the drain only the published claim finds it by email.
+  const drainingShards = new Set(nodes[0].status().hosted.map((host) => host.shard));
+  const movingUser = Array.from({ length: 200 }, (_, i) => `mover${i}`).find((userId) => drainingShards.has(shardOf(`user:${userId}`, 8))) as string;
+  await nodes[1].ingest('w', [{ type: 'identify', userId: movingUser, messageId: 'mover-identify', traits: { email: 'mover@example.com' } }]);
+
   const expected = new Map<string, number>();
   const load = sendLoad(() => nodes, 200, 'drain', expected);
   await sleep(200);
@@ -110,6 +130,8 @@ t.test('cluster node - a draining node hands its shards off under load', { timeo
   t.equal(nodes[0].state, 'stopped');
   await waitUntil(() => hostedShards(nodes.slice(1)) === 8, 'the two remaining nodes hosting every shard');
   await checkCounts(t, nodes[1], expected);
+  const mover = await nodes[2].getProfile('w', { type: 'email', value: 'mover@example.com' });
+  t.equal(mover.profileId, `user:${movingUser}`, 'a moved profile is found by email through the published claim');
 });
 
 t.test('cluster node - survivors take over the shards of a stopped node', { timeout: 120_000 }, async (t) => {
