@@ -392,6 +392,13 @@ export class ClusterNode implements ServingNode {
       throw error;
     }
 
+    // The lease may have ended while the host started, and its loss then found no host to stop.
+    if (!this.#leases.owns(shard)) {
+      await host.abort();
+      this.#logger.warn({ shard, epoch: lease.epoch }, 'lost the shard lease while starting it; stopped again');
+      return;
+    }
+
     const subscription = serveShard(this.#connection, shard, (request) => this.#answer(host, request as ShardRequest), this.#logger);
     this.#hosted.set(shard, { host, subscription });
     this.#logger.info({ shard, epoch: lease.epoch, previous: lease.previous, localSnapshotsCurrent: chain !== lease.epoch }, 'took over the shard');
