@@ -1,5 +1,5 @@
 /**
- * What an operator sees of a cluster: the records in the cluster KV bucket (settings,
+ * The operator's view of a cluster: the records in the cluster KV bucket (settings,
  * members, coordinator, assignment, shard leases and checkpoints) and each member's own
  * report of the shards it runs. Reads may be stale by a moment; nothing here decides
  * ownership.
@@ -108,7 +108,7 @@ function leaseOf(entry: KvEntry | undefined): { holder: string | null; epoch: nu
   }
 }
 
-/** The replica count of the existing cluster bucket, so opening it never conflicts with how it was created. */
+/** Returns the replica count of the existing cluster bucket, so opening it never conflicts with how it was created. */
 async function bucketReplicas(connection: NatsConnection): Promise<number> {
   const jsm = await jetstreamManager(connection);
   const info = await jsm.streams.info(`KV_${CLUSTER_BUCKET}`).catch(() => null);

@@ -2,8 +2,8 @@
  * The cluster-wide identifier index: for each identifier of a workspace, the profile whose
  * event carried it at the earliest event time (the smaller profile id on a tie), in a
  * replicated KV bucket. Shard owners publish their profiles' claims before they persist
- * them locally; a write only ever replaces a claim it wins over, by compare-and-set, so
- * owners on different nodes converge on the same winner in any order.
+ * them locally. A write replaces only a claim it wins over, by compare-and-set, so owners
+ * on different nodes converge on the same winner in any order.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import { createHash } from 'node:crypto';
