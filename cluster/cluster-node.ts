@@ -40,7 +40,9 @@ import { ShardHost, type ShardHostStats } from './shard-host.js';
 export const CLUSTER_BUCKET = 'rtcdp-cluster';
 const LEASE_KEY_PREFIX = 'shard.';
 /** How often the node compares the shards it hosts with the assignment. */
-const RECONCILE_INTERVAL_MS = 250;
+const RECONCILE_INTERVAL_MS = 100;
+/** How often the node reads the published assignment. */
+const ASSIGNMENT_POLL_INTERVAL_MS = 200;
 /** How long stopping waits for the NATS connection to drain before it closes it. */
 const DISCONNECT_TIMEOUT_MS = 2_000;
 
@@ -105,6 +107,7 @@ export class ClusterNode implements ServingNode {
   /** Shards being acquired or handed off; the reconcile loop leaves them alone meanwhile. */
   readonly #transitions = new Map<number, Promise<void>>();
   #reconcileTimer: NodeJS.Timeout | null = null;
+  #observeTimer: NodeJS.Timeout | null = null;
   #inFlightEvents = 0;
   #adminSubscription: Subscription | null = null;
   #drainRequested: () => void = () => void this.drain();
@@ -153,7 +156,7 @@ export class ClusterNode implements ServingNode {
       maxConcurrentMoves: options.maxConcurrentMoves,
       logger: this.#logger,
     });
-    this.#assignment = new AssignmentWatcher({ kv: parts.kv, logger: this.#logger });
+    this.#assignment = new AssignmentWatcher({ kv: parts.kv, pollIntervalMs: ASSIGNMENT_POLL_INTERVAL_MS, logger: this.#logger });
   }
 
   /** Connects to NATS, joins the cluster and starts taking the shards assigned to this node. */
@@ -202,6 +205,8 @@ export class ClusterNode implements ServingNode {
 
     this.#reconcileTimer = setInterval(() => this.#reconcile(), RECONCILE_INTERVAL_MS);
     this.#reconcileTimer.unref();
+    this.#observeTimer = setInterval(() => void this.#observeLeases(), this.options.leaseRenewIntervalMs);
+    this.#observeTimer.unref();
     this.#adminSubscription = serveSubject(this.#connection, adminSubject(this.nodeId), (request) => this.#serveAdmin(request as AdminRequest), this.#logger);
     this.#lifecycle.set('running');
   }
@@ -450,6 +455,18 @@ export class ClusterNode implements ServingNode {
     });
   }
 
+  /**
+   * Reads every shard lease, so that a takeover waits out a dead holder's lease from the
+   * first time this node saw its last renewal rather than from when the shard is assigned.
+   */
+  async #observeLeases(): Promise<void> {
+    try {
+      this.#leases.observe(await this.#kv.list(LEASE_KEY_PREFIX));
+    } catch (error) {
+      this.#logger.debug({ err: error }, 'reading the shard leases failed; the next read retries');
+    }
+  }
+
   async #readShardHolders(): Promise<ShardHolders> {
     const holders = new Map<number, string | null>();
     for (const entry of await this.#kv.list(LEASE_KEY_PREFIX)) {
@@ -525,6 +542,7 @@ export class ClusterNode implements ServingNode {
 
   async #stopComponents(): Promise<void> {
     if (this.#reconcileTimer !== null) clearInterval(this.#reconcileTimer);
+    if (this.#observeTimer !== null) clearInterval(this.#observeTimer);
     this.#adminSubscription?.unsubscribe();
     await this.#assignment.stop();
     await this.#coordinator.stop();

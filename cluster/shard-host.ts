@@ -88,6 +88,7 @@ export class ShardHost {
   #checkpointTimer: NodeJS.Timeout | null = null;
   #checkpointing: Promise<void> | null = null;
   #fenced = false;
+  #handingOff = false;
 
   private constructor(options: ShardHostOptions, state: ShardStateRecord) {
     this.shard = options.shard;
@@ -243,25 +244,33 @@ export class ShardHost {
   }
 
   /**
-   * Hands the shard over: stops reading, applies what was read, persists every profile and
-   * writes the final checkpoints. The caller releases the lease afterwards. When the lease
+   * Hands the shard over: persists the dirty profiles while still serving, then stops
+   * reading, applies what was read, persists the rest and writes the final checkpoints. The caller releases the lease afterwards. When the lease
    * runs out first, the rest is left to the next owner, which replays it from the log.
    * Resolves true when every profile and checkpoint was written.
    */
   async handoff(timeoutMs: number): Promise<boolean> {
-    if (!this.#lifecycle.is('running')) return false;
-    this.#lifecycle.set('draining');
+    if (!this.#lifecycle.is('running') || this.#handingOff) return false;
+    this.#handingOff = true;
     const startedAt = performance.now();
 
+    // Persisting the dirty profiles while the shard still serves leaves only the events
+    // of the last moments to persist after it stops, which keeps the pause short.
+    const flushed = await Promise.race([this.#actors.flush().then(() => true), delay(timeoutMs / 2).then(() => false)]);
+    if (!flushed) this.#logger.warn({ timeoutMs }, 'persisting before the handoff took over half its time; stopping the shard anyway');
+    if (!this.#lifecycle.is('running')) return false;
+    this.#lifecycle.set('draining');
+    const pausedAt = performance.now();
+
     try {
-      const completed = await this.#drainForHandoff(timeoutMs);
+      const completed = await this.#drainForHandoff(Math.max(1, Math.ceil(timeoutMs - (pausedAt - startedAt))));
       if (!completed) {
         this.#logger.warn('the lease ended during the handoff; the next owner replays what was not persisted');
         await this.#forceStop();
         return false;
       }
       await this.#writeCheckpoints();
-      this.#lifecycle.set('stopped', { handoffMs: Math.round(performance.now() - startedAt) });
+      this.#lifecycle.set('stopped', { handoffMs: Math.round(performance.now() - startedAt), pauseMs: Math.round(performance.now() - pausedAt) });
       return true;
     } catch (error) {
       this.#logger.error({ err: error }, 'shard handoff failed; stopping without persisting the rest, which the next owner replays');

@@ -31,6 +31,11 @@ export interface ShardLeaseOptions {
   takeoverMarginMs?: number;
   /** Delay before a renewal that failed with a transient error is sent again, in milliseconds. Default 1,000. */
   renewRetryIntervalMs?: number;
+  /**
+   * Time between two reads of another node's lease while acquire() waits it out, in
+   * milliseconds: how soon a release or a renewal ends the wait. Default 200.
+   */
+  takeoverPollIntervalMs?: number;
   clock?: Clock;
   logger?: Logger;
 }
@@ -43,6 +48,7 @@ export interface ResolvedShardLeaseOptions {
   stallMarginMs: number;
   takeoverMarginMs: number;
   renewRetryIntervalMs: number;
+  takeoverPollIntervalMs: number;
   clock: Clock;
   logger: Logger;
 }
@@ -53,9 +59,10 @@ const DEFAULTS = {
   stallMarginMs: 2_000,
   takeoverMarginMs: 2_000,
   renewRetryIntervalMs: 1_000,
+  takeoverPollIntervalMs: 200,
 } as const;
 
-const DURATION_OPTIONS = ['leaseTtlMs', 'renewIntervalMs', 'stallMarginMs', 'takeoverMarginMs', 'renewRetryIntervalMs'] as const;
+const DURATION_OPTIONS = ['leaseTtlMs', 'renewIntervalMs', 'stallMarginMs', 'takeoverMarginMs', 'renewRetryIntervalMs', 'takeoverPollIntervalMs'] as const;
 type DurationOption = (typeof DURATION_OPTIONS)[number];
 
 /** Fills in defaults and validates every option. Throws ConfigError naming the option and the rule. */

@@ -83,6 +83,8 @@ export class ShardLeases implements ShardOwnership {
   readonly #acquiring = new Map<number, Promise<AcquireResult>>();
   readonly #releasing = new Map<number, Promise<boolean>>();
   readonly #listeners = new Set<(shard: number, owned: boolean) => void>();
+  /** Per lease key, the earliest time this node read its current revision. */
+  readonly #observations = new Map<string, { revision: number; atMs: number }>();
   /** Waits of acquire() in progress, which stop() cancels. */
   readonly #sleeps = new Set<{ timer: TimerHandle; resolve: (completed: boolean) => void }>();
 
@@ -120,6 +122,26 @@ export class ShardLeases implements ShardOwnership {
   /** Returns the shards for which owns() is true now, in ascending order. */
   ownedShards(): number[] {
     return [...this.#tenures.keys()].filter((shard) => this.owns(shard)).sort((a, b) => a - b);
+  }
+
+  /**
+   * Records lease entries that this node just read, for example by listing the bucket.
+   * A later acquire() counts its wait for an unchanged revision from the first time this
+   * node read that revision, so a dead holder's lease is taken over sooner. That is safe
+   * because the revision was written before it was read, and the final compare-and-set
+   * fails if it changed since.
+   */
+  observe(entries: readonly KvEntry[]): void {
+    const atMs = this.options.clock.nowMs();
+    for (const entry of entries) this.#observe(entry.key, entry.revision, atMs);
+  }
+
+  #observe(key: string, revision: number, atMs: number): { revision: number; atMs: number } {
+    const known = this.#observations.get(key);
+    if (known !== undefined && known.revision >= revision) return known.revision === revision ? known : { revision, atMs };
+    const observation = { revision, atMs };
+    this.#observations.set(key, observation);
+    return observation;
   }
 
   onChange(listener: (shard: number, owned: boolean) => void): () => void {
@@ -216,15 +238,15 @@ export class ShardLeases implements ShardOwnership {
    * early, because a newer revision means that the holder is alive or released the lease.
    */
   async #waitOutLease(shard: number, observed: KvEntry, record: LeaseRecord): Promise<AcquireResult> {
-    const { clock, leaseTtlMs, takeoverMarginMs, renewIntervalMs } = this.options;
+    const { clock, leaseTtlMs, takeoverMarginMs, takeoverPollIntervalMs } = this.options;
     const waitMs = Math.max(record.ttlMs, leaseTtlMs) + takeoverMarginMs;
-    const observedAtMs = clock.nowMs();
+    const observedAtMs = this.#observe(observed.key, observed.revision, clock.nowMs()).atMs;
     this.#logger.debug({ shard, holder: record.holder, holderIncarnation: record.incarnation, revision: observed.revision, waitMs }, 'waiting out another node\'s shard lease');
 
     while (true) {
       const remainingMs = observedAtMs + waitMs - clock.nowMs();
       if (remainingMs <= 0) break;
-      if (!(await this.#sleep(Math.min(remainingMs, renewIntervalMs)))) return { acquired: false, reason: 'stopped' };
+      if (!(await this.#sleep(Math.min(remainingMs, takeoverPollIntervalMs)))) return { acquired: false, reason: 'stopped' };
 
       let latest: KvEntry | null;
       try {

@@ -168,6 +168,45 @@ t.test('shard leases - waits out a lease held by another node', async (t) => {
   t.same(kv.requests.filter((request) => request.startsWith('update')), [`update shard.1@${heldRevision}`], 'the update expects the observed revision');
 });
 
+t.test('shard leases - wait counts from the first observation', async (t) => {
+  const kv = new ScriptedKvStore();
+  const clockA = new ManualClock();
+  const a = startLeases(t, kv, clockA, 'node-a');
+  await a.leases.acquire(1);
+  a.leases.stop();
+
+  const clockB = new ManualClock(7_000_000);
+  const b = startLeases(t, kv, clockB, 'node-b');
+  b.leases.observe(await kv.store.list('shard.'));
+  await clockB.advance(4_000);
+
+  const attempt = track(b.leases.acquire(1));
+  await clockB.advance(TAKEOVER_WAIT_MS - 4_000 - 1);
+  t.notOk(attempt.settled(), 'acquire waits until ttl + margin after the first observation');
+
+  await clockB.advance(1);
+  t.match(await attempt.result, { acquired: true }, 'and takes the lease 4,000 ms sooner than without it');
+});
+
+t.test('shard leases - a changed revision restarts the wait', async (t) => {
+  const kv = new ScriptedKvStore();
+  const clock = new ManualClock();
+  const a = startLeases(t, kv, clock, 'node-a');
+  await a.leases.acquire(1);
+  const b = startLeases(t, kv, clock, 'node-b');
+  b.leases.observe(await kv.store.list('shard.'));
+
+  // node-a renews, then stops without a release: the old observation no longer counts.
+  await clock.advance(3_000);
+  a.leases.stop();
+  const attempt = track(b.leases.acquire(1));
+  await clock.advance(TAKEOVER_WAIT_MS - 1);
+  t.notOk(attempt.settled(), 'the wait counts from the renewed revision');
+
+  await clock.advance(1);
+  t.match(await attempt.result, { acquired: true });
+});
+
 t.test('shard leases - waits out a longer ttl of the holder', async (t) => {
   const kv = new ScriptedKvStore();
   const clock = new ManualClock();
