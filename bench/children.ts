@@ -116,7 +116,11 @@ export class RawServer {
 }
 
 export interface GeneratorGroupOptions {
-  address: string;
+  /**
+   * gRPC addresses to send to. Generator i starts at addresses[i % length] and moves on to
+   * the next address, wrapping around, after a stream fails with anything but RESOURCE_EXHAUSTED.
+   */
+  addresses: string[];
   count: number;
   batchSize: number;
   inFlightBatches: number;
@@ -182,7 +186,7 @@ export class GeneratorGroup {
 
 function generatorConfig(options: GeneratorGroupOptions, runTag: string, index: number): GeneratorConfig {
   return {
-    address: options.address,
+    addresses: options.addresses.map((_, offset) => options.addresses[(index + offset) % options.addresses.length]),
     generatorId: index,
     runTag,
     seed: options.seed + index * 7_919,

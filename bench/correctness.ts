@@ -3,7 +3,6 @@
  * acknowledged as accepted must equal the profile's eventCount. A customer that got no
  * accepted event must have no profile.
  */
-import type { NodeHost } from './children.js';
 import { userIdOf } from './events.js';
 import type { GeneratorReport } from './generator.js';
 import { createRandom } from './random.js';
@@ -49,7 +48,13 @@ function topCustomers(counts: Int32Array, n: number): number[] {
   return [...counts.keys()].sort((a, b) => counts[b] - counts[a]).slice(0, n);
 }
 
-export async function checkEventCounts(node: NodeHost, counts: Int32Array, customers: number[]): Promise<CorrectnessResult> {
+/** A node host that reads profiles: the embedded one, or a cluster node, which queries each profile's owner. */
+export interface EventCountSource {
+  /** eventCount per user id, -1 where no profile exists. */
+  eventCounts(userIds: string[]): Promise<Int32Array>;
+}
+
+export async function checkEventCounts(node: EventCountSource, counts: Int32Array, customers: number[]): Promise<CorrectnessResult> {
   const actual = await node.eventCounts(customers.map(userIdOf));
   return compareCounts(counts, customers, actual);
 }

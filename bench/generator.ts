@@ -5,8 +5,10 @@
  *
  * A stream that fails (RESOURCE_EXHAUSTED when the node has too many events in flight, or
  * any other error) is reopened after a backoff, and its unacknowledged batches are sent
- * again with the same messageIds. The node reports a batch it had already stored as
- * duplicates, so an event is never counted twice.
+ * again with the same messageIds. The node reports an event that an earlier attempt had
+ * stored as a duplicate, and the generator counts that duplicate as stored, so every
+ * stored event is counted once. With several addresses (the nodes of a cluster), a stream
+ * that fails with anything but RESOURCE_EXHAUSTED is reopened on the next address.
  *
  * Requests: 'start' (GeneratorConfig), 'mark' (resets the measured window), 'progress',
  * 'stop' (stops sending, waits for outstanding acknowledgements, returns GeneratorReport).
@@ -14,13 +16,14 @@
  */
 import { status, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import { BatchEncoder, checkBatchDecodes } from './events.js';
-import { acceptedIndexes, createRawIngestClient, type BatchAck } from './ingest-stream.js';
+import { createRawIngestClient, storedIndexes, type BatchAck } from './ingest-stream.js';
 import { sendEvent, serveIpc } from './ipc.js';
 import { createRandom } from './random.js';
 import { createWorkload, type Workload, type WorkloadConfig } from './workloads.js';
 
 export interface GeneratorConfig {
-  address: string;
+  /** gRPC addresses in order of preference. After a failed stream the generator moves to the next one, wrapping around. */
+  addresses: string[];
   generatorId: number;
   /** Makes messageIds unique across runs and generators. */
   runTag: string;
@@ -34,6 +37,7 @@ export interface GeneratorConfig {
 
 export interface GeneratorProgress {
   sentEvents: number;
+  /** Events stored by this generator's requests: ACCEPTED, plus DUPLICATE in batches sent again after a failed stream. */
   acceptedEvents: number;
   /** Accepted events acknowledged since the last 'mark'. */
   windowAcceptedEvents: number;
@@ -42,7 +46,14 @@ export interface GeneratorProgress {
 }
 
 export interface GeneratorReport extends GeneratorProgress {
+  /** Every DUPLICATE acknowledged, including those counted in acceptedEvents. */
   duplicateEvents: number;
+  /** DUPLICATE events of batches sent again, which an unacknowledged earlier attempt had stored. */
+  resentStoredEvents: number;
+  /** Times the generator moved to another address after a failed stream. */
+  addressSwitches: number;
+  /** The address the generator sent to last. */
+  address: string;
   rejectedEvents: number;
   ackedBatches: number;
   /** Batches sent but never acknowledged; nonzero means the run is incomplete. */
@@ -67,6 +78,8 @@ interface Batch {
   bytes: Buffer;
   customers: Int32Array;
   sentAt: number;
+  /** Times the batch was written to a stream. */
+  sends: number;
 }
 
 /** How long 'stop' waits for outstanding batches to be acknowledged, in milliseconds. */
@@ -82,7 +95,8 @@ class Generator {
   readonly #config: GeneratorConfig;
   readonly #workload: Workload;
   readonly #encoder: BatchEncoder;
-  readonly #client;
+  #addressIndex = 0;
+  #client: ReturnType<typeof createRawIngestClient>;
   readonly #acceptedPerCustomer: Int32Array;
   readonly #outstanding: Batch[] = [];
   readonly #resend: Batch[] = [];
@@ -101,6 +115,8 @@ class Generator {
     acceptedEvents: 0,
     windowAcceptedEvents: 0,
     duplicateEvents: 0,
+    resentStoredEvents: 0,
+    addressSwitches: 0,
     rejectedEvents: 0,
     ackedBatches: 0,
     overloadRetries: 0,
@@ -111,10 +127,11 @@ class Generator {
   };
 
   constructor(config: GeneratorConfig) {
+    if (config.addresses.length === 0) throw new Error('generator config lists no address. Pass at least one in "addresses".');
     this.#config = config;
     this.#workload = createWorkload(config.workload, config.seed);
     this.#encoder = new BatchEncoder(`${config.runTag}-${config.generatorId}`, createRandom(config.seed + 1));
-    this.#client = createRawIngestClient(config.address);
+    this.#client = createRawIngestClient(config.addresses[0]);
     this.#acceptedPerCustomer = new Int32Array(this.#workload.endCustomer - this.#workload.firstCustomer);
   }
 
@@ -147,6 +164,7 @@ class Generator {
       ...this.progress(),
       ...this.#counters,
       unacknowledgedBatches: this.#outstanding.length + this.#resend.length,
+      address: this.#config.addresses[this.#addressIndex],
       batchLatenciesMs: this.#latencies.slice(0, this.#latencyCount),
       firstCustomer: this.#workload.firstCustomer,
       acceptedPerCustomer: this.#acceptedPerCustomer,
@@ -200,6 +218,7 @@ class Generator {
     }
 
     batch.sentAt = performance.now();
+    batch.sends++;
     this.#outstanding.push(batch);
     const call = this.#openCall();
     if (!call.write(batch.bytes)) await this.#waitForChange(1_000);
@@ -216,7 +235,7 @@ class Generator {
 
     if (this.#nextBatch === 1) this.#eventSizes = checkBatchDecodes(bytes, count);
     this.#counters.sentEvents += count;
-    return { id, bytes, customers: customers.subarray(0, count), sentAt: 0 };
+    return { id, bytes, customers: customers.subarray(0, count), sentAt: 0, sends: 0 };
   }
 
   #openCall(): ClientDuplexStream<Buffer, BatchAck> {
@@ -248,20 +267,26 @@ class Generator {
 
   #countAccepted(batch: Batch, ack: BatchAck): void {
     const offset = this.#workload.firstCustomer;
-    this.#counters.acceptedEvents += ack.accepted;
-    this.#counters.windowAcceptedEvents += ack.accepted;
+    const resent = batch.sends > 1;
+    const stored = resent ? ack.accepted + ack.duplicates : ack.accepted;
+    this.#counters.acceptedEvents += stored;
+    this.#counters.windowAcceptedEvents += stored;
+    if (resent) this.#counters.resentStoredEvents += ack.duplicates;
 
-    if (ack.accepted === batch.customers.length) {
+    if (stored === batch.customers.length) {
       for (const customer of batch.customers) this.#acceptedPerCustomer[customer - offset]++;
       return;
     }
 
-    const { indexes, firstRejection } = acceptedIndexes(ack);
+    const { indexes, firstRejection } = storedIndexes(ack, resent);
     for (const index of indexes) this.#acceptedPerCustomer[batch.customers[index] - offset]++;
     this.#counters.firstRejection ??= firstRejection;
   }
 
-  /** Puts every unacknowledged batch back in front of the resend queue and reopens the stream after a backoff. */
+  /**
+   * Puts every unacknowledged batch back in front of the resend queue and reopens the stream
+   * after a backoff, on the next address unless the node was only overloaded.
+   */
   #onStreamError(call: ClientDuplexStream<Buffer, BatchAck>, error: ServiceError): void {
     if (this.#call !== call) return;
     this.#call = null;
@@ -270,12 +295,21 @@ class Generator {
     if (overloaded) this.#counters.overloadRetries++;
     else {
       this.#counters.streamErrors++;
-      this.#counters.lastStreamError = `${status[error.code] ?? error.code}: ${error.details}`;
+      this.#counters.lastStreamError = `${this.#config.addresses[this.#addressIndex]}: ${status[error.code] ?? error.code}: ${error.details}`;
+      this.#switchAddress();
     }
 
     this.#resend.unshift(...this.#outstanding.splice(0));
     this.#retryAt = performance.now() + (overloaded ? OVERLOAD_BACKOFF_MS : ERROR_BACKOFF_MS);
     this.#notify();
+  }
+
+  #switchAddress(): void {
+    if (this.#config.addresses.length < 2) return;
+    this.#client.close();
+    this.#addressIndex = (this.#addressIndex + 1) % this.#config.addresses.length;
+    this.#client = createRawIngestClient(this.#config.addresses[this.#addressIndex]);
+    this.#counters.addressSwitches++;
   }
 
   #recordLatency(ms: number): void {

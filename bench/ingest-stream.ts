@@ -13,7 +13,7 @@ export interface BatchAck {
   accepted: number;
   duplicates: number;
   rejected: number;
-  /** The full response bytes, for `acceptedIndexes` when not every event was accepted. */
+  /** The full response bytes, for `storedIndexes` when not every event was accepted. */
   bytes: Buffer;
 }
 
@@ -57,14 +57,20 @@ export function parseBatchAck(bytes: Buffer): BatchAck {
   return ack;
 }
 
-/** Returns the indexes of the accepted events in a batch, and the first rejection's reason. */
-export function acceptedIndexes(ack: BatchAck): { indexes: number[]; firstRejection: string | null } {
+/**
+ * Returns the indexes of the events that this request stored, and the first rejection's
+ * reason. ACCEPTED events count, and DUPLICATE events too when `duplicatesStored` is set.
+ * That is right for a batch sent again after a failed stream, because only its earlier,
+ * unacknowledged attempt can have stored those events.
+ */
+export function storedIndexes(ack: BatchAck, duplicatesStored: boolean): { indexes: number[]; firstRejection: string | null } {
   const response = IngestBatchResponse.decode(ack.bytes);
   const indexes: number[] = [];
   let firstRejection: string | null = null;
 
   for (const result of response.results) {
     if (result.status === EventStatus.EVENT_STATUS_ACCEPTED) indexes.push(result.index);
+    else if (result.status === EventStatus.EVENT_STATUS_DUPLICATE && duplicatesStored) indexes.push(result.index);
     else if (result.status === EventStatus.EVENT_STATUS_REJECTED && firstRejection === null) firstRejection = `${result.code} ${result.field}: ${result.message}`;
   }
 

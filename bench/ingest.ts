@@ -187,7 +187,7 @@ async function measureRtcdp(context: RunContext, options: IngestOptions): Promis
 
 function startGenerators(context: RunContext, options: IngestOptions, address: string): Promise<GeneratorGroup> {
   return GeneratorGroup.start(context.processes, {
-    address,
+    addresses: [address],
     count: options.generators,
     batchSize: options.batchSize,
     inFlightBatches: options.inFlightBatches,

@@ -71,7 +71,14 @@ export class IpcChannel {
       timer.unref();
 
       this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject, timer });
-      this.#child.send({ kind: 'request', id, type, payload } satisfies RequestMessage);
+      // With a callback, a channel that closed in the meantime (a child just killed) fails
+      // this request instead of raising an 'error' event that nothing handles.
+      this.#child.send({ kind: 'request', id, type, payload } satisfies RequestMessage, (error) => {
+        if (error === null || !this.#pending.has(id)) return;
+        this.#pending.delete(id);
+        clearTimeout(timer);
+        reject(new Error(`${this.#name} cannot take request "${type}": ${error.message}`));
+      });
     });
   }
 

@@ -6,12 +6,14 @@
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { runActivation, type ActivationOptions } from './activation.js';
+import { runCel, type CelOptions } from './cel.js';
+import { NODE_IDS, runCluster, type ClusterOptions } from './cluster.js';
 import { createDataRoot, removeDataRoot, type RunContext } from './context.js';
 import { runIngest, type IngestOptions } from './ingest.js';
 import { runMemory, type MemoryOptions } from './memory.js';
 import { BENCH_DIR, ChildProcesses } from './processes.js';
 import { progress, writeResultFile } from './report.js';
-import { runSmoke } from './smoke.js';
+import { runClusterSmoke, runSmoke } from './smoke.js';
 
 const ROOT = path.resolve(BENCH_DIR, '..');
 
@@ -43,6 +45,13 @@ function decimal(name: string, min: number, max: number) {
       throw new InvalidArgumentError(`${name} must be a number from ${min} to ${max}, received "${value}".`);
     }
     return parsed;
+  };
+}
+
+function choice(name: string, values: string[]) {
+  return (value: string): string => {
+    if (!values.includes(value)) throw new InvalidArgumentError(`${name} must be one of ${values.join(', ')}, received "${value}".`);
+    return value;
   };
 }
 
@@ -158,9 +167,56 @@ function addActivationCommand(program: Command): void {
   );
 }
 
+function addClusterCommand(program: Command): void {
+  const command = program
+    .command('cluster')
+    .description(
+      'Three cluster nodes and nats-server on 127.0.0.1: throughput to applied state, acknowledgement-to-visible latency, ' +
+        'failover after SIGKILL of a node and the pause per shard while a node hands its shards off after SIGTERM',
+    )
+    .option('--duration-s <s>', 'measured throughput window, in seconds', integer('--duration-s', 1, 3_600), 30)
+    .option('--warmup-s <s>', 'warm-up before the throughput window, in seconds', decimal('--warmup-s', 0, 600), 5)
+    .option('--batch-size <n>', 'events per IngestBatchRequest, at most 800 because a node rejects a batch over 512,000 bytes as JSON', integer('--batch-size', 1, 800), 500)
+    .option('--in-flight-batches <n>', 'unacknowledged batches per generator', integer('--in-flight-batches', 1, 1_000), 8)
+    .option('--customers <n>', 'customers the events are spread over', integer('--customers', 1, 100_000_000), 100_000)
+    .option('--zipf-exponent <s>', 'Zipf exponent of the customer distribution (0 is uniform)', decimal('--zipf-exponent', 0, 3), 0.99)
+    .option('--generators-per-node <n>', 'load generator processes per node; each sends to its node and moves to another when its node fails', integer('--generators-per-node', 1, 16), 1)
+    .option('--shards <n>', 'virtual shards of the cluster', integer('--shards', 3, 4_096), 16)
+    .option('--victim <node>', 'node to kill and later stop: n1, n2 or n3 (default: n2 or n3, whichever the placement gives more shards)', choice('--victim', NODE_IDS))
+    .option('--probe-interval-ms <ms>', 'wait between two write+read cycles of a probe customer (one per shard), in milliseconds', integer('--probe-interval-ms', 1, 60_000), 50)
+    .option('--fault-load-s <s>', 'load before each fault and after the cluster recovered from it, in seconds', decimal('--fault-load-s', 0, 600), 5)
+    .option('--fault-timeout-s <s>', 'maximum wait for the cluster to recover from a fault or place its shards, and for a stopped node to exit, in seconds', integer('--fault-timeout-s', 1, 3_600), 60)
+    .option('--check-sample <n>', 'customers whose eventCount is checked at the end', integer('--check-sample', 1, 100_000), 200)
+    .option('--lease-ttl-ms <ms>', "nodes' shard lease length (default: the node's, 5,000 ms)", integer('--lease-ttl-ms', 100, 3_600_000))
+    .option('--lease-renew-interval-ms <ms>', "nodes' time between lease renewals (default: the node's, 1,000 ms)", integer('--lease-renew-interval-ms', 10, 3_600_000))
+    .option('--heartbeat-interval-ms <ms>', "nodes' time between membership heartbeats (default: the node's, 1,000 ms)", integer('--heartbeat-interval-ms', 10, 3_600_000))
+    .option('--member-timeout-ms <ms>', "time after which a silent member counts as gone (default: the node's, 4,000 ms)", integer('--member-timeout-ms', 10, 3_600_000))
+    .option('--rebalance-stable-for-ms <ms>', "time the member list must stay unchanged before shards move (default: the node's, 2,000 ms)", integer('--rebalance-stable-for-ms', 0, 3_600_000))
+    .option('--checkpoint-interval-ms <ms>', "nodes' time between shard checkpoint writes (default: the node's, 1,000 ms)", integer('--checkpoint-interval-ms', 10, 3_600_000));
+
+  addCommonOptions(command).action((options: ClusterOptions & CommonOptions) =>
+    runScenario('cluster', options, true, (context) => runCluster(context, options)),
+  );
+}
+
 function addSmokeCommand(program: Command): void {
   const command = program.command('smoke').description('A few-second run of every scenario at tiny sizes, for CI; writes no chart and exits 1 on any failure');
   addCommonOptions(command).action((options: CommonOptions) => runScenario('smoke', options, false, (context) => runSmoke(context)));
+
+  const cluster = program
+    .command('cluster-smoke')
+    .description('A short run of the cluster scenario at tiny sizes and with short node timings, for CI; writes no chart and exits 1 on any failure');
+  addCommonOptions(cluster).action((options: CommonOptions) => runScenario('cluster-smoke', options, false, (context) => runClusterSmoke(context)));
+}
+
+function addCelCommand(program: Command): void {
+  const command = program
+    .command('cel')
+    .description('Evaluations per second of segment conditions compiled once, with @marcbachmann/cel-js and @bufbuild/cel on a 30-field profile')
+    .option('--duration-s <s>', 'measured time per library, condition and round, in seconds', decimal('--duration-s', 0.1, 60), 1)
+    .option('--rounds <n>', 'measurements per library and condition; the table shows the median', integer('--rounds', 1, 21), 3);
+
+  addCommonOptions(command).action((options: CelOptions & CommonOptions) => runScenario('cel', options, false, () => runCel(options)));
 }
 
 const program = new Command()
@@ -170,6 +226,8 @@ const program = new Command()
 addIngestCommand(program);
 addMemoryCommand(program);
 addActivationCommand(program);
+addClusterCommand(program);
 addSmokeCommand(program);
+addCelCommand(program);
 
 await program.parseAsync(process.argv);

@@ -1,10 +1,10 @@
 /**
- * Child processes of a benchmark run: the node host, the raw reference server and the
- * load generators. Every child is forked through `ChildProcesses`, so the harness can stop
- * all of them by PID, with SIGTERM first and SIGKILL after a grace period, even when the
- * run fails or the harness itself gets SIGINT or SIGTERM.
+ * Child processes of a benchmark run: the node hosts, nats-server, the raw reference server,
+ * the load generators and the probe. Every child is started through `ChildProcesses`, so
+ * the harness can stop all of them by PID, with SIGTERM first and SIGKILL after a grace
+ * period, even when the run fails or the harness itself gets SIGINT or SIGTERM.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -30,14 +30,26 @@ export class ChildProcesses {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
 
+    this.#track(child);
+    return child;
+  }
+
+  /** Starts a program that is not a bench script, such as nats-server, with stdout and stderr piped. */
+  spawn(command: string, args: string[]): ChildProcess {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.#track(child);
+    return child;
+  }
+
+  #track(child: ChildProcess): void {
     this.#children.add(child);
     child.once('exit', () => this.#children.delete(child));
-    return child;
   }
 
   /** Sends SIGTERM to the child, then SIGKILL after `graceMs`, and resolves once it has exited. */
   async stop(child: ChildProcess, graceMs = DEFAULT_GRACE_MS): Promise<void> {
-    if (hasExited(child)) {
+    // Without a PID the process never started (spawn failed), so no 'exit' may ever come.
+    if (hasExited(child) || child.pid === undefined) {
       return;
     }
 
@@ -47,6 +59,22 @@ export class ChildProcesses {
     const timer = setTimeout(() => signal(child, 'SIGKILL'), graceMs);
     await exited;
     clearTimeout(timer);
+  }
+
+  /** Sends SIGTERM without waiting, for a caller that times the child's shutdown itself. */
+  requestStop(child: ChildProcess): void {
+    signal(child, 'SIGTERM');
+  }
+
+  /** Sends SIGKILL to the child and resolves once it has exited. */
+  async kill(child: ChildProcess): Promise<void> {
+    if (hasExited(child) || child.pid === undefined) {
+      return;
+    }
+
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    signal(child, 'SIGKILL');
+    await exited;
   }
 
   async stopAll(graceMs = DEFAULT_GRACE_MS): Promise<void> {
@@ -76,7 +104,7 @@ export function waitForExit(child: ChildProcess, timeoutMs: number): Promise<boo
   });
 }
 
-function hasExited(child: ChildProcess): boolean {
+export function hasExited(child: ChildProcess): boolean {
   return child.exitCode !== null || child.signalCode !== null;
 }
 

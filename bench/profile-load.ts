@@ -35,7 +35,7 @@ export async function loadProfiles(context: RunContext, node: NodeHost, options:
 
   const startedAt = Date.now();
   const generators = await GeneratorGroup.start(context.processes, {
-    address: node.address,
+    addresses: [node.address],
     count: options.generators,
     batchSize: options.batchSize,
     inFlightBatches: options.inFlightBatches,

@@ -37,6 +37,8 @@ export interface LineChartOptions {
   title: string;
   xLabel: string;
   panels: LinePanel[];
+  /** Vertical dashed lines across every panel, for example when a node was stopped. */
+  markers?: Array<{ x: number; label: string }>;
   width?: number;
   panelHeight?: number;
 }
@@ -94,9 +96,20 @@ export function renderLineChart(options: LineChartOptions): string {
 
   const bottom = MARGIN.top + options.panels.length * (panelHeight + gap) - gap;
   const xAxis = xTicks.map((tick) => text(xOf(tick), bottom + 16, compact(tick), 'middle')).join('\n');
+  // Marker labels run upwards along their line, so the labels of nearby markers do not overlap.
+  const markers = (options.markers ?? []).map((marker) => {
+    const x = xOf(marker.x);
+    const labelX = (x + 12).toFixed(1);
+    const labelY = MARGIN.top + 20;
+    return [
+      `<line x1="${x.toFixed(1)}" x2="${x.toFixed(1)}" y1="${MARGIN.top}" y2="${bottom}" stroke="#e15759" stroke-dasharray="4 3"/>`,
+      `<text ${FONT} fill="#b0353a" x="${labelX}" y="${labelY}" text-anchor="end" transform="rotate(-90 ${labelX} ${labelY})">${escape(marker.label)}</text>`,
+    ].join('\n');
+  });
   return svg(width, height, [
     title(width, options.title),
     ...panels,
+    ...markers,
     xAxis,
     text(MARGIN.left + plotWidth / 2, bottom + 38, options.xLabel, 'middle'),
   ]);
