@@ -1,6 +1,7 @@
 /**
- * The node's gRPC server: IngestService, ProfileService, standard health checking and
- * server reflection (so grpcurl works without the proto files).
+ * The node's gRPC server: IngestService, ProfileService, DefinitionService when the node
+ * keeps definitions, standard health checking and server reflection (so grpcurl works
+ * without the proto files).
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,11 +13,15 @@ import { Lifecycle } from '../common/lifecycle.js';
 import type { Logger } from '../common/logger.js';
 import type { ServingNode } from '../cluster/serving-node.js';
 import type { AuthOptions } from './auth.js';
+import { createDefinitionService, definitionServiceDefinition } from './definition-service.js';
 import { createIngestService, ingestServiceDefinition } from './ingest-service.js';
 import { createProfileService, profileServiceDefinition } from './profile-service.js';
 
 const PROTO_ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'proto');
 const SERVICES = ['rtcdp.v1.IngestService', 'rtcdp.v1.ProfileService'];
+const PROTO_FILES = ['rtcdp/v1/event.proto', 'rtcdp/v1/ingest.proto', 'rtcdp/v1/profile.proto'];
+const DEFINITION_SERVICE = 'rtcdp.v1.DefinitionService';
+const DEFINITION_PROTO_FILE = 'rtcdp/v1/definitions.proto';
 
 export interface ApiServerOptions {
   /** Interface to listen on. Default 127.0.0.1. */
@@ -34,18 +39,25 @@ export class ApiServer {
   readonly #health: HealthImplementation;
   readonly #logger: Logger;
   readonly #lifecycle: Lifecycle;
+  /** Names reported by the health service: '' for the server and each service it serves. */
+  readonly #healthNames: string[];
   #address = '';
 
   constructor(node: ServingNode, private readonly options: ApiServerOptions) {
     this.#logger = options.logger.child({ component: 'api' });
     this.#lifecycle = new Lifecycle('api', this.#logger);
     this.#server = new Server({ 'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? 4 * 1024 * 1024 });
-    this.#health = new HealthImplementation(Object.fromEntries(['', ...SERVICES].map((name) => [name, 'NOT_SERVING' as const])));
+    const definitionStore = node.definitionStore;
+    this.#healthNames = ['', ...SERVICES, ...(definitionStore === undefined ? [] : [DEFINITION_SERVICE])];
+    this.#health = new HealthImplementation(Object.fromEntries(this.#healthNames.map((name) => [name, 'NOT_SERVING' as const])));
 
     this.#server.addService(ingestServiceDefinition, createIngestService(node, options.auth, this.#logger));
     this.#server.addService(profileServiceDefinition, createProfileService(node, options.auth, this.#logger));
+    if (definitionStore !== undefined) {
+      this.#server.addService(definitionServiceDefinition, createDefinitionService(definitionStore, options.auth, this.#logger));
+    }
     this.#health.addToServer(this.#server);
-    new ReflectionService(loadProtoDefinitions()).addToServer(this.#server);
+    new ReflectionService(loadProtoDefinitions(definitionStore === undefined ? PROTO_FILES : [...PROTO_FILES, DEFINITION_PROTO_FILE])).addToServer(this.#server);
   }
 
   /** "host:port" the server listens on, once started. */
@@ -63,7 +75,7 @@ export class ApiServer {
     });
 
     this.#address = `${host}:${port}`;
-    for (const name of ['', ...SERVICES]) this.#health.setStatus(name, 'SERVING');
+    for (const name of this.#healthNames) this.#health.setStatus(name, 'SERVING');
     this.#lifecycle.set('running', { address: this.#address });
     return this.#address;
   }
@@ -72,7 +84,7 @@ export class ApiServer {
   async stop(options: { graceMs?: number } = {}): Promise<void> {
     if (this.#lifecycle.is('stopped', 'created')) return;
     this.#lifecycle.set('draining');
-    for (const name of ['', ...SERVICES]) this.#health.setStatus(name, 'NOT_SERVING');
+    for (const name of this.#healthNames) this.#health.setStatus(name, 'NOT_SERVING');
 
     const graceful = new Promise<void>((resolve) => this.#server.tryShutdown(() => resolve()));
     const timer = setTimeout(() => this.#server.forceShutdown(), options.graceMs ?? 5_000);
@@ -83,8 +95,8 @@ export class ApiServer {
 }
 
 /** rtcdp's services and the standard health service, so reflection can describe both. */
-function loadProtoDefinitions() {
-  return loadSync(['rtcdp/v1/event.proto', 'rtcdp/v1/ingest.proto', 'rtcdp/v1/profile.proto', path.basename(healthProtoPath)], {
+function loadProtoDefinitions(protoFiles: readonly string[]) {
+  return loadSync([...protoFiles, path.basename(healthProtoPath)], {
     includeDirs: [PROTO_ROOT, path.dirname(healthProtoPath)],
     keepCase: true,
     defaults: true,

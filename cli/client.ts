@@ -11,6 +11,7 @@ import {
   credentials,
   status,
 } from '@grpc/grpc-js';
+import { DefinitionServiceClient } from '../proto/gen/rtcdp/v1/definitions.js';
 import { IngestServiceClient } from '../proto/gen/rtcdp/v1/ingest.js';
 import { ProfileServiceClient } from '../proto/gen/rtcdp/v1/profile.js';
 
@@ -28,6 +29,10 @@ export function createIngestClient(server: string): IngestServiceClient {
 
 export function createProfileClient(server: string): ProfileServiceClient {
   return new ProfileServiceClient(server, credentials.createInsecure(), CLIENT_OPTIONS);
+}
+
+export function createDefinitionClient(server: string): DefinitionServiceClient {
+  return new DefinitionServiceClient(server, credentials.createInsecure(), CLIENT_OPTIONS);
 }
 
 /**

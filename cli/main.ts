@@ -46,6 +46,7 @@ import {
   waitForStopSignal,
 } from './common.js';
 import { addClusterCommands } from './cluster-commands.js';
+import { addDefinitionCommands } from './definition-commands.js';
 import { addNodeCommand } from './node-command.js';
 
 const MAX_PAGE_SIZE = 1000;
@@ -93,6 +94,7 @@ function buildProgram(): Command {
   addClusterCommands(program);
   addSendCommand(program);
   addProfileCommands(program);
+  addDefinitionCommands(program);
   return program;
 }
 

@@ -6,6 +6,8 @@
  */
 import { ActorSystem } from '../actors/actor-system.js';
 import { DeadlineError, OverloadedError } from '../common/errors.js';
+import type { DefinitionStore } from '../decisions/definitions/definition-store.js';
+import { RocksDbDefinitionStore } from '../decisions/definitions/rocksdb-definition-store.js';
 import { Lifecycle } from '../common/lifecycle.js';
 import type { Logger } from '../common/logger.js';
 import type { CustomerEvent, RawEvent } from '../profiles/event.js';
@@ -33,6 +35,8 @@ export type { ProfileEventsPage } from './serving-node.js';
 
 export class RtcdpNode implements ServingNode {
   readonly options: ResolvedNodeOptions;
+  /** Definitions in this node's RocksDB, served by DefinitionService. */
+  readonly definitionStore: DefinitionStore;
   readonly #logger: Logger;
   readonly #lifecycle: Lifecycle;
   readonly #store: Store;
@@ -58,6 +62,7 @@ export class RtcdpNode implements ServingNode {
     this.#log = log;
     this.#ownership = new LocalShardOwnership();
     this.#index = new IdentifierIndex(store);
+    this.definitionStore = new RocksDbDefinitionStore(store, { logger: this.#logger });
     const behavior = new ProfileBehavior({ store, index: this.#index, limits: options.profileLimits, logger: this.#logger, beforeApply: options.beforeApply });
     this.#actors = new ActorSystem(behavior, { ...options.actors, logger: this.#logger });
   }

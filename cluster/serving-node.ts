@@ -2,6 +2,7 @@
  * What the gRPC services need from a node. The embedded RtcdpNode and the cluster node
  * both provide it, so the API layer is the same in both modes.
  */
+import type { DefinitionStore } from '../decisions/definitions/definition-store.js';
 import type { CustomerEvent, RawEvent } from '../profiles/event.js';
 import type { Identifier } from '../profiles/identifiers.js';
 import type { ProfileSnapshot } from '../profiles/profile.js';
@@ -20,4 +21,6 @@ export interface ServingNode {
   getProfile(workspace: string, identifier: Identifier): Promise<ProfileSnapshot>;
   /** Returns a page of the profile's events, newest first. */
   listProfileEvents(workspace: string, identifier: Identifier, page?: { pageSize?: number; pageToken?: string }): Promise<ProfileEventsPage>;
+  /** The node's definition store. The API serves DefinitionService only when the node has one. */
+  readonly definitionStore?: DefinitionStore;
 }

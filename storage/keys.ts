@@ -46,6 +46,15 @@ export const keys = {
     `dead-letter/${workspace}/${part(profileId)}/${padSequence(sequence)}`,
   deadLetterPrefix: (workspace: string) => `dead-letter/${workspace}/`,
 
+  /** One stored version of a definition, such as a Segment (decisions/definitions). */
+  definitionVersion: (workspace: string, kind: string, name: string, version: number) =>
+    `definition-version/${workspace}/${part(kind)}${part(name)}/${padSequence(version)}`,
+  definitionVersionPrefix: (workspace: string, kind: string, name: string) => `definition-version/${workspace}/${part(kind)}${part(name)}/`,
+  /** The latest version number of a definition. */
+  definitionLatest: (workspace: string, kind: string, name: string) => `definition-latest/${workspace}/${part(kind)}${part(name)}`,
+  /** Prefix of the latest-version keys of a workspace, or of one kind in it. */
+  definitionLatestPrefix: (workspace: string, kind?: string) => `definition-latest/${workspace}/${kind === undefined ? '' : part(kind)}`,
+
   /** Cluster mode: the tenure chain in which a profile's local snapshot was written. */
   clusterSnapshotChain: (workspace: string, profileId: string) => `cluster-chain/${workspace}/${part(profileId)}`,
   /** Cluster mode: the lease epoch and tenure chain of this node's last completed handoff of a shard. */

@@ -302,7 +302,17 @@ export function describe(value: unknown): string {
   return typeof value;
 }
 
+/** A setting of a computed trait breaks a rule. `path` and `rule` are the two parts of the message. */
+export class ComputedTraitConfigError extends ConfigError {
+  constructor(
+    readonly path: string,
+    readonly rule: string,
+  ) {
+    super(`invalid computed trait: ${path} ${rule}`);
+  }
+}
+
 /** Builds the error for one setting, such as `computedTraits[2].window.days must be ...`. */
-export function configError(path: string, rule: string): ConfigError {
-  return new ConfigError(`invalid computed trait: ${path} ${rule}`);
+export function configError(path: string, rule: string): ComputedTraitConfigError {
+  return new ComputedTraitConfigError(path, rule);
 }

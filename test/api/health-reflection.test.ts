@@ -69,7 +69,7 @@ t.test('health - SERVING while running', async (t) => {
   const node = await startTestNode(t);
   const client = newClient(t, HealthClient, node.rtcdp.address);
 
-  for (const service of ['', 'rtcdp.v1.IngestService', 'rtcdp.v1.ProfileService']) {
+  for (const service of ['', 'rtcdp.v1.IngestService', 'rtcdp.v1.ProfileService', 'rtcdp.v1.DefinitionService']) {
     const response = await healthCheck(client, service);
     t.equal(response.status, 'SERVING', `${JSON.stringify(service)} is SERVING`);
   }
@@ -120,6 +120,7 @@ t.test('reflection - lists rtcdp services', async (t) => {
   const names = response.list_services_response?.service.map((service) => service.name) ?? [];
   t.ok(names.includes('rtcdp.v1.IngestService'), 'lists rtcdp.v1.IngestService');
   t.ok(names.includes('rtcdp.v1.ProfileService'), 'lists rtcdp.v1.ProfileService');
+  t.ok(names.includes('rtcdp.v1.DefinitionService'), 'lists rtcdp.v1.DefinitionService');
   t.ok(names.includes('grpc.health.v1.Health'), 'lists grpc.health.v1.Health');
 });
 

@@ -52,7 +52,7 @@ const USAGE_ERRORS: Array<[string[], string]> = [
   [['profile', 'get', '--server', '127.0.0.1:1', '--external', 'crm'], 'invalid --external "crm": expected TYPE:ID, for example crm_id:12345'],
   [['profile', 'get', '--server', '127.0.0.1:1', '--user-id', 'u1', '--output', 'xml'], 'invalid --output "xml": expected one of table, json'],
   [['profile', 'events', '--server', '127.0.0.1:1', '--user-id', 'u1', '--page-size', '1001'], 'invalid --page-size "1001": expected an integer from 1 to 1000'],
-  [['deploy'], "unknown command 'deploy'"],
+  [['frobnicate'], "unknown command 'frobnicate'"],
 ];
 
 for (const [args, message] of USAGE_ERRORS) {
