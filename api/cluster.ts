@@ -6,6 +6,7 @@ import type { Logger } from '../common/logger.js';
 import { ClusterNode } from '../cluster/cluster-node.js';
 import type { ClusterNodeOptions } from '../cluster/cluster-options.js';
 import type { ServingNode } from '../cluster/serving-node.js';
+import type { DefinitionStore } from '../decisions/definitions/definition-store.js';
 import { NodeUnavailableError } from '../cluster/errors.js';
 import { ApiServer } from './server.js';
 
@@ -38,6 +39,7 @@ export interface ClusterProcess {
 /** Forwards calls to the node once it exists; until then they fail as retryable. */
 class LateNode implements ServingNode {
   node: ClusterNode | null = null;
+  readonly definitionStore: DefinitionStore = new LateDefinitionStore(() => this.#require().definitionStore);
 
   ingest(...args: Parameters<ServingNode['ingest']>) {
     return this.#require().ingest(...args);
@@ -54,6 +56,35 @@ class LateNode implements ServingNode {
   #require(): ClusterNode {
     if (this.node === null) throw new NodeUnavailableError('node is still joining the cluster; retry shortly');
     return this.node;
+  }
+}
+
+/** The cluster node's definition store, once the node exists. */
+class LateDefinitionStore implements DefinitionStore {
+  readonly #store: () => DefinitionStore;
+
+  constructor(store: () => DefinitionStore) {
+    this.#store = store;
+  }
+
+  listLatest(...args: Parameters<DefinitionStore['listLatest']>) {
+    return this.#store().listLatest(...args);
+  }
+
+  getVersion(...args: Parameters<DefinitionStore['getVersion']>) {
+    return this.#store().getVersion(...args);
+  }
+
+  listVersions(...args: Parameters<DefinitionStore['listVersions']>) {
+    return this.#store().listVersions(...args);
+  }
+
+  append(...args: Parameters<DefinitionStore['append']>) {
+    return this.#store().append(...args);
+  }
+
+  watch(...args: Parameters<DefinitionStore['watch']>) {
+    return this.#store().watch(...args);
   }
 }
 

@@ -16,11 +16,13 @@ import type { ProfileSnapshot } from '../profiles/profile.js';
 import { decode, encode } from '../storage/codec.js';
 import { keys } from '../storage/keys.js';
 import type { CustomerEvent } from '../profiles/event.js';
+import type { DefinitionStore } from '../decisions/definitions/definition-store.js';
 import { Store } from '../storage/store.js';
 import { assertIdentifier, assertWorkspaceName, notFound } from './arguments.js';
 import { AssignmentWatcher, type Assignment } from './assignment-watcher.js';
 import type { ShardHolders } from './assignment.js';
 import { loadClusterSettings } from './cluster-settings.js';
+import { DEFINITION_BUCKET, KvDefinitionStore } from './kv-definition-store.js';
 import { resolveClusterNodeOptions, type ClusterNodeOptions, type ResolvedClusterNodeOptions } from './cluster-options.js';
 import { Coordinator } from './coordinator.js';
 import { InvalidArgumentError, NodeUnavailableError } from './errors.js';
@@ -88,6 +90,8 @@ export interface ClusterNodeStatus {
 export class ClusterNode implements ServingNode {
   readonly options: ResolvedClusterNodeOptions;
   readonly nodeId: string;
+  /** Definitions of every workspace, shared by all nodes through a KV bucket. */
+  readonly definitionStore: DefinitionStore;
   readonly #logger: Logger;
   readonly #lifecycle: Lifecycle;
   readonly #connection: NatsConnection;
@@ -114,7 +118,16 @@ export class ClusterNode implements ServingNode {
 
   private constructor(
     options: ResolvedClusterNodeOptions,
-    parts: { connection: NatsConnection; kv: NatsKvStore; log: JetStreamEventLog; snapshots: SnapshotStore; claims: IdentifierClaims; store: Store; shards: number },
+    parts: {
+      connection: NatsConnection;
+      kv: NatsKvStore;
+      log: JetStreamEventLog;
+      snapshots: SnapshotStore;
+      claims: IdentifierClaims;
+      definitions: DefinitionStore;
+      store: Store;
+      shards: number;
+    },
   ) {
     this.options = options;
     this.nodeId = options.nodeId;
@@ -125,6 +138,7 @@ export class ClusterNode implements ServingNode {
     this.#log = parts.log;
     this.#snapshots = parts.snapshots;
     this.#claims = parts.claims;
+    this.definitionStore = parts.definitions;
     this.#store = parts.store;
     this.#shards = parts.shards;
 
@@ -180,9 +194,11 @@ export class ClusterNode implements ServingNode {
       });
       const snapshots = await SnapshotStore.open(connection, { replicas: options.replicas });
       const claims = await IdentifierClaims.open(connection, { replicas: options.replicas });
+      const definitionKv = await NatsKvStore.open(connection, { bucket: DEFINITION_BUCKET, replicas: options.replicas, allowDirect: false });
+      const definitions = new KvDefinitionStore(definitionKv, { logger });
       store = await Store.open({ path: options.dataDir, walSync: false, logger });
 
-      const node = new ClusterNode(options, { connection, kv, log, snapshots, claims, store, shards: settings.shards });
+      const node = new ClusterNode(options, { connection, kv, log, snapshots, claims, definitions, store, shards: settings.shards });
       await node.#start();
       return node;
     } catch (error) {

@@ -65,7 +65,10 @@ export interface DefinitionStore {
    */
   append(versions: readonly DefinitionVersion[]): Promise<void>;
 
-  /** Calls `listener` for every version stored from now on, in order. Returns a function that stops it. */
+  /**
+   * Calls `listener` for every version stored from now on, each definition's versions in
+   * order. Returns a function that stops it.
+   */
   watch(listener: DefinitionListener): () => void;
 }
 

@@ -62,6 +62,13 @@ t.test('cluster commands - up, status, shards, drain and stop', { timeout: 180_0
   t.equal(shards.length, 4);
   t.ok(shards.every((shard: { leaseHolder: string | null; assignedTo: string }) => shard.leaseHolder === shard.assignedTo), 'every lease is held by the assigned node');
 
+  const definitions = path.join(path.dirname(SAMPLE), 'definitions');
+  const applied = await rtcdp(['apply', '--server', `127.0.0.1:${grpcPort}`, '-f', definitions]);
+  const created = applied.stdout.split('\n').filter((line) => /^\s*created\s/.test(line)).length;
+  t.ok(created > 0, 'definitions apply through the first node');
+  const listed = JSON.parse((await rtcdp(['definitions', 'get', '--server', `127.0.0.1:${grpcPort + 1}`, '--output', 'json'])).stdout) as unknown[];
+  t.equal(listed.length, created, 'the second node lists every applied definition');
+
   const drain = await rtcdp(['cluster', 'drain', 'n2', '--nats', natsUrl]);
   t.match(drain.stdout, /node n2 has left the cluster/);
   const after = JSON.parse((await rtcdp(['cluster', 'status', '--nats', natsUrl, '--output', 'json'])).stdout);
