@@ -2,7 +2,7 @@
  * Definitions of a cluster, in a KV bucket that every node reads, so an apply through any
  * node is seen by all of them without a restart.
  *
- * Keys: `definitions.<workspace>.<kind>.<name>.latest` holds the latest version record,
+ * Keys: `definitions.<workspace>.<kind>.<name>.latest` contains the latest version record,
  * written with compare-and-set at the revision read before the apply: the write that decides
  * between concurrent applies. `definitions.<workspace>.<kind>.<name>.v<version>` keeps each
  * version, written after its latest key, and a version whose copy is missing after a failed
