@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { NodeHost, RawServer, GeneratorGroup } from './children.js';
 import { dataDir, writeChart, type RunContext } from './context.js';
-import { checkEventCounts, describeCorrectness, mergeAcceptedCounts, sampleCustomers, type CorrectnessResult } from './correctness.js';
+import { checkEventCounts, describeCorrectness, mergeAcceptedCounts, sampleCustomers, type CorrectnessResult, type EventCountSource } from './correctness.js';
 import { summarizeCpuProfile, type CpuProfile, type CpuProfileSummary } from './cpu-profile.js';
 import type { GeneratorProgress, GeneratorReport } from './generator.js';
 import type { NodeSample } from './node-host.js';
@@ -41,6 +41,9 @@ export interface IngestOptions {
   snapshotEveryMessages?: number;
   snapshotIntervalMs?: number;
 }
+
+/** The load options that every closed-loop ingest measurement shares: rtcdp, the Redis baseline and the grpc-js reference. */
+export type LoadOptions = Pick<IngestOptions, 'durationS' | 'warmupS' | 'batchSize' | 'inFlightBatches' | 'customers' | 'zipfExponent' | 'generators' | 'checkSample'>;
 
 export interface TimelinePoint {
   /** Seconds since the mark. */
@@ -126,7 +129,7 @@ export async function runIngest(context: RunContext, options: IngestOptions): Pr
   return result;
 }
 
-async function measureReference(context: RunContext, options: IngestOptions): Promise<LoadMeasurement> {
+export async function measureReference(context: RunContext, options: LoadOptions): Promise<LoadMeasurement> {
   const server = await RawServer.start(context.processes);
   try {
     const generators = await startGenerators(context, options, server.address);
@@ -141,7 +144,7 @@ async function measureReference(context: RunContext, options: IngestOptions): Pr
   }
 }
 
-async function measureRtcdp(context: RunContext, options: IngestOptions): Promise<{ measurement: RtcdpMeasurement; cpuProfile: IngestResult['cpuProfile'] }> {
+export async function measureRtcdp(context: RunContext, options: IngestOptions): Promise<{ measurement: RtcdpMeasurement; cpuProfile: IngestResult['cpuProfile'] }> {
   const actors = { snapshotEveryMessages: options.snapshotEveryMessages, snapshotIntervalMs: options.snapshotIntervalMs };
   const node = await NodeHost.start(context.processes, {
     dataDir: dataDir(context, 'ingest'),
@@ -185,7 +188,7 @@ async function measureRtcdp(context: RunContext, options: IngestOptions): Promis
   }
 }
 
-function startGenerators(context: RunContext, options: IngestOptions, address: string): Promise<GeneratorGroup> {
+export function startGenerators(context: RunContext, options: LoadOptions, address: string): Promise<GeneratorGroup> {
   return GeneratorGroup.start(context.processes, {
     addresses: [address],
     count: options.generators,
@@ -205,7 +208,7 @@ interface Mark {
   nodeCpuMs: number;
 }
 
-async function warmUpAndMark(generators: GeneratorGroup, options: IngestOptions, name: string, node: NodeHost | null): Promise<Mark> {
+export async function warmUpAndMark(generators: GeneratorGroup, options: LoadOptions, name: string, node: NodeHost | null): Promise<Mark> {
   progress(`${name}: warming up for ${options.warmupS} s`);
   await sleep(options.warmupS * 1_000);
 
@@ -217,7 +220,7 @@ async function warmUpAndMark(generators: GeneratorGroup, options: IngestOptions,
 }
 
 /** Lets the generators send for the window's duration, recording and printing progress every second. */
-async function runWindow(generators: GeneratorGroup, options: IngestOptions, name: string, node: NodeHost | null): Promise<TimelinePoint[]> {
+export async function runWindow(generators: GeneratorGroup, options: LoadOptions, name: string, node: NodeHost | null): Promise<TimelinePoint[]> {
   const startedAt = Date.now();
   const endAt = startedAt + options.durationS * 1_000;
   const timeline: TimelinePoint[] = [];
@@ -248,7 +251,7 @@ function describeProgress(name: string, states: GeneratorProgress[], elapsedS: n
   return `${name}: ${elapsedS.toFixed(0)}/${durationS} s, ${formatCount(acknowledged)} acknowledged (${formatRate(acknowledged / elapsedS)})${node}, ${retries} overload retries`;
 }
 
-function loadMeasurement(reports: GeneratorReport[], windowSeconds: number, timeline: TimelinePoint[], options: IngestOptions): LoadMeasurement {
+export function loadMeasurement(reports: GeneratorReport[], windowSeconds: number, timeline: TimelinePoint[], options: LoadOptions): LoadMeasurement {
   const acknowledgedEvents = sum(reports.map((report) => report.windowAcceptedEvents));
   const latencies = concatenate(reports.map((report) => report.batchLatenciesMs));
   const totalCpuMs = sum(reports.map((report) => report.cpuMs));
@@ -268,7 +271,7 @@ function loadMeasurement(reports: GeneratorReport[], windowSeconds: number, time
   };
 }
 
-async function checkCorrectness(node: NodeHost, reports: GeneratorReport[], options: IngestOptions, seed: number): Promise<CorrectnessResult> {
+export async function checkCorrectness(node: EventCountSource, reports: GeneratorReport[], options: LoadOptions, seed: number, name = 'rtcdp'): Promise<CorrectnessResult> {
   for (const report of reports) {
     if (report.fatalError !== null) progress(`load generator failed: ${report.fatalError}`);
   }
@@ -276,7 +279,7 @@ async function checkCorrectness(node: NodeHost, reports: GeneratorReport[], opti
   const counts = mergeAcceptedCounts(reports, options.customers);
   const sample = sampleCustomers(counts, options.checkSample, seed);
   const correctness = await checkEventCounts(node, counts, sample);
-  progress(`rtcdp correctness check ${describeCorrectness(correctness)}`);
+  progress(`${name} correctness check ${describeCorrectness(correctness)}`);
   return correctness;
 }
 
@@ -367,7 +370,7 @@ function printCpuProfile(summary: CpuProfileSummary): void {
   printTable('node main thread: self time by the two nearest rtcdp functions on the stack', summary.topProjectCallers.map(format));
 }
 
-function sum(values: number[]): number {
+export function sum(values: number[]): number {
   return values.reduce((total, value) => total + value, 0);
 }
 

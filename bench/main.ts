@@ -6,7 +6,10 @@
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { runActivation, type ActivationOptions } from './activation.js';
+import { runBaseline, type BaselineOptions } from './baseline/baseline.js';
+import { APPEND_FSYNC_POLICIES } from './baseline/redis-server.js';
 import { runCel, type CelOptions } from './cel.js';
+import { runCompare, type CompareOptions } from './compare.js';
 import { NODE_IDS, runCluster, type ClusterOptions } from './cluster.js';
 import { createDataRoot, removeDataRoot, type RunContext } from './context.js';
 import { runIngest, type IngestOptions } from './ingest.js';
@@ -103,28 +106,71 @@ async function runScenario(name: string, common: CommonOptions, charts: boolean,
   }
 }
 
-function addIngestCommand(program: Command): void {
-  const command = program
-    .command('ingest')
-    .description('Sustained IngestStream ingestion to applied profile state, next to a raw grpc-js server with the same load')
+/** Options of the closed-loop ingest load, shared by ingest, baseline and compare. */
+function addLoadOptions(command: Command): Command {
+  return command
     .option('--duration-s <s>', 'measured window, in seconds', integer('--duration-s', 1, 3_600), 20)
     .option('--warmup-s <s>', 'warm-up before the window, in seconds', decimal('--warmup-s', 0, 600), 3)
     .option('--batch-size <n>', 'events per IngestBatchRequest, at most 800 because the node rejects a batch over 512,000 bytes as JSON', integer('--batch-size', 1, 800), 500)
     .option('--in-flight-batches <n>', 'unacknowledged batches per generator', integer('--in-flight-batches', 1, 1_000), 8)
     .option('--customers <n>', 'customers the events are spread over', integer('--customers', 1, 100_000_000), 100_000)
     .option('--zipf-exponent <s>', 'Zipf exponent of the customer distribution (0 is uniform)', decimal('--zipf-exponent', 0, 3), 0.99)
-    .option('--wal-sync', 'fdatasync the RocksDB WAL before acknowledging events', true)
-    .option('--no-wal-sync', 'acknowledge after write(2) to the RocksDB WAL, without fdatasync')
     .option('--generators <n>', 'load generator processes', integer('--generators', 1, 64), 1)
+    .option('--check-sample <n>', 'customers whose eventCount is checked at the end', integer('--check-sample', 1, 100_000), 200);
+}
+
+/** Options of the Redis baseline, shared by baseline and compare. */
+function addRedisOptions(command: Command): Command {
+  return command
+    .option('--redis-fsync <policy>', "redis-server's appendfsync: everysec (fsync about once a second, Redis's default) or always (fsync before replying, as rtcdp fdatasyncs before acknowledging)", choice('--redis-fsync', APPEND_FSYNC_POLICIES), 'everysec')
+    .option('--dedup-ttl-s <s>', "how long the baseline deduplicates a messageId, in seconds (rtcdp's dedup window is 7 days)", integer('--dedup-ttl-s', 1, 2_147_483_647), 604_800)
+    .option('--recent-events <n>', 'recent events the baseline keeps per profile, as rtcdp keeps 10; 0 keeps none', integer('--recent-events', 0, 1_000), 10);
+}
+
+function addWalSyncOptions(command: Command): Command {
+  return command
+    .option('--wal-sync', 'fdatasync the RocksDB WAL before acknowledging events', true)
+    .option('--no-wal-sync', 'acknowledge after write(2) to the RocksDB WAL, without fdatasync');
+}
+
+function addIngestCommand(program: Command): void {
+  const command = program
+    .command('ingest')
+    .description('Sustained IngestStream ingestion to applied profile state, next to a raw grpc-js server with the same load');
+  addWalSyncOptions(addLoadOptions(command))
     .option('--no-reference', 'skip the raw grpc-js reference server')
     .option('--cpu-profile', 'record a CPU profile of the node during the window and print its top functions', false)
-    .option('--check-sample <n>', 'customers whose eventCount is checked at the end', integer('--check-sample', 1, 100_000), 200)
     .option('--max-in-flight-events <n>', "node's maxInFlightEvents, above which it answers RESOURCE_EXHAUSTED (default: the node's, 50,000)", integer('--max-in-flight-events', 1))
     .option('--snapshot-every-messages <n>', "node's actors.snapshotEveryMessages (default: the node's, 500)", integer('--snapshot-every-messages', 1))
     .option('--snapshot-interval-ms <ms>', "node's actors.snapshotIntervalMs (default: the node's, 5,000 ms)", integer('--snapshot-interval-ms', 1, 2_147_483_647));
 
   addCommonOptions(command).action((options: IngestOptions & CommonOptions) =>
     runScenario('ingest', options, true, (context) => runIngest(context, options)),
+  );
+}
+
+function addBaselineCommand(program: Command): void {
+  const command = program
+    .command('baseline')
+    .description('The ingest load against the Redis baseline: a stateless gRPC service doing one Lua read-modify-write per event in redis-server; needs redis-server');
+  addRedisOptions(addLoadOptions(command));
+
+  addCommonOptions(command).action((options: BaselineOptions & CommonOptions) =>
+    runScenario('baseline', options, false, (context) => runBaseline(context, options)),
+  );
+}
+
+function addCompareCommand(program: Command): void {
+  const command = program
+    .command('compare')
+    .description(
+      'In one run with the same load: rtcdp embedded, the Redis baseline, and the grpc-js, core NATS and RocksDB references, ' +
+        'with rtcdp as a share of each; needs redis-server and nats-server',
+    );
+  addRedisOptions(addWalSyncOptions(addLoadOptions(command))).option('--no-nats-reference', 'skip the core NATS reference, which needs nats-server');
+
+  addCommonOptions(command).action((options: CompareOptions & CommonOptions) =>
+    runScenario('compare', options, true, (context) => runCompare(context, options)),
   );
 }
 
@@ -224,6 +270,8 @@ const program = new Command()
   .description('rtcdp benchmarks. Traffic goes only to 127.0.0.1; every child process is stopped at the end.');
 
 addIngestCommand(program);
+addBaselineCommand(program);
+addCompareCommand(program);
 addMemoryCommand(program);
 addActivationCommand(program);
 addClusterCommand(program);

@@ -46,6 +46,19 @@ export function printTable(title: string, rows: TableRow[]): void {
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
+/** Prints a titled table with a header row to stdout, each column padded to its widest cell. */
+export function printColumns(title: string, header: string[], rows: string[][]): void {
+  const widths = header.map((cell, column) => Math.max(cell.length, ...rows.map((row) => (row[column] ?? '').length)));
+  const format = (row: string[]) => row.map((cell, column) => cell.padEnd(widths[column])).join('  ').trimEnd();
+  const lines = [title, '-'.repeat(title.length), format(header), ...rows.map(format), ''];
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+/** Formats a ratio as a percentage with one decimal, or "-" when the denominator is 0. */
+export function formatShare(numerator: number, denominator: number): string {
+  return denominator > 0 ? `${((100 * numerator) / denominator).toFixed(1)}%` : '-';
+}
+
 /** Writes `result` as `DIR/SCENARIO-TIMESTAMP.json` and returns the path. Typed arrays are written as plain arrays. */
 export async function writeResultFile(dir: string, scenario: string, result: unknown): Promise<string> {
   await mkdir(dir, { recursive: true });

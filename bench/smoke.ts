@@ -1,10 +1,12 @@
 /**
- * Smoke scenarios for CI. `runSmoke` runs the single-node scenarios at tiny sizes, in well
- * under a minute on an idle 2-core machine. `runClusterSmoke` runs the cluster scenario on
- * its own, because it takes about as long as the others together. Both check that each
- * scenario runs and that its correctness check passes, and assert nothing about speed.
+ * Smoke scenarios for CI. `runSmoke` runs the single-node scenarios and the Redis baseline
+ * at tiny sizes, in well under a minute on an idle 2-core machine. `runClusterSmoke` runs
+ * the cluster scenario on its own, because it takes about as long as the others together.
+ * Both check that each scenario runs and that its correctness check passes, and assert
+ * nothing about speed.
  */
 import { runActivation, type ActivationResult } from './activation.js';
+import { runBaseline, type BaselineResult } from './baseline/baseline.js';
 import type { ClusterResult } from './cluster-result.js';
 import { runCluster } from './cluster.js';
 import type { RunContext } from './context.js';
@@ -20,6 +22,7 @@ export interface SmokeResult {
   ingest: IngestResult;
   memory: MemoryResult;
   activation: ActivationResult;
+  baseline: BaselineResult;
 }
 
 const COMMON = { walSync: true, generators: 1, inFlightBatches: 4 };
@@ -55,8 +58,24 @@ export async function runSmoke(context: RunContext): Promise<SmokeResult> {
   progress('smoke: activation');
   const activation = await runActivation(context, { ...COMMON, profiles: 1_000, queries: 300, tracksPerProfile: 2, batchSize: 200 });
 
-  const failures = [ingest, memory, activation].flatMap((result) => result.failures.map((failure) => `${result.scenario}: ${failure}`));
-  return { scenario: 'smoke', passed: failures.length === 0, failures, machine, ingest, memory, activation };
+  // It needs redis-server. Without it the smoke run fails, and the error explains how to install it.
+  progress('smoke: baseline');
+  const baseline = await runBaseline(context, {
+    generators: 1,
+    inFlightBatches: 4,
+    durationS: 1,
+    warmupS: 0.5,
+    batchSize: 100,
+    customers: 1_000,
+    zipfExponent: 0.99,
+    checkSample: 50,
+    redisFsync: 'everysec',
+    dedupTtlS: 3_600,
+    recentEvents: 10,
+  });
+
+  const failures = [ingest, memory, activation, baseline].flatMap((result) => result.failures.map((failure) => `${result.scenario}: ${failure}`));
+  return { scenario: 'smoke', passed: failures.length === 0, failures, machine, ingest, memory, activation, baseline };
 }
 
 /**
