@@ -122,8 +122,8 @@ function waitForSpawn(child: ChildProcess, binary: string): Promise<void> {
   });
 }
 
-/** Keeps the last lines nats-server wrote to stdout and stderr, for error messages. */
-function captureOutput(child: ChildProcess): () => string {
+/** Keeps the last lines a server process wrote to stdout and stderr, for error messages. */
+export function captureOutput(child: ChildProcess): () => string {
   const lines: string[] = [];
   const append = (chunk: Buffer): void => {
     lines.push(...chunk.toString('utf8').split('\n').filter((line) => line !== ''));
@@ -134,8 +134,8 @@ function captureOutput(child: ChildProcess): () => string {
   return () => lines.join('\n');
 }
 
-/** Returns a port of 127.0.0.1 that was free a moment ago. nats-server may still lose it to another process. */
-function freePort(): Promise<number> {
+/** Returns a port of 127.0.0.1 that was free a moment ago. The server started on it may still lose it to another process. */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = createServer();
     probe.once('error', reject);
