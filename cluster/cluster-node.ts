@@ -25,6 +25,7 @@ import { loadClusterSettings } from './cluster-settings.js';
 import { DEFINITION_BUCKET, KvDefinitionStore } from './kv-definition-store.js';
 import { resolveClusterNodeOptions, type ClusterNodeOptions, type ResolvedClusterNodeOptions } from './cluster-options.js';
 import { Coordinator } from './coordinator.js';
+import { FailureStreak } from './periodic-task.js';
 import { InvalidArgumentError, NodeUnavailableError } from './errors.js';
 import { applyOutcomes, prepareBatch, type IngestResult } from './ingest-batch.js';
 import { NatsKvStore } from './kv/nats-kv-store.js';
@@ -110,6 +111,8 @@ export class ClusterNode implements ServingNode {
   readonly #hosted = new Map<number, HostedShard>();
   /** Shards being acquired or handed off; the reconcile loop leaves them alone meanwhile. */
   readonly #transitions = new Map<number, Promise<void>>();
+  /** Failures of each shard's transitions in a row, logged without repeating every retry. */
+  readonly #transitionFailures = new Map<number, FailureStreak>();
   #reconcileTimer: NodeJS.Timeout | null = null;
   #observeTimer: NodeJS.Timeout | null = null;
   #inFlightEvents = 0;
@@ -374,8 +377,18 @@ export class ClusterNode implements ServingNode {
   }
 
   #transition(shard: number, work: () => Promise<void>): Promise<void> {
+    let streak = this.#transitionFailures.get(shard);
+    if (streak === undefined) {
+      streak = new FailureStreak(this.#logger, `transition of shard ${shard} (retried every ${RECONCILE_INTERVAL_MS} ms)`);
+      this.#transitionFailures.set(shard, streak);
+    }
+
+    const failures = streak;
     const running = work()
-      .catch((error) => this.#logger.error({ err: error, shard }, 'shard transition failed; retrying'))
+      .then(
+        () => failures.succeeded({ shard }),
+        (error) => failures.failed(error, { shard }),
+      )
       .finally(() => this.#transitions.delete(shard));
     this.#transitions.set(shard, running);
     return running;

@@ -7,13 +7,13 @@
  * non-empty tokens (no leading, trailing or double dot). Methods throw RangeError for
  * any other key, before a request is sent.
  *
- * Only features of nats-server 2.9 are used: list() reads through a consumer with one
- * filter subject, because multiple filter subjects need 2.10.
+ * Only features of nats-server 2.9 are used.
  */
-import type { NatsConnection } from '@nats-io/transport-node';
-import { DeliverPolicy, JetStreamApiCodes, JetStreamApiError, jetstream, type JetStreamClient } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
+import { errors as natsErrors, type NatsConnection } from '@nats-io/transport-node';
+import { JetStreamApiCodes, JetStreamApiError, jetstream, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { Kvm, type KV, type KvOptions } from '@nats-io/kv';
 import { ConfigError } from '../../common/errors.js';
+import { STREAM_READY_TIMEOUT_MS, waitForStreamReady } from '../nats/stream-ready.js';
 import { KvConflictError, type KvEntry, type KvStore } from './kv-store.js';
 
 export interface NatsKvStoreOptions {
@@ -21,7 +21,7 @@ export interface NatsKvStoreOptions {
   bucket: string;
   /** Servers that keep a copy of the bucket: 1, 3 or 5. Default 1. */
   replicas?: number;
-  /** Timeout of each JetStream request, in milliseconds. Default: the connection's timeout. */
+  /** Timeout of each JetStream request, in milliseconds. Default 1,000. */
   requestTimeoutMs?: number;
   /**
    * Whether any replica may serve reads (JetStream direct get). False sends every read to
@@ -36,27 +36,29 @@ const BUCKET_PATTERN = /^[-_a-zA-Z0-9]+$/;
 const ALLOWED_REPLICAS = [1, 3, 5];
 /** Header that marks a delete or purge marker in a KV stream. */
 const KV_OPERATION_HEADER = 'KV-Operation';
-/** How long list() waits for the bucket's entries to arrive. */
-const LIST_EXPIRES_MS = 5_000;
+/** Keys list() reads at once. */
+const LIST_READS_IN_FLIGHT = 100;
+/** Short, so that a lease write whose request was lost is retried well within the lease. */
+const DEFAULT_REQUEST_TIMEOUT_MS = 1_000;
 
 export class NatsKvStore implements KvStore {
   readonly #kv: KV;
-  readonly #js: JetStreamClient;
+  readonly #jsm: JetStreamManager;
   readonly #streamName: string;
   /** Subject prefix of every key, `$KV.<bucket>.`. */
   readonly #subjectPrefix: string;
 
-  private constructor(kv: KV, js: JetStreamClient, bucket: string) {
+  private constructor(kv: KV, jsm: JetStreamManager, bucket: string) {
     this.#kv = kv;
-    this.#js = js;
+    this.#jsm = jsm;
     this.#streamName = `KV_${bucket}`;
     this.#subjectPrefix = `$KV.${bucket}.`;
   }
 
   /**
-   * Opens the bucket, creating it with history 1 when it does not exist. Throws
-   * ConfigError when the name or replicas are invalid, or when an existing bucket has
-   * another replica count or history.
+   * Opens the bucket, creating it with history 1 when it does not exist, and waits until
+   * its stream is ready (see stream-ready.ts). Throws ConfigError when the name or replicas
+   * are invalid, or when an existing bucket has another replica count or history.
    */
   static async open(nc: NatsConnection, options: NatsKvStoreOptions): Promise<NatsKvStore> {
     const { bucket } = options;
@@ -68,9 +70,9 @@ export class NatsKvStore implements KvStore {
       throw new ConfigError(`replicas must be 1, 3 or 5, received ${replicas}`);
     }
 
-    const js = jetstream(nc, { timeout: options.requestTimeoutMs });
-    // Kvm.create opens the bucket when it exists, without comparing its configuration.
-    const kv = await new Kvm(js).create(bucket, { replicas, history: 1, ...(options.allowDirect === undefined ? {} : { allow_direct: options.allowDirect }) });
+    const js = jetstream(nc, { timeout: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS });
+    const kv = await createBucket(js, bucket, { replicas, history: 1, ...(options.allowDirect === undefined ? {} : { allow_direct: options.allowDirect }) });
+    await waitForStreamReady(`KV_${bucket}`, async () => (await kv.status()).streamInfo);
     const status = await kv.status();
     if (status.replicas !== replicas || status.history !== 1) {
       throw new ConfigError(
@@ -78,7 +80,8 @@ export class NatsKvStore implements KvStore {
           `but replicas ${replicas} and history 1 were requested. Change the stream KV_${bucket} or choose another bucket.`,
       );
     }
-    return new NatsKvStore(kv, js, bucket);
+    // The bucket exists by now, so the manager skips its account check request.
+    return new NatsKvStore(kv, await js.jetstreamManager(false), bucket);
   }
 
   async get(key: string): Promise<KvEntry | null> {
@@ -132,43 +135,35 @@ export class NatsKvStore implements KvStore {
    * keeps the keys that start with `prefix`. The subject filter ends at the last dot of
    * the prefix, so `shard.1` reads `shard.>` and keeps `shard.1`, `shard.10` and so on.
    *
-   * Keys written while the list runs arrive again as new messages, so the read goes on
-   * until the consumer has nothing pending, and keeps each key's highest revision.
+   * The keys come from the stream's subject list and each value from a get of its
+   * subject's last message. The stream leader serves both requests, so the result is
+   * current. No consumer is created: after a SIGKILL of one server of a three-server
+   * nats-server 2.9.10 cluster, about half the ephemeral consumer creations got no reply,
+   * for the whole 50 s that a local test ran.
    */
   async list(prefix = ''): Promise<KvEntry[]> {
     if (prefix !== '') assertKeyPrefix(prefix);
     const tokens = prefix.slice(0, prefix.lastIndexOf('.') + 1);
-    const consumer = await this.#js.consumers.get(this.#streamName, {
-      filter_subjects: `${this.#subjectPrefix}${tokens}>`,
-      deliver_policy: DeliverPolicy.LastPerSubject,
-    });
+    const info = await this.#jsm.streams.info(this.#streamName, { subjects_filter: `${this.#subjectPrefix}${tokens}>` });
+    const keys = Object.keys(info.state.subjects ?? {})
+      .map((subject) => subject.slice(this.#subjectPrefix.length))
+      .filter((key) => key.startsWith(prefix));
 
-    try {
-      const latest = new Map<string, KvEntry | null>();
-      let pending = (await consumer.info(true)).num_pending;
-      const deadline = Date.now() + LIST_EXPIRES_MS;
-
-      while (pending > 0) {
-        if (Date.now() > deadline) {
-          throw new Error(`list of KV stream ${this.#streamName} timed out after ${LIST_EXPIRES_MS} ms with ${pending} entries still pending`);
-        }
-        const messages = await consumer.fetch({ max_messages: pending, expires: Math.max(1, deadline - Date.now()) });
-        for await (const message of messages) {
-          const key = message.subject.slice(this.#subjectPrefix.length);
-          const operation = message.headers?.get(KV_OPERATION_HEADER);
-          const deleted = operation === 'DEL' || operation === 'PURGE';
-          latest.set(key, deleted ? null : { key, value: message.data, revision: message.seq });
-          pending = message.info.pending;
-          if (pending === 0) break;
-        }
-      }
-
-      const entries = [...latest.values()].filter((entry): entry is KvEntry => entry !== null && entry.key.startsWith(prefix));
-      return entries.sort((a, b) => a.key.localeCompare(b.key));
-    } finally {
-      // The consumer is ephemeral, and the server would remove it after 5 minutes unused.
-      await consumer.delete().catch(() => undefined);
+    const entries: KvEntry[] = [];
+    for (let start = 0; start < keys.length; start += LIST_READS_IN_FLIGHT) {
+      const read = await Promise.all(keys.slice(start, start + LIST_READS_IN_FLIGHT).map((key) => this.#readLast(key)));
+      entries.push(...read.filter((entry): entry is KvEntry => entry !== null));
     }
+    return entries.sort((a, b) => a.key.localeCompare(b.key));
+  }
+
+  /** Reads a key's last message from the stream leader; null when it is a delete marker or gone. */
+  async #readLast(key: string): Promise<KvEntry | null> {
+    const message = await this.#jsm.streams.getMessage(this.#streamName, { last_by_subj: `${this.#subjectPrefix}${key}` });
+    if (message === null) return null;
+    const operation = message.header?.get(KV_OPERATION_HEADER);
+    if (operation === 'DEL' || operation === 'PURGE') return null;
+    return { key, value: message.data, revision: message.seq };
   }
 
   /** Runs a conditional write and turns the server's "wrong last sequence" error into KvConflictError. */
@@ -178,6 +173,24 @@ export class NatsKvStore implements KvStore {
     } catch (error) {
       if (isWrongLastSequence(error)) throw new KvConflictError(conflictMessage, { cause: error });
       throw error;
+    }
+  }
+}
+
+/**
+ * Creates the bucket, or opens it when it exists without comparing its configuration
+ * (Kvm.create). Creating a replicated stream goes through the NATS cluster's meta leader
+ * and can take longer than one request timeout, most often when several nodes start at
+ * once, so a timed-out attempt is repeated until STREAM_READY_TIMEOUT_MS has passed.
+ * Repeating is safe because adding a stream with the same configuration again succeeds.
+ */
+async function createBucket(js: JetStreamClient, bucket: string, options: Partial<KvOptions>): Promise<KV> {
+  const deadline = performance.now() + STREAM_READY_TIMEOUT_MS;
+  for (;;) {
+    try {
+      return await new Kvm(js).create(bucket, options);
+    } catch (error) {
+      if (!(error instanceof natsErrors.TimeoutError) || performance.now() > deadline) throw error;
     }
   }
 }

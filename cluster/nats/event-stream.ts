@@ -4,6 +4,7 @@
  */
 import { RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
 import type { Logger } from '../../common/logger.js';
+import { waitForStreamReady } from './stream-ready.js';
 import { ALL_EVENTS_FILTER, EVENT_STREAM } from './subjects.js';
 
 export interface EventStreamOptions {
@@ -17,7 +18,10 @@ export interface EventStreamOptions {
 
 const NANOS_PER_MS = 1_000_000;
 
-/** Creates the event stream when it is missing; logs a warning when the existing one differs from `options`. */
+/**
+ * Creates the event stream when it is missing, and waits until it is ready (see
+ * stream-ready.ts). Logs a warning when the existing stream differs from `options`.
+ */
 export async function ensureEventStream(jsm: JetStreamManager, options: EventStreamOptions, logger: Logger): Promise<void> {
   const wanted: Partial<StreamConfig> & { name: string } = {
     name: EVENT_STREAM,
@@ -36,6 +40,7 @@ export async function ensureEventStream(jsm: JetStreamManager, options: EventStr
   if (existing === null) {
     await jsm.streams.add(wanted);
     logger.info({ stream: EVENT_STREAM, replicas: options.replicas }, 'created the event stream');
+    await waitForStreamReady(EVENT_STREAM, () => jsm.streams.info(EVENT_STREAM));
     return;
   }
 
@@ -46,6 +51,7 @@ export async function ensureEventStream(jsm: JetStreamManager, options: EventStr
       'the event stream exists with other settings than this node was given; it keeps its own',
     );
   }
+  await waitForStreamReady(EVENT_STREAM, () => jsm.streams.info(EVENT_STREAM));
 }
 
 /** Whether a JetStream API error means "stream not found" (error code 10059). */

@@ -3,6 +3,11 @@
  * a JetStream ordered consumer: an ephemeral consumer that the client recreates from the
  * last delivered sequence after a gap, a missed heartbeat or a reconnect, so no record is
  * skipped or repeated. The owner's progress lives in its checkpoints, not in the server.
+ *
+ * The client does not recreate a consumer whose server died: it asks for the consumer's
+ * info, which gets no reply, until that server is back (seen with @nats-io/jetstream 3.4
+ * and nats-server 2.9.10, whose ordered consumers have one replica). So the feed replaces
+ * a consumer that sent neither a record nor an idle heartbeat for STALL_TIMEOUT_MS.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeliverPolicy, jetstream, type ConsumerMessages } from '@nats-io/jetstream';
@@ -24,6 +29,11 @@ export interface ShardFeedOptions {
 /** Messages the server may send ahead of the ones the feed has taken. */
 const PREFETCH_MESSAGES = 1_000;
 const RETRY_DELAY_MS = 1_000;
+/** Maximum wait of one pull request. An idle consumer sends a heartbeat every half of it. */
+const PULL_EXPIRES_MS = 5_000;
+/** Time without a record or a heartbeat, four heartbeat intervals, after which the feed replaces its consumer. */
+const STALL_TIMEOUT_MS = 10_000;
+const STALL_CHECK_INTERVAL_MS = 1_000;
 
 export class ShardFeed {
   readonly #options: ShardFeedOptions;
@@ -31,6 +41,10 @@ export class ShardFeed {
   #unread = 0;
   #messages: ConsumerMessages | null = null;
   #stopped = false;
+  /** When the consumer last sent a record or a heartbeat, or the feed last finished waiting for room. */
+  #lastActivityMs = 0;
+  /** Whether the feed waits for onRecord to make room, and so pulls nothing. */
+  #waitingForRoom = false;
   #running: Promise<void> | null = null;
 
   constructor(options: ShardFeedOptions) {
@@ -80,17 +94,58 @@ export class ShardFeed {
     });
     if (this.#stopped) return;
 
-    this.#messages = await consumer.consume({ max_messages: PREFETCH_MESSAGES });
-    for await (const message of this.#messages) {
-      if (this.#stopped) break;
-      const partition = parseEventSubject(message.subject);
-      if (partition === null) continue;
+    const messages = await consumer.consume({ max_messages: PREFETCH_MESSAGES, expires: PULL_EXPIRES_MS });
+    this.#messages = messages;
+    const stopWatching = this.#watchForStall(messages);
+    try {
+      for await (const message of messages) {
+        this.#lastActivityMs = performance.now();
+        if (this.#stopped) break;
+        const partition = parseEventSubject(message.subject);
+        if (partition === null) continue;
 
-      const record: LogRecord = { ...partition, sequence: message.seq, messageId: '', payload: Buffer.from(message.data) };
-      this.#next = message.seq + 1;
-      this.#unread = message.info.pending;
-      const taken = this.#options.onRecord(record);
-      if (taken !== undefined) await taken;
+        const record: LogRecord = { ...partition, sequence: message.seq, messageId: '', payload: Buffer.from(message.data) };
+        this.#next = message.seq + 1;
+        this.#unread = message.info.pending;
+        const taken = this.#options.onRecord(record);
+        if (taken !== undefined) await this.#waitForRoom(taken);
+      }
+    } finally {
+      stopWatching();
     }
+  }
+
+  async #waitForRoom(taken: Promise<void>): Promise<void> {
+    this.#waitingForRoom = true;
+    try {
+      await taken;
+    } finally {
+      this.#waitingForRoom = false;
+      this.#lastActivityMs = performance.now();
+    }
+  }
+
+  /**
+   * Stops `messages` once the consumer has sent neither a record nor an idle heartbeat for
+   * STALL_TIMEOUT_MS, so that #run creates a new consumer from the next sequence. Returns
+   * a function that ends the watch.
+   */
+  #watchForStall(messages: ConsumerMessages): () => void {
+    this.#lastActivityMs = performance.now();
+    void (async () => {
+      for await (const status of messages.status()) {
+        if (status.type === 'heartbeat') this.#lastActivityMs = performance.now();
+      }
+    })().catch(() => undefined);
+
+    const timer = setInterval(() => {
+      const silentMs = performance.now() - this.#lastActivityMs;
+      if (this.#waitingForRoom || silentMs < STALL_TIMEOUT_MS) return;
+      clearInterval(timer);
+      this.#options.logger.warn({ shard: this.#options.shard, nextSequence: this.#next, silentMs: Math.round(silentMs) }, 'the shard\'s event stream consumer sent nothing, not even a heartbeat; replacing it');
+      messages.stop();
+    }, STALL_CHECK_INTERVAL_MS);
+    timer.unref();
+    return () => clearInterval(timer);
   }
 }

@@ -35,6 +35,8 @@ export interface NatsServerOptions {
   jetstream?: boolean;
   /** JetStream store directory. Defaults to a new temporary directory that stop() removes. */
   storeDir?: string;
+  /** Client port, such as the port of a stopped server that this one replaces. Defaults to a free port. */
+  port?: number;
 }
 
 const HOST = '127.0.0.1';
@@ -43,6 +45,7 @@ const CLUSTER_READY_TIMEOUT_MS = 20_000;
 const STOP_GRACE_MS = 5_000;
 const OUTPUT_LINES = 100;
 const PORT_ATTEMPTS = 3;
+const PORT_RETRY_DELAY_MS = 500;
 const READY_PROBE_STREAM = 'rtcdp_harness_ready_probe';
 
 /** Running servers, each with the temporary store directory that this module created for it. */
@@ -70,14 +73,15 @@ export function natsServerBinary(): string {
 }
 
 /**
- * Starts one nats-server on a free loopback port and resolves once a client can connect.
- * Retries with another port when the chosen one was taken before the server bound it.
+ * Starts one nats-server on a loopback port and resolves once a client can connect.
+ * Retries when the port was taken before the server bound it: with another free port, or
+ * with `options.port` again after a short delay.
  */
 export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServer> {
   const jetstream = options.jetstream ?? true;
 
   for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
+    const port = options.port ?? (await freePort());
     const args = ['-a', HOST, '-p', String(port)];
 
     let ownedStoreDir: string | undefined;
@@ -90,6 +94,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
       return await launch(args, port, ownedStoreDir);
     } catch (error) {
       if (!(error instanceof PortInUseError) || attempt >= PORT_ATTEMPTS) throw error;
+      if (options.port !== undefined) await sleep(PORT_RETRY_DELAY_MS);
     }
   }
 }
