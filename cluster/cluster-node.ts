@@ -1,6 +1,6 @@
 /**
  * A node of an rtcdp cluster. Any node takes events for any customer and publishes them to
- * the JetStream event log; the node that leases a shard applies the shard's events in its
+ * the JetStream event log. The node that leases a shard applies the shard's events in its
  * customer actors and serves their queries. Membership, shard leases, the coordinator's
  * assignment and profile snapshots live in NATS, so a node can die and another takes over.
  */
@@ -441,7 +441,7 @@ export class ClusterNode implements ServingNode {
   /**
    * Returns the tenure chain a new tenure belongs to. It continues this node's chain when
    * the tenure before it was this node's own and ended by a completed handoff recorded in
-   * this data directory; then the local snapshots written in that chain are current.
+   * this data directory, because then the local snapshots written in that chain are current.
    * Otherwise a new chain starts with this tenure's epoch.
    */
   async #tenureChain(shard: number, epoch: number, previous: PreviousHolder | null): Promise<number> {

@@ -29,7 +29,7 @@ export interface ClusterProfileBehaviorOptions {
   snapshots: SnapshotStore;
   /** The cluster-wide identifier index, where new claims are published before the local write. */
   claims: IdentifierClaims;
-  /** The node's identifier index, which holds the claims not yet persisted. */
+  /** The node's identifier index, which contains the claims not yet persisted. */
   index: IdentifierIndex;
   local: ProfileBehavior;
   store: Store;
@@ -99,7 +99,7 @@ export class ClusterProfileBehavior implements ActorBehavior<ProfileState, Appli
     await this.#options.local.persist(snapshots, chainOps);
   }
 
-  /** The profiles' new identifiers that they hold the winning claim on, as far as this node knows. */
+  /** Returns the profiles' new identifiers on which they have the winning claim among this node's claims. */
   #pendingClaims(snapshots: Array<{ state: ProfileState }>): PublishedClaim[] {
     const claims: PublishedClaim[] = [];
     for (const { state } of snapshots) {

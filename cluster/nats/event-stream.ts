@@ -1,5 +1,5 @@
 /**
- * Creates the JetStream stream that holds the event log, or checks the one that exists.
+ * Creates the JetStream stream that contains the event log, or checks the one that exists.
  * Only stream options of nats-server 2.9 are used.
  */
 import { RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
@@ -54,7 +54,7 @@ export async function ensureEventStream(jsm: JetStreamManager, options: EventStr
   await waitForStreamReady(EVENT_STREAM, () => jsm.streams.info(EVENT_STREAM));
 }
 
-/** Whether a JetStream API error means "stream not found" (error code 10059). */
+/** Returns whether a JetStream API error means "stream not found" (error code 10059). */
 export function isNotFound(error: unknown): boolean {
   return typeof error === 'object' && error !== null && 'code' in error && (error as { code: unknown }).code === 10059;
 }
