@@ -20,22 +20,15 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { Redis } from 'ioredis';
-import { captureOutput, freePort } from '../nats-server.js';
-import { hasExited, type ChildProcesses } from '../processes.js';
-import { sleep } from '../report.js';
+import type { ChildProcesses } from '../processes.js';
+import { HOST, spawnServer, startOnFreePort } from '../server-process.js';
 
 export type AppendFsync = 'everysec' | 'always';
 
 export const APPEND_FSYNC_POLICIES: AppendFsync[] = ['everysec', 'always'];
 
-const HOST = '127.0.0.1';
 const DEBIAN_REDIS_SERVER = '/usr/bin/redis-server';
-const START_TIMEOUT_MS = 10_000;
 const STOP_GRACE_MS = 5_000;
-const PORT_ATTEMPTS = 3;
-
-/** Raised when redis-server exits because another process took its port first. */
-class PortInUseError extends Error {}
 
 export class RedisServerProcess {
   readonly host = HOST;
@@ -43,54 +36,38 @@ export class RedisServerProcess {
   readonly appendFsync: AppendFsync;
   readonly #processes: ChildProcesses;
   readonly #child: ChildProcess;
-  readonly #output: () => string;
 
-  private constructor(processes: ChildProcesses, child: ChildProcess, port: number, appendFsync: AppendFsync, output: () => string) {
+  private constructor(processes: ChildProcesses, child: ChildProcess, port: number, appendFsync: AppendFsync) {
     this.#processes = processes;
     this.#child = child;
     this.port = port;
     this.appendFsync = appendFsync;
-    this.#output = output;
   }
 
   /** Starts redis-server with its AOF in `dir` and resolves once it responds to PING. */
   static async start(processes: ChildProcesses, dir: string, appendFsync: AppendFsync): Promise<RedisServerProcess> {
     await mkdir(dir, { recursive: true });
 
-    for (let attempt = 1; ; attempt++) {
-      const port = await freePort();
-      try {
-        return await RedisServerProcess.#launch(processes, dir, port, appendFsync);
-      } catch (error) {
-        if (!(error instanceof PortInUseError) || attempt >= PORT_ATTEMPTS) throw error;
-      }
-    }
-  }
-
-  static async #launch(processes: ChildProcesses, dir: string, port: number, appendFsync: AppendFsync): Promise<RedisServerProcess> {
-    const binary = redisServerBinary();
-    const args = [
-      '--bind', HOST,
-      '--port', String(port),
-      '--dir', dir,
-      '--save', '',
-      '--appendonly', 'yes',
-      '--appendfsync', appendFsync,
-      '--daemonize', 'no',
-      '--logfile', '',
-    ];
-    const child = processes.spawn(binary, args);
-    const output = captureOutput(child);
-    const server = new RedisServerProcess(processes, child, port, appendFsync, output);
-
-    try {
-      await waitForSpawn(child, binary);
-      await server.#waitForPing(args);
-      return server;
-    } catch (error) {
-      await processes.kill(child);
-      throw error;
-    }
+    return startOnFreePort(async (port) => {
+      const args = [
+        '--bind', HOST,
+        '--port', String(port),
+        '--dir', dir,
+        '--save', '',
+        '--appendonly', 'yes',
+        '--appendfsync', appendFsync,
+        '--daemonize', 'no',
+        '--logfile', '',
+      ];
+      const { child } = await spawnServer(processes, {
+        name: 'redis-server',
+        binary: redisServerBinary(),
+        args,
+        installHint: 'Install it (Debian: apt-get install redis-server) or set RTCDP_REDIS_SERVER to its path.',
+        ready: () => ping(port),
+      });
+      return new RedisServerProcess(processes, child, port, appendFsync);
+    });
   }
 
   get pid(): number {
@@ -101,33 +78,18 @@ export class RedisServerProcess {
   stop(): Promise<void> {
     return this.#processes.stop(this.#child, STOP_GRACE_MS);
   }
+}
 
-  async #waitForPing(args: string[]): Promise<void> {
-    const deadline = Date.now() + START_TIMEOUT_MS;
-    let lastError: unknown = null;
-
-    while (Date.now() < deadline) {
-      if (hasExited(this.#child)) {
-        const message = `redis-server ${args.join(' ')} exited with ${this.#child.exitCode ?? this.#child.signalCode} before accepting clients. Output:\n${this.#output()}`;
-        throw /address already in use/i.test(this.#output()) ? new PortInUseError(message) : new Error(message);
-      }
-
-      const client = new Redis({ host: HOST, port: this.port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      // A refused connection while the server starts is expected; connect() rejects with it.
-      client.on('error', () => {});
-      try {
-        await client.connect();
-        await client.ping();
-        return;
-      } catch (error) {
-        lastError = error;
-      } finally {
-        client.disconnect();
-      }
-      await sleep(100);
-    }
-
-    throw new Error(`redis-server ${args.join(' ')} did not accept a client within ${START_TIMEOUT_MS} ms: ${String(lastError)}. Output:\n${this.#output()}`);
+/** Resolves once a client can connect to the server on `port` and PING it. */
+async function ping(port: number): Promise<void> {
+  const client = new Redis({ host: HOST, port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  // A refused connection while the server starts is expected; connect() rejects with it.
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    await client.ping();
+  } finally {
+    client.disconnect();
   }
 }
 
@@ -135,17 +97,4 @@ export class RedisServerProcess {
 export function redisServerBinary(): string {
   if (process.env.RTCDP_REDIS_SERVER) return process.env.RTCDP_REDIS_SERVER;
   return existsSync(DEBIAN_REDIS_SERVER) ? DEBIAN_REDIS_SERVER : 'redis-server';
-}
-
-function waitForSpawn(child: ChildProcess, binary: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    child.once('spawn', resolve);
-    child.once('error', (error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') {
-        reject(new Error(`redis-server executable not found: ${binary}. Install it (Debian: apt-get install redis-server) or set RTCDP_REDIS_SERVER to its path.`));
-      } else {
-        reject(new Error(`failed to start ${binary}: ${error.message}`));
-      }
-    });
-  });
 }
