@@ -1,8 +1,8 @@
 /**
- * Starting a server process for a benchmark (nats-server, redis-server) on a free port of
- * 127.0.0.1: spawn it through `ChildProcesses`, so it is stopped by PID like every other
- * child, wait until a client can use it, and start again on another port when another
- * process took the port in the meantime.
+ * Start-up of a benchmark's server process (nats-server, redis-server) on a free port of
+ * 127.0.0.1. It is spawned through `ChildProcesses`, so it is stopped by PID like every
+ * other child. Start-up waits until a client can use the server, and starts it again on
+ * another port when another process took the port in the meantime.
  */
 import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
@@ -23,7 +23,7 @@ export interface ServerSpec {
   name: string;
   binary: string;
   args: string[];
-  /** What to do when the binary does not exist, for the error message. */
+  /** Advice for the error message when the binary does not exist. */
   installHint: string;
   /** Resolves once a client can use the server; rejects while it cannot yet. */
   ready: () => Promise<void>;

@@ -130,7 +130,7 @@ async function runDrain(nodeId: string, options: ClusterCommandOptions): Promise
       const member = view.members.some((candidate) => candidate.nodeId === nodeId);
       const leases = view.shardViews.filter((shard) => shard.leaseHolder === nodeId).length;
       if (!member && leases === 0) break;
-      if (Date.now() > deadline) throw new CommandFailure(`node ${nodeId} still holds ${leases} shard leases after ${Math.max(options.timeoutMs, 60_000)} ms; check its log`);
+      if (Date.now() > deadline) throw new CommandFailure(`node ${nodeId} still has ${leases} shard leases after ${Math.max(options.timeoutMs, 60_000)} ms; check its log`);
       process.stderr.write(`rtcdp: waiting for ${nodeId}: ${member ? 'still a member, ' : ''}${leases} shard leases held\n`);
       await sleep(1_000);
     }

@@ -1,5 +1,5 @@
 /**
- * Time as the cluster code sees it. Lease and membership deadlines use a monotonic clock,
+ * The time source of the cluster code. Lease and membership deadlines use a monotonic clock,
  * because a wall clock can jump; tests swap in a fake clock that they advance by hand.
  */
 export interface TimerHandle {

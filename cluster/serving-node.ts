@@ -1,5 +1,5 @@
 /**
- * What the gRPC services need from a node. The embedded RtcdpNode and the cluster node
+ * The operations the gRPC services need from a node. The embedded RtcdpNode and the cluster node
  * both provide it, so the API layer is the same in both modes.
  */
 import type { DefinitionStore } from '../decisions/definitions/definition-store.js';

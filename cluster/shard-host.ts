@@ -1,9 +1,9 @@
 /**
  * Everything one node runs for one shard it leases: the shard's customer actors, a feed
  * of the shard's events from JetStream, a partition consumer per workspace, and the
- * shard's checkpoints. A host lives for one lease tenure: it starts after the lease is
- * taken, and ends by a handoff (apply, persist and checkpoint everything, then the caller
- * releases the lease) or by an abort when the lease is lost (keep nothing, write nothing).
+ * shard's checkpoints. A host lives for one lease tenure and starts after the lease is
+ * taken. It ends by a handoff, which applies, persists and checkpoints everything before the
+ * caller releases the lease, or by an abort when the lease is lost, which writes nothing.
  */
 import { ActorSystem } from '../actors/actor-system.js';
 import type { ActorSystemOptions } from '../actors/types.js';

@@ -94,7 +94,7 @@ export class IdentifierIndex {
   }
 }
 
-/** Whether claim `a` wins over claim `b`: the earlier event time, then the smaller profile id. */
+/** Returns whether claim `a` wins over claim `b`: the earlier event time, then the smaller profile id. */
 export function precedes(a: Owner, b: Owner): boolean {
   return a.atMs < b.atMs || (a.atMs === b.atMs && a.profileId < b.profileId);
 }

@@ -28,7 +28,7 @@ export interface TimedLogRecord extends LogRecord {
   storedAtMs: number;
 }
 
-/** How long a read waits for messages that the subject's head says exist. */
+/** How long a read waits for messages that the subject's head sequence reports as stored. */
 const READ_EXPIRES_MS = 5_000;
 
 export class JetStreamEventLog implements EventLog {

@@ -1,7 +1,7 @@
 /**
  * Reads every workspace's events of one shard from the event stream, in stream order, with
- * a JetStream ordered consumer: an ephemeral consumer that the client recreates from the
- * last delivered sequence after a gap, a missed heartbeat or a reconnect, so no record is
+ * a JetStream ordered consumer. That is an ephemeral consumer which the client recreates from
+ * the last delivered sequence after a gap, a missed heartbeat or a reconnect, so no record is
  * skipped or repeated. The owner's progress lives in its checkpoints, not in the server.
  *
  * The client does not recreate a consumer whose server died: it asks for the consumer's

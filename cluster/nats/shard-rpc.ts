@@ -77,7 +77,7 @@ export async function requestShard<T>(connection: NatsConnection, shard: number,
 }
 
 /**
- * Sends a request to `subject`, retrying while nobody subscribes, nobody responds in time,
+ * Sends a request to `subject`, retrying while it has no subscriber, the request times out,
  * or the responder returns a retryable error, until `timeoutMs` passes. `target` names what
  * the subject reaches, for the error message.
  */

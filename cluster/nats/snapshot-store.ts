@@ -37,7 +37,7 @@ export interface SnapshotWrite {
   shard: number;
   profileId: string;
   snapshot: ProfileSnapshot;
-  /** Revision this owner last loaded or wrote; undefined when it knows none. */
+  /** Revision this owner last loaded or wrote; undefined when it has none. */
   expectedRevision: number | undefined;
 }
 

@@ -12,7 +12,7 @@ export function eventSubject(partition: PartitionId): string {
   return `${EVENT_PREFIX}.${partition.workspace}.${partition.shard}`;
 }
 
-/** The subject filter that matches every workspace's events on one shard. */
+/** Returns the subject filter that matches every workspace's events on one shard. */
 export function shardEventFilter(shard: number): string {
   return `${EVENT_PREFIX}.*.${shard}`;
 }
@@ -29,7 +29,7 @@ export function parseEventSubject(subject: string): PartitionId | null {
   return { workspace: parts[2], shard };
 }
 
-/** The JetStream message id that deduplicates an event: messageIds are unique per workspace. */
+/** Returns the JetStream message id that deduplicates an event, because messageIds are unique per workspace. */
 export function eventMessageId(workspace: string, messageId: string): string {
   return `${workspace}:${messageId}`;
 }

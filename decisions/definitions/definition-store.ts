@@ -1,19 +1,7 @@
 /**
  * Where definitions and every earlier version of them are kept. Embedded mode stores them in
- * the node's RocksDB (rocksdb-definition-store.ts).
- *
- * Cluster mode can implement the same interface on a NATS JetStream KV bucket
- * `rtcdp-definitions`, because every operation is a read of a few keys or a conditional write:
- * - `definitions.<workspace>.<kind>.<name>.v<version, zero-padded>` contains each version record,
- *   written with `create`, which fails if the key exists. That is the compare-and-set that
- *   turns a concurrent apply into DefinitionConflictError.
- * - `definitions.<workspace>.<kind>.<name>.latest` contains the latest version record, written
- *   with `update` at the revision read before the apply. `listLatest` lists these keys.
- * - `watch` is a KV watch on `definitions.>.latest`, so every node sees an apply within
- *   one round trip and can recompile its definitions without a restart.
- * NOTE: KV writes to several keys are not atomic, so a cluster apply that fails halfway can
- * leave some definitions at their new version. Applying the same files again completes it,
- * because unchanged definitions are skipped.
+ * the node's RocksDB (rocksdb-definition-store.ts); cluster mode in a NATS KV bucket that
+ * every node reads (cluster/kv-definition-store.ts).
  */
 import { RtcdpError } from '../../common/errors.js';
 import type { JsonObject } from '../../profiles/event.js';

@@ -9,7 +9,7 @@ import { natsServerBinary } from '../helpers/nats-server.js';
 const run = promisify(execFile);
 const SAMPLE = path.join(path.dirname(RTCDP_BIN), '..', 'data', 'segment-sample.ndjson');
 
-/** A port that was free a moment ago. */
+/** Returns a port that was free a moment ago. */
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();

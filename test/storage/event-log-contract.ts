@@ -10,7 +10,7 @@ export interface LogFactory {
   open(t: Test): Promise<{ log: EventLog; reopen(): Promise<EventLog> }>;
   /** Whether each partition is numbered 1, 2, 3, ... (embedded) rather than with gaps (JetStream). */
   contiguous: boolean;
-  /** Whether pruning a record forgets its messageId (embedded) or the id stays deduplicated for a time window (JetStream). */
+  /** Whether pruning a record also ends its messageId's deduplication (embedded), or the id stays deduplicated for a time window (JetStream). */
   pruneForgetsMessageIds: boolean;
 }
 
