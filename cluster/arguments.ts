@@ -35,6 +35,15 @@ export function assertIdentifier(identifier: Identifier): void {
   }
 }
 
+/** Returns the page size of a ListProfileEvents call: 100 when unset, else an integer from 1 to 1000. */
+export function parsePageSize(pageSize: number | undefined): number {
+  const size = pageSize || 100;
+  if (!Number.isInteger(size) || size < 1 || size > 1_000) {
+    throw new InvalidArgumentError(`page_size must be an integer from 1 to 1000, received ${size}`);
+  }
+  return size;
+}
+
 export function parsePageToken(token: string | undefined): number {
   if (token === undefined || token === '') return Number.POSITIVE_INFINITY;
   const sequence = Number(token);

@@ -18,7 +18,7 @@ import { keys } from '../storage/keys.js';
 import type { CustomerEvent } from '../profiles/event.js';
 import type { DefinitionStore } from '../decisions/definitions/definition-store.js';
 import { Store } from '../storage/store.js';
-import { assertIdentifier, assertWorkspaceName, notFound } from './arguments.js';
+import { assertIdentifier, assertWorkspaceName, notFound, parsePageSize } from './arguments.js';
 import { AssignmentWatcher, type Assignment } from './assignment-watcher.js';
 import type { ShardHolders } from './assignment.js';
 import { loadClusterSettings } from './cluster-settings.js';
@@ -299,10 +299,7 @@ export class ClusterNode implements ServingNode {
    */
   async listProfileEvents(workspace: string, identifier: Identifier, page: { pageSize?: number; pageToken?: string } = {}): Promise<ProfileEventsPage> {
     this.#assertRunning('listProfileEvents');
-    const pageSize = page.pageSize || 100;
-    if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 1_000) {
-      throw new InvalidArgumentError(`page_size must be an integer from 1 to 1000, received ${pageSize}`);
-    }
+    const pageSize = parsePageSize(page.pageSize);
     const offset = page.pageToken ? Number(page.pageToken) : 0;
     if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidArgumentError(`page_token is invalid: ${JSON.stringify(page.pageToken)}; pass the next_page_token of the previous page`);
 

@@ -1,8 +1,9 @@
 /**
- * The profile actor of one shard in cluster mode. Snapshots go to the shared bucket in NATS
- * (fenced by the lease epoch), and new identifier claims to the cluster-wide index, before
- * the local RocksDB write that keeps the profile's history and identifiers. A profile loads from NATS, because the shard's previous owner may
- * have been another node, unless its local snapshot is known to be current.
+ * The profile actor of one shard in cluster mode. New identifier claims go to the
+ * cluster-wide index and snapshots to the shared bucket in NATS (fenced by the lease epoch),
+ * before the local RocksDB write that keeps the profile's history and identifiers. A profile
+ * loads from NATS, because the shard's previous owner may have been another node, unless its
+ * local snapshot is known to be current.
  *
  * A local snapshot is current when it was written in the shard's current tenure chain: an
  * unbroken run of this node's own tenures, each ended by a completed handoff, with no other
@@ -11,7 +12,7 @@
  */
 import type { ActorBehavior } from '../actors/types.js';
 import type { IdentifierIndex } from '../profiles/identifier-index.js';
-import { parseActorKey, type ProfileBehavior } from '../profiles/profile-behavior.js';
+import { parseActorKey, type PersistCounts, type ProfileBehavior } from '../profiles/profile-behavior.js';
 import { fromSnapshot, toSnapshot, type AppliedEvent, type ProfileSnapshot, type ProfileState } from '../profiles/profile.js';
 import { decode } from '../storage/codec.js';
 import { keys } from '../storage/keys.js';
@@ -74,17 +75,28 @@ export class ClusterProfileBehavior implements ActorBehavior<ProfileState, Appli
     return this.#options.local.handle(state, applied);
   }
 
+  /**
+   * Writes the new identifier claims, then the snapshots to NATS, then the local copy. The
+   * claims go first: a new owner that loads a snapshot skips the events in it, so it would
+   * never claim their identifiers again. Everything is captured before the first await,
+   * because the actors go on applying events while the writes are in flight, and the local
+   * write covers exactly the events and identifiers captured.
+   */
   async persist(snapshots: Array<{ key: string; state: ProfileState }>): Promise<void> {
     const { shard, epoch } = this.#options;
     if (!this.#options.isOwner()) throw new ShardFencedError(shard, epoch, epoch, 'snapshot write after the lease expired');
 
-    // SnapshotStore.write encodes the snapshot before its first await, so each write
-    // captures the state as it is now, while the actors go on applying events.
+    const captured: PersistCounts[] = snapshots.map(({ state }) => ({ events: state.unpersisted.length, identifiers: state.newIdentifiers.length }));
+    const claims = this.#pendingClaims(snapshots, captured);
+    const prepared = snapshots.map(({ state }) =>
+      this.#options.snapshots.prepare({ workspace: state.workspace, shard, profileId: state.profileId, snapshot: toSnapshot(state), expectedRevision: state.snapshotRevision }, epoch),
+    );
+
     try {
+      await this.#options.claims.publish(claims);
       await Promise.all(
-        snapshots.map(async ({ state }) => {
-          const write = { workspace: state.workspace, shard, profileId: state.profileId, snapshot: toSnapshot(state), expectedRevision: state.snapshotRevision };
-          state.snapshotRevision = await this.#options.snapshots.write(write, epoch);
+        prepared.map(async (snapshot, i) => {
+          snapshots[i].state.snapshotRevision = await this.#options.snapshots.commit(snapshot);
         }),
       );
     } catch (error) {
@@ -92,22 +104,20 @@ export class ClusterProfileBehavior implements ActorBehavior<ProfileState, Appli
       throw error;
     }
 
-    await this.#options.claims.publish(this.#pendingClaims(snapshots));
-
     const chain = String(this.#options.chain);
     const chainOps: WriteOp[] = snapshots.map(({ state }) => ({ type: 'put', key: keys.clusterSnapshotChain(state.workspace, state.profileId), value: chain }));
-    await this.#options.local.persist(snapshots, chainOps);
+    await this.#options.local.persist(snapshots, chainOps, captured);
   }
 
-  /** Returns the profiles' new identifiers on which they have the winning claim among this node's claims. */
-  #pendingClaims(snapshots: Array<{ state: ProfileState }>): PublishedClaim[] {
+  /** Returns the captured new identifiers on which the profiles have the winning claim among this node's claims. */
+  #pendingClaims(snapshots: Array<{ state: ProfileState }>, captured: PersistCounts[]): PublishedClaim[] {
     const claims: PublishedClaim[] = [];
-    for (const { state } of snapshots) {
-      for (const identifier of state.newIdentifiers) {
+    snapshots.forEach(({ state }, i) => {
+      for (const identifier of state.newIdentifiers.slice(0, captured[i].identifiers)) {
         const owner = this.#options.index.pendingOwner(state.workspace, identifier);
         if (owner?.profileId === state.profileId) claims.push({ workspace: state.workspace, identifier, owner });
       }
-    }
+    });
     return claims;
   }
 

@@ -21,7 +21,7 @@ import type { AppendRequest, EventLog, LogRecord, PartitionId } from '../storage
 import { keys, parseSequence, prefixEnd } from '../storage/keys.js';
 import { RocksDbEventLog } from '../storage/rocksdb-event-log.js';
 import { Store } from '../storage/store.js';
-import { assertIdentifier, assertWorkspaceName, checkShardCount, notFound, parsePageToken } from './arguments.js';
+import { assertIdentifier, assertWorkspaceName, checkShardCount, notFound, parsePageSize, parsePageToken } from './arguments.js';
 import { InvalidArgumentError, NodeUnavailableError } from './errors.js';
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './node-options.js';
 import { LocalShardOwnership, type ShardOwnership } from './ownership.js';
@@ -153,10 +153,7 @@ export class RtcdpNode implements ServingNode {
   /** Returns a page of the profile's events, newest first. */
   async listProfileEvents(workspace: string, identifier: Identifier, page: { pageSize?: number; pageToken?: string } = {}): Promise<ProfileEventsPage> {
     this.#assertRunning('listProfileEvents');
-    const pageSize = page.pageSize || 100;
-    if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 1_000) {
-      throw new InvalidArgumentError(`page_size must be an integer from 1 to 1000, received ${pageSize}`);
-    }
+    const pageSize = parsePageSize(page.pageSize);
     const before = parsePageToken(page.pageToken);
     const profileId = await this.#resolve(workspace, identifier);
 

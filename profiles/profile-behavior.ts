@@ -26,6 +26,12 @@ export interface DeadLetterRecord {
   payload: Buffer;
 }
 
+/** How many of a profile's unpersisted events and new identifiers a persist covers. */
+export interface PersistCounts {
+  events: number;
+  identifiers: number;
+}
+
 export interface ProfileBehaviorOptions {
   store: Store;
   index: IdentifierIndex;
@@ -77,13 +83,19 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, AppliedEvent
 
   /**
    * Writes each profile's snapshot, its events applied since the last snapshot, and its new
-   * identifiers in one batch, with `extraOps`. `covered` records how much of each list this write includes.
+   * identifiers in one batch, with `extraOps`. `covered` records how much of each list this
+   * write includes: the lengths now, or the `captured` ones of a caller that wrote the
+   * same part elsewhere first.
    * The lists are cut by that count only after the write, because the actor may apply more
    * events while the write is in flight.
    */
-  async persist(snapshots: Array<{ key: string; state: ProfileState }>, extraOps: WriteOp[] = []): Promise<void> {
+  async persist(snapshots: Array<{ key: string; state: ProfileState }>, extraOps: WriteOp[] = [], captured?: PersistCounts[]): Promise<void> {
     const ops: WriteOp[] = [...extraOps];
-    const covered = snapshots.map(({ state }) => ({ state, events: state.unpersisted.length, identifiers: state.newIdentifiers.length }));
+    const covered = snapshots.map(({ state }, i) => ({
+      state,
+      events: captured?.[i].events ?? state.unpersisted.length,
+      identifiers: captured?.[i].identifiers ?? state.newIdentifiers.length,
+    }));
     const claims = covered.flatMap(({ state, identifiers }) =>
       state.newIdentifiers.slice(0, identifiers).map((identifier) => ({ workspace: state.workspace, identifier, profileId: state.profileId })),
     );

@@ -41,6 +41,16 @@ export interface SnapshotWrite {
   expectedRevision: number | undefined;
 }
 
+/** An encoded snapshot write, waiting to be committed. */
+export interface PreparedSnapshot {
+  key: string;
+  value: Uint8Array;
+  shard: number;
+  profileId: string;
+  expectedRevision: number | undefined;
+  epoch: number;
+}
+
 export class SnapshotStore {
   readonly #kv: KvStore;
 
@@ -63,10 +73,21 @@ export class SnapshotStore {
   }
 
   /** Writes one snapshot for an owner of lease `epoch`; returns the new revision. */
-  async write(write: SnapshotWrite, epoch: number): Promise<number> {
+  write(write: SnapshotWrite, epoch: number): Promise<number> {
+    return this.commit(this.prepare(write, epoch));
+  }
+
+  /** Encodes a snapshot now, so that later changes to the profile do not reach the write. */
+  prepare(write: SnapshotWrite, epoch: number): PreparedSnapshot {
     const key = snapshotKey(write.workspace, write.shard, write.profileId);
     const value = encode({ version: SNAPSHOT_RECORD_VERSION, epoch, snapshot: write.snapshot } satisfies StoredSnapshot);
-    let expected = write.expectedRevision;
+    return { key, value, shard: write.shard, profileId: write.profileId, expectedRevision: write.expectedRevision, epoch };
+  }
+
+  /** Writes a prepared snapshot; returns the new revision. */
+  async commit(prepared: PreparedSnapshot): Promise<number> {
+    const { key, value, epoch } = prepared;
+    let expected = prepared.expectedRevision;
 
     for (;;) {
       try {
@@ -77,7 +98,7 @@ export class SnapshotStore {
 
       const current = await this.#kv.get(key);
       const currentEpoch = current === null ? 0 : decode<StoredSnapshot>(Buffer.from(current.value)).epoch;
-      if (currentEpoch > epoch) throw new ShardFencedError(write.shard, epoch, currentEpoch, `snapshot of profile ${write.profileId}`);
+      if (currentEpoch > epoch) throw new ShardFencedError(prepared.shard, epoch, currentEpoch, `snapshot of profile ${prepared.profileId}`);
       expected = current?.revision;
     }
   }
