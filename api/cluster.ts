@@ -5,7 +5,7 @@
 import type { Logger } from '../common/logger.js';
 import { ClusterNode } from '../cluster/cluster-node.js';
 import type { ClusterNodeOptions } from '../cluster/cluster-options.js';
-import type { ServingNode } from '../cluster/serving-node.js';
+import type { ActivationFeed, ServingNode } from '../cluster/serving-node.js';
 import type { DefinitionStore } from '../decisions/definitions/definition-store.js';
 import { NodeUnavailableError } from '../cluster/errors.js';
 import { ApiServer } from './server.js';
@@ -40,6 +40,10 @@ export interface ClusterProcess {
 class LateNode implements ServingNode {
   node: ClusterNode | null = null;
   readonly definitionStore: DefinitionStore = new LateDefinitionStore(() => this.#require().definitionStore);
+  readonly activations: ActivationFeed = {
+    list: (...args) => this.#require().activations.list(...args),
+    waitBeyond: (...args) => this.#require().activations.waitBeyond(...args),
+  };
 
   ingest(...args: Parameters<ServingNode['ingest']>) {
     return this.#require().ingest(...args);

@@ -1,5 +1,5 @@
 import type { CustomerEvent } from '../profiles/event.js';
-import type { ProfileSnapshot } from '../profiles/profile.js';
+import type { ProfileView } from '../profiles/profile.js';
 import { decode } from '../storage/codec.js';
 import type { Profile } from '../proto/gen/rtcdp/v1/profile.js';
 import { eventToProto } from './convert.js';
@@ -8,8 +8,8 @@ function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-/** Converts a profile snapshot to the Profile message. */
-export function profileToProto(snapshot: ProfileSnapshot): Profile {
+/** Converts a profile as a query sees it to the Profile message. */
+export function profileToProto(snapshot: ProfileView): Profile {
   const events: Profile['events'] = {};
   for (const [name, stats] of Object.entries(snapshot.events)) {
     events[name] = { count: stats.count, sums: { ...stats.sums }, firstSeen: iso(stats.firstSeenMs), lastSeen: iso(stats.lastSeenMs) };
@@ -26,5 +26,9 @@ export function profileToProto(snapshot: ProfileSnapshot): Profile {
     lastSeen: snapshot.eventCount === 0 ? '' : iso(snapshot.lastSeenMs),
     recentEvents: snapshot.recent.map((payload) => eventToProto(decode<CustomerEvent>(payload))),
     lastApplied: { shard: snapshot.lastApplied.shard, sequence: snapshot.lastApplied.sequence },
+    computedTraits: { ...snapshot.computedValues },
+    segments: Object.fromEntries(
+      Object.entries(snapshot.segments).map(([name, membership]) => [name, { enteredAt: iso(membership.enteredAtMs), definitionVersion: membership.version }]),
+    ),
   };
 }

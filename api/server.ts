@@ -13,6 +13,7 @@ import { Lifecycle } from '../common/lifecycle.js';
 import type { Logger } from '../common/logger.js';
 import type { ServingNode } from '../cluster/serving-node.js';
 import type { AuthOptions } from './auth.js';
+import { activationServiceDefinition, createActivationService } from './activation-service.js';
 import { createDefinitionService, definitionServiceDefinition } from './definition-service.js';
 import { createIngestService, ingestServiceDefinition } from './ingest-service.js';
 import { createProfileService, profileServiceDefinition } from './profile-service.js';
@@ -22,6 +23,8 @@ const SERVICES = ['rtcdp.v1.IngestService', 'rtcdp.v1.ProfileService'];
 const PROTO_FILES = ['rtcdp/v1/event.proto', 'rtcdp/v1/ingest.proto', 'rtcdp/v1/profile.proto'];
 const DEFINITION_SERVICE = 'rtcdp.v1.DefinitionService';
 const DEFINITION_PROTO_FILE = 'rtcdp/v1/definitions.proto';
+const ACTIVATION_SERVICE = 'rtcdp.v1.ActivationService';
+const ACTIVATION_PROTO_FILE = 'rtcdp/v1/activations.proto';
 
 export interface ApiServerOptions {
   /** Interface to listen on. Default 127.0.0.1. */
@@ -41,6 +44,8 @@ export class ApiServer {
   readonly #lifecycle: Lifecycle;
   /** Names reported by the health service: '' for the server and each service it serves. */
   readonly #healthNames: string[];
+  /** Aborted when the server stops, which ends the activation subscriptions. */
+  readonly #stopping = new AbortController();
   #address = '';
 
   constructor(node: ServingNode, private readonly options: ApiServerOptions) {
@@ -48,7 +53,8 @@ export class ApiServer {
     this.#lifecycle = new Lifecycle('api', this.#logger);
     this.#server = new Server({ 'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? 4 * 1024 * 1024 });
     const definitionStore = node.definitionStore;
-    this.#healthNames = ['', ...SERVICES, ...(definitionStore === undefined ? [] : [DEFINITION_SERVICE])];
+    const activations = node.activations;
+    this.#healthNames = ['', ...SERVICES, ...(definitionStore === undefined ? [] : [DEFINITION_SERVICE]), ...(activations === undefined ? [] : [ACTIVATION_SERVICE])];
     this.#health = new HealthImplementation(Object.fromEntries(this.#healthNames.map((name) => [name, 'NOT_SERVING' as const])));
 
     this.#server.addService(ingestServiceDefinition, createIngestService(node, options.auth, this.#logger));
@@ -56,8 +62,12 @@ export class ApiServer {
     if (definitionStore !== undefined) {
       this.#server.addService(definitionServiceDefinition, createDefinitionService(definitionStore, options.auth, this.#logger));
     }
+    if (activations !== undefined) {
+      this.#server.addService(activationServiceDefinition, createActivationService(activations, options.auth, this.#logger, this.#stopping.signal));
+    }
     this.#health.addToServer(this.#server);
-    new ReflectionService(loadProtoDefinitions(definitionStore === undefined ? PROTO_FILES : [...PROTO_FILES, DEFINITION_PROTO_FILE])).addToServer(this.#server);
+    const protoFiles = [...PROTO_FILES, ...(definitionStore === undefined ? [] : [DEFINITION_PROTO_FILE]), ...(activations === undefined ? [] : [ACTIVATION_PROTO_FILE])];
+    new ReflectionService(loadProtoDefinitions(protoFiles)).addToServer(this.#server);
   }
 
   /** "host:port" the server listens on, once started. */
@@ -85,6 +95,7 @@ export class ApiServer {
     if (this.#lifecycle.is('stopped', 'created')) return;
     this.#lifecycle.set('draining');
     for (const name of this.#healthNames) this.#health.setStatus(name, 'NOT_SERVING');
+    this.#stopping.abort();
 
     const graceful = new Promise<void>((resolve) => this.#server.tryShutdown(() => resolve()));
     const timer = setTimeout(() => this.#server.forceShutdown(), options.graceMs ?? 5_000);

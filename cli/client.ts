@@ -11,9 +11,11 @@ import {
   credentials,
   status,
 } from '@grpc/grpc-js';
+import { ActivationServiceClient } from '../proto/gen/rtcdp/v1/activations.js';
 import { DefinitionServiceClient } from '../proto/gen/rtcdp/v1/definitions.js';
 import { IngestServiceClient } from '../proto/gen/rtcdp/v1/ingest.js';
 import { ProfileServiceClient } from '../proto/gen/rtcdp/v1/profile.js';
+import { CommandFailure } from './common.js';
 
 /** Deadline of a unary call, in milliseconds. */
 export const DEFAULT_DEADLINE_MS = 10_000;
@@ -29,6 +31,10 @@ export function createIngestClient(server: string): IngestServiceClient {
 
 export function createProfileClient(server: string): ProfileServiceClient {
   return new ProfileServiceClient(server, credentials.createInsecure(), CLIENT_OPTIONS);
+}
+
+export function createActivationClient(server: string): ActivationServiceClient {
+  return new ActivationServiceClient(server, credentials.createInsecure(), CLIENT_OPTIONS);
 }
 
 export function createDefinitionClient(server: string): DefinitionServiceClient {
@@ -92,4 +98,30 @@ export function serviceErrorDetails(error: ServiceError): string {
   const details = error.details === '' ? error.message : error.details;
   // grpc-js ends connection errors with "Resolution note: " even when it has no note.
   return details.replace(/[.\s]*Resolution note:\s*$/, '');
+}
+
+/**
+ * Turns a failed call to a node at `server` into a one-line CommandFailure. `service` names
+ * the service for UNIMPLEMENTED, with `unimplementedHint` after it. Other errors pass through.
+ */
+export function describeCallFailure(error: unknown, server: string, service: string, unimplementedHint = ''): unknown {
+  if (!isServiceError(error)) return error;
+
+  switch (error.code) {
+    case status.UNAVAILABLE:
+      return new CommandFailure(`cannot reach rtcdp at ${server}: ${serviceErrorDetails(error)}`);
+    case status.DEADLINE_EXCEEDED:
+      return new CommandFailure(`request to ${server} timed out after ${DEFAULT_DEADLINE_MS / 1000} s`);
+    case status.UNIMPLEMENTED:
+      return new CommandFailure(`${server} does not serve ${service}${unimplementedHint}`);
+    case status.UNAUTHENTICATED:
+    case status.PERMISSION_DENIED:
+      return new CommandFailure(`${server} rejected the write key: ${serviceErrorDetails(error)}. Pass a valid --write-key`);
+    case status.NOT_FOUND:
+    case status.ABORTED:
+    case status.INVALID_ARGUMENT:
+      return new CommandFailure(serviceErrorDetails(error));
+    default:
+      return new CommandFailure(`request to ${server} failed: ${describeServiceError(error)}`);
+  }
 }

@@ -4,10 +4,10 @@
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { status } from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import { canonicalDocument, toYaml } from '../decisions/definitions/canonical.js';
 import { DEFINITION_KINDS, type DefinitionKind } from '../decisions/definitions/document.js';
+import type { DefinitionIssue } from '../decisions/definitions/issues.js';
 import {
   DefinitionChange,
   type Definition,
@@ -16,7 +16,7 @@ import {
   type SourceFile,
   type ValidationError,
 } from '../proto/gen/rtcdp/v1/definitions.js';
-import { DEFAULT_DEADLINE_MS, callUnary, createDefinitionClient, describeServiceError, isServiceError, serviceErrorDetails, writeKeyMetadata } from './client.js';
+import { callUnary, createDefinitionClient, describeCallFailure, writeKeyMetadata } from './client.js';
 import { CommandFailure, UsageError, parseChoice, parseInteger, parseServer, renderTable } from './common.js';
 
 const DEFAULT_SERVER = '127.0.0.1:50051';
@@ -273,14 +273,14 @@ function parseKind(value: string): DefinitionKind {
  * subdirectories) in code-unit order of their names. Each file is named as the user would
  * find it: the path given, or the directory joined with the file name.
  */
-export async function readDefinitionFiles(paths: readonly string[]): Promise<SourceFile[]> {
+export async function readDefinitionFiles(paths: readonly string[], option = '-f'): Promise<SourceFile[]> {
   const files: SourceFile[] = [];
   for (const given of paths) {
     let isDirectory: boolean;
     try {
       isDirectory = (await stat(given)).isDirectory();
     } catch (error) {
-      throw new UsageError(`cannot read -f ${given}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (error as Error).message}`);
+      throw new UsageError(`cannot read ${option} ${given}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (error as Error).message}`);
     }
 
     if (!isDirectory) {
@@ -307,10 +307,18 @@ async function withClient<T>(options: ConnectionOptions, call: (client: Definiti
   try {
     return await call(client, writeKeyMetadata(options.writeKey));
   } catch (error) {
-    throw describeCallFailure(error, options.server);
+    throw describeCallFailure(error, options.server, 'DefinitionService');
   } finally {
     client.close();
   }
+}
+
+/** Builds the failure for a set that an in-process apply rejected, in the format of validationFailure. */
+export function definitionIssuesFailure(issues: readonly DefinitionIssue[], outcome: string): CommandFailure {
+  return validationFailure(
+    issues.map((issue) => ({ file: issue.file, path: issue.path, message: issue.rule, line: issue.line, column: issue.column })),
+    outcome,
+  );
 }
 
 /** Builds the failure for an invalid set: a first line with the count, then one line per error. */
@@ -321,25 +329,3 @@ function validationFailure(errors: readonly ValidationError[], outcome: string):
   return new CommandFailure([`${count}, ${outcome}:`, ...lines].join('\nrtcdp: '));
 }
 
-/** Turns a failed call into a one-line CommandFailure. Other errors pass through unchanged. */
-function describeCallFailure(error: unknown, server: string): unknown {
-  if (!isServiceError(error)) return error;
-
-  switch (error.code) {
-    case status.UNAVAILABLE:
-      return new CommandFailure(`cannot reach rtcdp at ${server}: ${serviceErrorDetails(error)}`);
-    case status.DEADLINE_EXCEEDED:
-      return new CommandFailure(`request to ${server} timed out after ${DEFAULT_DEADLINE_MS / 1000} s`);
-    case status.UNIMPLEMENTED:
-      return new CommandFailure(`${server} does not serve DefinitionService: definitions are served by embedded nodes (rtcdp dev) in this version`);
-    case status.UNAUTHENTICATED:
-    case status.PERMISSION_DENIED:
-      return new CommandFailure(`${server} rejected the write key: ${serviceErrorDetails(error)}. Pass a valid --write-key`);
-    case status.NOT_FOUND:
-    case status.ABORTED:
-    case status.INVALID_ARGUMENT:
-      return new CommandFailure(serviceErrorDetails(error));
-    default:
-      return new CommandFailure(`request to ${server} failed: ${describeServiceError(error)}`);
-  }
-}

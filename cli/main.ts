@@ -46,7 +46,9 @@ import {
   waitForStopSignal,
 } from './common.js';
 import { addClusterCommands } from './cluster-commands.js';
-import { addDefinitionCommands } from './definition-commands.js';
+import { addActivationCommands } from './activation-commands.js';
+import type { SourceFile } from '../decisions/definitions/document.js';
+import { addDefinitionCommands, definitionIssuesFailure, readDefinitionFiles } from './definition-commands.js';
 import { addNodeCommand } from './node-command.js';
 
 const MAX_PAGE_SIZE = 1000;
@@ -95,6 +97,7 @@ function buildProgram(): Command {
   addSendCommand(program);
   addProfileCommands(program);
   addDefinitionCommands(program);
+  addActivationCommands(program);
   return program;
 }
 
@@ -137,6 +140,7 @@ interface DevOptions {
   host: string;
   port: number;
   load?: string[];
+  definitions?: string[];
   writeKey?: Map<string, string>;
   logLevel: string;
   shards: number;
@@ -157,6 +161,10 @@ function addDevCommand(program: Command): void {
     .option('--host <host>', 'IP address or host name to listen on', '127.0.0.1')
     .option('--port <port>', 'TCP port to listen on, 0 for any free port', parseInteger('--port', 0, 65535), 50051)
     .option('--load <file...>', `event files to send once the server listens. ${FILE_FORMATS_HELP}`)
+    .option(
+      '--definitions <path...>',
+      'definition files, or directories of .yaml, .yml and .json files, applied to workspace "default" before --load, as rtcdp apply -f does',
+    )
     .option(
       '--write-key <key=workspace>',
       'accept write key KEY for workspace WORKSPACE (repeatable; default: none)',
@@ -190,10 +198,12 @@ function addDevCommand(program: Command): void {
 
 async function runDev(options: DevOptions): Promise<void> {
   const sources = await openSources(options.load ?? []);
+  const definitionFiles = await readDefinitionFiles(options.definitions ?? [], '--definitions');
   await mkdir(options.data, { recursive: true });
 
   const embedded = await startDevNode(options);
   process.stdout.write(`rtcdp listening on ${embedded.address}\n`);
+  if (definitionFiles.length > 0) await applyDevDefinitions(embedded, definitionFiles);
 
   const stopSignal = waitForStopSignal();
   const loading = new AbortController();
@@ -208,6 +218,19 @@ async function runDev(options: DevOptions): Promise<void> {
   process.stderr.write(`rtcdp: received ${signal}, stopping\n`);
   await embedded.stop();
   process.exitCode = 0;
+}
+
+/** Applies definition files to workspace "default"; an invalid set stops the node and fails the command. */
+async function applyDevDefinitions(embedded: Awaited<ReturnType<typeof startDevNode>>, files: SourceFile[]): Promise<void> {
+  const { DefinitionRegistry } = await import('../decisions/definitions/definition-registry.js');
+  const outcome = await new DefinitionRegistry(embedded.node.definitionStore).apply('default', files);
+  if (outcome.issues.length > 0) {
+    await embedded.stop();
+    throw definitionIssuesFailure(outcome.issues, 'nothing was applied');
+  }
+
+  const changed = outcome.results.filter((result) => result.change !== 'unchanged').length;
+  process.stdout.write(`definitions: ${outcome.results.length} applied (${changed} new or changed)\n`);
 }
 
 async function startDevNode(options: DevOptions) {
@@ -291,6 +314,8 @@ function printQueryHint(address: string, example: SendSummary['exampleIdentifier
     'Query a profile with:',
     `  ${commandName()} profile get --server ${server} ${flag} ${identifier.value}`,
     `  ${commandName()} profile events --server ${server} ${flag} ${identifier.value} --page-size 20`,
+    'List segment entries and exits with:',
+    `  ${commandName()} activations list --server ${server}`,
     'Press Ctrl-C to stop.',
     '',
   ];
@@ -600,10 +625,23 @@ function printProfile(profile: Profile, output: string): void {
     'events by name:',
     ...renderEventStats(profile),
     '',
+    'computed traits:',
+    ...renderObject(profile.computedTraits),
+    '',
+    'segments:',
+    ...renderSegments(profile),
+    '',
     `recent events (newest first, ${Math.min(RECENT_EVENTS_SHOWN, profile.recentEvents.length)} of ${profile.recentEvents.length}):`,
     ...renderTable(profile.recentEvents.slice(0, RECENT_EVENTS_SHOWN).map(eventRow)),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+function renderSegments(profile: Profile): string[] {
+  const names = Object.keys(profile.segments).sort();
+  if (names.length === 0) return ['  (none)'];
+  const rows = names.map((name) => [name, profile.segments[name].enteredAt, String(profile.segments[name].definitionVersion)]);
+  return renderTable([['SEGMENT', 'ENTERED AT', 'VERSION'], ...rows]);
 }
 
 function renderEventStats(profile: Profile): string[] {

@@ -12,7 +12,10 @@ import type { RawEvent } from '../profiles/event.js';
 import { earlier, IdentifierIndex, type Owner } from '../profiles/identifier-index.js';
 import { profileIdForIdentifier, type Identifier } from '../profiles/identifiers.js';
 import { ProfileBehavior } from '../profiles/profile-behavior.js';
-import type { ProfileSnapshot } from '../profiles/profile.js';
+import { ActivationLog } from '../profiles/activation-log.js';
+import { DefinitionCatalog } from '../decisions/evaluation/definition-catalog.js';
+import { SegmentEvaluator } from '../decisions/evaluation/segment-evaluator.js';
+import type { ProfileView } from '../profiles/profile.js';
 import { decode, encode } from '../storage/codec.js';
 import { keys } from '../storage/keys.js';
 import type { CustomerEvent } from '../profiles/event.js';
@@ -93,6 +96,10 @@ export class ClusterNode implements ServingNode {
   readonly nodeId: string;
   /** Definitions of every workspace, shared by all nodes through a KV bucket. */
   readonly definitionStore: DefinitionStore;
+  /** Activations of the profiles this node applied, in its own RocksDB. */
+  readonly activations: ActivationLog;
+  readonly evaluator: SegmentEvaluator;
+  readonly #catalog: DefinitionCatalog;
   readonly #logger: Logger;
   readonly #lifecycle: Lifecycle;
   readonly #connection: NatsConnection;
@@ -146,7 +153,17 @@ export class ClusterNode implements ServingNode {
     this.#shards = parts.shards;
 
     this.#index = new IdentifierIndex(parts.store);
-    this.#local = new ProfileBehavior({ store: parts.store, index: this.#index, limits: options.profileLimits, logger: this.#logger });
+    this.activations = new ActivationLog(parts.store);
+    this.#catalog = new DefinitionCatalog({ store: parts.definitions, logger: this.#logger });
+    this.evaluator = new SegmentEvaluator({ catalog: this.#catalog, logger: this.#logger });
+    this.#local = new ProfileBehavior({
+      store: parts.store,
+      index: this.#index,
+      limits: options.profileLimits,
+      logger: this.#logger,
+      evaluator: this.evaluator,
+      activations: this.activations,
+    });
     this.#leases = new ShardLeases(parts.kv, {
       nodeId: options.nodeId,
       leaseTtlMs: options.leaseTtlMs,
@@ -213,6 +230,7 @@ export class ClusterNode implements ServingNode {
 
   async #start(): Promise<void> {
     this.#lifecycle.set('starting', { shards: this.#shards, replicas: this.options.replicas });
+    this.#catalog.start();
     this.#leases.start();
     this.#leases.onChange((shard, owned) => {
       if (!owned) void this.#onLeaseLost(shard);
@@ -283,12 +301,12 @@ export class ClusterNode implements ServingNode {
     return results;
   }
 
-  async getProfile(workspace: string, identifier: Identifier): Promise<ProfileSnapshot> {
+  async getProfile(workspace: string, identifier: Identifier): Promise<ProfileView> {
     this.#assertRunning('getProfile');
     const profileId = await this.#resolve(workspace, identifier);
     const shard = shardOf(profileId, this.#shards);
 
-    const profile = await this.#askOwner<ProfileSnapshot | null>(shard, { op: 'getProfile', workspace, profileId });
+    const profile = await this.#askOwner<ProfileView | null>(shard, { op: 'getProfile', workspace, profileId });
     if (profile === null) throw notFound(identifier);
     return profile;
   }
@@ -414,6 +432,7 @@ export class ClusterNode implements ServingNode {
         actors: this.options.actors,
         maxPendingRecords: this.options.maxPendingRecordsPerShard,
         checkpointIntervalMs: this.options.checkpointIntervalMs,
+        evaluationTimerIntervalMs: this.options.evaluationTimerIntervalMs,
         isOwner: () => this.#leases.owns(shard),
         onFenced: () => void this.#onLeaseLost(shard),
         logger: this.#logger,
@@ -574,6 +593,7 @@ export class ClusterNode implements ServingNode {
     await this.#coordinator.stop();
     if (this.#membership.state !== 'stopped') await this.#membership.stop();
     this.#leases.stop();
+    this.#catalog.stop();
     await this.#log.close();
     await this.#store.close();
     await this.#disconnect();

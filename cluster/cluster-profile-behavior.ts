@@ -12,7 +12,8 @@
  */
 import type { ActorBehavior } from '../actors/types.js';
 import type { IdentifierIndex } from '../profiles/identifier-index.js';
-import { parseActorKey, type PersistCounts, type ProfileBehavior } from '../profiles/profile-behavior.js';
+import type { ProfileMessage } from '../profiles/evaluator.js';
+import { capturePersistCounts, parseActorKey, type PersistCounts, type ProfileBehavior } from '../profiles/profile-behavior.js';
 import { fromSnapshot, toSnapshot, type AppliedEvent, type ProfileSnapshot, type ProfileState } from '../profiles/profile.js';
 import { decode } from '../storage/codec.js';
 import { keys } from '../storage/keys.js';
@@ -40,7 +41,7 @@ export interface ClusterProfileBehaviorOptions {
   onFenced: (error: ShardFencedError) => void;
 }
 
-export class ClusterProfileBehavior implements ActorBehavior<ProfileState, AppliedEvent> {
+export class ClusterProfileBehavior implements ActorBehavior<ProfileState, ProfileMessage> {
   readonly #options: ClusterProfileBehaviorOptions;
   /** Profiles loaded from the local snapshot and from NATS. */
   readonly loads = { local: 0, nats: 0 };
@@ -51,6 +52,7 @@ export class ClusterProfileBehavior implements ActorBehavior<ProfileState, Appli
 
   async load(key: string): Promise<ProfileState | undefined> {
     const { workspace, profileId } = parseActorKey(key);
+    await this.#options.local.prepare(workspace);
     const [snapshot, chain] = await this.#options.store.getMany([keys.snapshot(workspace, profileId), keys.clusterSnapshotChain(workspace, profileId)]);
     if (snapshot !== null && chain !== null && Number(chain.toString()) === this.#options.chain) {
       this.loads.local += 1;
@@ -71,8 +73,8 @@ export class ClusterProfileBehavior implements ActorBehavior<ProfileState, Appli
     return this.#options.local.create(key);
   }
 
-  handle(state: ProfileState, applied: AppliedEvent): ProfileState {
-    return this.#options.local.handle(state, applied);
+  handle(state: ProfileState, message: ProfileMessage): ProfileState {
+    return this.#options.local.handle(state, message);
   }
 
   /**
@@ -86,7 +88,7 @@ export class ClusterProfileBehavior implements ActorBehavior<ProfileState, Appli
     const { shard, epoch } = this.#options;
     if (!this.#options.isOwner()) throw new ShardFencedError(shard, epoch, epoch, 'snapshot write after the lease expired');
 
-    const captured: PersistCounts[] = snapshots.map(({ state }) => ({ events: state.unpersisted.length, identifiers: state.newIdentifiers.length }));
+    const captured: PersistCounts[] = snapshots.map(({ state }) => capturePersistCounts(state));
     const claims = this.#pendingClaims(snapshots, captured);
     const prepared = snapshots.map(({ state }) =>
       this.#options.snapshots.prepare({ workspace: state.workspace, shard, profileId: state.profileId, snapshot: toSnapshot(state), expectedRevision: state.snapshotRevision }, epoch),
@@ -121,7 +123,7 @@ export class ClusterProfileBehavior implements ActorBehavior<ProfileState, Appli
     return claims;
   }
 
-  deadLetter(key: string, applied: AppliedEvent, error: unknown, attempts: number): Promise<void> {
-    return this.#options.local.deadLetter(key, applied, error, attempts);
+  deadLetter(key: string, message: ProfileMessage, error: unknown, attempts: number): Promise<void> {
+    return this.#options.local.deadLetter(key, message, error, attempts);
   }
 }

@@ -23,6 +23,12 @@ export interface NodeOptions {
   queryTimeoutMs?: number;
   /** fdatasync the RocksDB WAL before acknowledging events (power-loss durability). Default true. */
   walSync?: boolean;
+  /** Time between sweeps of the durable timer index for due profile evaluations. Default 1,000 ms. */
+  evaluationTimerIntervalMs?: number;
+  /** Time between reloads of the definitions besides those a store change triggers. Default 10,000 ms. */
+  definitionReloadIntervalMs?: number;
+  /** How long activations are kept in the node's activation log. Default 604,800,000 (7 days). */
+  activationRetentionMs?: number;
   eventLimits?: Partial<EventLimits>;
   profileLimits?: Partial<ProfileLimits>;
   actors?: ActorSystemOptions;
@@ -40,6 +46,9 @@ export interface ResolvedNodeOptions {
   dedupWindowMs: number;
   pruneIntervalMs: number;
   walSync: boolean;
+  evaluationTimerIntervalMs: number;
+  definitionReloadIntervalMs: number;
+  activationRetentionMs: number;
   eventLimits: EventLimits;
   profileLimits: ProfileLimits;
   actors: ActorSystemOptions;
@@ -68,6 +77,9 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
     dedupWindowMs: positiveInteger('dedupWindowMs', options.dedupWindowMs ?? 7 * 24 * 3_600_000),
     pruneIntervalMs: positiveInteger('pruneIntervalMs', options.pruneIntervalMs ?? 60_000),
     walSync: options.walSync ?? true,
+    evaluationTimerIntervalMs: positiveInteger('evaluationTimerIntervalMs', options.evaluationTimerIntervalMs ?? 1_000),
+    definitionReloadIntervalMs: positiveInteger('definitionReloadIntervalMs', options.definitionReloadIntervalMs ?? 10_000),
+    activationRetentionMs: positiveInteger('activationRetentionMs', options.activationRetentionMs ?? 7 * 24 * 3_600_000),
     eventLimits: resolveEventLimits(options.eventLimits),
     profileLimits: resolveProfileLimits(options.profileLimits),
     actors: { ...DEFAULT_ACTOR_OPTIONS, ...definedFields(options.actors ?? {}) },

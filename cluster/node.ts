@@ -8,14 +8,18 @@ import { ActorSystem } from '../actors/actor-system.js';
 import { DeadlineError, OverloadedError } from '../common/errors.js';
 import type { DefinitionStore } from '../decisions/definitions/definition-store.js';
 import { RocksDbDefinitionStore } from '../decisions/definitions/rocksdb-definition-store.js';
+import { DefinitionCatalog } from '../decisions/evaluation/definition-catalog.js';
+import { SegmentEvaluator } from '../decisions/evaluation/segment-evaluator.js';
 import { Lifecycle } from '../common/lifecycle.js';
 import type { Logger } from '../common/logger.js';
 import type { CustomerEvent, RawEvent } from '../profiles/event.js';
+import { ActivationLog } from '../profiles/activation-log.js';
+import { EvaluationTimers } from '../profiles/evaluation-timers.js';
 import { IdentifierIndex } from '../profiles/identifier-index.js';
 import { profileIdForIdentifier, type Identifier } from '../profiles/identifiers.js';
 import { actorKey, ProfileBehavior, type DeadLetterRecord } from '../profiles/profile-behavior.js';
-import type { AppliedEvent, ProfileSnapshot, ProfileState } from '../profiles/profile.js';
-import { toSnapshot } from '../profiles/profile.js';
+import type { ProfileMessage } from '../profiles/evaluator.js';
+import type { ProfileState, ProfileView } from '../profiles/profile.js';
 import { decode } from '../storage/codec.js';
 import type { AppendRequest, EventLog, LogRecord, PartitionId } from '../storage/event-log.js';
 import { keys, parseSequence, prefixEnd } from '../storage/keys.js';
@@ -37,13 +41,19 @@ export class RtcdpNode implements ServingNode {
   readonly options: ResolvedNodeOptions;
   /** Definitions in this node's RocksDB, served by DefinitionService. */
   readonly definitionStore: DefinitionStore;
+  /** Activations of this node's profiles, served by ActivationService. */
+  readonly activations: ActivationLog;
+  readonly evaluator: SegmentEvaluator;
   readonly #logger: Logger;
   readonly #lifecycle: Lifecycle;
   readonly #store: Store;
   readonly #log: EventLog;
   readonly #ownership: ShardOwnership;
   readonly #index: IdentifierIndex;
-  readonly #actors: ActorSystem<ProfileState, AppliedEvent>;
+  readonly #behavior: ProfileBehavior;
+  readonly #actors: ActorSystem<ProfileState, ProfileMessage>;
+  readonly #catalog: DefinitionCatalog;
+  readonly #timers: EvaluationTimers;
   readonly #consumers = new Map<string, PartitionConsumer>();
   #inFlightEvents = 0;
   #checkpointTimer: NodeJS.Timeout | null = null;
@@ -63,8 +73,26 @@ export class RtcdpNode implements ServingNode {
     this.#ownership = new LocalShardOwnership();
     this.#index = new IdentifierIndex(store);
     this.definitionStore = new RocksDbDefinitionStore(store, { logger: this.#logger });
-    const behavior = new ProfileBehavior({ store, index: this.#index, limits: options.profileLimits, logger: this.#logger, beforeApply: options.beforeApply });
-    this.#actors = new ActorSystem(behavior, { ...options.actors, logger: this.#logger });
+    this.activations = new ActivationLog(store);
+    this.#catalog = new DefinitionCatalog({ store: this.definitionStore, logger: this.#logger, reloadIntervalMs: options.definitionReloadIntervalMs });
+    this.evaluator = new SegmentEvaluator({ catalog: this.#catalog, logger: this.#logger });
+    this.#behavior = new ProfileBehavior({
+      store,
+      index: this.#index,
+      limits: options.profileLimits,
+      logger: this.#logger,
+      evaluator: this.evaluator,
+      activations: this.activations,
+      beforeApply: options.beforeApply,
+    });
+    this.#actors = new ActorSystem(this.#behavior, { ...options.actors, logger: this.#logger });
+    this.#timers = new EvaluationTimers({
+      store,
+      partitions: async () => (await this.#log.partitions()).filter((partition) => this.#ownership.owns(partition.shard)),
+      tell: (key, message) => this.#actors.tell(key, message),
+      logger: this.#logger,
+      intervalMs: options.evaluationTimerIntervalMs,
+    });
   }
 
   /** Opens the data directory, replays every partition from its checkpoint, and starts delivering. */
@@ -86,6 +114,7 @@ export class RtcdpNode implements ServingNode {
 
   async #start(): Promise<void> {
     this.#lifecycle.set('starting', { dataDir: this.options.dataDir, shards: this.options.shards });
+    this.#catalog.start();
     this.#actors.start();
 
     // Records between a checkpoint and the head were acknowledged before the restart and
@@ -101,6 +130,7 @@ export class RtcdpNode implements ServingNode {
     this.#checkpointTimer.unref();
     this.#pruneTimer = setInterval(() => void this.pruneLog(), this.options.pruneIntervalMs);
     this.#pruneTimer.unref();
+    this.#timers.start();
     this.#lifecycle.set('running');
   }
 
@@ -142,10 +172,10 @@ export class RtcdpNode implements ServingNode {
   }
 
   /** Returns the profile holding `identifier`, reflecting every event acknowledged before the call. */
-  async getProfile(workspace: string, identifier: Identifier): Promise<ProfileSnapshot> {
+  async getProfile(workspace: string, identifier: Identifier): Promise<ProfileView> {
     this.#assertRunning('getProfile');
     const profileId = await this.#resolve(workspace, identifier);
-    const snapshot = await this.#actors.ask(actorKey(workspace, profileId), (state) => (state === undefined ? undefined : structuredClone(toSnapshot(state))));
+    const snapshot = await this.#actors.ask(actorKey(workspace, profileId), (state) => (state === undefined ? undefined : this.#behavior.view(state)));
     if (snapshot === undefined) throw notFound(identifier);
     return snapshot;
   }
@@ -323,7 +353,22 @@ export class RtcdpNode implements ServingNode {
     } catch (error) {
       this.#logger.error({ err: error }, 'event log pruning failed');
     }
+    await this.#pruneActivations();
     return pruned;
+  }
+
+  /** Deletes activations older than `activationRetentionMs` from each workspace's activation log. */
+  async #pruneActivations(): Promise<void> {
+    const storedBeforeMs = Date.now() - this.options.activationRetentionMs;
+    const workspaces = new Set([...this.#consumers.values()].map((consumer) => consumer.partition.workspace));
+    for (const workspace of workspaces) {
+      try {
+        const pruned = await this.activations.prune(workspace, storedBeforeMs);
+        if (pruned > 0) this.#logger.info({ workspace, pruned, storedBeforeMs }, 'pruned activations past their retention');
+      } catch (error) {
+        this.#logger.error({ workspace, err: error }, 'activation pruning failed');
+      }
+    }
   }
 
   /**
@@ -339,7 +384,9 @@ export class RtcdpNode implements ServingNode {
     await this.#awaitConsumers(timeoutMs);
     for (const consumer of this.#consumers.values()) consumer.stop();
     this.#unsubscribe();
+    await this.#timers.stop();
     await this.#actors.drain({ timeoutMs });
+    this.#catalog.stop();
 
     if (this.#checkpointTimer) clearInterval(this.#checkpointTimer);
     if (this.#pruneTimer) clearInterval(this.#pruneTimer);
@@ -362,7 +409,9 @@ export class RtcdpNode implements ServingNode {
     this.#unsubscribe();
     if (this.#checkpointTimer) clearInterval(this.#checkpointTimer);
     if (this.#pruneTimer) clearInterval(this.#pruneTimer);
+    await this.#timers.stop();
     await this.#actors.stop();
+    this.#catalog.stop();
     await this.#pruning;
     await this.#log.close();
     await this.#store.close();

@@ -12,6 +12,7 @@ import type { Logger } from '../common/logger.js';
 import type { CustomerEvent } from '../profiles/event.js';
 import { profileIdOf } from '../profiles/identifiers.js';
 import { actorKey } from '../profiles/profile-behavior.js';
+import type { ProfileMessage } from '../profiles/evaluator.js';
 import type { AppliedEvent, ProfileState } from '../profiles/profile.js';
 import { decode } from '../storage/codec.js';
 import type { EventLog, LogRecord, PartitionId } from '../storage/event-log.js';
@@ -24,7 +25,7 @@ export interface PartitionConsumerOptions {
   partition: PartitionId;
   /** The log to read back from when behind; its sequences have no gaps. Without it, offer() is the only source. */
   log?: EventLog;
-  actors: ActorSystem<ProfileState, AppliedEvent>;
+  actors: ActorSystem<ProfileState, ProfileMessage>;
   /** Sequence up to which every record is already reflected in persisted snapshots. */
   checkpoint: number;
   logger: Logger;

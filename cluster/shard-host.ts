@@ -13,7 +13,9 @@ import type { Logger } from '../common/logger.js';
 import type { IdentifierIndex, Owner } from '../profiles/identifier-index.js';
 import type { Identifier } from '../profiles/identifiers.js';
 import { actorKey, type ProfileBehavior } from '../profiles/profile-behavior.js';
-import { toSnapshot, type AppliedEvent, type ProfileSnapshot, type ProfileState } from '../profiles/profile.js';
+import type { ProfileMessage } from '../profiles/evaluator.js';
+import { EvaluationTimers } from '../profiles/evaluation-timers.js';
+import { toSnapshot, type ProfileSnapshot, type ProfileState, type ProfileView } from '../profiles/profile.js';
 import type { LogRecord, PartitionId } from '../storage/event-log.js';
 import type { Store } from '../storage/store.js';
 import { ClusterProfileBehavior } from './cluster-profile-behavior.js';
@@ -48,6 +50,7 @@ export interface ShardHostOptions {
   /** Records taken from the stream but not yet applied, above which the feed waits. */
   maxPendingRecords: number;
   checkpointIntervalMs: number;
+  evaluationTimerIntervalMs: number;
   /** Whether the lease is still valid; the host writes nothing once it is not. */
   isOwner: () => boolean;
   /** Called once when a write finds a newer owner; the caller then aborts the host. */
@@ -78,9 +81,12 @@ export class ShardHost {
   readonly #options: ShardHostOptions;
   readonly #logger: Logger;
   readonly #lifecycle: Lifecycle;
-  readonly #actors: ActorSystem<ProfileState, AppliedEvent>;
+  readonly #actors: ActorSystem<ProfileState, ProfileMessage>;
   readonly #behavior: ClusterProfileBehavior;
   readonly #consumers = new Map<string, PartitionConsumer>();
+  /** Workspaces with records on this shard: those in the log at start and those seen since. */
+  readonly #workspaces = new Set<string>();
+  readonly #timers: EvaluationTimers;
   readonly #state: ShardStateRecord;
   #feed: ShardFeed | null = null;
   #pendingRecords = 0;
@@ -112,6 +118,13 @@ export class ShardHost {
       onFenced: (error) => this.#fence(error),
     });
     this.#actors = new ActorSystem(this.#behavior, { ...options.actors, logger: this.#logger });
+    this.#timers = new EvaluationTimers({
+      store: options.store,
+      partitions: async () => [...this.#workspaces].map((workspace) => ({ workspace, shard: this.shard })),
+      tell: (key, message) => this.#actors.tell(key, message),
+      logger: this.#logger,
+      intervalMs: options.evaluationTimerIntervalMs,
+    });
   }
 
   /** Claims the shard's checkpoints with the lease epoch and starts applying from them. */
@@ -138,6 +151,7 @@ export class ShardHost {
 
     this.#checkpointTimer = setInterval(() => void this.#checkpoint(), this.#options.checkpointIntervalMs);
     this.#checkpointTimer.unref();
+    this.#timers.start();
     this.#lifecycle.set('running', { fromSequence, checkpoints: this.#state.checkpoints });
   }
 
@@ -147,6 +161,7 @@ export class ShardHost {
    */
   async #firstUncheckpointed(): Promise<number> {
     const partitions = (await this.#options.log.partitions()).filter((partition) => partition.shard === this.shard);
+    for (const partition of partitions) this.#workspaces.add(partition.workspace);
     let from = Number.MAX_SAFE_INTEGER;
     for (const partition of partitions) {
       from = Math.min(from, (this.#state.checkpoints[partition.workspace] ?? 0) + 1);
@@ -184,6 +199,7 @@ export class ShardHost {
       onApplied: () => this.#recordApplied(),
     });
     this.#consumers.set(workspace, consumer);
+    this.#workspaces.add(workspace);
     consumer.start();
     return consumer;
   }
@@ -192,9 +208,9 @@ export class ShardHost {
    * Returns the profile's state after every event of its workspace on this shard that the
    * stream stored before the call, or undefined when the profile has none.
    */
-  async getProfile(workspace: string, profileId: string, timeoutMs: number): Promise<ProfileSnapshot | undefined> {
+  async getProfile(workspace: string, profileId: string, timeoutMs: number): Promise<ProfileView | undefined> {
     await this.#awaitHead({ workspace, shard: this.shard }, timeoutMs);
-    return this.#actors.ask(actorKey(workspace, profileId), (state) => (state === undefined ? undefined : structuredClone(toSnapshot(state))));
+    return this.#actors.ask(actorKey(workspace, profileId), (state) => (state === undefined ? undefined : this.#options.local.view(state)));
   }
 
   /**
@@ -353,6 +369,8 @@ export class ShardHost {
   #stopTimer(): void {
     if (this.#checkpointTimer !== null) clearInterval(this.#checkpointTimer);
     this.#checkpointTimer = null;
+    // A sweep still running finds the actors stopped: their tell returns false.
+    void this.#timers.stop();
   }
 }
 

@@ -5,11 +5,15 @@
  */
 import type { ActorBehavior } from '../actors/types.js';
 import type { Logger } from '../common/logger.js';
+import type { ProfileActivation } from './activation.js';
+import type { CustomerEvent } from './event.js';
 import { decode, encode } from '../storage/codec.js';
-import { keys } from '../storage/keys.js';
+import { keys, prefixEnd } from '../storage/keys.js';
 import type { Store, WriteOp } from '../storage/store.js';
+import type { ActivationBatch, ActivationLog } from './activation-log.js';
+import { isEvaluationDue, type ProfileEvaluator, type ProfileMessage } from './evaluator.js';
 import { IdentifierIndex } from './identifier-index.js';
-import { applyEvent, createProfile, fromSnapshot, toSnapshot, type AppliedEvent, type ProfileLimits, type ProfileSnapshot, type ProfileState } from './profile.js';
+import { applyEvent, createProfile, fromSnapshot, toSnapshot, type AppliedEvent, type ProfileLimits, type ProfileSnapshot, type ProfileState, type ProfileView } from './profile.js';
 
 export const DEAD_LETTER_VERSION = 1;
 
@@ -26,10 +30,17 @@ export interface DeadLetterRecord {
   payload: Buffer;
 }
 
-/** How many of a profile's unpersisted events and new identifiers a persist covers. */
+/** How much of a profile's unpersisted events, new identifiers and activations a persist covers, and its timer. */
 export interface PersistCounts {
   events: number;
   identifiers: number;
+  activations: number;
+  nextEvaluationMs: number;
+}
+
+/** Captures what a persist of `state` starting now covers. */
+export function capturePersistCounts(state: ProfileState): PersistCounts {
+  return { events: state.unpersisted.length, identifiers: state.newIdentifiers.length, activations: state.activations.length, nextEvaluationMs: state.nextEvaluationMs };
 }
 
 export interface ProfileBehaviorOptions {
@@ -37,6 +48,12 @@ export interface ProfileBehaviorOptions {
   index: IdentifierIndex;
   limits: ProfileLimits;
   logger: Logger;
+  /** Evaluates computed traits and segments after each event and timer; without it profiles only aggregate. */
+  evaluator?: ProfileEvaluator;
+  /** The activation log that persist writes activations to. Required with `evaluator`. */
+  activations?: ActivationLog;
+  /** Wall clock for evaluations, ms since the epoch. Default Date.now. */
+  now?: () => number;
   /** Called before each event is applied; a throw counts as a failure of the handler. For fault-injection tests. */
   beforeApply?: (applied: AppliedEvent, profileId: string) => void;
 }
@@ -51,18 +68,49 @@ export function actorKey(workspace: string, profileId: string): string {
   return `${workspace}/${profileId}`;
 }
 
-export class ProfileBehavior implements ActorBehavior<ProfileState, AppliedEvent> {
+export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessage> {
   readonly #options: ProfileBehaviorOptions;
+  readonly #now: () => number;
 
   constructor(options: ProfileBehaviorOptions) {
+    if (options.evaluator !== undefined && options.activations === undefined) throw new TypeError('ProfileBehavior needs an activation log with an evaluator');
     this.#options = options;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Readies the workspace's definitions before a profile of it is loaded or created. */
+  prepare(workspace: string): Promise<void> {
+    return this.#options.evaluator?.prepare(workspace) ?? Promise.resolve();
   }
 
   async load(key: string): Promise<ProfileState | undefined> {
     const { workspace, profileId } = parseActorKey(key);
+    await this.prepare(workspace);
     const stored = await this.#options.store.get(keys.snapshot(workspace, profileId));
     if (stored === null) return undefined;
-    return fromSnapshot(decode<ProfileSnapshot>(stored));
+
+    const state = fromSnapshot(decode<ProfileSnapshot>(stored));
+    await this.rebuildStaleTraits(state);
+    return state;
+  }
+
+  /**
+   * Rebuilds the computed traits that were added or changed since the profile's snapshot
+   * from the history in this node's store: every event the snapshot covers, in log order.
+   */
+  async rebuildStaleTraits(state: ProfileState): Promise<void> {
+    const evaluator = this.#options.evaluator;
+    const stale = evaluator?.staleTraits(state) ?? [];
+    if (evaluator === undefined || stale.length === 0) return;
+
+    const prefix = keys.profileEventPrefix(state.workspace, state.profileId);
+    const entries = await this.#options.store.list({ gte: prefix, lt: prefixEnd(prefix) });
+    evaluator.rebuildTraits(
+      state,
+      stale,
+      entries.map((entry) => decode<CustomerEvent>(entry.value)),
+    );
+    this.#options.logger.debug({ workspace: state.workspace, profileId: state.profileId, traits: stale, events: entries.length }, 'rebuilt computed traits from history');
   }
 
   create(key: string): ProfileState {
@@ -70,15 +118,27 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, AppliedEvent
     return createProfile(workspace, profileId);
   }
 
-  handle(state: ProfileState, applied: AppliedEvent): ProfileState {
-    this.#options.beforeApply?.(applied, state.profileId);
-
-    const claimsBefore = state.newIdentifiers.length;
-    applyEvent(state, applied, this.#options.limits);
-    for (const identifier of state.newIdentifiers.slice(claimsBefore)) {
-      this.#options.index.claim(state.workspace, identifier, state.profileId, applied.event.timestampMs);
+  handle(state: ProfileState, message: ProfileMessage): ProfileState {
+    if (isEvaluationDue(message)) {
+      this.#options.evaluator?.onDue(state, message, this.#now());
+      return state;
     }
+
+    this.#options.beforeApply?.(message, state.profileId);
+    const claimsBefore = state.newIdentifiers.length;
+    const changed = applyEvent(state, message, this.#options.limits);
+    for (const identifier of state.newIdentifiers.slice(claimsBefore)) {
+      this.#options.index.claim(state.workspace, identifier, state.profileId, message.event.timestampMs);
+    }
+
+    if (changed) this.#options.evaluator?.afterEvent(state, message, this.#now());
     return state;
+  }
+
+  /** Returns a copy of the profile for a query, with each computed trait's value now. */
+  view(state: ProfileState): ProfileView {
+    const snapshot = structuredClone(toSnapshot(state));
+    return { ...snapshot, computedValues: this.#options.evaluator?.computedValues(snapshot, this.#now()) ?? {} };
   }
 
   /**
@@ -91,34 +151,52 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, AppliedEvent
    */
   async persist(snapshots: Array<{ key: string; state: ProfileState }>, extraOps: WriteOp[] = [], captured?: PersistCounts[]): Promise<void> {
     const ops: WriteOp[] = [...extraOps];
-    const covered = snapshots.map(({ state }, i) => ({
-      state,
-      events: captured?.[i].events ?? state.unpersisted.length,
-      identifiers: captured?.[i].identifiers ?? state.newIdentifiers.length,
-    }));
+    const covered = snapshots.map(({ state }, i) => ({ state, ...(captured?.[i] ?? capturePersistCounts(state)) }));
     const claims = covered.flatMap(({ state, identifiers }) =>
       state.newIdentifiers.slice(0, identifiers).map((identifier) => ({ workspace: state.workspace, identifier, profileId: state.profileId })),
     );
+    const activations = covered.flatMap(({ state, activations: count }) => state.activations.slice(0, count));
 
-    for (const { state, events } of covered) {
+    for (const { state, events, nextEvaluationMs } of covered) {
       ops.push({ type: 'put', key: keys.snapshot(state.workspace, state.profileId), value: encode(toSnapshot(state)) });
       for (const event of state.unpersisted.slice(0, events)) {
         ops.push({ type: 'put', key: keys.profileEvent(state.workspace, state.profileId, event.sequence), value: event.payload });
       }
+      ops.push(...timerOps(state, nextEvaluationMs));
     }
     ops.push(...(await this.#options.index.prepare(claims)));
+    const batch = activations.length === 0 ? undefined : await this.#prepareActivations(activations);
+    ops.push(...(batch?.ops ?? []));
 
-    await this.#options.store.write(ops);
+    try {
+      await this.#options.store.write(ops);
+    } finally {
+      if (batch !== undefined) this.#options.activations?.settle(batch);
+    }
 
-    for (const { state, events, identifiers } of covered) {
+    for (const { state, events, identifiers, activations: count, nextEvaluationMs } of covered) {
       state.unpersisted.splice(0, events);
       state.newIdentifiers.splice(0, identifiers);
+      state.activations.splice(0, count);
+      state.indexedEvaluationMs = nextEvaluationMs;
     }
     this.#options.index.settle(claims);
   }
 
-  async deadLetter(key: string, applied: AppliedEvent, error: unknown, attempts: number): Promise<void> {
+  #prepareActivations(activations: ProfileActivation[]): Promise<ActivationBatch> {
+    const log = this.#options.activations;
+    if (log === undefined) throw new TypeError('a profile produced activations but the behavior has no activation log');
+    return log.prepare(activations);
+  }
+
+  async deadLetter(key: string, message: ProfileMessage, error: unknown, attempts: number): Promise<void> {
     const { workspace, profileId } = parseActorKey(key);
+    if (isEvaluationDue(message)) {
+      // The timer stays in the index, so the evaluation is tried again on the next sweep.
+      this.#options.logger.error({ workspace, profileId, dueMs: message.dueMs, attempts, err: error }, 'due evaluation failed');
+      return;
+    }
+    const applied = message;
     const record: DeadLetterRecord = {
       version: DEAD_LETTER_VERSION,
       workspace,
@@ -135,4 +213,16 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, AppliedEvent
     await this.#options.store.write([{ type: 'put', key: keys.deadLetter(workspace, profileId, applied.position.sequence), value: encode(record) }], { sync: true });
     this.#options.logger.warn({ workspace, profileId, shard: record.shard, sequence: record.sequence, messageId: record.messageId, attempts, err: error }, 'event moved to dead letters');
   }
+}
+
+/** Moves the profile's entry in the timer index from the stored evaluation time to `nextEvaluationMs`. */
+function timerOps(state: ProfileState, nextEvaluationMs: number): WriteOp[] {
+  if (nextEvaluationMs === state.indexedEvaluationMs) return [];
+
+  const { workspace, profileId } = state;
+  const shard = state.lastApplied.shard;
+  const ops: WriteOp[] = [];
+  if (state.indexedEvaluationMs !== 0) ops.push({ type: 'del', key: keys.evaluationTimer(workspace, shard, state.indexedEvaluationMs, profileId) });
+  if (nextEvaluationMs !== 0) ops.push({ type: 'put', key: keys.evaluationTimer(workspace, shard, nextEvaluationMs, profileId), value: '' });
+  return ops;
 }

@@ -3,9 +3,11 @@
  * deterministic, so replaying the same events from the same snapshot gives the same state.
  */
 import type { CustomerEvent, JsonObject, JsonValue } from './event.js';
+import type { ProfileActivation } from './activation.js';
 import { forEachIdentifier, type Identifier } from './identifiers.js';
 
-export const PROFILE_SNAPSHOT_VERSION = 1;
+/** Version 2 added `computed`, `segments` and `nextEvaluationMs`; a version 1 snapshot loads with them empty. */
+export const PROFILE_SNAPSHOT_VERSION = 2;
 
 export interface EventStats {
   count: number;
@@ -43,6 +45,32 @@ export interface ProfileSnapshot {
   lastApplied: LogPosition;
   /** messageIds of the most recent events, oldest first: a second guard against double application. */
   recentMessageIds: string[];
+  /**
+   * The state of each computed trait, by name, with the content hash of the definition it
+   * was built under. The decisions code owns what `state` holds.
+   */
+  computed: Record<string, ComputedTraitEntry>;
+  /** The segments the profile is in, by name. */
+  segments: Record<string, SegmentMembership>;
+  /** When the profile must be evaluated again without a new event (ms since the epoch); 0 for never. */
+  nextEvaluationMs: number;
+}
+
+export interface ComputedTraitEntry {
+  hash: string;
+  state: unknown;
+}
+
+export interface SegmentMembership {
+  /** Evaluation time at which the profile entered, ms since the epoch. */
+  enteredAtMs: number;
+  /** Version of the segment's definition that admitted the profile. */
+  version: number;
+}
+
+/** A profile as a query returns it: its snapshot and the value of each computed trait at the query's time. */
+export interface ProfileView extends ProfileSnapshot {
+  computedValues: Record<string, JsonValue>;
 }
 
 /** An applied event that is not yet in the stored history. */
@@ -56,6 +84,10 @@ export interface ProfileState extends ProfileSnapshot {
   unpersisted: UnpersistedEvent[];
   /** Identifiers first seen since the last snapshot; written to the identifier index with it. */
   newIdentifiers: Identifier[];
+  /** Activation messages produced since the last snapshot; written to the activation log with it. */
+  activations: ProfileActivation[];
+  /** The `nextEvaluationMs` under which the stored timer index lists the profile; 0 for none. */
+  indexedEvaluationMs: number;
   /** Cluster mode: KV revision of the shared snapshot this state was loaded from or last written to. */
   snapshotRevision?: number;
 }
@@ -96,8 +128,13 @@ export function createProfile(workspace: string, profileId: string): ProfileStat
     recent: [],
     lastApplied: { shard: 0, sequence: 0 },
     recentMessageIds: [],
+    computed: Object.create(null),
+    segments: Object.create(null),
+    nextEvaluationMs: 0,
     unpersisted: [],
     newIdentifiers: [],
+    activations: [],
+    indexedEvaluationMs: 0,
   };
 }
 
@@ -214,13 +251,27 @@ function ownCopy(payload: Buffer): Buffer {
 
 /** Returns the persisted part of a profile. */
 export function toSnapshot(profile: ProfileState): ProfileSnapshot {
-  const { unpersisted: _unpersisted, newIdentifiers: _newIdentifiers, snapshotRevision: _snapshotRevision, ...snapshot } = profile;
+  const {
+    unpersisted: _unpersisted,
+    newIdentifiers: _newIdentifiers,
+    activations: _activations,
+    indexedEvaluationMs: _indexedEvaluationMs,
+    snapshotRevision: _snapshotRevision,
+    ...snapshot
+  } = profile;
   return snapshot;
 }
 
-export function fromSnapshot(snapshot: ProfileSnapshot): ProfileState {
-  if (snapshot.version !== PROFILE_SNAPSHOT_VERSION) {
-    throw new RangeError(`profile snapshot version ${snapshot.version} is not supported; expected ${PROFILE_SNAPSHOT_VERSION}`);
+export function fromSnapshot(stored: ProfileSnapshot): ProfileState {
+  const snapshot = upgradeSnapshot(stored);
+  return { ...snapshot, unpersisted: [], newIdentifiers: [], activations: [], indexedEvaluationMs: snapshot.nextEvaluationMs };
+}
+
+/** Brings a snapshot of an earlier version to the current layout. */
+function upgradeSnapshot(snapshot: ProfileSnapshot): ProfileSnapshot {
+  if (snapshot.version === PROFILE_SNAPSHOT_VERSION) return snapshot;
+  if (snapshot.version === 1) {
+    return { ...snapshot, version: PROFILE_SNAPSHOT_VERSION, computed: Object.create(null), segments: Object.create(null), nextEvaluationMs: 0 };
   }
-  return { ...snapshot, unpersisted: [], newIdentifiers: [] };
+  throw new RangeError(`profile snapshot version ${snapshot.version} is not supported; expected 1 to ${PROFILE_SNAPSHOT_VERSION}`);
 }

@@ -55,6 +55,14 @@ export const keys = {
   /** Prefix of the latest-version keys of a workspace, or of one kind in it. */
   definitionLatestPrefix: (workspace: string, kind?: string) => `definition-latest/${workspace}/${kind === undefined ? '' : part(kind)}`,
 
+  /** An activation message of a workspace, by its sequence in the workspace's activation log. */
+  activation: (workspace: string, sequence: number) => `activation/${workspace}/${padSequence(sequence)}`,
+  activationPrefix: (workspace: string) => `activation/${workspace}/`,
+  /** A profile's entry in the durable timer index: it must be evaluated again at `dueMs`. */
+  evaluationTimer: (workspace: string, shard: number, dueMs: number, profileId: string) =>
+    `evaluation-timer/${workspace}/${padShard(shard)}/${padSequence(dueMs)}/${part(profileId)}`,
+  evaluationTimerPrefix: (workspace: string, shard: number) => `evaluation-timer/${workspace}/${padShard(shard)}/`,
+
   /** Cluster mode: the tenure chain in which a profile's local snapshot was written. */
   clusterSnapshotChain: (workspace: string, profileId: string) => `cluster-chain/${workspace}/${part(profileId)}`,
   /** Cluster mode: the lease epoch and tenure chain of this node's last completed handoff of a shard. */
@@ -69,6 +77,15 @@ export function prefixEnd(prefix: string): string {
 export function parseLogHeadKey(key: string): { workspace: string; shard: number } {
   const [, workspace, shard] = key.split('/');
   return { workspace, shard: Number(shard) };
+}
+
+/** Returns the due time and profile id of an evaluation timer key. */
+export function parseEvaluationTimerKey(key: string): { dueMs: number; profileId: string } {
+  const [, workspace, shard] = key.split('/', 3);
+  const rest = key.slice(`evaluation-timer/${workspace}/${shard}/`.length);
+  const dueMs = Number(rest.slice(0, SEQUENCE_DIGITS));
+  const profilePart = rest.slice(SEQUENCE_DIGITS + 1);
+  return { dueMs, profileId: profilePart.slice(profilePart.indexOf(':') + 1) };
 }
 
 export function parseSequence(key: string): number {

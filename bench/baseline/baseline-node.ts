@@ -15,7 +15,7 @@ import { prepareBatch, type IngestResult } from '../../cluster/ingest-batch.js';
 import type { ProfileEventsPage, ServingNode } from '../../cluster/serving-node.js';
 import type { CustomerEvent, RawEvent } from '../../profiles/event.js';
 import { profileIdForIdentifier, type Identifier } from '../../profiles/identifiers.js';
-import type { ProfileSnapshot } from '../../profiles/profile.js';
+import type { ProfileView } from '../../profiles/profile.js';
 import { resolveEventLimits, type EventLimits } from '../../profiles/validation.js';
 import { decode } from '../../storage/codec.js';
 import type { RedisProfileStore } from './redis-profiles.js';
@@ -71,11 +71,12 @@ export class RedisBaselineNode implements ServingNode {
     return results;
   }
 
-  async getProfile(workspace: string, identifier: Identifier): Promise<ProfileSnapshot> {
+  /** Returns the profile; the baseline has no computed traits. */
+  async getProfile(workspace: string, identifier: Identifier): Promise<ProfileView> {
     const profileId = requireDirectIdentifier(identifier);
     const profile = await this.#store.getProfile(workspace, profileId);
     if (profile === null) throw new ProfileNotFoundError(`no profile has ${identifier.type} "${identifier.value}"`);
-    return profile;
+    return { ...profile, computedValues: {} };
   }
 
   /** Returns the profile's recent events, newest first, as one page: the baseline keeps no other events. */

@@ -212,6 +212,9 @@ function toSnapshot(workspace: string, profileId: string, hash: Record<string, B
     eventCount: numberField(hash.count),
     firstSeenMs: numberField(hash.first),
     lastSeenMs: numberField(hash.last),
+    computed: {},
+    segments: {},
+    nextEvaluationMs: 0,
     recent,
     // The baseline has no event log, so there is no log position.
     lastApplied: { shard: 0, sequence: 0 },

@@ -2,29 +2,13 @@
  * `rtcdp apply`, `rtcdp definitions get` and `rtcdp definitions diff` end to end: each
  * command runs as its own process against an `rtcdp dev` node process on loopback.
  */
-import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { parseAllDocuments } from 'yaml';
-import { RTCDP_BIN, startNodeProcess } from '../helpers/node-process.js';
+import { runCli, startNodeProcess } from '../helpers/node-process.js';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI and resolves with its exit code and output; a non-zero exit does not reject. */
-function rtcdp(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [RTCDP_BIN, ...args], { timeout: 60_000 }, (error, stdout, stderr) => {
-      let code = 0;
-      if (error !== null) code = typeof error.code === 'number' ? error.code : -1;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const rtcdp = runCli;
 
 const TRAITS = `apiVersion: rtcdp/v1
 kind: ComputedTrait

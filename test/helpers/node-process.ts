@@ -2,13 +2,30 @@
  * Runs `rtcdp dev` as a child process for tests, on a free loopback port, and stops it
  * by PID: gracefully with SIGTERM or abruptly with SIGKILL.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const RTCDP_BIN = path.join(ROOT, 'bin', 'rtcdp.js');
 export const SAMPLE_FILE = path.join(ROOT, 'data', 'online-retail-2010-12.csv');
+
+export interface CliRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the rtcdp CLI and resolves with its exit code and output; a non-zero exit does not reject. */
+export function runCli(args: string[]): Promise<CliRun> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [RTCDP_BIN, ...args], { timeout: 60_000 }, (error, stdout, stderr) => {
+      let code = 0;
+      if (error !== null) code = typeof error.code === 'number' ? error.code : -1;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
 
 export interface NodeProcess {
   address: string;

@@ -53,12 +53,35 @@ export interface Profile {
   lastSeen: string;
   /** The most recent events in the order they were applied (log order), newest first. */
   recentEvents: Event[];
-  lastApplied?: LogPosition | undefined;
+  lastApplied?:
+    | LogPosition
+    | undefined;
+  /**
+   * The workspace's computed traits, by name, valued at the time of the query: a number,
+   * string or boolean, or null when no event has counted yet.
+   */
+  computedTraits?:
+    | { [key: string]: any }
+    | undefined;
+  /** The segments the profile is in, by name. */
+  segments: { [key: string]: SegmentMembership };
 }
 
 export interface Profile_EventsEntry {
   key: string;
   value?: EventStats | undefined;
+}
+
+export interface Profile_SegmentsEntry {
+  key: string;
+  value?: SegmentMembership | undefined;
+}
+
+export interface SegmentMembership {
+  /** When the profile entered the segment (ISO 8601, evaluation time). */
+  enteredAt: string;
+  /** The version of the segment's definition under which the profile is a member. */
+  definitionVersion: number;
 }
 
 export interface EventStats {
@@ -328,6 +351,8 @@ function createBaseProfile(): Profile {
     lastSeen: "",
     recentEvents: [],
     lastApplied: undefined,
+    computedTraits: undefined,
+    segments: {},
   };
 }
 
@@ -360,6 +385,12 @@ export const Profile: MessageFns<Profile> = {
     if (message.lastApplied !== undefined) {
       LogPosition.encode(message.lastApplied, writer.uint32(74).fork()).join();
     }
+    if (message.computedTraits !== undefined) {
+      Struct.encode(Struct.wrap(message.computedTraits), writer.uint32(82).fork()).join();
+    }
+    globalThis.Object.entries(message.segments).forEach(([key, value]: [string, SegmentMembership]) => {
+      Profile_SegmentsEntry.encode({ key: key as any, value }, writer.uint32(90).fork()).join();
+    });
     return writer;
   },
 
@@ -451,6 +482,25 @@ export const Profile: MessageFns<Profile> = {
             message.lastApplied = LogPosition.decode(reader, reader.uint32());
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.computedTraits = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            const entry11 = Profile_SegmentsEntry.decode(reader, reader.uint32());
+            if (entry11.value !== undefined) {
+              message.segments[entry11.key] = entry11.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -513,6 +563,25 @@ export const Profile: MessageFns<Profile> = {
         : isSet(object.last_applied)
         ? LogPosition.fromJSON(object.last_applied)
         : undefined,
+      computedTraits: isObject(object.computedTraits)
+        ? object.computedTraits
+        : isObject(object.computed_traits)
+        ? object.computed_traits
+        : undefined,
+      segments: isObject(object.segments)
+        ? (globalThis.Object.entries(object.segments) as [string, any][]).reduce(
+          (acc: { [key: string]: SegmentMembership }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: SegmentMembership.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -551,6 +620,18 @@ export const Profile: MessageFns<Profile> = {
     if (message.lastApplied !== undefined) {
       obj.lastApplied = LogPosition.toJSON(message.lastApplied);
     }
+    if (message.computedTraits !== undefined) {
+      obj.computedTraits = message.computedTraits;
+    }
+    if (message.segments) {
+      const entries = globalThis.Object.entries(message.segments) as [string, SegmentMembership][];
+      if (entries.length > 0) {
+        obj.segments = {};
+        entries.forEach(([k, v]) => {
+          obj.segments[k] = SegmentMembership.toJSON(v);
+        });
+      }
+    }
     return obj;
   },
 
@@ -578,6 +659,16 @@ export const Profile: MessageFns<Profile> = {
     message.lastApplied = (object.lastApplied !== undefined && object.lastApplied !== null)
       ? LogPosition.fromPartial(object.lastApplied)
       : undefined;
+    message.computedTraits = object.computedTraits ?? undefined;
+    message.segments = (globalThis.Object.entries(object.segments ?? {}) as [string, SegmentMembership][]).reduce(
+      (acc: { [key: string]: SegmentMembership }, [key, value]: [string, SegmentMembership]) => {
+        if (value !== undefined) {
+          acc[key] = SegmentMembership.fromPartial(value);
+        }
+        return acc;
+      },
+      {},
+    );
     return message;
   },
 };
@@ -665,6 +756,186 @@ export const Profile_EventsEntry: MessageFns<Profile_EventsEntry> = {
     message.value = (object.value !== undefined && object.value !== null)
       ? EventStats.fromPartial(object.value)
       : undefined;
+    return message;
+  },
+};
+
+function createBaseProfile_SegmentsEntry(): Profile_SegmentsEntry {
+  return { key: "", value: undefined };
+}
+
+export const Profile_SegmentsEntry: MessageFns<Profile_SegmentsEntry> = {
+  encode(message: Profile_SegmentsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      SegmentMembership.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Profile_SegmentsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProfile_SegmentsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = SegmentMembership.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Profile_SegmentsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? SegmentMembership.fromJSON(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: Profile_SegmentsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = SegmentMembership.toJSON(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Profile_SegmentsEntry>, I>>(base?: I): Profile_SegmentsEntry {
+    return Profile_SegmentsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Profile_SegmentsEntry>, I>>(object: I): Profile_SegmentsEntry {
+    const message = createBaseProfile_SegmentsEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null)
+      ? SegmentMembership.fromPartial(object.value)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSegmentMembership(): SegmentMembership {
+  return { enteredAt: "", definitionVersion: 0 };
+}
+
+export const SegmentMembership: MessageFns<SegmentMembership> = {
+  encode(message: SegmentMembership, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.enteredAt !== "") {
+      writer.uint32(10).string(message.enteredAt);
+    }
+    if (message.definitionVersion !== 0) {
+      writer.uint32(16).uint32(message.definitionVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SegmentMembership {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSegmentMembership();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.enteredAt = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.definitionVersion = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SegmentMembership {
+    return {
+      enteredAt: isSet(object.enteredAt)
+        ? globalThis.String(object.enteredAt)
+        : isSet(object.entered_at)
+        ? globalThis.String(object.entered_at)
+        : "",
+      definitionVersion: isSet(object.definitionVersion)
+        ? globalThis.Number(object.definitionVersion)
+        : isSet(object.definition_version)
+        ? globalThis.Number(object.definition_version)
+        : 0,
+    };
+  },
+
+  toJSON(message: SegmentMembership): unknown {
+    const obj: any = {};
+    if (message.enteredAt !== "") {
+      obj.enteredAt = message.enteredAt;
+    }
+    if (message.definitionVersion !== 0) {
+      obj.definitionVersion = Math.round(message.definitionVersion);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SegmentMembership>, I>>(base?: I): SegmentMembership {
+    return SegmentMembership.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SegmentMembership>, I>>(object: I): SegmentMembership {
+    const message = createBaseSegmentMembership();
+    message.enteredAt = object.enteredAt ?? "";
+    message.definitionVersion = object.definitionVersion ?? 0;
     return message;
   },
 };

@@ -1,0 +1,44 @@
+/**
+ * Activation messages: the outcomes of a profile's evaluation that downstream systems
+ * receive, such as a profile entering or leaving a segment. A profile produces them while it applies an event
+ * or a timer, keeps them with its unpersisted state, and the next snapshot write stores them
+ * in the activation log in the same batch, so an activation is stored exactly when the state
+ * change that caused it is.
+ */
+
+export const ACTIVATION_TYPES = ['segment.entered', 'segment.exited'] as const;
+export type ActivationType = (typeof ACTIVATION_TYPES)[number];
+
+/** The reason a profile produced an activation. */
+export type ActivationCause =
+  | { kind: 'event'; shard: number; sequence: number; messageId: string }
+  | { kind: 'timer'; dueMs: number }
+  | { kind: 'definition'; version: number };
+
+export interface ProfileActivation {
+  /**
+   * Stable id: the profile, the definition, the type and the cause. A replay of the same
+   * events after a crash produces the same ids, so a consumer can deduplicate on it.
+   */
+  id: string;
+  type: ActivationType;
+  workspace: string;
+  profileId: string;
+  /** The segment (or other definition) the activation is about. */
+  name: string;
+  definitionVersion: number;
+  /** Evaluation time, ms since the epoch. */
+  atMs: number;
+  cause: ActivationCause;
+}
+
+/** Builds the stable id of an activation. */
+export function activationId(type: ActivationType, profileId: string, name: string, cause: ActivationCause): string {
+  return `${type}:${name}:${causeText(cause)}:${profileId}`;
+}
+
+function causeText(cause: ActivationCause): string {
+  if (cause.kind === 'event') return `event:${cause.shard}:${cause.sequence}`;
+  if (cause.kind === 'timer') return `timer:${cause.dueMs}`;
+  return `definition:${cause.version}`;
+}

@@ -1,0 +1,49 @@
+/**
+ * The hook through which a profile actor evaluates the workspace's definitions (computed
+ * traits, segments) after each change. The decisions code implements it; the profile code
+ * only calls it, so profiles/ does not depend on decisions/.
+ */
+import type { CustomerEvent, JsonValue } from './event.js';
+import type { AppliedEvent, ProfileSnapshot, ProfileState } from './profile.js';
+
+/** A timer's message to a profile: its `nextEvaluationMs` has passed, so evaluate it again. */
+export interface EvaluationDue {
+  kind: 'evaluation-due';
+  /** The `nextEvaluationMs` the timer was set for. */
+  dueMs: number;
+}
+
+/** A message to a profile actor: an event from the log, or a due evaluation. */
+export type ProfileMessage = AppliedEvent | EvaluationDue;
+
+export function isEvaluationDue(message: ProfileMessage): message is EvaluationDue {
+  return (message as Partial<EvaluationDue>).kind === 'evaluation-due';
+}
+
+export interface ProfileEvaluator {
+  /** Readies what the other calls need for a workspace. The actor calls it before it loads or creates a profile. */
+  prepare(workspace: string): Promise<void>;
+
+  /**
+   * Updates the profile's computed traits with an event it has just applied, evaluates its
+   * segments, appends the resulting activations to `state.activations` and sets
+   * `state.nextEvaluationMs`. Synchronous, like the rest of the actor's step.
+   */
+  afterEvent(state: ProfileState, applied: AppliedEvent, nowMs: number): void;
+
+  /** Evaluates the profile's segments again because time passed; does nothing before `state.nextEvaluationMs`. */
+  onDue(state: ProfileState, due: EvaluationDue, nowMs: number): void;
+
+  /**
+   * Returns the computed traits whose state on a loaded profile is missing or was built
+   * under another version of their definition, so the actor can rebuild them from the
+   * profile's stored history.
+   */
+  staleTraits(state: ProfileState): string[];
+
+  /** Rebuilds the named traits from scratch from `events`, the profile's history in log order. */
+  rebuildTraits(state: ProfileState, names: readonly string[], events: Iterable<CustomerEvent>): void;
+
+  /** Returns the value of each computed trait of the profile at `nowMs`, for a query. */
+  computedValues(snapshot: ProfileSnapshot, nowMs: number): Record<string, JsonValue>;
+}

@@ -1,0 +1,116 @@
+/**
+ * Segments in cluster mode. Definitions applied through one node reach every node through
+ * NATS KV, and each shard's owner evaluates its profiles. Queries through any node show the
+ * computed traits and memberships, and a durable timer on the owner fires a time-based exit.
+ */
+import t from 'tap';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ClusterNode } from '../../cluster/cluster-node.js';
+import type { ClusterNodeOptions } from '../../cluster/cluster-options.js';
+import { createLogger } from '../../common/logger.js';
+import { DefinitionRegistry } from '../../decisions/definitions/definition-registry.js';
+import type { StoredActivation } from '../../profiles/activation-log.js';
+import type { RawEvent } from '../../profiles/event.js';
+import { startNatsServer } from '../helpers/nats-server.js';
+
+const logger = createLogger({ level: process.env.RTCDP_TEST_LOG_LEVEL ?? 'silent' });
+const HOUR_MS = 3_600_000;
+const WORKSPACE = 'w';
+
+const FAST: Partial<ClusterNodeOptions> = {
+  shards: 6,
+  leaseTtlMs: 3_000,
+  leaseRenewIntervalMs: 500,
+  heartbeatIntervalMs: 300,
+  memberTimeoutMs: 1_500,
+  rebalanceStableForMs: 500,
+  checkpointIntervalMs: 200,
+  evaluationTimerIntervalMs: 100,
+  queryTimeoutMs: 20_000,
+  actors: { snapshotIntervalMs: 50 },
+  logger,
+};
+
+const DEFINITIONS = `
+apiVersion: rtcdp/v1
+kind: ComputedTrait
+metadata: { name: orders_1h }
+spec: { kind: count, event: Order Completed, window: { hours: 1 } }
+---
+apiVersion: rtcdp/v1
+kind: Segment
+metadata: { name: recent_buyer }
+spec: { condition: 'computed.orders_1h >= 1' }
+`;
+
+const order = (userId: string, messageId: string, timestampMs: number): RawEvent => ({
+  type: 'track',
+  event: 'Order Completed',
+  userId,
+  messageId,
+  timestamp: new Date(timestampMs).toISOString(),
+});
+
+async function allActivations(nodes: ClusterNode[]): Promise<StoredActivation[]> {
+  const pages = await Promise.all(nodes.map((node) => node.activations.list(WORKSPACE, { limit: 1_000 })));
+  return pages.flatMap((page) => page.activations);
+}
+
+async function waitFor<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (done(value)) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+t.test('cluster segments - owners evaluate, any node answers, timers exit', { timeout: 120_000 }, async (t) => {
+  const server = await startNatsServer();
+  t.teardown(() => server.stop());
+
+  const nodes: ClusterNode[] = [];
+  t.teardown(() => Promise.all(nodes.map((node) => node.abort())));
+  for (const nodeId of ['a', 'b']) {
+    nodes.push(await ClusterNode.start({ ...FAST, servers: [server.url], nodeId, dataDir: `${t.testdir()}-${nodeId}` }));
+  }
+  await waitFor(
+    async () => nodes.reduce((sum, node) => sum + node.status().hosted.length, 0),
+    (hosted) => hosted === 6 && nodes.every((node) => node.status().hosted.length > 0),
+    'every shard hosted',
+  );
+
+  const outcome = await new DefinitionRegistry(nodes[0].definitionStore).apply(WORKSPACE, [{ name: 'definitions.yaml', content: DEFINITIONS }]);
+  t.same(outcome.issues, []);
+
+  const users = Array.from({ length: 12 }, (_, i) => `u${i}`);
+  const nowMs = Date.now();
+  // u0's order leaves the one-hour window about 2 s from now; the others stay inside it.
+  await nodes[1].ingest(
+    WORKSPACE,
+    users.map((userId, i) => order(userId, `o-${userId}`, i === 0 ? nowMs - HOUR_MS + 2_000 : nowMs)),
+  );
+
+  for (const [i, userId] of users.entries()) {
+    const profile = await nodes[i % 2].getProfile(WORKSPACE, { type: 'user_id', value: userId });
+    t.same(profile.computedValues, { orders_1h: 1 }, `${userId}: the computed trait through node ${nodes[i % 2].nodeId}`);
+    t.same(Object.keys(profile.segments), ['recent_buyer'], `${userId}: the membership through node ${nodes[i % 2].nodeId}`);
+  }
+
+  const activations = await waitFor(
+    () => allActivations(nodes),
+    (list) => list.length >= users.length + 1,
+    'an entry per customer and the exit of u0',
+  );
+  const entries = activations.filter((activation) => activation.type === 'segment.entered').map((activation) => activation.profileId);
+  t.same(entries.sort(), users.map((userId) => `user:${userId}`).sort(), 'each customer entered once, on its owner');
+  const exits = activations.filter((activation) => activation.type === 'segment.exited');
+  t.same(
+    exits.map((activation) => [activation.profileId, activation.cause.kind]),
+    [['user:u0', 'timer']],
+  );
+
+  const u0 = await nodes[0].getProfile(WORKSPACE, { type: 'user_id', value: 'u0' });
+  t.same(u0.segments, {}, 'u0 left the segment without a new event');
+});
