@@ -8,7 +8,7 @@ import type { GeneratorConfig, GeneratorProgress, GeneratorReport } from './gene
 import { IpcChannel } from './ipc.js';
 import type { NodeHostConfig, NodeSample, TimedQueries } from './node-host.js';
 import type { ChildProcesses } from './processes.js';
-import type { WorkloadConfig } from './workloads.js';
+import type { ProfileRef, WorkloadConfig } from './workloads.js';
 
 /** How long a child may take to start listening, in milliseconds. */
 const READY_TIMEOUT_MS = 60_000;
@@ -62,6 +62,11 @@ export class NodeHost {
   /** eventCount per user id, -1 where no profile exists. */
   eventCounts(userIds: string[]): Promise<Int32Array> {
     return this.#channel.request('eventCounts', userIds, 300_000);
+  }
+
+  /** eventCount per profile found by its userId or anonymousId, -1 where no profile exists. */
+  eventCountsOf(profiles: ProfileRef[]): Promise<Int32Array> {
+    return this.#channel.request('eventCountsOf', profiles, 300_000);
   }
 
   timeQueries(userIds: string[]): Promise<TimedQueries> {

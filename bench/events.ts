@@ -9,7 +9,7 @@
  * ts-proto would send; `checkBatchDecodes` verifies that.
  */
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
-import { Event } from '../proto/gen/rtcdp/v1/event.js';
+import { Event, type DeepPartial } from '../proto/gen/rtcdp/v1/event.js';
 import { IngestBatchRequest } from '../proto/gen/rtcdp/v1/ingest.js';
 
 export const TRACK_EVENT_NAMES = [
@@ -58,9 +58,12 @@ export function userIdOf(customer: number): string {
   return `user-${customer}`;
 }
 
-function anonymousIdOf(customer: number): string {
+export function anonymousIdOf(customer: number): string {
   return `anon-${customer}`;
 }
+
+/** The fields of an event as `Event.fromPartial` takes them: any may be left out, nested messages too. */
+export type EventFields = DeepPartial<Event>;
 
 /** Builds one IngestBatchRequest at a time; messageIds are `${prefix}-${n}` with n counting up. */
 export class BatchEncoder {
@@ -99,6 +102,40 @@ export class BatchEncoder {
     this.#events++;
   }
 
+  /**
+   * Adds an event from its pre-encoded constant part (`encodeEventTail`), with a new
+   * messageId, the batch's timestamp and the identifiers given. An empty userId is left
+   * out, so the event belongs to the profile of its anonymousId.
+   */
+  addWithTail(tail: Uint8Array, userId: string, anonymousId: string): void {
+    this.#writer.uint32(TAG_BATCH_EVENTS).fork();
+    this.#writer.uint32(TAG_MESSAGE_ID).string(this.#newMessageId());
+    this.#writer.uint32(TAG_TIMESTAMP).string(this.#timestamp);
+    if (userId !== '') this.#writer.uint32(TAG_USER_ID).string(userId);
+    if (anonymousId !== '') this.#writer.uint32(TAG_ANONYMOUS_ID).string(anonymousId);
+    this.#writer.raw(tail);
+    this.#writer.join();
+    this.#events++;
+  }
+
+  /** Adds an event encoded without a messageId (a replayed file's event, with its own timestamp and identifiers), giving it a new messageId. */
+  addWithMessageId(tail: Uint8Array): void {
+    this.#writer.uint32(TAG_BATCH_EVENTS).fork();
+    this.#writer.uint32(TAG_MESSAGE_ID).string(this.#newMessageId());
+    this.#writer.raw(tail);
+    this.#writer.join();
+    this.#events++;
+  }
+
+  /** Adds an event encoded in full, with a new messageId and the batch's timestamp; for events too rare to pre-encode. */
+  addEvent(event: EventFields): void {
+    const message = Event.fromPartial({ ...event, messageId: this.#newMessageId(), timestamp: this.#timestamp });
+    this.#writer.uint32(TAG_BATCH_EVENTS).fork();
+    Event.encode(message, this.#writer);
+    this.#writer.join();
+    this.#events++;
+  }
+
   /** Adds an identify event with 20 traits; with userId and anonymousId the profile gets 3 identifiers. */
   addIdentify(customer: number): void {
     const event = Event.fromPartial({
@@ -121,9 +158,13 @@ export class BatchEncoder {
     return this.#events;
   }
 
-  /** Ends the batch and returns its bytes, ready for a serializer that passes buffers through. */
-  finish(batchId: string): Buffer {
-    this.#writer.uint32(TAG_BATCH_ID).string(batchId);
+  /**
+   * Ends the batch and returns its bytes, ready for a serializer that passes buffers through.
+   * Without a batchId, a batch of one event is also a valid IngestRequest, whose `event`
+   * field has the same number (1) as IngestBatchRequest's `events`.
+   */
+  finish(batchId?: string): Buffer {
+    if (batchId !== undefined) this.#writer.uint32(TAG_BATCH_ID).string(batchId);
     const bytes = this.#writer.finish();
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
@@ -155,7 +196,15 @@ function encodeTrackTail(name: string, random: () => number): Uint8Array {
   return Event.encode(event).finish();
 }
 
-function traitsOf(customer: number): Record<string, unknown> {
+/**
+ * Encodes the fields shared by every event of one variant, without messageId, timestamp,
+ * userId and anonymousId, for `BatchEncoder.addWithTail`.
+ */
+export function encodeEventTail(event: EventFields): Uint8Array {
+  return Event.encode(Event.fromPartial({ ...event, messageId: '', timestamp: '', userId: '', anonymousId: '' })).finish();
+}
+
+export function traitsOf(customer: number): Record<string, unknown> {
   const first = FIRST_NAMES[customer % FIRST_NAMES.length];
   const last = LAST_NAMES[Math.floor(customer / FIRST_NAMES.length) % LAST_NAMES.length];
   const [city, country, language, timezone] = CITIES[customer % CITIES.length];

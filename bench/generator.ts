@@ -19,7 +19,8 @@ import { BatchEncoder, checkBatchDecodes } from './events.js';
 import { createRawIngestClient, storedIndexes, type BatchAck } from './ingest-stream.js';
 import { sendEvent, serveIpc } from './ipc.js';
 import { createRandom } from './random.js';
-import { createWorkload, type Workload, type WorkloadConfig } from './workloads.js';
+import { splitAcceptedCounts } from './correctness.js';
+import { loadWorkload, type ProfileRef, type Workload, type WorkloadConfig } from './workloads.js';
 
 export interface GeneratorConfig {
   /** gRPC addresses in order of preference. After a failed stream the generator moves to the next one, wrapping around. */
@@ -68,15 +69,24 @@ export interface GeneratorReport extends GeneratorProgress {
   /** Accepted events per customer: counts[i] is customer firstCustomer + i. */
   firstCustomer: number;
   acceptedPerCustomer: Int32Array;
+  /** Accepted events of the profiles that are not a numbered customer's userId (anonymous or replayed ones), for those with any. */
+  otherProfiles: OtherProfileCounts;
   eventSizes: { jsonBytes: number; protobufBytes: number };
   /** CPU time this process used, in ms. */
   cpuMs: number;
 }
 
+/** Accepted events per profile, for profiles named by their identifier. */
+export interface OtherProfileCounts {
+  profiles: ProfileRef[];
+  accepted: Int32Array;
+}
+
 interface Batch {
   id: string;
   bytes: Buffer;
-  customers: Int32Array;
+  /** The workload's profile slot of each event. */
+  slots: Int32Array;
   sentAt: number;
   /** Times the batch was written to a stream. */
   sends: number;
@@ -97,7 +107,7 @@ class Generator {
   readonly #encoder: BatchEncoder;
   #addressIndex = 0;
   #client: ReturnType<typeof createRawIngestClient>;
-  readonly #acceptedPerCustomer: Int32Array;
+  readonly #acceptedPerProfile: Int32Array;
   readonly #outstanding: Batch[] = [];
   readonly #resend: Batch[] = [];
   #call: ClientDuplexStream<Buffer, BatchAck> | null = null;
@@ -126,13 +136,13 @@ class Generator {
     fatalError: null as string | null,
   };
 
-  constructor(config: GeneratorConfig) {
+  constructor(config: GeneratorConfig, workload: Workload) {
     if (config.addresses.length === 0) throw new Error('generator config lists no address. Pass at least one in "addresses".');
     this.#config = config;
-    this.#workload = createWorkload(config.workload, config.seed);
+    this.#workload = workload;
     this.#encoder = new BatchEncoder(`${config.runTag}-${config.generatorId}`, createRandom(config.seed + 1));
     this.#client = createRawIngestClient(config.addresses[0]);
-    this.#acceptedPerCustomer = new Int32Array(this.#workload.endCustomer - this.#workload.firstCustomer);
+    this.#acceptedPerProfile = new Int32Array(workload.profileCount);
   }
 
   start(): void {
@@ -166,8 +176,7 @@ class Generator {
       unacknowledgedBatches: this.#outstanding.length + this.#resend.length,
       address: this.#config.addresses[this.#addressIndex],
       batchLatenciesMs: this.#latencies.slice(0, this.#latencyCount),
-      firstCustomer: this.#workload.firstCustomer,
-      acceptedPerCustomer: this.#acceptedPerCustomer,
+      ...splitAcceptedCounts(this.#workload, this.#acceptedPerProfile),
       eventSizes: this.#eventSizes,
       cpuMs: (cpu.user + cpu.system) / 1_000,
     };
@@ -227,15 +236,15 @@ class Generator {
   #buildBatch(): Batch | null {
     if (!this.#workload.hasMore()) return null;
 
-    const customers = new Int32Array(this.#config.batchSize);
+    const slots = new Int32Array(this.#config.batchSize);
     this.#encoder.begin();
-    const count = this.#workload.fill(this.#encoder, customers, this.#config.batchSize);
+    const count = this.#workload.fill(this.#encoder, slots, this.#config.batchSize);
     const id = `${this.#config.generatorId}-${this.#nextBatch++}`;
     const bytes = this.#encoder.finish(id);
 
     if (this.#nextBatch === 1) this.#eventSizes = checkBatchDecodes(bytes, count);
     this.#counters.sentEvents += count;
-    return { id, bytes, customers: customers.subarray(0, count), sentAt: 0, sends: 0 };
+    return { id, bytes, slots: slots.subarray(0, count), sentAt: 0, sends: 0 };
   }
 
   #openCall(): ClientDuplexStream<Buffer, BatchAck> {
@@ -266,20 +275,19 @@ class Generator {
   }
 
   #countAccepted(batch: Batch, ack: BatchAck): void {
-    const offset = this.#workload.firstCustomer;
     const resent = batch.sends > 1;
     const stored = resent ? ack.accepted + ack.duplicates : ack.accepted;
     this.#counters.acceptedEvents += stored;
     this.#counters.windowAcceptedEvents += stored;
     if (resent) this.#counters.resentStoredEvents += ack.duplicates;
 
-    if (stored === batch.customers.length) {
-      for (const customer of batch.customers) this.#acceptedPerCustomer[customer - offset]++;
+    if (stored === batch.slots.length) {
+      for (const slot of batch.slots) this.#acceptedPerProfile[slot]++;
       return;
     }
 
     const { indexes, firstRejection } = storedIndexes(ack, resent);
-    for (const index of indexes) this.#acceptedPerCustomer[batch.customers[index] - offset]++;
+    for (const index of indexes) this.#acceptedPerProfile[batch.slots[index]]++;
     this.#counters.firstRejection ??= firstRejection;
   }
 
@@ -348,8 +356,8 @@ function requireGenerator(): Generator {
 
 serveIpc(
   {
-    start: (config: GeneratorConfig) => {
-      generator = new Generator(config);
+    start: async (config: GeneratorConfig) => {
+      generator = new Generator(config, await loadWorkload(config.workload, config.seed));
       generator.start();
       return null;
     },

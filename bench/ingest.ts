@@ -11,7 +11,18 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { NodeHost, RawServer, GeneratorGroup } from './children.js';
 import { dataDir, writeChart, type RunContext } from './context.js';
-import { checkEventCounts, describeCorrectness, mergeAcceptedCounts, sampleCustomers, type CorrectnessResult, type EventCountSource } from './correctness.js';
+import {
+  checkEventCounts,
+  checkOtherProfiles,
+  describeCorrectness,
+  mergeAcceptedCounts,
+  mergeOtherProfiles,
+  sampleCustomers,
+  type CorrectnessResult,
+  type EventCountSource,
+  type ExpectedCounts,
+  type ProfileCountSource,
+} from './correctness.js';
 import { summarizeCpuProfile, type CpuProfile, type CpuProfileSummary } from './cpu-profile.js';
 import type { GeneratorProgress, GeneratorReport } from './generator.js';
 import type { NodeSample } from './node-host.js';
@@ -19,6 +30,7 @@ import { summarizeLatencies, type LatencySummary } from './latency.js';
 import { BENCH_DIR } from './processes.js';
 import { formatCount, formatMs, formatRate, machineInfo, printTable, progress, sleep, type MachineInfo, type TableRow } from './report.js';
 import { renderBarChart, renderLineChart } from './svg-chart.js';
+import { workloadConfigOf, type WorkloadChoice } from './workload-options.js';
 
 export interface IngestOptions {
   durationS: number;
@@ -40,6 +52,8 @@ export interface IngestOptions {
   /** Actor snapshot settings of the node; undefined keeps the node's defaults. */
   snapshotEveryMessages?: number;
   snapshotIntervalMs?: number;
+  /** The generators' workload; undefined is the Zipf track events. */
+  workload?: WorkloadChoice;
 }
 
 /** The load options that every closed-loop ingest measurement shares: rtcdp, the Redis baseline and the grpc-js reference. */
@@ -107,7 +121,7 @@ export async function runIngest(context: RunContext, options: IngestOptions): Pr
   const { measurement: rtcdp, cpuProfile } = await measureRtcdp(context, options);
   const ratioToReference = reference === null ? null : rtcdp.appliedPerSecond / reference.acknowledgedPerSecond;
 
-  const failures = ingestFailures(rtcdp, reference);
+  const failures = ingestFailures(rtcdp, reference, options.workload?.kind !== 'replay');
   const result: IngestResult = {
     scenario: 'ingest',
     passed: failures.length === 0,
@@ -129,7 +143,7 @@ export async function runIngest(context: RunContext, options: IngestOptions): Pr
   return result;
 }
 
-export async function measureReference(context: RunContext, options: LoadOptions): Promise<LoadMeasurement> {
+export async function measureReference(context: RunContext, options: LoadOptions & Pick<IngestOptions, 'workload'>): Promise<LoadMeasurement> {
   const server = await RawServer.start(context.processes);
   try {
     const generators = await startGenerators(context, options, server.address);
@@ -188,7 +202,7 @@ export async function measureRtcdp(context: RunContext, options: IngestOptions):
   }
 }
 
-export function startGenerators(context: RunContext, options: LoadOptions, address: string): Promise<GeneratorGroup> {
+export function startGenerators(context: RunContext, options: LoadOptions & Pick<IngestOptions, 'workload'>, address: string): Promise<GeneratorGroup> {
   return GeneratorGroup.start(context.processes, {
     addresses: [address],
     count: options.generators,
@@ -196,7 +210,7 @@ export function startGenerators(context: RunContext, options: LoadOptions, addre
     inFlightBatches: options.inFlightBatches,
     // A bound in case the harness never sends 'stop'; the harness stops them at the end of the window.
     maxSendMs: (options.warmupS + options.durationS) * 1_000 + 60_000,
-    workloadOf: () => ({ kind: 'zipf', customers: options.customers, exponent: options.zipfExponent }),
+    workloadOf: (index) => workloadConfigOf(options.workload, options, index, options.generators),
     seed: context.seed,
   });
 }
@@ -271,14 +285,37 @@ export function loadMeasurement(reports: GeneratorReport[], windowSeconds: numbe
   };
 }
 
-export async function checkCorrectness(node: EventCountSource, reports: GeneratorReport[], options: LoadOptions, seed: number, name = 'rtcdp'): Promise<CorrectnessResult> {
+/**
+ * Checks a sample of the numbered customers and, when the workload sent to other profiles
+ * (anonymous or replayed ones), a sample of those, which needs a node that reads profiles
+ * by anonymousId.
+ */
+export async function checkCorrectness(
+  node: EventCountSource & Partial<ProfileCountSource>,
+  reports: Array<ExpectedCounts & Pick<GeneratorReport, 'fatalError'>>,
+  options: Pick<LoadOptions, 'customers' | 'checkSample'>,
+  seed: number,
+  name = 'rtcdp',
+): Promise<CorrectnessResult> {
   for (const report of reports) {
     if (report.fatalError !== null) progress(`load generator failed: ${report.fatalError}`);
   }
 
-  const counts = mergeAcceptedCounts(reports, options.customers);
-  const sample = sampleCustomers(counts, options.checkSample, seed);
-  const correctness = await checkEventCounts(node, counts, sample);
+  // A replay workload has no numbered customers, only profiles named by the file.
+  const numbered = reports.some((report) => report.acceptedPerCustomer.length > 0);
+  let correctness: CorrectnessResult = { passed: false, sampledCustomers: 0, sampledEvents: 0, mismatches: [] };
+  if (numbered) {
+    const counts = mergeAcceptedCounts(reports, options.customers);
+    correctness = await checkEventCounts(node, counts, sampleCustomers(counts, options.checkSample, seed));
+  }
+
+  const others = mergeOtherProfiles(reports);
+  if (others.size > 0) {
+    if (node.eventCountsOf === undefined) throw new Error(`${name} cannot read profiles by anonymousId, so the workload's anonymous or replayed profiles cannot be checked`);
+    correctness.otherProfiles = await checkOtherProfiles(node as ProfileCountSource, others, options.checkSample, seed);
+    correctness.passed = (correctness.passed || !numbered) && correctness.otherProfiles.passed;
+  }
+
   progress(`${name} correctness check ${describeCorrectness(correctness)}`);
   return correctness;
 }
@@ -291,11 +328,12 @@ async function saveCpuProfile(context: RunContext, node: NodeHost): Promise<Inge
   return { file, summary: summarizeCpuProfile(profile, path.resolve(BENCH_DIR, '..')) };
 }
 
-function ingestFailures(rtcdp: RtcdpMeasurement, reference: LoadMeasurement | null): string[] {
+/** With `generated`, every event is valid, so a rejected one is a failure; a replayed file may hold invalid events. */
+function ingestFailures(rtcdp: RtcdpMeasurement, reference: LoadMeasurement | null, generated: boolean): string[] {
   const failures: string[] = [];
   if (!rtcdp.correctness.passed) failures.push(`correctness check ${describeCorrectness(rtcdp.correctness)}`);
   if (!(rtcdp.appliedPerSecond > 0)) failures.push('rtcdp applied no events in the window');
-  if (rtcdp.rejectedEvents > 0) failures.push(`rtcdp rejected ${rtcdp.rejectedEvents} generated events, which are all valid`);
+  if (generated && rtcdp.rejectedEvents > 0) failures.push(`rtcdp rejected ${rtcdp.rejectedEvents} generated events, which are all valid`);
   if (reference !== null && !(reference.acknowledgedPerSecond > 0)) failures.push('the grpc-js reference acknowledged no events');
   return failures;
 }

@@ -14,9 +14,12 @@ import { NODE_IDS, runCluster, type ClusterOptions } from './cluster.js';
 import { createDataRoot, removeDataRoot, type RunContext } from './context.js';
 import { runIngest, type IngestOptions } from './ingest.js';
 import { runMemory, type MemoryOptions } from './memory.js';
+import { INGEST_DRIVERS } from './open-loop-drivers.js';
+import { runLatency, type LatencyOptions } from './open-loop.js';
 import { BENCH_DIR, ChildProcesses } from './processes.js';
 import { progress, writeResultFile } from './report.js';
 import { runClusterSmoke, runSmoke } from './smoke.js';
+import { parseEventMix, parsePropertyBytes, resolveWorkload, type WorkloadChoice, type WorkloadFlags } from './workload-options.js';
 
 const ROOT = path.resolve(BENCH_DIR, '..');
 
@@ -55,6 +58,28 @@ function choice(name: string, values: string[]) {
   return (value: string): string => {
     if (!values.includes(value)) throw new InvalidArgumentError(`${name} must be one of ${values.join(', ')}, received "${value}".`);
     return value;
+  };
+}
+
+function integerList(name: string, min: number, max: number) {
+  return (value: string): number[] => {
+    const parsed = value.split(',').map((part) => Number(part.trim()));
+    if (parsed.length === 0 || parsed.some((number) => !Number.isInteger(number) || number < min || number > max)) {
+      throw new InvalidArgumentError(`${name} must be a comma-separated list of integers from ${min} to ${max}, received "${value}".`);
+    }
+    return parsed;
+  };
+}
+
+/** Wraps a parser that throws RangeError with its message, so commander reports it as an invalid option value. */
+function parsedBy<T>(parse: (value: string) => T) {
+  return (value: string): T => {
+    try {
+      return parse(value);
+    } catch (error) {
+      if (error instanceof RangeError) throw new InvalidArgumentError(error.message);
+      throw error;
+    }
   };
 }
 
@@ -133,6 +158,25 @@ function addWalSyncOptions(command: Command): Command {
     .option('--no-wal-sync', 'acknowledge after write(2) to the RocksDB WAL, without fdatasync');
 }
 
+/** The workload options of ingest and latency; none has a default here, so that resolveWorkload can tell which were given. */
+function addWorkloadOptions(command: Command): Command {
+  return command
+    .option('--workload <kind>', 'zipf: track events with userId for Zipf-distributed customers; sessions: the mix of the options below (default: zipf)', choice('--workload', ['zipf', 'sessions']))
+    .option('--session-events <n>', 'sessions: mean events per session, drawn from a geometric distribution (default: 5)', decimal('--session-events', 1, 1_000))
+    .option('--event-mix <weights>', 'sessions: relative weights of event types, as track=60,page=30,screen=0,identify=5,alias=5 (the default); anonymous sessions draw only track, page and screen', parsedBy(parseEventMix))
+    .option('--known-percent <p>', 'sessions: customers whose events carry their userId from the start, in percent (default: 50)', decimal('--known-percent', 0, 100))
+    .option('--conversion-percent <p>', "sessions: anonymous customers' sessions that end in an identify with the userId, after which the customer is known, in percent (default: 20)", decimal('--conversion-percent', 0, 100))
+    .option('--property-bytes <list>', 'sessions: sizes of an extra string property on track, page and screen events, in bytes, one drawn per event, as 0,256,4096 (default: 0)', parsedBy(parsePropertyBytes))
+    .option('--replay <file>', "send the events of FILE (Segment NDJSON or the Online Retail CSV, as `rtcdp send` reads them) from the start again when it ends, each with a new messageId, instead of generated events");
+}
+
+/** Resolves the workload options once, exiting with a usage error on a contradiction. */
+function workloadOf(command: Command, flags: WorkloadFlags): WorkloadChoice {
+  const resolved = resolveWorkload(flags);
+  if (typeof resolved === 'string') command.error(`error: ${resolved}`);
+  return resolved as WorkloadChoice;
+}
+
 function addIngestCommand(program: Command): void {
   const command = program
     .command('ingest')
@@ -144,9 +188,51 @@ function addIngestCommand(program: Command): void {
     .option('--snapshot-every-messages <n>', "node's actors.snapshotEveryMessages (default: the node's, 500)", integer('--snapshot-every-messages', 1))
     .option('--snapshot-interval-ms <ms>', "node's actors.snapshotIntervalMs (default: the node's, 5,000 ms)", integer('--snapshot-interval-ms', 1, 2_147_483_647));
 
-  addCommonOptions(command).action((options: IngestOptions & CommonOptions) =>
-    runScenario('ingest', options, true, (context) => runIngest(context, options)),
-  );
+  addWorkloadOptions(command);
+
+  addCommonOptions(command).action((options: IngestOptions & CommonOptions & WorkloadFlags) => {
+    const workload = workloadOf(command, options);
+    return runScenario('ingest', options, true, (context) => runIngest(context, { ...options, workload }));
+  });
+}
+
+function addLatencyCommand(program: Command): void {
+  const command = program
+    .command('latency')
+    .description(
+      'Open-loop write latency at fixed rates from 10% to 90% of the closed-loop maximum, measured from each request\'s scheduled send time, ' +
+        'with GetProfile queries at a fixed rate alongside',
+    )
+    .option('--driver <driver>', 'unary: Ingest, one event per call; batch: IngestBatch calls of --batch-size events; stream: batches of --batch-size on one IngestStream call', choice('--driver', [...INGEST_DRIVERS]), 'batch')
+    .option('--batch-size <n>', 'events per request of the batch and stream drivers; a batch is sent every batch-size / rate seconds', integer('--batch-size', 1, 800), 100)
+    .option('--max-rate <events/s>', 'the 100% rate in events per second (default: measured by the closed-loop run)', integer('--max-rate', 1))
+    .option('--rates-percent <list>', 'write rates of the steps, in percent of the 100% rate', integerList('--rates-percent', 1, 1_000), [10, 20, 30, 40, 50, 60, 70, 80, 90])
+    .option('--step-duration-s <s>', 'duration of each step, in seconds', decimal('--step-duration-s', 0.5, 3_600), 10)
+    .option('--closed-loop-s <s>', 'duration of the closed-loop run that finds the 100% rate, warms the node up and stores the profiles the queries read, in seconds', decimal('--closed-loop-s', 0.5, 3_600), 10)
+    .option('--in-flight-requests <n>', 'requests each writer keeps unanswered in the closed-loop run (default: 64 for unary, 8 for batch and stream)', integer('--in-flight-requests', 1, 10_000))
+    .option('--generators <n>', 'writer processes; use more when a step reports BEHIND SCHEDULE', integer('--generators', 1, 64), 1)
+    .option('--query-rate <queries/s>', 'GetProfile calls per second during each step, for profiles that exist; 0 sends none', integer('--query-rate', 0, 100_000), 100)
+    .option('--max-outstanding-requests <n>', 'unanswered requests per generator at which a step stops and counts as overloaded', integer('--max-outstanding-requests', 1, 1_000_000), 10_000)
+    .option('--max-send-lag-ms <ms>', 'a generator whose p99 delay between a request\'s scheduled and actual send time exceeds this fell behind its schedule', decimal('--max-send-lag-ms', 0, 60_000), 20)
+    .option('--customers <n>', 'customers the events are spread over', integer('--customers', 1, 100_000_000), 100_000)
+    .option('--zipf-exponent <s>', 'Zipf exponent of the customer distribution (0 is uniform)', decimal('--zipf-exponent', 0, 3), 0.99)
+    .option('--check-sample <n>', 'customers whose eventCount is checked at the end', integer('--check-sample', 1, 100_000), 200);
+  addWorkloadOptions(addWalSyncOptions(command));
+
+  type Flags = Omit<LatencyOptions, 'inFlightRequests' | 'maxRatePerSecond' | 'queryRatePerSecond' | 'workload'> &
+    CommonOptions &
+    WorkloadFlags & { inFlightRequests?: number; maxRate?: number; queryRate: number };
+  addCommonOptions(command).action((flags: Flags) => {
+    const { maxRate, queryRate, ...rest } = flags;
+    const options: LatencyOptions = {
+      ...rest,
+      maxRatePerSecond: maxRate,
+      queryRatePerSecond: queryRate,
+      inFlightRequests: flags.inFlightRequests ?? (flags.driver === 'unary' ? 64 : 8),
+      workload: workloadOf(command, flags),
+    };
+    return runScenario('latency', flags, true, (context) => runLatency(context, options));
+  });
 }
 
 function addBaselineCommand(program: Command): void {
@@ -270,6 +356,7 @@ const program = new Command()
   .description('rtcdp benchmarks. Traffic goes only to 127.0.0.1; every child process is stopped at the end.');
 
 addIngestCommand(program);
+addLatencyCommand(program);
 addBaselineCommand(program);
 addCompareCommand(program);
 addMemoryCommand(program);

@@ -94,9 +94,9 @@ async function waitSettled(options: { timeoutMs: number; persisted: boolean }): 
   }
 }
 
-async function eventCountOf(userId: string): Promise<number> {
+async function eventCountOf(userId: string, type = 'user_id'): Promise<number> {
   try {
-    const profile = await embedded.node.getProfile(WORKSPACE, { type: 'user_id', value: userId });
+    const profile = await embedded.node.getProfile(WORKSPACE, { type, value: userId });
     return profile.eventCount;
   } catch (error) {
     if ((error as { code?: string }).code === 'PROFILE_NOT_FOUND') return -1;
@@ -157,7 +157,9 @@ serveIpc(
     stats: () => sample(),
     gc: () => collectGarbage(),
     waitSettled: (options: { timeoutMs: number; persisted: boolean }) => waitSettled(options),
-    eventCounts: async (userIds: string[]) => Int32Array.from(await Promise.all(userIds.map(eventCountOf))),
+    eventCounts: async (userIds: string[]) => Int32Array.from(await Promise.all(userIds.map((userId) => eventCountOf(userId)))),
+    eventCountsOf: async (profiles: Array<{ type: string; value: string }>) =>
+      Int32Array.from(await Promise.all(profiles.map((profile) => eventCountOf(profile.value, profile.type)))),
     timeQueries: (userIds: string[]) => timeQueries(userIds),
     startProfiler: () => startProfiler(),
     stopProfiler: (path: string) => stopProfiler(path),

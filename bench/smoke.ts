@@ -1,10 +1,11 @@
 /**
- * Smoke scenarios for CI. `runSmoke` runs the single-node scenarios and the Redis baseline
- * at tiny sizes, in well under a minute on an idle 2-core machine. `runClusterSmoke` runs
+ * Smoke scenarios for CI. `runSmoke` runs the single-node scenarios, the Redis baseline and
+ * two short latency runs at tiny sizes, in 61 s on a 2-core machine while other tests ran. `runClusterSmoke` runs
  * the cluster scenario on its own, because it takes about as long as the others together.
  * Both check that each scenario runs and that its correctness check passes, and assert
  * nothing about speed.
  */
+import path from 'node:path';
 import { runActivation, type ActivationResult } from './activation.js';
 import { runBaseline, type BaselineResult } from './baseline/baseline.js';
 import type { ClusterResult } from './cluster-result.js';
@@ -12,6 +13,9 @@ import { runCluster } from './cluster.js';
 import type { RunContext } from './context.js';
 import { runIngest, type IngestResult } from './ingest.js';
 import { runMemory, type MemoryResult } from './memory.js';
+import { runLatency, type LatencyOptions, type LatencyResult } from './open-loop.js';
+import { BENCH_DIR } from './processes.js';
+import { SESSION_DEFAULTS } from './workload-options.js';
 import { machineInfo, progress, type MachineInfo } from './report.js';
 
 export interface SmokeResult {
@@ -23,6 +27,8 @@ export interface SmokeResult {
   memory: MemoryResult;
   activation: ActivationResult;
   baseline: BaselineResult;
+  /** The latency scenario with the unary driver and the sessions workload, then with the stream driver replaying the Online Retail sample. */
+  latency: LatencyResult[];
 }
 
 const COMMON = { walSync: true, generators: 1, inFlightBatches: 4 };
@@ -74,9 +80,32 @@ export async function runSmoke(context: RunContext): Promise<SmokeResult> {
     recentEvents: 10,
   });
 
-  const failures = [ingest, memory, activation, baseline].flatMap((result) => result.failures.map((failure) => `${result.scenario}: ${failure}`));
-  return { scenario: 'smoke', passed: failures.length === 0, failures, machine, ingest, memory, activation, baseline };
+  progress('smoke: latency');
+  const latency = [
+    await runLatency(context, { ...LATENCY_SMOKE, driver: 'unary', workload: { kind: 'sessions', ...SESSION_DEFAULTS, propertyBytes: [0, 1_000] } }),
+    await runLatency(context, { ...LATENCY_SMOKE, driver: 'stream', workload: { kind: 'replay', file: path.join(BENCH_DIR, '..', 'data', 'online-retail-2010-12.csv') } }),
+  ];
+
+  const failures = [ingest, memory, activation, baseline, ...latency].flatMap((result) => result.failures.map((failure) => `${result.scenario}: ${failure}`));
+  return { scenario: 'smoke', passed: failures.length === 0, failures, machine, ingest, memory, activation, baseline, latency };
 }
+
+/** Two steps of 1 s after a 1 s closed loop, at tiny sizes. */
+const LATENCY_SMOKE: Omit<LatencyOptions, 'driver' | 'workload'> = {
+  walSync: true,
+  batchSize: 50,
+  ratesPercent: [20, 50],
+  stepDurationS: 1,
+  closedLoopS: 1,
+  inFlightRequests: 8,
+  generators: 1,
+  queryRatePerSecond: 50,
+  customers: 1_000,
+  zipfExponent: 0.99,
+  checkSample: 50,
+  maxOutstandingRequests: 10_000,
+  maxSendLagMs: 20,
+};
 
 /**
  * Runs the cluster scenario at tiny sizes for CI. Its node timings are short enough that a

@@ -7,8 +7,8 @@ import { fileURLToPath } from 'node:url';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /**
- * The smoke run took 42 s on a 2-core machine while other tests ran, and an estimate for an
- * idle one is 25 s. This bound only stops a hung run.
+ * The smoke run, with its two latency runs, took 61 s on a 2-core machine while other tests
+ * ran. This bound only stops a hung run.
  */
 const RUN_TIMEOUT_MS = 240_000;
 
@@ -102,12 +102,38 @@ t.test('bench smoke - runs every scenario', async (t) => {
     t.equal(baseline.baseline.correctness.passed, true);
     t.ok(baseline.baseline.correctness.sampledCustomers > 0, 'some customers were checked');
   });
+
+  t.test('latency result', async (t) => {
+    t.equal(result.latency.length, 2, 'two latency runs: unary with sessions, stream with a replayed file');
+    for (const latency of result.latency) {
+      const name = `${latency.options.driver} driver`;
+      t.equal(latency.passed, true, `${name} passed; failures: ${JSON.stringify(latency.failures)}`);
+      t.ok(latency.maxRatePerSecond > 0, `${name}: the closed loop found a rate`);
+      t.same(latency.steps.map((step: { writes: { percent: number } }) => step.writes.percent), [20, 50], `${name}: one step per rate`);
+      for (const step of latency.steps) {
+        t.ok(step.writes.latency.count > 0, `${name} ${step.writes.percent}%: write latencies were recorded`);
+        t.ok(step.writes.latency.p999Ms >= step.writes.latency.p50Ms, `${name} ${step.writes.percent}%: p99.9 is at least p50`);
+        t.equal(step.writes.sentRequests, step.writes.scheduledRequests, `${name} ${step.writes.percent}%: every scheduled request was sent`);
+        t.ok(step.queries.latency.count > 0, `${name} ${step.writes.percent}%: GetProfile latencies were recorded`);
+        t.equal(step.queries.otherErrorRequests, 0, `${name} ${step.writes.percent}%: every GetProfile found its profile`);
+      }
+      t.equal(latency.correctness.passed, true, `${name}: correctness check passed`);
+      t.ok(latency.correctness.otherProfiles.sampledProfiles > 0, `${name}: anonymous or replayed profiles were checked`);
+    }
+    t.equal(result.latency[1].correctness.sampledCustomers, 0, 'a replayed file has no numbered customers');
+  });
 });
 
 t.test('bench - rejects an invalid option value', async (t) => {
   const run = await runBench(['ingest', '--batch-size', '0']);
   t.not(run.code, 0);
   t.match(run.stderr, /--batch-size must be an integer from 1 to 800/);
+});
+
+t.test('bench latency - rejects contradicting workload options', async (t) => {
+  const run = await runBench(['latency', '--replay', 'data/segment-sample.ndjson', '--session-events', '3']);
+  t.not(run.code, 0);
+  t.match(run.stderr, /--session-events set the sessions workload, which --replay does not use/);
 });
 
 t.test('correctness check - reports mismatches', async (t) => {

@@ -1,0 +1,276 @@
+/**
+ * Latency scenario: open-loop ingest at fixed rates, with GetProfile queries at a fixed
+ * rate alongside, against an embedded node.
+ *
+ * 1. A closed-loop run with the chosen driver measures the maximum rate (unless
+ *    `maxRatePerSecond` is given). It also warms the node up and stores the profiles that
+ *    the queries read.
+ * 2. For each percentage of the maximum, the writers send on a fixed schedule for the
+ *    step's duration, and a reader queries profiles that exist at its own fixed rate.
+ *    Latencies count from each request's due time (open-loop-generator.ts). Before each
+ *    step the harness waits until the node has applied everything acknowledged.
+ * 3. The end-of-run check compares each sampled profile's eventCount with the events the
+ *    writers got stored for it, over all phases.
+ */
+import { NodeHost } from './children.js';
+import { dataDir, writeChart, type RunContext } from './context.js';
+import type { CorrectnessResult } from './correctness.js';
+import { checkCorrectness, sum } from './ingest.js';
+import { summarizeEncoded, type LatencySummary } from './latency.js';
+import type { IngestDriver } from './open-loop-drivers.js';
+import { OpenLoopGroup } from './open-loop-children.js';
+import type { OpenLoopReport, StepReport } from './open-loop-generator.js';
+import { latencyChart, printLatency } from './open-loop-output.js';
+import { formatCount, formatMs, formatRate, machineInfo, progress, type MachineInfo } from './report.js';
+import { workloadConfigOf, type WorkloadChoice } from './workload-options.js';
+
+export interface LatencyOptions {
+  driver: IngestDriver;
+  /** Events per request of the batch and stream drivers. */
+  batchSize: number;
+  /** The 100% rate in events per second; undefined measures it with the closed-loop run. */
+  maxRatePerSecond?: number;
+  ratesPercent: number[];
+  stepDurationS: number;
+  closedLoopS: number;
+  /** Requests each writer keeps in flight in the closed-loop run. */
+  inFlightRequests: number;
+  generators: number;
+  /** GetProfile queries per second during each step; 0 sends none. */
+  queryRatePerSecond: number;
+  customers: number;
+  zipfExponent: number;
+  checkSample: number;
+  walSync: boolean;
+  /** Requests in flight per generator at which a step stops and counts as overloaded. */
+  maxOutstandingRequests: number;
+  /** A generator whose p99 send lag exceeds this fell behind its schedule, in milliseconds. */
+  maxSendLagMs: number;
+  workload?: WorkloadChoice;
+}
+
+export interface StepSummary {
+  percent: number;
+  /** Events per second for writes, queries per second for the reader. */
+  targetPerSecond: number;
+  achievedPerSecond: number;
+  latency: LatencySummary;
+  scheduledRequests: number;
+  sentRequests: number;
+  incompleteRequests: number;
+  resourceExhaustedRequests: number;
+  otherErrorRequests: number;
+  firstError: string | null;
+  /** A generator stopped the step at its bound of requests in flight. */
+  overloaded: boolean;
+  /** A generator sent more than 1% of its requests later than maxSendLagMs after they were due. */
+  behindSchedule: boolean;
+  sendLagP99Ms: number;
+  sendLagMaxMs: number;
+}
+
+export interface LatencyStep {
+  writes: StepSummary;
+  queries: StepSummary | null;
+  nodeCpuCores: number;
+  /** Seconds the node took after the previous step to apply everything acknowledged. */
+  settleSeconds: number;
+}
+
+export interface LatencyResult {
+  scenario: 'latency';
+  passed: boolean;
+  failures: string[];
+  machine: MachineInfo;
+  loadAverageAfter: number[];
+  options: LatencyOptions;
+  closedLoop: { eventsPerSecond: number; latency: LatencySummary; resourceExhaustedRequests: number; otherErrorRequests: number };
+  maxRatePerSecond: number;
+  maxRateSource: 'closed loop' | 'option';
+  steps: LatencyStep[];
+  protobufBytesPerEvent: number;
+  writerCpuCores: number;
+  resentRequests: number;
+  correctness: CorrectnessResult;
+  chart: string | null;
+}
+
+/** Deadline of each unary call, in milliseconds. */
+const CALL_TIMEOUT_MS = 10_000;
+/** Profiles the reader draws its queries from. */
+const QUERY_PROFILES = 10_000;
+/** Lead time that lets every generator receive a step before it starts, in milliseconds. */
+const STEP_LEAD_MS = 300;
+const SETTLE_TIMEOUT_MS = 300_000;
+
+export async function runLatency(context: RunContext, options: LatencyOptions): Promise<LatencyResult> {
+  const machine = machineInfo();
+  const eventsPerRequest = options.driver === 'unary' ? 1 : options.batchSize;
+  progress(`latency: driver ${options.driver}, ${eventsPerRequest} events per request, ${options.generators} writer(s), steps at ${options.ratesPercent.join(', ')}% for ${options.stepDurationS} s`);
+
+  const node = await NodeHost.start(context.processes, { dataDir: dataDir(context, 'latency'), walSync: options.walSync });
+  try {
+    const writers = await OpenLoopGroup.start(context.processes, {
+      address: node.address,
+      role: 'writer',
+      count: options.generators,
+      seed: context.seed,
+      driver: options.driver,
+      batchSize: options.batchSize,
+      maxOutstandingRequests: options.maxOutstandingRequests,
+      callTimeoutMs: CALL_TIMEOUT_MS,
+      workloadOf: (index) => workloadConfigOf(options.workload, options, index, options.generators),
+    });
+    const reader = options.queryRatePerSecond > 0 ? await startReader(context, options, node.address) : null;
+
+    const closedLoop = await runClosedLoop(writers, options);
+    const maxRatePerSecond = options.maxRatePerSecond ?? closedLoop.eventsPerSecond;
+    if (!(maxRatePerSecond > 0)) throw new Error('the closed-loop run acknowledged no events, so there is no maximum rate to take percentages of');
+    const profiles = await writers.sampleProfiles(QUERY_PROFILES);
+
+    const steps: LatencyStep[] = [];
+    for (const percent of options.ratesPercent) {
+      steps.push(await runStep(node, writers, reader, options, { percent, maxRatePerSecond, eventsPerRequest, profiles }));
+    }
+
+    const reports = await writers.finish();
+    await reader?.finish();
+    const correctness = await checkCorrectness(node, reports, options, context.seed);
+    const totalSeconds = options.closedLoopS + steps.length * options.stepDurationS;
+
+    const failures = latencyFailures(reports, steps, correctness);
+    const result: LatencyResult = {
+      scenario: 'latency',
+      passed: failures.length === 0,
+      failures,
+      machine,
+      loadAverageAfter: machineInfo().loadAverage,
+      options,
+      closedLoop,
+      maxRatePerSecond,
+      maxRateSource: options.maxRatePerSecond === undefined ? 'closed loop' : 'option',
+      steps,
+      protobufBytesPerEvent: reports[0]?.eventSizes.protobufBytes ?? 0,
+      writerCpuCores: sum(reports.map((report) => report.cpuMs)) / 1_000 / totalSeconds,
+      resentRequests: sum(reports.map((report) => report.resentRequests)),
+      correctness,
+      chart: null,
+    };
+
+    result.chart = await writeChart(context, 'latency-open-loop.svg', latencyChart(result));
+    printLatency(result);
+    return result;
+  } finally {
+    await node.stop();
+  }
+}
+
+function startReader(context: RunContext, options: LatencyOptions, address: string): Promise<OpenLoopGroup> {
+  return OpenLoopGroup.start(context.processes, {
+    address,
+    role: 'reader',
+    count: 1,
+    seed: context.seed + 1_000_003,
+    driver: options.driver,
+    batchSize: 1,
+    maxOutstandingRequests: options.maxOutstandingRequests,
+    callTimeoutMs: CALL_TIMEOUT_MS,
+    workloadOf: () => null,
+  });
+}
+
+async function runClosedLoop(writers: OpenLoopGroup, options: LatencyOptions): Promise<LatencyResult['closedLoop']> {
+  progress(`latency: closed loop for ${options.closedLoopS} s, ${options.inFlightRequests} requests in flight per writer`);
+  const reports = await writers.closedLoop(options.closedLoopS * 1_000, options.inFlightRequests);
+  const durationS = Math.max(...reports.map((report) => report.durationMs)) / 1_000;
+  const closedLoop = {
+    eventsPerSecond: sum(reports.map((report) => report.acknowledgedEvents)) / durationS,
+    latency: summarizeEncoded(reports.map((report) => report.latency)),
+    resourceExhaustedRequests: sum(reports.map((report) => report.resourceExhaustedRequests)),
+    otherErrorRequests: sum(reports.map((report) => report.otherErrorRequests)),
+  };
+
+  const firstError = reports.find((report) => report.firstError !== null)?.firstError;
+  progress(`latency: closed loop ${formatRate(closedLoop.eventsPerSecond)}, p99 ${formatMs(closedLoop.latency.p99Ms)}${firstError === undefined ? '' : `, first error ${firstError}`}`);
+  return closedLoop;
+}
+
+interface StepPlan {
+  percent: number;
+  maxRatePerSecond: number;
+  eventsPerRequest: number;
+  profiles: Awaited<ReturnType<OpenLoopGroup['sampleProfiles']>>;
+}
+
+async function runStep(node: NodeHost, writers: OpenLoopGroup, reader: OpenLoopGroup | null, options: LatencyOptions, plan: StepPlan): Promise<LatencyStep> {
+  const settleStarted = Date.now();
+  await node.waitSettled(SETTLE_TIMEOUT_MS);
+  const settleSeconds = (Date.now() - settleStarted) / 1_000;
+
+  const targetPerSecond = (plan.maxRatePerSecond * plan.percent) / 100;
+  const startAtEpochMs = Date.now() + STEP_LEAD_MS;
+  const durationMs = options.stepDurationS * 1_000;
+  const responseWaitMs = CALL_TIMEOUT_MS + 5_000;
+  const before = await node.sample();
+
+  const [writeReports, queryReports] = await Promise.all([
+    writers.step({ startAtEpochMs, requestsPerSecond: targetPerSecond / plan.eventsPerRequest, durationMs }, responseWaitMs),
+    reader?.step({ startAtEpochMs, requestsPerSecond: options.queryRatePerSecond, durationMs, profiles: plan.profiles }, responseWaitMs) ?? Promise.resolve(null),
+  ]);
+  const after = await node.sample();
+
+  const step: LatencyStep = {
+    writes: summarizeStep(plan.percent, targetPerSecond, writeReports, startAtEpochMs, durationMs, options.maxSendLagMs),
+    queries: queryReports === null ? null : summarizeStep(plan.percent, options.queryRatePerSecond, queryReports, startAtEpochMs, durationMs, options.maxSendLagMs),
+    nodeCpuCores: (after.cpuMs - before.cpuMs) / (after.timeMs - before.timeMs),
+    settleSeconds,
+  };
+  progress(describeStep(step));
+  return step;
+}
+
+/**
+ * Achieved rate: events acknowledged in the step divided by the time from its start to its
+ * last response, or to its scheduled end when the responses came sooner.
+ */
+function summarizeStep(percent: number, targetPerSecond: number, reports: StepReport[], startAtEpochMs: number, durationMs: number, maxSendLagMs: number): StepSummary {
+  const lastAnswer = Math.max(...reports.map((report) => report.lastResponseEpochMs));
+  const elapsedS = Math.max(durationMs, lastAnswer - startAtEpochMs) / 1_000;
+  const sendLagP99Ms = Math.max(...reports.map((report) => report.sendLagP99Ms));
+
+  return {
+    percent,
+    targetPerSecond,
+    achievedPerSecond: sum(reports.map((report) => report.acknowledgedEvents)) / elapsedS,
+    latency: summarizeEncoded(reports.map((report) => report.latency)),
+    scheduledRequests: sum(reports.map((report) => report.scheduledRequests)),
+    sentRequests: sum(reports.map((report) => report.sentRequests)),
+    incompleteRequests: sum(reports.map((report) => report.sentRequests - report.completedRequests)),
+    resourceExhaustedRequests: sum(reports.map((report) => report.resourceExhaustedRequests)),
+    otherErrorRequests: sum(reports.map((report) => report.otherErrorRequests)),
+    firstError: reports.find((report) => report.firstError !== null)?.firstError ?? null,
+    overloaded: reports.some((report) => report.overloaded),
+    behindSchedule: sendLagP99Ms > maxSendLagMs,
+    sendLagP99Ms,
+    sendLagMaxMs: Math.max(...reports.map((report) => report.sendLagMaxMs)),
+  };
+}
+
+function describeStep(step: LatencyStep): string {
+  const { writes, queries } = step;
+  const flags = [writes.overloaded ? 'OVERLOADED' : '', writes.behindSchedule ? 'BEHIND SCHEDULE' : ''].filter((flag) => flag !== '').join(', ');
+  const query = queries === null ? '' : `; GetProfile p99 ${formatMs(queries.latency.p99Ms)}`;
+  return (
+    `latency: ${writes.percent}%: target ${formatRate(writes.targetPerSecond)}, achieved ${formatRate(writes.achievedPerSecond)}, ` +
+    `p50 ${formatMs(writes.latency.p50Ms)}, p99 ${formatMs(writes.latency.p99Ms)}, errors ${formatCount(writes.resourceExhaustedRequests + writes.otherErrorRequests)}${query}${flags === '' ? '' : ` [${flags}]`}`
+  );
+}
+
+function latencyFailures(reports: OpenLoopReport[], steps: LatencyStep[], correctness: CorrectnessResult): string[] {
+  const failures: string[] = [];
+  if (!correctness.passed) failures.push('correctness check failed');
+  const unresolved = sum(reports.map((report) => report.unresolvedEvents));
+  if (unresolved > 0) failures.push(`${unresolved} events failed with an unknown outcome and could not be resent, so their profiles' expected eventCount is unknown`);
+  if (steps.every((step) => step.writes.latency.count === 0)) failures.push('no write latency was recorded');
+  return failures;
+}
