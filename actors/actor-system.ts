@@ -383,6 +383,7 @@ export class ActorSystem<State, Message> {
     envelope.appliedAt = this.#now;
     notifyApplied(envelope, false, actor.key, this.#logger);
     this.#snapshots.recordApplied(actor, envelope);
+    if (this.#behavior.persistSoon?.(actor.state as State, envelope.message)) this.#snapshots.markDue(actor);
     return true;
   }
 

@@ -37,6 +37,12 @@ export interface ActorBehavior<State, Message> {
    */
   persist(snapshots: Array<{ key: string; state: State }>): Promise<void>;
 
+  /**
+   * Returns whether the state should be persisted in the next batch rather than after the
+   * snapshot interval, because of the message just applied. Optional; the default waits.
+   */
+  persistSoon?(state: State, message: Message): boolean;
+
   /** Stores a message that failed `attempts` times, with its last error. */
   deadLetter(key: string, message: Message, error: unknown, attempts: number): Promise<void>;
 }

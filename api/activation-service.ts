@@ -130,5 +130,7 @@ export function activationToProto(activation: StoredActivation): Activation {
       messageId: cause.kind === 'event' ? cause.messageId : '',
       due: cause.kind === 'timer' ? new Date(cause.dueMs).toISOString() : '',
     },
+    action: activation.action ?? '',
+    channel: activation.channel ?? '',
   };
 }

@@ -57,6 +57,14 @@ class LateNode implements ServingNode {
     return this.#require().listProfileEvents(...args);
   }
 
+  decide(...args: Parameters<ClusterNode['decide']>) {
+    return this.#require().decide(...args);
+  }
+
+  listReceipts(...args: Parameters<ClusterNode['listReceipts']>) {
+    return this.#require().listReceipts(...args);
+  }
+
   #require(): ClusterNode {
     if (this.node === null) throw new NodeUnavailableError('node is still joining the cluster; retry shortly');
     return this.node;

@@ -1,11 +1,13 @@
 import type { sendUnaryData, ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Logger } from '../common/logger.js';
 import { assertWorkspaceName } from '../cluster/arguments.js';
-import { InvalidArgumentError } from '../cluster/errors.js';
+import { InvalidArgumentError, UnsupportedOperationError } from '../cluster/errors.js';
+import type { ServingNode } from '../cluster/serving-node.js';
 import { DefinitionRegistry, type DefinitionChange as Change, type DefinitionResult as Result } from '../decisions/definitions/definition-registry.js';
 import type { DefinitionStore, DefinitionVersion } from '../decisions/definitions/definition-store.js';
 import { DEFINITION_KINDS, type DefinitionKind, type SourceFile } from '../decisions/definitions/document.js';
 import type { DefinitionIssue } from '../decisions/definitions/issues.js';
+import type { ComputedTraitComparison, DefinitionComparison, SegmentComparison, SegmentExample } from '../decisions/evaluation/definition-test.js';
 import {
   ApplyRequest,
   DefinitionChange,
@@ -13,7 +15,13 @@ import {
   DiffRequest,
   GetDefinitionRequest,
   ListDefinitionsRequest,
+  SegmentTransition,
+  TestDefinitionsRequest,
   type ApplyResponse,
+  type ComputedTraitTestResult,
+  type SegmentTestExample,
+  type SegmentTestResult,
+  type TestDefinitionsResponse,
   type Definition,
   type DefinitionResult,
   type DiffResponse,
@@ -35,7 +43,14 @@ export const definitionServiceDefinition = {
   },
   getDefinition: { ...DefinitionServiceService.getDefinition, requestDeserialize: strictDeserializer(GetDefinitionRequest, 'rtcdp.v1.GetDefinitionRequest') },
   diff: { ...DefinitionServiceService.diff, requestDeserialize: strictDeserializer(DiffRequest, 'rtcdp.v1.DiffRequest') },
+  testDefinitions: {
+    ...DefinitionServiceService.testDefinitions,
+    requestDeserialize: strictDeserializer(TestDefinitionsRequest, 'rtcdp.v1.TestDefinitionsRequest'),
+  },
 };
+
+/** Dry-runs definitions on stored profiles: the node's testDefinitions, which only embedded nodes have. */
+export type DefinitionTester = NonNullable<ServingNode['testDefinitions']>;
 
 const CHANGE: Record<Change, DefinitionChange> = {
   created: DefinitionChange.DEFINITION_CHANGE_CREATED,
@@ -44,19 +59,21 @@ const CHANGE: Record<Change, DefinitionChange> = {
   deleted: DefinitionChange.DEFINITION_CHANGE_DELETED,
 };
 
-export function createDefinitionService(store: DefinitionStore, auth: AuthOptions, logger: Logger): UntypedServiceImplementation {
+export function createDefinitionService(store: DefinitionStore, auth: AuthOptions, logger: Logger, tester?: DefinitionTester): UntypedServiceImplementation {
   const log = logger.child({ service: 'DefinitionService' });
   const registry = new DefinitionRegistry(store);
 
   /** Runs a handler and sends its response, or its error as a gRPC status. */
-  function handle<Request, Response>(method: string, work: (request: Request, workspace: string) => Promise<Response>) {
+  function handle<Request, Response>(method: string, work: (request: Request, workspace: string, signal: AbortSignal) => Promise<Response>) {
     return (call: ServerUnaryCall<Request | MalformedRequest, Response>, callback: sendUnaryData<Response>) => {
+      const cancelled = new AbortController();
+      call.on('cancelled', () => cancelled.abort());
       void (async () => {
         const request = assertWellFormed(call.request);
         const workspace = workspaceOf(call.metadata, auth);
         // Definition keys contain the workspace as it is, so it must be a valid name.
         assertWorkspaceName(workspace);
-        return work(request, workspace);
+        return work(request, workspace, cancelled.signal);
       })().then(
         (response) => callback(null, response),
         (error) => callback(toServiceError(error, log, { method })),
@@ -93,7 +110,55 @@ export function createDefinitionService(store: DefinitionStore, auth: AuthOption
         diffs: outcome.diffs.map((diff) => ({ result: toResult(diff), unifiedDiff: diff.diff })),
       };
     }),
+
+    testDefinitions: handle<TestDefinitionsRequest, TestDefinitionsResponse>('TestDefinitions', async (request, workspace, signal) => {
+      if (tester === undefined) {
+        throw new UnsupportedOperationError(
+          "TestDefinitions is available on embedded nodes only: a cluster node's RocksDB holds only the history of the events it applied itself. " +
+            'Use rtcdp apply --dry-run or rtcdp definitions diff here, or test against an embedded node (rtcdp dev)',
+        );
+      }
+      const report = await tester(workspace, requireFiles(request.files), {
+        prune: request.prune,
+        profiles: request.profiles,
+        identifiers: request.identifiers,
+        signal,
+      });
+      return toTestResponse(report.issues, report.results, report.comparison);
+    }),
   };
+}
+
+function toTestResponse(issues: DefinitionIssue[], results: Result[], comparison: DefinitionComparison | undefined): TestDefinitionsResponse {
+  return {
+    errors: issues.map(toValidationError),
+    results: results.map(toResult),
+    evaluatedAt: comparison === undefined ? '' : new Date(comparison.nowMs).toISOString(),
+    profilesTested: comparison?.profilesTested ?? 0,
+    eventsReplayed: comparison?.eventsReplayed ?? 0,
+    maxHistoryEvents: comparison?.maxHistoryEvents ?? 0,
+    historyCut: comparison?.historyCut ?? 0,
+    historyCutExamples: comparison?.historyCutExamples ?? [],
+    segments: (comparison?.segments ?? []).map(toSegmentTestResult),
+    computedTraits: (comparison?.computedTraits ?? []).map(toComputedTraitTestResult),
+  };
+}
+
+function toSegmentTestResult(segment: SegmentComparison): SegmentTestResult {
+  return { ...segment, change: CHANGE[segment.change], examples: segment.examples.map(toSegmentTestExample) };
+}
+
+function toSegmentTestExample(example: SegmentExample): SegmentTestExample {
+  return {
+    profileId: example.profileId,
+    transition: example.transition === 'entered' ? SegmentTransition.SEGMENT_TRANSITION_ENTERED : SegmentTransition.SEGMENT_TRANSITION_EXITED,
+    computedBefore: example.computedBefore,
+    computedAfter: example.computedAfter,
+  };
+}
+
+function toComputedTraitTestResult(trait: ComputedTraitComparison): ComputedTraitTestResult {
+  return { ...trait, change: CHANGE[trait.change] };
 }
 
 function requireFiles(files: SourceFile[]): SourceFile[] {

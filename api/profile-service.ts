@@ -50,7 +50,8 @@ export function createProfileService(node: ServingNode, auth: AuthOptions, logge
   };
 }
 
-function requireIdentifier(identifier: Identifier | undefined): Identifier {
+/** Returns the request's identifier, or throws INVALID_ARGUMENT when it is missing. */
+export function requireIdentifier(identifier: Identifier | undefined): Identifier {
   if (identifier === undefined || identifier.type === '') throw new InvalidArgumentError('identifier is required: set identifier.type and identifier.value');
   return identifier;
 }

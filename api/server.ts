@@ -14,6 +14,7 @@ import type { Logger } from '../common/logger.js';
 import type { ServingNode } from '../cluster/serving-node.js';
 import type { AuthOptions } from './auth.js';
 import { activationServiceDefinition, createActivationService } from './activation-service.js';
+import { createDecisionService, decisionServiceDefinition } from './decision-service.js';
 import { createDefinitionService, definitionServiceDefinition } from './definition-service.js';
 import { createIngestService, ingestServiceDefinition } from './ingest-service.js';
 import { createProfileService, profileServiceDefinition } from './profile-service.js';
@@ -25,6 +26,8 @@ const DEFINITION_SERVICE = 'rtcdp.v1.DefinitionService';
 const DEFINITION_PROTO_FILE = 'rtcdp/v1/definitions.proto';
 const ACTIVATION_SERVICE = 'rtcdp.v1.ActivationService';
 const ACTIVATION_PROTO_FILE = 'rtcdp/v1/activations.proto';
+const DECISION_SERVICE = 'rtcdp.v1.DecisionService';
+const DECISION_PROTO_FILE = 'rtcdp/v1/decisions.proto';
 
 export interface ApiServerOptions {
   /** Interface to listen on. Default 127.0.0.1. */
@@ -52,22 +55,44 @@ export class ApiServer {
     this.#logger = options.logger.child({ component: 'api' });
     this.#lifecycle = new Lifecycle('api', this.#logger);
     this.#server = new Server({ 'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? 4 * 1024 * 1024 });
-    const definitionStore = node.definitionStore;
-    const activations = node.activations;
-    this.#healthNames = ['', ...SERVICES, ...(definitionStore === undefined ? [] : [DEFINITION_SERVICE]), ...(activations === undefined ? [] : [ACTIVATION_SERVICE])];
+    const optional = this.#optionalServices(node, options);
+    this.#healthNames = ['', ...SERVICES, ...optional.map((service) => service.name)];
     this.#health = new HealthImplementation(Object.fromEntries(this.#healthNames.map((name) => [name, 'NOT_SERVING' as const])));
 
     this.#server.addService(ingestServiceDefinition, createIngestService(node, options.auth, this.#logger));
     this.#server.addService(profileServiceDefinition, createProfileService(node, options.auth, this.#logger));
+    for (const service of optional) service.add();
+    this.#health.addToServer(this.#server);
+    new ReflectionService(loadProtoDefinitions([...PROTO_FILES, ...optional.map((service) => service.protoFile)])).addToServer(this.#server);
+  }
+
+  /** The services that only some nodes serve: definitions, activations and decisions. */
+  #optionalServices(node: ServingNode, options: ApiServerOptions): Array<{ name: string; protoFile: string; add: () => void }> {
+    const services: Array<{ name: string; protoFile: string; add: () => void }> = [];
+    const { definitionStore, activations } = node;
     if (definitionStore !== undefined) {
-      this.#server.addService(definitionServiceDefinition, createDefinitionService(definitionStore, options.auth, this.#logger));
+      services.push({
+        name: DEFINITION_SERVICE,
+        protoFile: DEFINITION_PROTO_FILE,
+        add: () => this.#server.addService(definitionServiceDefinition, createDefinitionService(definitionStore, options.auth, this.#logger, node.testDefinitions?.bind(node))),
+      });
     }
     if (activations !== undefined) {
-      this.#server.addService(activationServiceDefinition, createActivationService(activations, options.auth, this.#logger, this.#stopping.signal));
+      services.push({
+        name: ACTIVATION_SERVICE,
+        protoFile: ACTIVATION_PROTO_FILE,
+        add: () => this.#server.addService(activationServiceDefinition, createActivationService(activations, options.auth, this.#logger, this.#stopping.signal)),
+      });
     }
-    this.#health.addToServer(this.#server);
-    const protoFiles = [...PROTO_FILES, ...(definitionStore === undefined ? [] : [DEFINITION_PROTO_FILE]), ...(activations === undefined ? [] : [ACTIVATION_PROTO_FILE])];
-    new ReflectionService(loadProtoDefinitions(protoFiles)).addToServer(this.#server);
+    if (node.decide !== undefined && node.listReceipts !== undefined) {
+      const deciding = { decide: node.decide.bind(node), listReceipts: node.listReceipts.bind(node) };
+      services.push({
+        name: DECISION_SERVICE,
+        protoFile: DECISION_PROTO_FILE,
+        add: () => this.#server.addService(decisionServiceDefinition, createDecisionService(deciding, options.auth, this.#logger)),
+      });
+    }
+    return services;
   }
 
   /** "host:port" the server listens on, once started. */

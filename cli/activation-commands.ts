@@ -112,7 +112,7 @@ function row(activation: Activation): string[] {
     String(activation.sequence),
     activation.at,
     activation.type,
-    activation.name,
+    activation.type === 'decision.made' ? `${activation.name} -> ${activation.action}${activation.channel === '' ? '' : ` on ${activation.channel}`}` : activation.name,
     String(activation.definitionVersion),
     activation.profileId,
     causeText(activation),
@@ -124,5 +124,6 @@ function causeText(activation: Activation): string {
   if (cause === undefined) return '-';
   if (cause.kind === 'event') return `event ${cause.messageId} (shard ${cause.shard}, sequence ${cause.sequence})`;
   if (cause.kind === 'timer') return `timer due ${cause.due}`;
+  if (cause.kind === 'decide') return 'Decide call';
   return 'definition deleted';
 }

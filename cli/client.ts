@@ -12,6 +12,7 @@ import {
   status,
 } from '@grpc/grpc-js';
 import { ActivationServiceClient } from '../proto/gen/rtcdp/v1/activations.js';
+import { DecisionServiceClient } from '../proto/gen/rtcdp/v1/decisions.js';
 import { DefinitionServiceClient } from '../proto/gen/rtcdp/v1/definitions.js';
 import { IngestServiceClient } from '../proto/gen/rtcdp/v1/ingest.js';
 import { ProfileServiceClient } from '../proto/gen/rtcdp/v1/profile.js';
@@ -35,6 +36,10 @@ export function createProfileClient(server: string): ProfileServiceClient {
 
 export function createActivationClient(server: string): ActivationServiceClient {
   return new ActivationServiceClient(server, credentials.createInsecure(), CLIENT_OPTIONS);
+}
+
+export function createDecisionClient(server: string): DecisionServiceClient {
+  return new DecisionServiceClient(server, credentials.createInsecure(), CLIENT_OPTIONS);
 }
 
 export function createDefinitionClient(server: string): DefinitionServiceClient {

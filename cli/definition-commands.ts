@@ -18,6 +18,7 @@ import {
 } from '../proto/gen/rtcdp/v1/definitions.js';
 import { callUnary, createDefinitionClient, describeCallFailure, writeKeyMetadata } from './client.js';
 import { CommandFailure, UsageError, parseChoice, parseInteger, parseServer, renderTable } from './common.js';
+import { addDefinitionTestCommand } from './definition-test-command.js';
 
 const DEFAULT_SERVER = '127.0.0.1:50051';
 const DEFINITION_FILE_EXTENSIONS = ['.yaml', '.yml', '.json'];
@@ -29,9 +30,15 @@ const KIND_ALIASES: Record<string, DefinitionKind> = {
   computedtraits: 'ComputedTrait',
   segment: 'Segment',
   segments: 'Segment',
+  decisionrule: 'DecisionRule',
+  decisionrules: 'DecisionRule',
+  rule: 'DecisionRule',
+  rules: 'DecisionRule',
+  contactpolicy: 'ContactPolicy',
+  contactpolicies: 'ContactPolicy',
 };
 
-const CHANGE_WORDS: Record<DefinitionChange, string> = {
+export const CHANGE_WORDS: Record<DefinitionChange, string> = {
   [DefinitionChange.DEFINITION_CHANGE_UNSPECIFIED]: 'unknown',
   [DefinitionChange.DEFINITION_CHANGE_CREATED]: 'created',
   [DefinitionChange.DEFINITION_CHANGE_UPDATED]: 'updated',
@@ -39,7 +46,7 @@ const CHANGE_WORDS: Record<DefinitionChange, string> = {
   [DefinitionChange.DEFINITION_CHANGE_DELETED]: 'deleted',
 };
 
-interface ConnectionOptions {
+export interface ConnectionOptions {
   server: string;
   writeKey?: string;
 }
@@ -101,9 +108,11 @@ export function addDefinitionCommands(program: Command): void {
       .requiredOption('-f, --filename <path...>', 'definition file, or directory whose .yaml, .yml and .json files are compared in name order (repeatable)')
       .option('--prune', 'also show the stored definitions that apply --prune would delete', false),
   ).action((options: DiffCommandOptions) => runDiff(options));
+
+  addDefinitionTestCommand(definitions);
 }
 
-function addConnectionOptions(command: Command): Command {
+export function addConnectionOptions(command: Command): Command {
   return command
     .option('--server <host:port>', 'address of the rtcdp node', parseServer, DEFAULT_SERVER)
     .option('--write-key <key>', 'write key of the workspace (default: none, which a dev-mode node maps to "default")');
@@ -302,7 +311,7 @@ export async function readDefinitionFiles(paths: readonly string[], option = '-f
   return files;
 }
 
-async function withClient<T>(options: ConnectionOptions, call: (client: DefinitionServiceClient, metadata: ReturnType<typeof writeKeyMetadata>) => Promise<T>): Promise<T> {
+export async function withClient<T>(options: ConnectionOptions, call: (client: DefinitionServiceClient, metadata: ReturnType<typeof writeKeyMetadata>) => Promise<T>): Promise<T> {
   const client = createDefinitionClient(options.server);
   try {
     return await call(client, writeKeyMetadata(options.writeKey));
@@ -322,7 +331,7 @@ export function definitionIssuesFailure(issues: readonly DefinitionIssue[], outc
 }
 
 /** Builds the failure for an invalid set: a first line with the count, then one line per error. */
-function validationFailure(errors: readonly ValidationError[], outcome: string): CommandFailure {
+export function validationFailure(errors: readonly ValidationError[], outcome: string): CommandFailure {
   const lines = errors.map((error) => (error.path === '' ? `${error.file}: ${error.message}` : `${error.file}: ${error.path}: ${error.message}`));
   const count = `${errors.length} validation ${errors.length === 1 ? 'error' : 'errors'}`;
   // reportError prefixes the first line with "rtcdp: "; the others get the same prefix here.

@@ -47,9 +47,11 @@ import {
 } from './common.js';
 import { addClusterCommands } from './cluster-commands.js';
 import { addActivationCommands } from './activation-commands.js';
+import { addDecisionCommands } from './decision-commands.js';
 import type { SourceFile } from '../decisions/definitions/document.js';
 import { addDefinitionCommands, definitionIssuesFailure, readDefinitionFiles } from './definition-commands.js';
 import { addNodeCommand } from './node-command.js';
+import { addProfileTargetOptions, identifierFrom, notFound, type ProfileTargetOptions } from './identifier-options.js';
 
 const MAX_PAGE_SIZE = 1000;
 const MAX_BATCH_SIZE = 10_000;
@@ -98,6 +100,7 @@ function buildProgram(): Command {
   addProfileCommands(program);
   addDefinitionCommands(program);
   addActivationCommands(program);
+  addDecisionCommands(program);
   return program;
 }
 
@@ -438,20 +441,7 @@ function rejectionRow(rejection: SendSummary['firstRejections'][number]): string
 // rtcdp profile get / rtcdp profile events
 // ---------------------------------------------------------------------------
 
-interface IdentifierOptions {
-  userId?: string;
-  anonymousId?: string;
-  email?: string;
-  phone?: string;
-  deviceId?: string;
-  external?: string;
-}
-
-interface ProfileCommandOptions extends IdentifierOptions {
-  server: string;
-  writeKey?: string;
-  output: string;
-}
+type ProfileCommandOptions = ProfileTargetOptions;
 
 interface EventsCommandOptions extends ProfileCommandOptions {
   pageSize?: number;
@@ -464,13 +454,13 @@ function addProfileCommands(program: Command): void {
   const get = profile
     .command('get')
     .description('Print the profile that owns an identifier: identifiers, traits, event statistics and recent events.');
-  addProfileOptions(get);
+  addProfileTargetOptions(get);
   get.action((options: ProfileCommandOptions) => runProfileGet(options));
 
   const events = profile
     .command('events')
     .description("List a profile's events, newest first, one page at a time.");
-  addProfileOptions(events);
+  addProfileTargetOptions(events);
   events
     .option(
       '--page-size <events>',
@@ -479,20 +469,6 @@ function addProfileCommands(program: Command): void {
     )
     .option('--page-token <token>', 'token printed after the previous page, to read the next one (default: first page)')
     .action((options: EventsCommandOptions) => runProfileEvents(options));
-}
-
-function addProfileOptions(command: Command): void {
-  command
-    .requiredOption('--server <host:port>', 'address of the rtcdp node, for example 127.0.0.1:50051', parseServer)
-    .option('--write-key <key>', 'write key of the workspace (default: none, which a dev-mode node maps to "default")')
-    .option('--user-id <id>', 'find the profile by userId')
-    .option('--anonymous-id <id>', 'find the profile by anonymousId')
-    .option('--email <address>', 'find the profile by email trait')
-    .option('--phone <number>', 'find the profile by phone trait')
-    .option('--device-id <id>', 'find the profile by context.device.id')
-    .option('--external <type:id>', 'find the profile by external id, for example crm_id:12345')
-    .option('--output <format>', 'output format: table or json', parseChoice('--output', OUTPUT_FORMATS), 'table')
-    .addHelpText('after', '\nGive exactly one of --user-id, --anonymous-id, --email, --phone, --device-id, --external.');
 }
 
 async function runProfileGet(options: ProfileCommandOptions): Promise<void> {
@@ -527,54 +503,6 @@ async function runProfileEvents(options: EventsCommandOptions): Promise<void> {
   } finally {
     client.close();
   }
-}
-
-/** Returns the one identifier given on the command line, in the wire form of the Identifier message. */
-function identifierFrom(options: IdentifierOptions): Identifier {
-  const identifiers: Identifier[] = [];
-  const add = (type: string, value: string | undefined) => value !== undefined && identifiers.push({ type, value });
-
-  add('user_id', options.userId);
-  add('anonymous_id', options.anonymousId);
-  add('email', options.email);
-  add('phone', options.phone);
-  add('device_id', options.deviceId);
-  if (options.external !== undefined) {
-    identifiers.push(parseExternal(options.external));
-  }
-
-  if (identifiers.length !== 1) {
-    const problem = identifiers.length === 0 ? 'missing identifier' : `${identifiers.length} identifiers given`;
-    throw new UsageError(`${problem}: give exactly one of --user-id, --anonymous-id, --email, --phone, --device-id, --external`);
-  }
-  if (identifiers[0].value === '') {
-    throw new UsageError(`invalid ${optionOf(identifiers[0])} "": expected a non-empty value`);
-  }
-  return identifiers[0];
-}
-
-function parseExternal(value: string): Identifier {
-  const colon = value.indexOf(':');
-  if (colon <= 0 || colon === value.length - 1) {
-    throw new UsageError(`invalid --external "${value}": expected TYPE:ID, for example crm_id:12345`);
-  }
-  return { type: `external:${value.slice(0, colon)}`, value: value.slice(colon + 1) };
-}
-
-function optionOf(identifier: Identifier): string {
-  return identifier.type.startsWith('external:') ? '--external' : `--${identifier.type.replace('_', '-')}`;
-}
-
-/** Formats an identifier for messages: "email alice@example.com", "user id 17850", "external id crm_id:12". */
-function describeIdentifier(identifier: Identifier): string {
-  if (identifier.type.startsWith('external:')) {
-    return `external id ${identifier.type.slice('external:'.length)}:${identifier.value}`;
-  }
-  return `${identifier.type.replace('_', ' ')} ${identifier.value}`;
-}
-
-function notFound(identifier: Identifier): CommandFailure {
-  return new CommandFailure(`no profile found for ${describeIdentifier(identifier)} in this workspace`);
 }
 
 /** Turns a failed profile call into a one-line CommandFailure. Other errors pass through unchanged. */

@@ -1,6 +1,7 @@
 /** Checks of request arguments and of the data directory, shared by the node's operations. */
 import type { RawEvent } from '../profiles/event.js';
 import type { Identifier } from '../profiles/identifiers.js';
+import { DEFAULT_TEST_PROFILES, MAX_TEST_PROFILES } from '../decisions/evaluation/definition-test.js';
 import { keys } from '../storage/keys.js';
 import type { Store } from '../storage/store.js';
 import { DataDirectoryMismatchError, InvalidArgumentError, ProfileNotFoundError } from './errors.js';
@@ -42,6 +43,30 @@ export function parsePageSize(pageSize: number | undefined): number {
     throw new InvalidArgumentError(`page_size must be an integer from 1 to 1000, received ${size}`);
   }
   return size;
+}
+
+/** The profiles a definition test replays: the first `count` of the workspace, or those of the identifiers. */
+export type TestSample = { count: number } | { identifiers: Identifier[] };
+
+/**
+ * Checks the sample of a definition test: `profiles` from 1 to MAX_TEST_PROFILES
+ * (DEFAULT_TEST_PROFILES when unset), or up to MAX_TEST_PROFILES identifiers, not both.
+ */
+export function parseTestSample(profiles: number | undefined, identifiers: readonly Identifier[] = []): TestSample {
+  if (profiles !== undefined && identifiers.length > 0) {
+    throw new InvalidArgumentError('profiles and identifiers are exclusive: set profiles to test the first profiles of the workspace, or identifiers to test those profiles');
+  }
+  if (identifiers.length > 0) {
+    if (identifiers.length > MAX_TEST_PROFILES) throw new InvalidArgumentError(`identifiers must name at most ${MAX_TEST_PROFILES} profiles, received ${identifiers.length}`);
+    identifiers.forEach(assertIdentifier);
+    return { identifiers: [...identifiers] };
+  }
+
+  const count = profiles ?? DEFAULT_TEST_PROFILES;
+  if (!Number.isInteger(count) || count < 1 || count > MAX_TEST_PROFILES) {
+    throw new InvalidArgumentError(`profiles must be an integer from 1 to ${MAX_TEST_PROFILES}, received ${count}`);
+  }
+  return { count };
 }
 
 export function parsePageToken(token: string | undefined): number {

@@ -7,14 +7,16 @@
 import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { Lifecycle } from '../common/lifecycle.js';
 import type { Logger } from '../common/logger.js';
+import { randomUUID } from 'node:crypto';
 import { OverloadedError } from '../common/errors.js';
+import type { DecisionReceipt } from '../profiles/decision-state.js';
 import type { RawEvent } from '../profiles/event.js';
 import { earlier, IdentifierIndex, type Owner } from '../profiles/identifier-index.js';
 import { profileIdForIdentifier, type Identifier } from '../profiles/identifiers.js';
 import { ProfileBehavior } from '../profiles/profile-behavior.js';
 import { ActivationLog } from '../profiles/activation-log.js';
 import { DefinitionCatalog } from '../decisions/evaluation/definition-catalog.js';
-import { SegmentEvaluator } from '../decisions/evaluation/segment-evaluator.js';
+import { DefinitionEvaluator } from '../decisions/evaluation/definition-evaluator.js';
 import type { ProfileView } from '../profiles/profile.js';
 import { decode, encode } from '../storage/codec.js';
 import { keys } from '../storage/keys.js';
@@ -40,7 +42,7 @@ import { JetStreamEventLog } from './nats/jetstream-event-log.js';
 import { requestShard, requestSubject, serveShard, serveSubject, ShardMovingError } from './nats/shard-rpc.js';
 import { SnapshotStore } from './nats/snapshot-store.js';
 import { shardOf } from './routing.js';
-import type { ProfileEventsPage, ServingNode } from './serving-node.js';
+import type { DecideInput, DecisionInput, ProfileEventsPage, ServingNode } from './serving-node.js';
 import { ShardHost, type ShardHostStats } from './shard-host.js';
 
 export const CLUSTER_BUCKET = 'rtcdp-cluster';
@@ -68,12 +70,15 @@ export function requestAdmin<T>(connection: NatsConnection, nodeId: string, requ
 interface ShardRelease {
   epoch: number;
   chain: number;
+  /** The cluster the release happened in; a release of another cluster's NATS state continues nothing. */
+  clusterId?: string;
 }
 
 type ShardRequest =
   | { op: 'getProfile'; workspace: string; profileId: string }
   | { op: 'pendingClaim'; workspace: string; identifier: Identifier }
-  | { op: 'listProfileEvents'; workspace: string; profileId: string; pageSize: number; offset: number };
+  | { op: 'listProfileEvents'; workspace: string; profileId: string; pageSize: number; offset: number }
+  | { op: 'decide'; workspace: string; profileId: string; decision: DecisionInput };
 
 interface HostedShard {
   host: ShardHost;
@@ -98,7 +103,7 @@ export class ClusterNode implements ServingNode {
   readonly definitionStore: DefinitionStore;
   /** Activations of the profiles this node applied, in its own RocksDB. */
   readonly activations: ActivationLog;
-  readonly evaluator: SegmentEvaluator;
+  readonly evaluator: DefinitionEvaluator;
   readonly #catalog: DefinitionCatalog;
   readonly #logger: Logger;
   readonly #lifecycle: Lifecycle;
@@ -111,6 +116,7 @@ export class ClusterNode implements ServingNode {
   readonly #store: Store;
   readonly #local: ProfileBehavior;
   readonly #shards: number;
+  readonly #clusterId: string;
   readonly #leases: ShardLeases;
   readonly #membership: Membership;
   readonly #coordinator: Coordinator;
@@ -137,6 +143,7 @@ export class ClusterNode implements ServingNode {
       definitions: DefinitionStore;
       store: Store;
       shards: number;
+      clusterId: string;
     },
   ) {
     this.options = options;
@@ -151,11 +158,12 @@ export class ClusterNode implements ServingNode {
     this.definitionStore = parts.definitions;
     this.#store = parts.store;
     this.#shards = parts.shards;
+    this.#clusterId = parts.clusterId;
 
     this.#index = new IdentifierIndex(parts.store);
     this.activations = new ActivationLog(parts.store);
     this.#catalog = new DefinitionCatalog({ store: parts.definitions, logger: this.#logger });
-    this.evaluator = new SegmentEvaluator({ catalog: this.#catalog, logger: this.#logger });
+    this.evaluator = new DefinitionEvaluator({ catalog: this.#catalog, logger: this.#logger });
     this.#local = new ProfileBehavior({
       store: parts.store,
       index: this.#index,
@@ -218,7 +226,7 @@ export class ClusterNode implements ServingNode {
       const definitions = new KvDefinitionStore(definitionKv, { logger });
       store = await Store.open({ path: options.dataDir, walSync: false, logger });
 
-      const node = new ClusterNode(options, { connection, kv, log, snapshots, claims, definitions, store, shards: settings.shards });
+      const node = new ClusterNode(options, { connection, kv, log, snapshots, claims, definitions, store, shards: settings.shards, clusterId: settings.clusterId });
       await node.#start();
       return node;
     } catch (error) {
@@ -315,6 +323,27 @@ export class ClusterNode implements ServingNode {
    * Returns a page of the profile's most recent events, newest first. Cluster mode keeps the
    * events that the profile's replicated snapshot contains (profileLimits.recentEvents).
    */
+  /**
+   * Decides the next best action for the profile on its shard's owner. The request id goes
+   * with every retry, so a retry after a lost reply returns the decision already made.
+   */
+  async decide(workspace: string, identifier: Identifier, request: DecideInput): Promise<DecisionReceipt> {
+    this.#assertRunning('decide');
+    const profileId = await this.#resolve(workspace, identifier);
+    const shard = shardOf(profileId, this.#shards);
+
+    const decision: DecisionInput = { ...request, requestId: randomUUID(), nowMs: Date.now() };
+    const receipt = await this.#askOwner<DecisionReceipt | null>(shard, { op: 'decide', workspace, profileId, decision });
+    if (receipt === null) throw notFound(identifier);
+    return receipt;
+  }
+
+  /** Returns the receipts of the profile's most recent decisions, newest first. */
+  async listReceipts(workspace: string, identifier: Identifier): Promise<DecisionReceipt[]> {
+    const profile = await this.getProfile(workspace, identifier);
+    return [...profile.receipts].reverse();
+  }
+
   async listProfileEvents(workspace: string, identifier: Identifier, page: { pageSize?: number; pageToken?: string } = {}): Promise<ProfileEventsPage> {
     this.#assertRunning('listProfileEvents');
     const pageSize = parsePageSize(page.pageSize);
@@ -361,6 +390,7 @@ export class ClusterNode implements ServingNode {
   async #answer(host: ShardHost, request: ShardRequest): Promise<unknown> {
     if (host.state !== 'running') throw new ShardMovingError(`shard ${host.shard} is ${host.state} on node ${this.nodeId}`);
     if (request.op === 'pendingClaim') return host.pendingClaim(request.workspace, request.identifier, this.options.queryTimeoutMs);
+    if (request.op === 'decide') return (await host.decide(request.workspace, request.profileId, request.decision, this.options.queryTimeoutMs)) ?? null;
 
     const profile = await host.getProfile(request.workspace, request.profileId, this.options.queryTimeoutMs);
     if (profile === undefined) return null;
@@ -420,6 +450,7 @@ export class ClusterNode implements ServingNode {
         shard,
         epoch: lease.epoch,
         chain,
+        clusterId: this.#clusterId,
         store: this.#store,
         nodeId: this.nodeId,
         connection: this.#connection,
@@ -466,7 +497,7 @@ export class ClusterNode implements ServingNode {
     const stored = await this.#store.get(keys.shardRelease(shard));
     if (stored === null) return epoch;
     const release = decode<ShardRelease>(stored);
-    return release.epoch === previous.epoch ? release.chain : epoch;
+    return release.epoch === previous.epoch && release.clusterId === this.#clusterId ? release.chain : epoch;
   }
 
   async #handOff(shard: number): Promise<void> {
@@ -481,7 +512,7 @@ export class ClusterNode implements ServingNode {
 
     // Synced, so every local snapshot written before it is on disk too.
     if (completed && released) {
-      const release: ShardRelease = { epoch: hosted.host.epoch, chain: hosted.host.chain };
+      const release: ShardRelease = { epoch: hosted.host.epoch, chain: hosted.host.chain, clusterId: this.#clusterId };
       await this.#store.write([{ type: 'put', key: keys.shardRelease(shard), value: encode(release) }], { sync: true });
     }
     this.#logger.info({ shard, epoch: hosted.host.epoch, handoffMs: Math.round(performance.now() - startedAt) }, 'handed the shard off');

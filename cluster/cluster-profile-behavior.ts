@@ -28,6 +28,8 @@ export interface ClusterProfileBehaviorOptions {
   epoch: number;
   /** The tenure chain this tenure belongs to: the epoch of its first tenure. */
   chain: number;
+  /** The id of the cluster's NATS state, written with the chain: epochs of another cluster's state mean nothing here. */
+  clusterId: string;
   snapshots: SnapshotStore;
   /** The cluster-wide identifier index, where new claims are published before the local write. */
   claims: IdentifierClaims;
@@ -54,7 +56,7 @@ export class ClusterProfileBehavior implements ActorBehavior<ProfileState, Profi
     const { workspace, profileId } = parseActorKey(key);
     await this.#options.local.prepare(workspace);
     const [snapshot, chain] = await this.#options.store.getMany([keys.snapshot(workspace, profileId), keys.clusterSnapshotChain(workspace, profileId)]);
-    if (snapshot !== null && chain !== null && Number(chain.toString()) === this.#options.chain) {
+    if (snapshot !== null && chain !== null && chain.toString() === this.#chainMarker()) {
       this.loads.local += 1;
       // The KV revision is unknown, so the first write finds it through a revision conflict.
       return fromSnapshot(decode<ProfileSnapshot>(snapshot));
@@ -75,6 +77,10 @@ export class ClusterProfileBehavior implements ActorBehavior<ProfileState, Profi
 
   handle(state: ProfileState, message: ProfileMessage): ProfileState {
     return this.#options.local.handle(state, message);
+  }
+
+  persistSoon(state: ProfileState, message: ProfileMessage): boolean {
+    return this.#options.local.persistSoon(state, message);
   }
 
   /**
@@ -106,9 +112,14 @@ export class ClusterProfileBehavior implements ActorBehavior<ProfileState, Profi
       throw error;
     }
 
-    const chain = String(this.#options.chain);
+    const chain = this.#chainMarker();
     const chainOps: WriteOp[] = snapshots.map(({ state }) => ({ type: 'put', key: keys.clusterSnapshotChain(state.workspace, state.profileId), value: chain }));
     await this.#options.local.persist(snapshots, chainOps, captured);
+  }
+
+  /** The value stored with each local snapshot: the cluster id and the tenure chain. */
+  #chainMarker(): string {
+    return `${this.#options.clusterId}/${this.#options.chain}`;
   }
 
   /** Returns the captured new identifiers on which the profiles have the winning claim among this node's claims. */

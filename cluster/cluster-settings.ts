@@ -3,6 +3,7 @@
  * first node writes them (create, so two first nodes cannot both win); later nodes read
  * them and follow them, whatever their own options request.
  */
+import { randomUUID } from 'node:crypto';
 import { ConfigError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { decode, encode } from '../storage/codec.js';
@@ -16,10 +17,16 @@ export interface ClusterSettings {
   /** Virtual shards, fixed when the cluster is created. */
   shards: number;
   createdAt: string;
+  /**
+   * Identifies this cluster's NATS state. Lease revisions start again from 1 in a new
+   * cluster, so a node's local snapshots are trusted only when they carry this id too.
+   * Settings written before the id existed use `createdAt` in its place.
+   */
+  clusterId: string;
 }
 
 export async function loadClusterSettings(kv: KvStore, proposed: { shards: number }, logger: Logger): Promise<ClusterSettings> {
-  const created: ClusterSettings = { version: SETTINGS_VERSION, shards: proposed.shards, createdAt: new Date().toISOString() };
+  const created: ClusterSettings = { version: SETTINGS_VERSION, shards: proposed.shards, createdAt: new Date().toISOString(), clusterId: randomUUID() };
   try {
     await kv.create(SETTINGS_KEY, encode(created));
     logger.info({ shards: created.shards }, 'created the cluster settings');
@@ -37,5 +44,5 @@ export async function loadClusterSettings(kv: KvStore, proposed: { shards: numbe
   if (stored.shards !== proposed.shards) {
     logger.warn({ shards: stored.shards, requestedShards: proposed.shards }, 'the cluster was created with another shard count; using the cluster\'s');
   }
-  return stored;
+  return { ...stored, clusterId: stored.clusterId ?? stored.createdAt };
 }

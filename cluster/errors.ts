@@ -16,6 +16,11 @@ export class InvalidArgumentError extends RtcdpError {
   readonly code = 'INVALID_ARGUMENT';
 }
 
+/** The node cannot serve the call in its mode, such as a call that needs every profile's full history on a cluster node. */
+export class UnsupportedOperationError extends RtcdpError {
+  readonly code = 'UNSUPPORTED_OPERATION';
+}
+
 /** The write key is missing or unknown. */
 export class UnauthenticatedError extends RtcdpError {
   readonly code = 'UNAUTHENTICATED';

@@ -7,9 +7,12 @@
 import { ActorSystem } from '../actors/actor-system.js';
 import { DeadlineError, OverloadedError } from '../common/errors.js';
 import type { DefinitionStore } from '../decisions/definitions/definition-store.js';
+import { DefinitionRegistry, type ApplyPreview } from '../decisions/definitions/definition-registry.js';
+import type { SourceFile } from '../decisions/definitions/document.js';
 import { RocksDbDefinitionStore } from '../decisions/definitions/rocksdb-definition-store.js';
 import { DefinitionCatalog } from '../decisions/evaluation/definition-catalog.js';
-import { SegmentEvaluator } from '../decisions/evaluation/segment-evaluator.js';
+import { compareDefinitions, type DefinitionTestReport } from '../decisions/evaluation/definition-test.js';
+import { DefinitionEvaluator } from '../decisions/evaluation/definition-evaluator.js';
 import { Lifecycle } from '../common/lifecycle.js';
 import type { Logger } from '../common/logger.js';
 import type { CustomerEvent, RawEvent } from '../profiles/event.js';
@@ -18,20 +21,23 @@ import { EvaluationTimers } from '../profiles/evaluation-timers.js';
 import { IdentifierIndex } from '../profiles/identifier-index.js';
 import { profileIdForIdentifier, type Identifier } from '../profiles/identifiers.js';
 import { actorKey, ProfileBehavior, type DeadLetterRecord } from '../profiles/profile-behavior.js';
-import type { ProfileMessage } from '../profiles/evaluator.js';
+import { ProfileHistoryReader, type StoredProfile } from '../profiles/profile-history.js';
+import { randomUUID } from 'node:crypto';
+import type { DecisionReceipt } from '../profiles/decision-state.js';
+import type { DecideRequest, ProfileMessage } from '../profiles/evaluator.js';
 import type { ProfileState, ProfileView } from '../profiles/profile.js';
 import { decode } from '../storage/codec.js';
 import type { AppendRequest, EventLog, LogRecord, PartitionId } from '../storage/event-log.js';
 import { keys, parseSequence, prefixEnd } from '../storage/keys.js';
 import { RocksDbEventLog } from '../storage/rocksdb-event-log.js';
 import { Store } from '../storage/store.js';
-import { assertIdentifier, assertWorkspaceName, checkShardCount, notFound, parsePageSize, parsePageToken } from './arguments.js';
+import { assertIdentifier, assertWorkspaceName, checkShardCount, notFound, parsePageSize, parsePageToken, parseTestSample, type TestSample } from './arguments.js';
 import { InvalidArgumentError, NodeUnavailableError } from './errors.js';
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './node-options.js';
 import { LocalShardOwnership, type ShardOwnership } from './ownership.js';
 import { applyOutcomes, prepareBatch, type IngestResult } from './ingest-batch.js';
 import { PartitionConsumer } from './partition-consumer.js';
-import type { ProfileEventsPage, ServingNode } from './serving-node.js';
+import type { DecideInput, DefinitionTestRequest, ProfileEventsPage, ServingNode } from './serving-node.js';
 import { shardOf } from './routing.js';
 
 export type { IngestResult, IngestStatus } from './ingest-batch.js';
@@ -43,7 +49,7 @@ export class RtcdpNode implements ServingNode {
   readonly definitionStore: DefinitionStore;
   /** Activations of this node's profiles, served by ActivationService. */
   readonly activations: ActivationLog;
-  readonly evaluator: SegmentEvaluator;
+  readonly evaluator: DefinitionEvaluator;
   readonly #logger: Logger;
   readonly #lifecycle: Lifecycle;
   readonly #store: Store;
@@ -63,6 +69,9 @@ export class RtcdpNode implements ServingNode {
   /** The checkpoint last written per partition; the log is pruned only up to it. */
   readonly #writtenCheckpoints = new Map<string, number>();
   #unsubscribe: () => void = () => {};
+  /** Definition tests in progress, which read the store: drain and abort stop them before it closes. */
+  readonly #definitionTests = new Set<Promise<unknown>>();
+  readonly #stopDefinitionTests = new AbortController();
 
   private constructor(options: ResolvedNodeOptions, store: Store, log: EventLog) {
     this.options = options;
@@ -75,7 +84,7 @@ export class RtcdpNode implements ServingNode {
     this.definitionStore = new RocksDbDefinitionStore(store, { logger: this.#logger });
     this.activations = new ActivationLog(store);
     this.#catalog = new DefinitionCatalog({ store: this.definitionStore, logger: this.#logger, reloadIntervalMs: options.definitionReloadIntervalMs });
-    this.evaluator = new SegmentEvaluator({ catalog: this.#catalog, logger: this.#logger });
+    this.evaluator = new DefinitionEvaluator({ catalog: this.#catalog, logger: this.#logger });
     this.#behavior = new ProfileBehavior({
       store,
       index: this.#index,
@@ -209,11 +218,98 @@ export class RtcdpNode implements ServingNode {
   }
 
   /** Lists dead letters of a workspace, oldest profile id first. */
+  /**
+   * Decides the next best action for the profile holding `identifier`, in its actor, after
+   * every event acknowledged before the call. The decision counts for the rules' caps.
+   */
+  async decide(workspace: string, identifier: Identifier, request: DecideInput): Promise<DecisionReceipt> {
+    this.#assertRunning('decide');
+    const profileId = await this.#resolve(workspace, identifier);
+    const key = actorKey(workspace, profileId);
+    // A Decide call never creates a profile: an unknown identifier is NOT_FOUND.
+    if (!(await this.#actors.ask(key, (state) => state !== undefined))) throw notFound(identifier);
+
+    let reply: (receipt: DecisionReceipt) => void = () => {};
+    const receipt = new Promise<DecisionReceipt>((resolve) => (reply = resolve));
+    const message: DecideRequest = { kind: 'decide', requestId: randomUUID(), channel: request.channel, context: request.context, nowMs: Date.now(), reply };
+    if (!this.#actors.tell(key, message)) throw new OverloadedError(`profile ${profileId} has a full mailbox; retry shortly`);
+    return this.#withDeadline(receipt, `the decision for profile ${profileId}`);
+  }
+
+  /** Returns the receipts of the profile's most recent decisions, newest first. */
+  async listReceipts(workspace: string, identifier: Identifier): Promise<DecisionReceipt[]> {
+    const profile = await this.getProfile(workspace, identifier);
+    return [...profile.receipts].reverse();
+  }
+
   async listDeadLetters(workspace: string, limit = 100): Promise<DeadLetterRecord[]> {
     this.#assertRunning('listDeadLetters');
     const prefix = keys.deadLetterPrefix(workspace);
     const entries = await this.#store.list({ gte: prefix, lt: prefixEnd(prefix), limit });
     return entries.map((entry) => decode<DeadLetterRecord>(entry.value));
+  }
+
+  /**
+   * Replays the stored events of sample profiles under the workspace's current definitions
+   * and under those an apply of `files` would leave, and compares the results
+   * (decisions/evaluation/definition-test.ts). Stores nothing. An invalid set returns its
+   * issues and evaluates nothing. The sample reflects every event acknowledged before the
+   * call. Throws InvalidArgumentError for a bad sample, ProfileNotFoundError for an
+   * identifier without a stored profile, and AbortedError when `request.signal` aborts or
+   * the node stops.
+   */
+  async testDefinitions(workspace: string, files: readonly SourceFile[], request: DefinitionTestRequest = {}): Promise<DefinitionTestReport> {
+    this.#assertRunning('testDefinitions');
+    assertWorkspaceName(workspace);
+    if (files.length === 0) throw new InvalidArgumentError('files is empty: send at least one definition file');
+    const sample = parseTestSample(request.profiles, request.identifiers);
+
+    const preview = await new DefinitionRegistry(this.definitionStore).preview(workspace, files, { prune: request.prune });
+    if (preview.issues.length > 0) return { issues: preview.issues, results: [], comparison: undefined };
+
+    const signal = AbortSignal.any([this.#stopDefinitionTests.signal, ...(request.signal === undefined ? [] : [request.signal])]);
+    const running = this.#compareOnSample(workspace, sample, preview, request, signal);
+    this.#definitionTests.add(running);
+    try {
+      return { issues: [], results: preview.results, comparison: await running };
+    } finally {
+      this.#definitionTests.delete(running);
+    }
+  }
+
+  async #compareOnSample(workspace: string, sample: TestSample, preview: ApplyPreview, request: DefinitionTestRequest, signal: AbortSignal) {
+    // Every acknowledged event applied, and every applied event in the stored history.
+    await this.#awaitAllApplied(workspace);
+    await this.#actors.flush();
+
+    const reader = new ProfileHistoryReader(this.#store);
+    const named = 'identifiers' in sample ? await this.#storedProfiles(workspace, sample.identifiers, reader) : undefined;
+    return compareDefinitions(workspace, {
+      current: preview.current,
+      proposed: preview.proposed,
+      source: {
+        profiles: () => named ?? reader.firstProfiles(workspace, 'count' in sample ? sample.count : 0),
+        events: (profile) => reader.events(profile),
+      },
+      limits: this.options.profileLimits,
+      nowMs: request.nowMs ?? Date.now(),
+      logger: this.#logger,
+      maxHistoryEvents: request.maxHistoryEvents,
+      signal,
+    });
+  }
+
+  /** Resolves identifiers to their stored profiles, each profile once, in the order given. */
+  async #storedProfiles(workspace: string, identifiers: readonly Identifier[], reader: ProfileHistoryReader): Promise<StoredProfile[]> {
+    const profiles = new Map<string, StoredProfile>();
+    for (const identifier of identifiers) {
+      const profileId = await this.#resolve(workspace, identifier);
+      if (profiles.has(profileId)) continue;
+      const stored = await reader.get(workspace, profileId);
+      if (stored === undefined) throw notFound(identifier);
+      profiles.set(profileId, stored);
+    }
+    return [...profiles.values()];
   }
 
   stats() {
@@ -385,6 +481,7 @@ export class RtcdpNode implements ServingNode {
     for (const consumer of this.#consumers.values()) consumer.stop();
     this.#unsubscribe();
     await this.#timers.stop();
+    await this.#stopTests();
     await this.#actors.drain({ timeoutMs });
     this.#catalog.stop();
 
@@ -410,12 +507,19 @@ export class RtcdpNode implements ServingNode {
     if (this.#checkpointTimer) clearInterval(this.#checkpointTimer);
     if (this.#pruneTimer) clearInterval(this.#pruneTimer);
     await this.#timers.stop();
+    await this.#stopTests();
     await this.#actors.stop();
     this.#catalog.stop();
     await this.#pruning;
     await this.#log.close();
     await this.#store.close();
     this.#lifecycle.set('stopped', { forced: true });
+  }
+
+  /** Aborts the definition tests in progress and waits until none reads the store. */
+  async #stopTests(): Promise<void> {
+    this.#stopDefinitionTests.abort(new NodeUnavailableError('node is stopping'));
+    await Promise.allSettled(this.#definitionTests);
   }
 
   async #awaitConsumers(timeoutMs: number): Promise<void> {

@@ -7,12 +7,13 @@
  */
 import { ActorSystem } from '../actors/actor-system.js';
 import type { ActorSystemOptions } from '../actors/types.js';
-import { DeadlineError } from '../common/errors.js';
+import { DeadlineError, OverloadedError } from '../common/errors.js';
 import { Lifecycle } from '../common/lifecycle.js';
 import type { Logger } from '../common/logger.js';
 import type { IdentifierIndex, Owner } from '../profiles/identifier-index.js';
 import type { Identifier } from '../profiles/identifiers.js';
 import { actorKey, type ProfileBehavior } from '../profiles/profile-behavior.js';
+import type { DecisionReceipt } from '../profiles/decision-state.js';
 import type { ProfileMessage } from '../profiles/evaluator.js';
 import { EvaluationTimers } from '../profiles/evaluation-timers.js';
 import { toSnapshot, type ProfileSnapshot, type ProfileState, type ProfileView } from '../profiles/profile.js';
@@ -26,6 +27,7 @@ import type { JetStreamEventLog } from './nats/jetstream-event-log.js';
 import { ShardFeed } from './nats/shard-feed.js';
 import type { SnapshotStore } from './nats/snapshot-store.js';
 import { PartitionConsumer } from './partition-consumer.js';
+import type { DecisionInput } from './serving-node.js';
 import { ShardStateRecord } from './shard-state.js';
 
 /** How often a handoff checks that the lease is still valid while profiles are persisted. */
@@ -34,6 +36,8 @@ const OWNERSHIP_CHECK_INTERVAL_MS = 100;
 export interface ShardHostOptions {
   shard: number;
   epoch: number;
+  /** The id of the cluster's NATS state; see ClusterSettings. */
+  clusterId: string;
   /** The tenure chain of this tenure; see ClusterProfileBehavior. */
   chain: number;
   /** The node's RocksDB store, for local snapshots. */
@@ -109,6 +113,7 @@ export class ShardHost {
       shard: options.shard,
       epoch: options.epoch,
       chain: options.chain,
+      clusterId: options.clusterId,
       store: options.store,
       snapshots: options.snapshots,
       claims: options.claims,
@@ -211,6 +216,23 @@ export class ShardHost {
   async getProfile(workspace: string, profileId: string, timeoutMs: number): Promise<ProfileView | undefined> {
     await this.#awaitHead({ workspace, shard: this.shard }, timeoutMs);
     return this.#actors.ask(actorKey(workspace, profileId), (state) => (state === undefined ? undefined : this.#options.local.view(state)));
+  }
+
+  /**
+   * Decides for the profile in its actor, after every event of its workspace on this shard
+   * that the stream stored before the call. Resolves undefined when the profile does not
+   * exist; a Decide call creates no profile.
+   */
+  async decide(workspace: string, profileId: string, decision: DecisionInput, timeoutMs: number): Promise<DecisionReceipt | undefined> {
+    await this.#awaitHead({ workspace, shard: this.shard }, timeoutMs);
+    const key = actorKey(workspace, profileId);
+    if (!(await this.#actors.ask(key, (state) => state !== undefined))) return undefined;
+
+    let reply: (receipt: DecisionReceipt) => void = () => {};
+    const receipt = new Promise<DecisionReceipt>((resolve) => (reply = resolve));
+    if (!this.#actors.tell(key, { kind: 'decide', ...decision, reply })) throw new OverloadedError(`profile ${profileId} has a full mailbox; retry shortly`);
+    await withTimeout(receipt.then(() => undefined), timeoutMs, `the decision for profile ${profileId}`);
+    return receipt;
   }
 
   /**

@@ -6,14 +6,15 @@
  * change that caused it is.
  */
 
-export const ACTIVATION_TYPES = ['segment.entered', 'segment.exited'] as const;
+export const ACTIVATION_TYPES = ['segment.entered', 'segment.exited', 'decision.made'] as const;
 export type ActivationType = (typeof ACTIVATION_TYPES)[number];
 
 /** The reason a profile produced an activation. */
 export type ActivationCause =
   | { kind: 'event'; shard: number; sequence: number; messageId: string }
   | { kind: 'timer'; dueMs: number }
-  | { kind: 'definition'; version: number };
+  | { kind: 'definition'; version: number }
+  | { kind: 'decide'; requestId: string };
 
 export interface ProfileActivation {
   /**
@@ -24,9 +25,12 @@ export interface ProfileActivation {
   type: ActivationType;
   workspace: string;
   profileId: string;
-  /** The segment (or other definition) the activation is about. */
+  /** The segment or decision rule the activation is about. */
   name: string;
   definitionVersion: number;
+  /** decision.made only: the rule's action and the channel it was decided for ('' for none). */
+  action?: string;
+  channel?: string;
   /** Evaluation time, ms since the epoch. */
   atMs: number;
   cause: ActivationCause;
@@ -40,5 +44,6 @@ export function activationId(type: ActivationType, profileId: string, name: stri
 function causeText(cause: ActivationCause): string {
   if (cause.kind === 'event') return `event:${cause.shard}:${cause.sequence}`;
   if (cause.kind === 'timer') return `timer:${cause.dueMs}`;
+  if (cause.kind === 'decide') return `decide:${cause.requestId}`;
   return `definition:${cause.version}`;
 }

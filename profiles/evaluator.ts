@@ -3,6 +3,7 @@
  * traits, segments) after each change. The decisions code implements it; the profile code
  * only calls it, so profiles/ does not depend on decisions/.
  */
+import type { DecisionReceipt } from './decision-state.js';
 import type { CustomerEvent, JsonValue } from './event.js';
 import type { AppliedEvent, ProfileSnapshot, ProfileState } from './profile.js';
 
@@ -13,11 +14,32 @@ export interface EvaluationDue {
   dueMs: number;
 }
 
-/** A message to a profile actor: an event from the log, or a due evaluation. */
-export type ProfileMessage = AppliedEvent | EvaluationDue;
+/**
+ * A Decide call for a profile: the actor decides in its serial step and calls `reply` with
+ * the receipt. A restarted actor applies the request again from its journal, with the same
+ * `nowMs`, so it reaches the same decision; `reply` is then called a second time, which a
+ * promise's resolve ignores.
+ */
+export interface DecideRequest {
+  kind: 'decide';
+  /** Unique per call; part of the decision id. */
+  requestId: string;
+  /** '' for none. */
+  channel: string;
+  context: Record<string, JsonValue>;
+  nowMs: number;
+  reply: (receipt: DecisionReceipt) => void;
+}
+
+/** A message to a profile actor: an event from the log, a due evaluation, or a Decide call. */
+export type ProfileMessage = AppliedEvent | EvaluationDue | DecideRequest;
 
 export function isEvaluationDue(message: ProfileMessage): message is EvaluationDue {
   return (message as Partial<EvaluationDue>).kind === 'evaluation-due';
+}
+
+export function isDecideRequest(message: ProfileMessage): message is DecideRequest {
+  return (message as Partial<DecideRequest>).kind === 'decide';
 }
 
 export interface ProfileEvaluator {
@@ -43,6 +65,9 @@ export interface ProfileEvaluator {
 
   /** Rebuilds the named traits from scratch from `events`, the profile's history in log order. */
   rebuildTraits(state: ProfileState, names: readonly string[], events: Iterable<CustomerEvent>): void;
+
+  /** Decides the next best action for the profile, records it on the state and returns its receipt. */
+  decide(state: ProfileState, request: DecideRequest): DecisionReceipt;
 
   /** Returns the value of each computed trait of the profile at `nowMs`, for a query. */
   computedValues(snapshot: ProfileSnapshot, nowMs: number): Record<string, JsonValue>;

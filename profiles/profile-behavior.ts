@@ -11,7 +11,7 @@ import { decode, encode } from '../storage/codec.js';
 import { keys, prefixEnd } from '../storage/keys.js';
 import type { Store, WriteOp } from '../storage/store.js';
 import type { ActivationBatch, ActivationLog } from './activation-log.js';
-import { isEvaluationDue, type ProfileEvaluator, type ProfileMessage } from './evaluator.js';
+import { isDecideRequest, isEvaluationDue, type ProfileEvaluator, type ProfileMessage } from './evaluator.js';
 import { IdentifierIndex } from './identifier-index.js';
 import { applyEvent, createProfile, fromSnapshot, toSnapshot, type AppliedEvent, type ProfileLimits, type ProfileSnapshot, type ProfileState, type ProfileView } from './profile.js';
 
@@ -123,6 +123,12 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
       this.#options.evaluator?.onDue(state, message, this.#now());
       return state;
     }
+    if (isDecideRequest(message)) {
+      const evaluator = this.#options.evaluator;
+      if (evaluator === undefined) throw new TypeError('a Decide request reached a profile behavior without an evaluator');
+      message.reply(evaluator.decide(state, message));
+      return state;
+    }
 
     this.#options.beforeApply?.(message, state.profileId);
     const claimsBefore = state.newIdentifiers.length;
@@ -133,6 +139,14 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
 
     if (changed) this.#options.evaluator?.afterEvent(state, message, this.#now());
     return state;
+  }
+
+  /**
+   * Persists a profile in the next batch when it produced activations, so downstream
+   * systems get them within milliseconds, or made a decision, so a crash cannot forget it.
+   */
+  persistSoon(state: ProfileState, message: ProfileMessage): boolean {
+    return state.activations.length > 0 || isDecideRequest(message);
   }
 
   /** Returns a copy of the profile for a query, with each computed trait's value now. */
@@ -191,6 +205,10 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
 
   async deadLetter(key: string, message: ProfileMessage, error: unknown, attempts: number): Promise<void> {
     const { workspace, profileId } = parseActorKey(key);
+    if (isDecideRequest(message)) {
+      this.#options.logger.error({ workspace, profileId, requestId: message.requestId, attempts, err: error }, 'decision failed');
+      return;
+    }
     if (isEvaluationDue(message)) {
       // The timer stays in the index, so the evaluation is tried again on the next sweep.
       this.#options.logger.error({ workspace, profileId, dueMs: message.dueMs, attempts, err: error }, 'due evaluation failed');

@@ -4,10 +4,14 @@
  */
 import type { CustomerEvent, JsonObject, JsonValue } from './event.js';
 import type { ProfileActivation } from './activation.js';
+import type { DecisionReceipt, DecisionRecord } from './decision-state.js';
 import { forEachIdentifier, type Identifier } from './identifiers.js';
 
-/** Version 2 added `computed`, `segments` and `nextEvaluationMs`; a version 1 snapshot loads with them empty. */
-export const PROFILE_SNAPSHOT_VERSION = 2;
+/**
+ * Version 2 added `computed`, `segments` and `nextEvaluationMs`, version 3 `decisions` and
+ * `receipts`. An older snapshot loads with the missing fields empty.
+ */
+export const PROFILE_SNAPSHOT_VERSION = 3;
 
 export interface EventStats {
   count: number;
@@ -54,6 +58,10 @@ export interface ProfileSnapshot {
   segments: Record<string, SegmentMembership>;
   /** When the profile must be evaluated again without a new event (ms since the epoch); 0 for never. */
   nextEvaluationMs: number;
+  /** Decisions within the longest cap, cooldown or contact policy window, oldest first. */
+  decisions: DecisionRecord[];
+  /** Receipts of the most recent decisions, oldest first. */
+  receipts: DecisionReceipt[];
 }
 
 export interface ComputedTraitEntry {
@@ -131,6 +139,8 @@ export function createProfile(workspace: string, profileId: string): ProfileStat
     computed: Object.create(null),
     segments: Object.create(null),
     nextEvaluationMs: 0,
+    decisions: [],
+    receipts: [],
     unpersisted: [],
     newIdentifiers: [],
     activations: [],
@@ -270,8 +280,17 @@ export function fromSnapshot(stored: ProfileSnapshot): ProfileState {
 /** Brings a snapshot of an earlier version to the current layout. */
 function upgradeSnapshot(snapshot: ProfileSnapshot): ProfileSnapshot {
   if (snapshot.version === PROFILE_SNAPSHOT_VERSION) return snapshot;
-  if (snapshot.version === 1) {
-    return { ...snapshot, version: PROFILE_SNAPSHOT_VERSION, computed: Object.create(null), segments: Object.create(null), nextEvaluationMs: 0 };
+  if (snapshot.version === 1 || snapshot.version === 2) {
+    const older = snapshot as Partial<ProfileSnapshot>;
+    return {
+      ...snapshot,
+      version: PROFILE_SNAPSHOT_VERSION,
+      computed: older.computed ?? Object.create(null),
+      segments: older.segments ?? Object.create(null),
+      nextEvaluationMs: older.nextEvaluationMs ?? 0,
+      decisions: [],
+      receipts: [],
+    };
   }
   throw new RangeError(`profile snapshot version ${snapshot.version} is not supported; expected 1 to ${PROFILE_SNAPSHOT_VERSION}`);
 }

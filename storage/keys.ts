@@ -38,6 +38,7 @@ export const keys = {
   dedup: (workspace: string, messageId: string) => `dedup/${workspace}/${part(messageId)}`,
 
   snapshot: (workspace: string, profileId: string) => `snapshot/${workspace}/${part(profileId)}`,
+  snapshotPrefix: (workspace: string) => `snapshot/${workspace}/`,
   profileEvent: (workspace: string, profileId: string, sequence: number) =>
     `profile-event/${workspace}/${part(profileId)}/${padSequence(sequence)}`,
   profileEventPrefix: (workspace: string, profileId: string) => `profile-event/${workspace}/${part(profileId)}/`,

@@ -215,6 +215,8 @@ function toSnapshot(workspace: string, profileId: string, hash: Record<string, B
     computed: {},
     segments: {},
     nextEvaluationMs: 0,
+    decisions: [],
+    receipts: [],
     recent,
     // The baseline has no event log, so there is no log position.
     lastApplied: { shard: 0, sequence: 0 },

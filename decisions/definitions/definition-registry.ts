@@ -5,7 +5,7 @@
  * writes nothing, so applying the same files again is a no-op.
  */
 import { canonicalDocument, toYaml, unifiedDiff } from './canonical.js';
-import { DEFINITION_RECORD_VERSION, DefinitionNotFoundError, type DefinitionStore, type DefinitionVersion } from './definition-store.js';
+import { byKindAndName, DEFINITION_RECORD_VERSION, DefinitionNotFoundError, type DefinitionStore, type DefinitionVersion } from './definition-store.js';
 import type { DefinitionKind, SourceFile } from './document.js';
 import type { DefinitionIssue } from './issues.js';
 import { validateDefinitionSet, type ValidatedDefinition } from './validate.js';
@@ -48,6 +48,20 @@ export interface DefinitionDiff extends DefinitionResult {
 export interface DiffOutcome {
   issues: DefinitionIssue[];
   diffs: DefinitionDiff[];
+}
+
+/** The definitions of a workspace before and after an apply, as a test of the apply needs them. */
+export interface ApplyPreview {
+  issues: DefinitionIssue[];
+  /** As ApplyOutcome.results. */
+  results: DefinitionResult[];
+  /** The latest stored version of each definition, tombstones left out, sorted by kind and name. */
+  current: DefinitionVersion[];
+  /**
+   * The latest version of each definition once the apply is stored, tombstones left out,
+   * sorted by kind and name. Versions the apply would write are built in memory only.
+   */
+  proposed: DefinitionVersion[];
 }
 
 interface PlannedChange {
@@ -99,6 +113,29 @@ export class DefinitionRegistry {
     return { issues: [], diffs };
   }
 
+  /**
+   * Validates `files` as an apply with the same options would, stores nothing, and returns
+   * the workspace's definitions before and after that apply. Both lists are empty when the
+   * set is invalid.
+   */
+  async preview(workspace: string, files: readonly SourceFile[], options: { prune?: boolean } = {}): Promise<ApplyPreview> {
+    const plan = await this.#plan(workspace, files, options.prune ?? false);
+    if (plan.issues.length > 0) return { issues: plan.issues, results: [], current: [], proposed: [] };
+
+    // With prune, every stored definition that the set leaves out has a 'deleted' change.
+    const appliedAtMs = this.#now();
+    const byKey = new Map(plan.current.map((version) => [definitionKey(version), version]));
+    for (const change of plan.changes) {
+      const key = definitionKey(change.result);
+      if (change.result.change === 'deleted') byKey.delete(key);
+      else if (change.result.change === 'unchanged' && change.latest !== undefined) byKey.set(key, change.latest);
+      else byKey.set(key, versionRecord(workspace, change, appliedAtMs));
+    }
+
+    const proposed = [...byKey.values()].sort(byKindAndName);
+    return { issues: [], results: plan.changes.map((change) => change.result), current: plan.current, proposed };
+  }
+
   /** Returns the latest version of each definition of a workspace, sorted by kind and name. */
   list(workspace: string, options: { kind?: DefinitionKind; includeDeleted?: boolean } = {}): Promise<DefinitionVersion[]> {
     return this.#store.listLatest(workspace, options);
@@ -119,11 +156,11 @@ export class DefinitionRegistry {
     return { definition, versions };
   }
 
-  async #plan(workspace: string, files: readonly SourceFile[], prune: boolean): Promise<{ issues: DefinitionIssue[]; changes: PlannedChange[] }> {
+  async #plan(workspace: string, files: readonly SourceFile[], prune: boolean): Promise<{ issues: DefinitionIssue[]; changes: PlannedChange[]; current: DefinitionVersion[] }> {
     const latest = await this.#store.listLatest(workspace, { includeDeleted: true });
     const current = latest.filter((version) => !version.deleted);
     const validation = validateDefinitionSet(files, { workspace, current, prune });
-    if (validation.issues.length > 0) return { issues: validation.issues, changes: [] };
+    if (validation.issues.length > 0) return { issues: validation.issues, changes: [], current };
 
     const latestByKey = new Map(latest.map((version) => [definitionKey(version), version]));
     const changes: PlannedChange[] = validation.definitions.map((proposed) => planChange(proposed, latestByKey.get(definitionKey(proposed))));
@@ -138,7 +175,7 @@ export class DefinitionRegistry {
         });
       }
     }
-    return { issues: [], changes };
+    return { issues: [], changes, current };
   }
 }
 

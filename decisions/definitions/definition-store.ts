@@ -30,6 +30,13 @@ export interface DefinitionVersion {
   source: { file: string; path: string };
 }
 
+/** Orders definitions by kind, then name, in code-unit order, as `listLatest` returns them. */
+export function byKindAndName(a: { kind: string; name: string }, b: { kind: string; name: string }): number {
+  if (a.kind !== b.kind) return a.kind < b.kind ? -1 : 1;
+  if (a.name === b.name) return 0;
+  return a.name < b.name ? -1 : 1;
+}
+
 /** A change to one definition, reported to `watch` listeners after it is stored. */
 export type DefinitionListener = (version: DefinitionVersion) => void;
 

@@ -45,6 +45,9 @@ const CEL_TYPE_BY_KIND: Record<ComputedTraitKind, string> = {
 /** Result types a condition may have. A dyn result, such as `traits.vip`, is accepted because its type is known only at evaluation. */
 const CONDITION_TYPES = ['bool', 'dyn'];
 
+/** Result types of a numeric expression, such as a decision rule's priority. */
+const NUMBER_TYPES = ['int', 'double', 'dyn'];
+
 /** The value of `events[NAME]` in a condition. Integers are CEL ints, which cel-js represents as bigint. */
 export class EventStatsValue {
   readonly count: bigint;
@@ -79,6 +82,10 @@ export interface SegmentCondition {
 }
 
 export interface ConditionActivation {
+  /** Decision expressions only: the segments the profile is in, each mapped to true. */
+  segments?: Record<string, boolean>;
+  /** Decision expressions only: the Decide call's context, or the triggering event's properties. */
+  context?: Record<string, JsonValue>;
   traits: Record<string, JsonValue>;
   events: Record<string, EventStatsValue>;
   eventCount: bigint;
@@ -106,11 +113,15 @@ export class SegmentConditionCompiler {
   readonly #environment: Environment;
   readonly #computedTraits: ReadonlyMap<string, ComputedTraitKind | undefined>;
 
-  constructor(computedTraits: readonly ComputedTraitSignature[]) {
+  /**
+   * `decisionVariables` adds the variables of decision rule expressions: `segments`
+   * (map<string, bool>, the profile's segments) and `context` (map<string, dyn>).
+   */
+  constructor(computedTraits: readonly ComputedTraitSignature[], options: { decisionVariables?: boolean } = {}) {
     this.#computedTraits = new Map(computedTraits.map((trait) => [trait.name, trait.kind]));
     const computedFields = Object.fromEntries(computedTraits.map((trait) => [trait.name, trait.kind === undefined ? 'dyn' : CEL_TYPE_BY_KIND[trait.kind]]));
 
-    this.#environment = new Environment({ unlistedVariablesAreDyn: false })
+    let environment = new Environment({ unlistedVariablesAreDyn: false })
       .registerType('EventStats', {
         ctor: EventStatsValue,
         fields: { count: 'int', sums: 'map<string, double>', firstSeenMs: 'int', lastSeenMs: 'int' },
@@ -123,6 +134,10 @@ export class SegmentConditionCompiler {
       .registerVariable('lastSeenMs', 'int')
       .registerVariable('nowMs', 'int')
       .registerVariable('computed', 'ComputedTraits');
+    if (options.decisionVariables) {
+      environment = environment.registerVariable('segments', 'map<string, bool>').registerVariable('context', 'map<string, dyn>');
+    }
+    this.#environment = environment;
   }
 
   /**
@@ -152,8 +167,18 @@ export class SegmentConditionCompiler {
     };
   }
 
+  /** Compiles a boolean condition. */
   compile(expression: string): CompileResult {
-    if (expression.trim() === '') return failure('must be a non-empty CEL expression, such as traits.plan == "pro"');
+    return this.#compile(expression, CONDITION_TYPES, 'a boolean expression', 'traits.plan == "pro"');
+  }
+
+  /** Compiles a numeric expression (int, double, or dyn known only at evaluation). */
+  compileNumber(expression: string): CompileResult {
+    return this.#compile(expression, NUMBER_TYPES, 'a numeric expression', 'computed.ltv * 0.1');
+  }
+
+  #compile(expression: string, resultTypes: readonly string[], expected: string, example: string): CompileResult {
+    if (expression.trim() === '') return failure(`must be a non-empty CEL expression, such as ${example}`);
     if (expression.length > MAX_CONDITION_LENGTH) {
       return failure(`must be at most ${MAX_CONDITION_LENGTH} characters, got ${expression.length}`);
     }
@@ -178,8 +203,8 @@ export class SegmentConditionCompiler {
     const checked = program.check();
     if (!checked.valid) return celFailure(expression, checked.error);
     const resultType = checked.type ?? 'dyn';
-    if (!CONDITION_TYPES.includes(resultType)) {
-      return failure(`must be a boolean expression, but its type is ${resultType}`, { line: 1, column: 1 });
+    if (!resultTypes.includes(resultType)) {
+      return failure(`must be ${expected}, but its type is ${resultType}`, { line: 1, column: 1 });
     }
 
     const names = [...new Set(references.map((reference) => reference.name))].sort();

@@ -10,6 +10,8 @@ import type { DefinitionVersion } from './definition-store.js';
 import { memberPath, parseDefinitionFiles, type DefinitionDocument, type DefinitionKind, type SourceFile } from './document.js';
 import { STORED_DEFINITION_FILE, type DefinitionIssue } from './issues.js';
 import { SegmentConditionCompiler, type ComputedTraitSignature, type SegmentCondition } from './segment-condition.js';
+import { compileRuleExpressions } from '../decision-rules/compiled-rule.js';
+import { resolveContactPolicy, resolveDecisionRule, type ContactPolicySettings, type DecisionRuleSettings } from '../decision-rules/rule-definition.js';
 
 const SEGMENT_KEYS = ['condition'];
 
@@ -27,6 +29,10 @@ export interface ValidatedDefinition {
   computedTrait?: ComputedTraitDefinition;
   /** Set for a Segment. */
   condition?: SegmentCondition;
+  /** Set for a DecisionRule. */
+  decisionRule?: DecisionRuleSettings;
+  /** Set for a ContactPolicy. */
+  contactPolicy?: ContactPolicySettings;
 }
 
 export interface ValidationOptions {
@@ -53,6 +59,7 @@ export function validateDefinitionSet(files: readonly SourceFile[], options: Val
 
   const validated = new Map<DefinitionDocument, ValidatedDefinition>();
   const segments: DefinitionDocument[] = [];
+  const rules: Array<{ document: DefinitionDocument; settings: DecisionRuleSettings }> = [];
   // Every ComputedTrait of the set counts as defined, an invalid one too, so a segment that
   // refers to it gets no second issue. A trait whose kind is unknown is typed dyn.
   const computedInSet = new Map<string, ComputedTraitKind | undefined>();
@@ -62,18 +69,32 @@ export function validateDefinitionSet(files: readonly SourceFile[], options: Val
       const trait = validateComputedTrait(document, issues);
       computedInSet.set(document.name, trait?.kind ?? kindOf(document.spec));
       if (trait !== undefined) validated.set(document, { ...validatedBase(document), computedTrait: trait });
+    } else if (document.kind === 'DecisionRule') {
+      const settings = validateSpec(document, issues, (spec) => resolveDecisionRule(spec, document.name));
+      if (settings !== undefined) rules.push({ document, settings });
+    } else if (document.kind === 'ContactPolicy') {
+      const policy = validateSpec(document, issues, (spec) => resolveContactPolicy(spec));
+      if (policy !== undefined) validated.set(document, { ...validatedBase(document), contactPolicy: policy });
     } else if (validateSegmentShape(document, issues)) {
       segments.push(document);
     }
   }
 
   const retained = options.prune ? [] : options.current.filter((stored) => !documents.some((document) => sameDefinition(document, stored)));
-  const compiler = new SegmentConditionCompiler(computedTraitsAfterApply(computedInSet, retained));
+  const signatures = computedTraitsAfterApply(computedInSet, retained);
+  const compiler = new SegmentConditionCompiler(signatures);
+  const decisionCompiler = new SegmentConditionCompiler(signatures, { decisionVariables: true });
 
   for (const document of segments) {
     const compiled = compiler.compile(document.spec.condition as string);
     if (compiled.ok) validated.set(document, { ...validatedBase(document), condition: compiled.condition });
     else issues.push(document.location.issue('spec.condition', compiled.error.rule));
+  }
+
+  for (const { document, settings } of rules) {
+    const compiled = compileRuleExpressions(settings, decisionCompiler);
+    if (compiled.ok) validated.set(document, { ...validatedBase(document), decisionRule: settings });
+    else issues.push(document.location.issue(compiled.path, compiled.rule));
   }
 
   // A stored Segment that the set keeps can stop compiling when a computed trait changes kind.
@@ -113,6 +134,17 @@ function withoutRepeatedNames(documents: DefinitionDocument[], issues: Definitio
     );
     return false;
   });
+}
+
+/** Validates a spec with `resolve`, which throws ComputedTraitConfigError naming the path under `spec` and the rule. */
+function validateSpec<T>(document: DefinitionDocument, issues: DefinitionIssue[], resolve: (spec: JsonObject) => T): T | undefined {
+  try {
+    return resolve(document.spec);
+  } catch (error) {
+    if (!(error instanceof ComputedTraitConfigError)) throw error;
+    issues.push(document.location.issue(error.path, error.rule));
+    return undefined;
+  }
 }
 
 /** Validates a ComputedTrait's spec with the same rules as resolveComputedTraits. */

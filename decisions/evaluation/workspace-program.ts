@@ -8,6 +8,8 @@ import { createComputedTrait, type ComputedTrait } from '../computed-traits/comp
 import { ComputedTraitConfigError, resolveComputedTrait } from '../computed-traits/definition.js';
 import type { DefinitionVersion } from '../definitions/definition-store.js';
 import { SegmentConditionCompiler, type SegmentCondition } from '../definitions/segment-condition.js';
+import { compileRuleExpressions, type CompiledExpressions } from '../decision-rules/compiled-rule.js';
+import { resolveContactPolicy, resolveDecisionRule, type DecisionRuleSettings, type PolicyCap } from '../decision-rules/rule-definition.js';
 
 export interface CompiledTrait {
   name: string;
@@ -24,6 +26,12 @@ export interface CompiledSegment {
   condition: SegmentCondition;
 }
 
+export interface CompiledRule extends CompiledExpressions {
+  name: string;
+  version: number;
+  settings: DecisionRuleSettings;
+}
+
 export class WorkspaceProgram {
   private constructor(
     readonly workspace: string,
@@ -32,11 +40,25 @@ export class WorkspaceProgram {
     readonly compiler: SegmentConditionCompiler,
     /** Computed traits that some segment reads, by name: only their expiries need timers. */
     readonly traitsReadBySegments: ReadonlySet<string>,
+    readonly rules: readonly CompiledRule[],
+    /** The caps of every ContactPolicy of the workspace. */
+    readonly contactCaps: readonly PolicyCap[],
+    /** The compiler of decision expressions, whose variables include `segments` and `context`. */
+    readonly decisionCompiler: SegmentConditionCompiler,
   ) {}
 
   /** Whether the workspace defines nothing to evaluate. */
   get empty(): boolean {
-    return this.traits.length === 0 && this.segments.length === 0;
+    return this.traits.length === 0 && this.segments.length === 0 && this.rules.length === 0;
+  }
+
+  /** How long a profile keeps a decision: the longest cap window, cooldown or contact policy window. */
+  get decisionHistoryMs(): number {
+    const windows = [
+      ...this.contactCaps.map((cap) => cap.windowMs),
+      ...this.rules.flatMap((rule) => [rule.settings.cooldownMs, ...rule.settings.caps.map((cap) => cap.windowMs)]),
+    ];
+    return Math.max(0, ...windows);
   }
 
   /**
@@ -67,7 +89,43 @@ export class WorkspaceProgram {
       }
     }
 
+    const decisionCompiler = new SegmentConditionCompiler(
+      traits.map(({ name, trait }) => ({ name, kind: trait.definition.kind })),
+      { decisionVariables: true },
+    );
+    const rules = compileRules(workspace, versions, decisionCompiler, logger);
+    const contactCaps = versions.filter((version) => version.kind === 'ContactPolicy' && !version.deleted).flatMap((version) => {
+      try {
+        return resolveContactPolicy(version.spec).caps;
+      } catch (error) {
+        if (!(error instanceof ComputedTraitConfigError)) throw error;
+        logger.error({ workspace, kind: version.kind, name: version.name, version: version.version, err: error }, 'stored contact policy is invalid; it is not applied');
+        return [];
+      }
+    });
+
     const read = new Set(segments.flatMap((segment) => segment.condition.computedTraits));
-    return new WorkspaceProgram(workspace, traits, segments, compiler, read);
+    return new WorkspaceProgram(workspace, traits, segments, compiler, read, rules, contactCaps, decisionCompiler);
   }
+}
+
+/** Compiles the stored decision rules, sorted by name; one that no longer compiles is skipped with an error log. */
+function compileRules(workspace: string, versions: readonly DefinitionVersion[], compiler: SegmentConditionCompiler, logger: Logger): CompiledRule[] {
+  const rules: CompiledRule[] = [];
+  for (const version of versions.filter((candidate) => candidate.kind === 'DecisionRule' && !candidate.deleted)) {
+    const fields = { workspace, kind: version.kind, name: version.name, version: version.version };
+    let settings: DecisionRuleSettings;
+    try {
+      settings = resolveDecisionRule(version.spec, version.name);
+    } catch (error) {
+      if (!(error instanceof ComputedTraitConfigError)) throw error;
+      logger.error({ ...fields, err: error }, 'stored decision rule is invalid; it is not evaluated');
+      continue;
+    }
+
+    const compiled = compileRuleExpressions(settings, compiler);
+    if (compiled.ok) rules.push({ name: version.name, version: version.version, settings, ...compiled.expressions });
+    else logger.error({ ...fields, path: compiled.path, rule: compiled.rule }, 'stored decision rule does not compile; it is not evaluated');
+  }
+  return rules.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }

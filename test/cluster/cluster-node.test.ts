@@ -1,4 +1,5 @@
 import t, { type Test } from 'tap';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ClusterNode } from '../../cluster/cluster-node.js';
 import { shardOf } from '../../cluster/routing.js';
@@ -41,8 +42,9 @@ t.test('cluster node - three nodes share shards and answer for every customer', 
 
   const nodes: ClusterNode[] = [];
   t.teardown(() => Promise.all(nodes.map((node) => node.abort())));
+  const root = t.testdir();
   for (const nodeId of ['a', 'b', 'c']) {
-    nodes.push(await ClusterNode.start({ ...FAST, servers: [server.url], nodeId, dataDir: t.testdir() + `-${nodeId}` }));
+    nodes.push(await ClusterNode.start({ ...FAST, servers: [server.url], nodeId, dataDir: path.join(root, nodeId) }));
   }
   await waitUntil(() => hostedShards(nodes) === 8 && nodes.every((node) => node.status().hosted.length > 0), 'every shard hosted and every node hosting');
 
@@ -113,7 +115,8 @@ t.test('cluster node - a draining node hands its shards off under load', { timeo
 
   const nodes: ClusterNode[] = [];
   t.teardown(() => Promise.all(nodes.map((node) => node.abort())));
-  for (const nodeId of ['a', 'b', 'c']) nodes.push(await ClusterNode.start({ ...FAST, servers: [server.url], nodeId, dataDir: t.testdir() + `-${nodeId}` }));
+  const root = t.testdir();
+  for (const nodeId of ['a', 'b', 'c']) nodes.push(await ClusterNode.start({ ...FAST, servers: [server.url], nodeId, dataDir: path.join(root, nodeId) }));
   await waitUntil(() => hostedShards(nodes) === 8 && nodes.every((node) => node.status().hosted.length > 0), 'every shard hosted');
 
   // A customer on a shard of the draining node: after the drain only the published claim finds it by email.
@@ -140,7 +143,8 @@ t.test('cluster node - survivors take over the shards of a stopped node', { time
 
   const nodes: ClusterNode[] = [];
   t.teardown(() => Promise.all(nodes.map((node) => node.abort())));
-  for (const nodeId of ['a', 'b', 'c']) nodes.push(await ClusterNode.start({ ...FAST, servers: [server.url], nodeId, dataDir: t.testdir() + `-${nodeId}` }));
+  const root = t.testdir();
+  for (const nodeId of ['a', 'b', 'c']) nodes.push(await ClusterNode.start({ ...FAST, servers: [server.url], nodeId, dataDir: path.join(root, nodeId) }));
   await waitUntil(() => hostedShards(nodes) === 8 && nodes.every((node) => node.status().hosted.length > 0), 'every shard hosted');
 
   const expected = new Map<string, number>();

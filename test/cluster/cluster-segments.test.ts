@@ -3,6 +3,7 @@
  * NATS KV, and each shard's owner evaluates its profiles. Queries through any node show the
  * computed traits and memberships, and a durable timer on the owner fires a time-based exit.
  */
+import path from 'node:path';
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ClusterNode } from '../../cluster/cluster-node.js';
@@ -41,6 +42,11 @@ apiVersion: rtcdp/v1
 kind: Segment
 metadata: { name: recent_buyer }
 spec: { condition: 'computed.orders_1h >= 1' }
+---
+apiVersion: rtcdp/v1
+kind: DecisionRule
+metadata: { name: thanks }
+spec: { eligibility: '"recent_buyer" in segments', caps: [{ max: 1, window: { days: 1 } }] }
 `;
 
 const order = (userId: string, messageId: string, timestampMs: number): RawEvent => ({
@@ -72,8 +78,9 @@ t.test('cluster segments - owners evaluate, any node answers, timers exit', { ti
 
   const nodes: ClusterNode[] = [];
   t.teardown(() => Promise.all(nodes.map((node) => node.abort())));
+  const root = t.testdir();
   for (const nodeId of ['a', 'b']) {
-    nodes.push(await ClusterNode.start({ ...FAST, servers: [server.url], nodeId, dataDir: `${t.testdir()}-${nodeId}` }));
+    nodes.push(await ClusterNode.start({ ...FAST, servers: [server.url], nodeId, dataDir: path.join(root, nodeId) }));
   }
   await waitFor(
     async () => nodes.reduce((sum, node) => sum + node.status().hosted.length, 0),
@@ -86,13 +93,15 @@ t.test('cluster segments - owners evaluate, any node answers, timers exit', { ti
 
   const users = Array.from({ length: 12 }, (_, i) => `u${i}`);
   const nowMs = Date.now();
-  // u0's order leaves the one-hour window about 2 s from now; the others stay inside it.
+  // u0's order leaves the one-hour window about 20 s from now; the others stay inside it.
   await nodes[1].ingest(
     WORKSPACE,
-    users.map((userId, i) => order(userId, `o-${userId}`, i === 0 ? nowMs - HOUR_MS + 2_000 : nowMs)),
+    users.map((userId, i) => order(userId, `o-${userId}`, i === 0 ? nowMs - HOUR_MS + 20_000 : nowMs)),
   );
 
+  // u0 is left out: by the time of its query its order may have left the window.
   for (const [i, userId] of users.entries()) {
+    if (i === 0) continue;
     const profile = await nodes[i % 2].getProfile(WORKSPACE, { type: 'user_id', value: userId });
     t.same(profile.computedValues, { orders_1h: 1 }, `${userId}: the computed trait through node ${nodes[i % 2].nodeId}`);
     t.same(Object.keys(profile.segments), ['recent_buyer'], `${userId}: the membership through node ${nodes[i % 2].nodeId}`);
@@ -102,6 +111,7 @@ t.test('cluster segments - owners evaluate, any node answers, timers exit', { ti
     () => allActivations(nodes),
     (list) => list.length >= users.length + 1,
     'an entry per customer and the exit of u0',
+    60_000,
   );
   const entries = activations.filter((activation) => activation.type === 'segment.entered').map((activation) => activation.profileId);
   t.same(entries.sort(), users.map((userId) => `user:${userId}`).sort(), 'each customer entered once, on its owner');
@@ -113,4 +123,16 @@ t.test('cluster segments - owners evaluate, any node answers, timers exit', { ti
 
   const u0 = await nodes[0].getProfile(WORKSPACE, { type: 'user_id', value: 'u0' });
   t.same(u0.segments, {}, 'u0 left the segment without a new event');
+
+  // Decide calls through both nodes reach the owner's actor, so a cap of one holds.
+  const u5 = { type: 'user_id', value: 'u5' };
+  const receipts = await Promise.all(Array.from({ length: 6 }, (_, i) => nodes[i % 2].decide(WORKSPACE, u5, { channel: '', context: {} })));
+  t.equal(receipts.filter((receipt) => receipt.chosen?.rule === 'thanks').length, 1, 'one decision passes the cap');
+  t.equal((await nodes[0].listReceipts(WORKSPACE, u5)).length, 6, 'every call left a receipt');
+  const late = await nodes[1].decide(WORKSPACE, { type: 'user_id', value: 'u0' }, { channel: '', context: {} });
+  t.same(
+    late.candidates.map((candidate) => candidate.outcome),
+    ['not_eligible'],
+    'u0 is no longer eligible',
+  );
 });

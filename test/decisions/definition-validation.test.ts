@@ -140,7 +140,7 @@ const BAD_CASES: BadCase[] = [
     files: [{ name: 'a.json', content: '{"metadata": {}}' }],
     issues: [
       { file: 'a.json', path: 'documents[0].apiVersion', rule: 'is missing' },
-      { file: 'a.json', path: 'documents[0].kind', rule: 'is missing. Use one of ComputedTrait, Segment' },
+      { file: 'a.json', path: 'documents[0].kind', rule: 'is missing. Use one of ComputedTrait, Segment, DecisionRule, ContactPolicy' },
       { file: 'a.json', path: 'documents[0].metadata.name', rule: 'is missing' },
       { file: 'a.json', path: 'documents[0].spec', rule: 'is missing' },
     ],
@@ -150,19 +150,18 @@ const BAD_CASES: BadCase[] = [
     files: [
       {
         name: 'later.yaml',
-        content: ['DecisionRule', 'Journey', 'ScoringModel'].map((kind) => `apiVersion: rtcdp/v1\nkind: ${kind}\nmetadata: { name: x_${kind} }\nspec: {}\n`).join('---\n'),
+        content: ['Journey', 'ScoringModel'].map((kind) => `apiVersion: rtcdp/v1\nkind: ${kind}\nmetadata: { name: x_${kind} }\nspec: {}\n`).join('---\n'),
       },
     ],
     issues: [
-      { file: 'later.yaml', path: 'documents[0].kind', rule: 'kind DecisionRule is not supported yet. The supported kinds are ComputedTrait, Segment', line: 2 },
-      { file: 'later.yaml', path: 'documents[1].kind', rule: 'kind Journey is not supported yet', line: 7 },
-      { file: 'later.yaml', path: 'documents[2].kind', rule: 'kind ScoringModel is not supported yet', line: 12 },
+      { file: 'later.yaml', path: 'documents[0].kind', rule: 'kind Journey is not supported yet. The supported kinds are ComputedTrait, Segment, DecisionRule, ContactPolicy', line: 2 },
+      { file: 'later.yaml', path: 'documents[1].kind', rule: 'kind ScoringModel is not supported yet', line: 7 },
     ],
   },
   {
     name: 'unknown kind',
     files: [{ name: 'a.yaml', content: 'apiVersion: rtcdp/v1\nkind: Audience\nmetadata: { name: a }\nspec: {}\n' }],
-    issues: [{ file: 'a.yaml', path: 'documents[0].kind', rule: 'must be one of ComputedTrait, Segment, got "Audience"', line: 2 }],
+    issues: [{ file: 'a.yaml', path: 'documents[0].kind', rule: 'must be one of ComputedTrait, Segment, DecisionRule, ContactPolicy, got "Audience"', line: 2 }],
   },
   {
     name: 'workspace of another write key',
@@ -269,7 +268,7 @@ t.test('validation - several files report every issue', async (t) => {
     ['a.yaml: documents[0].kind', 'b.yaml: documents[0].spec.condition'],
     'one issue per bad file, in file order',
   );
-  t.equal(formatIssue(issues[0]), 'a.yaml: documents[0].kind: kind Journey is not supported yet. The supported kinds are ComputedTrait, Segment');
+  t.equal(formatIssue(issues[0]), 'a.yaml: documents[0].kind: kind Journey is not supported yet. The supported kinds are ComputedTrait, Segment, DecisionRule, ContactPolicy');
   t.same(definitions.map((definition) => definition.name), ['ok'], 'the valid document is still resolved');
 });
 
@@ -312,8 +311,39 @@ t.test('validation - sample definitions are valid', async (t) => {
     'ComputedTrait/revenue_total',
     'ComputedTrait/invoices',
     'ComputedTrait/lines_7d',
+    'DecisionRule/vip_offer',
+    'DecisionRule/repeat_buyer_bundle',
+    'DecisionRule/newsletter_signup',
+    'ContactPolicy/default',
     'Segment/big_spenders',
     'Segment/repeat_buyers',
     'Segment/cancellers',
   ]);
+});
+
+t.test('validation - decision rules and contact policies', async (t) => {
+  const rule = (spec: string) => ({
+    name: 'rules.yaml',
+    content: `apiVersion: rtcdp/v1\nkind: ComputedTrait\nmetadata: { name: orders }\nspec: { kind: count, event: Order Completed }\n---\napiVersion: rtcdp/v1\nkind: DecisionRule\nmetadata: { name: offer }\nspec: ${spec}\n`,
+  });
+  const rules = (spec: string) => validateDefinitionSet([rule(spec)], { workspace: 'w', current: [], prune: false }).issues.map((issue) => `${issue.path}: ${issue.rule}`);
+
+  t.same(rules("{ eligibility: 'computed.orders >= 2', priority: 'double(computed.orders)', caps: [{ max: 1, window: { days: 7 } }], cooldown: { hours: 24 } }"), [], 'a valid rule');
+  t.same(rules('{ caps: [{ max: 0, window: { days: 7 } }] }'), ['documents[1].spec.caps[0].max: must be an integer from 1 to 1000, got 0']);
+  t.same(rules('{ caps: [{ max: 1 }] }'), ['documents[1].spec.caps[0].window: is missing. Give the window the cap counts over, such as { days: 7 }']);
+  t.same(rules('{ cooldown: { days: 1, hours: 2 } }'), ['documents[1].spec.cooldown: must set exactly one of days, hours and minutes, such as { hours: 24 }']);
+  t.same(rules('{ controlGroupPercent: 60 }'), ['documents[1].spec.controlGroupPercent: must be a number from 0 to 50, got 60']);
+  t.same(rules('{ channels: [web, web] }'), ['documents[1].spec.channels[1]: repeats channel "web"']);
+  t.same(rules('{ trigger: { condition: "true" } }'), ['documents[1].spec.trigger: must select events with one of event, page, screen or type, such as { event: Order Completed }']);
+  t.same(rules('{ budget: 3 }'), ['documents[1].spec.budget: is not a setting. The settings here are action, channels, trigger, eligibility, priority, caps, cooldown, controlGroupPercent']);
+  t.match(rules("{ priority: 'traits.plan == \"pro\"' }"), ['documents[1].spec.priority: must be a numeric expression, but its type is bool']);
+  t.match(rules("{ eligibility: 'computed.nothing > 1' }"), [/^documents\[1\]\.spec\.eligibility: refers to computed trait "nothing"/]);
+  t.same(rules("{ eligibility: '\"vip\" in segments && context.page == \"/\"' }"), [], 'segments and context are variables of rules');
+
+  const policy = validateDefinitionSet(
+    [{ name: 'policy.yaml', content: 'apiVersion: rtcdp/v1\nkind: ContactPolicy\nmetadata: { name: default }\nspec: { caps: [{ max: 3, window: { days: 1 }, channel: sms }] }\n' }],
+    { workspace: 'w', current: [], prune: false },
+  );
+  t.same(policy.issues, []);
+  t.same(policy.definitions[0].contactPolicy, { caps: [{ max: 3, windowMs: 86_400_000, channel: 'sms' }] });
 });

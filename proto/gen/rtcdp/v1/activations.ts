@@ -33,7 +33,7 @@ export interface Activation {
    * same id, so a consumer can deduplicate on it.
    */
   id: string;
-  /** segment.entered or segment.exited. */
+  /** segment.entered, segment.exited or decision.made. */
   type: string;
   profileId: string;
   /** The segment the activation is about. */
@@ -41,13 +41,18 @@ export interface Activation {
   definitionVersion: number;
   /** Evaluation time (ISO 8601). */
   at: string;
-  cause?: ActivationCause | undefined;
+  cause?:
+    | ActivationCause
+    | undefined;
+  /** decision.made only: the chosen rule's action and the channel it was decided for. */
+  action: string;
+  channel: string;
 }
 
 export interface ActivationCause {
   /**
    * event: an applied event; timer: time passed (a durable timer); definition: the
-   * definition was deleted.
+   * definition was deleted; decide: a Decide call.
    */
   kind: string;
   /** For kind event: the event's log position and messageId. */
@@ -63,7 +68,7 @@ export interface ListActivationsRequest {
   afterSequence: number;
   /** At most 1000; 100 when zero. */
   limit: number;
-  /** Only these types (segment.entered, segment.exited); all when empty. */
+  /** Only these types (segment.entered, segment.exited, decision.made); all when empty. */
   types: string[];
 }
 
@@ -81,7 +86,18 @@ export interface SubscribeActivationsRequest {
 }
 
 function createBaseActivation(): Activation {
-  return { sequence: 0, id: "", type: "", profileId: "", name: "", definitionVersion: 0, at: "", cause: undefined };
+  return {
+    sequence: 0,
+    id: "",
+    type: "",
+    profileId: "",
+    name: "",
+    definitionVersion: 0,
+    at: "",
+    cause: undefined,
+    action: "",
+    channel: "",
+  };
 }
 
 export const Activation: MessageFns<Activation> = {
@@ -109,6 +125,12 @@ export const Activation: MessageFns<Activation> = {
     }
     if (message.cause !== undefined) {
       ActivationCause.encode(message.cause, writer.uint32(66).fork()).join();
+    }
+    if (message.action !== "") {
+      writer.uint32(74).string(message.action);
+    }
+    if (message.channel !== "") {
+      writer.uint32(82).string(message.channel);
     }
     return writer;
   },
@@ -190,6 +212,22 @@ export const Activation: MessageFns<Activation> = {
             message.cause = ActivationCause.decode(reader, reader.uint32());
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.channel = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -220,6 +258,8 @@ export const Activation: MessageFns<Activation> = {
         : 0,
       at: isSet(object.at) ? globalThis.String(object.at) : "",
       cause: isSet(object.cause) ? ActivationCause.fromJSON(object.cause) : undefined,
+      action: isSet(object.action) ? globalThis.String(object.action) : "",
+      channel: isSet(object.channel) ? globalThis.String(object.channel) : "",
     };
   },
 
@@ -249,6 +289,12 @@ export const Activation: MessageFns<Activation> = {
     if (message.cause !== undefined) {
       obj.cause = ActivationCause.toJSON(message.cause);
     }
+    if (message.action !== "") {
+      obj.action = message.action;
+    }
+    if (message.channel !== "") {
+      obj.channel = message.channel;
+    }
     return obj;
   },
 
@@ -267,6 +313,8 @@ export const Activation: MessageFns<Activation> = {
     message.cause = (object.cause !== undefined && object.cause !== null)
       ? ActivationCause.fromPartial(object.cause)
       : undefined;
+    message.action = object.action ?? "";
+    message.channel = object.channel ?? "";
     return message;
   },
 };

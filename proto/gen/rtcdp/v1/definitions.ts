@@ -19,6 +19,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Struct } from "../../google/protobuf/struct.js";
+import { Identifier } from "./profile.js";
 
 export const protobufPackage = "rtcdp.v1";
 
@@ -72,6 +73,41 @@ export function definitionChangeToJSON(object: DefinitionChange): string {
       return "DEFINITION_CHANGE_DELETED";
     default:
       throw new globalThis.Error("Unrecognized enum value " + object + " for enum DefinitionChange");
+  }
+}
+
+export enum SegmentTransition {
+  SEGMENT_TRANSITION_UNSPECIFIED = 0,
+  SEGMENT_TRANSITION_ENTERED = 1,
+  SEGMENT_TRANSITION_EXITED = 2,
+}
+
+export function segmentTransitionFromJSON(object: any): SegmentTransition {
+  switch (object) {
+    case 0:
+    case "SEGMENT_TRANSITION_UNSPECIFIED":
+      return SegmentTransition.SEGMENT_TRANSITION_UNSPECIFIED;
+    case 1:
+    case "SEGMENT_TRANSITION_ENTERED":
+      return SegmentTransition.SEGMENT_TRANSITION_ENTERED;
+    case 2:
+    case "SEGMENT_TRANSITION_EXITED":
+      return SegmentTransition.SEGMENT_TRANSITION_EXITED;
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum SegmentTransition");
+  }
+}
+
+export function segmentTransitionToJSON(object: SegmentTransition): string {
+  switch (object) {
+    case SegmentTransition.SEGMENT_TRANSITION_UNSPECIFIED:
+      return "SEGMENT_TRANSITION_UNSPECIFIED";
+    case SegmentTransition.SEGMENT_TRANSITION_ENTERED:
+      return "SEGMENT_TRANSITION_ENTERED";
+    case SegmentTransition.SEGMENT_TRANSITION_EXITED:
+      return "SEGMENT_TRANSITION_EXITED";
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum SegmentTransition");
   }
 }
 
@@ -197,6 +233,99 @@ export interface DefinitionDiff {
     | undefined;
   /** Unified diff of the canonical YAML, stored version against proposed; empty when unchanged. */
   unifiedDiff: string;
+}
+
+export interface TestDefinitionsRequest {
+  files: SourceFile[];
+  /**
+   * Count the stored definitions that the files do not contain as deleted, as Apply with
+   * prune would.
+   */
+  prune: boolean;
+  /**
+   * Test the first N profiles of the workspace in the order of their snapshot keys: 1 to
+   * 10000, 100 when unset. Not with identifiers.
+   */
+  profiles?:
+    | number
+    | undefined;
+  /**
+   * Test the profiles of these identifiers instead, at most 10000. NOT_FOUND when one has
+   * no profile.
+   */
+  identifiers: Identifier[];
+}
+
+export interface TestDefinitionsResponse {
+  /**
+   * Empty when the set is valid. When it is not, nothing was evaluated and the other
+   * fields are empty.
+   */
+  errors: ValidationError[];
+  /** What an apply would store, as ApplyResponse.results. */
+  results: DefinitionResult[];
+  /** Evaluation time of both replays, as RFC 3339 in UTC. */
+  evaluatedAt: string;
+  profilesTested: number;
+  /** Events replayed, counted once per profile although both replays apply them. */
+  eventsReplayed: number;
+  /** Events of one profile replayed at most, the oldest first. */
+  maxHistoryEvents: number;
+  /**
+   * Profiles with more events than max_history_events, so their results cover only the
+   * oldest ones, and up to 20 of their profile ids.
+   */
+  historyCut: number;
+  historyCutExamples: string[];
+  /** Every segment stored now or after the apply, sorted by name. */
+  segments: SegmentTestResult[];
+  /** Every computed trait stored now or after the apply, sorted by name. */
+  computedTraits: ComputedTraitTestResult[];
+}
+
+export interface SegmentTestResult {
+  name: string;
+  /** UNCHANGED also for a stored segment that the files do not contain, without prune. */
+  change: DefinitionChange;
+  /** 0 when the segment is not stored yet. */
+  versionBefore: number;
+  /** 0 when the apply deletes the segment. */
+  versionAfter: number;
+  /** Tested profiles that are members under the current definitions, and after the apply. */
+  membersBefore: number;
+  membersAfter: number;
+  entered: number;
+  exited: number;
+  /** Tested profiles whose membership stays the same, members or not. */
+  unchanged: number;
+  /** Tested profiles on which the condition failed to evaluate, which counts as false. */
+  evaluationErrorsBefore: number;
+  evaluationErrorsAfter: number;
+  /**
+   * Tested profiles whose stored snapshot has another membership than the replay under the
+   * current definitions, for example because a time-based exit is still due.
+   */
+  storedMismatches: number;
+  /** Up to 20 profiles that enter or exit, in the order they were tested. */
+  examples: SegmentTestExample[];
+}
+
+export interface SegmentTestExample {
+  profileId: string;
+  transition: SegmentTransition;
+  /** Every computed trait's value under the current definitions, and after the apply. */
+  computedBefore?: { [key: string]: any } | undefined;
+  computedAfter?: { [key: string]: any } | undefined;
+}
+
+export interface ComputedTraitTestResult {
+  name: string;
+  /** UNCHANGED also for a stored computed trait that the files do not contain, without prune. */
+  change: DefinitionChange;
+  versionBefore: number;
+  versionAfter: number;
+  /** Tested profiles whose value differs. For a trait created or deleted, every tested profile counts. */
+  valuesChanged: number;
 }
 
 function createBaseSourceFile(): SourceFile {
@@ -1690,6 +1819,962 @@ export const DefinitionDiff: MessageFns<DefinitionDiff> = {
   },
 };
 
+function createBaseTestDefinitionsRequest(): TestDefinitionsRequest {
+  return { files: [], prune: false, profiles: undefined, identifiers: [] };
+}
+
+export const TestDefinitionsRequest: MessageFns<TestDefinitionsRequest> = {
+  encode(message: TestDefinitionsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.files) {
+      SourceFile.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.prune !== false) {
+      writer.uint32(16).bool(message.prune);
+    }
+    if (message.profiles !== undefined) {
+      writer.uint32(24).uint32(message.profiles);
+    }
+    for (const v of message.identifiers) {
+      Identifier.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TestDefinitionsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTestDefinitionsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.files.push(SourceFile.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.prune = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.profiles = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.identifiers.push(Identifier.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TestDefinitionsRequest {
+    return {
+      files: globalThis.Array.isArray(object?.files) ? object.files.map((e: any) => SourceFile.fromJSON(e)) : [],
+      prune: isSet(object.prune) ? globalThis.Boolean(object.prune) : false,
+      profiles: isSet(object.profiles) ? globalThis.Number(object.profiles) : undefined,
+      identifiers: globalThis.Array.isArray(object?.identifiers)
+        ? object.identifiers.map((e: any) => Identifier.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: TestDefinitionsRequest): unknown {
+    const obj: any = {};
+    if (message.files?.length) {
+      obj.files = message.files.map((e) => SourceFile.toJSON(e));
+    }
+    if (message.prune !== false) {
+      obj.prune = message.prune;
+    }
+    if (message.profiles !== undefined) {
+      obj.profiles = Math.round(message.profiles);
+    }
+    if (message.identifiers?.length) {
+      obj.identifiers = message.identifiers.map((e) => Identifier.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TestDefinitionsRequest>, I>>(base?: I): TestDefinitionsRequest {
+    return TestDefinitionsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TestDefinitionsRequest>, I>>(object: I): TestDefinitionsRequest {
+    const message = createBaseTestDefinitionsRequest();
+    message.files = object.files?.map((e) => SourceFile.fromPartial(e)) || [];
+    message.prune = object.prune ?? false;
+    message.profiles = object.profiles ?? undefined;
+    message.identifiers = object.identifiers?.map((e) => Identifier.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseTestDefinitionsResponse(): TestDefinitionsResponse {
+  return {
+    errors: [],
+    results: [],
+    evaluatedAt: "",
+    profilesTested: 0,
+    eventsReplayed: 0,
+    maxHistoryEvents: 0,
+    historyCut: 0,
+    historyCutExamples: [],
+    segments: [],
+    computedTraits: [],
+  };
+}
+
+export const TestDefinitionsResponse: MessageFns<TestDefinitionsResponse> = {
+  encode(message: TestDefinitionsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.errors) {
+      ValidationError.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.results) {
+      DefinitionResult.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.evaluatedAt !== "") {
+      writer.uint32(26).string(message.evaluatedAt);
+    }
+    if (message.profilesTested !== 0) {
+      writer.uint32(32).uint32(message.profilesTested);
+    }
+    if (message.eventsReplayed !== 0) {
+      writer.uint32(40).uint64(message.eventsReplayed);
+    }
+    if (message.maxHistoryEvents !== 0) {
+      writer.uint32(48).uint32(message.maxHistoryEvents);
+    }
+    if (message.historyCut !== 0) {
+      writer.uint32(56).uint32(message.historyCut);
+    }
+    for (const v of message.historyCutExamples) {
+      writer.uint32(66).string(v!);
+    }
+    for (const v of message.segments) {
+      SegmentTestResult.encode(v!, writer.uint32(74).fork()).join();
+    }
+    for (const v of message.computedTraits) {
+      ComputedTraitTestResult.encode(v!, writer.uint32(82).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TestDefinitionsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTestDefinitionsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.errors.push(ValidationError.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.results.push(DefinitionResult.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.evaluatedAt = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.profilesTested = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.eventsReplayed = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.maxHistoryEvents = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.historyCut = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.historyCutExamples.push(reader.string());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.segments.push(SegmentTestResult.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.computedTraits.push(ComputedTraitTestResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TestDefinitionsResponse {
+    return {
+      errors: globalThis.Array.isArray(object?.errors)
+        ? object.errors.map((e: any) => ValidationError.fromJSON(e))
+        : [],
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => DefinitionResult.fromJSON(e))
+        : [],
+      evaluatedAt: isSet(object.evaluatedAt)
+        ? globalThis.String(object.evaluatedAt)
+        : isSet(object.evaluated_at)
+        ? globalThis.String(object.evaluated_at)
+        : "",
+      profilesTested: isSet(object.profilesTested)
+        ? globalThis.Number(object.profilesTested)
+        : isSet(object.profiles_tested)
+        ? globalThis.Number(object.profiles_tested)
+        : 0,
+      eventsReplayed: isSet(object.eventsReplayed)
+        ? globalThis.Number(object.eventsReplayed)
+        : isSet(object.events_replayed)
+        ? globalThis.Number(object.events_replayed)
+        : 0,
+      maxHistoryEvents: isSet(object.maxHistoryEvents)
+        ? globalThis.Number(object.maxHistoryEvents)
+        : isSet(object.max_history_events)
+        ? globalThis.Number(object.max_history_events)
+        : 0,
+      historyCut: isSet(object.historyCut)
+        ? globalThis.Number(object.historyCut)
+        : isSet(object.history_cut)
+        ? globalThis.Number(object.history_cut)
+        : 0,
+      historyCutExamples: globalThis.Array.isArray(object?.historyCutExamples)
+        ? object.historyCutExamples.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.history_cut_examples)
+        ? object.history_cut_examples.map((e: any) => globalThis.String(e))
+        : [],
+      segments: globalThis.Array.isArray(object?.segments)
+        ? object.segments.map((e: any) => SegmentTestResult.fromJSON(e))
+        : [],
+      computedTraits: globalThis.Array.isArray(object?.computedTraits)
+        ? object.computedTraits.map((e: any) => ComputedTraitTestResult.fromJSON(e))
+        : globalThis.Array.isArray(object?.computed_traits)
+        ? object.computed_traits.map((e: any) => ComputedTraitTestResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: TestDefinitionsResponse): unknown {
+    const obj: any = {};
+    if (message.errors?.length) {
+      obj.errors = message.errors.map((e) => ValidationError.toJSON(e));
+    }
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => DefinitionResult.toJSON(e));
+    }
+    if (message.evaluatedAt !== "") {
+      obj.evaluatedAt = message.evaluatedAt;
+    }
+    if (message.profilesTested !== 0) {
+      obj.profilesTested = Math.round(message.profilesTested);
+    }
+    if (message.eventsReplayed !== 0) {
+      obj.eventsReplayed = Math.round(message.eventsReplayed);
+    }
+    if (message.maxHistoryEvents !== 0) {
+      obj.maxHistoryEvents = Math.round(message.maxHistoryEvents);
+    }
+    if (message.historyCut !== 0) {
+      obj.historyCut = Math.round(message.historyCut);
+    }
+    if (message.historyCutExamples?.length) {
+      obj.historyCutExamples = message.historyCutExamples;
+    }
+    if (message.segments?.length) {
+      obj.segments = message.segments.map((e) => SegmentTestResult.toJSON(e));
+    }
+    if (message.computedTraits?.length) {
+      obj.computedTraits = message.computedTraits.map((e) => ComputedTraitTestResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TestDefinitionsResponse>, I>>(base?: I): TestDefinitionsResponse {
+    return TestDefinitionsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TestDefinitionsResponse>, I>>(object: I): TestDefinitionsResponse {
+    const message = createBaseTestDefinitionsResponse();
+    message.errors = object.errors?.map((e) => ValidationError.fromPartial(e)) || [];
+    message.results = object.results?.map((e) => DefinitionResult.fromPartial(e)) || [];
+    message.evaluatedAt = object.evaluatedAt ?? "";
+    message.profilesTested = object.profilesTested ?? 0;
+    message.eventsReplayed = object.eventsReplayed ?? 0;
+    message.maxHistoryEvents = object.maxHistoryEvents ?? 0;
+    message.historyCut = object.historyCut ?? 0;
+    message.historyCutExamples = object.historyCutExamples?.map((e) => e) || [];
+    message.segments = object.segments?.map((e) => SegmentTestResult.fromPartial(e)) || [];
+    message.computedTraits = object.computedTraits?.map((e) => ComputedTraitTestResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSegmentTestResult(): SegmentTestResult {
+  return {
+    name: "",
+    change: 0,
+    versionBefore: 0,
+    versionAfter: 0,
+    membersBefore: 0,
+    membersAfter: 0,
+    entered: 0,
+    exited: 0,
+    unchanged: 0,
+    evaluationErrorsBefore: 0,
+    evaluationErrorsAfter: 0,
+    storedMismatches: 0,
+    examples: [],
+  };
+}
+
+export const SegmentTestResult: MessageFns<SegmentTestResult> = {
+  encode(message: SegmentTestResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.change !== 0) {
+      writer.uint32(16).int32(message.change);
+    }
+    if (message.versionBefore !== 0) {
+      writer.uint32(24).uint32(message.versionBefore);
+    }
+    if (message.versionAfter !== 0) {
+      writer.uint32(32).uint32(message.versionAfter);
+    }
+    if (message.membersBefore !== 0) {
+      writer.uint32(40).uint32(message.membersBefore);
+    }
+    if (message.membersAfter !== 0) {
+      writer.uint32(48).uint32(message.membersAfter);
+    }
+    if (message.entered !== 0) {
+      writer.uint32(56).uint32(message.entered);
+    }
+    if (message.exited !== 0) {
+      writer.uint32(64).uint32(message.exited);
+    }
+    if (message.unchanged !== 0) {
+      writer.uint32(72).uint32(message.unchanged);
+    }
+    if (message.evaluationErrorsBefore !== 0) {
+      writer.uint32(80).uint32(message.evaluationErrorsBefore);
+    }
+    if (message.evaluationErrorsAfter !== 0) {
+      writer.uint32(88).uint32(message.evaluationErrorsAfter);
+    }
+    if (message.storedMismatches !== 0) {
+      writer.uint32(96).uint32(message.storedMismatches);
+    }
+    for (const v of message.examples) {
+      SegmentTestExample.encode(v!, writer.uint32(106).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SegmentTestResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSegmentTestResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.change = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.versionBefore = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.versionAfter = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.membersBefore = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.membersAfter = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.entered = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.exited = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.unchanged = reader.uint32();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.evaluationErrorsBefore = reader.uint32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.evaluationErrorsAfter = reader.uint32();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.storedMismatches = reader.uint32();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.examples.push(SegmentTestExample.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SegmentTestResult {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      change: isSet(object.change) ? definitionChangeFromJSON(object.change) : 0,
+      versionBefore: isSet(object.versionBefore)
+        ? globalThis.Number(object.versionBefore)
+        : isSet(object.version_before)
+        ? globalThis.Number(object.version_before)
+        : 0,
+      versionAfter: isSet(object.versionAfter)
+        ? globalThis.Number(object.versionAfter)
+        : isSet(object.version_after)
+        ? globalThis.Number(object.version_after)
+        : 0,
+      membersBefore: isSet(object.membersBefore)
+        ? globalThis.Number(object.membersBefore)
+        : isSet(object.members_before)
+        ? globalThis.Number(object.members_before)
+        : 0,
+      membersAfter: isSet(object.membersAfter)
+        ? globalThis.Number(object.membersAfter)
+        : isSet(object.members_after)
+        ? globalThis.Number(object.members_after)
+        : 0,
+      entered: isSet(object.entered) ? globalThis.Number(object.entered) : 0,
+      exited: isSet(object.exited) ? globalThis.Number(object.exited) : 0,
+      unchanged: isSet(object.unchanged) ? globalThis.Number(object.unchanged) : 0,
+      evaluationErrorsBefore: isSet(object.evaluationErrorsBefore)
+        ? globalThis.Number(object.evaluationErrorsBefore)
+        : isSet(object.evaluation_errors_before)
+        ? globalThis.Number(object.evaluation_errors_before)
+        : 0,
+      evaluationErrorsAfter: isSet(object.evaluationErrorsAfter)
+        ? globalThis.Number(object.evaluationErrorsAfter)
+        : isSet(object.evaluation_errors_after)
+        ? globalThis.Number(object.evaluation_errors_after)
+        : 0,
+      storedMismatches: isSet(object.storedMismatches)
+        ? globalThis.Number(object.storedMismatches)
+        : isSet(object.stored_mismatches)
+        ? globalThis.Number(object.stored_mismatches)
+        : 0,
+      examples: globalThis.Array.isArray(object?.examples)
+        ? object.examples.map((e: any) => SegmentTestExample.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SegmentTestResult): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.change !== 0) {
+      obj.change = definitionChangeToJSON(message.change);
+    }
+    if (message.versionBefore !== 0) {
+      obj.versionBefore = Math.round(message.versionBefore);
+    }
+    if (message.versionAfter !== 0) {
+      obj.versionAfter = Math.round(message.versionAfter);
+    }
+    if (message.membersBefore !== 0) {
+      obj.membersBefore = Math.round(message.membersBefore);
+    }
+    if (message.membersAfter !== 0) {
+      obj.membersAfter = Math.round(message.membersAfter);
+    }
+    if (message.entered !== 0) {
+      obj.entered = Math.round(message.entered);
+    }
+    if (message.exited !== 0) {
+      obj.exited = Math.round(message.exited);
+    }
+    if (message.unchanged !== 0) {
+      obj.unchanged = Math.round(message.unchanged);
+    }
+    if (message.evaluationErrorsBefore !== 0) {
+      obj.evaluationErrorsBefore = Math.round(message.evaluationErrorsBefore);
+    }
+    if (message.evaluationErrorsAfter !== 0) {
+      obj.evaluationErrorsAfter = Math.round(message.evaluationErrorsAfter);
+    }
+    if (message.storedMismatches !== 0) {
+      obj.storedMismatches = Math.round(message.storedMismatches);
+    }
+    if (message.examples?.length) {
+      obj.examples = message.examples.map((e) => SegmentTestExample.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SegmentTestResult>, I>>(base?: I): SegmentTestResult {
+    return SegmentTestResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SegmentTestResult>, I>>(object: I): SegmentTestResult {
+    const message = createBaseSegmentTestResult();
+    message.name = object.name ?? "";
+    message.change = object.change ?? 0;
+    message.versionBefore = object.versionBefore ?? 0;
+    message.versionAfter = object.versionAfter ?? 0;
+    message.membersBefore = object.membersBefore ?? 0;
+    message.membersAfter = object.membersAfter ?? 0;
+    message.entered = object.entered ?? 0;
+    message.exited = object.exited ?? 0;
+    message.unchanged = object.unchanged ?? 0;
+    message.evaluationErrorsBefore = object.evaluationErrorsBefore ?? 0;
+    message.evaluationErrorsAfter = object.evaluationErrorsAfter ?? 0;
+    message.storedMismatches = object.storedMismatches ?? 0;
+    message.examples = object.examples?.map((e) => SegmentTestExample.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSegmentTestExample(): SegmentTestExample {
+  return { profileId: "", transition: 0, computedBefore: undefined, computedAfter: undefined };
+}
+
+export const SegmentTestExample: MessageFns<SegmentTestExample> = {
+  encode(message: SegmentTestExample, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.profileId !== "") {
+      writer.uint32(10).string(message.profileId);
+    }
+    if (message.transition !== 0) {
+      writer.uint32(16).int32(message.transition);
+    }
+    if (message.computedBefore !== undefined) {
+      Struct.encode(Struct.wrap(message.computedBefore), writer.uint32(26).fork()).join();
+    }
+    if (message.computedAfter !== undefined) {
+      Struct.encode(Struct.wrap(message.computedAfter), writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SegmentTestExample {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSegmentTestExample();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.profileId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.transition = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.computedBefore = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.computedAfter = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SegmentTestExample {
+    return {
+      profileId: isSet(object.profileId)
+        ? globalThis.String(object.profileId)
+        : isSet(object.profile_id)
+        ? globalThis.String(object.profile_id)
+        : "",
+      transition: isSet(object.transition) ? segmentTransitionFromJSON(object.transition) : 0,
+      computedBefore: isObject(object.computedBefore)
+        ? object.computedBefore
+        : isObject(object.computed_before)
+        ? object.computed_before
+        : undefined,
+      computedAfter: isObject(object.computedAfter)
+        ? object.computedAfter
+        : isObject(object.computed_after)
+        ? object.computed_after
+        : undefined,
+    };
+  },
+
+  toJSON(message: SegmentTestExample): unknown {
+    const obj: any = {};
+    if (message.profileId !== "") {
+      obj.profileId = message.profileId;
+    }
+    if (message.transition !== 0) {
+      obj.transition = segmentTransitionToJSON(message.transition);
+    }
+    if (message.computedBefore !== undefined) {
+      obj.computedBefore = message.computedBefore;
+    }
+    if (message.computedAfter !== undefined) {
+      obj.computedAfter = message.computedAfter;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SegmentTestExample>, I>>(base?: I): SegmentTestExample {
+    return SegmentTestExample.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SegmentTestExample>, I>>(object: I): SegmentTestExample {
+    const message = createBaseSegmentTestExample();
+    message.profileId = object.profileId ?? "";
+    message.transition = object.transition ?? 0;
+    message.computedBefore = object.computedBefore ?? undefined;
+    message.computedAfter = object.computedAfter ?? undefined;
+    return message;
+  },
+};
+
+function createBaseComputedTraitTestResult(): ComputedTraitTestResult {
+  return { name: "", change: 0, versionBefore: 0, versionAfter: 0, valuesChanged: 0 };
+}
+
+export const ComputedTraitTestResult: MessageFns<ComputedTraitTestResult> = {
+  encode(message: ComputedTraitTestResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.change !== 0) {
+      writer.uint32(16).int32(message.change);
+    }
+    if (message.versionBefore !== 0) {
+      writer.uint32(24).uint32(message.versionBefore);
+    }
+    if (message.versionAfter !== 0) {
+      writer.uint32(32).uint32(message.versionAfter);
+    }
+    if (message.valuesChanged !== 0) {
+      writer.uint32(40).uint32(message.valuesChanged);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ComputedTraitTestResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseComputedTraitTestResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.change = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.versionBefore = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.versionAfter = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.valuesChanged = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ComputedTraitTestResult {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      change: isSet(object.change) ? definitionChangeFromJSON(object.change) : 0,
+      versionBefore: isSet(object.versionBefore)
+        ? globalThis.Number(object.versionBefore)
+        : isSet(object.version_before)
+        ? globalThis.Number(object.version_before)
+        : 0,
+      versionAfter: isSet(object.versionAfter)
+        ? globalThis.Number(object.versionAfter)
+        : isSet(object.version_after)
+        ? globalThis.Number(object.version_after)
+        : 0,
+      valuesChanged: isSet(object.valuesChanged)
+        ? globalThis.Number(object.valuesChanged)
+        : isSet(object.values_changed)
+        ? globalThis.Number(object.values_changed)
+        : 0,
+    };
+  },
+
+  toJSON(message: ComputedTraitTestResult): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.change !== 0) {
+      obj.change = definitionChangeToJSON(message.change);
+    }
+    if (message.versionBefore !== 0) {
+      obj.versionBefore = Math.round(message.versionBefore);
+    }
+    if (message.versionAfter !== 0) {
+      obj.versionAfter = Math.round(message.versionAfter);
+    }
+    if (message.valuesChanged !== 0) {
+      obj.valuesChanged = Math.round(message.valuesChanged);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ComputedTraitTestResult>, I>>(base?: I): ComputedTraitTestResult {
+    return ComputedTraitTestResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ComputedTraitTestResult>, I>>(object: I): ComputedTraitTestResult {
+    const message = createBaseComputedTraitTestResult();
+    message.name = object.name ?? "";
+    message.change = object.change ?? 0;
+    message.versionBefore = object.versionBefore ?? 0;
+    message.versionAfter = object.versionAfter ?? 0;
+    message.valuesChanged = object.valuesChanged ?? 0;
+    return message;
+  },
+};
+
 /**
  * Manages a workspace's declarative definitions (computed traits and segments): YAML or
  * JSON documents of the form {apiVersion: rtcdp/v1, kind, metadata: {name, workspace,
@@ -1748,6 +2833,26 @@ export const DefinitionServiceService = {
     responseSerialize: (value: DiffResponse): Buffer => Buffer.from(DiffResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DiffResponse => DiffResponse.decode(value),
   },
+  /**
+   * What an apply of the same files with the same prune setting would change on stored
+   * profiles. The node replays the stored events of sample profiles on fresh profiles
+   * twice, under the current definitions and under those the apply would leave, evaluates
+   * both at the same time, and compares segment memberships and computed trait values.
+   * Stores nothing. An invalid set returns every validation error and evaluates nothing.
+   * Embedded nodes only: a cluster node holds part of each profile's history and fails
+   * the call with FAILED_PRECONDITION.
+   */
+  testDefinitions: {
+    path: "/rtcdp.v1.DefinitionService/TestDefinitions" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: TestDefinitionsRequest): Buffer =>
+      Buffer.from(TestDefinitionsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): TestDefinitionsRequest => TestDefinitionsRequest.decode(value),
+    responseSerialize: (value: TestDefinitionsResponse): Buffer =>
+      Buffer.from(TestDefinitionsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): TestDefinitionsResponse => TestDefinitionsResponse.decode(value),
+  },
 } as const;
 
 export interface DefinitionServiceServer extends UntypedServiceImplementation {
@@ -1766,6 +2871,16 @@ export interface DefinitionServiceServer extends UntypedServiceImplementation {
    * unified diff of each definition's canonical YAML. Stores nothing.
    */
   diff: handleUnaryCall<DiffRequest, DiffResponse>;
+  /**
+   * What an apply of the same files with the same prune setting would change on stored
+   * profiles. The node replays the stored events of sample profiles on fresh profiles
+   * twice, under the current definitions and under those the apply would leave, evaluates
+   * both at the same time, and compares segment memberships and computed trait values.
+   * Stores nothing. An invalid set returns every validation error and evaluates nothing.
+   * Embedded nodes only: a cluster node holds part of each profile's history and fails
+   * the call with FAILED_PRECONDITION.
+   */
+  testDefinitions: handleUnaryCall<TestDefinitionsRequest, TestDefinitionsResponse>;
 }
 
 export interface DefinitionServiceClient extends Client {
@@ -1837,6 +2952,30 @@ export interface DefinitionServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DiffResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * What an apply of the same files with the same prune setting would change on stored
+   * profiles. The node replays the stored events of sample profiles on fresh profiles
+   * twice, under the current definitions and under those the apply would leave, evaluates
+   * both at the same time, and compares segment memberships and computed trait values.
+   * Stores nothing. An invalid set returns every validation error and evaluates nothing.
+   * Embedded nodes only: a cluster node holds part of each profile's history and fails
+   * the call with FAILED_PRECONDITION.
+   */
+  testDefinitions(
+    request: TestDefinitionsRequest,
+    callback: (error: ServiceError | null, response: TestDefinitionsResponse) => void,
+  ): ClientUnaryCall;
+  testDefinitions(
+    request: TestDefinitionsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: TestDefinitionsResponse) => void,
+  ): ClientUnaryCall;
+  testDefinitions(
+    request: TestDefinitionsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: TestDefinitionsResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const DefinitionServiceClient = makeGenericClientConstructor(
@@ -1859,6 +2998,17 @@ export type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
+}
 
 function isObject(value: any): boolean {
   return typeof value === "object" && value !== null;

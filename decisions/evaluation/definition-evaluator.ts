@@ -23,37 +23,42 @@
 import type { Logger } from '../../common/logger.js';
 import { activationId, type ActivationCause, type ActivationType } from '../../profiles/activation.js';
 import type { CustomerEvent, JsonValue } from '../../profiles/event.js';
-import type { EvaluationDue, ProfileEvaluator } from '../../profiles/evaluator.js';
+import type { DecideRequest, EvaluationDue, ProfileEvaluator } from '../../profiles/evaluator.js';
+import type { DecisionReceipt } from '../../profiles/decision-state.js';
+import { decide, decisionId, type DecisionRequest } from '../decision-rules/decide.js';
 import type { AppliedEvent, ProfileSnapshot, ProfileState } from '../../profiles/profile.js';
-import type { TraitValue } from '../computed-traits/values.js';
-import type { ConditionActivation } from '../definitions/segment-condition.js';
 import type { DefinitionCatalog } from './definition-catalog.js';
-import type { CompiledSegment, CompiledTrait, WorkspaceProgram } from './workspace-program.js';
+import { computedValuesOf, evaluateSegments, hasCurrentState, syncTraitStates, updateComputedTraits } from './profile-evaluation.js';
+import type { CompiledSegment, WorkspaceProgram } from './workspace-program.js';
 
-export interface SegmentEvaluatorOptions {
+export interface DefinitionEvaluatorOptions {
   catalog: DefinitionCatalog;
   logger: Logger;
 }
 
-export interface SegmentEvaluatorStats {
+export interface EvaluatorStats {
   /** Segment evaluations, one per segment and profile step. */
   evaluations: number;
   /** Evaluations whose condition threw or returned a non-boolean. */
   evaluationErrors: number;
   entered: number;
   exited: number;
+  /** Decisions made, by Decide calls and by triggers. */
+  decisions: number;
+  /** decision.made activations. */
+  activations: number;
 }
 
-export class SegmentEvaluator implements ProfileEvaluator {
+export class DefinitionEvaluator implements ProfileEvaluator {
   readonly #catalog: DefinitionCatalog;
   readonly #logger: Logger;
-  readonly #stats: SegmentEvaluatorStats = { evaluations: 0, evaluationErrors: 0, entered: 0, exited: 0 };
+  readonly #stats: EvaluatorStats = { evaluations: 0, evaluationErrors: 0, entered: 0, exited: 0, decisions: 0, activations: 0 };
   /** Segment versions whose evaluation error was logged already. */
   readonly #loggedErrors = new Set<string>();
 
-  constructor(options: SegmentEvaluatorOptions) {
+  constructor(options: DefinitionEvaluatorOptions) {
     this.#catalog = options.catalog;
-    this.#logger = options.logger.child({ component: 'segment-evaluator' });
+    this.#logger = options.logger.child({ component: 'definition-evaluator' });
   }
 
   prepare(workspace: string): Promise<void> {
@@ -64,11 +69,53 @@ export class SegmentEvaluator implements ProfileEvaluator {
     const program = this.#programFor(state);
     if (program === undefined) return;
 
-    syncTraitStates(state, program);
-    for (const { name, trait } of program.traits) trait.update(state.computed[name].state as never, applied.event);
-
+    updateComputedTraits(state, program, applied.event);
     const { shard, sequence } = applied.position;
-    this.#evaluate(state, program, nowMs, { kind: 'event', shard, sequence, messageId: applied.event.messageId });
+    const cause = { kind: 'event' as const, shard, sequence, messageId: applied.event.messageId };
+    this.#evaluate(state, program, nowMs, cause);
+    if (program.rules.some((rule) => rule.settings.trigger !== undefined)) {
+      const context = (applied.event.properties ?? applied.event.traits ?? {}) as Record<string, JsonValue>;
+      this.#decide(state, program, { channel: '', context, nowMs, cause, event: applied.event });
+    }
+  }
+
+  decide(state: ProfileState, request: DecideRequest): DecisionReceipt {
+    const program = this.#catalog.program(state.workspace);
+    if (program === undefined) throw new Error(`definitions of workspace ${state.workspace} were not prepared`);
+    // A retried call (after a lost reply) gets the decision it already made.
+    const cause = { kind: 'decide' as const, requestId: request.requestId };
+    const id = decisionId(state.profileId, cause);
+    const earlier = state.receipts.find((receipt) => receipt.decisionId === id);
+    if (earlier !== undefined) return earlier;
+
+    syncTraitStates(state, program);
+    return this.#decide(state, program, { channel: request.channel, context: request.context, nowMs: request.nowMs, cause }) as DecisionReceipt;
+  }
+
+  /** Decides, and emits decision.made when a rule was chosen outside its control group. */
+  #decide(state: ProfileState, program: WorkspaceProgram, request: DecisionRequest): DecisionReceipt | undefined {
+    const computed = computedValuesOf(state, program, request.nowMs);
+    const receipt = decide(state, program, request, computed);
+    if (receipt === undefined) return undefined;
+    this.#stats.decisions += 1;
+    const chosen = receipt.chosen;
+    if (chosen !== null && !chosen.control) {
+      const cause: ActivationCause = request.cause;
+      this.#stats.activations += 1;
+      state.activations.push({
+        id: activationId('decision.made', state.profileId, chosen.rule, cause),
+        type: 'decision.made',
+        workspace: state.workspace,
+        profileId: state.profileId,
+        name: chosen.rule,
+        definitionVersion: chosen.version,
+        atMs: request.nowMs,
+        cause,
+        action: chosen.action,
+        channel: receipt.channel !== '' ? receipt.channel : (program.rules.find((rule) => rule.name === chosen.rule)?.settings.channels?.[0] ?? ''),
+      });
+    }
+    return receipt;
   }
 
   onDue(state: ProfileState, due: EvaluationDue, nowMs: number): void {
@@ -101,13 +148,10 @@ export class SegmentEvaluator implements ProfileEvaluator {
   }
 
   computedValues(snapshot: ProfileSnapshot, nowMs: number): Record<string, JsonValue> {
-    const program = this.#catalog.program(snapshot.workspace);
-    const values: Record<string, JsonValue> = {};
-    for (const compiled of program?.traits ?? []) values[compiled.name] = traitValue(compiled, traitStateOf(snapshot, compiled), nowMs);
-    return values;
+    return computedValuesOf(snapshot, this.#catalog.program(snapshot.workspace), nowMs);
   }
 
-  stats(): SegmentEvaluatorStats {
+  stats(): EvaluatorStats {
     return { ...this.#stats };
   }
 
@@ -123,50 +167,11 @@ export class SegmentEvaluator implements ProfileEvaluator {
   }
 
   #evaluate(state: ProfileState, program: WorkspaceProgram, nowMs: number, cause: ActivationCause): void {
-    const computed: Record<string, JsonValue> = {};
-    for (const compiled of program.traits) {
-      if (program.traitsReadBySegments.has(compiled.name)) computed[compiled.name] = traitValue(compiled, state.computed[compiled.name].state, nowMs);
-    }
-    const variables = program.segments.length === 0 ? undefined : program.compiler.activation(state, computed, nowMs);
-
-    for (const segment of program.segments) {
-      const member = this.#test(state, segment, variables as ConditionActivation);
-      const membership = Object.hasOwn(state.segments, segment.name) ? state.segments[segment.name] : undefined;
-
-      if (member && membership === undefined) {
-        state.segments[segment.name] = { enteredAtMs: nowMs, version: segment.version };
-        this.#emit(state, 'segment.entered', segment.name, segment.version, nowMs, cause);
-      } else if (!member && membership !== undefined) {
-        delete state.segments[segment.name];
-        this.#emit(state, 'segment.exited', segment.name, segment.version, nowMs, cause);
-      } else if (membership !== undefined) {
-        membership.version = segment.version;
-      }
-    }
-
-    for (const name of Object.keys(state.segments)) {
-      if (program.segments.some((segment) => segment.name === name)) continue;
-      const { version } = state.segments[name];
-      delete state.segments[name];
-      this.#emit(state, 'segment.exited', name, version, nowMs, { kind: 'definition', version });
-    }
-
-    state.nextEvaluationMs = nextEvaluationMs(state, program, nowMs);
-  }
-
-  #test(state: ProfileState, segment: CompiledSegment, variables: ConditionActivation): boolean {
-    this.#stats.evaluations += 1;
-    let result: unknown;
-    try {
-      result = segment.condition.evaluate(variables);
-    } catch (error) {
-      this.#reportError(state, segment, error);
-      return false;
-    }
-    if (typeof result === 'boolean') return result;
-
-    this.#reportError(state, segment, new TypeError(`the condition returned ${result === null ? 'null' : typeof result}, not a boolean`));
-    return false;
+    this.#stats.evaluations += program.segments.length;
+    evaluateSegments(state, program, nowMs, {
+      conditionFailed: (segment, error) => this.#reportError(state, segment, error),
+      membershipChanged: (type, name, version, deleted) => this.#emit(state, type, name, version, nowMs, deleted ? { kind: 'definition', version } : cause),
+    });
   }
 
   #reportError(state: ProfileState, segment: CompiledSegment, error: unknown): void {
@@ -194,47 +199,6 @@ export class SegmentEvaluator implements ProfileEvaluator {
       cause,
     });
   }
-}
-
-/** Starts the state of each trait that is new or whose definition changed, and drops those of deleted traits. */
-function syncTraitStates(state: ProfileState, program: WorkspaceProgram): void {
-  for (const { name, hash, trait } of program.traits) {
-    const entry = Object.hasOwn(state.computed, name) ? state.computed[name] : undefined;
-    if (entry === undefined || entry.hash !== hash) state.computed[name] = { hash, state: trait.createState() };
-  }
-  for (const name of Object.keys(state.computed)) {
-    if (!program.traits.some((compiled) => compiled.name === name)) delete state.computed[name];
-  }
-}
-
-function hasCurrentState(snapshot: ProfileSnapshot, compiled: CompiledTrait): boolean {
-  return Object.hasOwn(snapshot.computed, compiled.name) && snapshot.computed[compiled.name].hash === compiled.hash;
-}
-
-/** Returns a trait's state on the profile, or an empty one when the profile has none under the current definition. */
-function traitStateOf(snapshot: ProfileSnapshot, compiled: CompiledTrait): unknown {
-  return hasCurrentState(snapshot, compiled) ? snapshot.computed[compiled.name].state : compiled.trait.createState();
-}
-
-/**
- * Reads a trait's value at `nowMs`, or at the earliest time the state allows when the
- * profile has events dated after `nowMs` beyond the trait's allowed skew.
- */
-function traitValue(compiled: CompiledTrait, state: unknown, nowMs: number): TraitValue {
-  const trait = compiled.trait;
-  return trait.value(state as never, Math.max(nowMs, trait.minQueryTimeMs(state as never)));
-}
-
-/** Returns the earliest expiry of the traits that segments read, or 0 when none expires. */
-function nextEvaluationMs(state: ProfileState, program: WorkspaceProgram, nowMs: number): number {
-  let next = Number.POSITIVE_INFINITY;
-  for (const { name, trait } of program.traits) {
-    if (!program.traitsReadBySegments.has(name)) continue;
-    const traitState = state.computed[name].state as never;
-    const expiry = trait.nextExpiryMs(traitState, Math.max(nowMs, trait.minQueryTimeMs(traitState)));
-    if (expiry !== null && expiry < next) next = expiry;
-  }
-  return next === Number.POSITIVE_INFINITY ? 0 : next;
 }
 
 function isEmpty(record: object): boolean {

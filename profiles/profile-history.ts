@@ -1,0 +1,53 @@
+/**
+ * Reads profiles as this node stored them: snapshots and each profile's history of applied
+ * events. Nothing here goes through the actors, so a reader sees what the last snapshot
+ * writes stored, not events that an actor applied since.
+ */
+import type { CustomerEvent } from './event.js';
+import { fromSnapshot, type AppliedEvent, type ProfileSnapshot } from './profile.js';
+import { decode } from '../storage/codec.js';
+import { keys, parseSequence, prefixEnd } from '../storage/keys.js';
+import type { Store } from '../storage/store.js';
+
+/** A profile's stored snapshot, brought to the current layout, with its id. */
+export interface StoredProfile {
+  profileId: string;
+  snapshot: ProfileSnapshot;
+}
+
+export class ProfileHistoryReader {
+  readonly #store: Store;
+
+  constructor(store: Store) {
+    this.#store = store;
+  }
+
+  /** Yields the first `count` profiles of a workspace in the order of their snapshot keys. */
+  async *firstProfiles(workspace: string, count: number): AsyncGenerator<StoredProfile> {
+    const prefix = keys.snapshotPrefix(workspace);
+    for await (const entry of this.#store.iterate({ gte: prefix, lt: prefixEnd(prefix), limit: count })) {
+      const snapshot = fromSnapshot(decode<ProfileSnapshot>(entry.value));
+      yield { profileId: snapshot.profileId, snapshot };
+    }
+  }
+
+  /** Returns a profile's stored snapshot, or undefined when it has none. */
+  async get(workspace: string, profileId: string): Promise<StoredProfile | undefined> {
+    const stored = await this.#store.get(keys.snapshot(workspace, profileId));
+    return stored === null ? undefined : { profileId, snapshot: fromSnapshot(decode<ProfileSnapshot>(stored)) };
+  }
+
+  /**
+   * Yields a profile's stored history in log order, oldest first, as the actor applied it.
+   * The history is keyed by sequence alone, and every event of a profile comes from the
+   * shard of its last applied position, so that shard completes each position.
+   */
+  async *events(profile: StoredProfile): AsyncGenerator<AppliedEvent> {
+    const { workspace, lastApplied } = profile.snapshot;
+    const prefix = keys.profileEventPrefix(workspace, profile.profileId);
+    for await (const entry of this.#store.iterate({ gte: prefix, lt: prefixEnd(prefix) })) {
+      const position = { shard: lastApplied.shard, sequence: parseSequence(entry.key.toString()) };
+      yield { event: decode<CustomerEvent>(entry.value), position, payload: entry.value };
+    }
+  }
+}
