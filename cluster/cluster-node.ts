@@ -14,7 +14,8 @@ import type { RawEvent } from '../profiles/event.js';
 import { earlier, IdentifierIndex, type Owner } from '../profiles/identifier-index.js';
 import { profileIdForIdentifier, type Identifier } from '../profiles/identifiers.js';
 import { ProfileBehavior } from '../profiles/profile-behavior.js';
-import { ActivationLog } from '../profiles/activation-log.js';
+import { PUBLISHED_ELSEWHERE } from '../profiles/activation-log.js';
+import { JetStreamActivationLog } from './nats/activation-stream.js';
 import { DefinitionCatalog } from '../decisions/evaluation/definition-catalog.js';
 import { DefinitionEvaluator } from '../decisions/evaluation/definition-evaluator.js';
 import type { ProfileView } from '../profiles/profile.js';
@@ -101,8 +102,8 @@ export class ClusterNode implements ServingNode {
   readonly nodeId: string;
   /** Definitions of every workspace, shared by all nodes through a KV bucket. */
   readonly definitionStore: DefinitionStore;
-  /** Activations of the profiles this node applied, in its own RocksDB. */
-  readonly activations: ActivationLog;
+  /** The cluster's activation stream, the same on every node. */
+  readonly activations: JetStreamActivationLog;
   readonly evaluator: DefinitionEvaluator;
   readonly #catalog: DefinitionCatalog;
   readonly #logger: Logger;
@@ -141,6 +142,7 @@ export class ClusterNode implements ServingNode {
       snapshots: SnapshotStore;
       claims: IdentifierClaims;
       definitions: DefinitionStore;
+      activations: JetStreamActivationLog;
       store: Store;
       shards: number;
       clusterId: string;
@@ -161,7 +163,7 @@ export class ClusterNode implements ServingNode {
     this.#clusterId = parts.clusterId;
 
     this.#index = new IdentifierIndex(parts.store);
-    this.activations = new ActivationLog(parts.store);
+    this.activations = parts.activations;
     this.#catalog = new DefinitionCatalog({ store: parts.definitions, logger: this.#logger });
     this.evaluator = new DefinitionEvaluator({ catalog: this.#catalog, logger: this.#logger });
     this.#local = new ProfileBehavior({
@@ -170,7 +172,7 @@ export class ClusterNode implements ServingNode {
       limits: options.profileLimits,
       logger: this.#logger,
       evaluator: this.evaluator,
-      activations: this.activations,
+      activations: PUBLISHED_ELSEWHERE,
     });
     this.#leases = new ShardLeases(parts.kv, {
       nodeId: options.nodeId,
@@ -224,9 +226,16 @@ export class ClusterNode implements ServingNode {
       const claims = await IdentifierClaims.open(connection, { replicas: options.replicas });
       const definitionKv = await NatsKvStore.open(connection, { bucket: DEFINITION_BUCKET, replicas: options.replicas, allowDirect: false });
       const definitions = new KvDefinitionStore(definitionKv, { logger });
+      const activations = await JetStreamActivationLog.open(connection, {
+        replicas: options.replicas,
+        maxAgeMs: options.activationRetentionMs,
+        duplicateWindowMs: options.duplicateWindowMs,
+        publishTimeoutMs: options.publishTimeoutMs,
+        logger,
+      });
       store = await Store.open({ path: options.dataDir, walSync: false, logger });
 
-      const node = new ClusterNode(options, { connection, kv, log, snapshots, claims, definitions, store, shards: settings.shards, clusterId: settings.clusterId });
+      const node = new ClusterNode(options, { connection, kv, log, snapshots, claims, definitions, activations, store, shards: settings.shards, clusterId: settings.clusterId });
       await node.#start();
       return node;
     } catch (error) {
@@ -451,6 +460,7 @@ export class ClusterNode implements ServingNode {
         epoch: lease.epoch,
         chain,
         clusterId: this.#clusterId,
+        activations: this.activations,
         store: this.#store,
         nodeId: this.nodeId,
         connection: this.#connection,

@@ -35,6 +35,8 @@ export interface ClusterNodeOptions {
   checkpointIntervalMs?: number;
   /** Time between sweeps of each hosted shard's durable timer index for due profile evaluations. Default 1,000 ms. */
   evaluationTimerIntervalMs?: number;
+  /** How long the activation stream keeps activations. Default 604,800,000 ms (7 days). */
+  activationRetentionMs?: number;
   /** How long a query waits, moves between nodes included, before it fails. Default 10,000 ms. */
   queryTimeoutMs?: number;
   /** How long a shard handoff may take before the rest is left to the next owner. Default 10,000 ms. */
@@ -95,6 +97,7 @@ export function resolveClusterNodeOptions(options: ClusterNodeOptions): Resolved
     streamMaxAgeMs: integer('streamMaxAgeMs', options.streamMaxAgeMs ?? 7 * 24 * 3_600_000, 60_000),
     checkpointIntervalMs: integer('checkpointIntervalMs', options.checkpointIntervalMs ?? 1_000),
     evaluationTimerIntervalMs: integer('evaluationTimerIntervalMs', options.evaluationTimerIntervalMs ?? 1_000),
+    activationRetentionMs: integer('activationRetentionMs', options.activationRetentionMs ?? 7 * 24 * 3_600_000, 60_000),
     queryTimeoutMs: integer('queryTimeoutMs', options.queryTimeoutMs ?? 10_000),
     handoffTimeoutMs: integer('handoffTimeoutMs', options.handoffTimeoutMs ?? 10_000),
     maxPendingRecordsPerShard: integer('maxPendingRecordsPerShard', options.maxPendingRecordsPerShard ?? 10_000, 2),

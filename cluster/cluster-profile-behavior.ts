@@ -12,6 +12,7 @@
  */
 import type { ActorBehavior } from '../actors/types.js';
 import type { IdentifierIndex } from '../profiles/identifier-index.js';
+import type { ProfileActivation } from '../profiles/activation.js';
 import type { ProfileMessage } from '../profiles/evaluator.js';
 import { capturePersistCounts, parseActorKey, type PersistCounts, type ProfileBehavior } from '../profiles/profile-behavior.js';
 import { fromSnapshot, toSnapshot, type AppliedEvent, type ProfileSnapshot, type ProfileState } from '../profiles/profile.js';
@@ -30,6 +31,8 @@ export interface ClusterProfileBehaviorOptions {
   chain: number;
   /** The id of the cluster's NATS state, written with the chain: epochs of another cluster's state mean nothing here. */
   clusterId: string;
+  /** The cluster's activation stream, which each persist publishes the profiles' new activations to first. */
+  activations: { publish(activations: readonly ProfileActivation[]): Promise<void> };
   snapshots: SnapshotStore;
   /** The cluster-wide identifier index, where new claims are published before the local write. */
   claims: IdentifierClaims;
@@ -84,9 +87,9 @@ export class ClusterProfileBehavior implements ActorBehavior<ProfileState, Profi
   }
 
   /**
-   * Writes the new identifier claims, then the snapshots to NATS, then the local copy. The
-   * claims go first: a new owner that loads a snapshot skips the events in it, so it would
-   * never claim their identifiers again. Everything is captured before the first await,
+   * Writes the new identifier claims and activations, then the snapshots to NATS, then the
+   * local copy. Claims and activations go first: a new owner that loads a snapshot skips the
+   * events in it, so it would never produce them again. Everything is captured before the first await,
    * because the actors go on applying events while the writes are in flight, and the local
    * write covers exactly the events and identifiers captured.
    */
@@ -100,8 +103,10 @@ export class ClusterProfileBehavior implements ActorBehavior<ProfileState, Profi
       this.#options.snapshots.prepare({ workspace: state.workspace, shard, profileId: state.profileId, snapshot: toSnapshot(state), expectedRevision: state.snapshotRevision }, epoch),
     );
 
+    const activations = snapshots.flatMap(({ state }, i) => state.activations.slice(0, captured[i].activations));
     try {
       await this.#options.claims.publish(claims);
+      await this.#options.activations.publish(activations);
       await Promise.all(
         prepared.map(async (snapshot, i) => {
           snapshots[i].state.snapshotRevision = await this.#options.snapshots.commit(snapshot);

@@ -24,6 +24,7 @@ import { ShardFencedError } from './errors.js';
 import type { KvStore } from './kv/kv-store.js';
 import type { IdentifierClaims } from './nats/identifier-claims.js';
 import type { JetStreamEventLog } from './nats/jetstream-event-log.js';
+import type { JetStreamActivationLog } from './nats/activation-stream.js';
 import { ShardFeed } from './nats/shard-feed.js';
 import type { SnapshotStore } from './nats/snapshot-store.js';
 import { PartitionConsumer } from './partition-consumer.js';
@@ -38,6 +39,7 @@ export interface ShardHostOptions {
   epoch: number;
   /** The id of the cluster's NATS state; see ClusterSettings. */
   clusterId: string;
+  activations: JetStreamActivationLog;
   /** The tenure chain of this tenure; see ClusterProfileBehavior. */
   chain: number;
   /** The node's RocksDB store, for local snapshots. */
@@ -114,6 +116,7 @@ export class ShardHost {
       epoch: options.epoch,
       chain: options.chain,
       clusterId: options.clusterId,
+      activations: options.activations,
       store: options.store,
       snapshots: options.snapshots,
       claims: options.claims,

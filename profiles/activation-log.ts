@@ -52,7 +52,21 @@ interface WorkspaceLog {
   waiters: Set<() => void>;
 }
 
-export class ActivationLog {
+/** The destination of the activations a snapshot write covers: the node's activation log, or none when they were published elsewhere first. */
+export interface ActivationSink {
+  /** Returns the ops that store the activations, for the caller to add to its write. */
+  prepare(activations: readonly ProfileActivation[]): Promise<ActivationBatch>;
+  /** Marks a batch's write as finished or failed. */
+  settle(batch: ActivationBatch): void;
+}
+
+/** A sink for activations that the caller stored elsewhere before the snapshot write, such as cluster mode's activation stream. */
+export const PUBLISHED_ELSEWHERE: ActivationSink = {
+  prepare: async () => ({ ops: [], workspaces: new Map() }),
+  settle: () => {},
+};
+
+export class ActivationLog implements ActivationSink {
   readonly #store: Store;
   readonly #logs = new Map<string, WorkspaceLog>();
   readonly #opening = new Map<string, Promise<WorkspaceLog>>();

@@ -10,7 +10,7 @@ import type { CustomerEvent } from './event.js';
 import { decode, encode } from '../storage/codec.js';
 import { keys, prefixEnd } from '../storage/keys.js';
 import type { Store, WriteOp } from '../storage/store.js';
-import type { ActivationBatch, ActivationLog } from './activation-log.js';
+import type { ActivationBatch, ActivationSink } from './activation-log.js';
 import { isDecideRequest, isEvaluationDue, type ProfileEvaluator, type ProfileMessage } from './evaluator.js';
 import { IdentifierIndex } from './identifier-index.js';
 import { applyEvent, createProfile, fromSnapshot, toSnapshot, type AppliedEvent, type ProfileLimits, type ProfileSnapshot, type ProfileState, type ProfileView } from './profile.js';
@@ -50,8 +50,8 @@ export interface ProfileBehaviorOptions {
   logger: Logger;
   /** Evaluates computed traits and segments after each event and timer; without it profiles only aggregate. */
   evaluator?: ProfileEvaluator;
-  /** The activation log that persist writes activations to. Required with `evaluator`. */
-  activations?: ActivationLog;
+  /** Where persist writes activations. Required with `evaluator`. */
+  activations?: ActivationSink;
   /** Wall clock for evaluations, ms since the epoch. Default Date.now. */
   now?: () => number;
   /** Called before each event is applied; a throw counts as a failure of the handler. For fault-injection tests. */

@@ -57,9 +57,8 @@ const order = (userId: string, messageId: string, timestampMs: number): RawEvent
   timestamp: new Date(timestampMs).toISOString(),
 });
 
-async function allActivations(nodes: ClusterNode[]): Promise<StoredActivation[]> {
-  const pages = await Promise.all(nodes.map((node) => node.activations.list(WORKSPACE, { limit: 1_000 })));
-  return pages.flatMap((page) => page.activations);
+async function activationsOf(node: ClusterNode): Promise<StoredActivation[]> {
+  return (await node.activations.list(WORKSPACE, { limit: 1_000 })).activations;
 }
 
 async function waitFor<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, timeoutMs = 30_000): Promise<T> {
@@ -108,18 +107,22 @@ t.test('cluster segments - owners evaluate, any node answers, timers exit', { ti
   }
 
   const activations = await waitFor(
-    () => allActivations(nodes),
+    () => activationsOf(nodes[0]),
     (list) => list.length >= users.length + 1,
     'an entry per customer and the exit of u0',
     60_000,
   );
   const entries = activations.filter((activation) => activation.type === 'segment.entered').map((activation) => activation.profileId);
-  t.same(entries.sort(), users.map((userId) => `user:${userId}`).sort(), 'each customer entered once, on its owner');
+  t.same(entries.sort(), users.map((userId) => `user:${userId}`).sort(), 'each customer entered once');
   const exits = activations.filter((activation) => activation.type === 'segment.exited');
   t.same(
     exits.map((activation) => [activation.profileId, activation.cause.kind]),
     [['user:u0', 'timer']],
   );
+
+  t.same(await activationsOf(nodes[1]), await activationsOf(nodes[0]), 'every node serves the same activation stream');
+  const sequences = activations.map((activation) => activation.sequence);
+  t.same(sequences, [...sequences].sort((a, b) => a - b), 'in stream order');
 
   const u0 = await nodes[0].getProfile(WORKSPACE, { type: 'user_id', value: 'u0' });
   t.same(u0.segments, {}, 'u0 left the segment without a new event');
@@ -129,6 +132,17 @@ t.test('cluster segments - owners evaluate, any node answers, timers exit', { ti
   const receipts = await Promise.all(Array.from({ length: 6 }, (_, i) => nodes[i % 2].decide(WORKSPACE, u5, { channel: '', context: {} })));
   t.equal(receipts.filter((receipt) => receipt.chosen?.rule === 'thanks').length, 1, 'one decision passes the cap');
   t.equal((await nodes[0].listReceipts(WORKSPACE, u5)).length, 6, 'every call left a receipt');
+  // A reader waiting on one node wakes for an activation produced on whichever node owns the profile.
+  const { visibleSequence } = await nodes[1].activations.list(WORKSPACE, { afterSequence: 0, limit: 1 });
+  const woke = nodes[1].activations.waitBeyond(WORKSPACE, visibleSequence, AbortSignal.timeout(20_000));
+  await nodes[0].ingest(WORKSPACE, [order('u99', 'o-u99', Date.now())]);
+  await woke;
+  const page = await nodes[1].activations.list(WORKSPACE, { afterSequence: visibleSequence });
+  t.same(
+    page.activations.map((activation) => [activation.type, activation.profileId]),
+    [['segment.entered', 'user:u99']],
+  );
+
   const late = await nodes[1].decide(WORKSPACE, { type: 'user_id', value: 'u0' }, { channel: '', context: {} });
   t.same(
     late.candidates.map((candidate) => candidate.outcome),

@@ -746,7 +746,8 @@ export const SubscribeActivationsRequest: MessageFns<SubscribeActivationsRequest
  * profile entering or leaving a segment. Each workspace's log numbers its activations 1, 2,
  * 3, … in the order they were stored; a consumer keeps the last sequence it processed and
  * resumes after it. The workspace comes from the call's write key, as for IngestService.
- * In cluster mode each node serves the activations of the profiles it applied.
+ * In cluster mode every node serves the cluster's whole log (a JetStream stream), and the
+ * sequences are the stream's: increasing, with gaps.
  */
 export type ActivationServiceService = typeof ActivationServiceService;
 export const ActivationServiceService = {
