@@ -27,6 +27,7 @@ export function profileToProto(snapshot: ProfileView): Profile {
     recentEvents: snapshot.recent.map((payload) => eventToProto(decode<CustomerEvent>(payload))),
     lastApplied: { shard: snapshot.lastApplied.shard, sequence: snapshot.lastApplied.sequence },
     computedTraits: { ...snapshot.computedValues },
+    scores: { ...snapshot.scores },
     segments: Object.fromEntries(
       Object.entries(snapshot.segments).map(([name, membership]) => [name, { enteredAt: iso(membership.enteredAtMs), definitionVersion: membership.version }]),
     ),

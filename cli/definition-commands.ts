@@ -36,6 +36,10 @@ const KIND_ALIASES: Record<string, DefinitionKind> = {
   rules: 'DecisionRule',
   contactpolicy: 'ContactPolicy',
   contactpolicies: 'ContactPolicy',
+  scoringmodel: 'ScoringModel',
+  scoringmodels: 'ScoringModel',
+  model: 'ScoringModel',
+  models: 'ScoringModel',
 };
 
 export const CHANGE_WORDS: Record<DefinitionChange, string> = {

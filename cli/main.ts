@@ -559,6 +559,9 @@ function printProfile(profile: Profile, output: string): void {
     'segments:',
     ...renderSegments(profile),
     '',
+    'scores:',
+    ...renderObject(profile.scores),
+    '',
     `recent events (newest first, ${Math.min(RECENT_EVENTS_SHOWN, profile.recentEvents.length)} of ${profile.recentEvents.length}):`,
     ...renderTable(profile.recentEvents.slice(0, RECENT_EVENTS_SHOWN).map(eventRow)),
   ];

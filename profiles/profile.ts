@@ -9,9 +9,10 @@ import { forEachIdentifier, type Identifier } from './identifiers.js';
 
 /**
  * Version 2 added `computed`, `segments` and `nextEvaluationMs`, version 3 `decisions` and
- * `receipts`. An older snapshot loads with the missing fields empty.
+ * `receipts`, version 4 `scores` and `modelStates`. An older snapshot loads with the
+ * missing fields empty.
  */
-export const PROFILE_SNAPSHOT_VERSION = 3;
+export const PROFILE_SNAPSHOT_VERSION = 4;
 
 export interface EventStats {
   count: number;
@@ -62,6 +63,10 @@ export interface ProfileSnapshot {
   decisions: DecisionRecord[];
   /** Receipts of the most recent decisions, oldest first. */
   receipts: DecisionReceipt[];
+  /** The latest value of each scoring model, by name. */
+  scores: Record<string, number>;
+  /** The state a scoring model keeps between events (a BG/NBD model's RFM summary), by model name. */
+  modelStates: Record<string, ComputedTraitEntry>;
 }
 
 export interface ComputedTraitEntry {
@@ -141,6 +146,8 @@ export function createProfile(workspace: string, profileId: string): ProfileStat
     nextEvaluationMs: 0,
     decisions: [],
     receipts: [],
+    scores: Object.create(null),
+    modelStates: Object.create(null),
     unpersisted: [],
     newIdentifiers: [],
     activations: [],
@@ -280,7 +287,7 @@ export function fromSnapshot(stored: ProfileSnapshot): ProfileState {
 /** Brings a snapshot of an earlier version to the current layout. */
 function upgradeSnapshot(snapshot: ProfileSnapshot): ProfileSnapshot {
   if (snapshot.version === PROFILE_SNAPSHOT_VERSION) return snapshot;
-  if (snapshot.version === 1 || snapshot.version === 2) {
+  if (snapshot.version >= 1 && snapshot.version < PROFILE_SNAPSHOT_VERSION) {
     const older = snapshot as Partial<ProfileSnapshot>;
     return {
       ...snapshot,
@@ -288,8 +295,10 @@ function upgradeSnapshot(snapshot: ProfileSnapshot): ProfileSnapshot {
       computed: older.computed ?? Object.create(null),
       segments: older.segments ?? Object.create(null),
       nextEvaluationMs: older.nextEvaluationMs ?? 0,
-      decisions: [],
-      receipts: [],
+      decisions: older.decisions ?? [],
+      receipts: older.receipts ?? [],
+      scores: Object.create(null),
+      modelStates: Object.create(null),
     };
   }
   throw new RangeError(`profile snapshot version ${snapshot.version} is not supported; expected 1 to ${PROFILE_SNAPSHOT_VERSION}`);

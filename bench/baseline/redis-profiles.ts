@@ -217,6 +217,8 @@ function toSnapshot(workspace: string, profileId: string, hash: Record<string, B
     nextEvaluationMs: 0,
     decisions: [],
     receipts: [],
+    scores: {},
+    modelStates: {},
     recent,
     // The baseline has no event log, so there is no log position.
     lastApplied: { shard: 0, sequence: 0 },

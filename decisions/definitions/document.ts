@@ -10,11 +10,11 @@ import type { DefinitionIssue } from './issues.js';
 
 export const API_VERSION = 'rtcdp/v1';
 
-export const DEFINITION_KINDS = ['ComputedTrait', 'Segment', 'DecisionRule', 'ContactPolicy'] as const;
+export const DEFINITION_KINDS = ['ComputedTrait', 'Segment', 'DecisionRule', 'ContactPolicy', 'ScoringModel'] as const;
 export type DefinitionKind = (typeof DEFINITION_KINDS)[number];
 
 /** Kinds of the definition format that this version rejects with "not supported yet". */
-export const PLANNED_KINDS = ['Journey', 'ScoringModel'] as const;
+export const PLANNED_KINDS = ['Journey'] as const;
 
 /**
  * Rule for definition names, the same as for computed trait names: a segment condition

@@ -18,6 +18,7 @@
  *   EventStats has `count` (int), `sums` (map<string, double>), `firstSeenMs` and `lastSeenMs` (int).
  * - `eventCount`, `firstSeenMs`, `lastSeenMs`: int.
  * - `nowMs`: int, the evaluation time in ms since the epoch.
+ * - `scores`: map<string, double>, the profile's scoring model values (absent until a model has one).
  * - `computed`: the workspace's computed traits by name. count and distinct_count are int and
  *   sum is double. The other kinds are dyn because they are null until an event counts.
  */
@@ -88,6 +89,8 @@ export interface ConditionActivation {
   context?: Record<string, JsonValue>;
   traits: Record<string, JsonValue>;
   events: Record<string, EventStatsValue>;
+  /** The profile's scoring model values by name. */
+  scores: Record<string, number>;
   eventCount: bigint;
   firstSeenMs: bigint;
   lastSeenMs: bigint;
@@ -133,7 +136,8 @@ export class SegmentConditionCompiler {
       .registerVariable('firstSeenMs', 'int')
       .registerVariable('lastSeenMs', 'int')
       .registerVariable('nowMs', 'int')
-      .registerVariable('computed', 'ComputedTraits');
+      .registerVariable('computed', 'ComputedTraits')
+      .registerVariable('scores', 'map<string, double>');
     if (options.decisionVariables) {
       environment = environment.registerVariable('segments', 'map<string, bool>').registerVariable('context', 'map<string, dyn>');
     }
@@ -159,6 +163,7 @@ export class SegmentConditionCompiler {
     return {
       traits: profile.traits,
       events,
+      scores: profile.scores,
       eventCount: BigInt(profile.eventCount),
       firstSeenMs: BigInt(profile.firstSeenMs),
       lastSeenMs: BigInt(profile.lastSeenMs),

@@ -11,6 +11,8 @@ import { memberPath, parseDefinitionFiles, type DefinitionDocument, type Definit
 import { STORED_DEFINITION_FILE, type DefinitionIssue } from './issues.js';
 import { SegmentConditionCompiler, type ComputedTraitSignature, type SegmentCondition } from './segment-condition.js';
 import { compileRuleExpressions } from '../decision-rules/compiled-rule.js';
+import { compileModelFeatures } from '../scoring/compiled-model.js';
+import { resolveScoringModel, type ScoringModelSettings } from '../scoring/scoring-model.js';
 import { resolveContactPolicy, resolveDecisionRule, type ContactPolicySettings, type DecisionRuleSettings } from '../decision-rules/rule-definition.js';
 
 const SEGMENT_KEYS = ['condition'];
@@ -33,6 +35,8 @@ export interface ValidatedDefinition {
   decisionRule?: DecisionRuleSettings;
   /** Set for a ContactPolicy. */
   contactPolicy?: ContactPolicySettings;
+  /** Set for a ScoringModel. */
+  scoringModel?: ScoringModelSettings;
 }
 
 export interface ValidationOptions {
@@ -60,6 +64,7 @@ export function validateDefinitionSet(files: readonly SourceFile[], options: Val
   const validated = new Map<DefinitionDocument, ValidatedDefinition>();
   const segments: DefinitionDocument[] = [];
   const rules: Array<{ document: DefinitionDocument; settings: DecisionRuleSettings }> = [];
+  const models: Array<{ document: DefinitionDocument; settings: ScoringModelSettings }> = [];
   // Every ComputedTrait of the set counts as defined, an invalid one too, so a segment that
   // refers to it gets no second issue. A trait whose kind is unknown is typed dyn.
   const computedInSet = new Map<string, ComputedTraitKind | undefined>();
@@ -72,6 +77,9 @@ export function validateDefinitionSet(files: readonly SourceFile[], options: Val
     } else if (document.kind === 'DecisionRule') {
       const settings = validateSpec(document, issues, (spec) => resolveDecisionRule(spec, document.name));
       if (settings !== undefined) rules.push({ document, settings });
+    } else if (document.kind === 'ScoringModel') {
+      const settings = validateSpec(document, issues, (spec) => resolveScoringModel(spec));
+      if (settings !== undefined) models.push({ document, settings });
     } else if (document.kind === 'ContactPolicy') {
       const policy = validateSpec(document, issues, (spec) => resolveContactPolicy(spec));
       if (policy !== undefined) validated.set(document, { ...validatedBase(document), contactPolicy: policy });
@@ -89,6 +97,12 @@ export function validateDefinitionSet(files: readonly SourceFile[], options: Val
     const compiled = compiler.compile(document.spec.condition as string);
     if (compiled.ok) validated.set(document, { ...validatedBase(document), condition: compiled.condition });
     else issues.push(document.location.issue('spec.condition', compiled.error.rule));
+  }
+
+  for (const { document, settings } of models) {
+    const failed = compileModelFeatures(settings, compiler);
+    if (failed === undefined) validated.set(document, { ...validatedBase(document), scoringModel: settings });
+    else issues.push(document.location.issue(failed.path, failed.rule));
   }
 
   for (const { document, settings } of rules) {

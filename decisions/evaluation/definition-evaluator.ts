@@ -28,7 +28,7 @@ import type { DecisionReceipt } from '../../profiles/decision-state.js';
 import { decide, decisionId, type DecisionRequest } from '../decision-rules/decide.js';
 import type { AppliedEvent, ProfileSnapshot, ProfileState } from '../../profiles/profile.js';
 import type { DefinitionCatalog } from './definition-catalog.js';
-import { computedValuesOf, evaluateSegments, hasCurrentState, syncTraitStates, updateComputedTraits } from './profile-evaluation.js';
+import { computedValuesOf, evaluateSegments, hasCurrentState, syncTraitStates, updateComputedTraits, computeScores } from './profile-evaluation.js';
 import type { CompiledSegment, WorkspaceProgram } from './workspace-program.js';
 
 export interface DefinitionEvaluatorOptions {
@@ -94,6 +94,7 @@ export class DefinitionEvaluator implements ProfileEvaluator {
 
   /** Decides, and emits decision.made when a rule was chosen outside its control group. */
   #decide(state: ProfileState, program: WorkspaceProgram, request: DecisionRequest): DecisionReceipt | undefined {
+    computeScores(state, program, request.nowMs, (model, error) => this.#reportScoreError(state, model, error));
     const computed = computedValuesOf(state, program, request.nowMs);
     const receipt = decide(state, program, request, computed);
     if (receipt === undefined) return undefined;
@@ -170,6 +171,7 @@ export class DefinitionEvaluator implements ProfileEvaluator {
     this.#stats.evaluations += program.segments.length;
     evaluateSegments(state, program, nowMs, {
       conditionFailed: (segment, error) => this.#reportError(state, segment, error),
+      scoreFailed: (model, error) => this.#reportScoreError(state, model, error),
       membershipChanged: (type, name, version, deleted) => this.#emit(state, type, name, version, nowMs, deleted ? { kind: 'definition', version } : cause),
     });
   }
@@ -182,6 +184,17 @@ export class DefinitionEvaluator implements ProfileEvaluator {
     this.#logger.warn(
       { workspace: state.workspace, profileId: state.profileId, segment: segment.name, version: segment.version, err: error },
       'segment condition failed on a profile and counts as false; later failures of this segment version are counted, not logged',
+    );
+  }
+
+  #reportScoreError(state: ProfileState, model: string, error: unknown): void {
+    this.#stats.evaluationErrors += 1;
+    const key = `${state.workspace}/model:${model}`;
+    if (this.#loggedErrors.has(key)) return;
+    this.#loggedErrors.add(key);
+    this.#logger.warn(
+      { workspace: state.workspace, profileId: state.profileId, model, err: error },
+      'scoring model failed on a profile, which then has no score; later failures of this model are counted, not logged',
     );
   }
 

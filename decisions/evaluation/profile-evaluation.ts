@@ -9,6 +9,7 @@ import type { CustomerEvent, JsonValue } from '../../profiles/event.js';
 import type { ProfileSnapshot, ProfileState } from '../../profiles/profile.js';
 import type { TraitValue } from '../computed-traits/values.js';
 import type { ConditionActivation } from '../definitions/segment-condition.js';
+import { createModelState, scoreOf, updateModelState } from '../scoring/compiled-model.js';
 import type { CompiledSegment, CompiledTrait, WorkspaceProgram } from './workspace-program.js';
 
 /** Callbacks through which evaluateSegments reports condition failures and membership changes. */
@@ -20,12 +21,36 @@ export interface SegmentStepListener {
    * `deleted` marks an exit because the segment is no longer in the program.
    */
   membershipChanged(type: ActivationType, name: string, version: number, deleted: boolean): void;
+  /** A scoring model's feature failed to evaluate, so the model has no score on the profile. */
+  scoreFailed?(model: string, error: unknown): void;
 }
 
-/** Updates every computed trait of the program with an event the profile has applied. */
+/** Updates every computed trait and scoring model state of the program with an event the profile has applied. */
 export function updateComputedTraits(state: ProfileState, program: WorkspaceProgram, event: CustomerEvent): void {
   syncTraitStates(state, program);
   for (const { name, trait } of program.traits) trait.update(state.computed[name].state as never, event);
+  for (const model of program.models) updateModelState(model, state.modelStates[model.name].state, event);
+}
+
+/**
+ * Computes every scoring model's score at `nowMs` into `state.scores`, so segments and rules
+ * read current values. A model without a score (a BG/NBD model before the first purchase),
+ * or whose feature fails to evaluate, has no entry; `onError` gets the failures.
+ */
+export function computeScores(state: ProfileState, program: WorkspaceProgram, nowMs: number, onError: (model: string, error: unknown) => void): void {
+  const scores: Record<string, number> = {};
+  if (program.models.length > 0) {
+    const variables = program.compiler.activation(state, computedValuesOf(state, program, nowMs), nowMs);
+    for (const model of program.models) {
+      try {
+        const score = scoreOf(model, state.modelStates[model.name].state, variables, nowMs);
+        if (score !== undefined) scores[model.name] = score;
+      } catch (error) {
+        onError(model.name, error);
+      }
+    }
+  }
+  state.scores = scores;
 }
 
 /**
@@ -35,6 +60,7 @@ export function updateComputedTraits(state: ProfileState, program: WorkspaceProg
  * unless updateComputedTraits ran since the program last changed.
  */
 export function evaluateSegments(state: ProfileState, program: WorkspaceProgram, nowMs: number, listener: SegmentStepListener): void {
+  computeScores(state, program, nowMs, (model, error) => listener.scoreFailed?.(model, error));
   const computed: Record<string, JsonValue> = {};
   for (const compiled of program.traits) {
     if (program.traitsReadBySegments.has(compiled.name)) computed[compiled.name] = traitValue(compiled, state.computed[compiled.name].state, nowMs);
@@ -95,6 +121,13 @@ export function syncTraitStates(state: ProfileState, program: WorkspaceProgram):
   }
   for (const name of Object.keys(state.computed)) {
     if (!program.traits.some((compiled) => compiled.name === name)) delete state.computed[name];
+  }
+  for (const model of program.models) {
+    const entry = Object.hasOwn(state.modelStates, model.name) ? state.modelStates[model.name] : undefined;
+    if (entry === undefined || entry.hash !== model.hash) state.modelStates[model.name] = { hash: model.hash, state: createModelState(model) };
+  }
+  for (const name of Object.keys(state.modelStates)) {
+    if (!program.models.some((model) => model.name === name)) delete state.modelStates[name];
   }
 }
 

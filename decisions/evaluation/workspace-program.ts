@@ -9,6 +9,8 @@ import { ComputedTraitConfigError, resolveComputedTrait } from '../computed-trai
 import type { DefinitionVersion } from '../definitions/definition-store.js';
 import { SegmentConditionCompiler, type SegmentCondition } from '../definitions/segment-condition.js';
 import { compileRuleExpressions, type CompiledExpressions } from '../decision-rules/compiled-rule.js';
+import { compileModel, type CompiledModel } from '../scoring/compiled-model.js';
+import { resolveScoringModel } from '../scoring/scoring-model.js';
 import { resolveContactPolicy, resolveDecisionRule, type DecisionRuleSettings, type PolicyCap } from '../decision-rules/rule-definition.js';
 
 export interface CompiledTrait {
@@ -45,11 +47,12 @@ export class WorkspaceProgram {
     readonly contactCaps: readonly PolicyCap[],
     /** The compiler of decision expressions, whose variables include `segments` and `context`. */
     readonly decisionCompiler: SegmentConditionCompiler,
+    readonly models: readonly CompiledModel[],
   ) {}
 
   /** Whether the workspace defines nothing to evaluate. */
   get empty(): boolean {
-    return this.traits.length === 0 && this.segments.length === 0 && this.rules.length === 0;
+    return this.traits.length === 0 && this.segments.length === 0 && this.rules.length === 0 && this.models.length === 0;
   }
 
   /** How long a profile keeps a decision: the longest cap window, cooldown or contact policy window. */
@@ -104,8 +107,9 @@ export class WorkspaceProgram {
       }
     });
 
+    const models = compileModels(workspace, versions, compiler, logger);
     const read = new Set(segments.flatMap((segment) => segment.condition.computedTraits));
-    return new WorkspaceProgram(workspace, traits, segments, compiler, read, rules, contactCaps, decisionCompiler);
+    return new WorkspaceProgram(workspace, traits, segments, compiler, read, rules, contactCaps, decisionCompiler, models);
   }
 }
 
@@ -128,4 +132,18 @@ function compileRules(workspace: string, versions: readonly DefinitionVersion[],
     else logger.error({ ...fields, path: compiled.path, rule: compiled.rule }, 'stored decision rule does not compile; it is not evaluated');
   }
   return rules.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** Compiles the stored scoring models, sorted by name; one that no longer compiles is skipped with an error log. */
+function compileModels(workspace: string, versions: readonly DefinitionVersion[], compiler: SegmentConditionCompiler, logger: Logger): CompiledModel[] {
+  const models: CompiledModel[] = [];
+  for (const version of versions.filter((candidate) => candidate.kind === 'ScoringModel' && !candidate.deleted)) {
+    try {
+      models.push(compileModel(version.name, version.version, version.contentHash, resolveScoringModel(version.spec), compiler));
+    } catch (error) {
+      if (!(error instanceof ComputedTraitConfigError) && !(error instanceof TypeError)) throw error;
+      logger.error({ workspace, kind: version.kind, name: version.name, version: version.version, err: error }, 'stored scoring model does not compile; it is not evaluated');
+    }
+  }
+  return models.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }

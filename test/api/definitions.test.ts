@@ -155,7 +155,7 @@ spec:
       ['segments.yaml', 'documents[1].spec.condition', 10],
     ],
   );
-  t.equal(response.errors[0].message, 'kind Journey is not supported yet. The supported kinds are ComputedTrait, Segment, DecisionRule, ContactPolicy');
+  t.equal(response.errors[0].message, 'kind Journey is not supported yet. The supported kinds are ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel');
   t.match(response.errors[1].message, 'is not a valid CEL expression: Unexpected token: EOF (at line 1, column 18 of the condition)');
   t.same((await calls.list({})).definitions, [], 'nothing stored, the valid traits included');
 
@@ -218,7 +218,7 @@ t.test('definitions - request errors', async (t) => {
 
   const badKind = await expectServiceError(calls.get({ kind: 'Journey', name: 'x' }));
   t.equal(badKind.code, status.INVALID_ARGUMENT);
-  t.match(badKind.details, 'kind must be one of ComputedTrait, Segment, DecisionRule, ContactPolicy, received "Journey"');
+  t.match(badKind.details, 'kind must be one of ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel, received "Journey"');
 
   const missing = await expectServiceError(calls.get({ kind: 'Segment', name: 'nobody' }));
   t.equal(missing.code, status.NOT_FOUND);

@@ -125,7 +125,7 @@ t.test('definition commands - errors', async (t) => {
   t.equal(invalid.stdout, '', 'nothing on stdout');
   const lines = invalid.stderr.trimEnd().split('\n');
   t.equal(lines[0], 'rtcdp: 3 validation errors, nothing was applied:');
-  t.equal(lines[1], `rtcdp: ${bad}: documents[0].kind: kind Journey is not supported yet. The supported kinds are ComputedTrait, Segment, DecisionRule, ContactPolicy`);
+  t.equal(lines[1], `rtcdp: ${bad}: documents[0].kind: kind Journey is not supported yet. The supported kinds are ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel`);
   t.match(lines[2], `rtcdp: ${bad}: documents[1].spec.condition: refers to computed trait "orders_90d" (at line 1, column 10 of the condition), which is not defined`);
   t.equal(lines[3], `rtcdp: ${bad}: documents[2].spec.property: is missing. A sum trait aggregates the values of one property`);
   t.equal(lines.length, 4, 'one line per error');
@@ -149,7 +149,7 @@ t.test('definition commands - errors', async (t) => {
   t.match(empty.stderr, `directory ${emptyDir} has no .yaml, .yml, .json files`);
 
   t.equal(badKind.code, 2);
-  t.match(badKind.stderr, 'rtcdp: invalid kind "journeys": expected one of ComputedTrait, Segment, DecisionRule, ContactPolicy');
+  t.match(badKind.stderr, 'rtcdp: invalid kind "journeys": expected one of ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel');
 
   t.equal(notFound.code, 1);
   t.equal(notFound.stderr, 'rtcdp: no Segment named "lapsed" in workspace "default"\n');

@@ -140,7 +140,7 @@ const BAD_CASES: BadCase[] = [
     files: [{ name: 'a.json', content: '{"metadata": {}}' }],
     issues: [
       { file: 'a.json', path: 'documents[0].apiVersion', rule: 'is missing' },
-      { file: 'a.json', path: 'documents[0].kind', rule: 'is missing. Use one of ComputedTrait, Segment, DecisionRule, ContactPolicy' },
+      { file: 'a.json', path: 'documents[0].kind', rule: 'is missing. Use one of ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel' },
       { file: 'a.json', path: 'documents[0].metadata.name', rule: 'is missing' },
       { file: 'a.json', path: 'documents[0].spec', rule: 'is missing' },
     ],
@@ -150,18 +150,17 @@ const BAD_CASES: BadCase[] = [
     files: [
       {
         name: 'later.yaml',
-        content: ['Journey', 'ScoringModel'].map((kind) => `apiVersion: rtcdp/v1\nkind: ${kind}\nmetadata: { name: x_${kind} }\nspec: {}\n`).join('---\n'),
+        content: ['Journey'].map((kind) => `apiVersion: rtcdp/v1\nkind: ${kind}\nmetadata: { name: x_${kind} }\nspec: {}\n`).join('---\n'),
       },
     ],
     issues: [
-      { file: 'later.yaml', path: 'documents[0].kind', rule: 'kind Journey is not supported yet. The supported kinds are ComputedTrait, Segment, DecisionRule, ContactPolicy', line: 2 },
-      { file: 'later.yaml', path: 'documents[1].kind', rule: 'kind ScoringModel is not supported yet', line: 7 },
+      { file: 'later.yaml', path: 'documents[0].kind', rule: 'kind Journey is not supported yet. The supported kinds are ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel', line: 2 },
     ],
   },
   {
     name: 'unknown kind',
     files: [{ name: 'a.yaml', content: 'apiVersion: rtcdp/v1\nkind: Audience\nmetadata: { name: a }\nspec: {}\n' }],
-    issues: [{ file: 'a.yaml', path: 'documents[0].kind', rule: 'must be one of ComputedTrait, Segment, DecisionRule, ContactPolicy, got "Audience"', line: 2 }],
+    issues: [{ file: 'a.yaml', path: 'documents[0].kind', rule: 'must be one of ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel, got "Audience"', line: 2 }],
   },
   {
     name: 'workspace of another write key',
@@ -268,7 +267,7 @@ t.test('validation - several files report every issue', async (t) => {
     ['a.yaml: documents[0].kind', 'b.yaml: documents[0].spec.condition'],
     'one issue per bad file, in file order',
   );
-  t.equal(formatIssue(issues[0]), 'a.yaml: documents[0].kind: kind Journey is not supported yet. The supported kinds are ComputedTrait, Segment, DecisionRule, ContactPolicy');
+  t.equal(formatIssue(issues[0]), 'a.yaml: documents[0].kind: kind Journey is not supported yet. The supported kinds are ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel');
   t.same(definitions.map((definition) => definition.name), ['ok'], 'the valid document is still resolved');
 });
 

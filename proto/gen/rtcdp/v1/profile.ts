@@ -65,6 +65,11 @@ export interface Profile {
     | undefined;
   /** The segments the profile is in, by name. */
   segments: { [key: string]: SegmentMembership };
+  /**
+   * The workspace's scoring models, by name, as of the profile's last evaluation (its last
+   * event, timer or decision). A model without a score yet is absent.
+   */
+  scores: { [key: string]: number };
 }
 
 export interface Profile_EventsEntry {
@@ -75,6 +80,11 @@ export interface Profile_EventsEntry {
 export interface Profile_SegmentsEntry {
   key: string;
   value?: SegmentMembership | undefined;
+}
+
+export interface Profile_ScoresEntry {
+  key: string;
+  value: number;
 }
 
 export interface SegmentMembership {
@@ -353,6 +363,7 @@ function createBaseProfile(): Profile {
     lastApplied: undefined,
     computedTraits: undefined,
     segments: {},
+    scores: {},
   };
 }
 
@@ -390,6 +401,9 @@ export const Profile: MessageFns<Profile> = {
     }
     globalThis.Object.entries(message.segments).forEach(([key, value]: [string, SegmentMembership]) => {
       Profile_SegmentsEntry.encode({ key: key as any, value }, writer.uint32(90).fork()).join();
+    });
+    globalThis.Object.entries(message.scores).forEach(([key, value]: [string, number]) => {
+      Profile_ScoresEntry.encode({ key: key as any, value }, writer.uint32(98).fork()).join();
     });
     return writer;
   },
@@ -501,6 +515,17 @@ export const Profile: MessageFns<Profile> = {
             }
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            const entry12 = Profile_ScoresEntry.decode(reader, reader.uint32());
+            if (entry12.value !== undefined) {
+              message.scores[entry12.key] = entry12.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -582,6 +607,20 @@ export const Profile: MessageFns<Profile> = {
           {},
         )
         : {},
+      scores: isObject(object.scores)
+        ? (globalThis.Object.entries(object.scores) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -632,6 +671,15 @@ export const Profile: MessageFns<Profile> = {
         });
       }
     }
+    if (message.scores) {
+      const entries = globalThis.Object.entries(message.scores) as [string, number][];
+      if (entries.length > 0) {
+        obj.scores = {};
+        entries.forEach(([k, v]) => {
+          obj.scores[k] = floatToJson(v);
+        });
+      }
+    }
     return obj;
   },
 
@@ -664,6 +712,15 @@ export const Profile: MessageFns<Profile> = {
       (acc: { [key: string]: SegmentMembership }, [key, value]: [string, SegmentMembership]) => {
         if (value !== undefined) {
           acc[key] = SegmentMembership.fromPartial(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.scores = (globalThis.Object.entries(object.scores ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
         }
         return acc;
       },
@@ -843,6 +900,91 @@ export const Profile_SegmentsEntry: MessageFns<Profile_SegmentsEntry> = {
     message.value = (object.value !== undefined && object.value !== null)
       ? SegmentMembership.fromPartial(object.value)
       : undefined;
+    return message;
+  },
+};
+
+function createBaseProfile_ScoresEntry(): Profile_ScoresEntry {
+  return { key: "", value: 0 };
+}
+
+export const Profile_ScoresEntry: MessageFns<Profile_ScoresEntry> = {
+  encode(message: Profile_ScoresEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(17).double(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Profile_ScoresEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProfile_ScoresEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.value = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Profile_ScoresEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: Profile_ScoresEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = floatToJson(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Profile_ScoresEntry>, I>>(base?: I): Profile_ScoresEntry {
+    return Profile_ScoresEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Profile_ScoresEntry>, I>>(object: I): Profile_ScoresEntry {
+    const message = createBaseProfile_ScoresEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
     return message;
   },
 };
