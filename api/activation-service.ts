@@ -132,5 +132,6 @@ export function activationToProto(activation: StoredActivation): Activation {
     },
     action: activation.action ?? '',
     channel: activation.channel ?? '',
+    step: activation.step ?? '',
   };
 }

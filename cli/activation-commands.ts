@@ -112,11 +112,17 @@ function row(activation: Activation): string[] {
     String(activation.sequence),
     activation.at,
     activation.type,
-    activation.type === 'decision.made' ? `${activation.name} -> ${activation.action}${activation.channel === '' ? '' : ` on ${activation.channel}`}` : activation.name,
+    nameText(activation),
     String(activation.definitionVersion),
     activation.profileId,
     causeText(activation),
   ];
+}
+
+function nameText(activation: Activation): string {
+  const name = activation.step === '' ? activation.name : `${activation.name}/${activation.step}`;
+  if (activation.action === '') return name;
+  return `${name} -> ${activation.action}${activation.channel === '' ? '' : ` on ${activation.channel}`}`;
 }
 
 function causeText(activation: Activation): string {

@@ -40,6 +40,8 @@ const KIND_ALIASES: Record<string, DefinitionKind> = {
   scoringmodels: 'ScoringModel',
   model: 'ScoringModel',
   models: 'ScoringModel',
+  journey: 'Journey',
+  journeys: 'Journey',
 };
 
 export const CHANGE_WORDS: Record<DefinitionChange, string> = {

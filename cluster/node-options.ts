@@ -35,6 +35,8 @@ export interface NodeOptions {
   logger?: Logger;
   /** Called before each event is applied; a throw counts as a handler failure. For fault-injection tests. */
   beforeApply?: (applied: AppliedEvent, profileId: string) => void;
+  /** Wall clock of evaluations, decisions and timers, in ms since the epoch. Default Date.now; tests move it forward. */
+  now?: () => number;
 }
 
 export interface ResolvedNodeOptions {
@@ -54,6 +56,7 @@ export interface ResolvedNodeOptions {
   actors: ActorSystemOptions;
   logger: Logger;
   beforeApply?: (applied: AppliedEvent, profileId: string) => void;
+  now: () => number;
 }
 
 /**
@@ -85,6 +88,7 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
     actors: { ...DEFAULT_ACTOR_OPTIONS, ...definedFields(options.actors ?? {}) },
     logger: options.logger ?? silentLogger(),
     beforeApply: options.beforeApply,
+    now: options.now ?? Date.now,
   };
 }
 

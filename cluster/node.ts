@@ -93,6 +93,7 @@ export class RtcdpNode implements ServingNode {
       evaluator: this.evaluator,
       activations: this.activations,
       beforeApply: options.beforeApply,
+      now: options.now,
     });
     this.#actors = new ActorSystem(this.#behavior, { ...options.actors, logger: this.#logger });
     this.#timers = new EvaluationTimers({
@@ -101,6 +102,7 @@ export class RtcdpNode implements ServingNode {
       tell: (key, message) => this.#actors.tell(key, message),
       logger: this.#logger,
       intervalMs: options.evaluationTimerIntervalMs,
+      now: options.now,
     });
   }
 
@@ -231,7 +233,7 @@ export class RtcdpNode implements ServingNode {
 
     let reply: (receipt: DecisionReceipt) => void = () => {};
     const receipt = new Promise<DecisionReceipt>((resolve) => (reply = resolve));
-    const message: DecideRequest = { kind: 'decide', requestId: randomUUID(), channel: request.channel, context: request.context, nowMs: Date.now(), reply };
+    const message: DecideRequest = { kind: 'decide', requestId: randomUUID(), channel: request.channel, context: request.context, nowMs: this.options.now(), reply };
     if (!this.#actors.tell(key, message)) throw new OverloadedError(`profile ${profileId} has a full mailbox; retry shortly`);
     return this.#withDeadline(receipt, `the decision for profile ${profileId}`);
   }

@@ -6,7 +6,7 @@
  * change that caused it is.
  */
 
-export const ACTIVATION_TYPES = ['segment.entered', 'segment.exited', 'decision.made'] as const;
+export const ACTIVATION_TYPES = ['segment.entered', 'segment.exited', 'decision.made', 'journey.entered', 'journey.action', 'journey.exited', 'journey.completed'] as const;
 export type ActivationType = (typeof ACTIVATION_TYPES)[number];
 
 /** The reason a profile produced an activation. */
@@ -28,9 +28,11 @@ export interface ProfileActivation {
   /** The segment or decision rule the activation is about. */
   name: string;
   definitionVersion: number;
-  /** decision.made only: the rule's action and the channel it was decided for ('' for none). */
+  /** decision.made and journey.action: the action and its channel ('' for none). */
   action?: string;
   channel?: string;
+  /** journey.action: the journey step that took the action. */
+  step?: string;
   /** Evaluation time, ms since the epoch. */
   atMs: number;
   cause: ActivationCause;

@@ -9,10 +9,10 @@ import { forEachIdentifier, type Identifier } from './identifiers.js';
 
 /**
  * Version 2 added `computed`, `segments` and `nextEvaluationMs`, version 3 `decisions` and
- * `receipts`, version 4 `scores` and `modelStates`. An older snapshot loads with the
- * missing fields empty.
+ * `receipts`, version 4 `scores` and `modelStates`, version 5 `journeys` and
+ * `finishedJourneys`. An older snapshot loads with the missing fields empty.
  */
-export const PROFILE_SNAPSHOT_VERSION = 4;
+export const PROFILE_SNAPSHOT_VERSION = 5;
 
 export interface EventStats {
   count: number;
@@ -67,6 +67,21 @@ export interface ProfileSnapshot {
   scores: Record<string, number>;
   /** The state a scoring model keeps between events (a BG/NBD model's RFM summary), by model name. */
   modelStates: Record<string, ComputedTraitEntry>;
+  /** The journeys the profile is in, by name. */
+  journeys: Record<string, JourneyPosition>;
+  /** When the profile last finished or left each journey, for journeys without re-entry. */
+  finishedJourneys: Record<string, number>;
+}
+
+export interface JourneyPosition {
+  /** Content hash and version of the journey's definition the profile follows. */
+  hash: string;
+  version: number;
+  /** The step the profile is at. */
+  step: string;
+  /** While at a wait step: when the wait ends (ms since the epoch); 0 otherwise. */
+  waitUntilMs: number;
+  enteredAtMs: number;
 }
 
 export interface ComputedTraitEntry {
@@ -148,6 +163,8 @@ export function createProfile(workspace: string, profileId: string): ProfileStat
     receipts: [],
     scores: Object.create(null),
     modelStates: Object.create(null),
+    journeys: Object.create(null),
+    finishedJourneys: Object.create(null),
     unpersisted: [],
     newIdentifiers: [],
     activations: [],
@@ -297,8 +314,10 @@ function upgradeSnapshot(snapshot: ProfileSnapshot): ProfileSnapshot {
       nextEvaluationMs: older.nextEvaluationMs ?? 0,
       decisions: older.decisions ?? [],
       receipts: older.receipts ?? [],
-      scores: Object.create(null),
-      modelStates: Object.create(null),
+      scores: older.scores ?? Object.create(null),
+      modelStates: older.modelStates ?? Object.create(null),
+      journeys: Object.create(null),
+      finishedJourneys: Object.create(null),
     };
   }
   throw new RangeError(`profile snapshot version ${snapshot.version} is not supported; expected 1 to ${PROFILE_SNAPSHOT_VERSION}`);

@@ -219,6 +219,8 @@ function toSnapshot(workspace: string, profileId: string, hash: Record<string, B
     receipts: [],
     scores: {},
     modelStates: {},
+    journeys: {},
+    finishedJourneys: {},
     recent,
     // The baseline has no event log, so there is no log position.
     lastApplied: { shard: 0, sequence: 0 },

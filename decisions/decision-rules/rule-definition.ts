@@ -140,7 +140,7 @@ function resolveCaps(value: unknown, path: string, keys: readonly string[]): Pol
 }
 
 /** Reads `{ days }`, `{ hours }` or `{ minutes }` (exactly one, a positive integer) as ms, at most 365 days. */
-function resolveDuration(value: unknown, path: string): number {
+export function resolveDuration(value: unknown, path: string): number {
   const duration = expectObject(value, path, DURATION_KEYS);
   const set = DURATION_KEYS.filter((key) => duration[key] !== undefined);
   if (set.length !== 1) throw configError(path, 'must set exactly one of days, hours and minutes, such as { hours: 24 }');

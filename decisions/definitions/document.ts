@@ -10,11 +10,9 @@ import type { DefinitionIssue } from './issues.js';
 
 export const API_VERSION = 'rtcdp/v1';
 
-export const DEFINITION_KINDS = ['ComputedTrait', 'Segment', 'DecisionRule', 'ContactPolicy', 'ScoringModel'] as const;
+export const DEFINITION_KINDS = ['ComputedTrait', 'Segment', 'DecisionRule', 'ContactPolicy', 'ScoringModel', 'Journey'] as const;
 export type DefinitionKind = (typeof DEFINITION_KINDS)[number];
 
-/** Kinds of the definition format that this version rejects with "not supported yet". */
-export const PLANNED_KINDS = ['Journey'] as const;
 
 /**
  * Rule for definition names, the same as for computed trait names: a segment condition
@@ -173,11 +171,7 @@ function readKind(value: unknown, location: DocumentLocation, issues: Definition
   }
   if ((DEFINITION_KINDS as readonly unknown[]).includes(value)) return value as DefinitionKind;
 
-  if ((PLANNED_KINDS as readonly unknown[]).includes(value)) {
-    issues.push(location.issue('kind', `kind ${String(value)} is not supported yet. The supported kinds are ${DEFINITION_KINDS.join(', ')}`));
-  } else {
-    issues.push(location.issue('kind', `must be one of ${DEFINITION_KINDS.join(', ')}, got ${describe(value)}`));
-  }
+  issues.push(location.issue('kind', `must be one of ${DEFINITION_KINDS.join(', ')}, got ${describe(value)}`));
   return undefined;
 }
 

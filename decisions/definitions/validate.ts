@@ -12,6 +12,8 @@ import { STORED_DEFINITION_FILE, type DefinitionIssue } from './issues.js';
 import { SegmentConditionCompiler, type ComputedTraitSignature, type SegmentCondition } from './segment-condition.js';
 import { compileRuleExpressions } from '../decision-rules/compiled-rule.js';
 import { compileModelFeatures } from '../scoring/compiled-model.js';
+import { resolveJourney, type JourneySettings } from '../journeys/journey-definition.js';
+import { compileJourneyConditions } from '../journeys/compiled-journey.js';
 import { resolveScoringModel, type ScoringModelSettings } from '../scoring/scoring-model.js';
 import { resolveContactPolicy, resolveDecisionRule, type ContactPolicySettings, type DecisionRuleSettings } from '../decision-rules/rule-definition.js';
 
@@ -37,6 +39,8 @@ export interface ValidatedDefinition {
   contactPolicy?: ContactPolicySettings;
   /** Set for a ScoringModel. */
   scoringModel?: ScoringModelSettings;
+  /** Set for a Journey. */
+  journey?: JourneySettings;
 }
 
 export interface ValidationOptions {
@@ -65,6 +69,7 @@ export function validateDefinitionSet(files: readonly SourceFile[], options: Val
   const segments: DefinitionDocument[] = [];
   const rules: Array<{ document: DefinitionDocument; settings: DecisionRuleSettings }> = [];
   const models: Array<{ document: DefinitionDocument; settings: ScoringModelSettings }> = [];
+  const journeys: Array<{ document: DefinitionDocument; settings: JourneySettings }> = [];
   // Every ComputedTrait of the set counts as defined, an invalid one too, so a segment that
   // refers to it gets no second issue. A trait whose kind is unknown is typed dyn.
   const computedInSet = new Map<string, ComputedTraitKind | undefined>();
@@ -77,6 +82,9 @@ export function validateDefinitionSet(files: readonly SourceFile[], options: Val
     } else if (document.kind === 'DecisionRule') {
       const settings = validateSpec(document, issues, (spec) => resolveDecisionRule(spec, document.name));
       if (settings !== undefined) rules.push({ document, settings });
+    } else if (document.kind === 'Journey') {
+      const settings = validateSpec(document, issues, (spec) => resolveJourney(spec));
+      if (settings !== undefined) journeys.push({ document, settings });
     } else if (document.kind === 'ScoringModel') {
       const settings = validateSpec(document, issues, (spec) => resolveScoringModel(spec));
       if (settings !== undefined) models.push({ document, settings });
@@ -102,6 +110,12 @@ export function validateDefinitionSet(files: readonly SourceFile[], options: Val
   for (const { document, settings } of models) {
     const failed = compileModelFeatures(settings, compiler);
     if (failed === undefined) validated.set(document, { ...validatedBase(document), scoringModel: settings });
+    else issues.push(document.location.issue(failed.path, failed.rule));
+  }
+
+  for (const { document, settings } of journeys) {
+    const failed = compileJourneyConditions(settings, decisionCompiler);
+    if (failed === undefined) validated.set(document, { ...validatedBase(document), journey: settings });
     else issues.push(document.location.issue(failed.path, failed.rule));
   }
 

@@ -26,6 +26,8 @@ import type { CustomerEvent, JsonValue } from '../../profiles/event.js';
 import type { DecideRequest, EvaluationDue, ProfileEvaluator } from '../../profiles/evaluator.js';
 import type { DecisionReceipt } from '../../profiles/decision-state.js';
 import { decide, decisionId, type DecisionRequest } from '../decision-rules/decide.js';
+import type { ConditionActivation } from '../definitions/segment-condition.js';
+import { advanceJourneys } from '../journeys/journey-step.js';
 import type { AppliedEvent, ProfileSnapshot, ProfileState } from '../../profiles/profile.js';
 import type { DefinitionCatalog } from './definition-catalog.js';
 import { computedValuesOf, evaluateSegments, hasCurrentState, syncTraitStates, updateComputedTraits, computeScores } from './profile-evaluation.js';
@@ -72,7 +74,7 @@ export class DefinitionEvaluator implements ProfileEvaluator {
     updateComputedTraits(state, program, applied.event);
     const { shard, sequence } = applied.position;
     const cause = { kind: 'event' as const, shard, sequence, messageId: applied.event.messageId };
-    this.#evaluate(state, program, nowMs, cause);
+    this.#evaluate(state, program, nowMs, cause, applied.event);
     if (program.rules.some((rule) => rule.settings.trigger !== undefined)) {
       const context = (applied.event.properties ?? applied.event.traits ?? {}) as Record<string, JsonValue>;
       this.#decide(state, program, { channel: '', context, nowMs, cause, event: applied.event });
@@ -163,17 +165,43 @@ export class DefinitionEvaluator implements ProfileEvaluator {
       this.#logger.error({ workspace: state.workspace, profileId: state.profileId }, 'definitions of the workspace were not prepared; the profile is not evaluated');
       return undefined;
     }
-    if (program.empty && isEmpty(state.computed) && isEmpty(state.segments) && state.nextEvaluationMs === 0) return undefined;
+    if (program.empty && isEmpty(state.computed) && isEmpty(state.segments) && isEmpty(state.journeys) && state.nextEvaluationMs === 0) return undefined;
     return program;
   }
 
-  #evaluate(state: ProfileState, program: WorkspaceProgram, nowMs: number, cause: ActivationCause): void {
+  #evaluate(state: ProfileState, program: WorkspaceProgram, nowMs: number, cause: ActivationCause, event?: CustomerEvent): void {
     this.#stats.evaluations += program.segments.length;
+    const before = new Set(Object.keys(state.segments));
     evaluateSegments(state, program, nowMs, {
       conditionFailed: (segment, error) => this.#reportError(state, segment, error),
       scoreFailed: (model, error) => this.#reportScoreError(state, model, error),
       membershipChanged: (type, name, version, deleted) => this.#emit(state, type, name, version, nowMs, deleted ? { kind: 'definition', version } : cause),
     });
+    if (program.journeys.length > 0 || !isEmpty(state.journeys)) this.#advanceJourneys(state, program, nowMs, cause, event, before);
+  }
+
+  /** Moves the profile through the journeys, and wakes it again when its earliest wait ends. */
+  #advanceJourneys(state: ProfileState, program: WorkspaceProgram, nowMs: number, cause: ActivationCause, event: CustomerEvent | undefined, segmentsBefore: Set<string>): void {
+    const enteredSegments = new Set(Object.keys(state.segments).filter((name) => !segmentsBefore.has(name)));
+    const variables: ConditionActivation = {
+      ...program.decisionCompiler.activation(state, computedValuesOf(state, program, nowMs), nowMs),
+      segments: Object.fromEntries(Object.keys(state.segments).map((name) => [name, true])),
+      context: (event?.properties ?? event?.traits ?? {}) as Record<string, JsonValue>,
+    };
+
+    const wakeMs = advanceJourneys(state, program.journeys, nowMs, { event, enteredSegments }, variables, {
+      changed: (type, name, version, detail) => this.#emit(state, type, name, version, nowMs, cause, detail),
+      conditionFailed: (journey, path, error) => this.#reportJourneyError(state, journey.name, path, error),
+    });
+    if (wakeMs > 0 && (state.nextEvaluationMs === 0 || wakeMs < state.nextEvaluationMs)) state.nextEvaluationMs = wakeMs;
+  }
+
+  #reportJourneyError(state: ProfileState, journey: string, path: string, error: unknown): void {
+    this.#stats.evaluationErrors += 1;
+    const key = `${state.workspace}/journey:${journey}:${path}`;
+    if (this.#loggedErrors.has(key)) return;
+    this.#loggedErrors.add(key);
+    this.#logger.warn({ workspace: state.workspace, profileId: state.profileId, journey, path, err: error }, 'journey condition failed on a profile and counts as false');
   }
 
   #reportError(state: ProfileState, segment: CompiledSegment, error: unknown): void {
@@ -198,11 +226,21 @@ export class DefinitionEvaluator implements ProfileEvaluator {
     );
   }
 
-  #emit(state: ProfileState, type: ActivationType, name: string, version: number, nowMs: number, cause: ActivationCause): void {
+  #emit(
+    state: ProfileState,
+    type: ActivationType,
+    name: string,
+    version: number,
+    nowMs: number,
+    cause: ActivationCause,
+    detail: { step?: string; action?: string; channel?: string } = {},
+  ): void {
     if (type === 'segment.entered') this.#stats.entered += 1;
-    else this.#stats.exited += 1;
+    if (type === 'segment.exited') this.#stats.exited += 1;
+    // Two actions of one journey in one evaluation differ by their step.
+    const idName = detail.step === undefined ? name : `${name}.${detail.step}`;
     state.activations.push({
-      id: activationId(type, state.profileId, name, cause),
+      id: activationId(type, state.profileId, idName, cause),
       type,
       workspace: state.workspace,
       profileId: state.profileId,
@@ -210,6 +248,7 @@ export class DefinitionEvaluator implements ProfileEvaluator {
       definitionVersion: version,
       atMs: nowMs,
       cause,
+      ...detail,
     });
   }
 }

@@ -10,6 +10,9 @@ import type { DefinitionVersion } from '../definitions/definition-store.js';
 import { SegmentConditionCompiler, type SegmentCondition } from '../definitions/segment-condition.js';
 import { compileRuleExpressions, type CompiledExpressions } from '../decision-rules/compiled-rule.js';
 import { compileModel, type CompiledModel } from '../scoring/compiled-model.js';
+import { compileJourney } from '../journeys/compiled-journey.js';
+import { resolveJourney } from '../journeys/journey-definition.js';
+import type { CompiledJourney } from '../journeys/journey-step.js';
 import { resolveScoringModel } from '../scoring/scoring-model.js';
 import { resolveContactPolicy, resolveDecisionRule, type DecisionRuleSettings, type PolicyCap } from '../decision-rules/rule-definition.js';
 
@@ -48,11 +51,12 @@ export class WorkspaceProgram {
     /** The compiler of decision expressions, whose variables include `segments` and `context`. */
     readonly decisionCompiler: SegmentConditionCompiler,
     readonly models: readonly CompiledModel[],
+    readonly journeys: readonly CompiledJourney[],
   ) {}
 
   /** Whether the workspace defines nothing to evaluate. */
   get empty(): boolean {
-    return this.traits.length === 0 && this.segments.length === 0 && this.rules.length === 0 && this.models.length === 0;
+    return this.traits.length === 0 && this.segments.length === 0 && this.rules.length === 0 && this.models.length === 0 && this.journeys.length === 0;
   }
 
   /** How long a profile keeps a decision: the longest cap window, cooldown or contact policy window. */
@@ -108,8 +112,9 @@ export class WorkspaceProgram {
     });
 
     const models = compileModels(workspace, versions, compiler, logger);
+    const journeys = compileJourneys(workspace, versions, decisionCompiler, logger);
     const read = new Set(segments.flatMap((segment) => segment.condition.computedTraits));
-    return new WorkspaceProgram(workspace, traits, segments, compiler, read, rules, contactCaps, decisionCompiler, models);
+    return new WorkspaceProgram(workspace, traits, segments, compiler, read, rules, contactCaps, decisionCompiler, models, journeys);
   }
 }
 
@@ -146,4 +151,18 @@ function compileModels(workspace: string, versions: readonly DefinitionVersion[]
     }
   }
   return models.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** Compiles the stored journeys, sorted by name; one that no longer compiles is skipped with an error log. */
+function compileJourneys(workspace: string, versions: readonly DefinitionVersion[], compiler: SegmentConditionCompiler, logger: Logger): CompiledJourney[] {
+  const journeys: CompiledJourney[] = [];
+  for (const version of versions.filter((candidate) => candidate.kind === 'Journey' && !candidate.deleted)) {
+    try {
+      journeys.push(compileJourney(version.name, version.version, version.contentHash, resolveJourney(version.spec), compiler));
+    } catch (error) {
+      if (!(error instanceof ComputedTraitConfigError) && !(error instanceof TypeError)) throw error;
+      logger.error({ workspace, kind: version.kind, name: version.name, version: version.version, err: error }, 'stored journey does not compile; it is not evaluated');
+    }
+  }
+  return journeys.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }

@@ -135,7 +135,7 @@ t.test('definitions - update keeps versions', async (t) => {
 t.test('definitions - validation errors', async (t) => {
   const { calls } = await startDefinitionNode(t);
   const bad = `apiVersion: rtcdp/v1
-kind: Journey
+kind: Campaign
 metadata: { name: offer }
 spec: {}
 ---
@@ -155,7 +155,7 @@ spec:
       ['segments.yaml', 'documents[1].spec.condition', 10],
     ],
   );
-  t.equal(response.errors[0].message, 'kind Journey is not supported yet. The supported kinds are ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel');
+  t.equal(response.errors[0].message, 'must be one of ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel, Journey, got "Campaign"');
   t.match(response.errors[1].message, 'is not a valid CEL expression: Unexpected token: EOF (at line 1, column 18 of the condition)');
   t.same((await calls.list({})).definitions, [], 'nothing stored, the valid traits included');
 
@@ -216,9 +216,9 @@ t.test('definitions - request errors', async (t) => {
   t.equal(noFiles.code, status.INVALID_ARGUMENT);
   t.match(noFiles.details, 'files is empty');
 
-  const badKind = await expectServiceError(calls.get({ kind: 'Journey', name: 'x' }));
+  const badKind = await expectServiceError(calls.get({ kind: 'Campaign', name: 'x' }));
   t.equal(badKind.code, status.INVALID_ARGUMENT);
-  t.match(badKind.details, 'kind must be one of ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel, received "Journey"');
+  t.match(badKind.details, 'kind must be one of ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel, Journey, received "Campaign"');
 
   const missing = await expectServiceError(calls.get({ kind: 'Segment', name: 'nobody' }));
   t.equal(missing.code, status.NOT_FOUND);

@@ -114,7 +114,7 @@ t.test('definition commands - errors', async (t) => {
   writeFileSync(
     bad,
     [
-      'apiVersion: rtcdp/v1\nkind: Journey\nmetadata: { name: welcome }\nspec: {}\n',
+      'apiVersion: rtcdp/v1\nkind: Campaign\nmetadata: { name: welcome }\nspec: {}\n',
       'apiVersion: rtcdp/v1\nkind: Segment\nmetadata: { name: lapsed }\nspec:\n  condition: computed.orders_90d == 0\n',
       'apiVersion: rtcdp/v1\nkind: ComputedTrait\nmetadata: { name: spend }\nspec: { kind: sum, event: Order Completed }\n',
     ].join('---\n'),
@@ -125,7 +125,7 @@ t.test('definition commands - errors', async (t) => {
   t.equal(invalid.stdout, '', 'nothing on stdout');
   const lines = invalid.stderr.trimEnd().split('\n');
   t.equal(lines[0], 'rtcdp: 3 validation errors, nothing was applied:');
-  t.equal(lines[1], `rtcdp: ${bad}: documents[0].kind: kind Journey is not supported yet. The supported kinds are ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel`);
+  t.equal(lines[1], `rtcdp: ${bad}: documents[0].kind: must be one of ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel, Journey, got "Campaign"`);
   t.match(lines[2], `rtcdp: ${bad}: documents[1].spec.condition: refers to computed trait "orders_90d" (at line 1, column 10 of the condition), which is not defined`);
   t.equal(lines[3], `rtcdp: ${bad}: documents[2].spec.property: is missing. A sum trait aggregates the values of one property`);
   t.equal(lines.length, 4, 'one line per error');
@@ -137,7 +137,7 @@ t.test('definition commands - errors', async (t) => {
   const [missing, empty, badKind, notFound, unreachable] = await Promise.all([
     rtcdp(['apply', '-f', path.join(dir, 'nope.yaml'), ...server]),
     rtcdp(['apply', '-f', emptyDir, ...server]),
-    rtcdp(['definitions', 'get', 'journeys', ...server]),
+    rtcdp(['definitions', 'get', 'campaigns', ...server]),
     rtcdp(['definitions', 'get', 'Segment', 'lapsed', ...server]),
     rtcdp(['definitions', 'get', '--server', '127.0.0.1:1']),
   ]);
@@ -149,7 +149,7 @@ t.test('definition commands - errors', async (t) => {
   t.match(empty.stderr, `directory ${emptyDir} has no .yaml, .yml, .json files`);
 
   t.equal(badKind.code, 2);
-  t.match(badKind.stderr, 'rtcdp: invalid kind "journeys": expected one of ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel');
+  t.match(badKind.stderr, 'rtcdp: invalid kind "campaigns": expected one of ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel, Journey');
 
   t.equal(notFound.code, 1);
   t.equal(notFound.stderr, 'rtcdp: no Segment named "lapsed" in workspace "default"\n');

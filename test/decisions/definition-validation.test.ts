@@ -140,27 +140,15 @@ const BAD_CASES: BadCase[] = [
     files: [{ name: 'a.json', content: '{"metadata": {}}' }],
     issues: [
       { file: 'a.json', path: 'documents[0].apiVersion', rule: 'is missing' },
-      { file: 'a.json', path: 'documents[0].kind', rule: 'is missing. Use one of ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel' },
+      { file: 'a.json', path: 'documents[0].kind', rule: 'is missing. Use one of ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel, Journey' },
       { file: 'a.json', path: 'documents[0].metadata.name', rule: 'is missing' },
       { file: 'a.json', path: 'documents[0].spec', rule: 'is missing' },
     ],
   },
   {
-    name: 'planned kinds',
-    files: [
-      {
-        name: 'later.yaml',
-        content: ['Journey'].map((kind) => `apiVersion: rtcdp/v1\nkind: ${kind}\nmetadata: { name: x_${kind} }\nspec: {}\n`).join('---\n'),
-      },
-    ],
-    issues: [
-      { file: 'later.yaml', path: 'documents[0].kind', rule: 'kind Journey is not supported yet. The supported kinds are ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel', line: 2 },
-    ],
-  },
-  {
     name: 'unknown kind',
     files: [{ name: 'a.yaml', content: 'apiVersion: rtcdp/v1\nkind: Audience\nmetadata: { name: a }\nspec: {}\n' }],
-    issues: [{ file: 'a.yaml', path: 'documents[0].kind', rule: 'must be one of ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel, got "Audience"', line: 2 }],
+    issues: [{ file: 'a.yaml', path: 'documents[0].kind', rule: 'must be one of ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel, Journey, got "Audience"', line: 2 }],
   },
   {
     name: 'workspace of another write key',
@@ -258,7 +246,7 @@ for (const badCase of BAD_CASES) {
 
 t.test('validation - several files report every issue', async (t) => {
   const { issues, definitions } = validate([
-    { name: 'a.yaml', content: 'apiVersion: rtcdp/v1\nkind: Journey\nmetadata: { name: j }\nspec: {}\n' },
+    { name: 'a.yaml', content: 'apiVersion: rtcdp/v1\nkind: Campaign\nmetadata: { name: j }\nspec: {}\n' },
     { name: 'b.yaml', content: segmentYaml('s', 'eventCount >') },
     { name: 'c.yaml', content: segmentYaml('ok', 'eventCount > 1') },
   ]);
@@ -267,7 +255,7 @@ t.test('validation - several files report every issue', async (t) => {
     ['a.yaml: documents[0].kind', 'b.yaml: documents[0].spec.condition'],
     'one issue per bad file, in file order',
   );
-  t.equal(formatIssue(issues[0]), 'a.yaml: documents[0].kind: kind Journey is not supported yet. The supported kinds are ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel');
+  t.equal(formatIssue(issues[0]), 'a.yaml: documents[0].kind: must be one of ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel, Journey, got "Campaign"');
   t.same(definitions.map((definition) => definition.name), ['ok'], 'the valid document is still resolved');
 });
 

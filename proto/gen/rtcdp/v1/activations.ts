@@ -33,10 +33,13 @@ export interface Activation {
    * same id, so a consumer can deduplicate on it.
    */
   id: string;
-  /** segment.entered, segment.exited or decision.made. */
+  /**
+   * segment.entered, segment.exited, decision.made, journey.entered, journey.action,
+   * journey.exited or journey.completed.
+   */
   type: string;
   profileId: string;
-  /** The segment the activation is about. */
+  /** The segment, decision rule or journey the activation is about. */
   name: string;
   definitionVersion: number;
   /** Evaluation time (ISO 8601). */
@@ -44,9 +47,11 @@ export interface Activation {
   cause?:
     | ActivationCause
     | undefined;
-  /** decision.made only: the chosen rule's action and the channel it was decided for. */
+  /** decision.made and journey.action: the action and its channel. */
   action: string;
   channel: string;
+  /** journey.action: the journey step that took the action. */
+  step: string;
 }
 
 export interface ActivationCause {
@@ -68,7 +73,7 @@ export interface ListActivationsRequest {
   afterSequence: number;
   /** At most 1000; 100 when zero. */
   limit: number;
-  /** Only these types (segment.entered, segment.exited, decision.made); all when empty. */
+  /** Only these types (see Activation.type); all when empty. */
   types: string[];
 }
 
@@ -97,6 +102,7 @@ function createBaseActivation(): Activation {
     cause: undefined,
     action: "",
     channel: "",
+    step: "",
   };
 }
 
@@ -131,6 +137,9 @@ export const Activation: MessageFns<Activation> = {
     }
     if (message.channel !== "") {
       writer.uint32(82).string(message.channel);
+    }
+    if (message.step !== "") {
+      writer.uint32(90).string(message.step);
     }
     return writer;
   },
@@ -228,6 +237,14 @@ export const Activation: MessageFns<Activation> = {
             message.channel = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.step = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -260,6 +277,7 @@ export const Activation: MessageFns<Activation> = {
       cause: isSet(object.cause) ? ActivationCause.fromJSON(object.cause) : undefined,
       action: isSet(object.action) ? globalThis.String(object.action) : "",
       channel: isSet(object.channel) ? globalThis.String(object.channel) : "",
+      step: isSet(object.step) ? globalThis.String(object.step) : "",
     };
   },
 
@@ -295,6 +313,9 @@ export const Activation: MessageFns<Activation> = {
     if (message.channel !== "") {
       obj.channel = message.channel;
     }
+    if (message.step !== "") {
+      obj.step = message.step;
+    }
     return obj;
   },
 
@@ -315,6 +336,7 @@ export const Activation: MessageFns<Activation> = {
       : undefined;
     message.action = object.action ?? "";
     message.channel = object.channel ?? "";
+    message.step = object.step ?? "";
     return message;
   },
 };
