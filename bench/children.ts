@@ -4,6 +4,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import type { SourceFile } from '../decisions/definitions/document.js';
 import type { GeneratorConfig, GeneratorProgress, GeneratorReport } from './generator.js';
 import { IpcChannel } from './ipc.js';
 import type { NodeHostConfig, NodeSample, TimedQueries } from './node-host.js';
@@ -71,6 +72,12 @@ export class NodeHost {
 
   timeQueries(userIds: string[]): Promise<TimedQueries> {
     return this.#channel.request('timeQueries', userIds, 600_000);
+  }
+
+  /** Applies definition files to workspace "default" and returns how many definitions the set holds; rejects on an invalid set. */
+  async applyDefinitions(files: SourceFile[]): Promise<number> {
+    const result = await this.#channel.request<{ definitions: number }>('applyDefinitions', files, 60_000);
+    return result.definitions;
   }
 
   startProfiler(): Promise<void> {

@@ -9,6 +9,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { applyDefinitions, type AppliedDefinitions } from './bench-definitions.js';
 import { NodeHost, RawServer, GeneratorGroup } from './children.js';
 import { dataDir, writeChart, type RunContext } from './context.js';
 import {
@@ -54,6 +55,8 @@ export interface IngestOptions {
   snapshotIntervalMs?: number;
   /** The generators' workload; undefined is the Zipf track events. */
   workload?: WorkloadChoice;
+  /** Definition files or directories applied to the node's workspace before the load; none when empty or undefined. */
+  definitions?: string[];
 }
 
 /** The load options that every closed-loop ingest measurement shares: rtcdp, the Redis baseline and the grpc-js reference. */
@@ -92,6 +95,8 @@ export interface RtcdpMeasurement extends LoadMeasurement {
   actors: NodeSample['node']['actors'];
   /** Profile snapshots persisted per event applied, over the whole run. */
   snapshotsPerEvent: number;
+  /** The definitions every profile was evaluated under; null without any. */
+  definitions: AppliedDefinitions | null;
   correctness: CorrectnessResult;
 }
 
@@ -168,6 +173,7 @@ export async function measureRtcdp(context: RunContext, options: IngestOptions):
   });
 
   try {
+    const definitions = await applyDefinitions(node, options.definitions ?? []);
     const generators = await startGenerators(context, options, node.address);
     const mark = await warmUpAndMark(generators, options, 'rtcdp', node);
     if (options.cpuProfile) await node.startProfiler();
@@ -193,6 +199,7 @@ export async function measureRtcdp(context: RunContext, options: IngestOptions):
       nodeCpuCores: (end.cpuMs - mark.nodeCpuMs) / 1_000 / windowSeconds,
       actors: end.node.actors,
       snapshotsPerEvent: end.node.actors.persistedSnapshots / sum(reports.map((report) => report.acceptedEvents)),
+      definitions,
       correctness,
     };
     measurement.windowSeconds = windowSeconds;
@@ -374,6 +381,7 @@ function printIngest(result: IngestResult): void {
   const { rtcdp, reference } = result;
   const rows: TableRow[] = [
     ['rtcdp applied', formatRate(rtcdp.appliedPerSecond)],
+    ['definitions', rtcdp.definitions === null ? 'none' : `${formatCount(rtcdp.definitions.definitions)} from ${rtcdp.definitions.paths.join(', ')}`],
     ['rtcdp acknowledged', formatRate(rtcdp.acknowledgedPerSecond)],
     ['rtcdp batch latency p50 / p99', `${formatMs(rtcdp.batchLatency.p50Ms)} / ${formatMs(rtcdp.batchLatency.p99Ms)}`],
     ['rtcdp window', `${rtcdp.windowSeconds.toFixed(1)} s (apply lag after sending ${rtcdp.applyLagSeconds.toFixed(2)} s)`],

@@ -9,9 +9,11 @@ import { runActivation, type ActivationOptions } from './activation.js';
 import { runBaseline, type BaselineOptions } from './baseline/baseline.js';
 import { APPEND_FSYNC_POLICIES } from './baseline/redis-server.js';
 import { runCel, type CelOptions } from './cel.js';
+import { BENCH_DEFINITIONS_DIR } from './bench-definitions.js';
 import { runCompare, type CompareOptions } from './compare.js';
 import { NODE_IDS, runCluster, type ClusterOptions } from './cluster.js';
 import { createDataRoot, removeDataRoot, type RunContext } from './context.js';
+import { runDecide, type DecideOptions } from './decide.js';
 import { runIngest, type IngestOptions } from './ingest.js';
 import { runMemory, type MemoryOptions } from './memory.js';
 import { INGEST_DRIVERS } from './open-loop-drivers.js';
@@ -170,6 +172,15 @@ function addWorkloadOptions(command: Command): Command {
     .option('--replay <file>', "send the events of FILE (Segment NDJSON or the Online Retail CSV, as `rtcdp send` reads them) from the start again when it ends, each with a new messageId, instead of generated events");
 }
 
+/** `--definitions` of the scenarios that evaluate definitions; a relative path is taken from the current directory, as `rtcdp apply -f` does. */
+function addDefinitionsOption(command: Command, defaultDescription: string, defaultValue?: string[]): Command {
+  return command.option(
+    '--definitions <path...>',
+    `definition files, or directories of .yaml, .yml and .json files, applied to workspace "default" before the load, as rtcdp apply -f does (default: ${defaultDescription})`,
+    defaultValue,
+  );
+}
+
 /** Resolves the workload options once, exiting with a usage error on a contradiction. */
 function workloadOf(command: Command, flags: WorkloadFlags): WorkloadChoice {
   const resolved = resolveWorkload(flags);
@@ -189,6 +200,7 @@ function addIngestCommand(program: Command): void {
     .option('--snapshot-interval-ms <ms>', "node's actors.snapshotIntervalMs (default: the node's, 5,000 ms)", integer('--snapshot-interval-ms', 1, 2_147_483_647));
 
   addWorkloadOptions(command);
+  addDefinitionsOption(command, 'none');
 
   addCommonOptions(command).action((options: IngestOptions & CommonOptions & WorkloadFlags) => {
     const workload = workloadOf(command, options);
@@ -212,26 +224,63 @@ function addLatencyCommand(program: Command): void {
     .option('--in-flight-requests <n>', 'requests each writer keeps unanswered in the closed-loop run (default: 64 for unary, 8 for batch and stream)', integer('--in-flight-requests', 1, 10_000))
     .option('--generators <n>', 'writer processes; use more when a step reports BEHIND SCHEDULE', integer('--generators', 1, 64), 1)
     .option('--query-rate <queries/s>', 'GetProfile calls per second during each step, for profiles that exist; 0 sends none', integer('--query-rate', 0, 100_000), 100)
+    .option('--decide-rate <calls/s>', 'Decide calls per second during each step, for profiles that exist, on the web or app channel with a small context; 0 sends none. Without decision rules among --definitions, no call chooses a rule', integer('--decide-rate', 0, 100_000), 0)
     .option('--max-outstanding-requests <n>', 'unanswered requests per generator at which a step stops and counts as overloaded', integer('--max-outstanding-requests', 1, 1_000_000), 10_000)
     .option('--max-send-lag-ms <ms>', 'a generator whose p99 delay between a request\'s scheduled and actual send time exceeds this fell behind its schedule', decimal('--max-send-lag-ms', 0, 60_000), 20)
     .option('--customers <n>', 'customers the events are spread over', integer('--customers', 1, 100_000_000), 100_000)
     .option('--zipf-exponent <s>', 'Zipf exponent of the customer distribution (0 is uniform)', decimal('--zipf-exponent', 0, 3), 0.99)
     .option('--check-sample <n>', 'customers whose eventCount is checked at the end', integer('--check-sample', 1, 100_000), 200);
   addWorkloadOptions(addWalSyncOptions(command));
+  addDefinitionsOption(command, 'none');
 
-  type Flags = Omit<LatencyOptions, 'inFlightRequests' | 'maxRatePerSecond' | 'queryRatePerSecond' | 'workload'> &
+  type Flags = Omit<LatencyOptions, 'inFlightRequests' | 'maxRatePerSecond' | 'queryRatePerSecond' | 'decideRatePerSecond' | 'definitions' | 'workload'> &
     CommonOptions &
-    WorkloadFlags & { inFlightRequests?: number; maxRate?: number; queryRate: number };
+    WorkloadFlags & { inFlightRequests?: number; maxRate?: number; queryRate: number; decideRate: number; definitions?: string[] };
   addCommonOptions(command).action((flags: Flags) => {
-    const { maxRate, queryRate, ...rest } = flags;
+    const { maxRate, queryRate, decideRate, definitions, ...rest } = flags;
     const options: LatencyOptions = {
       ...rest,
       maxRatePerSecond: maxRate,
       queryRatePerSecond: queryRate,
+      decideRatePerSecond: decideRate,
+      definitions: definitions ?? [],
       inFlightRequests: flags.inFlightRequests ?? (flags.driver === 'unary' ? 64 : 8),
       workload: workloadOf(command, flags),
     };
     return runScenario('latency', flags, true, (context) => runLatency(context, options));
+  });
+}
+
+function addDecideCommand(program: Command): void {
+  const command = program
+    .command('decide')
+    .description(
+      'Open-loop DecisionService.Decide latency against a node with definitions applied: at fixed Decide rates without writes, ' +
+        'then at one Decide rate under open-loop writes at shares of the closed-loop maximum; goal: p99 under 5 ms',
+    )
+    .option('--decide-rates <list>', 'Decide calls per second of the steps without writes', integerList('--decide-rates', 1, 100_000), [100, 250, 500, 1_000])
+    .option('--write-rates-percent <list>', 'write rates of the loaded steps, in percent of the 100% rate', integerList('--write-rates-percent', 1, 1_000), [25, 50])
+    .option('--decide-rate <calls/s>', 'Decide calls per second during the loaded steps', integer('--decide-rate', 1, 100_000), 250)
+    .option('--driver <driver>', 'writes: unary (Ingest, one event per call), batch (IngestBatch calls of --batch-size events) or stream', choice('--driver', [...INGEST_DRIVERS]), 'batch')
+    .option('--batch-size <n>', 'events per request of the batch and stream drivers', integer('--batch-size', 1, 800), 100)
+    .option('--max-rate <events/s>', 'the 100% write rate in events per second (default: measured by the closed-loop run)', integer('--max-rate', 1))
+    .option('--step-duration-s <s>', 'duration of each step, in seconds', decimal('--step-duration-s', 0.5, 3_600), 10)
+    .option('--closed-loop-s <s>', 'duration of the closed-loop write run that finds the 100% rate, warms the node up and stores the profiles Decide is called for, in seconds', decimal('--closed-loop-s', 0.5, 3_600), 10)
+    .option('--in-flight-requests <n>', 'requests each writer keeps unanswered in the closed-loop run', integer('--in-flight-requests', 1, 10_000), 8)
+    .option('--generators <n>', 'writer processes', integer('--generators', 1, 64), 1)
+    .option('--max-outstanding-requests <n>', 'unanswered requests per generator at which a step stops and counts as overloaded', integer('--max-outstanding-requests', 1, 1_000_000), 10_000)
+    .option('--max-send-lag-ms <ms>', "a generator whose p99 delay between a request's scheduled and actual send time exceeds this fell behind its schedule", decimal('--max-send-lag-ms', 0, 60_000), 20)
+    .option('--customers <n>', 'customers the events are spread over', integer('--customers', 1, 100_000_000), 100_000)
+    .option('--zipf-exponent <s>', 'Zipf exponent of the customer distribution (0 is uniform)', decimal('--zipf-exponent', 0, 3), 0.99)
+    .option('--check-sample <n>', 'customers whose eventCount is checked at the end', integer('--check-sample', 1, 100_000), 200);
+  addWalSyncOptions(command);
+  addDefinitionsOption(command, 'bench/definitions/', [BENCH_DEFINITIONS_DIR]);
+
+  type Flags = Omit<DecideOptions, 'maxRatePerSecond' | 'decideRatePerSecond'> & CommonOptions & { maxRate?: number; decideRate: number };
+  addCommonOptions(command).action((flags: Flags) => {
+    const { maxRate, decideRate, ...rest } = flags;
+    const options: DecideOptions = { ...rest, maxRatePerSecond: maxRate, decideRatePerSecond: decideRate };
+    return runScenario('decide', flags, true, (context) => runDecide(context, options));
   });
 }
 
@@ -357,6 +406,7 @@ const program = new Command()
 
 addIngestCommand(program);
 addLatencyCommand(program);
+addDecideCommand(program);
 addBaselineCommand(program);
 addCompareCommand(program);
 addMemoryCommand(program);

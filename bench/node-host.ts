@@ -11,6 +11,8 @@ import { Session } from 'node:inspector/promises';
 import { startEmbedded, type EmbeddedRtcdp } from '../api/embedded.js';
 import type { ActorSystemOptions } from '../actors/types.js';
 import { createLogger } from '../common/logger.js';
+import { DefinitionRegistry } from '../decisions/definitions/definition-registry.js';
+import type { SourceFile } from '../decisions/definitions/document.js';
 import { sendEvent, serveIpc } from './ipc.js';
 
 export interface NodeHostConfig {
@@ -119,6 +121,20 @@ async function timeQueries(userIds: string[]): Promise<TimedQueries> {
   return { latenciesUs, eventCounts, activations: embedded.node.stats().actors.activations - activationsBefore };
 }
 
+/**
+ * Applies definition files to the workspace, as `rtcdp dev --definitions` does, and returns
+ * how many definitions the set holds. An invalid set stores nothing and fails with every
+ * issue in the message.
+ */
+async function applyDefinitions(files: SourceFile[]): Promise<{ definitions: number }> {
+  const outcome = await new DefinitionRegistry(embedded.node.definitionStore).apply(WORKSPACE, files);
+  if (outcome.issues.length > 0) {
+    const issues = outcome.issues.map((issue) => `${issue.file}: ${issue.path}: ${issue.rule} (line ${issue.line}, column ${issue.column})`);
+    throw new Error(`definitions are invalid, so none was applied:\n${issues.join('\n')}`);
+  }
+  return { definitions: outcome.results.length };
+}
+
 async function startProfiler(): Promise<null> {
   profiler = new Session();
   profiler.connect();
@@ -161,6 +177,7 @@ serveIpc(
     eventCountsOf: async (profiles: Array<{ type: string; value: string }>) =>
       Int32Array.from(await Promise.all(profiles.map((profile) => eventCountOf(profile.value, profile.type)))),
     timeQueries: (userIds: string[]) => timeQueries(userIds),
+    applyDefinitions: (files: SourceFile[]) => applyDefinitions(files),
     startProfiler: () => startProfiler(),
     stopProfiler: (path: string) => stopProfiler(path),
     drain: async () => {

@@ -5,13 +5,15 @@
  * - unary: IngestService.Ingest, one event per call;
  * - batch: IngestService.IngestBatch, one batch per call;
  * - stream: batches written to one IngestStream call, acknowledged in order;
- * - query: ProfileService.GetProfile by userId or anonymousId.
+ * - query: ProfileService.GetProfile by userId or anonymousId;
+ * - decide: DecisionService.Decide by userId or anonymousId, with a channel and a context.
  *
  * Ingest requests are pre-encoded bytes (events.ts), and responses are read for their
  * counters only, so the generator's CPU goes into sending.
  */
 import { credentials, makeGenericClientConstructor, Metadata, type Client, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
-import { createProfileClient } from '../cli/client.js';
+import { createDecisionClient, createProfileClient } from '../cli/client.js';
+import type { DecisionServiceClient } from '../proto/gen/rtcdp/v1/decisions.js';
 import { EventStatus, IngestResponse, IngestServiceService } from '../proto/gen/rtcdp/v1/ingest.js';
 import type { ProfileServiceClient } from '../proto/gen/rtcdp/v1/profile.js';
 import { parseBatchAck, type BatchAck } from './ingest-stream.js';
@@ -130,6 +132,46 @@ export function createQuerySender(address: string, callTimeoutMs: number): Query
         client.getProfile({ identifier: profile }, new Metadata(), { deadline: Date.now() + callTimeoutMs }, (error, response) =>
           error === null ? resolve(Number(response.profile?.eventCount ?? 0)) : reject(error),
         );
+      }),
+    close: () => client.close(),
+  };
+}
+
+/** What a Decide call returned, as far as the generator counts it. */
+export interface DecideOutcome {
+  /** The chosen rule; '' when no rule was chosen. */
+  rule: string;
+  /** The profile is in the chosen rule's control group, so the action was withheld. */
+  controlGroup: boolean;
+  action: string;
+  /** Rules the receipt lists as candidates. */
+  candidates: number;
+}
+
+export interface DecideSender {
+  /** Resolves with the decision, or rejects with the call's gRPC error (NOT_FOUND when the profile does not exist). */
+  send(profile: ProfileRef, channel: string, context: Record<string, string>): Promise<DecideOutcome>;
+  close(): void;
+}
+
+export function createDecideSender(address: string, callTimeoutMs: number): DecideSender {
+  const client: DecisionServiceClient = createDecisionClient(address);
+  return {
+    send: (profile, channel, context) =>
+      new Promise((resolve, reject) => {
+        client.decide({ identifier: profile, channel, context }, new Metadata(), { deadline: Date.now() + callTimeoutMs }, (error, response) => {
+          if (error !== null) {
+            reject(error);
+            return;
+          }
+          const receipt = response.receipt;
+          resolve({
+            rule: receipt?.chosen?.rule ?? '',
+            controlGroup: receipt?.chosen?.controlGroup ?? false,
+            action: response.action,
+            candidates: receipt?.candidates.length ?? 0,
+          });
+        });
       }),
     close: () => client.close(),
   };

@@ -1,6 +1,8 @@
 /**
- * Open-loop load generator process, forked by the latency scenario. A writer sends ingest
- * requests (open-loop-drivers.ts), a reader sends GetProfile queries.
+ * Open-loop load generator process, forked by the latency and decide scenarios. A writer
+ * sends ingest requests (open-loop-drivers.ts), a reader sends GetProfile queries, and a
+ * decider sends Decide calls, each on a channel drawn from DECIDE_CHANNELS with a small
+ * context.
  *
  * In a step, requests follow a fixed schedule: request k is due at start + k / rate,
  * whether or not earlier requests have completed. Each latency is measured from the time
@@ -23,7 +25,16 @@ import { BatchEncoder } from './events.js';
 import type { GeneratorReport } from './generator.js';
 import { storedIndexes, type BatchAck } from './ingest-stream.js';
 import { serveIpc } from './ipc.js';
-import { createIngestSender, createQuerySender, type IngestDriver, type IngestSender, type QuerySender } from './open-loop-drivers.js';
+import { DecisionCounter, type DecisionTally } from './decision-tally.js';
+import {
+  createDecideSender,
+  createIngestSender,
+  createQuerySender,
+  type DecideSender,
+  type IngestDriver,
+  type IngestSender,
+  type QuerySender,
+} from './open-loop-drivers.js';
 import { createLatencyHistogram, encodeHistogram, recordMs } from './latency.js';
 import { createRandom } from './random.js';
 import { sleep } from './report.js';
@@ -31,7 +42,7 @@ import { loadWorkload, type ProfileRef, type Workload, type WorkloadConfig } fro
 
 export interface OpenLoopConfig {
   address: string;
-  role: 'writer' | 'reader';
+  role: 'writer' | 'reader' | 'decider';
   generatorId: number;
   /** Makes messageIds unique across runs and generators. */
   runTag: string;
@@ -69,7 +80,7 @@ export interface StepRequest {
   durationMs: number;
   /** Offset of this generator's schedule, as a fraction of the interval, so that generators interleave. */
   phase: number;
-  /** Reader only: the profiles to query, drawn uniformly with the generator's seeded random numbers. */
+  /** Reader and decider only: the profiles to query, drawn uniformly with the generator's seeded random numbers. */
   profiles?: ProfileRef[];
 }
 
@@ -104,6 +115,8 @@ export type OpenLoopReport = Pick<GeneratorReport, 'firstCustomer' | 'acceptedPe
   resentRequests: number;
   eventSizes: { protobufBytes: number };
   cpuMs: number;
+  /** A decider's decisions over the whole run; null for writers and readers. */
+  decisions: DecisionTally | null;
 };
 
 interface WriteRequest {
@@ -120,12 +133,20 @@ const RESPONSE_MARGIN_MS = 5_000;
 const RESEND_ATTEMPTS = 5;
 const OVERLOAD_BACKOFF_MS = 20;
 
+/** Channels of the Decide calls, drawn uniformly per call. */
+export const DECIDE_CHANNELS = ['web', 'app'] as const;
+const PAGES = ['/', '/products', '/cart', '/checkout', '/account'];
+const REFERRERS = ['search', 'email', 'social', 'direct'];
+const DEVICES = ['desktop', 'mobile', 'tablet'];
+
 class OpenLoopGenerator {
   readonly #config: OpenLoopConfig;
   readonly #workload: Workload | null;
   readonly #encoder: BatchEncoder;
   readonly #ingest: IngestSender | null;
   readonly #query: QuerySender | null;
+  readonly #decide: DecideSender | null;
+  readonly #decisions = new DecisionCounter();
   readonly #random: () => number;
   readonly #acceptedPerProfile: Int32Array;
   /** Requests that failed without a known outcome, sent again by 'finish'. */
@@ -141,6 +162,7 @@ class OpenLoopGenerator {
     this.#random = createRandom(config.seed + 2);
     this.#ingest = config.role === 'writer' ? createIngestSender(config.driver, config.address, config.callTimeoutMs) : null;
     this.#query = config.role === 'reader' ? createQuerySender(config.address, config.callTimeoutMs) : null;
+    this.#decide = config.role === 'decider' ? createDecideSender(config.address, config.callTimeoutMs) : null;
     this.#acceptedPerProfile = new Int32Array(workload?.profileCount ?? 0);
   }
 
@@ -241,15 +263,18 @@ class OpenLoopGenerator {
 
     this.#ingest?.close();
     this.#query?.close();
+    this.#decide?.close();
     const cpu = process.cpuUsage();
     const counts = this.#workload === null ? { firstCustomer: 0, acceptedPerCustomer: new Int32Array(0), otherProfiles: { profiles: [], accepted: new Int32Array(0) } } : splitAcceptedCounts(this.#workload, this.#acceptedPerProfile);
-    return { ...counts, fatalError: null, unresolvedEvents, resentRequests, eventSizes: { protobufBytes: this.#protobufBytes }, cpuMs: (cpu.user + cpu.system) / 1_000 };
+    const decisions = this.#decide === null ? null : this.#decisions.tally();
+    return { ...counts, fatalError: null, unresolvedEvents, resentRequests, eventSizes: { protobufBytes: this.#protobufBytes }, cpuMs: (cpu.user + cpu.system) / 1_000, decisions };
   }
 
   async #sendScheduled(dueAt: number, request: StepRequest, report: StepReport, latency: Histogram): Promise<void> {
     this.#outstanding++;
     try {
       if (this.#config.role === 'reader') await this.#sendQuery(dueAt, request.profiles ?? [], report, latency);
+      else if (this.#config.role === 'decider') await this.#sendDecide(dueAt, request.profiles ?? [], report, latency);
       else await this.#sendWrite(dueAt, report, latency);
     } finally {
       this.#outstanding--;
@@ -292,6 +317,28 @@ class OpenLoopGenerator {
       else report.otherErrorRequests++;
       report.firstError ??= `${profile.type} ${profile.value}: ${describeError(error)}`;
     }
+  }
+
+  async #sendDecide(dueAt: number, profiles: ProfileRef[], report: StepReport, latency: Histogram): Promise<void> {
+    if (profiles.length === 0) throw new Error('a decider step needs "profiles" to query');
+    const profile = profiles[Math.floor(this.#random() * profiles.length)];
+    const channel = this.#pick(DECIDE_CHANNELS);
+    const context = { page: this.#pick(PAGES), referrer: this.#pick(REFERRERS), device: this.#pick(DEVICES) };
+    try {
+      const outcome = await this.#decide!.send(profile, channel, context);
+      recordMs(latency, performance.now() - dueAt);
+      report.acknowledgedEvents++;
+      this.#decisions.record(`${profile.type}:${profile.value}`, channel, outcome);
+    } catch (error) {
+      if ((error as ServiceError).code === status.NOT_FOUND) this.#decisions.recordNotFound();
+      if ((error as ServiceError).code === status.RESOURCE_EXHAUSTED) report.resourceExhaustedRequests++;
+      else report.otherErrorRequests++;
+      report.firstError ??= `${profile.type} ${profile.value}: ${describeError(error)}`;
+    }
+  }
+
+  #pick<T>(values: readonly T[]): T {
+    return values[Math.floor(this.#random() * values.length)];
   }
 
   #buildRequest(): WriteRequest {

@@ -13,7 +13,8 @@ export function printLatency(result: LatencyResult): void {
     ['driver', `${options.driver}, ${perRequest}, ${options.generators} writer process(es)`],
     ['100% rate', `${formatRate(result.maxRatePerSecond)} (${result.maxRateSource === 'option' ? '--max-rate' : `closed loop, ${options.inFlightRequests} requests in flight per writer, ${options.closedLoopS} s`})`],
     ['closed loop', `${formatRate(result.closedLoop.eventsPerSecond)}, p50 ${formatMs(result.closedLoop.latency.p50Ms)}, p99 ${formatMs(result.closedLoop.latency.p99Ms)}`],
-    ['steps', `${options.stepDurationS} s each, GetProfile at ${formatRate(options.queryRatePerSecond)}`],
+    ['steps', `${options.stepDurationS} s each, GetProfile at ${formatRate(options.queryRatePerSecond)}, Decide at ${formatRate(options.decideRatePerSecond)}`],
+    ['definitions', result.definitions === null ? 'none' : `${formatCount(result.definitions.definitions)} from ${result.definitions.paths.join(', ')}`],
     ['event size', `${result.protobufBytesPerEvent} B protobuf`],
     ['writer CPU', `${result.writerCpuCores.toFixed(2)} cores`],
     ['correctness', describeCorrectness(result.correctness)],
@@ -23,9 +24,11 @@ export function printLatency(result: LatencyResult): void {
   printColumns('write latency from the scheduled send time, per event', HEADER, result.steps.map((step) => stepRow(step.writes, `node ${step.nodeCpuCores.toFixed(2)} cores`)));
   const queries = result.steps.flatMap((step) => (step.queries === null ? [] : [stepRow(step.queries, '')]));
   if (queries.length > 0) printColumns('GetProfile latency during the writes, from the scheduled send time', HEADER, queries);
+  const decisions = result.steps.flatMap((step) => (step.decisions === null ? [] : [stepRow(step.decisions, '')]));
+  if (decisions.length > 0) printColumns('Decide latency during the writes, from the scheduled send time', HEADER, decisions);
 }
 
-function stepRow(step: StepSummary, extra: string): string[] {
+export function stepRow(step: StepSummary, extra: string): string[] {
   const notes = [step.overloaded ? 'OVERLOADED' : '', step.behindSchedule ? `BEHIND SCHEDULE (send lag p99 ${formatMs(step.sendLagP99Ms)})` : '', step.incompleteRequests > 0 ? `${step.incompleteRequests} without a response` : '', extra];
   const { latency } = step;
   return [
@@ -50,17 +53,20 @@ const PERCENTILES: Array<{ name: string; color: string; value: (step: StepSummar
   { name: 'p99.9', color: '#e15759', value: (step) => step.latency.p999Ms },
 ];
 
-function seriesOf(steps: StepSummary[]): LineSeries[] {
-  return PERCENTILES.map((percentile) => ({ name: percentile.name, color: percentile.color, points: steps.map((step) => [step.percent, percentile.value(step)] as [number, number]) }));
+/** Builds one line per percentile, with x taken from each step by `xOf` (by default its write rate in percent). */
+export function seriesOf(steps: StepSummary[], xOf: (step: StepSummary) => number = (step) => step.percent): LineSeries[] {
+  return PERCENTILES.map((percentile) => ({ name: percentile.name, color: percentile.color, points: steps.map((step) => [xOf(step), percentile.value(step)] as [number, number]) }));
 }
 
 export function latencyChart(result: LatencyResult): string {
   const writes = result.steps.map((step) => step.writes);
   const queries = result.steps.flatMap((step) => (step.queries === null ? [] : [step.queries]));
+  const decisions = result.steps.flatMap((step) => (step.decisions === null ? [] : [step.decisions]));
   const driver = result.options.driver === 'unary' ? 'Ingest (1 event)' : `${result.options.driver === 'batch' ? 'IngestBatch' : 'IngestStream'} (${result.options.batchSize} events)`;
 
   const panels = [{ yLabel: `${driver} latency, ms`, series: seriesOf(writes) }];
   if (queries.length > 0) panels.push({ yLabel: 'GetProfile latency, ms', series: seriesOf(queries) });
+  if (decisions.length > 0) panels.push({ yLabel: 'Decide latency, ms', series: seriesOf(decisions) });
   return renderLineChart({
     title: `Open-loop latency, 100% = ${formatCount(result.maxRatePerSecond)} events/s, ${result.machine.cpus} cores`,
     xLabel: 'write rate, percent of the closed-loop maximum',

@@ -2,27 +2,32 @@
  * Latency scenario: open-loop ingest at fixed rates, with GetProfile queries at a fixed
  * rate alongside, against an embedded node.
  *
+ * 0. The definition files given are applied to the node's workspace.
  * 1. A closed-loop run with the chosen driver measures the maximum rate (unless
  *    `maxRatePerSecond` is given). It also warms the node up and stores the profiles that
  *    the queries read.
  * 2. For each percentage of the maximum, the writers send on a fixed schedule for the
  *    step's duration, and a reader queries profiles that exist at its own fixed rate.
+ *    With a Decide rate, a decider calls Decide for those profiles at its own fixed rate too.
  *    Latencies count from each request's due time (open-loop-generator.ts). Before each
  *    step the harness waits until the node has applied everything acknowledged.
  * 3. The end-of-run check compares each sampled profile's eventCount with the events the
  *    writers got stored for it, over all phases.
  */
+import { applyDefinitions, type AppliedDefinitions } from './bench-definitions.js';
 import { NodeHost } from './children.js';
 import { dataDir, writeChart, type RunContext } from './context.js';
 import type { CorrectnessResult } from './correctness.js';
+import { mergeTallies, type DecisionTally } from './decision-tally.js';
 import { checkCorrectness, sum } from './ingest.js';
 import { summarizeEncoded, type LatencySummary } from './latency.js';
 import type { IngestDriver } from './open-loop-drivers.js';
 import { OpenLoopGroup } from './open-loop-children.js';
-import type { OpenLoopReport, StepReport } from './open-loop-generator.js';
+import type { OpenLoopConfig, OpenLoopReport, StepReport } from './open-loop-generator.js';
 import { latencyChart, printLatency } from './open-loop-output.js';
 import { formatCount, formatMs, formatRate, machineInfo, progress, type MachineInfo } from './report.js';
 import { workloadConfigOf, type WorkloadChoice } from './workload-options.js';
+import type { ProfileRef } from './workloads.js';
 
 export interface LatencyOptions {
   driver: IngestDriver;
@@ -38,6 +43,10 @@ export interface LatencyOptions {
   generators: number;
   /** GetProfile queries per second during each step; 0 sends none. */
   queryRatePerSecond: number;
+  /** Decide calls per second during each step; 0 sends none. */
+  decideRatePerSecond: number;
+  /** Definition files or directories applied to the workspace before the run. */
+  definitions: string[];
   customers: number;
   zipfExponent: number;
   checkSample: number;
@@ -72,6 +81,7 @@ export interface StepSummary {
 export interface LatencyStep {
   writes: StepSummary;
   queries: StepSummary | null;
+  decisions: StepSummary | null;
   nodeCpuCores: number;
   /** Seconds the node took after the previous step to apply everything acknowledged. */
   settleSeconds: number;
@@ -84,6 +94,7 @@ export interface LatencyResult {
   machine: MachineInfo;
   loadAverageAfter: number[];
   options: LatencyOptions;
+  definitions: AppliedDefinitions | null;
   closedLoop: { eventsPerSecond: number; latency: LatencySummary; resourceExhaustedRequests: number; otherErrorRequests: number };
   maxRatePerSecond: number;
   maxRateSource: 'closed loop' | 'option';
@@ -92,8 +103,32 @@ export interface LatencyResult {
   writerCpuCores: number;
   resentRequests: number;
   correctness: CorrectnessResult;
+  /** The decider's decisions over the run; null without Decide calls. */
+  decisionTally: DecisionTally | null;
   chart: string | null;
 }
+
+/** What the node, the writers and the query processes of a run are. */
+export interface OpenLoopParticipants {
+  node: NodeHost;
+  writers: OpenLoopGroup;
+  reader: OpenLoopGroup | null;
+  decider: OpenLoopGroup | null;
+}
+
+/** The load of one step: writes at a share of the 100% rate, GetProfile and Decide calls at fixed rates. */
+export interface StepLoad {
+  /** Write rate in percent of the 100% rate; 0 sends no writes. */
+  percent: number;
+  maxRatePerSecond: number;
+  eventsPerRequest: number;
+  queryRatePerSecond: number;
+  decideRatePerSecond: number;
+  profiles: ProfileRef[];
+}
+
+/** A step's summaries; `writes` is null for a step without writes. */
+export type MeasuredStep = Omit<LatencyStep, 'writes'> & { writes: StepSummary | null };
 
 /** Deadline of each unary call, in milliseconds. */
 const CALL_TIMEOUT_MS = 10_000;
@@ -110,6 +145,7 @@ export async function runLatency(context: RunContext, options: LatencyOptions): 
 
   const node = await NodeHost.start(context.processes, { dataDir: dataDir(context, 'latency'), walSync: options.walSync });
   try {
+    const definitions = await applyDefinitions(node, options.definitions);
     const writers = await OpenLoopGroup.start(context.processes, {
       address: node.address,
       role: 'writer',
@@ -121,7 +157,9 @@ export async function runLatency(context: RunContext, options: LatencyOptions): 
       callTimeoutMs: CALL_TIMEOUT_MS,
       workloadOf: (index) => workloadConfigOf(options.workload, options, index, options.generators),
     });
-    const reader = options.queryRatePerSecond > 0 ? await startReader(context, options, node.address) : null;
+    const reader = options.queryRatePerSecond > 0 ? await startQueryGroup(context, 'reader', options, node.address) : null;
+    const decider = options.decideRatePerSecond > 0 ? await startQueryGroup(context, 'decider', options, node.address) : null;
+    const participants: OpenLoopParticipants = { node, writers, reader, decider };
 
     const closedLoop = await runClosedLoop(writers, options);
     const maxRatePerSecond = options.maxRatePerSecond ?? closedLoop.eventsPerSecond;
@@ -130,11 +168,13 @@ export async function runLatency(context: RunContext, options: LatencyOptions): 
 
     const steps: LatencyStep[] = [];
     for (const percent of options.ratesPercent) {
-      steps.push(await runStep(node, writers, reader, options, { percent, maxRatePerSecond, eventsPerRequest, profiles }));
+      const step = await measureStep(participants, options, { percent, maxRatePerSecond, eventsPerRequest, profiles, queryRatePerSecond: options.queryRatePerSecond, decideRatePerSecond: options.decideRatePerSecond });
+      steps.push({ ...step, writes: step.writes! });
     }
 
     const reports = await writers.finish();
     await reader?.finish();
+    const deciderReports = (await decider?.finish()) ?? null;
     const correctness = await checkCorrectness(node, reports, options, context.seed);
     const totalSeconds = options.closedLoopS + steps.length * options.stepDurationS;
 
@@ -146,6 +186,7 @@ export async function runLatency(context: RunContext, options: LatencyOptions): 
       machine,
       loadAverageAfter: machineInfo().loadAverage,
       options,
+      definitions,
       closedLoop,
       maxRatePerSecond,
       maxRateSource: options.maxRatePerSecond === undefined ? 'closed loop' : 'option',
@@ -154,6 +195,7 @@ export async function runLatency(context: RunContext, options: LatencyOptions): 
       writerCpuCores: sum(reports.map((report) => report.cpuMs)) / 1_000 / totalSeconds,
       resentRequests: sum(reports.map((report) => report.resentRequests)),
       correctness,
+      decisionTally: deciderReports === null ? null : mergeTallies(deciderReports.flatMap((report) => (report.decisions === null ? [] : [report.decisions]))),
       chart: null,
     };
 
@@ -165,12 +207,13 @@ export async function runLatency(context: RunContext, options: LatencyOptions): 
   }
 }
 
-function startReader(context: RunContext, options: LatencyOptions, address: string): Promise<OpenLoopGroup> {
+/** Starts one reader (GetProfile) or decider (Decide) process. */
+export function startQueryGroup(context: RunContext, role: Exclude<OpenLoopConfig['role'], 'writer'>, options: Pick<LatencyOptions, 'driver' | 'maxOutstandingRequests'>, address: string): Promise<OpenLoopGroup> {
   return OpenLoopGroup.start(context.processes, {
     address,
-    role: 'reader',
+    role,
     count: 1,
-    seed: context.seed + 1_000_003,
+    seed: context.seed + (role === 'reader' ? 1_000_003 : 2_000_003),
     driver: options.driver,
     batchSize: 1,
     maxOutstandingRequests: options.maxOutstandingRequests,
@@ -179,7 +222,7 @@ function startReader(context: RunContext, options: LatencyOptions, address: stri
   });
 }
 
-async function runClosedLoop(writers: OpenLoopGroup, options: LatencyOptions): Promise<LatencyResult['closedLoop']> {
+export async function runClosedLoop(writers: OpenLoopGroup, options: Pick<LatencyOptions, 'closedLoopS' | 'inFlightRequests'>): Promise<LatencyResult['closedLoop']> {
   progress(`latency: closed loop for ${options.closedLoopS} s, ${options.inFlightRequests} requests in flight per writer`);
   const reports = await writers.closedLoop(options.closedLoopS * 1_000, options.inFlightRequests);
   const durationS = Math.max(...reports.map((report) => report.durationMs)) / 1_000;
@@ -195,14 +238,12 @@ async function runClosedLoop(writers: OpenLoopGroup, options: LatencyOptions): P
   return closedLoop;
 }
 
-interface StepPlan {
-  percent: number;
-  maxRatePerSecond: number;
-  eventsPerRequest: number;
-  profiles: Awaited<ReturnType<OpenLoopGroup['sampleProfiles']>>;
-}
-
-async function runStep(node: NodeHost, writers: OpenLoopGroup, reader: OpenLoopGroup | null, options: LatencyOptions, plan: StepPlan): Promise<LatencyStep> {
+/**
+ * Runs one step: after the node has applied everything acknowledged, the writers, the reader
+ * and the decider each send on their own fixed schedule from the same start time.
+ */
+export async function measureStep(participants: OpenLoopParticipants, options: Pick<LatencyOptions, 'stepDurationS' | 'maxSendLagMs'>, plan: StepLoad): Promise<MeasuredStep> {
+  const { node, writers, reader, decider } = participants;
   const settleStarted = Date.now();
   await node.waitSettled(SETTLE_TIMEOUT_MS);
   const settleSeconds = (Date.now() - settleStarted) / 1_000;
@@ -213,15 +254,20 @@ async function runStep(node: NodeHost, writers: OpenLoopGroup, reader: OpenLoopG
   const responseWaitMs = CALL_TIMEOUT_MS + 5_000;
   const before = await node.sample();
 
-  const [writeReports, queryReports] = await Promise.all([
-    writers.step({ startAtEpochMs, requestsPerSecond: targetPerSecond / plan.eventsPerRequest, durationMs }, responseWaitMs),
-    reader?.step({ startAtEpochMs, requestsPerSecond: options.queryRatePerSecond, durationMs, profiles: plan.profiles }, responseWaitMs) ?? Promise.resolve(null),
+  const queryStep = (group: OpenLoopGroup | null, requestsPerSecond: number) =>
+    group === null || requestsPerSecond === 0 ? Promise.resolve(null) : group.step({ startAtEpochMs, requestsPerSecond, durationMs, profiles: plan.profiles }, responseWaitMs);
+  const [writeReports, queryReports, decideReports] = await Promise.all([
+    targetPerSecond > 0 ? writers.step({ startAtEpochMs, requestsPerSecond: targetPerSecond / plan.eventsPerRequest, durationMs }, responseWaitMs) : Promise.resolve(null),
+    queryStep(reader, plan.queryRatePerSecond),
+    queryStep(decider, plan.decideRatePerSecond),
   ]);
   const after = await node.sample();
 
-  const step: LatencyStep = {
-    writes: summarizeStep(plan.percent, targetPerSecond, writeReports, startAtEpochMs, durationMs, options.maxSendLagMs),
-    queries: queryReports === null ? null : summarizeStep(plan.percent, options.queryRatePerSecond, queryReports, startAtEpochMs, durationMs, options.maxSendLagMs),
+  const summarize = (reports: StepReport[] | null, perSecond: number) => (reports === null ? null : summarizeStep(plan.percent, perSecond, reports, startAtEpochMs, durationMs, options.maxSendLagMs));
+  const step: MeasuredStep = {
+    writes: summarize(writeReports, targetPerSecond),
+    queries: summarize(queryReports, plan.queryRatePerSecond),
+    decisions: summarize(decideReports, plan.decideRatePerSecond),
     nodeCpuCores: (after.cpuMs - before.cpuMs) / (after.timeMs - before.timeMs),
     settleSeconds,
   };
@@ -256,14 +302,21 @@ function summarizeStep(percent: number, targetPerSecond: number, reports: StepRe
   };
 }
 
-function describeStep(step: LatencyStep): string {
-  const { writes, queries } = step;
-  const flags = [writes.overloaded ? 'OVERLOADED' : '', writes.behindSchedule ? 'BEHIND SCHEDULE' : ''].filter((flag) => flag !== '').join(', ');
-  const query = queries === null ? '' : `; GetProfile p99 ${formatMs(queries.latency.p99Ms)}`;
-  return (
-    `latency: ${writes.percent}%: target ${formatRate(writes.targetPerSecond)}, achieved ${formatRate(writes.achievedPerSecond)}, ` +
-    `p50 ${formatMs(writes.latency.p50Ms)}, p99 ${formatMs(writes.latency.p99Ms)}, errors ${formatCount(writes.resourceExhaustedRequests + writes.otherErrorRequests)}${query}${flags === '' ? '' : ` [${flags}]`}`
-  );
+function describeStep(step: MeasuredStep): string {
+  const { writes, queries, decisions } = step;
+  const parts: string[] = [];
+  if (writes !== null) {
+    const flags = [writes.overloaded ? 'OVERLOADED' : '', writes.behindSchedule ? 'BEHIND SCHEDULE' : ''].filter((flag) => flag !== '').join(', ');
+    parts.push(
+      `${writes.percent}%: target ${formatRate(writes.targetPerSecond)}, achieved ${formatRate(writes.achievedPerSecond)}, ` +
+        `p50 ${formatMs(writes.latency.p50Ms)}, p99 ${formatMs(writes.latency.p99Ms)}, errors ${formatCount(writes.resourceExhaustedRequests + writes.otherErrorRequests)}${flags === '' ? '' : ` [${flags}]`}`,
+    );
+  } else {
+    parts.push('no writes');
+  }
+  if (queries !== null) parts.push(`GetProfile p99 ${formatMs(queries.latency.p99Ms)}`);
+  if (decisions !== null) parts.push(`Decide at ${formatRate(decisions.targetPerSecond)}: p50 ${formatMs(decisions.latency.p50Ms)}, p99 ${formatMs(decisions.latency.p99Ms)}, errors ${formatCount(decisions.resourceExhaustedRequests + decisions.otherErrorRequests)}`);
+  return `step: ${parts.join('; ')}`;
 }
 
 function latencyFailures(reports: OpenLoopReport[], steps: LatencyStep[], correctness: CorrectnessResult): string[] {

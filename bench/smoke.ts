@@ -1,6 +1,6 @@
 /**
- * Smoke scenarios for CI. `runSmoke` runs the single-node scenarios, the Redis baseline and
- * two short latency runs at tiny sizes, in 61 s on a 2-core machine while other tests ran. `runClusterSmoke` runs
+ * Smoke scenarios for CI. `runSmoke` runs the single-node scenarios, the Redis baseline, two
+ * short latency runs and a short decide run at tiny sizes. `runClusterSmoke` runs
  * the cluster scenario on its own, because it takes about as long as the others together.
  * Both check that each scenario runs and that its correctness check passes, and assert
  * nothing about speed.
@@ -8,9 +8,11 @@
 import path from 'node:path';
 import { runActivation, type ActivationResult } from './activation.js';
 import { runBaseline, type BaselineResult } from './baseline/baseline.js';
+import { BENCH_DEFINITIONS_DIR } from './bench-definitions.js';
 import type { ClusterResult } from './cluster-result.js';
 import { runCluster } from './cluster.js';
 import type { RunContext } from './context.js';
+import { runDecide, type DecideResult } from './decide.js';
 import { runIngest, type IngestResult } from './ingest.js';
 import { runMemory, type MemoryResult } from './memory.js';
 import { runLatency, type LatencyOptions, type LatencyResult } from './open-loop.js';
@@ -27,8 +29,12 @@ export interface SmokeResult {
   memory: MemoryResult;
   activation: ActivationResult;
   baseline: BaselineResult;
-  /** The latency scenario with the unary driver and the sessions workload, then with the stream driver replaying the Online Retail sample. */
+  /**
+   * The latency scenario with the unary driver, the sessions workload, the bench definitions
+   * and Decide calls, then with the stream driver replaying the Online Retail sample.
+   */
   latency: LatencyResult[];
+  decide: DecideResult;
 }
 
 const COMMON = { walSync: true, generators: 1, inFlightBatches: 4 };
@@ -82,12 +88,38 @@ export async function runSmoke(context: RunContext): Promise<SmokeResult> {
 
   progress('smoke: latency');
   const latency = [
-    await runLatency(context, { ...LATENCY_SMOKE, driver: 'unary', workload: { kind: 'sessions', ...SESSION_DEFAULTS, propertyBytes: [0, 1_000] } }),
+    await runLatency(context, {
+      ...LATENCY_SMOKE,
+      driver: 'unary',
+      workload: { kind: 'sessions', ...SESSION_DEFAULTS, propertyBytes: [0, 1_000] },
+      definitions: [BENCH_DEFINITIONS_DIR],
+      decideRatePerSecond: 20,
+    }),
     await runLatency(context, { ...LATENCY_SMOKE, driver: 'stream', workload: { kind: 'replay', file: path.join(BENCH_DIR, '..', 'data', 'online-retail-2010-12.csv') } }),
   ];
 
-  const failures = [ingest, memory, activation, baseline, ...latency].flatMap((result) => result.failures.map((failure) => `${result.scenario}: ${failure}`));
-  return { scenario: 'smoke', passed: failures.length === 0, failures, machine, ingest, memory, activation, baseline, latency };
+  progress('smoke: decide');
+  const decide = await runDecide(context, {
+    decideRates: [50],
+    writeRatesPercent: [25],
+    decideRatePerSecond: 50,
+    definitions: [BENCH_DEFINITIONS_DIR],
+    driver: 'batch',
+    batchSize: 50,
+    stepDurationS: 1,
+    closedLoopS: 1,
+    inFlightRequests: 8,
+    generators: 1,
+    customers: 1_000,
+    zipfExponent: 0.99,
+    checkSample: 50,
+    walSync: true,
+    maxOutstandingRequests: 10_000,
+    maxSendLagMs: 20,
+  });
+
+  const failures = [ingest, memory, activation, baseline, ...latency, decide].flatMap((result) => result.failures.map((failure) => `${result.scenario}: ${failure}`));
+  return { scenario: 'smoke', passed: failures.length === 0, failures, machine, ingest, memory, activation, baseline, latency, decide };
 }
 
 /** Two steps of 1 s after a 1 s closed loop, at tiny sizes. */
@@ -100,6 +132,8 @@ const LATENCY_SMOKE: Omit<LatencyOptions, 'driver' | 'workload'> = {
   inFlightRequests: 8,
   generators: 1,
   queryRatePerSecond: 50,
+  decideRatePerSecond: 0,
+  definitions: [],
   customers: 1_000,
   zipfExponent: 0.99,
   checkSample: 50,

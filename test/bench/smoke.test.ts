@@ -6,9 +6,16 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
+/** Definitions in bench/definitions/: 5 computed traits, 3 segments, 5 decision rules and a contact policy. */
+const BENCH_DEFINITION_COUNT = 14;
+
+function sumOf(counts: Record<string, number>): number {
+  return Object.values(counts).reduce((total, count) => total + count, 0);
+}
+
 /**
- * The smoke run, with its two latency runs, took 61 s on a 2-core machine while other tests
- * ran. This bound only stops a hung run.
+ * The smoke run, with its two latency runs and its decide run, takes about a minute on a
+ * 2-core machine (an estimate from runs while other tests ran). This bound only stops a hung run.
  */
 const RUN_TIMEOUT_MS = 240_000;
 
@@ -121,6 +128,60 @@ t.test('bench smoke - runs every scenario', async (t) => {
       t.ok(latency.correctness.otherProfiles.sampledProfiles > 0, `${name}: anonymous or replayed profiles were checked`);
     }
     t.equal(result.latency[1].correctness.sampledCustomers, 0, 'a replayed file has no numbered customers');
+
+    const withDecide = result.latency[0];
+    t.equal(withDecide.definitions.definitions, BENCH_DEFINITION_COUNT, 'the bench definitions were applied');
+    for (const step of withDecide.steps) {
+      t.ok(step.decisions.latency.count > 0, `${step.writes.percent}%: Decide latencies were recorded`);
+      t.equal(step.decisions.otherErrorRequests, 0, `${step.writes.percent}%: every Decide call found its profile`);
+    }
+    t.equal(result.latency[1].decisionTally, null, 'a run without Decide calls has no decisions');
+    t.equal(result.latency[1].steps[0].decisions, null, 'a run without Decide calls has no Decide latency');
+  });
+
+  t.test('decide result', async (t) => {
+    const { decide } = result;
+    t.equal(decide.passed, true, `decide failures: ${JSON.stringify(decide.failures)}`);
+    t.equal(decide.definitions.definitions, BENCH_DEFINITION_COUNT, 'the bench definitions were applied');
+    t.equal(decide.goalP99Ms, 5);
+    t.same(
+      decide.steps.map((step: { writePercent: number; writes: unknown }) => [step.writePercent, step.writes === null]),
+      [
+        [0, true],
+        [25, false],
+      ],
+      'one step without writes, then one with writes at 25%',
+    );
+
+    let recorded = 0;
+    for (const step of decide.steps) {
+      const name = `writes at ${step.writePercent}%`;
+      t.equal(step.decisions.sentRequests, step.decisions.scheduledRequests, `${name}: every scheduled Decide call was sent`);
+      t.ok(step.decisions.latency.count > 0, `${name}: Decide latencies were recorded`);
+      t.ok(step.decisions.latency.p999Ms >= step.decisions.latency.p50Ms, `${name}: p99.9 is at least p50`);
+      t.equal(step.decisions.otherErrorRequests, 0, `${name}: every Decide call found its profile`);
+      t.type(step.meetsGoal, 'boolean');
+      recorded += step.decisions.latency.count;
+    }
+    t.ok(decide.steps[1].writes.latency.count > 0, 'write latencies were recorded under Decide');
+
+    const tally = decide.decisionTally;
+    t.equal(tally.calls, recorded, 'every answered call was counted once');
+    t.equal(tally.calls, tally.noneChosen + sumOf(tally.chosenPerRule), 'each call chose one rule or none');
+    t.ok(tally.calls - tally.noneChosen > 0, 'some calls chose a rule');
+    t.same(tally.candidatesPerChannel.web, { min: 4, max: 4 }, 'a web receipt lists the 4 rules that answer web');
+    t.same(tally.candidatesPerChannel.app, { min: 2, max: 2 }, 'an app receipt lists the 2 rules that answer app');
+    t.notOk('big_order_thanks' in tally.chosenPerRule, 'the email rule never answers web or app');
+
+    t.ok((tally.maxPerProfilePerRule.vip_offer ?? 0) <= 1, 'vip_offer: at most 1 a day per profile');
+    t.ok((tally.maxPerProfilePerRule.app_install ?? 0) <= 1, 'app_install: at most 1 a week per profile');
+    t.ok((tally.maxPerProfilePerRule.cart_reminder ?? 0) <= 1, 'cart_reminder: a 10-minute cooldown allows 1 in the run');
+    t.ok((tally.maxPerProfilePerRule.category_discovery ?? 0) <= 1, 'category_discovery: a 1-hour cooldown allows 1 in the run');
+    t.ok((tally.maxPerProfilePerChannel.app ?? 0) <= 2, 'contact policy: at most 2 an hour on app');
+    t.ok(tally.maxPerProfile <= 5, 'contact policy: at most 5 a day');
+
+    t.equal(decide.correctness.passed, true);
+    t.ok(decide.correctness.sampledCustomers > 0, 'some customers were checked');
   });
 });
 
@@ -128,6 +189,12 @@ t.test('bench - rejects an invalid option value', async (t) => {
   const run = await runBench(['ingest', '--batch-size', '0']);
   t.not(run.code, 0);
   t.match(run.stderr, /--batch-size must be an integer from 1 to 800/);
+});
+
+t.test('bench decide - rejects a missing definitions path', async (t) => {
+  const run = await runBench(['decide', '--definitions', 'bench/no-such-definitions', '--closed-loop-s', '0.5']);
+  t.not(run.code, 0);
+  t.match(run.stderr, /cannot read --definitions bench\/no-such-definitions: no such file or directory/);
 });
 
 t.test('bench latency - rejects contradicting workload options', async (t) => {

@@ -1,0 +1,238 @@
+/**
+ * Decide scenario: DecisionService.Decide latency against an embedded node that evaluates a
+ * definition set, open loop, first without writes and then under open-loop write load.
+ *
+ * 1. The definition files are applied to the node's workspace (the bench set by default).
+ * 2. A closed-loop write run measures the maximum write rate, warms the node up and stores
+ *    the profiles that Decide is called for.
+ * 3. One step per Decide rate without writes, then one step per write rate (a share of the
+ *    maximum) with Decide at a fixed rate. Each Decide call names a profile that exists, a
+ *    channel and a small context, and its latency counts from its scheduled send time
+ *    (open-loop-generator.ts).
+ * 4. The end-of-run check compares each sampled profile's eventCount with the events the
+ *    writers got stored for it, and the decisions each profile received with the caps.
+ */
+import { applyDefinitions, type AppliedDefinitions } from './bench-definitions.js';
+import { NodeHost } from './children.js';
+import { dataDir, writeChart, type RunContext } from './context.js';
+import { describeCorrectness, type CorrectnessResult } from './correctness.js';
+import { mergeTallies, type DecisionTally } from './decision-tally.js';
+import { checkCorrectness, sum } from './ingest.js';
+import type { LatencySummary } from './latency.js';
+import type { IngestDriver } from './open-loop-drivers.js';
+import { OpenLoopGroup } from './open-loop-children.js';
+import { measureStep, runClosedLoop, startQueryGroup, type StepSummary } from './open-loop.js';
+import { stepRow } from './open-loop-output.js';
+import { formatCount, formatMs, formatRate, machineInfo, printColumns, printTable, progress, type MachineInfo } from './report.js';
+import { renderBarChart } from './svg-chart.js';
+import { workloadConfigOf } from './workload-options.js';
+
+export interface DecideOptions {
+  /** Decide calls per second of the steps without writes. */
+  decideRates: number[];
+  /** Write rates of the loaded steps, in percent of the closed-loop maximum. */
+  writeRatesPercent: number[];
+  /** Decide calls per second during the loaded steps. */
+  decideRatePerSecond: number;
+  /** Definition files or directories applied before the run. */
+  definitions: string[];
+  driver: IngestDriver;
+  batchSize: number;
+  /** The 100% write rate in events per second; undefined measures it with the closed-loop run. */
+  maxRatePerSecond?: number;
+  stepDurationS: number;
+  closedLoopS: number;
+  inFlightRequests: number;
+  generators: number;
+  customers: number;
+  zipfExponent: number;
+  checkSample: number;
+  walSync: boolean;
+  maxOutstandingRequests: number;
+  maxSendLagMs: number;
+}
+
+export interface DecideStep {
+  /** 0 for the steps without writes. */
+  writePercent: number;
+  writes: StepSummary | null;
+  decisions: StepSummary;
+  nodeCpuCores: number;
+  /** Decide p99 is under the goal, and no call failed. */
+  meetsGoal: boolean;
+}
+
+export interface DecideResult {
+  scenario: 'decide';
+  passed: boolean;
+  failures: string[];
+  machine: MachineInfo;
+  loadAverageAfter: number[];
+  options: DecideOptions;
+  definitions: AppliedDefinitions | null;
+  goalP99Ms: number;
+  closedLoop: { eventsPerSecond: number; latency: LatencySummary };
+  maxRatePerSecond: number;
+  steps: DecideStep[];
+  decisionTally: DecisionTally;
+  deciderCpuCores: number;
+  correctness: CorrectnessResult;
+  chart: string | null;
+}
+
+/** The product's goal for Decide in embedded mode: p99 under 5 ms. */
+export const DECIDE_GOAL_P99_MS = 5;
+
+const CALL_TIMEOUT_MS = 10_000;
+/** Profiles the decider draws its calls from. */
+const DECIDE_PROFILES = 10_000;
+
+export async function runDecide(context: RunContext, options: DecideOptions): Promise<DecideResult> {
+  const machine = machineInfo();
+  const eventsPerRequest = options.driver === 'unary' ? 1 : options.batchSize;
+  progress(`decide: Decide at ${options.decideRates.join(', ')}/s without writes, at ${options.decideRatePerSecond}/s with writes at ${options.writeRatesPercent.join(', ')}% of the maximum, ${options.stepDurationS} s steps`);
+
+  const node = await NodeHost.start(context.processes, { dataDir: dataDir(context, 'decide'), walSync: options.walSync });
+  try {
+    const definitions = await applyDefinitions(node, options.definitions);
+    const writers = await OpenLoopGroup.start(context.processes, {
+      address: node.address,
+      role: 'writer',
+      count: options.generators,
+      seed: context.seed,
+      driver: options.driver,
+      batchSize: options.batchSize,
+      maxOutstandingRequests: options.maxOutstandingRequests,
+      callTimeoutMs: CALL_TIMEOUT_MS,
+      workloadOf: (index) => workloadConfigOf(undefined, options, index, options.generators),
+    });
+    const decider = await startQueryGroup(context, 'decider', options, node.address);
+    const participants = { node, writers, reader: null, decider };
+
+    const closedLoop = await runClosedLoop(writers, options);
+    const maxRatePerSecond = options.maxRatePerSecond ?? closedLoop.eventsPerSecond;
+    if (!(maxRatePerSecond > 0)) throw new Error('the closed-loop run acknowledged no events, so there is no maximum rate to take percentages of');
+    const profiles = await writers.sampleProfiles(DECIDE_PROFILES);
+
+    const loads = [
+      ...options.decideRates.map((rate) => ({ percent: 0, decideRatePerSecond: rate })),
+      ...options.writeRatesPercent.map((percent) => ({ percent, decideRatePerSecond: options.decideRatePerSecond })),
+    ];
+    const steps: DecideStep[] = [];
+    for (const load of loads) {
+      const step = await measureStep(participants, options, { ...load, maxRatePerSecond, eventsPerRequest, profiles, queryRatePerSecond: 0 });
+      const decisions = step.decisions!;
+      steps.push({ writePercent: load.percent, writes: step.writes, decisions, nodeCpuCores: step.nodeCpuCores, meetsGoal: meetsGoal(decisions) });
+    }
+
+    const reports = await writers.finish();
+    const deciderReports = await decider.finish();
+    const correctness = await checkCorrectness(node, reports, options, context.seed);
+    const decisionTally = mergeTallies(deciderReports.flatMap((report) => (report.decisions === null ? [] : [report.decisions])));
+    const decideSeconds = options.closedLoopS + loads.length * options.stepDurationS;
+
+    const failures = decideFailures(steps, decisionTally, correctness, sum(reports.map((report) => report.unresolvedEvents)));
+    const result: DecideResult = {
+      scenario: 'decide',
+      passed: failures.length === 0,
+      failures,
+      machine,
+      loadAverageAfter: machineInfo().loadAverage,
+      options,
+      definitions,
+      goalP99Ms: DECIDE_GOAL_P99_MS,
+      closedLoop: { eventsPerSecond: closedLoop.eventsPerSecond, latency: closedLoop.latency },
+      maxRatePerSecond,
+      steps,
+      decisionTally,
+      deciderCpuCores: sum(deciderReports.map((report) => report.cpuMs)) / 1_000 / decideSeconds,
+      correctness,
+      chart: null,
+    };
+
+    result.chart = await writeChart(context, 'decide-latency.svg', decideChart(result));
+    printDecide(result);
+    return result;
+  } finally {
+    await node.stop();
+  }
+}
+
+function meetsGoal(decisions: StepSummary): boolean {
+  const failed = decisions.resourceExhaustedRequests + decisions.otherErrorRequests + decisions.incompleteRequests;
+  return decisions.latency.count > 0 && failed === 0 && decisions.latency.p99Ms < DECIDE_GOAL_P99_MS;
+}
+
+/**
+ * Lists the reasons the run failed: a profile not found, a step without any Decide latency,
+ * no rule ever chosen, or wrong event counts. A missed latency goal is reported, not a
+ * failure, and so are calls that failed because the node was overloaded
+ * (RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED).
+ */
+function decideFailures(steps: DecideStep[], tally: DecisionTally, correctness: CorrectnessResult, unresolvedEvents: number): string[] {
+  const failures: string[] = [];
+  if (!correctness.passed) failures.push('correctness check failed');
+  if (unresolvedEvents > 0) failures.push(`${unresolvedEvents} events failed with an unknown outcome and could not be resent, so their profiles' expected eventCount is unknown`);
+
+  for (const step of steps) {
+    const { decisions } = step;
+    const label = describeLoad(step);
+    if (decisions.latency.count === 0) failures.push(`${label}: no Decide latency was recorded`);
+  }
+  if (tally.notFound > 0) failures.push(`${tally.notFound} Decide calls for profiles the writers stored failed with NOT_FOUND`);
+  if (tally.calls > 0 && tally.noneChosen === tally.calls) failures.push('no Decide call chose a rule: are decision rules among the definitions?');
+  return failures;
+}
+
+function describeLoad(step: DecideStep): string {
+  return step.writes === null ? `Decide at ${formatRate(step.decisions.targetPerSecond)} without writes` : `Decide at ${formatRate(step.decisions.targetPerSecond)} with writes at ${step.writePercent}%`;
+}
+
+const HEADER = ['writes', 'Decide target', 'achieved', 'p50', 'p90', 'p99', 'p99.9', 'max', 'RESOURCE_EXHAUSTED', 'other errors', 'note'];
+
+function printDecide(result: DecideResult): void {
+  const { options, decisionTally: tally } = result;
+  printTable('decide', [
+    ['definitions', result.definitions === null ? 'none' : `${formatCount(result.definitions.definitions)} from ${result.definitions.paths.join(', ')}`],
+    ['100% write rate', `${formatRate(result.maxRatePerSecond)} (${options.maxRatePerSecond === undefined ? `closed loop, ${options.closedLoopS} s, p99 ${formatMs(result.closedLoop.latency.p99Ms)}` : '--max-rate'})`],
+    ['writes', `${options.driver}, ${options.driver === 'unary' ? 1 : options.batchSize} events per request, ${options.generators} writer process(es)`],
+    ['steps', `${options.stepDurationS} s each`],
+    ['Decide calls', `${formatCount(tally.calls)} answered: ${formatCount(tally.withAction)} with an action, ${formatCount(tally.controlGroup)} in a control group, ${formatCount(tally.noneChosen)} with no rule chosen`],
+    ['chosen per rule', Object.entries(tally.chosenPerRule).map(([rule, count]) => `${rule} ${formatCount(count)}`).join(', ') || 'none'],
+    ['candidate rules per receipt', Object.entries(tally.candidatesPerChannel).map(([channel, range]) => `${channel} ${range.min === range.max ? range.min : `${range.min} to ${range.max}`}`).join(', ') || 'none'],
+    ['most decisions of one profile', `${tally.maxPerProfile} in total; per rule ${Object.entries(tally.maxPerProfilePerRule).map(([rule, count]) => `${rule} ${count}`).join(', ') || 'none'}`],
+    ['decider CPU', `${result.deciderCpuCores.toFixed(2)} cores`],
+    ['correctness', describeCorrectness(result.correctness)],
+    ['result', result.passed ? 'passed' : `FAILED: ${result.failures.join('; ')}`],
+  ]);
+
+  const rows = result.steps.map((step) => {
+    const [, ...cells] = stepRow(step.decisions, `node ${step.nodeCpuCores.toFixed(2)} cores`);
+    const writes = step.writes === null ? 'none' : `${step.writePercent}% (${formatRate(step.writes.achievedPerSecond)})`;
+    const goal = step.meetsGoal ? `p99 under ${DECIDE_GOAL_P99_MS} ms` : `GOAL MISSED (p99 ${DECIDE_GOAL_P99_MS} ms)`;
+    cells[cells.length - 1] = [goal, cells[cells.length - 1]].filter((note) => note !== '').join(', ');
+    return [writes, ...cells];
+  });
+  printColumns(`Decide latency from the scheduled send time; goal: p99 under ${DECIDE_GOAL_P99_MS} ms`, HEADER, rows);
+
+  const loaded = result.steps.filter((step) => step.writes !== null);
+  if (loaded.length > 0) {
+    const writeRows = loaded.map((step) => [`${step.writePercent}%`, ...stepRow(step.writes!, '').slice(1)]);
+    printColumns('write latency during the loaded steps, per event', ['writes', 'target', 'achieved', 'p50', 'p90', 'p99', 'p99.9', 'max', 'RESOURCE_EXHAUSTED', 'other errors', 'note'], writeRows);
+  }
+}
+
+function decideChart(result: DecideResult): string {
+  return renderBarChart({
+    title: `Decide p99 from the scheduled send time, ${result.machine.cpus} cores, 100% writes = ${formatCount(result.maxRatePerSecond)} events/s`,
+    yLabel: 'Decide p99, ms',
+    bars: result.steps.map((step) => ({
+      label: step.writes === null ? `${formatCount(step.decisions.targetPerSecond)}/s` : `${formatCount(step.decisions.targetPerSecond)}/s, ${step.writePercent}% writes`,
+      value: step.decisions.latency.p99Ms,
+      valueLabel: formatMs(step.decisions.latency.p99Ms),
+      color: step.meetsGoal ? '#59a14f' : '#e15759',
+    })),
+    referenceLine: { value: DECIDE_GOAL_P99_MS, label: `goal ${DECIDE_GOAL_P99_MS} ms` },
+    width: 160 + 110 * result.steps.length,
+  });
+}
