@@ -25,7 +25,8 @@ export type CandidateOutcome =
   | 'evaluation_failed'
   | 'capped'
   | 'cooldown'
-  | 'contact_policy';
+  | 'contact_policy'
+  | 'no_consent';
 
 export interface DecisionCandidate {
   rule: string;

@@ -9,8 +9,9 @@
  * 2. frequency caps: fewer than `max` decisions of the rule within each cap's window;
  * 3. cooldown: no decision of the rule within `cooldown`;
  * 4. priority: evaluated for the eligible ones; the highest wins, ties by rule name;
- * 5. contact policy: the winner must leave every workspace cap (on its channel or on all
- *    channels) under its `max`; otherwise the next one is tried.
+ * 5. contact policy: the profile's consent traits must allow the winner's channel, and the
+ *    winner must leave every workspace cap (on its channel or on all channels) under its
+ *    `max`; otherwise the next one is tried.
  * The profile is in a rule's control group when a hash of the rule and profile id falls
  * under `controlGroupPercent`: the decision is recorded, and counts for caps, but its
  * action is withheld. A rule whose expression fails to evaluate is skipped with the error
@@ -22,6 +23,7 @@ import type { CustomerEvent, JsonValue } from '../../profiles/event.js';
 import type { DecisionCandidate, DecisionCause, DecisionReceipt, DecisionRecord } from '../../profiles/decision-state.js';
 import type { ProfileState } from '../../profiles/profile.js';
 import type { CompiledRule, WorkspaceProgram } from '../evaluation/workspace-program.js';
+import { consentRefusal } from './consent.js';
 
 /** Receipts a profile keeps. */
 export const RECEIPTS_KEPT = 20;
@@ -123,8 +125,14 @@ function byPriority(a: Candidate, b: Candidate): number {
   return (b.result.priority ?? 0) - (a.result.priority ?? 0) || (a.rule.name < b.rule.name ? -1 : 1);
 }
 
-/** Checks the workspace's contact caps for the channel; marks the candidate when they block it. */
+/** Checks the profile's consent and the workspace's contact caps for the channel; marks the candidate when they block it. */
 function passesContactPolicy(state: ProfileState, program: WorkspaceProgram, channel: string, nowMs: number, candidate: Candidate): boolean {
+  const refusal = consentRefusal(state, program.consentTraits, channel);
+  if (refusal !== undefined) {
+    candidate.result = { ...candidate.result, outcome: 'no_consent', detail: refusal };
+    return false;
+  }
+
   for (const cap of program.contactCaps) {
     if (cap.channel !== null && cap.channel !== channel) continue;
     const count = state.decisions.filter((decision) => decision.atMs > nowMs - cap.windowMs && (cap.channel === null || decision.channel === cap.channel)).length;

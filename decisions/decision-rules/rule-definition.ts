@@ -20,7 +20,7 @@
 import { configError, describe, expectObject, MS_PER_DAY, MS_PER_HOUR, resolveEventFilter, type EventFilter } from '../computed-traits/definition.js';
 
 export const RULE_KEYS = ['action', 'channels', 'trigger', 'eligibility', 'priority', 'caps', 'cooldown', 'controlGroupPercent'];
-export const CONTACT_POLICY_KEYS = ['caps'];
+export const CONTACT_POLICY_KEYS = ['caps', 'consentTrait'];
 const TRIGGER_KEYS = ['event', 'page', 'screen', 'type', 'condition'];
 const CAP_KEYS = ['max', 'window'];
 const POLICY_CAP_KEYS = ['max', 'window', 'channel'];
@@ -68,6 +68,11 @@ export interface DecisionRuleSettings {
 
 export interface ContactPolicySettings {
   caps: readonly PolicyCap[];
+  /**
+   * The profile trait that holds consent: false forbids every channel, and an object maps
+   * channel names to booleans, where false forbids that channel. Undefined for none.
+   */
+  consentTrait: string | undefined;
 }
 
 /** Validates a DecisionRule's spec. Throws ComputedTraitConfigError with the path and the rule. */
@@ -89,8 +94,16 @@ export function resolveDecisionRule(spec: unknown, name: string, path = 'spec'):
 /** Validates a ContactPolicy's spec: caps per profile over every rule, on one channel or all. */
 export function resolveContactPolicy(spec: unknown, path = 'spec'): ContactPolicySettings {
   const policy = expectObject(spec, path, CONTACT_POLICY_KEYS);
-  if (policy.caps === undefined) throw configError(`${path}.caps`, 'is missing. Give at least one cap, such as { max: 3, window: { days: 7 } }');
-  return Object.freeze({ caps: resolveCaps(policy.caps, `${path}.caps`, POLICY_CAP_KEYS) });
+  if (policy.caps === undefined && policy.consentTrait === undefined) {
+    throw configError(path, 'must set caps, such as [{ max: 3, window: { days: 7 } }], or consentTrait, or both');
+  }
+
+  const caps = policy.caps === undefined ? [] : resolveCaps(policy.caps, `${path}.caps`, POLICY_CAP_KEYS);
+  const consentTrait = policy.consentTrait;
+  if (consentTrait !== undefined && (typeof consentTrait !== 'string' || consentTrait === '' || consentTrait.length > 256)) {
+    throw configError(`${path}.consentTrait`, `must be the name of a trait, such as consent, got ${describe(consentTrait)}`);
+  }
+  return Object.freeze({ caps, consentTrait: consentTrait as string | undefined });
 }
 
 function resolveName(value: unknown, path: string): string {

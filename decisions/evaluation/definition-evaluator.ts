@@ -28,6 +28,7 @@ import type { DecisionReceipt } from '../../profiles/decision-state.js';
 import { decide, decisionId, type DecisionRequest } from '../decision-rules/decide.js';
 import type { ConditionActivation } from '../definitions/segment-condition.js';
 import { advanceJourneys } from '../journeys/journey-step.js';
+import { consentRefusal } from '../decision-rules/consent.js';
 import type { AppliedEvent, ProfileSnapshot, ProfileState } from '../../profiles/profile.js';
 import type { DefinitionCatalog } from './definition-catalog.js';
 import { computedValuesOf, evaluateSegments, hasCurrentState, syncTraitStates, updateComputedTraits, computeScores } from './profile-evaluation.js';
@@ -49,12 +50,14 @@ export interface EvaluatorStats {
   decisions: number;
   /** decision.made activations. */
   activations: number;
+  /** Journey actions taken without an activation because the profile's consent forbids their channel. */
+  withheldForConsent: number;
 }
 
 export class DefinitionEvaluator implements ProfileEvaluator {
   readonly #catalog: DefinitionCatalog;
   readonly #logger: Logger;
-  readonly #stats: EvaluatorStats = { evaluations: 0, evaluationErrors: 0, entered: 0, exited: 0, decisions: 0, activations: 0 };
+  readonly #stats: EvaluatorStats = { evaluations: 0, evaluationErrors: 0, entered: 0, exited: 0, decisions: 0, activations: 0, withheldForConsent: 0 };
   /** Segment versions whose evaluation error was logged already. */
   readonly #loggedErrors = new Set<string>();
 
@@ -190,7 +193,14 @@ export class DefinitionEvaluator implements ProfileEvaluator {
     };
 
     const wakeMs = advanceJourneys(state, program.journeys, nowMs, { event, enteredSegments }, variables, {
-      changed: (type, name, version, detail) => this.#emit(state, type, name, version, nowMs, cause, detail),
+      changed: (type, name, version, detail) => {
+        // An action on a channel that the profile's consent forbids is taken without an activation.
+        if (type === 'journey.action' && consentRefusal(state, program.consentTraits, detail.channel ?? '') !== undefined) {
+          this.#stats.withheldForConsent += 1;
+          return;
+        }
+        this.#emit(state, type, name, version, nowMs, cause, detail);
+      },
       conditionFailed: (journey, path, error) => this.#reportJourneyError(state, journey.name, path, error),
     });
     if (wakeMs > 0 && (state.nextEvaluationMs === 0 || wakeMs < state.nextEvaluationMs)) state.nextEvaluationMs = wakeMs;

@@ -48,6 +48,8 @@ export class WorkspaceProgram {
     readonly rules: readonly CompiledRule[],
     /** The caps of every ContactPolicy of the workspace. */
     readonly contactCaps: readonly PolicyCap[],
+    /** The consent traits of every ContactPolicy of the workspace. */
+    readonly consentTraits: readonly string[],
     /** The compiler of decision expressions, whose variables include `segments` and `context`. */
     readonly decisionCompiler: SegmentConditionCompiler,
     readonly models: readonly CompiledModel[],
@@ -101,9 +103,9 @@ export class WorkspaceProgram {
       { decisionVariables: true },
     );
     const rules = compileRules(workspace, versions, decisionCompiler, logger);
-    const contactCaps = versions.filter((version) => version.kind === 'ContactPolicy' && !version.deleted).flatMap((version) => {
+    const policies = versions.filter((version) => version.kind === 'ContactPolicy' && !version.deleted).flatMap((version) => {
       try {
-        return resolveContactPolicy(version.spec).caps;
+        return [resolveContactPolicy(version.spec)];
       } catch (error) {
         if (!(error instanceof ComputedTraitConfigError)) throw error;
         logger.error({ workspace, kind: version.kind, name: version.name, version: version.version, err: error }, 'stored contact policy is invalid; it is not applied');
@@ -114,7 +116,9 @@ export class WorkspaceProgram {
     const models = compileModels(workspace, versions, compiler, logger);
     const journeys = compileJourneys(workspace, versions, decisionCompiler, logger);
     const read = new Set(segments.flatMap((segment) => segment.condition.computedTraits));
-    return new WorkspaceProgram(workspace, traits, segments, compiler, read, rules, contactCaps, decisionCompiler, models, journeys);
+    const contactCaps = policies.flatMap((policy) => policy.caps);
+    const consentTraits = [...new Set(policies.flatMap((policy) => (policy.consentTrait === undefined ? [] : [policy.consentTrait])))];
+    return new WorkspaceProgram(workspace, traits, segments, compiler, read, rules, contactCaps, consentTraits, decisionCompiler, models, journeys);
   }
 }
 

@@ -20,7 +20,8 @@ import { resolveDuration } from '../decision-rules/rule-definition.js';
 
 export const JOURNEY_KEYS = ['entry', 'exitWhen', 'reentry', 'steps'];
 const ENTRY_KEYS = ['event', 'page', 'screen', 'type', 'segment', 'condition'];
-const STEP_KEYS = ['name', 'wait', 'branch', 'action', 'channel'];
+const STEP_KEYS = ['name', 'wait', 'waitFor', 'branch', 'action', 'channel'];
+const WAIT_FOR_KEYS = ['event', 'page', 'screen', 'type', 'condition', 'timeout', 'onTimeout'];
 const BRANCH_KEYS = ['when', 'goto'];
 /** The target of a branch that ends the journey. */
 export const END_STEP = 'end';
@@ -32,6 +33,7 @@ export type JourneyEntry = { kind: 'event'; filter: EventFilter; condition: stri
 
 export type JourneyStep =
   | { name: string; kind: 'wait'; waitMs: number }
+  | { name: string; kind: 'waitFor'; filter: EventFilter; condition: string | undefined; timeoutMs: number; onTimeout: string }
   | { name: string; kind: 'branch'; branches: ReadonlyArray<{ when: string | undefined; goto: string }> }
   | { name: string; kind: 'action'; action: string; channel: string };
 
@@ -87,13 +89,12 @@ function resolveSteps(value: unknown, path: string): JourneyStep[] {
     names.set(step.name, i);
   });
 
+  const checkTarget = (target: string, targetPath: string) => {
+    if (target !== END_STEP && !names.has(target)) throw configError(targetPath, `names no step of the journey. Use a step name or "${END_STEP}"`);
+  };
   steps.forEach((step, i) => {
-    if (step.kind !== 'branch') return;
-    step.branches.forEach((branch, j) => {
-      if (branch.goto !== END_STEP && !names.has(branch.goto)) {
-        throw configError(`${path}[${i}].branch[${j}].goto`, `names no step of the journey. Use a step name or "${END_STEP}"`);
-      }
-    });
+    if (step.kind === 'waitFor') checkTarget(step.onTimeout, `${path}[${i}].waitFor.onTimeout`);
+    if (step.kind === 'branch') step.branches.forEach((branch, j) => checkTarget(branch.goto, `${path}[${i}].branch[${j}].goto`));
   });
   return steps;
 }
@@ -103,11 +104,12 @@ function resolveStep(value: unknown, path: string): JourneyStep {
   if (typeof step.name !== 'string' || !NAME.test(step.name)) throw configError(`${path}.name`, `${NAME_RULE}, got ${describe(step.name)}`);
   const name = step.name;
 
-  const kinds = ['wait', 'branch', 'action'].filter((key) => step[key] !== undefined);
-  if (kinds.length !== 1) throw configError(path, 'must have exactly one of wait, branch and action');
+  const kinds = ['wait', 'waitFor', 'branch', 'action'].filter((key) => step[key] !== undefined);
+  if (kinds.length !== 1) throw configError(path, 'must have exactly one of wait, waitFor, branch and action');
   if (step.channel !== undefined && kinds[0] !== 'action') throw configError(`${path}.channel`, 'applies only to an action step');
 
   if (kinds[0] === 'wait') return Object.freeze({ name, kind: 'wait', waitMs: resolveDuration(step.wait, `${path}.wait`) });
+  if (kinds[0] === 'waitFor') return resolveWaitFor(name, step.waitFor, `${path}.waitFor`);
   if (kinds[0] === 'action') {
     if (typeof step.action !== 'string' || !NAME.test(step.action)) throw configError(`${path}.action`, `${NAME_RULE}, got ${describe(step.action)}`);
     const channel = step.channel ?? '';
@@ -126,6 +128,19 @@ function resolveStep(value: unknown, path: string): JourneyStep {
   return Object.freeze({ name, kind: 'branch', branches });
 }
 
+/** Reads a step that waits for a matching event, and goes to `onTimeout` when none comes within `timeout`. */
+function resolveWaitFor(name: string, value: unknown, path: string): JourneyStep {
+  const waitFor = expectObject(value, path, WAIT_FOR_KEYS);
+  const filter = resolveEventFilter(waitFor, path);
+  if (filter.type === undefined && filter.name === undefined) throw configError(path, 'must select events with one of event, page, screen or type, such as { event: Order Completed }');
+  if (waitFor.timeout === undefined) throw configError(`${path}.timeout`, 'is missing. Give how long to wait, such as { days: 3 }');
+
+  const timeoutMs = resolveDuration(waitFor.timeout, `${path}.timeout`);
+  const onTimeout = waitFor.onTimeout ?? END_STEP;
+  if (typeof onTimeout !== 'string' || onTimeout === '') throw configError(`${path}.onTimeout`, `must name a step or "${END_STEP}", got ${describe(onTimeout)}`);
+  return Object.freeze({ name, kind: 'waitFor', filter, condition: optionalExpression(waitFor.condition, `${path}.condition`), timeoutMs, onTimeout });
+}
+
 function optionalExpression(value: unknown, path: string): string | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'string' || value.trim() === '') throw configError(path, `must be a CEL expression as a non-empty string, got ${describe(value)}`);
@@ -138,6 +153,7 @@ export function journeyExpressions(settings: JourneySettings): Array<{ path: str
   if (settings.entry.kind === 'event' && settings.entry.condition !== undefined) expressions.push({ path: 'spec.entry.condition', expression: settings.entry.condition });
   if (settings.exitWhen !== undefined) expressions.push({ path: 'spec.exitWhen', expression: settings.exitWhen });
   settings.steps.forEach((step, i) => {
+    if (step.kind === 'waitFor' && step.condition !== undefined) expressions.push({ path: `spec.steps[${i}].waitFor.condition`, expression: step.condition });
     if (step.kind !== 'branch') return;
     step.branches.forEach((branch, j) => {
       if (branch.when !== undefined) expressions.push({ path: `spec.steps[${i}].branch[${j}].when`, expression: branch.when });

@@ -1,14 +1,16 @@
 /**
  * Moves a profile through the workspace's journeys, inside its actor, after each event and
  * when a timer is due:
- * - a profile not in a journey enters it when the event matches its entry (and the entry
- *   condition holds), or when this evaluation put it in the entry segment. A journey
- *   without `reentry` is entered once;
- * - a profile in a journey leaves it when `exitWhen` holds;
- * - then it advances from its step: an action step emits journey.action and goes on, a
- *   branch goes to the first branch whose `when` holds (or that has none), a wait step
- *   stops the profile until its time is up, which the durable timer covers;
- * - after the last step, or a branch to `end`, the journey is completed.
+ * - A profile not in a journey enters it when the event matches its entry and the entry
+ *   condition is true, or when this evaluation put it in the entry segment. A journey
+ *   without `reentry` is entered once.
+ * - A profile in a journey leaves it when `exitWhen` is true.
+ * - Then it advances from its step. An action step emits journey.action and goes on. A
+ *   branch goes to the first branch whose `when` is true or that has none. A wait step
+ *   stops the profile until its time is up, which the durable timer covers. A waitFor step
+ *   stops it until a matching event arrives after the step began (then the next step) or
+ *   its timeout passes (then `onTimeout`).
+ * - After the last step, or a branch to `end`, the journey is completed.
  * A journey whose definition changed keeps its profiles at the step of the same name, and
  * lets go of those whose step no longer exists.
  */
@@ -62,7 +64,7 @@ export function advanceJourneys(
     const position = positionIn(state, journey, nowMs, trigger, variables, listener);
     if (position === undefined) continue;
 
-    advance(state, journey, position, nowMs, variables, listener);
+    advance(state, journey, position, nowMs, trigger, variables, listener);
     const waiting = state.journeys[journey.name]?.waitUntilMs ?? 0;
     if (waiting > 0 && (nextWakeMs === 0 || waiting < nextWakeMs)) nextWakeMs = waiting;
   }
@@ -112,12 +114,22 @@ function entersNow(journey: CompiledJourney, trigger: JourneyTrigger, variables:
   return entry.condition === undefined || holds(journey, 'spec.entry.condition', variables, listener);
 }
 
-function advance(state: ProfileState, journey: CompiledJourney, position: JourneyPosition, nowMs: number, variables: ConditionActivation, listener: JourneyListener): void {
+function advance(
+  state: ProfileState,
+  journey: CompiledJourney,
+  position: JourneyPosition,
+  nowMs: number,
+  trigger: JourneyTrigger,
+  variables: ConditionActivation,
+  listener: JourneyListener,
+): void {
   const steps = journey.settings.steps;
   for (let transitions = 0; transitions < MAX_TRANSITIONS; transitions++) {
     const index = steps.findIndex((step) => step.name === position.step);
     const step = steps[index];
-    const next = nextStep(journey, step, index, position, nowMs, variables, listener);
+    const next = nextStep(journey, step, index, position, nowMs, trigger, variables, listener);
+    // Only the step that waited for the event may take it; the steps after it see it as passed.
+    trigger = { ...trigger, event: undefined };
     if (next === 'stay') return;
     if (next === END_STEP) {
       finish(state, journey.name, journey.version, nowMs, 'journey.completed', listener);
@@ -136,10 +148,25 @@ function nextStep(
   index: number,
   position: JourneyPosition,
   nowMs: number,
+  trigger: JourneyTrigger,
   variables: ConditionActivation,
   listener: JourneyListener,
 ): string {
   const following = journey.settings.steps[index + 1]?.name ?? END_STEP;
+  if (step.kind === 'waitFor') {
+    if (position.waitUntilMs === 0) {
+      position.waitUntilMs = nowMs + step.timeoutMs;
+      return 'stay';
+    }
+    const arrived = trigger.event !== undefined && matchesFilter(step.filter, trigger.event) && (step.condition === undefined || holds(journey, `spec.steps[${index}].waitFor.condition`, variables, listener));
+    if (arrived) {
+      position.waitUntilMs = 0;
+      return following;
+    }
+    if (nowMs < position.waitUntilMs) return 'stay';
+    position.waitUntilMs = 0;
+    return step.onTimeout;
+  }
   if (step.kind === 'wait') {
     if (position.waitUntilMs === 0) position.waitUntilMs = nowMs + step.waitMs;
     if (nowMs < position.waitUntilMs) return 'stay';

@@ -200,3 +200,28 @@ function fnv1a(text: string): number {
   }
   return hash;
 }
+
+t.test('decisions - consent traits forbid channels, and the receipt says why', async (t) => {
+  const node = await startNode(t.testdir());
+  t.teardown(() => node.drain());
+  await apply(node, `${DEFINITIONS}---
+apiVersion: rtcdp/v1
+kind: ContactPolicy
+metadata: { name: consent }
+spec: { consentTrait: consent }
+`);
+  await node.ingest(WORKSPACE, [
+    { type: 'identify', userId: 'c1', messageId: 'i1', traits: { consent: { web: false } } },
+    { type: 'identify', userId: 'c2', messageId: 'i2', traits: { consent: false } },
+  ]);
+
+  const noWeb = await node.decide(WORKSPACE, user('c1'), { channel: 'web', context: {} });
+  t.equal(noWeb.chosen, null);
+  t.same(outcomes(noWeb), ['welcome:no_consent', 'survey:no_consent', 'upgrade:not_eligible'], 'every web rule is forbidden');
+  t.equal(noWeb.candidates[0].detail, 'trait consent.web is false');
+  t.equal((await node.decide(WORKSPACE, user('c1'), { channel: 'app', context: {} })).chosen?.rule, 'welcome', 'other channels are allowed');
+
+  const none = await node.decide(WORKSPACE, user('c2'), { channel: 'app', context: {} });
+  t.equal(none.chosen, null);
+  t.equal(none.candidates[0].detail, 'trait consent is false, which forbids every channel');
+});

@@ -80,6 +80,8 @@ t.test('journeys - wait, branch, act and complete; exit on purchase', async (t) 
     abandon('u4', 'a4', 40),
   ]);
   await node.ingest(WORKSPACE, [{ type: 'track', event: 'Order Completed', userId: 'u4', messageId: 'o4' }]);
+  // Every profile must have applied its events before the clock moves, or its wait would start later.
+  for (const userId of ['u2', 'u3', 'u4']) await node.getProfile(WORKSPACE, { type: 'user_id', value: userId });
   const waiting = await node.getProfile(WORKSPACE, { type: 'user_id', value: 'u1' });
   t.equal(waiting.journeys.cart_recovery.step, 'pause', 'u1 waits');
   t.ok(waiting.nextEvaluationMs > clock.now(), 'the wait set the durable timer');
@@ -148,8 +150,62 @@ t.test('journeys - invalid journeys name the path and the rule', async (t) => {
     'documents[0].spec.entry: is missing. Give an event, such as { event: Cart Abandoned }, or a segment, such as { segment: at_risk }',
   ]);
   t.same(issues('{ entry: { event: E }, steps: [{ name: a, branch: [{ goto: nowhere }] }] }'), ['documents[0].spec.steps[0].branch[0].goto: names no step of the journey. Use a step name or "end"']);
-  t.same(issues('{ entry: { event: E }, steps: [{ name: a, wait: { hours: 1 }, action: x }] }'), ['documents[0].spec.steps[0]: must have exactly one of wait, branch and action']);
+  t.same(issues('{ entry: { event: E }, steps: [{ name: a, wait: { hours: 1 }, action: x }] }'), ['documents[0].spec.steps[0]: must have exactly one of wait, waitFor, branch and action']);
   t.same(issues('{ entry: { event: E }, steps: [{ name: a, action: x }, { name: a, action: y }] }'), ['documents[0].spec.steps[1].name: repeats step "a" of spec.steps[0]']);
   t.same(issues('{ entry: { segment: s, event: E }, steps: [{ name: a, action: x }] }'), ['documents[0].spec.entry.event: cannot be combined with segment. An entry is an event or a segment']);
   t.match(issues("{ entry: { event: E }, exitWhen: 'eventCount', steps: [{ name: a, action: x }] }"), [/^documents\[0\]\.spec\.exitWhen: must be a boolean expression/]);
+});
+
+const WAIT_FOR = `
+apiVersion: rtcdp/v1
+kind: Journey
+metadata: { name: trial_followup }
+spec:
+  entry: { event: Trial Started }
+  steps:
+    - { name: await_purchase, waitFor: { event: Order Completed, timeout: { days: 3 }, onTimeout: nudge } }
+    - { name: thank, action: send_thanks, channel: email }
+    - { name: finish, branch: [{ goto: end }] }
+    - { name: nudge, action: send_nudge, channel: sms }
+---
+apiVersion: rtcdp/v1
+kind: ContactPolicy
+metadata: { name: consent }
+spec: { consentTrait: consent }
+`;
+
+t.test('journeys - waitFor takes a later event or times out; consent withholds actions', async (t) => {
+  const clock = movableClock();
+  const node = await start(t.testdir(), clock);
+  t.teardown(() => node.drain());
+  await new DefinitionRegistry(node.definitionStore).apply(WORKSPACE, [{ name: 'journeys.yaml', content: WAIT_FOR }]);
+
+  const trial = (userId: string): RawEvent => ({ type: 'track', event: 'Trial Started', userId, messageId: `trial-${userId}` });
+  await node.ingest(WORKSPACE, [
+    trial('u7'),
+    trial('u8'),
+    { type: 'identify', userId: 'u9', messageId: 'i9', traits: { consent: { sms: false, email: true } } },
+    trial('u9'),
+  ]);
+  await node.ingest(WORKSPACE, [{ type: 'track', event: 'Order Completed', userId: 'u7', messageId: 'o7' }]);
+  t.same(
+    (await journeyActivations(node, 5)).sort(),
+    ['journey.action user:u7 trial_followup thank send_thanks', 'journey.completed user:u7 trial_followup', 'journey.entered user:u7 trial_followup', 'journey.entered user:u8 trial_followup', 'journey.entered user:u9 trial_followup'],
+    'the purchase ends the wait of u7 only',
+  );
+
+  clock.advance(3 * 24 * HOUR_MS + 1_000);
+  const listed = await journeyActivations(node, 8);
+  t.same(
+    listed.filter((line) => !line.includes('user:u7')).sort(),
+    [
+      'journey.action user:u8 trial_followup nudge send_nudge',
+      'journey.completed user:u8 trial_followup',
+      'journey.completed user:u9 trial_followup',
+      'journey.entered user:u8 trial_followup',
+      'journey.entered user:u9 trial_followup',
+    ],
+    'the timeout nudges u8; u9 forbids sms, so its nudge leaves no activation',
+  );
+  t.equal(node.evaluator.stats().withheldForConsent, 1);
 });
