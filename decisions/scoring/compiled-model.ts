@@ -6,7 +6,7 @@
 import { createRfmState, rfmSummary, updateRfm, type RfmState } from '../computed-traits/rfm.js';
 import type { ConditionActivation, SegmentCondition, SegmentConditionCompiler } from '../definitions/segment-condition.js';
 import type { CustomerEvent } from '../../profiles/event.js';
-import { probabilityAlive, sigmoid, type ScoringModelSettings } from './scoring-model.js';
+import { expectedPurchases, probabilityAlive, sigmoid, type ScoringModelSettings } from './scoring-model.js';
 
 export interface CompiledModel {
   name: string;
@@ -59,6 +59,7 @@ export function scoreOf(model: CompiledModel, state: unknown, variables: Conditi
   if (settings.model === 'bgnbd') {
     const summary = rfmSummary(settings.purchases, state as RfmState, nowMs);
     if (summary === null) return undefined;
+    if (settings.output === 'expected_purchases') return expectedPurchases(settings.parameters, summary, settings.horizonPeriods);
     const alive = probabilityAlive(settings.parameters, summary);
     return settings.output === 'probability_alive' ? alive : 1 - alive;
   }

@@ -24,9 +24,11 @@ import { configError, describe, expectObject } from '../computed-traits/definiti
 import { resolveRfmDefinition, type RfmDefinition, type RfmSummary } from '../computed-traits/rfm.js';
 
 export const MODEL_KINDS = ['bgnbd', 'logistic'] as const;
-export const BGNBD_OUTPUTS = ['probability_alive', 'probability_churned'] as const;
+export const BGNBD_OUTPUTS = ['probability_alive', 'probability_churned', 'expected_purchases'] as const;
 export const MAX_FEATURES = 50;
-const BGNBD_KEYS = ['model', 'purchases', 'parameters', 'output'];
+const BGNBD_KEYS = ['model', 'purchases', 'parameters', 'output', 'horizonPeriods'];
+/** Longest horizon of expected_purchases, in periods. */
+export const MAX_HORIZON_PERIODS = 10_000;
 const LOGISTIC_KEYS = ['model', 'intercept', 'features'];
 const PARAMETER_KEYS = ['r', 'alpha', 'a', 'b'];
 const FEATURE_KEYS = ['expression', 'weight'];
@@ -39,7 +41,7 @@ export interface BgNbdParameters {
 }
 
 export type ScoringModelSettings =
-  | { model: 'bgnbd'; purchases: RfmDefinition; parameters: BgNbdParameters; output: (typeof BGNBD_OUTPUTS)[number] }
+  | { model: 'bgnbd'; purchases: RfmDefinition; parameters: BgNbdParameters; output: (typeof BGNBD_OUTPUTS)[number]; horizonPeriods: number }
   | { model: 'logistic'; intercept: number; features: ReadonlyArray<{ expression: string; weight: number }> };
 
 /** Validates a ScoringModel's spec. Throws ComputedTraitConfigError with the path under `spec` and the rule. */
@@ -71,7 +73,16 @@ function resolveBgNbd(spec: unknown, path: string): ScoringModelSettings {
   if (!(BGNBD_OUTPUTS as readonly unknown[]).includes(output)) {
     throw configError(`${path}.output`, `must be one of ${BGNBD_OUTPUTS.join(', ')}, got ${describe(output)}`);
   }
-  return Object.freeze({ model: 'bgnbd', purchases, parameters, output: output as (typeof BGNBD_OUTPUTS)[number] });
+  const horizonPeriods = settings.horizonPeriods ?? 0;
+  if (output === 'expected_purchases') {
+    if (Math.abs(parameters.a - 1) < 1e-9) throw configError(`${path}.parameters.a`, `must not be 1 for expected_purchases, where the formula divides by a - 1, got ${parameters.a}`);
+    if (typeof horizonPeriods !== 'number' || !Number.isInteger(horizonPeriods) || horizonPeriods < 1 || horizonPeriods > MAX_HORIZON_PERIODS) {
+      throw configError(`${path}.horizonPeriods`, `must be an integer from 1 to ${MAX_HORIZON_PERIODS} with expected_purchases, got ${describe(settings.horizonPeriods)}`);
+    }
+  } else if (settings.horizonPeriods !== undefined) {
+    throw configError(`${path}.horizonPeriods`, 'applies only to output expected_purchases');
+  }
+  return Object.freeze({ model: 'bgnbd', purchases, parameters, output: output as (typeof BGNBD_OUTPUTS)[number], horizonPeriods: horizonPeriods as number });
 }
 
 function resolveLogistic(spec: unknown, path: string): ScoringModelSettings {
@@ -110,6 +121,43 @@ export function probabilityAlive(parameters: BgNbdParameters, summary: RfmSummar
   // In logarithms, because (r + x) can be large enough for the power to overflow.
   const logRatio = (r + x) * (Math.log(alpha + summary.T) - Math.log(alpha + summary.recency));
   return 1 / (1 + (a / (b + x - 1)) * Math.exp(logRatio));
+}
+
+/**
+ * Returns the BG/NBD expected number of purchases in the next `t` periods of a customer with
+ * this RFM summary (equation 10 of Fader, Hardie and Lee, 2005):
+ * (a + b + x - 1) / (a - 1) × [1 - ((α + T) / (α + T + t))^(r + x) × 2F1(r + x, b + x; a + b + x - 1; t / (α + T + t))]
+ * divided by 1 + [x > 0] × a / (b + x - 1) × ((α + T) / (α + t_x))^(r + x). Needs a ≠ 1;
+ * with a < 1 both factors of the numerator are negative and the result is still the expectation.
+ */
+export function expectedPurchases(parameters: BgNbdParameters, summary: RfmSummary, t: number): number {
+  const { r, alpha, a, b } = parameters;
+  const x = summary.frequency;
+  const z = t / (alpha + summary.T + t);
+  const power = Math.exp((r + x) * (Math.log(alpha + summary.T) - Math.log(alpha + summary.T + t)));
+  const numerator = ((a + b + x - 1) / (a - 1)) * (1 - power * hypergeometric2F1(r + x, b + x, a + b + x - 1, z));
+  const denominator = x > 0 ? 1 + (a / (b + x - 1)) * Math.exp((r + x) * (Math.log(alpha + summary.T) - Math.log(alpha + summary.recency))) : 1;
+  return numerator / denominator;
+}
+
+/** Terms of the 2F1 series summed at most; the series converges geometrically in z. */
+const MAX_SERIES_TERMS = 100_000;
+
+/**
+ * Returns the Gauss hypergeometric function 2F1(a, b; c; z) for 0 <= z < 1 by its power
+ * series, summed until a term no longer changes the sum.
+ */
+export function hypergeometric2F1(a: number, b: number, c: number, z: number): number {
+  if (!(z >= 0 && z < 1)) throw new RangeError(`2F1 is summed for 0 <= z < 1 only, got z = ${z}`);
+  let term = 1;
+  let sum = 1;
+  for (let n = 0; n < MAX_SERIES_TERMS; n++) {
+    term *= (((a + n) * (b + n)) / ((c + n) * (n + 1))) * z;
+    const next = sum + term;
+    if (next === sum) return sum;
+    sum = next;
+  }
+  return sum;
 }
 
 /** Returns 1 / (1 + e^-z), without overflow for large |z|. */

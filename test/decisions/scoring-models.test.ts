@@ -94,3 +94,16 @@ t.test('scoring - invalid models name the path and the rule', async (t) => {
   ]);
   t.match(issues("{ model: logistic, features: [{ expression: 'traits.plan == \"pro\"', weight: 1 }] }"), [/^documents\[0\]\.spec\.features\[0\]\.expression: must be a numeric expression/]);
 });
+
+t.test('scoring - the 2F1 series matches closed forms', async (t) => {
+  const { hypergeometric2F1 } = await import('../../decisions/scoring/scoring-model.js');
+  for (const z of [0, 0.1, 0.5, 0.9, 0.99]) {
+    const log = z === 0 ? 1 : -Math.log(1 - z) / z;
+    t.ok(Math.abs(hypergeometric2F1(1, 1, 2, z) - log) < 1e-12 * log, `2F1(1, 1; 2; ${z}) = -ln(1 - z) / z`);
+    t.ok(Math.abs(hypergeometric2F1(2.5, 3, 3, z) - (1 - z) ** -2.5) < 1e-9 * (1 - z) ** -2.5, `2F1(a, b; b; ${z}) = (1 - z)^-a`);
+    const root = Math.sqrt(z);
+    const arcsin = z === 0 ? 1 : Math.asin(root) / root;
+    t.ok(Math.abs(hypergeometric2F1(0.5, 0.5, 1.5, z) - arcsin) < 1e-12, `2F1(1/2, 1/2; 3/2; ${z}) = arcsin(sqrt z) / sqrt z`);
+  }
+  t.throws(() => hypergeometric2F1(1, 1, 2, 1), RangeError);
+});
