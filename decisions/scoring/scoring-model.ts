@@ -27,7 +27,7 @@ export const MODEL_KINDS = ['bgnbd', 'logistic'] as const;
 export const BGNBD_OUTPUTS = ['probability_alive', 'probability_churned', 'expected_purchases'] as const;
 export const MAX_FEATURES = 50;
 const BGNBD_KEYS = ['model', 'purchases', 'parameters', 'output', 'horizonPeriods'];
-/** Longest horizon of expected_purchases, in periods. */
+/** Maximum horizon of expected_purchases, in periods. */
 export const MAX_HORIZON_PERIODS = 10_000;
 const LOGISTIC_KEYS = ['model', 'intercept', 'features'];
 const PARAMETER_KEYS = ['r', 'alpha', 'a', 'b'];

@@ -1,7 +1,7 @@
 /**
  * Real purchases (the CDNOW sample in data/cdnow) through an embedded node whose clock is
- * set to the end of the data: BG/NBD P(alive) and expected purchases for every customer,
- * a 90-day lapsed segment and a VIP rule with a cap, each checked against values computed
+ * set to the end of the data. For every customer, BG/NBD P(alive) and expected purchases,
+ * a 90-day lapsed segment and a VIP rule with a cap are checked against values computed
  * here from the file with a plain group-by.
  */
 import { readFileSync } from 'node:fs';
