@@ -141,6 +141,8 @@ function toTestResponse(issues: DefinitionIssue[], results: Result[], comparison
     historyCutExamples: comparison?.historyCutExamples ?? [],
     segments: (comparison?.segments ?? []).map(toSegmentTestResult),
     computedTraits: (comparison?.computedTraits ?? []).map(toComputedTraitTestResult),
+    rules: (comparison?.rules ?? []).map((rule) => ({ ...rule, change: CHANGE[rule.change] })),
+    decisionsChanged: comparison?.decisionsChanged ?? 0,
   };
 }
 

@@ -86,6 +86,11 @@ function reportLines(response: TestDefinitionsResponse): string[] {
 
   lines.push('', ...renderTable([['SEGMENT', 'CHANGE', 'VERSION', 'MEMBERS', 'ENTERED', 'EXITED', 'UNCHANGED', 'ERRORS'], ...response.segments.map(segmentRow)], ''));
   lines.push('', ...renderTable([['COMPUTED TRAIT', 'CHANGE', 'VERSION', 'VALUES CHANGED'], ...response.computedTraits.map(traitRow)], ''));
+  if (response.rules.length > 0) {
+    const rows = response.rules.map((rule) => [rule.name, CHANGE_WORDS[rule.change], transitionText(rule.versionBefore, rule.versionAfter), `${rule.chosenBefore} -> ${rule.chosenAfter}`]);
+    lines.push('', ...renderTable([['DECISION RULE', 'CHANGE', 'VERSION', 'CHOSEN'], ...rows], ''));
+    lines.push(`decisions: the chosen rule changes for ${response.decisionsChanged} of the tested profiles (a Decide call without a channel, before any decision)`);
+  }
 
   for (const segment of response.segments.filter((candidate) => candidate.storedMismatches > 0)) {
     lines.push(
@@ -174,5 +179,7 @@ function reportJson(response: TestDefinitionsResponse) {
       })),
     })),
     computedTraits: response.computedTraits.map((trait) => ({ ...trait, change: CHANGE_WORDS[trait.change] })),
+    rules: response.rules.map((rule) => ({ ...rule, change: CHANGE_WORDS[rule.change] })),
+    decisionsChanged: response.decisionsChanged,
   };
 }

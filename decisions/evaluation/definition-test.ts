@@ -13,6 +13,7 @@
  *   comparison counts and names the profiles whose history was cut.
  * - The work yields to the event loop between profiles and every YIELD_EVERY_EVENTS events.
  */
+import { decide } from '../decision-rules/decide.js';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { throwIfAborted } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
@@ -107,6 +108,17 @@ export interface ComputedTraitComparison {
   valuesChanged: number;
 }
 
+/** How often a decision rule would be chosen for the tested profiles by a Decide call without a channel. */
+export interface RuleComparison {
+  name: string;
+  change: DefinitionChange;
+  versionBefore: number;
+  versionAfter: number;
+  /** Tested profiles for which the rule is chosen under the current definitions, and after the apply. */
+  chosenBefore: number;
+  chosenAfter: number;
+}
+
 export interface DefinitionComparison {
   nowMs: number;
   profilesTested: number;
@@ -120,6 +132,10 @@ export interface DefinitionComparison {
   segments: SegmentComparison[];
   /** Every computed trait of either side, sorted by name. */
   computedTraits: ComputedTraitComparison[];
+  /** Every decision rule of either side, sorted by name. Each profile is decided for as if it had no decision yet. */
+  rules: RuleComparison[];
+  /** Tested profiles whose chosen rule (or none) differs after the apply. */
+  decisionsChanged: number;
 }
 
 /** The outcome of a test: the validation issues, or what the apply would store and the comparison. */
@@ -136,6 +152,7 @@ export interface DefinitionTestReport {
 interface Side {
   program: WorkspaceProgram;
   computed: Record<string, ComputedTraitEntry>;
+  modelStates: Record<string, ComputedTraitEntry>;
 }
 
 /** What one profile's replay produced on one side. */
@@ -143,6 +160,8 @@ interface Outcome {
   members: Set<string>;
   failed: Set<string>;
   values: Record<string, JsonValue>;
+  /** The rule a Decide call without a channel would choose, or null. */
+  chosen: string | null;
 }
 
 /**
@@ -159,8 +178,8 @@ export async function compareDefinitions(workspace: string, options: DefinitionC
   for await (const profile of options.source.profiles()) {
     throwIfAborted(options.signal, 'definition test');
     const sides: [Side, Side] = [
-      { program: before, computed: Object.create(null) },
-      { program: after, computed: Object.create(null) },
+      { program: before, computed: Object.create(null), modelStates: Object.create(null) },
+      { program: after, computed: Object.create(null), modelStates: Object.create(null) },
     ];
     const replay = await replayHistory(workspace, profile, sides, options, maxHistoryEvents);
     tally.add(profile, evaluate(replay.state, sides[0], options.nowMs), evaluate(replay.state, sides[1], options.nowMs), replay);
@@ -192,6 +211,7 @@ async function replayHistory(workspace: string, profile: StoredProfile, sides: r
     if (changed) {
       for (const side of sides) {
         state.computed = side.computed;
+        state.modelStates = side.modelStates;
         updateComputedTraits(state, side.program, applied.event);
       }
     }
@@ -202,7 +222,16 @@ async function replayHistory(workspace: string, profile: StoredProfile, sides: r
 
 /** Evaluates one side's segments on a copy of the replayed state with that side's computed traits. */
 function evaluate(replayed: ProfileState, side: Side, nowMs: number): Outcome {
-  const state: ProfileState = { ...replayed, computed: side.computed, segments: Object.create(null), activations: [], nextEvaluationMs: 0 };
+  const state: ProfileState = {
+    ...replayed,
+    computed: side.computed,
+    modelStates: side.modelStates,
+    segments: Object.create(null),
+    activations: [],
+    nextEvaluationMs: 0,
+    decisions: [],
+    receipts: [],
+  };
   syncTraitStates(state, side.program);
 
   const failed = new Set<string>();
@@ -210,13 +239,17 @@ function evaluate(replayed: ProfileState, side: Side, nowMs: number): Outcome {
     conditionFailed: (segment) => failed.add(segment.name),
     membershipChanged: () => {},
   });
-  return { members: new Set(Object.keys(state.segments)), failed, values: computedValuesOf(state, side.program, nowMs) };
+  const values = computedValuesOf(state, side.program, nowMs);
+  const receipt = side.program.rules.length === 0 ? undefined : decide(state, side.program, { channel: '', context: {}, nowMs, cause: { kind: 'decide', requestId: 'definition-test' } }, values);
+  return { members: new Set(Object.keys(state.segments)), failed, values, chosen: receipt?.chosen?.rule ?? null };
 }
 
 /** Accumulates the per-profile outcomes into the comparison. */
 class ComparisonTally {
   readonly #segments = new Map<string, SegmentComparison>();
   readonly #traits = new Map<string, ComputedTraitComparison>();
+  readonly #rules = new Map<string, RuleComparison>();
+  #decisionsChanged = 0;
   readonly #cutExamples: string[] = [];
   #profiles = 0;
   #events = 0;
@@ -232,6 +265,9 @@ class ComparisonTally {
     }
     for (const [name, versions] of pairVersions(options.current, options.proposed, 'ComputedTrait')) {
       this.#traits.set(name, { name, ...versions, valuesChanged: 0 });
+    }
+    for (const [name, versions] of pairVersions(options.current, options.proposed, 'DecisionRule')) {
+      this.#rules.set(name, { name, ...versions, chosenBefore: 0, chosenAfter: 0 });
     }
     // A stored definition that no longer compiles is left out of its program, and so of the comparison.
     const compiled = new Set([...before.segments, ...after.segments].map((segment) => segment.name));
@@ -250,6 +286,11 @@ class ComparisonTally {
     for (const trait of this.#traits.values()) {
       if (!sameValue(before.values[trait.name], after.values[trait.name])) trait.valuesChanged += 1;
     }
+    const chosenBefore = before.chosen === null ? undefined : this.#rules.get(before.chosen);
+    const chosenAfter = after.chosen === null ? undefined : this.#rules.get(after.chosen);
+    if (chosenBefore !== undefined) chosenBefore.chosenBefore += 1;
+    if (chosenAfter !== undefined) chosenAfter.chosenAfter += 1;
+    if (before.chosen !== after.chosen) this.#decisionsChanged += 1;
   }
 
   #addSegment(segment: SegmentComparison, profile: StoredProfile, before: Outcome, after: Outcome): void {
@@ -282,6 +323,8 @@ class ComparisonTally {
       historyCutExamples: this.#cutExamples,
       segments: [...this.#segments.values()],
       computedTraits: [...this.#traits.values()],
+      rules: [...this.#rules.values()],
+      decisionsChanged: this.#decisionsChanged,
     };
   }
 }

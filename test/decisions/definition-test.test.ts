@@ -196,3 +196,37 @@ t.test('definition test - bad input', async (t) => {
   t.equal(invalid.issues.length, 1);
   t.match(invalid.issues[0], { file: 'bad.yaml', path: 'documents[0].spec.condition', rule: /refers to computed trait "orders_90d"/ });
 });
+
+t.test('definition test - decision rules and scores', async (t) => {
+  const node = await startNode(t);
+  await apply(node, 'apiVersion: rtcdp/v1\nkind: DecisionRule\nmetadata: { name: loyalty }\nspec: { eligibility: computed.orders >= 4 }\n');
+  const proposed = [
+    'apiVersion: rtcdp/v1\nkind: DecisionRule\nmetadata: { name: loyalty }\nspec: { eligibility: computed.orders >= 2, priority: "1.0" }\n',
+    'apiVersion: rtcdp/v1\nkind: DecisionRule\nmetadata: { name: welcome }\nspec: { eligibility: "has(scores.engaged) && scores.engaged < 0.5" }\n',
+    'apiVersion: rtcdp/v1\nkind: ScoringModel\nmetadata: { name: engaged }\nspec: { model: logistic, intercept: -2.0, features: [{ expression: "double(eventCount)", weight: 0.5 }] }\n',
+  ].join('---\n');
+  const report = await node.testDefinitions(WORKSPACE, [{ name: 'rules.yaml', content: proposed }], { nowMs: NOW_MS });
+  const comparison = report.comparison!;
+
+  // Before: loyalty for 4 orders or more. After: loyalty for 2 or more (priority 1), else
+  // welcome when the logistic score of the event count (identify + orders) is under 0.5.
+  const score = (orders: number) => 1 / (1 + Math.exp(-(-2 + 0.5 * (orders + 1))));
+  const chosenAfter = (orders: number) => (orders >= 2 ? 'loyalty' : score(orders) < 0.5 ? 'welcome' : null);
+  const counts = { loyaltyBefore: 0, loyaltyAfter: 0, welcomeAfter: 0, changed: 0 };
+  for (const orders of Object.values(ORDERS)) {
+    const before = orders >= 4 ? 'loyalty' : null;
+    const after = chosenAfter(orders);
+    if (before === 'loyalty') counts.loyaltyBefore += 1;
+    if (after === 'loyalty') counts.loyaltyAfter += 1;
+    if (after === 'welcome') counts.welcomeAfter += 1;
+    if (before !== after) counts.changed += 1;
+  }
+  t.same(
+    comparison.rules.map((rule) => [rule.name, rule.change, rule.chosenBefore, rule.chosenAfter]),
+    [
+      ['loyalty', 'updated', counts.loyaltyBefore, counts.loyaltyAfter],
+      ['welcome', 'created', 0, counts.welcomeAfter],
+    ],
+  );
+  t.equal(comparison.decisionsChanged, counts.changed);
+});

@@ -281,6 +281,22 @@ export interface TestDefinitionsResponse {
   segments: SegmentTestResult[];
   /** Every computed trait stored now or after the apply, sorted by name. */
   computedTraits: ComputedTraitTestResult[];
+  /**
+   * Every decision rule stored now or after the apply, sorted by name, with how often a
+   * Decide call without a channel would choose it, as if the profile had no decision yet.
+   */
+  rules: RuleTestResult[];
+  /** Tested profiles whose chosen rule (or none) differs after the apply. */
+  decisionsChanged: number;
+}
+
+export interface RuleTestResult {
+  name: string;
+  change: DefinitionChange;
+  versionBefore: number;
+  versionAfter: number;
+  chosenBefore: number;
+  chosenAfter: number;
 }
 
 export interface SegmentTestResult {
@@ -1950,6 +1966,8 @@ function createBaseTestDefinitionsResponse(): TestDefinitionsResponse {
     historyCutExamples: [],
     segments: [],
     computedTraits: [],
+    rules: [],
+    decisionsChanged: 0,
   };
 }
 
@@ -1984,6 +2002,12 @@ export const TestDefinitionsResponse: MessageFns<TestDefinitionsResponse> = {
     }
     for (const v of message.computedTraits) {
       ComputedTraitTestResult.encode(v!, writer.uint32(82).fork()).join();
+    }
+    for (const v of message.rules) {
+      RuleTestResult.encode(v!, writer.uint32(90).fork()).join();
+    }
+    if (message.decisionsChanged !== 0) {
+      writer.uint32(96).uint32(message.decisionsChanged);
     }
     return writer;
   },
@@ -2081,6 +2105,22 @@ export const TestDefinitionsResponse: MessageFns<TestDefinitionsResponse> = {
             message.computedTraits.push(ComputedTraitTestResult.decode(reader, reader.uint32()));
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.rules.push(RuleTestResult.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.decisionsChanged = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2139,6 +2179,14 @@ export const TestDefinitionsResponse: MessageFns<TestDefinitionsResponse> = {
         : globalThis.Array.isArray(object?.computed_traits)
         ? object.computed_traits.map((e: any) => ComputedTraitTestResult.fromJSON(e))
         : [],
+      rules: globalThis.Array.isArray(object?.rules)
+        ? object.rules.map((e: any) => RuleTestResult.fromJSON(e))
+        : [],
+      decisionsChanged: isSet(object.decisionsChanged)
+        ? globalThis.Number(object.decisionsChanged)
+        : isSet(object.decisions_changed)
+        ? globalThis.Number(object.decisions_changed)
+        : 0,
     };
   },
 
@@ -2174,6 +2222,12 @@ export const TestDefinitionsResponse: MessageFns<TestDefinitionsResponse> = {
     if (message.computedTraits?.length) {
       obj.computedTraits = message.computedTraits.map((e) => ComputedTraitTestResult.toJSON(e));
     }
+    if (message.rules?.length) {
+      obj.rules = message.rules.map((e) => RuleTestResult.toJSON(e));
+    }
+    if (message.decisionsChanged !== 0) {
+      obj.decisionsChanged = Math.round(message.decisionsChanged);
+    }
     return obj;
   },
 
@@ -2192,6 +2246,173 @@ export const TestDefinitionsResponse: MessageFns<TestDefinitionsResponse> = {
     message.historyCutExamples = object.historyCutExamples?.map((e) => e) || [];
     message.segments = object.segments?.map((e) => SegmentTestResult.fromPartial(e)) || [];
     message.computedTraits = object.computedTraits?.map((e) => ComputedTraitTestResult.fromPartial(e)) || [];
+    message.rules = object.rules?.map((e) => RuleTestResult.fromPartial(e)) || [];
+    message.decisionsChanged = object.decisionsChanged ?? 0;
+    return message;
+  },
+};
+
+function createBaseRuleTestResult(): RuleTestResult {
+  return { name: "", change: 0, versionBefore: 0, versionAfter: 0, chosenBefore: 0, chosenAfter: 0 };
+}
+
+export const RuleTestResult: MessageFns<RuleTestResult> = {
+  encode(message: RuleTestResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.change !== 0) {
+      writer.uint32(16).int32(message.change);
+    }
+    if (message.versionBefore !== 0) {
+      writer.uint32(24).uint32(message.versionBefore);
+    }
+    if (message.versionAfter !== 0) {
+      writer.uint32(32).uint32(message.versionAfter);
+    }
+    if (message.chosenBefore !== 0) {
+      writer.uint32(40).uint32(message.chosenBefore);
+    }
+    if (message.chosenAfter !== 0) {
+      writer.uint32(48).uint32(message.chosenAfter);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RuleTestResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRuleTestResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.change = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.versionBefore = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.versionAfter = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.chosenBefore = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.chosenAfter = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RuleTestResult {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      change: isSet(object.change) ? definitionChangeFromJSON(object.change) : 0,
+      versionBefore: isSet(object.versionBefore)
+        ? globalThis.Number(object.versionBefore)
+        : isSet(object.version_before)
+        ? globalThis.Number(object.version_before)
+        : 0,
+      versionAfter: isSet(object.versionAfter)
+        ? globalThis.Number(object.versionAfter)
+        : isSet(object.version_after)
+        ? globalThis.Number(object.version_after)
+        : 0,
+      chosenBefore: isSet(object.chosenBefore)
+        ? globalThis.Number(object.chosenBefore)
+        : isSet(object.chosen_before)
+        ? globalThis.Number(object.chosen_before)
+        : 0,
+      chosenAfter: isSet(object.chosenAfter)
+        ? globalThis.Number(object.chosenAfter)
+        : isSet(object.chosen_after)
+        ? globalThis.Number(object.chosen_after)
+        : 0,
+    };
+  },
+
+  toJSON(message: RuleTestResult): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.change !== 0) {
+      obj.change = definitionChangeToJSON(message.change);
+    }
+    if (message.versionBefore !== 0) {
+      obj.versionBefore = Math.round(message.versionBefore);
+    }
+    if (message.versionAfter !== 0) {
+      obj.versionAfter = Math.round(message.versionAfter);
+    }
+    if (message.chosenBefore !== 0) {
+      obj.chosenBefore = Math.round(message.chosenBefore);
+    }
+    if (message.chosenAfter !== 0) {
+      obj.chosenAfter = Math.round(message.chosenAfter);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RuleTestResult>, I>>(base?: I): RuleTestResult {
+    return RuleTestResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RuleTestResult>, I>>(object: I): RuleTestResult {
+    const message = createBaseRuleTestResult();
+    message.name = object.name ?? "";
+    message.change = object.change ?? 0;
+    message.versionBefore = object.versionBefore ?? 0;
+    message.versionAfter = object.versionAfter ?? 0;
+    message.chosenBefore = object.chosenBefore ?? 0;
+    message.chosenAfter = object.chosenAfter ?? 0;
     return message;
   },
 };
