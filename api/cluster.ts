@@ -7,6 +7,8 @@ import { ClusterNode } from '../cluster/cluster-node.js';
 import type { ClusterNodeOptions } from '../cluster/cluster-options.js';
 import type { ActivationFeed, ServingNode } from '../cluster/serving-node.js';
 import type { DefinitionStore } from '../decisions/definitions/definition-store.js';
+import type { WebhookDestination } from '../decisions/activation-delivery/webhook-config.js';
+import { startWebhookDispatcher, type WebhookDispatcher } from '../decisions/activation-delivery/webhook-dispatcher.js';
 import { NodeUnavailableError } from '../cluster/errors.js';
 import { ApiServer } from './server.js';
 
@@ -23,6 +25,11 @@ export interface ClusterProcessOptions extends Omit<ClusterNodeOptions, 'logger'
   writeKeys?: Map<string, string>;
   /** How long `stop` waits for the shards to be handed off. Default 30,000 ms. */
   drainTimeoutMs?: number;
+  /**
+   * Webhook destinations that receive the cluster's activations, with cursors in this node's
+   * RocksDB. Every node configured with a destination delivers to it independently. Default: none.
+   */
+  webhooks?: readonly WebhookDestination[];
 }
 
 export interface ClusterProcess {
@@ -30,6 +37,8 @@ export interface ClusterProcess {
   address: string;
   node: ClusterNode;
   server: ApiServer;
+  /** Delivers activations to the webhook destinations; null without destinations. */
+  webhooks: WebhookDispatcher | null;
   /** Resolves once the process was stopped, by stop() or by an admin drain request. */
   stopped: Promise<void>;
   /** Stops taking calls, hands the node's shards off and disconnects from NATS. */
@@ -101,7 +110,7 @@ class LateDefinitionStore implements DefinitionStore {
 }
 
 export async function startClusterProcess(options: ClusterProcessOptions): Promise<ClusterProcess> {
-  const { host, port, advertiseAddress, devMode, writeKeys, drainTimeoutMs, ...nodeOptions } = options;
+  const { host, port, advertiseAddress, devMode, writeKeys, drainTimeoutMs, webhooks: destinations, ...nodeOptions } = options;
   const late = new LateNode();
   const server = new ApiServer(late, { host, port, logger: options.logger, auth: { devMode: devMode ?? false, writeKeys: writeKeys ?? new Map() } });
   const address = await server.start();
@@ -114,6 +123,7 @@ export async function startClusterProcess(options: ClusterProcessOptions): Promi
     throw error;
   }
   late.node = node;
+  const webhooks = startWebhookDispatcher(node, destinations, options.logger);
 
   let stopping: Promise<void> | null = null;
   let markStopped: () => void = () => {};
@@ -121,6 +131,8 @@ export async function startClusterProcess(options: ClusterProcessOptions): Promi
   const stop = () => {
     stopping ??= (async () => {
       await server.stop({ graceMs: 5_000 });
+      // The dispatcher writes its cursors to the node's RocksDB, so it stops before the node closes it.
+      await webhooks?.stop();
       await node.drain({ timeoutMs: drainTimeoutMs ?? 30_000 });
       markStopped();
     })();
@@ -128,5 +140,5 @@ export async function startClusterProcess(options: ClusterProcessOptions): Promi
   };
   node.onDrainRequest(() => void stop());
 
-  return { address, node, server, stopped, stop };
+  return { address, node, server, webhooks, stopped, stop };
 }

@@ -5,6 +5,8 @@
 import type { Logger } from '../common/logger.js';
 import { RtcdpNode } from '../cluster/node.js';
 import type { NodeOptions } from '../cluster/node-options.js';
+import type { WebhookDestination } from '../decisions/activation-delivery/webhook-config.js';
+import { startWebhookDispatcher, type WebhookDispatcher } from '../decisions/activation-delivery/webhook-dispatcher.js';
 import { ApiServer } from './server.js';
 
 export interface EmbeddedOptions extends Omit<NodeOptions, 'logger'> {
@@ -18,6 +20,8 @@ export interface EmbeddedOptions extends Omit<NodeOptions, 'logger'> {
   writeKeys?: Map<string, string>;
   /** How long `stop` waits for calls and mailboxes to finish. Default 30,000 ms. */
   drainTimeoutMs?: number;
+  /** Webhook destinations that receive the node's activations. Default: none. */
+  webhooks?: readonly WebhookDestination[];
 }
 
 export interface EmbeddedRtcdp {
@@ -25,12 +29,14 @@ export interface EmbeddedRtcdp {
   address: string;
   node: RtcdpNode;
   server: ApiServer;
+  /** Delivers activations to the webhook destinations; null without destinations. */
+  webhooks: WebhookDispatcher | null;
   /** Stops taking calls, drains the node (applies and persists everything acknowledged) and closes RocksDB. */
   stop(): Promise<void>;
 }
 
 export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedRtcdp> {
-  const { host, port, devMode, writeKeys, drainTimeoutMs, ...nodeOptions } = options;
+  const { host, port, devMode, writeKeys, drainTimeoutMs, webhooks: destinations, ...nodeOptions } = options;
   const node = await RtcdpNode.start(nodeOptions);
   const server = new ApiServer(node, { host, port, logger: options.logger, auth: { devMode: devMode ?? false, writeKeys: writeKeys ?? new Map() } });
 
@@ -41,15 +47,18 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedR
     await node.drain();
     throw error;
   }
+  const webhooks = startWebhookDispatcher(node, destinations, options.logger);
 
   let stopping: Promise<void> | null = null;
   const stop = () => {
     stopping ??= (async () => {
       await server.stop({ graceMs: 5_000 });
+      // The dispatcher writes its cursors to the node's RocksDB, so it stops before the node closes it.
+      await webhooks?.stop();
       await node.drain({ timeoutMs: drainTimeoutMs ?? 30_000 });
     })();
     return stopping;
   };
 
-  return { address, node, server, stop };
+  return { address, node, server, webhooks, stop };
 }

@@ -28,6 +28,12 @@ export function profileToProto(snapshot: ProfileView): Profile {
     lastApplied: { shard: snapshot.lastApplied.shard, sequence: snapshot.lastApplied.sequence },
     computedTraits: { ...snapshot.computedValues },
     scores: { ...snapshot.scores },
+    journeys: Object.fromEntries(
+      Object.entries(snapshot.journeys).map(([name, position]) => [
+        name,
+        { step: position.step, definitionVersion: position.version, enteredAt: iso(position.enteredAtMs), waitUntil: position.waitUntilMs === 0 ? '' : iso(position.waitUntilMs) },
+      ]),
+    ),
     segments: Object.fromEntries(
       Object.entries(snapshot.segments).map(([name, membership]) => [name, { enteredAt: iso(membership.enteredAtMs), definitionVersion: membership.version }]),
     ),

@@ -79,7 +79,7 @@ export function addDefinitionCommands(program: Command): void {
     program
       .command('apply')
       .description(
-        'Validate definition files (computed traits and segments, YAML or JSON) as one set and store a new version of each ' +
+        'Validate definition files (computed traits, segments, decision rules, contact policies, scoring models and journeys, YAML or JSON) as one set and store a new version of each ' +
           'definition that changed. An invalid set stores nothing; every error is listed with its file and path.',
       )
       .requiredOption('-f, --filename <path...>', 'definition file, or directory whose .yaml, .yml and .json files are applied in name order (repeatable)')

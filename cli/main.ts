@@ -51,6 +51,8 @@ import { addDecisionCommands } from './decision-commands.js';
 import type { SourceFile } from '../decisions/definitions/document.js';
 import { addDefinitionCommands, definitionIssuesFailure, readDefinitionFiles } from './definition-commands.js';
 import { addNodeCommand } from './node-command.js';
+import { readWebhookDestinations, WEBHOOKS_HELP } from './webhook-options.js';
+import type { WebhookDestination } from '../decisions/activation-delivery/webhook-config.js';
 import { addProfileTargetOptions, identifierFrom, notFound, type ProfileTargetOptions } from './identifier-options.js';
 
 const MAX_PAGE_SIZE = 1000;
@@ -151,6 +153,7 @@ interface DevOptions {
   maxResident: number;
   walSync: boolean;
   limit?: Partial<EventLimits>;
+  webhooks?: string;
 }
 
 function addDevCommand(program: Command): void {
@@ -195,6 +198,7 @@ function addDevCommand(program: Command): void {
       collectLimit,
     )
     .option('--no-wal-sync', 'acknowledge events without fdatasync of the RocksDB WAL: safe against a process crash, not a power loss')
+    .option('--webhooks <file>', WEBHOOKS_HELP)
     .addHelpText('after', '\nExample:\n  rtcdp dev --port 50051 --load data/online-retail-2010-12.csv')
     .action((options: DevOptions) => runDev(options));
 }
@@ -202,9 +206,10 @@ function addDevCommand(program: Command): void {
 async function runDev(options: DevOptions): Promise<void> {
   const sources = await openSources(options.load ?? []);
   const definitionFiles = await readDefinitionFiles(options.definitions ?? [], '--definitions');
+  const webhooks = await readWebhookDestinations(options.webhooks);
   await mkdir(options.data, { recursive: true });
 
-  const embedded = await startDevNode(options);
+  const embedded = await startDevNode(options, webhooks);
   process.stdout.write(`rtcdp listening on ${embedded.address}\n`);
   if (definitionFiles.length > 0) await applyDevDefinitions(embedded, definitionFiles);
 
@@ -236,7 +241,7 @@ async function applyDevDefinitions(embedded: Awaited<ReturnType<typeof startDevN
   process.stdout.write(`definitions: ${outcome.results.length} applied (${changed} new or changed)\n`);
 }
 
-async function startDevNode(options: DevOptions) {
+async function startDevNode(options: DevOptions, webhooks: WebhookDestination[]) {
   // Imported here so that `send` and `profile` never load RocksDB and the server.
   const { startEmbedded } = await import('../api/embedded.js');
   const logger = createLogger({ level: options.logLevel });
@@ -254,6 +259,7 @@ async function startDevNode(options: DevOptions) {
       walSync: options.walSync,
       actors: { maxResidentActors: options.maxResident },
       eventLimits: options.limit,
+      webhooks,
     });
   } catch (error) {
     throw new CommandFailure(describeStartFailure(error, options), { cause: error });
@@ -359,7 +365,7 @@ function addSendCommand(program: Command): void {
     .command('send')
     .description(
       'Send the events of one or more files to an rtcdp node over a gRPC stream, then print how many were ' +
-        'accepted, duplicate and rejected. Sending a file again is safe: events are deduplicated by messageId.',
+        'accepted, duplicate and rejected. Sending a file again to an embedded node is safe: events are deduplicated by messageId. A cluster drops a resent messageId only within its duplicate window (2 minutes by default).',
     )
     .argument('<file...>', `event files, sent in the order given. ${FILE_FORMATS_HELP}`)
     .requiredOption('--server <host:port>', 'address of the rtcdp node, for example 127.0.0.1:50051', parseServer)
@@ -562,10 +568,23 @@ function printProfile(profile: Profile, output: string): void {
     'scores:',
     ...renderObject(profile.scores),
     '',
+    'journeys:',
+    ...renderJourneys(profile),
+    '',
     `recent events (newest first, ${Math.min(RECENT_EVENTS_SHOWN, profile.recentEvents.length)} of ${profile.recentEvents.length}):`,
     ...renderTable(profile.recentEvents.slice(0, RECENT_EVENTS_SHOWN).map(eventRow)),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+function renderJourneys(profile: Profile): string[] {
+  const names = Object.keys(profile.journeys).sort();
+  if (names.length === 0) return ['  (none)'];
+  const rows = names.map((name) => {
+    const position = profile.journeys[name];
+    return [name, position.step, position.enteredAt, position.waitUntil === '' ? '-' : position.waitUntil];
+  });
+  return renderTable([['JOURNEY', 'STEP', 'ENTERED AT', 'WAITING UNTIL'], ...rows]);
 }
 
 function renderSegments(profile: Profile): string[] {

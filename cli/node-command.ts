@@ -6,6 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { createLogger } from '../common/logger.js';
 import { CommandFailure, LOG_LEVELS, collectWriteKey, parseChoice, parseInteger, waitForStopSignal } from './common.js';
+import { readWebhookDestinations, WEBHOOKS_HELP } from './webhook-options.js';
 
 interface NodeCommandOptions {
   nats: string[];
@@ -28,6 +29,7 @@ interface NodeCommandOptions {
   checkpointIntervalMs?: number;
   handoffTimeoutMs?: number;
   queryTimeoutMs?: number;
+  webhooks?: string;
 }
 
 export function addNodeCommand(program: Command): void {
@@ -58,11 +60,13 @@ export function addNodeCommand(program: Command): void {
     .option('--checkpoint-interval-ms <ms>', 'time between writes of each shard\'s checkpoints (default: 1000)', parseInteger('--checkpoint-interval-ms', 10, 3_600_000))
     .option('--handoff-timeout-ms <ms>', 'how long one shard handoff may take before the next owner replays the rest from the log (default: 10000)', parseInteger('--handoff-timeout-ms', 100, 3_600_000))
     .option('--query-timeout-ms <ms>', 'how long a profile query waits, shard moves included, before it fails (default: 10000)', parseInteger('--query-timeout-ms', 100, 3_600_000))
+    .option('--webhooks <file>', `${WEBHOOKS_HELP}. Each node given a destination delivers to it independently`)
     .addHelpText('after', '\nExample:\n  rtcdp node --nats nats://127.0.0.1:4222 --node-id n1 --data .rtcdp-n1 --grpc-port 50051')
     .action((options: NodeCommandOptions) => runNode(options));
 }
 
 async function runNode(options: NodeCommandOptions): Promise<void> {
+  const webhooks = await readWebhookDestinations(options.webhooks);
   await mkdir(options.data, { recursive: true });
   // Imported here so that commands that only talk to a server never load RocksDB.
   const { startClusterProcess } = await import('../api/cluster.js');
@@ -91,6 +95,7 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
       checkpointIntervalMs: options.checkpointIntervalMs,
       handoffTimeoutMs: options.handoffTimeoutMs,
       queryTimeoutMs: options.queryTimeoutMs,
+      webhooks,
       logger,
     });
   } catch (error) {

@@ -287,6 +287,11 @@ export class ClusterNode implements ServingNode {
     return this.#lifecycle.state;
   }
 
+  /** The node's RocksDB, for components that keep node-local state in it, such as webhook delivery cursors. Open until the node stops. */
+  get store(): Store {
+    return this.#store;
+  }
+
   /** The number of virtual shards of the cluster, as stored in NATS. */
   get shards(): number {
     return this.#shards;

@@ -149,6 +149,11 @@ export class RtcdpNode implements ServingNode {
     return this.#lifecycle.state;
   }
 
+  /** The node's RocksDB, for components that keep node-local state in it, such as webhook delivery cursors. Open until the node stops. */
+  get store(): Store {
+    return this.#store;
+  }
+
   /**
    * Validates, routes and appends a batch. Resolves once every accepted event is durable in
    * the log, with one result per event in request order. Throws OverloadedError, storing
@@ -219,7 +224,6 @@ export class RtcdpNode implements ServingNode {
     return entries.map((entry) => ({ sequence: parseSequence(entry.key.toString()), payload: entry.value }));
   }
 
-  /** Lists dead letters of a workspace, oldest profile id first. */
   /**
    * Decides the next best action for the profile holding `identifier`, in its actor, after
    * every event acknowledged before the call. The decision counts for the rules' caps.
@@ -244,6 +248,7 @@ export class RtcdpNode implements ServingNode {
     return [...profile.receipts].reverse();
   }
 
+  /** Lists dead letters of a workspace, oldest profile id first. */
   async listDeadLetters(workspace: string, limit = 100): Promise<DeadLetterRecord[]> {
     this.#assertRunning('listDeadLetters');
     const prefix = keys.deadLetterPrefix(workspace);

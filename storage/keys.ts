@@ -64,6 +64,13 @@ export const keys = {
     `evaluation-timer/${workspace}/${padShard(shard)}/${padSequence(dueMs)}/${part(profileId)}`,
   evaluationTimerPrefix: (workspace: string, shard: number) => `evaluation-timer/${workspace}/${padShard(shard)}/`,
 
+  /** The sequence of the workspace's activation log that a webhook destination has delivered up to. */
+  webhookCursor: (workspace: string, destination: string) => `webhook-cursor/${workspace}/${part(destination)}`,
+  /** A batch that a webhook destination gave up on, by the sequence of its first activation. */
+  webhookDeadLetter: (workspace: string, destination: string, firstSequence: number) =>
+    `webhook-dead-letter/${workspace}/${part(destination)}/${padSequence(firstSequence)}`,
+  webhookDeadLetterPrefix: (workspace: string, destination: string) => `webhook-dead-letter/${workspace}/${part(destination)}/`,
+
   /** Cluster mode: the tenure chain in which a profile's local snapshot was written. */
   clusterSnapshotChain: (workspace: string, profileId: string) => `cluster-chain/${workspace}/${part(profileId)}`,
   /** Cluster mode: the lease epoch and tenure chain of this node's last completed handoff of a shard. */

@@ -302,6 +302,8 @@ t.test('validation - sample definitions are valid', async (t) => {
     'DecisionRule/repeat_buyer_bundle',
     'DecisionRule/newsletter_signup',
     'ContactPolicy/default',
+    'ScoringModel/engagement',
+    'Journey/vip_welcome',
     'Segment/big_spenders',
     'Segment/repeat_buyers',
     'Segment/cancellers',

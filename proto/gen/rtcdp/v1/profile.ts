@@ -70,6 +70,8 @@ export interface Profile {
    * event, timer or decision). A model without a score yet is absent.
    */
   scores: { [key: string]: number };
+  /** The journeys the profile is in, by name, with its step. */
+  journeys: { [key: string]: JourneyPosition };
 }
 
 export interface Profile_EventsEntry {
@@ -85,6 +87,20 @@ export interface Profile_SegmentsEntry {
 export interface Profile_ScoresEntry {
   key: string;
   value: number;
+}
+
+export interface Profile_JourneysEntry {
+  key: string;
+  value?: JourneyPosition | undefined;
+}
+
+export interface JourneyPosition {
+  step: string;
+  definitionVersion: number;
+  /** When the profile entered the journey (ISO 8601). */
+  enteredAt: string;
+  /** While at a wait or waitFor step: when the wait ends (ISO 8601); empty otherwise. */
+  waitUntil: string;
 }
 
 export interface SegmentMembership {
@@ -364,6 +380,7 @@ function createBaseProfile(): Profile {
     computedTraits: undefined,
     segments: {},
     scores: {},
+    journeys: {},
   };
 }
 
@@ -404,6 +421,9 @@ export const Profile: MessageFns<Profile> = {
     });
     globalThis.Object.entries(message.scores).forEach(([key, value]: [string, number]) => {
       Profile_ScoresEntry.encode({ key: key as any, value }, writer.uint32(98).fork()).join();
+    });
+    globalThis.Object.entries(message.journeys).forEach(([key, value]: [string, JourneyPosition]) => {
+      Profile_JourneysEntry.encode({ key: key as any, value }, writer.uint32(106).fork()).join();
     });
     return writer;
   },
@@ -526,6 +546,17 @@ export const Profile: MessageFns<Profile> = {
             }
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            const entry13 = Profile_JourneysEntry.decode(reader, reader.uint32());
+            if (entry13.value !== undefined) {
+              message.journeys[entry13.key] = entry13.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -621,6 +652,20 @@ export const Profile: MessageFns<Profile> = {
           {},
         )
         : {},
+      journeys: isObject(object.journeys)
+        ? (globalThis.Object.entries(object.journeys) as [string, any][]).reduce(
+          (acc: { [key: string]: JourneyPosition }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: JourneyPosition.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -680,6 +725,15 @@ export const Profile: MessageFns<Profile> = {
         });
       }
     }
+    if (message.journeys) {
+      const entries = globalThis.Object.entries(message.journeys) as [string, JourneyPosition][];
+      if (entries.length > 0) {
+        obj.journeys = {};
+        entries.forEach(([k, v]) => {
+          obj.journeys[k] = JourneyPosition.toJSON(v);
+        });
+      }
+    }
     return obj;
   },
 
@@ -721,6 +775,15 @@ export const Profile: MessageFns<Profile> = {
       (acc: { [key: string]: number }, [key, value]: [string, number]) => {
         if (value !== undefined) {
           acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.journeys = (globalThis.Object.entries(object.journeys ?? {}) as [string, JourneyPosition][]).reduce(
+      (acc: { [key: string]: JourneyPosition }, [key, value]: [string, JourneyPosition]) => {
+        if (value !== undefined) {
+          acc[key] = JourneyPosition.fromPartial(value);
         }
         return acc;
       },
@@ -985,6 +1048,222 @@ export const Profile_ScoresEntry: MessageFns<Profile_ScoresEntry> = {
     const message = createBaseProfile_ScoresEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseProfile_JourneysEntry(): Profile_JourneysEntry {
+  return { key: "", value: undefined };
+}
+
+export const Profile_JourneysEntry: MessageFns<Profile_JourneysEntry> = {
+  encode(message: Profile_JourneysEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      JourneyPosition.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Profile_JourneysEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProfile_JourneysEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = JourneyPosition.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Profile_JourneysEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? JourneyPosition.fromJSON(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: Profile_JourneysEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = JourneyPosition.toJSON(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Profile_JourneysEntry>, I>>(base?: I): Profile_JourneysEntry {
+    return Profile_JourneysEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Profile_JourneysEntry>, I>>(object: I): Profile_JourneysEntry {
+    const message = createBaseProfile_JourneysEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null)
+      ? JourneyPosition.fromPartial(object.value)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseJourneyPosition(): JourneyPosition {
+  return { step: "", definitionVersion: 0, enteredAt: "", waitUntil: "" };
+}
+
+export const JourneyPosition: MessageFns<JourneyPosition> = {
+  encode(message: JourneyPosition, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.step !== "") {
+      writer.uint32(10).string(message.step);
+    }
+    if (message.definitionVersion !== 0) {
+      writer.uint32(16).uint32(message.definitionVersion);
+    }
+    if (message.enteredAt !== "") {
+      writer.uint32(26).string(message.enteredAt);
+    }
+    if (message.waitUntil !== "") {
+      writer.uint32(34).string(message.waitUntil);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JourneyPosition {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJourneyPosition();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.step = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.definitionVersion = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.enteredAt = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.waitUntil = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JourneyPosition {
+    return {
+      step: isSet(object.step) ? globalThis.String(object.step) : "",
+      definitionVersion: isSet(object.definitionVersion)
+        ? globalThis.Number(object.definitionVersion)
+        : isSet(object.definition_version)
+        ? globalThis.Number(object.definition_version)
+        : 0,
+      enteredAt: isSet(object.enteredAt)
+        ? globalThis.String(object.enteredAt)
+        : isSet(object.entered_at)
+        ? globalThis.String(object.entered_at)
+        : "",
+      waitUntil: isSet(object.waitUntil)
+        ? globalThis.String(object.waitUntil)
+        : isSet(object.wait_until)
+        ? globalThis.String(object.wait_until)
+        : "",
+    };
+  },
+
+  toJSON(message: JourneyPosition): unknown {
+    const obj: any = {};
+    if (message.step !== "") {
+      obj.step = message.step;
+    }
+    if (message.definitionVersion !== 0) {
+      obj.definitionVersion = Math.round(message.definitionVersion);
+    }
+    if (message.enteredAt !== "") {
+      obj.enteredAt = message.enteredAt;
+    }
+    if (message.waitUntil !== "") {
+      obj.waitUntil = message.waitUntil;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<JourneyPosition>, I>>(base?: I): JourneyPosition {
+    return JourneyPosition.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<JourneyPosition>, I>>(object: I): JourneyPosition {
+    const message = createBaseJourneyPosition();
+    message.step = object.step ?? "";
+    message.definitionVersion = object.definitionVersion ?? 0;
+    message.enteredAt = object.enteredAt ?? "";
+    message.waitUntil = object.waitUntil ?? "";
     return message;
   },
 };

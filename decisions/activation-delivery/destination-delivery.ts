@@ -1,0 +1,229 @@
+/**
+ * The delivery loop of one webhook destination. It reads the workspace's activation feed
+ * after its cursor, POSTs each page as one batch, and moves the cursor past the batch only
+ * after a 2xx response or once the batch is a dead letter. So every activation is delivered
+ * at least once: a crash or a stop between the response and the cursor write sends the
+ * same batch again.
+ */
+import type { Logger } from '../../common/logger.js';
+import type { ActivationFeed } from '../../cluster/serving-node.js';
+import type { StoredActivation } from '../../profiles/activation-log.js';
+import type { DeliveryState, WebhookDeadLetter } from './delivery-state.js';
+import type { WebhookDestination } from './webhook-config.js';
+import { idempotencyKey, signWebhookBody, toWebhookActivation, type WebhookBody } from './webhook-payload.js';
+import { postBatch, type AttemptResult } from './webhook-request.js';
+import { TokenBucket, type Clock } from './token-bucket.js';
+
+export interface RetryPolicy {
+  /** Delay before the second attempt; each later attempt doubles it. */
+  baseDelayMs: number;
+  /** Maximum delay between attempts, before jitter. */
+  maxDelayMs: number;
+  /** Maximum Retry-After wait honoured. A longer one is cut to this. */
+  maxRetryAfterMs: number;
+  /** Uniform in [0, 1), for jitter. */
+  random: () => number;
+}
+
+/** Counters of one destination since the dispatcher started. */
+export interface DestinationStats {
+  /** The sequence delivered (or dead-lettered) up to, as last stored. */
+  cursor: number;
+  deliveredBatches: number;
+  deliveredActivations: number;
+  /** Requests that did not return a 2xx, each retry counted. */
+  failedAttempts: number;
+  deadLetteredBatches: number;
+  /** Requests that waited for the rate limit. */
+  rateLimitWaits: number;
+}
+
+export interface DestinationDeliveryOptions {
+  destination: WebhookDestination;
+  feed: ActivationFeed;
+  state: DeliveryState;
+  retry: RetryPolicy;
+  clock: Clock;
+  logger: Logger;
+}
+
+type BatchOutcome = { kind: 'delivered'; attempts: number } | { kind: 'dead-letter'; deadLetter: WebhookDeadLetter } | { kind: 'stopped' };
+
+export class DestinationDelivery {
+  readonly #destination: WebhookDestination;
+  readonly #feed: ActivationFeed;
+  readonly #state: DeliveryState;
+  readonly #retry: RetryPolicy;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #bucket: TokenBucket;
+  /** Aborts waits and stops new attempts; a request in flight may still finish. */
+  readonly #stopping = new AbortController();
+  /** Aborts the request in flight too. */
+  readonly #forced = new AbortController();
+  #running: Promise<void> | null = null;
+  readonly #stats: DestinationStats = { cursor: 0, deliveredBatches: 0, deliveredActivations: 0, failedAttempts: 0, deadLetteredBatches: 0, rateLimitWaits: 0 };
+
+  constructor(options: DestinationDeliveryOptions) {
+    this.#destination = options.destination;
+    this.#feed = options.feed;
+    this.#state = options.state;
+    this.#retry = options.retry;
+    this.#clock = options.clock;
+    this.#logger = options.logger;
+    this.#bucket = new TokenBucket(options.destination.maxRequestsPerSecond, options.clock);
+  }
+
+  get stats(): DestinationStats {
+    return { ...this.#stats };
+  }
+
+  /** Starts the loop in the background; it runs until `stop`. */
+  start(): void {
+    this.#running ??= this.#run();
+  }
+
+  /**
+   * Stops the loop. A request in flight gets `graceMs` to finish, so that its batch is not
+   * sent again after a restart. After that it is aborted, and its batch stays after the cursor.
+   */
+  async stop(graceMs: number): Promise<void> {
+    this.#stopping.abort();
+    if (this.#running === null) return;
+
+    const grace = new AbortController();
+    const finished = await Promise.race([this.#running.then(() => true), this.#clock.sleep(graceMs, grace.signal).then(() => false)]);
+    grace.abort();
+    if (!finished) {
+      this.#logger.warn({ graceMs }, 'webhook request still in flight after the grace period; aborting it');
+      this.#forced.abort();
+      await this.#running;
+    }
+  }
+
+  async #run(): Promise<void> {
+    let failures = 0;
+    let cursor: number | null = null;
+
+    while (!this.#stopping.signal.aborted) {
+      try {
+        if (cursor === null) {
+          cursor = await this.#state.readCursor();
+          this.#stats.cursor = cursor;
+          this.#logger.info({ cursor, url: this.#destination.url.origin }, 'webhook delivery resumed after the stored cursor');
+        }
+        cursor = await this.#step(cursor);
+        failures = 0;
+      } catch (error) {
+        // Reading the feed or writing the cursor failed: wait, then read from the stored cursor again.
+        if (this.#stopping.signal.aborted) break;
+        failures += 1;
+        const retryInMs = this.#backoffMs(failures);
+        this.#logger.error({ err: error, failures, retryInMs }, 'webhook delivery loop failed; retrying');
+        cursor = null;
+        await this.#clock.sleep(retryInMs, this.#stopping.signal);
+      }
+    }
+    this.#logger.info({ cursor: this.#stats.cursor }, 'webhook delivery stopped');
+  }
+
+  /** Delivers the next page after `cursor`, or waits for one. Returns the new cursor. */
+  async #step(cursor: number): Promise<number> {
+    const { workspace, maxBatchActivations, types } = this.#destination;
+    const page = await this.#feed.list(workspace, { afterSequence: cursor, limit: maxBatchActivations, types });
+
+    if (page.activations.length === 0) {
+      // Caught up, though the cursor may still move past activations of other types.
+      if (page.nextAfterSequence > cursor) await this.#storeCursor(page.nextAfterSequence);
+      if (page.nextAfterSequence >= page.visibleSequence) await this.#feed.waitBeyond(workspace, page.nextAfterSequence, this.#stopping.signal);
+      return Math.max(cursor, page.nextAfterSequence);
+    }
+
+    const outcome = await this.#deliver(page.activations);
+    if (outcome.kind === 'stopped') return cursor;
+
+    if (outcome.kind === 'delivered') {
+      await this.#storeCursor(page.nextAfterSequence);
+      this.#stats.deliveredBatches += 1;
+      this.#stats.deliveredActivations += page.activations.length;
+    } else {
+      await this.#state.writeDeadLetter(outcome.deadLetter, page.nextAfterSequence);
+      this.#stats.cursor = page.nextAfterSequence;
+      this.#stats.deadLetteredBatches += 1;
+    }
+    return page.nextAfterSequence;
+  }
+
+  async #storeCursor(afterSequence: number): Promise<void> {
+    await this.#state.writeCursor(afterSequence);
+    this.#stats.cursor = afterSequence;
+  }
+
+  /** Sends a batch until it succeeds, fails for good, or the loop stops. */
+  async #deliver(activations: StoredActivation[]): Promise<BatchOutcome> {
+    const body: WebhookBody = { activations: activations.map(toWebhookActivation) };
+    // Every attempt sends the same bytes, so the signature and the idempotency key repeat too.
+    const text = JSON.stringify(body);
+    const signature = signWebhookBody(this.#destination.secret, text);
+    const key = idempotencyKey(activations);
+    const batch = { firstSequence: activations[0].sequence, lastSequence: activations[activations.length - 1].sequence, activations: activations.length };
+
+    for (let attempt = 1; ; attempt++) {
+      const waitedMs = await this.#bucket.take(this.#stopping.signal);
+      if (waitedMs === null) return { kind: 'stopped' };
+      if (waitedMs > 0) this.#stats.rateLimitWaits += 1;
+
+      const result = await postBatch({
+        url: this.#destination.url,
+        body: text,
+        signature,
+        idempotencyKey: key,
+        timeoutMs: this.#destination.timeoutMs,
+        signal: this.#forced.signal,
+        nowMs: this.#clock.now(),
+      });
+      if (result.ok) {
+        this.#logger.debug({ ...batch, attempt, status: result.status }, 'webhook batch delivered');
+        return { kind: 'delivered', attempts: attempt };
+      }
+      if ('stopped' in result) return { kind: 'stopped' };
+
+      this.#stats.failedAttempts += 1;
+      if (!result.retryable || attempt >= this.#destination.maxAttempts) {
+        this.#logger.error({ ...batch, attempts: attempt, status: result.status, error: result.error }, 'webhook batch moved to the dead letters');
+        return { kind: 'dead-letter', deadLetter: this.#deadLetter(body, attempt, result) };
+      }
+
+      const retryInMs = result.retryAfterMs === undefined ? this.#backoffMs(attempt) : Math.min(result.retryAfterMs, this.#retry.maxRetryAfterMs);
+      this.#logger.warn({ ...batch, attempt, maxAttempts: this.#destination.maxAttempts, status: result.status, error: result.error, retryInMs }, 'webhook request failed; retrying');
+      await this.#clock.sleep(retryInMs, this.#stopping.signal);
+      if (this.#stopping.signal.aborted) return { kind: 'stopped' };
+    }
+  }
+
+  #deadLetter(body: WebhookBody, attempts: number, result: Extract<AttemptResult, { retryable: boolean }>): WebhookDeadLetter {
+    const { activations } = body;
+    const deadLetter: WebhookDeadLetter = {
+      version: 1,
+      destination: this.#destination.name,
+      workspace: this.#destination.workspace,
+      firstSequence: activations[0].sequence,
+      lastSequence: activations[activations.length - 1].sequence,
+      activations,
+      attempts,
+      error: result.error,
+      failedAtMs: this.#clock.now(),
+    };
+    if (result.status !== undefined) deadLetter.status = result.status;
+    return deadLetter;
+  }
+
+  /**
+   * Exponential backoff with jitter: base × 2^(attempt − 1), capped at maxDelayMs, then
+   * scaled by a random factor in [0.5, 1) so that destinations failing together spread out.
+   */
+  #backoffMs(attempt: number): number {
+    const exponential = Math.min(this.#retry.maxDelayMs, this.#retry.baseDelayMs * 2 ** Math.min(attempt - 1, 30));
+    return Math.round(exponential * (0.5 + this.#retry.random() / 2));
+  }
+}
