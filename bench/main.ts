@@ -19,7 +19,7 @@ import { runMemory, type MemoryOptions } from './memory.js';
 import { INGEST_DRIVERS } from './open-loop-drivers.js';
 import { runLatency, type LatencyOptions } from './open-loop.js';
 import { BENCH_DIR, ChildProcesses } from './processes.js';
-import { progress, writeResultFile } from './report.js';
+import { progress, writeResultFile, writeSummaryFile } from './report.js';
 import { runClusterSmoke, runSmoke } from './smoke.js';
 import { parseEventMix, parsePropertyBytes, resolveWorkload, type WorkloadChoice, type WorkloadFlags } from './workload-options.js';
 
@@ -118,19 +118,48 @@ async function runScenario(name: string, common: CommonOptions, charts: boolean,
   process.once('SIGTERM', stopOnSignal);
   process.once('exit', () => processes.killAllNow());
 
+  const startedAt = new Date();
+  const tables = captureStdout();
   try {
     const result = await run(context);
     const file = await writeResultFile(context.resultsDir, name, result);
     progress(`wrote ${file}`);
+    const summary = await writeSummaryFile({
+      scenario: name,
+      command: process.argv.slice(2).join(' '),
+      startedAt,
+      finishedAt: new Date(),
+      passed: result.passed,
+      tables: tables.text(),
+      resultFile: file,
+    });
+    progress(`wrote ${summary}`);
     process.exitCode = result.passed ? 0 : 1;
     if (!result.passed) progress(`${name} FAILED`);
   } catch (error) {
     progress(`${name} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
     process.exitCode = 1;
   } finally {
+    tables.stop();
     await processes.stopAll();
     await removeDataRoot(context);
   }
+}
+
+/** Copies everything written to stdout from now on, so the run's tables can go into its summary. */
+function captureStdout(): { text(): string; stop(): void } {
+  const chunks: string[] = [];
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+    chunks.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString());
+    return (write as (...args: unknown[]) => boolean)(chunk, ...rest);
+  }) as typeof process.stdout.write;
+  return {
+    text: () => chunks.join(''),
+    stop: () => {
+      process.stdout.write = write;
+    },
+  };
 }
 
 /** Options of the closed-loop ingest load, shared by ingest, baseline and compare. */

@@ -68,6 +68,45 @@ export async function writeResultFile(dir: string, scenario: string, result: unk
   return file;
 }
 
+/** What a run's Markdown summary records besides the result tables. */
+export interface RunSummary {
+  scenario: string;
+  /** The command line, as typed after `npm run bench --`. */
+  command: string;
+  startedAt: Date;
+  finishedAt: Date;
+  passed: boolean;
+  /** The result tables the scenario printed on stdout. */
+  tables: string;
+  /** The JSON result file, to link to. */
+  resultFile: string;
+}
+
+/**
+ * Writes the Markdown summary of a run next to its JSON result file: the command, the
+ * machine, the times, the outcome and the tables the scenario printed. Returns its path.
+ */
+export async function writeSummaryFile(summary: RunSummary): Promise<string> {
+  const file = summary.resultFile.replace(/\.json$/, '.md');
+  const cpus = os.cpus();
+  const lines = [
+    `# ${summary.scenario}: ${summary.passed ? 'passed' : 'FAILED'}`,
+    '',
+    `- Command: \`npm run bench -- ${summary.command}\``,
+    `- Run: ${summary.startedAt.toISOString()} to ${summary.finishedAt.toISOString()} (${Math.round((summary.finishedAt.getTime() - summary.startedAt.getTime()) / 1000)} s)`,
+    `- Machine: ${cpus.length} × ${cpus[0]?.model.trim() ?? 'unknown CPU'}, ${formatMiB(os.totalmem())} memory, ${os.type()} ${os.release()}, Node ${process.version}`,
+    `- 1-minute load average at the end: ${os.loadavg()[0].toFixed(2)}`,
+    `- Result file: \`${path.basename(summary.resultFile)}\``,
+    '',
+    '```',
+    summary.tables.trimEnd(),
+    '```',
+    '',
+  ];
+  await writeFile(file, lines.join('\n'));
+  return file;
+}
+
 function typedArraysAsLists(_key: string, value: unknown): unknown {
   return ArrayBuffer.isView(value) && !(value instanceof DataView) ? Array.from(value as unknown as ArrayLike<number>) : value;
 }
