@@ -25,6 +25,13 @@ import { assertWellFormed, strictDeserializer, type MalformedRequest } from './s
 /** Maximum length of a channel name, in characters. */
 const MAX_CHANNEL_LENGTH = 64;
 
+/**
+ * Maximum size of a Decide call's context as JSON, in bytes: the default maxEventBytes, so it
+ * matches the largest event whose properties a trigger passes as context. Every receipt keeps
+ * its context in the profile's snapshot, so without a limit a few large calls bloat it.
+ */
+const MAX_CONTEXT_BYTES = 32_768;
+
 export const decisionServiceDefinition = {
   ...DecisionServiceService,
   decide: { ...DecisionServiceService.decide, requestDeserialize: strictDeserializer(DecideRequest, 'rtcdp.v1.DecideRequest') },
@@ -45,7 +52,8 @@ export function createDecisionService(node: DecidingNode, auth: AuthOptions, log
       void (async () => {
         const request = assertWellFormed(call.request);
         const channel = parseChannel(request.channel);
-        const receipt = await node.decide(workspaceOf(call.metadata, auth), requireIdentifier(request.identifier), { channel, context: (request.context ?? {}) as Record<string, JsonValue> });
+        const context = parseContext(request.context);
+        const receipt = await node.decide(workspaceOf(call.metadata, auth), requireIdentifier(request.identifier), { channel, context });
         const chosen = receipt.chosen;
         return { action: chosen === null || chosen.control ? '' : chosen.action, receipt: receiptToProto(receipt) };
       })().then(
@@ -67,9 +75,21 @@ export function createDecisionService(node: DecidingNode, auth: AuthOptions, log
   };
 }
 
+/** Channel names as rules name them: a letter, then letters, digits, "_", ".", ":" or "-". */
+const CHANNEL_NAME = /^[A-Za-z][A-Za-z0-9_.:-]*$/;
+
 function parseChannel(channel: string): string {
   if (channel.length > MAX_CHANNEL_LENGTH) throw new InvalidArgumentError(`channel must be at most ${MAX_CHANNEL_LENGTH} characters, received ${channel.length}`);
+  if (channel !== '' && !CHANNEL_NAME.test(channel)) {
+    throw new InvalidArgumentError(`channel must be empty or a letter followed by letters, digits, "_", ".", ":" or "-", received ${JSON.stringify(channel)}`);
+  }
   return channel;
+}
+
+function parseContext(context: DecideRequest['context']): Record<string, JsonValue> {
+  const bytes = Buffer.byteLength(JSON.stringify(context ?? {}));
+  if (bytes > MAX_CONTEXT_BYTES) throw new InvalidArgumentError(`context must be at most ${MAX_CONTEXT_BYTES} bytes as JSON, received ${bytes}`);
+  return (context ?? {}) as Record<string, JsonValue>;
 }
 
 export function receiptToProto(receipt: DecisionReceipt): Receipt {

@@ -84,7 +84,7 @@ async function runReceipts(options: ProfileTargetOptions): Promise<void> {
 function receiptLines(receipt: Receipt): string[] {
   const chosen = receipt.chosen;
   const outcome = chosen === undefined ? 'no rule chosen' : `${chosen.rule} v${chosen.version} -> ${chosen.action}${chosen.controlGroup ? ' (control group: action withheld)' : ''}`;
-  const cause = receipt.cause === 'event' ? `event ${receipt.messageId}` : 'Decide call';
+  const cause = receipt.cause === 'event' ? `an event (${receipt.messageId})` : 'a Decide call';
   const rows = receipt.candidates.map((candidate) => [
     candidate.rule,
     String(candidate.version),
@@ -93,7 +93,7 @@ function receiptLines(receipt: Receipt): string[] {
     candidate.detail === '' ? '-' : candidate.detail,
   ]);
   return [
-    `decision ${receipt.decisionId} at ${receipt.at} on channel ${receipt.channel === '' ? '(none)' : receipt.channel}, from a ${cause}: ${outcome}`,
+    `decision ${receipt.decisionId} at ${receipt.at} on channel ${receipt.channel === '' ? '(none)' : receipt.channel}, from ${cause}: ${outcome}`,
     ...renderTable([['RULE', 'VERSION', 'OUTCOME', 'PRIORITY', 'DETAIL'], ...rows]),
   ];
 }

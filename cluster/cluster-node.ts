@@ -16,6 +16,7 @@ import { profileIdForIdentifier, type Identifier } from '../profiles/identifiers
 import { ProfileBehavior } from '../profiles/profile-behavior.js';
 import { PUBLISHED_ELSEWHERE } from '../profiles/activation-log.js';
 import { JetStreamActivationLog } from './nats/activation-stream.js';
+import { ClusterTimerIndex } from './nats/timer-index.js';
 import { DefinitionCatalog } from '../decisions/evaluation/definition-catalog.js';
 import { DefinitionEvaluator } from '../decisions/evaluation/definition-evaluator.js';
 import type { ProfileView } from '../profiles/profile.js';
@@ -106,6 +107,7 @@ export class ClusterNode implements ServingNode {
   readonly activations: JetStreamActivationLog;
   readonly evaluator: DefinitionEvaluator;
   readonly #catalog: DefinitionCatalog;
+  readonly #timers: ClusterTimerIndex;
   readonly #logger: Logger;
   readonly #lifecycle: Lifecycle;
   readonly #connection: NatsConnection;
@@ -143,6 +145,7 @@ export class ClusterNode implements ServingNode {
       claims: IdentifierClaims;
       definitions: DefinitionStore;
       activations: JetStreamActivationLog;
+      timers: ClusterTimerIndex;
       store: Store;
       shards: number;
       clusterId: string;
@@ -164,6 +167,7 @@ export class ClusterNode implements ServingNode {
 
     this.#index = new IdentifierIndex(parts.store);
     this.activations = parts.activations;
+    this.#timers = parts.timers;
     this.#catalog = new DefinitionCatalog({ store: parts.definitions, logger: this.#logger });
     this.evaluator = new DefinitionEvaluator({ catalog: this.#catalog, logger: this.#logger });
     this.#local = new ProfileBehavior({
@@ -226,6 +230,7 @@ export class ClusterNode implements ServingNode {
       const claims = await IdentifierClaims.open(connection, { replicas: options.replicas });
       const definitionKv = await NatsKvStore.open(connection, { bucket: DEFINITION_BUCKET, replicas: options.replicas, allowDirect: false });
       const definitions = new KvDefinitionStore(definitionKv, { logger });
+      const timers = await ClusterTimerIndex.open(connection, { replicas: options.replicas });
       const activations = await JetStreamActivationLog.open(connection, {
         replicas: options.replicas,
         maxAgeMs: options.activationRetentionMs,
@@ -235,7 +240,7 @@ export class ClusterNode implements ServingNode {
       });
       store = await Store.open({ path: options.dataDir, walSync: false, logger });
 
-      const node = new ClusterNode(options, { connection, kv, log, snapshots, claims, definitions, activations, store, shards: settings.shards, clusterId: settings.clusterId });
+      const node = new ClusterNode(options, { connection, kv, log, snapshots, claims, definitions, activations, timers, store, shards: settings.shards, clusterId: settings.clusterId });
       await node.#start();
       return node;
     } catch (error) {
@@ -466,6 +471,7 @@ export class ClusterNode implements ServingNode {
         chain,
         clusterId: this.#clusterId,
         activations: this.activations,
+        timers: this.#timers,
         store: this.#store,
         nodeId: this.nodeId,
         connection: this.#connection,

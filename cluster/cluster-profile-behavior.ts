@@ -13,6 +13,7 @@
 import type { ActorBehavior } from '../actors/types.js';
 import type { IdentifierIndex } from '../profiles/identifier-index.js';
 import type { ProfileActivation } from '../profiles/activation.js';
+import type { ClusterTimerIndex } from './nats/timer-index.js';
 import type { ProfileMessage } from '../profiles/evaluator.js';
 import { capturePersistCounts, parseActorKey, type PersistCounts, type ProfileBehavior } from '../profiles/profile-behavior.js';
 import { fromSnapshot, toSnapshot, type AppliedEvent, type ProfileSnapshot, type ProfileState } from '../profiles/profile.js';
@@ -33,6 +34,8 @@ export interface ClusterProfileBehaviorOptions {
   clusterId: string;
   /** The cluster's activation stream, which each persist publishes the profiles' new activations to first. */
   activations: { publish(activations: readonly ProfileActivation[]): Promise<void> };
+  /** The cluster's timer index, which each persist updates first for profiles whose due time changed. */
+  timers: ClusterTimerIndex;
   snapshots: SnapshotStore;
   /** The cluster-wide identifier index, where new claims are published before the local write. */
   claims: IdentifierClaims;
@@ -104,9 +107,13 @@ export class ClusterProfileBehavior implements ActorBehavior<ProfileState, Profi
     );
 
     const activations = snapshots.flatMap(({ state }, i) => state.activations.slice(0, captured[i].activations));
+    const timers = snapshots.flatMap(({ state }, i) =>
+      captured[i].nextEvaluationMs === state.indexedEvaluationMs ? [] : [{ shard, workspace: state.workspace, profileId: state.profileId, dueMs: captured[i].nextEvaluationMs }],
+    );
     try {
       await this.#options.claims.publish(claims);
       await this.#options.activations.publish(activations);
+      await this.#options.timers.write(timers);
       await Promise.all(
         prepared.map(async (snapshot, i) => {
           snapshots[i].state.snapshotRevision = await this.#options.snapshots.commit(snapshot);

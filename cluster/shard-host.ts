@@ -18,7 +18,7 @@ import type { ProfileMessage } from '../profiles/evaluator.js';
 import { EvaluationTimers } from '../profiles/evaluation-timers.js';
 import { toSnapshot, type ProfileSnapshot, type ProfileState, type ProfileView } from '../profiles/profile.js';
 import type { LogRecord, PartitionId } from '../storage/event-log.js';
-import type { Store } from '../storage/store.js';
+import type { Store, WriteOp } from '../storage/store.js';
 import { ClusterProfileBehavior } from './cluster-profile-behavior.js';
 import { ShardFencedError } from './errors.js';
 import type { KvStore } from './kv/kv-store.js';
@@ -26,6 +26,8 @@ import type { IdentifierClaims } from './nats/identifier-claims.js';
 import type { JetStreamEventLog } from './nats/jetstream-event-log.js';
 import type { JetStreamActivationLog } from './nats/activation-stream.js';
 import { ShardFeed } from './nats/shard-feed.js';
+import type { ClusterTimerIndex } from './nats/timer-index.js';
+import { keys, prefixEnd } from '../storage/keys.js';
 import type { SnapshotStore } from './nats/snapshot-store.js';
 import { PartitionConsumer } from './partition-consumer.js';
 import type { DecisionInput } from './serving-node.js';
@@ -40,6 +42,7 @@ export interface ShardHostOptions {
   /** The id of the cluster's NATS state; see ClusterSettings. */
   clusterId: string;
   activations: JetStreamActivationLog;
+  timers: ClusterTimerIndex;
   /** The tenure chain of this tenure; see ClusterProfileBehavior. */
   chain: number;
   /** The node's RocksDB store, for local snapshots. */
@@ -117,6 +120,7 @@ export class ShardHost {
       chain: options.chain,
       clusterId: options.clusterId,
       activations: options.activations,
+      timers: options.timers,
       store: options.store,
       snapshots: options.snapshots,
       claims: options.claims,
@@ -148,6 +152,7 @@ export class ShardHost {
     this.#actors.start();
 
     const fromSequence = await this.#firstUncheckpointed();
+    await this.#importTimers();
     this.#feed = new ShardFeed({
       connection: this.#options.connection,
       shard: this.shard,
@@ -161,6 +166,23 @@ export class ShardHost {
     this.#checkpointTimer.unref();
     this.#timers.start();
     this.#lifecycle.set('running', { fromSequence, checkpoints: this.#state.checkpoints });
+  }
+
+  /**
+   * Replaces this node's local timer index of the shard with the cluster's, which the
+   * previous owners kept current, so due evaluations fire here from the start.
+   */
+  async #importTimers(): Promise<void> {
+    const entries = await this.#options.timers.list(this.shard);
+    for (const entry of entries) this.#workspaces.add(entry.workspace);
+
+    const ops: WriteOp[] = [...this.#workspaces].map((workspace) => {
+      const prefix = keys.evaluationTimerPrefix(workspace, this.shard);
+      return { type: 'delRange', start: prefix, end: prefixEnd(prefix) };
+    });
+    for (const entry of entries) ops.push({ type: 'put', key: keys.evaluationTimer(entry.workspace, this.shard, entry.dueMs, entry.profileId), value: '' });
+    if (ops.length > 0) await this.#options.store.write(ops);
+    if (entries.length > 0) this.#logger.info({ timers: entries.length }, 'imported the shard\'s timers');
   }
 
   /**

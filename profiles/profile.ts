@@ -51,7 +51,7 @@ export interface ProfileSnapshot {
   /** messageIds of the most recent events, oldest first: a second guard against double application. */
   recentMessageIds: string[];
   /**
-   * The state of each computed trait, by name, with the content hash of the definition it
+   * The state of each computed trait, by name, with the hash of the definition's spec it
    * was built under. The decisions code owns what `state` holds.
    */
   computed: Record<string, ComputedTraitEntry>;

@@ -117,8 +117,18 @@ function priorityOf(rule: CompiledRule, variables: ConditionActivation): number 
   if (rule.priority === undefined) return 0;
   const value = rule.priority.evaluate(variables);
   const priority = typeof value === 'bigint' ? Number(value) : value;
-  if (typeof priority !== 'number' || !Number.isFinite(priority)) throw new TypeError(`priority evaluated to ${String(value)}, not a finite number`);
+  if (typeof priority !== 'number' || !Number.isFinite(priority)) throw new TypeError(`priority evaluated to ${describeValue(value)}, not a finite number`);
   return priority;
+}
+
+/** Formats a CEL result for a message: strings quoted, other values as JSON where possible. */
+export function describeValue(value: unknown): string {
+  if (typeof value === 'bigint') return `${value}`;
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
 }
 
 function byPriority(a: Candidate, b: Candidate): number {

@@ -125,7 +125,23 @@ function parseFile(file: SourceFile): { items: FileItem[]; issues: DefinitionIss
     const contents = document.contents;
     if (contents === null || (isScalar(contents) && contents.value === null)) continue;
 
-    const value = document.toJS({ maxAliasCount: 100 }) as unknown;
+    let value: unknown;
+    try {
+      value = document.toJS({ maxAliasCount: 100 }) as unknown;
+    } catch (error) {
+      // The yaml package (2.9.1) throws ReferenceError for an alias it will not expand, such as one
+      // whose expansion passes maxAliasCount (a "billion laughs" document).
+      if (!(error instanceof ReferenceError)) throw error;
+      const position = lines.linePos(contents.range?.[0] ?? 0);
+      issues.push({
+        file: file.name,
+        path: '',
+        rule: `is not valid YAML or JSON: ${error.message} (at line ${position.line}, column ${position.col})`,
+        line: position.line,
+        column: position.col,
+      });
+      continue;
+    }
     if (isSeq(contents) && Array.isArray(value)) {
       contents.items.forEach((node, i) => items.push({ value: value[i], location: new DocumentLocation(file.name, items.length, node as YamlNode, lines) }));
     } else {

@@ -6,7 +6,7 @@
  * Rules:
  * - Every applied event updates every computed trait of the workspace, then every segment
  *   is evaluated again on the new state, at the wall-clock time of the step.
- * - A computed trait's state is kept under the content hash of its definition. A profile
+ * - A computed trait's state is kept under the hash of its definition's spec. A profile
  *   loaded after its trait was added or changed has the trait rebuilt from its stored
  *   history (rebuildTraits). A profile that is in memory when the definition changes starts
  *   the trait again empty at its next event, and counts only events from then on.

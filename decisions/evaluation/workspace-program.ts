@@ -3,6 +3,7 @@
  * one compiled condition per segment, built once per set of stored versions and shared by
  * every profile of the workspace.
  */
+import { createHash } from 'node:crypto';
 import type { Logger } from '../../common/logger.js';
 import { createComputedTrait, type ComputedTrait } from '../computed-traits/computed-trait.js';
 import { ComputedTraitConfigError, resolveComputedTrait } from '../computed-traits/definition.js';
@@ -19,7 +20,7 @@ import { resolveContactPolicy, resolveDecisionRule, type DecisionRuleSettings, t
 export interface CompiledTrait {
   name: string;
   version: number;
-  /** Content hash of the definition: a profile's state built under another hash starts again. */
+  /** Hash of the definition's spec (specHash): a profile's state built under another hash starts again. */
   hash: string;
   trait: ComputedTrait;
 }
@@ -80,7 +81,7 @@ export class WorkspaceProgram {
     for (const version of versions.filter((candidate) => candidate.kind === 'ComputedTrait' && !candidate.deleted)) {
       try {
         const definition = resolveComputedTrait({ ...version.spec, name: version.name }, {}, 'spec');
-        traits.push({ name: version.name, version: version.version, hash: version.contentHash, trait: createComputedTrait(definition) });
+        traits.push({ name: version.name, version: version.version, hash: specHash(version), trait: createComputedTrait(definition) });
       } catch (error) {
         if (!(error instanceof ComputedTraitConfigError)) throw error;
         logger.error({ workspace, kind: version.kind, name: version.name, version: version.version, err: error }, 'stored computed trait does not compile; it is not evaluated');
@@ -92,7 +93,7 @@ export class WorkspaceProgram {
     for (const version of versions.filter((candidate) => candidate.kind === 'Segment' && !candidate.deleted)) {
       const compiled = compiler.compile(String(version.spec.condition));
       if (compiled.ok) {
-        segments.push({ name: version.name, version: version.version, hash: version.contentHash, condition: compiled.condition });
+        segments.push({ name: version.name, version: version.version, hash: specHash(version), condition: compiled.condition });
       } else {
         logger.error({ workspace, kind: version.kind, name: version.name, version: version.version, rule: compiled.error.rule }, 'stored segment does not compile; it is not evaluated');
       }
@@ -140,7 +141,7 @@ function compileRules(workspace: string, versions: readonly DefinitionVersion[],
     if (compiled.ok) rules.push({ name: version.name, version: version.version, settings, ...compiled.expressions });
     else logger.error({ ...fields, path: compiled.path, rule: compiled.rule }, 'stored decision rule does not compile; it is not evaluated');
   }
-  return rules.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return rules.sort(byName);
 }
 
 /** Compiles the stored scoring models, sorted by name; one that no longer compiles is skipped with an error log. */
@@ -148,13 +149,13 @@ function compileModels(workspace: string, versions: readonly DefinitionVersion[]
   const models: CompiledModel[] = [];
   for (const version of versions.filter((candidate) => candidate.kind === 'ScoringModel' && !candidate.deleted)) {
     try {
-      models.push(compileModel(version.name, version.version, version.contentHash, resolveScoringModel(version.spec), compiler));
+      models.push(compileModel(version.name, version.version, specHash(version), resolveScoringModel(version.spec), compiler));
     } catch (error) {
       if (!(error instanceof ComputedTraitConfigError) && !(error instanceof TypeError)) throw error;
       logger.error({ workspace, kind: version.kind, name: version.name, version: version.version, err: error }, 'stored scoring model does not compile; it is not evaluated');
     }
   }
-  return models.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return models.sort(byName);
 }
 
 /** Compiles the stored journeys, sorted by name; one that no longer compiles is skipped with an error log. */
@@ -162,11 +163,25 @@ function compileJourneys(workspace: string, versions: readonly DefinitionVersion
   const journeys: CompiledJourney[] = [];
   for (const version of versions.filter((candidate) => candidate.kind === 'Journey' && !candidate.deleted)) {
     try {
-      journeys.push(compileJourney(version.name, version.version, version.contentHash, resolveJourney(version.spec), compiler));
+      journeys.push(compileJourney(version.name, version.version, specHash(version), resolveJourney(version.spec), compiler));
     } catch (error) {
       if (!(error instanceof ComputedTraitConfigError) && !(error instanceof TypeError)) throw error;
       logger.error({ workspace, kind: version.kind, name: version.name, version: version.version, err: error }, 'stored journey does not compile; it is not evaluated');
     }
   }
-  return journeys.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return journeys.sort(byName);
+}
+
+/**
+ * Returns the hash that a profile's state of a definition is kept under: the SHA-256 of its
+ * spec, whose keys the store keeps sorted. Unlike the content hash it leaves out the
+ * description, so editing only the description keeps every profile's state.
+ */
+function specHash(version: DefinitionVersion): string {
+  return createHash('sha256').update(JSON.stringify(version.spec)).digest('hex');
+}
+
+function byName(a: { name: string }, b: { name: string }): number {
+  if (a.name === b.name) return 0;
+  return a.name < b.name ? -1 : 1;
 }

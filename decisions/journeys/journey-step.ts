@@ -124,9 +124,18 @@ function advance(
   listener: JourneyListener,
 ): void {
   const steps = journey.settings.steps;
+  // Conditions see the same state throughout one evaluation, so coming back to a step that
+  // does not wait repeats the same path forever: the profile leaves the journey instead.
+  const visited = new Set<string>();
   for (let transitions = 0; transitions < MAX_TRANSITIONS; transitions++) {
     const index = steps.findIndex((step) => step.name === position.step);
     const step = steps[index];
+    if (visited.has(step.name) && step.kind !== 'wait' && step.kind !== 'waitFor') {
+      listener.conditionFailed(journey, 'spec.steps', new RangeError(`step ${step.name} came round again without a wait in between; the profile leaves the journey`));
+      finish(state, journey.name, journey.version, nowMs, 'journey.exited', listener);
+      return;
+    }
+    visited.add(step.name);
     const next = nextStep(journey, step, index, position, nowMs, trigger, variables, listener);
     // Only the step that waited for the event may take it; the steps after it see it as passed.
     trigger = { ...trigger, event: undefined };
@@ -137,8 +146,8 @@ function advance(
     }
     position.step = next;
   }
-  // A branch loop without a wait: the profile stays where it is until the next evaluation.
-  listener.conditionFailed(journey, 'spec.steps', new RangeError(`the profile took ${MAX_TRANSITIONS} steps in one evaluation; a branch loop needs a wait step`));
+  // Only a journey of more than MAX_TRANSITIONS steps in a row without a wait gets here.
+  listener.conditionFailed(journey, 'spec.steps', new RangeError(`the profile took ${MAX_TRANSITIONS} steps in one evaluation; it goes on at the next evaluation`));
 }
 
 /** Runs one step and returns the name of the next, END_STEP, or 'stay' while waiting. */

@@ -6,6 +6,7 @@
 import { createRfmState, rfmSummary, updateRfm, type RfmState } from '../computed-traits/rfm.js';
 import type { ConditionActivation, SegmentCondition, SegmentConditionCompiler } from '../definitions/segment-condition.js';
 import type { CustomerEvent } from '../../profiles/event.js';
+import { describeValue } from '../decision-rules/decide.js';
 import { expectedPurchases, probabilityAlive, sigmoid, type ScoringModelSettings } from './scoring-model.js';
 
 export interface CompiledModel {
@@ -68,7 +69,7 @@ export function scoreOf(model: CompiledModel, state: unknown, variables: Conditi
   settings.features.forEach((feature, i) => {
     const value = model.features[i].evaluate(variables);
     const number = typeof value === 'bigint' ? Number(value) : value;
-    if (typeof number !== 'number' || !Number.isFinite(number)) throw new TypeError(`feature ${i} evaluated to ${String(value)}, not a finite number`);
+    if (typeof number !== 'number' || !Number.isFinite(number)) throw new TypeError(`feature ${i} evaluated to ${describeValue(value)}, not a finite number`);
     z += feature.weight * number;
   });
   return sigmoid(z);

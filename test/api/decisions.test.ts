@@ -77,3 +77,28 @@ t.test('decisions api - bad requests and unknown profiles', async (t) => {
     details: 'channel must be at most 64 characters, received 65',
   });
 });
+
+t.test('decisions api - context over 32768 bytes', async (t) => {
+  const { client } = await setUp(t);
+  const decide = (context: object) => callUnary(client.decide.bind(client), { identifier: { type: 'user_id', value: 'u1' }, channel: 'web', context }, new Metadata());
+  const large = { note: 'x'.repeat(40_000) };
+
+  await t.rejects(decide(large), {
+    code: status.INVALID_ARGUMENT,
+    details: 'context must be at most 32768 bytes as JSON, received 40011',
+  });
+
+  const receipts = await callUnary(client.listReceipts.bind(client), { identifier: { type: 'user_id', value: 'u1' } }, new Metadata());
+  t.equal(receipts.receipts.length, 0, 'a rejected call stores no receipt');
+
+  const small = await decide({ note: 'x'.repeat(30_000) });
+  t.equal(small.action, 'default_banner', 'a context under the limit is accepted');
+});
+
+t.test('decisions api - channel names follow the rules of rule channels', async (t) => {
+  const { client } = await setUp(t);
+  await t.rejects(callUnary(client.decide.bind(client), { identifier: { type: 'user_id', value: 'u1' }, channel: 'wéb', context: {} }, new Metadata()), {
+    code: status.INVALID_ARGUMENT,
+    details: 'channel must be empty or a letter followed by letters, digits, "_", ".", ":" or "-", received "wéb"',
+  });
+});

@@ -7,6 +7,7 @@ import path from 'node:path';
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ClusterNode } from '../../cluster/cluster-node.js';
+import { shardOf } from '../../cluster/routing.js';
 import type { ClusterNodeOptions } from '../../cluster/cluster-options.js';
 import { createLogger } from '../../common/logger.js';
 import { DefinitionRegistry } from '../../decisions/definitions/definition-registry.js';
@@ -149,4 +150,44 @@ t.test('cluster segments - owners evaluate, any node answers, timers exit', { ti
     ['not_eligible'],
     'u0 is no longer eligible',
   );
+});
+
+t.test('cluster segments - a time-based exit fires on the new owner after a handoff', { timeout: 120_000 }, async (t) => {
+  const server = await startNatsServer();
+  t.teardown(() => server.stop());
+
+  const nodes: ClusterNode[] = [];
+  t.teardown(() => Promise.all(nodes.map((node) => node.abort())));
+  const root = t.testdir();
+  for (const nodeId of ['a', 'b']) {
+    nodes.push(await ClusterNode.start({ ...FAST, servers: [server.url], nodeId, dataDir: path.join(root, nodeId) }));
+  }
+  await waitFor(
+    async () => nodes.reduce((sum, node) => sum + node.status().hosted.length, 0),
+    (hosted) => hosted === 6 && nodes.every((node) => node.status().hosted.length > 0),
+    'every shard hosted',
+  );
+  await new DefinitionRegistry(nodes[0].definitionStore).apply(WORKSPACE, [{ name: 'definitions.yaml', content: DEFINITIONS }]);
+
+  // The order leaves the one-hour window 15 s from now, after the handoff below.
+  await nodes[0].ingest(WORKSPACE, [order('late', 'o-late', Date.now() - HOUR_MS + 15_000)]);
+  await waitFor(() => activationsOf(nodes[0]), (list) => list.some((activation) => activation.profileId === 'user:late'), 'the entry');
+
+  // Drain whichever node owns the profile's shard: the other one takes the shard and its timer.
+  const shard = shardOf('user:late', 6);
+  const owner = nodes.find((node) => node.status().hosted.some((hosted) => hosted.shard === shard));
+  const survivor = nodes.find((node) => node !== owner) as ClusterNode;
+  await owner?.drain();
+  nodes.splice(nodes.indexOf(owner as ClusterNode), 1);
+  await waitFor(async () => survivor.status().hosted.length, (hosted) => hosted === 6, 'the survivor hosting every shard');
+
+  const list = await waitFor(
+    () => activationsOf(survivor),
+    (found) => found.some((activation) => activation.type === 'segment.exited'),
+    'the exit on the new owner',
+    60_000,
+  );
+  const exit = list.find((activation) => activation.type === 'segment.exited');
+  t.equal(exit?.profileId, 'user:late');
+  t.equal(exit?.cause.kind, 'timer', 'the timer fired without a new event');
 });

@@ -111,6 +111,27 @@ const BAD_CASES: BadCase[] = [
     issues: [{ file: 'broken.json', path: '', rule: 'is not valid YAML or JSON', line: 1 }],
   },
   {
+    name: 'YAML aliases that expand too far',
+    files: [
+      {
+        name: 'laughs.yaml',
+        content: [
+          'apiVersion: rtcdp/v1',
+          'kind: Segment',
+          'metadata: { name: laughs }',
+          'spec:',
+          "  condition: 'true'",
+          '  a: &a [x, x, x, x, x, x, x, x, x, x]',
+          '  b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]',
+          '  c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]',
+          '  d: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]',
+          '',
+        ].join('\n'),
+      },
+    ],
+    issues: [{ file: 'laughs.yaml', path: '', rule: 'is not valid YAML or JSON: Excessive alias count indicates a resource exhaustion attack (at line 1, column 1)', line: 1 }],
+  },
+  {
     name: 'repeated YAML key',
     files: [{ name: 'dup.yaml', content: 'apiVersion: rtcdp/v1\nkind: Segment\nkind: Segment\n' }],
     issues: [{ file: 'dup.yaml', path: '', rule: 'Map keys must be unique', line: 3 }],

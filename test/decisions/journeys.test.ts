@@ -209,3 +209,22 @@ t.test('journeys - waitFor takes a later event or times out; consent withholds a
   );
   t.equal(node.evaluator.stats().withheldForConsent, 1);
 });
+
+t.test('journeys - a loop without a wait makes the profile leave', async (t) => {
+  const node = await start(t.testdir(), movableClock());
+  t.teardown(() => node.drain());
+  const loop = `apiVersion: rtcdp/v1
+kind: Journey
+metadata: { name: loop }
+spec:
+  entry: { event: Ping }
+  steps:
+    - { name: a, branch: [{ goto: b }] }
+    - { name: b, action: ping_back }
+    - { name: c, branch: [{ goto: a }] }
+`;
+  await new DefinitionRegistry(node.definitionStore).apply(WORKSPACE, [{ name: 'loop.yaml', content: loop }]);
+  await node.ingest(WORKSPACE, [{ type: 'track', event: 'Ping', userId: 'p1', messageId: 'ping-1' }]);
+  t.same(await journeyActivations(node, 3), ['journey.entered user:p1 loop', 'journey.action user:p1 loop b ping_back', 'journey.exited user:p1 loop'], 'one action, then the profile leaves');
+  t.ok(node.evaluator.stats().evaluationErrors >= 1, 'the loop is reported');
+});
