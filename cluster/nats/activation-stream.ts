@@ -9,14 +9,14 @@
  * order activations were stored, with gaps where other workspaces' activations are.
  */
 import { DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { errors as natsErrors, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../../common/logger.js';
 import type { ActivationType, ProfileActivation } from '../../profiles/activation.js';
 import type { ActivationPage, ListActivationsOptions, StoredActivation } from '../../profiles/activation-log.js';
 import { decode, encode } from '../../storage/codec.js';
 import type { ActivationFeed } from '../serving-node.js';
 import { isNotFound } from './event-stream.js';
-import { waitForStreamReady } from './stream-ready.js';
+import { STREAM_READY_TIMEOUT_MS, waitForStreamReady } from './stream-ready.js';
 
 export const ACTIVATION_STREAM = 'RTCDP_ACTIVATIONS';
 const ACTIVATION_PREFIX = 'rtcdp.activations';
@@ -51,8 +51,24 @@ export class JetStreamActivationLog implements ActivationFeed {
     this.#options = options;
   }
 
-  /** Creates the stream when it is missing and waits until it serves requests. */
+  /**
+   * Creates the stream when it is missing and waits until it serves requests. Requests that
+   * time out are sent again until STREAM_READY_TIMEOUT_MS, because a NATS cluster busy
+   * electing leaders for new streams can leave them unanswered.
+   */
   static async open(connection: NatsConnection, options: ActivationStreamOptions): Promise<JetStreamActivationLog> {
+    const deadline = performance.now() + STREAM_READY_TIMEOUT_MS;
+    for (;;) {
+      try {
+        return await JetStreamActivationLog.#open(connection, options);
+      } catch (error) {
+        if (!(error instanceof natsErrors.TimeoutError) || performance.now() > deadline) throw error;
+        options.logger.warn({ stream: ACTIVATION_STREAM }, 'a JetStream request timed out while opening the activation stream; retrying');
+      }
+    }
+  }
+
+  static async #open(connection: NatsConnection, options: ActivationStreamOptions): Promise<JetStreamActivationLog> {
     const jsm = await jetstreamManager(connection);
     const existing = await jsm.streams.info(ACTIVATION_STREAM).catch((error: unknown) => {
       if (isNotFound(error)) return null;

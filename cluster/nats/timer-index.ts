@@ -2,7 +2,7 @@
  * The cluster's durable timer index: for each profile with a pending time-based evaluation
  * (a windowed trait's expiry that a segment reads, or a journey wait), its due time, in a
  * replicated KV bucket keyed by shard. A shard's owner writes a profile's entry before it
- * commits the snapshot that set it, and a new owner copies its shard's entries into its own
+ * commits the snapshot that set it. A new owner copies its shard's entries into its own
  * RocksDB index when it takes the shard, so timers fire on time after a handoff or the loss
  * of a node.
  */

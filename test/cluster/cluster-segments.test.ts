@@ -4,7 +4,7 @@
  * computed traits and memberships, and a durable timer on the owner fires a time-based exit.
  */
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ClusterNode } from '../../cluster/cluster-node.js';
 import { shardOf } from '../../cluster/routing.js';
@@ -72,7 +72,8 @@ async function waitFor<T>(read: () => Promise<T>, done: (value: T) => boolean, w
   }
 }
 
-t.test('cluster segments - owners evaluate, any node answers, timers exit', { timeout: 120_000 }, async (t) => {
+/** Starts nats-server and nodes a and b, stopped when the test ends, and waits until both host shards. */
+async function startTwoNodes(t: Test): Promise<ClusterNode[]> {
   const server = await startNatsServer();
   t.teardown(() => server.stop());
 
@@ -87,6 +88,11 @@ t.test('cluster segments - owners evaluate, any node answers, timers exit', { ti
     (hosted) => hosted === 6 && nodes.every((node) => node.status().hosted.length > 0),
     'every shard hosted',
   );
+  return nodes;
+}
+
+t.test('cluster segments - owners evaluate, any node answers, timers exit', { timeout: 120_000 }, async (t) => {
+  const nodes = await startTwoNodes(t);
 
   const outcome = await new DefinitionRegistry(nodes[0].definitionStore).apply(WORKSPACE, [{ name: 'definitions.yaml', content: DEFINITIONS }]);
   t.same(outcome.issues, []);
@@ -153,20 +159,7 @@ t.test('cluster segments - owners evaluate, any node answers, timers exit', { ti
 });
 
 t.test('cluster segments - a time-based exit fires on the new owner after a handoff', { timeout: 120_000 }, async (t) => {
-  const server = await startNatsServer();
-  t.teardown(() => server.stop());
-
-  const nodes: ClusterNode[] = [];
-  t.teardown(() => Promise.all(nodes.map((node) => node.abort())));
-  const root = t.testdir();
-  for (const nodeId of ['a', 'b']) {
-    nodes.push(await ClusterNode.start({ ...FAST, servers: [server.url], nodeId, dataDir: path.join(root, nodeId) }));
-  }
-  await waitFor(
-    async () => nodes.reduce((sum, node) => sum + node.status().hosted.length, 0),
-    (hosted) => hosted === 6 && nodes.every((node) => node.status().hosted.length > 0),
-    'every shard hosted',
-  );
+  const nodes = await startTwoNodes(t);
   await new DefinitionRegistry(nodes[0].definitionStore).apply(WORKSPACE, [{ name: 'definitions.yaml', content: DEFINITIONS }]);
 
   // The order leaves the one-hour window 15 s from now, after the handoff below.
