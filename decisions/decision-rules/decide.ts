@@ -180,7 +180,8 @@ function receiptOf(state: ProfileState, request: DecisionRequest, chosen: Candid
   return {
     decisionId: decisionId(state.profileId, request.cause),
     atMs: request.nowMs,
-    channel: request.channel,
+    // A triggered decision names no channel; it counts on the chosen rule's.
+    channel: chosen === undefined ? request.channel : channelOf(chosen.rule, request),
     cause: request.cause,
     context: request.context,
     chosen:

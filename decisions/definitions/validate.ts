@@ -113,7 +113,14 @@ export function validateDefinitionSet(files: readonly SourceFile[], options: Val
     else issues.push(document.location.issue(failed.path, failed.rule));
   }
 
+  // A journey that enters on a segment needs that segment after the apply, or no profile ever enters.
+  const segmentsAfter = new Set([...documents.filter((document) => document.kind === 'Segment').map((document) => document.name), ...retained.filter((stored) => stored.kind === 'Segment').map((stored) => stored.name)]);
   for (const { document, settings } of journeys) {
+    const entry = settings.entry;
+    if (entry.kind === 'segment' && !segmentsAfter.has(entry.segment)) {
+      issues.push(document.location.issue('spec.entry.segment', `names segment ${JSON.stringify(entry.segment)}, which the workspace will not have after this apply`));
+      continue;
+    }
     const failed = compileJourneyConditions(settings, decisionCompiler);
     if (failed === undefined) validated.set(document, { ...validatedBase(document), journey: settings });
     else issues.push(document.location.issue(failed.path, failed.rule));

@@ -147,6 +147,8 @@ t.test('decisions - an event trigger decides and emits decision.made', async (t)
     ],
   );
   t.equal(receipts[1].candidates[0].detail, 'trigger condition is false');
+  t.equal(receipts[0].channel, 'email', 'a triggered decision counts on the rule\'s channel');
+  t.equal(receipts[1].channel, '', 'a trigger that chose nothing names no channel');
 
   let made: Array<{ action?: string; channel?: string; name: string }> = [];
   for (let attempt = 0; attempt < 200 && made.length === 0; attempt++) {
