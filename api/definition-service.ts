@@ -114,7 +114,7 @@ export function createDefinitionService(store: DefinitionStore, auth: AuthOption
     testDefinitions: handle<TestDefinitionsRequest, TestDefinitionsResponse>('TestDefinitions', async (request, workspace, signal) => {
       if (tester === undefined) {
         throw new UnsupportedOperationError(
-          "TestDefinitions is available on embedded nodes only: a cluster node's RocksDB holds only the history of the events it applied itself. " +
+          "TestDefinitions is available on embedded nodes only, because a cluster node's RocksDB keeps only the history of the events it applied itself. " +
             'Use rtcdp apply --dry-run or rtcdp definitions diff here, or test against an embedded node (rtcdp dev)',
         );
       }

@@ -8,7 +8,7 @@ function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-/** Converts a profile as a query sees it to the Profile message. */
+/** Converts a profile, as a query returns it, to the Profile message. */
 export function profileToProto(snapshot: ProfileView): Profile {
   const events: Profile['events'] = {};
   for (const [name, stats] of Object.entries(snapshot.events)) {

@@ -21,9 +21,9 @@ export interface DecisionTally {
   maxPerProfilePerRule: Record<string, number>;
   /** The maximum number of decisions that one profile got on each channel. */
   maxPerProfilePerChannel: Record<string, number>;
-  /** The most decisions that one profile got on every channel together. */
+  /** The maximum number of decisions that one profile got on every channel together. */
   maxPerProfile: number;
-  /** The fewest and most candidate rules a receipt listed, per channel. */
+  /** The minimum and maximum number of candidate rules that a receipt listed, per channel. */
   candidatesPerChannel: Record<string, { min: number; max: number }>;
 }
 

@@ -68,7 +68,7 @@ export async function writeResultFile(dir: string, scenario: string, result: unk
   return file;
 }
 
-/** What a run's Markdown summary records besides the result tables. */
+/** The facts of a run that its Markdown summary records besides the result tables. */
 export interface RunSummary {
   scenario: string;
   /** The command line, as typed after `npm run bench --`. */

@@ -1,7 +1,7 @@
 /**
  * Activation messages: the outcomes of a profile's evaluation that downstream systems
  * receive, such as a profile entering or leaving a segment. A profile produces them while it applies an event
- * or a timer, keeps them with its unpersisted state, and the next snapshot write stores them
+ * or a timer and keeps them with its unpersisted state. The next snapshot write stores them
  * in the activation log in the same batch, so an activation is stored exactly when the state
  * change that caused it is.
  */

@@ -17,7 +17,7 @@ export interface EvaluationDue {
 /**
  * A Decide call for a profile: the actor decides in its serial step and calls `reply` with
  * the receipt. A restarted actor applies the request again from its journal, with the same
- * `nowMs`, so it reaches the same decision; `reply` is then called a second time, which a
+ * `nowMs`, so it reaches the same decision. `reply` is then called a second time, which a
  * promise's resolve ignores.
  */
 export interface DecideRequest {

@@ -50,7 +50,7 @@ export interface ProfileBehaviorOptions {
   logger: Logger;
   /** Evaluates computed traits and segments after each event and timer; without it profiles only aggregate. */
   evaluator?: ProfileEvaluator;
-  /** Where persist writes activations. Required with `evaluator`. */
+  /** The destination of the activations that persist writes. Required with `evaluator`. */
   activations?: ActivationSink;
   /** Wall clock for evaluations, ms since the epoch. Default Date.now. */
   now?: () => number;

@@ -11,7 +11,7 @@
  * 4. priority: evaluated for the eligible ones; the highest wins, ties by rule name;
  * 5. contact policy: the profile's consent traits must allow the winner's channel, and the
  *    winner must leave every workspace cap (on its channel or on all channels) under its
- *    `max`; otherwise the next one is tried.
+ *    `max`. Otherwise the next one is tried.
  * The profile is in a rule's control group when a hash of the rule and profile id falls
  * under `controlGroupPercent`: the decision is recorded, and counts for caps, but its
  * action is withheld. A rule whose expression fails to evaluate is skipped with the error

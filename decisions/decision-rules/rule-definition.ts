@@ -8,7 +8,7 @@
  * metadata: { name: upgrade_offer }
  * spec:
  *   action: show_upgrade_banner       # what Decide returns; default: the rule's name
- *   channels: [web, app]              # the channels it answers; default: every channel
+ *   channels: [web, app]              # the channels it serves; default: every channel
  *   trigger: { event: Order Completed, condition: 'context.revenue > 100.0' }   # optional
  *   eligibility: 'computed.orders_30d >= 2'
  *   priority: 'computed.ltv * 0.1'    # higher wins; default 0
@@ -27,6 +27,7 @@ const POLICY_CAP_KEYS = ['max', 'window', 'channel'];
 const DURATION_KEYS = ['days', 'hours', 'minutes'];
 
 const MS_PER_MINUTE = 60_000;
+const UNIT_MS = { days: MS_PER_DAY, hours: MS_PER_HOUR, minutes: MS_PER_MINUTE };
 /** Maximum cap window or cooldown: 365 days. A profile drops decisions older than its longest window. */
 export const MAX_DURATION_MS = 365 * MS_PER_DAY;
 export const MAX_CAPS = 10;
@@ -69,7 +70,7 @@ export interface DecisionRuleSettings {
 export interface ContactPolicySettings {
   caps: readonly PolicyCap[];
   /**
-   * The profile trait that holds consent: false forbids every channel, and an object maps
+   * The profile trait with the consent: false forbids every channel, and an object maps
    * channel names to booleans, where false forbids that channel. Undefined for none.
    */
   consentTrait: string | undefined;
@@ -160,7 +161,7 @@ export function resolveDuration(value: unknown, path: string): number {
 
   const unit = set[0];
   const amount = duration[unit];
-  const unitMs = unit === 'days' ? MS_PER_DAY : unit === 'hours' ? MS_PER_HOUR : MS_PER_MINUTE;
+  const unitMs = UNIT_MS[unit as keyof typeof UNIT_MS];
   const max = MAX_DURATION_MS / unitMs;
   if (typeof amount !== 'number' || !Number.isInteger(amount) || amount < 1 || amount > max) {
     throw configError(`${path}.${unit}`, `must be an integer from 1 to ${max}, got ${describe(amount)}`);

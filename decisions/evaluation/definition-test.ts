@@ -142,7 +142,7 @@ export interface DefinitionComparison {
 export interface DefinitionTestReport {
   /** Empty when the set is valid. Nothing was evaluated when it is not. */
   issues: DefinitionIssue[];
-  /** What an apply would do, as ApplyOutcome.results; empty when `issues` is not. */
+  /** The changes an apply would make, as ApplyOutcome.results. Empty when `issues` is not. */
   results: DefinitionResult[];
   /** Undefined when `issues` is not empty. */
   comparison: DefinitionComparison | undefined;
@@ -155,7 +155,7 @@ interface Side {
   modelStates: Record<string, ComputedTraitEntry>;
 }
 
-/** What one profile's replay produced on one side. */
+/** The results of one profile's replay on one side. */
 interface Outcome {
   members: Set<string>;
   failed: Set<string>;

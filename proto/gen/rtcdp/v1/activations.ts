@@ -764,10 +764,10 @@ export const SubscribeActivationsRequest: MessageFns<SubscribeActivationsRequest
 };
 
 /**
- * Reads the activation log: what profile evaluation told downstream systems, such as a
- * profile entering or leaving a segment. Each workspace's log numbers its activations 1, 2,
- * 3, … in the order they were stored; a consumer keeps the last sequence it processed and
- * resumes after it. The workspace comes from the call's write key, as for IngestService.
+ * Reads the activation log: the outcomes of profile evaluation for downstream systems, such
+ * as a profile entering or leaving a segment. Each workspace's log numbers its activations
+ * 1, 2, 3, … in the order they were stored. A consumer keeps the last sequence it processed
+ * and resumes after it. The workspace comes from the call's write key, as for IngestService.
  * In cluster mode every node serves the cluster's whole log (a JetStream stream), and the
  * sequences are the stream's: increasing, with gaps.
  */

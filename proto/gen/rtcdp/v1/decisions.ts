@@ -30,8 +30,8 @@ export interface DecideRequest {
     | Identifier
     | undefined;
   /**
-   * The inbound channel asking, such as web, app or call_centre. Rules that list channels
-   * answer only those; empty considers every rule.
+   * The inbound channel of the request, such as web, app or call_centre. Rules that list
+   * channels serve only those. Empty considers every rule.
    */
   channel: string;
   /** Facts of the request, such as the page: the rules' `context` variable. */

@@ -262,7 +262,7 @@ export interface TestDefinitionsResponse {
    * fields are empty.
    */
   errors: ValidationError[];
-  /** What an apply would store, as ApplyResponse.results. */
+  /** The changes an apply would store, as ApplyResponse.results. */
   results: DefinitionResult[];
   /** Evaluation time of both replays, as RFC 3339 in UTC. */
   evaluatedAt: string;
@@ -3042,8 +3042,8 @@ export const DefinitionServiceService = {
     responseDeserialize: (value: Buffer): GetDefinitionResponse => GetDefinitionResponse.decode(value),
   },
   /**
-   * What an apply of the same files with the same prune setting would change, with a
-   * unified diff of each definition's canonical YAML. Stores nothing.
+   * Reports the changes that an apply of the same files with the same prune setting would
+   * make, with a unified diff of each definition's canonical YAML. Stores nothing.
    */
   diff: {
     path: "/rtcdp.v1.DefinitionService/Diff" as const,
@@ -3055,13 +3055,13 @@ export const DefinitionServiceService = {
     responseDeserialize: (value: Buffer): DiffResponse => DiffResponse.decode(value),
   },
   /**
-   * What an apply of the same files with the same prune setting would change on stored
-   * profiles. The node replays the stored events of sample profiles on fresh profiles
-   * twice, under the current definitions and under those the apply would leave, evaluates
-   * both at the same time, and compares segment memberships and computed trait values.
-   * Stores nothing. An invalid set returns every validation error and evaluates nothing.
-   * Embedded nodes only: a cluster node holds part of each profile's history and fails
-   * the call with FAILED_PRECONDITION.
+   * Reports the changes that an apply of the same files with the same prune setting would
+   * make on stored profiles. The node replays the stored events of sample profiles on fresh
+   * profiles twice: under the current definitions and under those the apply would leave.
+   * It evaluates both at the same time and compares segment memberships, computed trait
+   * values and the decision rules chosen. Stores nothing. An invalid set returns every validation
+   * error and evaluates nothing. Embedded nodes only: a cluster node keeps only part of each
+   * profile's history, so it fails the call with FAILED_PRECONDITION.
    */
   testDefinitions: {
     path: "/rtcdp.v1.DefinitionService/TestDefinitions" as const,
@@ -3088,18 +3088,18 @@ export interface DefinitionServiceServer extends UntypedServiceImplementation {
   /** One version of one definition and the list of its versions. NOT_FOUND when either is missing. */
   getDefinition: handleUnaryCall<GetDefinitionRequest, GetDefinitionResponse>;
   /**
-   * What an apply of the same files with the same prune setting would change, with a
-   * unified diff of each definition's canonical YAML. Stores nothing.
+   * Reports the changes that an apply of the same files with the same prune setting would
+   * make, with a unified diff of each definition's canonical YAML. Stores nothing.
    */
   diff: handleUnaryCall<DiffRequest, DiffResponse>;
   /**
-   * What an apply of the same files with the same prune setting would change on stored
-   * profiles. The node replays the stored events of sample profiles on fresh profiles
-   * twice, under the current definitions and under those the apply would leave, evaluates
-   * both at the same time, and compares segment memberships and computed trait values.
-   * Stores nothing. An invalid set returns every validation error and evaluates nothing.
-   * Embedded nodes only: a cluster node holds part of each profile's history and fails
-   * the call with FAILED_PRECONDITION.
+   * Reports the changes that an apply of the same files with the same prune setting would
+   * make on stored profiles. The node replays the stored events of sample profiles on fresh
+   * profiles twice: under the current definitions and under those the apply would leave.
+   * It evaluates both at the same time and compares segment memberships, computed trait
+   * values and the decision rules chosen. Stores nothing. An invalid set returns every validation
+   * error and evaluates nothing. Embedded nodes only: a cluster node keeps only part of each
+   * profile's history, so it fails the call with FAILED_PRECONDITION.
    */
   testDefinitions: handleUnaryCall<TestDefinitionsRequest, TestDefinitionsResponse>;
 }
@@ -3158,8 +3158,8 @@ export interface DefinitionServiceClient extends Client {
     callback: (error: ServiceError | null, response: GetDefinitionResponse) => void,
   ): ClientUnaryCall;
   /**
-   * What an apply of the same files with the same prune setting would change, with a
-   * unified diff of each definition's canonical YAML. Stores nothing.
+   * Reports the changes that an apply of the same files with the same prune setting would
+   * make, with a unified diff of each definition's canonical YAML. Stores nothing.
    */
   diff(request: DiffRequest, callback: (error: ServiceError | null, response: DiffResponse) => void): ClientUnaryCall;
   diff(
@@ -3174,13 +3174,13 @@ export interface DefinitionServiceClient extends Client {
     callback: (error: ServiceError | null, response: DiffResponse) => void,
   ): ClientUnaryCall;
   /**
-   * What an apply of the same files with the same prune setting would change on stored
-   * profiles. The node replays the stored events of sample profiles on fresh profiles
-   * twice, under the current definitions and under those the apply would leave, evaluates
-   * both at the same time, and compares segment memberships and computed trait values.
-   * Stores nothing. An invalid set returns every validation error and evaluates nothing.
-   * Embedded nodes only: a cluster node holds part of each profile's history and fails
-   * the call with FAILED_PRECONDITION.
+   * Reports the changes that an apply of the same files with the same prune setting would
+   * make on stored profiles. The node replays the stored events of sample profiles on fresh
+   * profiles twice: under the current definitions and under those the apply would leave.
+   * It evaluates both at the same time and compares segment memberships, computed trait
+   * values and the decision rules chosen. Stores nothing. An invalid set returns every validation
+   * error and evaluates nothing. Embedded nodes only: a cluster node keeps only part of each
+   * profile's history, so it fails the call with FAILED_PRECONDITION.
    */
   testDefinitions(
     request: TestDefinitionsRequest,
