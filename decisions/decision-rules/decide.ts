@@ -53,11 +53,7 @@ export function decide(state: ProfileState, program: WorkspaceProgram, request: 
   const rules = program.rules.filter((rule) => isCandidate(rule, request));
   if (rules.length === 0 && request.event !== undefined) return undefined;
 
-  const variables: ConditionActivation = {
-    ...program.decisionCompiler.activation(state, computed, request.nowMs),
-    segments: Object.fromEntries(Object.keys(state.segments).map((name) => [name, true])),
-    context: request.context,
-  };
+  const variables = decisionVariables(state, program, computed, request.nowMs, request.context);
 
   const candidates = rules.map((rule) => ({ rule, result: evaluate(state, rule, request, variables) }));
   const eligible = candidates.filter((candidate) => candidate.result.outcome === 'lower_priority').sort(byPriority);
@@ -68,6 +64,21 @@ export function decide(state: ProfileState, program: WorkspaceProgram, request: 
   state.receipts.push(receipt);
   if (state.receipts.length > RECEIPTS_KEPT) state.receipts.splice(0, state.receipts.length - RECEIPTS_KEPT);
   return receipt;
+}
+
+/** Builds the variables of decision and journey expressions: a segment condition's, plus `segments` and `context`. */
+export function decisionVariables(
+  state: ProfileState,
+  program: WorkspaceProgram,
+  computed: Record<string, JsonValue>,
+  nowMs: number,
+  context: Record<string, JsonValue>,
+): ConditionActivation {
+  return {
+    ...program.decisionCompiler.activation(state, computed, nowMs),
+    segments: Object.fromEntries(Object.keys(state.segments).map((name) => [name, true])),
+    context,
+  };
 }
 
 function isCandidate(rule: CompiledRule, request: DecisionRequest): boolean {

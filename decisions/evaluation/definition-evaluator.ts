@@ -25,8 +25,7 @@ import { activationId, type ActivationCause, type ActivationType } from '../../p
 import type { CustomerEvent, JsonValue } from '../../profiles/event.js';
 import type { DecideRequest, EvaluationDue, ProfileEvaluator } from '../../profiles/evaluator.js';
 import type { DecisionReceipt } from '../../profiles/decision-state.js';
-import { decide, decisionId, type DecisionRequest } from '../decision-rules/decide.js';
-import type { ConditionActivation } from '../definitions/segment-condition.js';
+import { decide, decisionId, decisionVariables, type DecisionRequest } from '../decision-rules/decide.js';
 import { advanceJourneys } from '../journeys/journey-step.js';
 import { consentRefusal } from '../decision-rules/consent.js';
 import type { AppliedEvent, ProfileSnapshot, ProfileState } from '../../profiles/profile.js';
@@ -186,11 +185,8 @@ export class DefinitionEvaluator implements ProfileEvaluator {
   /** Moves the profile through the journeys, and wakes it again when its earliest wait ends. */
   #advanceJourneys(state: ProfileState, program: WorkspaceProgram, nowMs: number, cause: ActivationCause, event: CustomerEvent | undefined, segmentsBefore: Set<string>): void {
     const enteredSegments = new Set(Object.keys(state.segments).filter((name) => !segmentsBefore.has(name)));
-    const variables: ConditionActivation = {
-      ...program.decisionCompiler.activation(state, computedValuesOf(state, program, nowMs), nowMs),
-      segments: Object.fromEntries(Object.keys(state.segments).map((name) => [name, true])),
-      context: (event?.properties ?? event?.traits ?? {}) as Record<string, JsonValue>,
-    };
+    const context = (event?.properties ?? event?.traits ?? {}) as Record<string, JsonValue>;
+    const variables = decisionVariables(state, program, computedValuesOf(state, program, nowMs), nowMs, context);
 
     const wakeMs = advanceJourneys(state, program.journeys, nowMs, { event, enteredSegments }, variables, {
       changed: (type, name, version, detail) => {
@@ -207,33 +203,33 @@ export class DefinitionEvaluator implements ProfileEvaluator {
   }
 
   #reportJourneyError(state: ProfileState, journey: string, path: string, error: unknown): void {
-    this.#stats.evaluationErrors += 1;
-    const key = `${state.workspace}/journey:${journey}:${path}`;
-    if (this.#loggedErrors.has(key)) return;
-    this.#loggedErrors.add(key);
-    this.#logger.warn({ workspace: state.workspace, profileId: state.profileId, journey, path, err: error }, 'journey condition failed on a profile and counts as false');
+    this.#reportOnce(`journey:${journey}:${path}`, state, { journey, path, err: error }, 'journey condition failed on a profile and counts as false');
   }
 
   #reportError(state: ProfileState, segment: CompiledSegment, error: unknown): void {
-    this.#stats.evaluationErrors += 1;
-    const key = `${state.workspace}/${segment.name}@${segment.version}`;
-    if (this.#loggedErrors.has(key)) return;
-    this.#loggedErrors.add(key);
-    this.#logger.warn(
-      { workspace: state.workspace, profileId: state.profileId, segment: segment.name, version: segment.version, err: error },
-      'segment condition failed on a profile and counts as false; later failures of this segment version are counted, not logged',
+    this.#reportOnce(
+      `segment:${segment.name}@${segment.version}`,
+      state,
+      { segment: segment.name, version: segment.version, err: error },
+      'segment condition failed on a profile and counts as false',
     );
   }
 
   #reportScoreError(state: ProfileState, model: string, error: unknown): void {
+    this.#reportOnce(`model:${model}`, state, { model, err: error }, 'scoring model failed on a profile, which then has no score');
+  }
+
+  /**
+   * Counts an evaluation error, and logs the first one of each workspace and `what` with the
+   * profile id. Later ones of the same kind are only counted, so a broken definition cannot
+   * flood the log.
+   */
+  #reportOnce(what: string, state: ProfileState, fields: Record<string, unknown>, message: string): void {
     this.#stats.evaluationErrors += 1;
-    const key = `${state.workspace}/model:${model}`;
+    const key = `${state.workspace}/${what}`;
     if (this.#loggedErrors.has(key)) return;
     this.#loggedErrors.add(key);
-    this.#logger.warn(
-      { workspace: state.workspace, profileId: state.profileId, model, err: error },
-      'scoring model failed on a profile, which then has no score; later failures of this model are counted, not logged',
-    );
+    this.#logger.warn({ workspace: state.workspace, profileId: state.profileId, ...fields }, `${message}; later failures of the same kind are counted, not logged`);
   }
 
   #emit(
