@@ -189,7 +189,7 @@ function addWalSyncOptions(command: Command): Command {
     .option('--no-wal-sync', 'acknowledge after write(2) to the RocksDB WAL, without fdatasync');
 }
 
-/** The workload options of ingest and latency; none has a default here, so that resolveWorkload can tell which were given. */
+/** Adds the workload options of ingest and latency. None has a default here, so that resolveWorkload can tell which were given. */
 function addWorkloadOptions(command: Command): Command {
   return command
     .option('--workload <kind>', 'zipf: track events with userId for Zipf-distributed customers; sessions: the mix of the options below (default: zipf)', choice('--workload', ['zipf', 'sessions']))

@@ -137,7 +137,7 @@ export function createQuerySender(address: string, callTimeoutMs: number): Query
   };
 }
 
-/** What a Decide call returned, as far as the generator counts it. */
+/** The outcome of a Decide call, as far as the generator counts it. */
 export interface DecideOutcome {
   /** The chosen rule; '' when no rule was chosen. */
   rule: string;

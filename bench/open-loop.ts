@@ -108,7 +108,7 @@ export interface LatencyResult {
   chart: string | null;
 }
 
-/** What the node, the writers and the query processes of a run are. */
+/** The node, the writers and the query processes of a run. */
 export interface OpenLoopParticipants {
   node: NodeHost;
   writers: OpenLoopGroup;
