@@ -28,8 +28,8 @@ export class NodeHost {
   }
 
   static async start(processes: ChildProcesses, config: NodeHostConfig, options: { exposeGc?: boolean } = {}): Promise<NodeHost> {
-    // The same V8 flag `npm start` and bin/rtcdp.js run the node with.
-    const nodeFlags = ['--max-semi-space-size=64', ...(options.exposeGc === true ? ['--expose-gc'] : [])];
+    // By default the same V8 flag that `npm start` runs the node with (64 MiB).
+    const nodeFlags = [`--max-semi-space-size=${processes.nodeSemiSpaceMib}`, ...(options.exposeGc === true ? ['--expose-gc'] : [])];
     const child = processes.fork('node-host.ts', { nodeFlags, args: [JSON.stringify(config)] });
     const channel = new IpcChannel(child, 'node host');
 

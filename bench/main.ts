@@ -30,6 +30,7 @@ interface CommonOptions {
   chartsDir: string;
   keepData: boolean;
   seed: number;
+  nodeSemiSpaceMib: number;
 }
 
 interface ScenarioResult {
@@ -90,7 +91,13 @@ function addCommonOptions(command: Command): Command {
     .option('--results-dir <dir>', 'directory for the JSON result file', path.join(ROOT, 'bench', 'results'))
     .option('--charts-dir <dir>', 'directory for the SVG chart', path.join(ROOT, 'docs', 'benchmarks'))
     .option('--keep-data', 'keep the RocksDB data directories instead of deleting them', false)
-    .option('--seed <n>', 'seed of the load generators and of the sampled customers', integer('--seed', 0, 2 ** 31), 1);
+    .option('--seed <n>', 'seed of the load generators and of the sampled customers', integer('--seed', 0, 2 ** 31), 1)
+    .option(
+      '--node-semi-space-mib <MiB>',
+      "V8's --max-semi-space-size of the embedded node process, the young generation's half size; npm start uses 64",
+      integer('--node-semi-space-mib', 1, 1_024),
+      64,
+    );
 }
 
 /**
@@ -98,7 +105,7 @@ function addCommonOptions(command: Command): Command {
  * process (also on failure or SIGINT/SIGTERM) and sets the exit code.
  */
 async function runScenario(name: string, common: CommonOptions, charts: boolean, run: (context: RunContext) => Promise<ScenarioResult>): Promise<void> {
-  const processes = new ChildProcesses();
+  const processes = new ChildProcesses({ nodeSemiSpaceMib: common.nodeSemiSpaceMib });
   const context: RunContext = {
     processes,
     resultsDir: path.resolve(common.resultsDir),

@@ -21,6 +21,12 @@ export interface ForkOptions {
 
 export class ChildProcesses {
   readonly #children = new Set<ChildProcess>();
+  /** V8's --max-semi-space-size of the rtcdp node processes, in MiB: the size of the young generation's halves. */
+  readonly nodeSemiSpaceMib: number;
+
+  constructor(options: { nodeSemiSpaceMib?: number } = {}) {
+    this.nodeSemiSpaceMib = options.nodeSemiSpaceMib ?? 64;
+  }
 
   /** Forks `script` (a file in bench/) with tsx and an IPC channel that carries structured clones. */
   fork(script: string, options: ForkOptions = {}): ChildProcess {
