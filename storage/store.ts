@@ -176,16 +176,17 @@ export class Store {
   }
 
   async #syncOnce(): Promise<void> {
-    const wal = await this.#db.currentWalFile();
-    // rocksdb-native reports the WAL as "/000004.log", relative to the database directory.
-    const current = path.join(this.path, path.basename(wal.path));
     const previous = this.#lastWalPath;
-    this.#lastWalPath = current;
-
-    await fdatasync(current);
+    this.#lastWalPath = await syncCurrentWal(() => this.#currentWalPath(), fdatasync);
     // A WAL that rolled over since the last sync may hold writes that are not yet synced.
     // Once RocksDB has deleted it, its contents are already in synced table files.
-    if (previous !== null && previous !== current) await fdatasync(previous, { missingOk: true });
+    if (previous !== null && previous !== this.#lastWalPath) await fdatasync(previous, { missingOk: true });
+  }
+
+  async #currentWalPath(): Promise<string> {
+    const wal = await this.#db.currentWalFile();
+    // rocksdb-native reports the WAL as "/000004.log", relative to the database directory.
+    return path.join(this.path, path.basename(wal.path));
   }
 
   /** Flushes memtables to table files, then closes. The store is unusable afterwards. */
@@ -202,6 +203,38 @@ export class Store {
       throw new StorageError(`failed to close RocksDB at ${this.path}: ${(error as Error).message}`, { cause: error });
     }
   }
+}
+
+/** Attempts of syncCurrentWal when the WAL keeps rolling over under it. */
+const WAL_SYNC_ATTEMPTS = 5;
+
+/**
+ * Syncs the current WAL file and returns its path. RocksDB can roll the WAL over, flush it
+ * and delete it between the moment its name is read and the moment it is opened. A file
+ * that vanished that way was flushed into synced table files, so the sync moves on to the
+ * WAL that replaced it. A file that is missing while it is still the current one is an
+ * error. Exported for tests, which cannot time a real rollover.
+ */
+export async function syncCurrentWal(
+  readCurrent: () => Promise<string>,
+  sync: (file: string, options?: { missingOk?: boolean }) => Promise<void>,
+): Promise<string> {
+  let current = await readCurrent();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await sync(current);
+      return current;
+    } catch (error) {
+      const next = await readCurrent();
+      if (!isMissingFile(error) || next === current || attempt >= WAL_SYNC_ATTEMPTS) throw error;
+      current = next;
+    }
+  }
+}
+
+function isMissingFile(error: unknown): boolean {
+  const cause = error instanceof Error ? (error.cause as NodeJS.ErrnoException | undefined) : undefined;
+  return cause?.code === 'ENOENT' || (error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
 }
 
 async function fdatasync(file: string, options: { missingOk?: boolean } = {}): Promise<void> {

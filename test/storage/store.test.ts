@@ -1,5 +1,5 @@
 import t from 'tap';
-import { Store } from '../../storage/store.js';
+import { Store, syncCurrentWal } from '../../storage/store.js';
 
 t.test('store - writes, reads and lists in key order', async (t) => {
   const store = await Store.open({ path: t.testdir() });
@@ -53,4 +53,44 @@ t.test('store - rejects calls after close', async (t) => {
   await store.close();
 
   await t.rejects(store.get('a'), { code: 'INVALID_STATE', message: 'store cannot get while stopped' });
+});
+
+t.test('store - a WAL that rolls over during its sync', async (t) => {
+  const missing = (file: string) => Object.assign(new Error(`failed to open WAL file ${file} for fdatasync`), { cause: Object.assign(new Error('ENOENT'), { code: 'ENOENT' }) });
+
+  // The first name read is flushed and deleted before it is opened; the next WAL is synced.
+  const names = ['/db/000010.log', '/db/000012.log', '/db/000012.log'];
+  const synced: string[] = [];
+  const result = await syncCurrentWal(
+    async () => names.shift() ?? '/db/000012.log',
+    async (file) => {
+      if (file === '/db/000010.log') throw missing(file);
+      synced.push(file);
+    },
+  );
+  t.equal(result, '/db/000012.log');
+  t.same(synced, ['/db/000012.log']);
+
+  // A current WAL that is missing is an error, not a rollover.
+  await t.rejects(
+    syncCurrentWal(
+      async () => '/db/000013.log',
+      async (file) => {
+        throw missing(file);
+      },
+    ),
+    { message: 'failed to open WAL file /db/000013.log for fdatasync' },
+  );
+
+  // Other errors are never retried.
+  let calls = 0;
+  await t.rejects(
+    syncCurrentWal(
+      async () => `/db/${++calls}.log`,
+      async () => {
+        throw new Error('EIO');
+      },
+    ),
+    { message: 'EIO' },
+  );
 });
