@@ -29,7 +29,7 @@ import type { ProfileState, ProfileView } from '../profiles/profile.js';
 import { decode } from '../storage/codec.js';
 import type { AppendRequest, EventLog, LogRecord, PartitionId } from '../storage/event-log.js';
 import { keys, parseSequence, prefixEnd } from '../storage/keys.js';
-import { RocksDbEventLog } from '../storage/rocksdb-event-log.js';
+import { EventLogError, RocksDbEventLog } from '../storage/rocksdb-event-log.js';
 import { Store } from '../storage/store.js';
 import { assertIdentifier, assertWorkspaceName, checkShardCount, notFound, parsePageSize, parsePageToken, parseTestSample, type TestSample } from './arguments.js';
 import { InvalidArgumentError, NodeUnavailableError } from './errors.js';
@@ -181,6 +181,10 @@ export class RtcdpNode implements ServingNode {
     let appended = 0;
     try {
       appended = applyOutcomes(accepted, await this.#log.append(requests));
+    } catch (error) {
+      // Events written before a failed WAL sync are still applied, and release their slots then.
+      if (error instanceof EventLogError) appended = error.written;
+      throw error;
     } finally {
       // Only appended events will be applied and release their in-flight slot.
       this.#inFlightEvents -= requests.length - appended;

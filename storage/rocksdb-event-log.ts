@@ -4,6 +4,11 @@
  * is synced before any of its callers resolve. Sequences are assigned just before the
  * batch is written, and batches are written one at a time, so sequence order, write order
  * and the order listeners see are the same.
+ *
+ * A batch that RocksDB wrote but whose WAL sync failed is still in the log. Its sequences
+ * are taken, its messageIds are deduplicated and a restart replays it. So its records go
+ * to the listeners like any other, while its callers get an EventLogError, because the
+ * records are not proven durable.
  */
 import { RtcdpError } from '../common/errors.js';
 import { Lifecycle } from '../common/lifecycle.js';
@@ -11,7 +16,7 @@ import { silentLogger, type Logger } from '../common/logger.js';
 import type { AppendListener, AppendOutcome, AppendRequest, EventLog, LogRecord, PartitionId } from './event-log.js';
 import { decode, encode } from './codec.js';
 import { keys, parseLogHeadKey, parseSequence, prefixEnd } from './keys.js';
-import type { Store, WriteOp } from './store.js';
+import { WalSyncError, type Store, type WriteOp } from './store.js';
 
 const LOG_RECORD_VERSION = 1;
 
@@ -31,6 +36,7 @@ const MAX_PRUNED_PER_PARTITION = 10_000;
 
 interface PendingAppend {
   request: AppendRequest;
+  /** Result of the request, null until known. An `appended` outcome stays when the write landed but its sync failed. */
   outcome: AppendOutcome | null;
   resolve: () => void;
   reject: (error: unknown) => void;
@@ -40,6 +46,18 @@ interface PendingAppend {
 export class EventLogError extends RtcdpError {
   readonly code = 'EVENT_LOG_FAILED';
   override readonly retryable = true;
+
+  /**
+   * Events of the failed append that are in the log anyway, because the WAL sync failed
+   * after their batch was written. They reach the append listeners, and a retry of their
+   * messageIds returns `duplicate`, but they are not proven durable.
+   */
+  readonly written: number;
+
+  constructor(message: string, options: { cause?: unknown; written?: number } = {}) {
+    super(message, { cause: options.cause });
+    this.written = options.written ?? 0;
+  }
 }
 
 export class RocksDbEventLog implements EventLog {
@@ -48,10 +66,15 @@ export class RocksDbEventLog implements EventLog {
   readonly #lifecycle: Lifecycle;
   readonly #heads = new Map<string, { partition: PartitionId; sequence: number }>();
   readonly #listeners = new Set<AppendListener>();
-  /** messageIds queued or being written, per workspace, so a concurrent duplicate is caught before it reaches RocksDB. */
-  readonly #inFlightIds = new Set<string>();
+  /**
+   * The first append of each messageId queued or being written, per workspace, so a
+   * concurrent duplicate is caught before it reaches RocksDB.
+   */
+  readonly #inFlight = new Map<string, Promise<void>>();
   #queue: PendingAppend[] = [];
   #writing = false;
+  /** Set when a written batch fails its WAL sync, and cleared by the next sync that succeeds. */
+  #syncFailed = false;
 
   private constructor(store: Store, logger: Logger) {
     this.#store = store;
@@ -75,12 +98,21 @@ export class RocksDbEventLog implements EventLog {
     return log;
   }
 
+  /**
+   * Appends events as the EventLog interface describes. Rejects with EventLogError when any
+   * of them failed, once all of them are settled. Its `written` counts the events that were
+   * written before a failed WAL sync. Those events are in the log and reach the listeners.
+   */
   append(requests: AppendRequest[]): Promise<AppendOutcome[]> {
     this.#lifecycle.assert('append', 'running');
 
     const pending = requests.map((request) => this.#enqueue(request));
     this.#scheduleWrite();
-    return Promise.all(pending.map((entry) => entry.promise)).then(() => pending.map((entry) => entry.item.outcome!));
+    return Promise.allSettled(pending.map((entry) => entry.promise)).then((settled) => {
+      const failed = settled.find((result) => result.status === 'rejected');
+      if (failed !== undefined) throw appendFailure(pending.map((entry) => entry.item), failed.reason);
+      return pending.map((entry) => entry.item.outcome!);
+    });
   }
 
   async read(partition: PartitionId, afterSequence: number, limit: number): Promise<LogRecord[]> {
@@ -138,6 +170,11 @@ export class RocksDbEventLog implements EventLog {
     return this.#heads.get(partitionName(partition))?.sequence ?? 0;
   }
 
+  /**
+   * Calls `listener` with each group of records once it is durable, in sequence order per
+   * partition. Records whose batch was written but failed its WAL sync are delivered too,
+   * once, because they are in the log and a restart would replay them anyway.
+   */
   onAppend(listener: AppendListener): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
@@ -159,15 +196,18 @@ export class RocksDbEventLog implements EventLog {
     });
 
     // A messageId already queued or being written makes this one a duplicate without a
-    // RocksDB read, because the first one is either appended or a duplicate of a stored one.
+    // RocksDB read. It settles with the first one, so it is acknowledged only once the
+    // event it repeats is durable, and fails when that one fails.
     const id = dedupName(request.workspace, request.messageId);
-    if (this.#inFlightIds.has(id)) {
-      item.outcome = { status: 'duplicate' };
-      item.resolve();
-      return { item, promise };
+    const first = this.#inFlight.get(id);
+    if (first !== undefined) {
+      const duplicate = first.then(() => {
+        item.outcome = { status: 'duplicate' };
+      });
+      return { item, promise: duplicate };
     }
 
-    this.#inFlightIds.add(id);
+    this.#inFlight.set(id, promise);
     this.#queue.push(item);
     return { item, promise };
   }
@@ -184,17 +224,20 @@ export class RocksDbEventLog implements EventLog {
       try {
         await this.#writeBatch(batch);
       } catch (error) {
-        const failure = new EventLogError(`failed to append ${batch.length} events: ${(error as Error).message}`, { cause: error });
-        this.#logger.error({ err: error, events: batch.length }, 'event log append failed');
-        for (const item of batch) item.reject(failure);
+        const written = batch.filter((item) => item.outcome?.status === 'appended').length;
+        this.#logger.error({ err: error, events: batch.length, written }, 'event log append failed');
+        for (const item of batch) item.reject(error);
       } finally {
-        for (const item of batch) this.#inFlightIds.delete(dedupName(item.request.workspace, item.request.messageId));
+        for (const item of batch) this.#inFlight.delete(dedupName(item.request.workspace, item.request.messageId));
       }
     }
     this.#writing = false;
   }
 
+  /** Writes one batch. When that fails, it resets the outcome of each event it did not write to null and throws. */
   async #writeBatch(batch: PendingAppend[]): Promise<void> {
+    await this.#retryFailedSync();
+
     const stored = await this.#store.getMany(batch.map((item) => keys.dedup(item.request.workspace, item.request.messageId)));
     const fresh: PendingAppend[] = [];
     batch.forEach((item, index) => {
@@ -203,11 +246,50 @@ export class RocksDbEventLog implements EventLog {
     });
 
     const { ops, records, heads } = this.#prepare(fresh);
-    await this.#store.write(ops, { sync: true });
+    const syncFailure = await this.#write(ops, fresh);
 
+    // The batch is in RocksDB from here on, synced or not. So its sequences are taken, and
+    // the listeners get its records now, because nothing else delivers them before a restart.
     for (const [name, head] of heads) this.#heads.set(name, head);
-    for (const item of batch) item.resolve();
     if (records.length > 0) this.#notify(records);
+
+    if (syncFailure !== null) {
+      this.#syncFailed = true;
+      throw syncFailure;
+    }
+    for (const item of batch) item.resolve();
+  }
+
+  /**
+   * Syncs the WAL again after a batch failed its sync, before anything more is written.
+   * While the disk keeps failing, appends then fail without writing, rather than each
+   * adding records that reach the listeners but are not durable. A retry of the failed
+   * batch's messageIds returns `duplicate` only once a sync has succeeded.
+   */
+  async #retryFailedSync(): Promise<void> {
+    if (!this.#syncFailed) return;
+
+    // NOTE: Linux may mark the pages that a failed fdatasync could not write as clean, so
+    // this sync can succeed although the failed batch never reached the disk. PostgreSQL
+    // stops on a failed fsync for this reason, while this log goes on.
+    await this.#store.syncWal();
+    this.#syncFailed = false;
+    this.#logger.info('WAL sync succeeded again after a failure');
+  }
+
+  /**
+   * Writes and syncs `ops`. Returns the WalSyncError when the batch was written but not
+   * synced, and null when both succeeded. Throws when the batch was not written.
+   */
+  async #write(ops: WriteOp[], fresh: PendingAppend[]): Promise<WalSyncError | null> {
+    try {
+      await this.#store.write(ops, { sync: true });
+      return null;
+    } catch (error) {
+      if (error instanceof WalSyncError) return error;
+      for (const item of fresh) item.outcome = null;
+      throw error;
+    }
   }
 
   /** Assigns sequences and builds the write batch, without changing the known heads until it is written. */
@@ -246,6 +328,22 @@ export class RocksDbEventLog implements EventLog {
       }
     }
   }
+}
+
+/**
+ * Builds the error of an append call that failed because of `cause`. Its `written` counts
+ * the call's events that are in the log although the call failed.
+ */
+function appendFailure(items: PendingAppend[], cause: unknown): EventLogError {
+  const written = items.filter((item) => item.outcome?.status === 'appended').length;
+  const message = (cause as Error).message;
+  if (written === 0) return new EventLogError(`failed to append ${items.length} events: ${message}`, { cause });
+
+  return new EventLogError(
+    `failed to append ${items.length} events: ${written} were written but not proven durable (${message}). ` +
+      'They stay in the log, and a retry returns them as duplicates once the WAL syncs again.',
+    { cause, written },
+  );
 }
 
 function partitionName(partition: PartitionId): string {

@@ -56,6 +56,12 @@ export class StorageError extends RtcdpError {
   readonly code = 'STORAGE_FAILED';
 }
 
+/**
+ * fdatasync of the WAL failed. The writes it was to cover are in RocksDB, visible to reads
+ * and replayed on the next open, but are not proven to be on disk.
+ */
+export class WalSyncError extends StorageError {}
+
 export class Store {
   readonly path: string;
   readonly walSync: boolean;
@@ -64,6 +70,7 @@ export class Store {
   #pendingSync: Promise<void> | null = null;
   #syncQueued: Promise<void> | null = null;
   #lastWalPath: string | null = null;
+  #walSyncFault: ((file: string) => Error | null) | null = null;
 
   private constructor(db: any, options: StoreOptions, logger: Logger) {
     this.#db = db;
@@ -115,7 +122,9 @@ export class Store {
 
   /**
    * Writes `ops` atomically. Resolves when the batch is in the WAL (kill -9 safe); with
-   * `sync` and `walSync` on, also after the WAL is on disk (power-loss safe).
+   * `sync` and `walSync` on, also after the WAL is on disk (power-loss safe). Rejects with
+   * WalSyncError when the batch was written but the sync failed, and with StorageError
+   * when the batch was not written.
    */
   async write(ops: WriteOp[], options: { sync?: boolean } = {}): Promise<void> {
     this.#lifecycle.assert('write', 'running', 'draining');
@@ -156,8 +165,9 @@ export class Store {
   }
 
   /**
-   * Makes every write that has resolved so far durable on disk. Calls that arrive while
-   * an fdatasync runs share the next one, so N concurrent writers cost two syncs, not N.
+   * Makes every write that has resolved so far durable on disk, or rejects with
+   * WalSyncError. Calls that arrive while an fdatasync runs share the next one, so N
+   * concurrent writers cost two syncs, not N.
    */
   syncWal(): Promise<void> {
     if (this.#pendingSync === null) {
@@ -167,20 +177,43 @@ export class Store {
       return this.#pendingSync;
     }
 
-    // A sync is running, but it may have started before this caller's write resolved.
-    this.#syncQueued ??= this.#pendingSync.then(() => {
+    // A sync is running, but it may have started before this caller's write resolved, so
+    // the caller needs the next sync whether the running one succeeds or fails.
+    const syncNext = () => {
       this.#syncQueued = null;
       return this.syncWal();
-    });
+    };
+    this.#syncQueued ??= this.#pendingSync.then(syncNext, syncNext);
     return this.#syncQueued;
   }
 
   async #syncOnce(): Promise<void> {
-    const previous = this.#lastWalPath;
-    this.#lastWalPath = await syncCurrentWal(() => this.#currentWalPath(), fdatasync);
-    // A WAL that rolled over since the last sync may hold writes that are not yet synced.
-    // Once RocksDB has deleted it, its contents are already in synced table files.
-    if (previous !== null && previous !== this.#lastWalPath) await fdatasync(previous, { missingOk: true });
+    try {
+      const previous = this.#lastWalPath;
+      const current = await syncCurrentWal(() => this.#currentWalPath(), (file, options) => this.#fdatasync(file, options));
+      // A WAL that rolled over since the last sync may hold writes that are not yet synced.
+      // Once RocksDB has deleted it, its contents are already in synced table files.
+      if (previous !== null && previous !== current) await this.#fdatasync(previous, { missingOk: true });
+      // Moved only after both syncs succeed, so the next sync retries a previous WAL that failed.
+      this.#lastWalPath = current;
+    } catch (error) {
+      throw new WalSyncError(`failed to fdatasync the WAL of RocksDB at ${this.path}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  async #fdatasync(file: string, options?: { missingOk?: boolean }): Promise<void> {
+    const fault = this.#walSyncFault?.(file) ?? null;
+    if (fault !== null) throw fault;
+    await fdatasync(file, options);
+  }
+
+  /**
+   * Sets a test hook for disk errors. `fault` runs before each fdatasync of a WAL file, and
+   * an Error it returns fails that sync in place of the fdatasync. Null removes the hook.
+   * Only tests call it.
+   */
+  setWalSyncFault(fault: ((file: string) => Error | null) | null): void {
+    this.#walSyncFault = fault;
   }
 
   async #currentWalPath(): Promise<string> {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { Store, syncCurrentWal } from '../../storage/store.js';
+import { Store, syncCurrentWal, WalSyncError } from '../../storage/store.js';
 
 t.test('store - writes, reads and lists in key order', async (t) => {
   const store = await Store.open({ path: t.testdir() });
@@ -93,4 +93,36 @@ t.test('store - a WAL that rolls over during its sync', async (t) => {
     ),
     { message: 'EIO' },
   );
+});
+
+t.test('store - a failed WAL sync rejects a written batch', async (t) => {
+  const store = await Store.open({ path: t.testdir() });
+  t.teardown(() => store.close());
+  store.setWalSyncFault(() => new Error('EIO: i/o error, fdatasync'));
+
+  const write = store.write([{ type: 'put', key: 'k', value: 'v' }], { sync: true });
+  await t.rejects(write, WalSyncError);
+  await t.rejects(write, { code: 'STORAGE_FAILED', message: /^failed to fdatasync the WAL of RocksDB at .+: EIO: i\/o error, fdatasync$/ });
+  t.equal(String(await store.get('k')), 'v', 'the batch was written before the sync failed');
+
+  store.setWalSyncFault(null);
+  await store.write([{ type: 'put', key: 'k2', value: 'v' }], { sync: true });
+  t.equal(String(await store.get('k2')), 'v', 'syncs succeed once the fault is removed');
+});
+
+t.test('store - a sync queued behind a failed one runs', async (t) => {
+  const store = await Store.open({ path: t.testdir() });
+  t.teardown(() => store.close());
+  let failures = 1;
+  store.setWalSyncFault(() => (failures-- > 0 ? new Error('EIO') : null));
+  await store.write([{ type: 'put', key: 'k', value: 'v' }]);
+
+  // The second call arrives while the first sync runs, so it waits for the next one.
+  const first = store.syncWal();
+  const queued = store.syncWal();
+  await t.rejects(first, WalSyncError);
+  await t.resolves(queued, 'the queued caller gets its own sync');
+
+  const again = [store.syncWal(), store.syncWal()];
+  await t.resolves(Promise.all(again), 'later callers do not inherit the failure');
 });
