@@ -6,7 +6,7 @@ import { Lifecycle, type LifecycleState } from '../common/lifecycle.js';
 import { silentLogger, type Logger } from '../common/logger.js';
 import { systemClock, type Clock } from './clock.js';
 import { NODE_ID_PATTERN, requireDurationMs } from './coordination-options.js';
-import type { KvEntry, KvStore } from './kv/kv-store.js';
+import type { KvEntry, KvStore } from '../storage/kv-store.js';
 import { decodeJsonValue, encodeJsonValue, isRecord } from './kv-json.js';
 import { FailureStreak, PeriodicTask } from './periodic-task.js';
 

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { ConfigError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { decode, encode } from '../storage/codec.js';
-import { KvConflictError, type KvStore } from './kv/kv-store.js';
+import { KvConflictError, type KvStore } from '../storage/kv-store.js';
 
 const SETTINGS_KEY = 'settings';
 const SETTINGS_VERSION = 1;

@@ -11,7 +11,7 @@ import { decodeAssignment } from './assignment-watcher.js';
 import { CLUSTER_BUCKET, requestAdmin, type ClusterNodeStatus } from './cluster-node.js';
 import type { ClusterSettings } from './cluster-settings.js';
 import { COORDINATOR_KEY, parseCoordinatorLeaseRecord } from './coordinator-lease.js';
-import type { KvEntry } from './kv/kv-store.js';
+import type { KvEntry } from '../storage/kv-store.js';
 import { NatsKvStore } from './kv/nats-kv-store.js';
 import { decodeLeaseRecord, leaseEpoch } from './leases/lease-record.js';
 import { MEMBER_KEY_PREFIX, parseMemberInfo, type MemberInfo } from './membership.js';

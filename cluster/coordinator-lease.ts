@@ -19,7 +19,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../common/logger.js';
 import type { Clock } from './clock.js';
 import { MAX_TIMER_DELAY_MS } from './coordination-options.js';
-import { KvConflictError, type KvEntry, type KvStore } from './kv/kv-store.js';
+import { KvConflictError, type KvEntry, type KvStore } from '../storage/kv-store.js';
 import { decodeJsonValue, encodeJsonValue, isRecord } from './kv-json.js';
 import { FailureStreak } from './periodic-task.js';
 

@@ -17,7 +17,7 @@ import { ASSIGNMENT_KEY, decodeAssignment, encodeAssignment, type Assignment } f
 import { systemClock, type Clock } from './clock.js';
 import { compareNodeIds, describeValue, requireDurationMs, requireNodeId, requirePositiveInteger } from './coordination-options.js';
 import { CoordinatorLease } from './coordinator-lease.js';
-import { KvConflictError, type KvStore } from './kv/kv-store.js';
+import { KvConflictError, type KvStore } from '../storage/kv-store.js';
 import { FailureStreak, PeriodicTask } from './periodic-task.js';
 
 /** The alive members, normally this node's Membership. */

@@ -18,7 +18,7 @@ import { silentLogger } from '../common/logger.js';
 import type { DefinitionKind } from '../decisions/definitions/document.js';
 import { DefinitionConflictError, type DefinitionListener, type DefinitionStore, type DefinitionVersion } from '../decisions/definitions/definition-store.js';
 import { decode, encode } from '../storage/codec.js';
-import { KvConflictError, type KvEntry, type KvStore } from './kv/kv-store.js';
+import { KvConflictError, type KvEntry, type KvStore } from '../storage/kv-store.js';
 
 export const DEFINITION_BUCKET = 'rtcdp-definitions';
 const PREFIX = 'definitions';

@@ -13,7 +13,7 @@ import { Lifecycle, type LifecycleState } from '../common/lifecycle.js';
 import { silentLogger, type Logger } from '../common/logger.js';
 import { systemClock, type Clock } from './clock.js';
 import { compareNodeIds, describeValue, NODE_ID_PATTERN, requireDurationMs, requireNodeId, requireNonEmptyString } from './coordination-options.js';
-import { KvConflictError, type KvEntry, type KvStore } from './kv/kv-store.js';
+import { KvConflictError, type KvEntry, type KvStore } from '../storage/kv-store.js';
 import { decodeJsonValue, encodeJsonValue, isRecord } from './kv-json.js';
 import { FailureStreak, PeriodicTask } from './periodic-task.js';
 

@@ -21,7 +21,7 @@ import type { LogRecord, PartitionId } from '../storage/event-log.js';
 import type { Store, WriteOp } from '../storage/store.js';
 import { ClusterProfileBehavior } from './cluster-profile-behavior.js';
 import { ShardFencedError } from './errors.js';
-import type { KvStore } from './kv/kv-store.js';
+import type { KvStore } from '../storage/kv-store.js';
 import type { IdentifierClaims } from './nats/identifier-claims.js';
 import type { JetStreamEventLog } from './nats/jetstream-event-log.js';
 import type { JetStreamActivationLog } from './nats/activation-stream.js';

@@ -6,7 +6,7 @@
  */
 import { decode, encode } from '../storage/codec.js';
 import { ShardFencedError } from './errors.js';
-import { KvConflictError, type KvStore } from './kv/kv-store.js';
+import { KvConflictError, type KvStore } from '../storage/kv-store.js';
 
 const SHARD_STATE_VERSION = 1;
 

@@ -14,7 +14,7 @@ import { JetStreamApiCodes, JetStreamApiError, jetstream, type JetStreamClient, 
 import { Kvm, type KV, type KvOptions } from '@nats-io/kv';
 import { ConfigError } from '../../common/errors.js';
 import { STREAM_READY_TIMEOUT_MS, waitForStreamReady } from '../nats/stream-ready.js';
-import { KvConflictError, type KvEntry, type KvStore } from './kv-store.js';
+import { KvConflictError, type KvEntry, type KvStore } from '../../storage/kv-store.js';
 
 export interface NatsKvStoreOptions {
   /** Bucket name: letters, digits, `-` and `_`. The stream behind it is `KV_<bucket>`. */

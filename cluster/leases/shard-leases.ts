@@ -15,7 +15,7 @@
 import type { Logger } from '../../common/logger.js';
 import { Lifecycle, type LifecycleState } from '../../common/lifecycle.js';
 import type { TimerHandle } from '../clock.js';
-import { KvConflictError, type KvEntry, type KvStore } from '../kv/kv-store.js';
+import { KvConflictError, type KvEntry, type KvStore } from '../../storage/kv-store.js';
 import type { ShardOwnership } from '../ownership.js';
 import { resolveShardLeaseOptions, type ResolvedShardLeaseOptions, type ShardLeaseOptions } from './lease-options.js';
 import { decodeLeaseRecord, encodeLeaseRecord, leaseEpoch, type LeaseRecord, type PreviousHolder } from './lease-record.js';

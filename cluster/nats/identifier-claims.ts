@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { precedes, type Owner } from '../../profiles/identifier-index.js';
 import type { Identifier } from '../../profiles/identifiers.js';
 import { decode, encode } from '../../storage/codec.js';
-import { KvConflictError, type KvStore } from '../kv/kv-store.js';
+import { KvConflictError, type KvStore } from '../../storage/kv-store.js';
 import { NatsKvStore } from '../kv/nats-kv-store.js';
 
 export const IDENTIFIER_BUCKET = 'rtcdp-identifiers';

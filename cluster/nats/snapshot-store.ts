@@ -15,7 +15,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { ProfileSnapshot } from '../../profiles/profile.js';
 import { decode, encode } from '../../storage/codec.js';
 import { ShardFencedError } from '../errors.js';
-import { KvConflictError, type KvStore } from '../kv/kv-store.js';
+import { KvConflictError, type KvStore } from '../../storage/kv-store.js';
 import { NatsKvStore } from '../kv/nats-kv-store.js';
 
 export const SNAPSHOT_BUCKET = 'rtcdp-snapshots';

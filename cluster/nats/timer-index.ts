@@ -7,7 +7,7 @@
  * of a node.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { KvStore } from '../kv/kv-store.js';
+import type { KvStore } from '../../storage/kv-store.js';
 import { NatsKvStore } from '../kv/nats-kv-store.js';
 
 export const TIMER_BUCKET = 'rtcdp-timers';

@@ -7,7 +7,7 @@ import t from 'tap';
 import { ApiServer } from '../../api/server.js';
 import { callUnary, createDefinitionClient } from '../../cli/client.js';
 import { KvDefinitionStore } from '../../cluster/kv-definition-store.js';
-import { MemoryKvStore } from '../../cluster/kv/memory-kv-store.js';
+import { MemoryKvStore } from '../../storage/memory-kv-store.js';
 import type { ServingNode } from '../../cluster/serving-node.js';
 import { silentLogger } from '../../common/logger.js';
 import type { DefinitionServiceClient, TestDefinitionsRequest } from '../../proto/gen/rtcdp/v1/definitions.js';

@@ -4,7 +4,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { rendezvousAssignment } from '../../cluster/assignment.js';
 import { AssignmentWatcher } from '../../cluster/assignment-watcher.js';
 import { Coordinator } from '../../cluster/coordinator.js';
-import type { KvStore } from '../../cluster/kv/kv-store.js';
+import type { KvStore } from '../../storage/kv-store.js';
 import { NatsKvStore } from '../../cluster/kv/nats-kv-store.js';
 import { decodeLeaseRecord } from '../../cluster/leases/lease-record.js';
 import { ShardLeases } from '../../cluster/leases/shard-leases.js';

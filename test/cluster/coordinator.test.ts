@@ -4,8 +4,8 @@ import { rendezvousAssignment } from '../../cluster/assignment.js';
 import { AssignmentWatcher, ASSIGNMENT_KEY, decodeAssignment, encodeAssignment, type Assignment } from '../../cluster/assignment-watcher.js';
 import { Coordinator, type CoordinatorOptions, type MemberSource } from '../../cluster/coordinator.js';
 import { COORDINATOR_KEY, parseCoordinatorLeaseRecord } from '../../cluster/coordinator-lease.js';
-import type { KvStore } from '../../cluster/kv/kv-store.js';
-import { MemoryKvStore } from '../../cluster/kv/memory-kv-store.js';
+import type { KvStore } from '../../storage/kv-store.js';
+import { MemoryKvStore } from '../../storage/memory-kv-store.js';
 import { Membership } from '../../cluster/membership.js';
 import { FakeTime, type FakeClock } from '../helpers/fake-time.js';
 

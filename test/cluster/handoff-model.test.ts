@@ -15,8 +15,8 @@
  * `HANDOFF_MODEL_SEED=n` reruns one seed.
  */
 import t from 'tap';
-import { KvConflictError } from '../../cluster/kv/kv-store.js';
-import { MemoryKvStore } from '../../cluster/kv/memory-kv-store.js';
+import { KvConflictError } from '../../storage/kv-store.js';
+import { MemoryKvStore } from '../../storage/memory-kv-store.js';
 import { ShardFencedError } from '../../cluster/errors.js';
 import { SnapshotStore } from '../../cluster/nats/snapshot-store.js';
 import { ShardStateRecord, shardStateKey, type ShardState } from '../../cluster/shard-state.js';

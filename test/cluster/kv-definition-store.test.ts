@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { KvDefinitionStore, DEFINITION_BUCKET } from '../../cluster/kv-definition-store.js';
-import { MemoryKvStore } from '../../cluster/kv/memory-kv-store.js';
+import { MemoryKvStore } from '../../storage/memory-kv-store.js';
 import { NatsKvStore } from '../../cluster/kv/nats-kv-store.js';
 import { definitionStoreContract, files, registryOn, TRAIT } from '../decisions/definition-store-contract.js';
 import { startNatsServer } from '../helpers/nats-server.js';

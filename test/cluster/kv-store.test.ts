@@ -1,11 +1,11 @@
 import t from 'tap';
 import { connect } from '@nats-io/transport-node';
 import { JetStreamApiError, jetstreamManager } from '@nats-io/jetstream';
-import { KvConflictError } from '../../cluster/kv/kv-store.js';
-import { MemoryKvStore } from '../../cluster/kv/memory-kv-store.js';
+import { KvConflictError } from '../../storage/kv-store.js';
+import { MemoryKvStore } from '../../storage/memory-kv-store.js';
 import { NatsKvStore } from '../../cluster/kv/nats-kv-store.js';
 import { startNatsServer } from '../helpers/nats-server.js';
-import { kvStoreContract } from './kv-store-contract.js';
+import { kvStoreContract } from '../storage/kv-store-contract.js';
 
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
 

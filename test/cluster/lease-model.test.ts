@@ -21,8 +21,8 @@
 import t from 'tap';
 import { silentLogger } from '../../common/logger.js';
 import type { Clock, TimerHandle } from '../../cluster/clock.js';
-import { KvConflictError, type KvEntry, type KvStore } from '../../cluster/kv/kv-store.js';
-import { MemoryKvStore } from '../../cluster/kv/memory-kv-store.js';
+import { KvConflictError, type KvEntry, type KvStore } from '../../storage/kv-store.js';
+import { MemoryKvStore } from '../../storage/memory-kv-store.js';
 import { decodeLeaseRecord, leaseEpoch, type LeaseRecord } from '../../cluster/leases/lease-record.js';
 import { leaseKey, ShardLeases, type AcquireResult } from '../../cluster/leases/shard-leases.js';
 import { settle } from '../helpers/manual-clock.js';

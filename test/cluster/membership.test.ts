@@ -1,7 +1,7 @@
 import t from 'tap';
 import { ConfigError, InvalidStateError } from '../../common/errors.js';
-import { MemoryKvStore } from '../../cluster/kv/memory-kv-store.js';
-import type { KvEntry, KvStore } from '../../cluster/kv/kv-store.js';
+import { MemoryKvStore } from '../../storage/memory-kv-store.js';
+import type { KvEntry, KvStore } from '../../storage/kv-store.js';
 import { Membership, parseMemberInfo, type MemberInfo, type MembershipOptions } from '../../cluster/membership.js';
 import { decodeJsonValue, encodeJsonValue } from '../../cluster/kv-json.js';
 import { FailingKvStore } from '../helpers/failing-kv-store.js';

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { pino } from 'pino';
-import type { KvEntry, KvStore } from '../../cluster/kv/kv-store.js';
-import { MemoryKvStore } from '../../cluster/kv/memory-kv-store.js';
+import type { KvEntry, KvStore } from '../../storage/kv-store.js';
+import { MemoryKvStore } from '../../storage/memory-kv-store.js';
 import { resolveShardLeaseOptions, type ShardLeaseOptions } from '../../cluster/leases/lease-options.js';
 import { decodeLeaseRecord, encodeLeaseRecord, leaseEpoch, type LeaseRecord } from '../../cluster/leases/lease-record.js';
 import { leaseKey, ShardLeases } from '../../cluster/leases/shard-leases.js';

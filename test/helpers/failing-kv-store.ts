@@ -1,5 +1,5 @@
 /** A KvStore wrapper for tests that fails chosen operations, as an unreachable NATS server would. */
-import type { KvEntry, KvStore } from '../../cluster/kv/kv-store.js';
+import type { KvEntry, KvStore } from '../../storage/kv-store.js';
 
 export type KvOperation = 'get' | 'create' | 'update' | 'put' | 'delete' | 'list';
 

@@ -1,10 +1,10 @@
 /**
- * The key-value operations that cluster coordination needs: reads that may be stale, and
- * writes that succeed only on an expected revision. NatsKvStore runs them on a JetStream
- * KV bucket; MemoryKvStore runs them in memory for model tests. Both pass the same
- * contract tests.
+ * The key-value operations that cluster coordination and the identity graph need: reads
+ * that may be stale, and writes that succeed only on an expected revision. NatsKvStore
+ * (cluster/kv) runs them on a JetStream KV bucket, RocksDbKvStore in the node's RocksDB,
+ * and MemoryKvStore in memory for model tests. All pass the same contract tests.
  */
-import { RtcdpError } from '../../common/errors.js';
+import { RtcdpError } from '../common/errors.js';
 
 export interface KvEntry {
   key: string;

@@ -4,7 +4,7 @@
  * stale, so a MemoryKvStore factory must leave `staleReads` at 0.
  */
 import type { Test } from 'tap';
-import { KvConflictError, type KvStore } from '../../cluster/kv/kv-store.js';
+import { KvConflictError, type KvStore } from '../../storage/kv-store.js';
 
 export interface KvStoreFactory {
   /** Opens a fresh, empty store and registers any cleanup with `t.teardown`. */

@@ -1,0 +1,592 @@
+/**
+ * The identity graph: which profile each identifier belongs to, which profiles were merged
+ * into which, and the links held in quarantine. It resolves every event to one profile
+ * before the event enters the log, so all of a person's events reach the same actor.
+ *
+ * Every change is a compare-and-set on a KvStore. A resolution that loses a race reads
+ * again and retries, so resolutions running at the same time on different nodes agree.
+ * An identifier's record is created once and never repointed, and a profile is merged into
+ * at most one other. A merged profile's identifiers reach its survivor through the
+ * `mergedInto` chain. The graph never decides from a read alone.
+ */
+import { RtcdpError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import type { Identifier } from '../profiles/identifiers.js';
+import { KvConflictError, type KvStore } from '../storage/kv-store.js';
+import type { IdentitySettings } from './identity-settings.js';
+import {
+  decodeRecord,
+  describeIdentifier,
+  encodeRecord,
+  IDENTITY_RECORD_VERSION,
+  identityKeys,
+  quarantineId,
+  sameIdentifier,
+  type IdentifierRecord,
+  type LinkCause,
+  type MergeEntry,
+  type ProfileRecord,
+  type QuarantineReason,
+  type QuarantineRecord,
+  type QuarantineStatus,
+} from './identity-records.js';
+
+/** Profiles followed along a `mergedInto` chain before the graph reports it as corrupt. */
+const MAX_CHAIN_LENGTH = 64;
+
+export type IdentityErrorCode =
+  /** Concurrent resolutions kept changing the records this one read; retrying may succeed. */
+  | 'IDENTITY_CONTENTION'
+  /** A `mergedInto` chain is longer than any the graph writes: the records are damaged. */
+  | 'IDENTITY_CHAIN_TOO_LONG'
+  | 'IDENTIFIER_NOT_LINKED'
+  | 'QUARANTINE_NOT_FOUND'
+  /** The quarantined link was already approved or rejected. */
+  | 'QUARANTINE_DECIDED';
+
+export class IdentityError extends RtcdpError {
+  readonly code: IdentityErrorCode;
+  override readonly retryable: boolean;
+
+  constructor(code: IdentityErrorCode, message: string) {
+    super(message);
+    this.code = code;
+    this.retryable = code === 'IDENTITY_CONTENTION';
+  }
+}
+
+export interface IdentityGraphOptions {
+  kv: KvStore;
+  /** The identity settings of a workspace. */
+  settingsFor: (workspace: string) => IdentitySettings;
+  logger: Logger;
+  /** Wall clock, ms since the epoch. Default Date.now. */
+  now?: () => number;
+  /** Attempts of one resolution when concurrent writers change the records it read. Default 32. */
+  maxAttempts?: number;
+}
+
+/** A merge that the profile actors still have to carry out: `loser` hands its state to `winner`. */
+export interface MergeNotice {
+  workspace: string;
+  loser: string;
+  winner: string;
+  cause: LinkCause;
+}
+
+export interface Resolution {
+  /** The profile the event belongs to. */
+  profileId: string;
+  /** Merges this resolution made or found unannounced, for the caller to append to the log. */
+  merges: MergeNotice[];
+  /** Links this resolution did not make. */
+  quarantined: QuarantineRecord[];
+}
+
+/** One step of the path that links two identifiers. */
+export type ExplainStep =
+  | ({ kind: 'linked'; identifier: Identifier; profileId: string; via?: Identifier } & LinkCause)
+  | ({ kind: 'merged'; profileId: string; intoProfileId: string; from: Identifier[]; into: Identifier[] } & LinkCause);
+
+export interface Explanation {
+  /** The profile both identifiers belong to now. */
+  profileId: string;
+  /** From the first identifier to the profile they share, then from there back to the second. */
+  steps: ExplainStep[];
+}
+
+interface Root {
+  record: ProfileRecord;
+  revision: number;
+}
+
+/** The records one attempt read: each identifier's current profile, and the profiles themselves. */
+interface GraphView {
+  /** Per identifier: whether its record exists. */
+  mapped: boolean[];
+  /** Per identifier: the survivor of the profile it belongs to. */
+  rootOf: Array<string | undefined>;
+  roots: Map<string, Root>;
+  /** Merges found along the chains whose command may not be in the log yet. */
+  unannounced: MergeNotice[];
+}
+
+/** A link an event would make that the settings forbid. */
+interface HeldLink {
+  identifier: Identifier;
+  /** The profile `identifier` belongs to, when the link would merge it. */
+  otherProfileId?: string;
+  reason: QuarantineReason;
+  message: string;
+}
+
+/** The writes one resolution attempt plans. */
+interface Plan {
+  /** The existing profiles the event belongs to, to be merged into one. */
+  group: Root[];
+  /** Every identifier of the resulting profile. */
+  union: Identifier[];
+  /** The event's identifiers to link to the resulting profile. */
+  toMap: Identifier[];
+  held: HeldLink[];
+}
+
+/** A resolution found the graph changed under it; the attempt starts again. */
+class Retry extends Error {}
+
+export class IdentityGraph {
+  readonly #kv: KvStore;
+  readonly #options: IdentityGraphOptions;
+  readonly #now: () => number;
+  readonly #maxAttempts: number;
+
+  constructor(options: IdentityGraphOptions) {
+    this.#kv = options.kv;
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+    this.#maxAttempts = options.maxAttempts ?? 32;
+  }
+
+  /**
+   * Returns the profile an event with these identifiers belongs to, creating it, linking the
+   * event's new identifiers to it and merging the profiles the event proves to be one.
+   * `identifiers` come normalised and in priority order, as `eventIdentifiers` returns them.
+   */
+  async resolve(workspace: string, messageId: string, identifiers: Identifier[]): Promise<Resolution> {
+    if (identifiers.length === 0) throw new TypeError('resolve needs at least one identifier');
+
+    for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
+      try {
+        return await this.#attempt(workspace, messageId, identifiers);
+      } catch (error) {
+        if (!(error instanceof Retry)) throw error;
+        this.#options.logger.debug({ workspace, messageId, attempt }, 'identity graph changed during resolution; reading again');
+        await backOff(attempt);
+      }
+    }
+    throw new IdentityError(
+      'IDENTITY_CONTENTION',
+      `the identity graph of workspace ${workspace} kept changing while event ${messageId} was resolved (${this.#maxAttempts} attempts); send the event again`,
+    );
+  }
+
+  /** Returns the profile an identifier belongs to now, or undefined when no event carried it. */
+  async profileOf(workspace: string, identifier: Identifier): Promise<string | undefined> {
+    const entry = await this.#kv.get(identityKeys.identifier(workspace, identifier));
+    if (entry === null) return undefined;
+    const root = await this.#root(workspace, decodeRecord<IdentifierRecord>(entry.value).profileId, []);
+    return root?.record.profileId;
+  }
+
+  /** Returns the profile that `profileId` was merged into, following the chain, or `profileId` itself. */
+  async survivorOf(workspace: string, profileId: string): Promise<string> {
+    const root = await this.#root(workspace, profileId, []);
+    return root?.record.profileId ?? profileId;
+  }
+
+  /** Returns a profile's record, merged or not, or undefined when the graph does not know it. */
+  async profile(workspace: string, profileId: string): Promise<ProfileRecord | undefined> {
+    const entry = await this.#kv.get(identityKeys.profile(workspace, profileId));
+    return entry === null ? undefined : decodeRecord<ProfileRecord>(entry.value);
+  }
+
+  /** Records that the merge command of `loser` is in the log, so resolutions stop announcing it. */
+  async markAnnounced(workspace: string, loser: string): Promise<void> {
+    const key = identityKeys.profile(workspace, loser);
+    const entry = await this.#kv.get(key);
+    if (entry === null) return;
+    const record = decodeRecord<ProfileRecord>(entry.value);
+    if (record.mergedInto === undefined || record.mergeAnnounced === true) return;
+    await this.#kv.update(key, encodeRecord({ ...record, mergeAnnounced: true }), entry.revision).catch((error: unknown) => {
+      // Another node marked it first or the record moved on; the next resolution that
+      // passes it announces the merge again, which the actors ignore.
+      if (!(error instanceof KvConflictError)) throw error;
+    });
+  }
+
+  async #attempt(workspace: string, messageId: string, identifiers: Identifier[]): Promise<Resolution> {
+    const view = await this.#read(workspace, identifiers);
+    const cause: LinkCause = { messageId, rule: 'shared-identifier', atMs: this.#now() };
+    const plan = this.#plan(workspace, identifiers, view);
+
+    const profileId = plan.group.length === 0 ? await this.#start(workspace, identifiers[0], plan, cause) : await this.#merge(workspace, identifiers, view, plan, cause);
+    const via = identifiers.find((_, index) => view.mapped[index] && view.rootOf[index] === profileId);
+    await this.#mapIdentifiers(workspace, plan.toMap, profileId, via, cause);
+
+    const quarantined = plan.held.map((held) => this.#quarantine(workspace, held, profileId, cause));
+    await this.#fileQuarantine(workspace, quarantined);
+    const made = plan.group.filter((root) => root.record.profileId !== profileId).map((loser) => ({ workspace, loser: loser.record.profileId, winner: profileId, cause }));
+    return { profileId, merges: dedupeNotices([...view.unannounced, ...made]), quarantined };
+  }
+
+  /**
+   * Decides, in priority order, what each identifier of the event does. Its profile joins
+   * the merge while the union of identifiers stays within the settings. A new identifier is
+   * linked while its type is under the limit. Every other link is held in quarantine, so the
+   * highest-priority identifier always decides the event's profile.
+   */
+  #plan(workspace: string, identifiers: Identifier[], view: GraphView): Plan {
+    const settings = this.#options.settingsFor(workspace);
+    const plan: Plan = { group: [], union: [], toMap: [], held: [] };
+    const refused = new Set<string>();
+
+    for (const [index, identifier] of identifiers.entries()) {
+      const rootId = view.rootOf[index];
+      if (rootId !== undefined) {
+        const root = view.roots.get(rootId)!;
+        if (refused.has(rootId)) continue;
+        if (!plan.group.includes(root)) {
+          const conflict = mergeConflict(settings, plan.union, root.record.identifiers);
+          if (conflict !== undefined) {
+            refused.add(rootId);
+            plan.held.push({ identifier, otherProfileId: rootId, ...conflict });
+            continue;
+          }
+          plan.group.push(root);
+          plan.union = unionOf(plan.union, root.record.identifiers);
+        }
+        if (!view.mapped[index]) plan.toMap.push(identifier);
+        continue;
+      }
+
+      if (plan.union.some((known) => sameIdentifier(known, identifier))) {
+        plan.toMap.push(identifier);
+        continue;
+      }
+      const limit = limitOf(settings, identifier.type);
+      if (countOfType(plan.union, identifier.type) >= limit) {
+        plan.held.push({ identifier, reason: 'PER_PROFILE_LIMIT', message: `the profile already holds ${limit} ${identifier.type} value${limit === 1 ? '' : 's'}, the limit, so ${describeIdentifier(identifier)} was not linked` });
+        continue;
+      }
+      plan.union.push(identifier);
+      plan.toMap.push(identifier);
+    }
+    return plan;
+  }
+
+  /** Starts a profile for an event none of whose identifiers belongs to one yet. */
+  async #start(workspace: string, first: Identifier, plan: Plan, cause: LinkCause): Promise<string> {
+    const profileId = naturalProfileId(first);
+    const record: ProfileRecord = { version: IDENTITY_RECORD_VERSION, profileId, createdAtMs: cause.atMs, identifiers: plan.union, merges: [] };
+    await this.#kvCreate(identityKeys.profile(workspace, profileId), encodeRecord(record));
+    return profileId;
+  }
+
+  /** Merges the plan's profiles into their survivor and gives it the plan's identifiers; returns the survivor. */
+  async #merge(workspace: string, identifiers: Identifier[], view: GraphView, plan: Plan, cause: LinkCause): Promise<string> {
+    const winner = survivor(this.#options.settingsFor(workspace), plan.group);
+    const losers = plan.group.filter((root) => root !== winner);
+
+    const merges = losers.map((loser) => this.#mergeEntry(loser, identifiers, view, winner.record.profileId, cause));
+    await this.#updateSurvivor(workspace, winner, plan.union, merges);
+    for (const loser of losers) await this.#markMerged(workspace, loser, winner.record.profileId, cause);
+    return winner.record.profileId;
+  }
+
+  /** Reads each identifier's profile, following merges to the survivor. */
+  async #read(workspace: string, identifiers: Identifier[]): Promise<GraphView> {
+    const unannounced: MergeNotice[] = [];
+    const entries = await Promise.all(identifiers.map((identifier) => this.#kv.get(identityKeys.identifier(workspace, identifier))));
+
+    const mapped = entries.map((entry) => entry !== null);
+    const starts = entries.map((entry) => (entry === null ? undefined : decodeRecord<IdentifierRecord>(entry.value).profileId));
+    // A profile record can exist without its first identifier's record, because a resolution
+    // stopped between the two writes. That profile is still the identifier's profile.
+    if (starts[0] === undefined) starts[0] = naturalProfileId(identifiers[0]);
+
+    const roots = new Map<string, Root>();
+    const rootOf = await Promise.all(
+      starts.map(async (start) => {
+        if (start === undefined) return undefined;
+        const root = await this.#root(workspace, start, unannounced);
+        if (root === undefined) return undefined;
+        roots.set(root.record.profileId, root);
+        return root.record.profileId;
+      }),
+    );
+    return { mapped, rootOf, roots, unannounced: dedupeNotices(unannounced) };
+  }
+
+  /** Follows `mergedInto` from `profileId` to the profile that was not merged into another. */
+  async #root(workspace: string, profileId: string, unannounced: MergeNotice[]): Promise<Root | undefined> {
+    let current = profileId;
+    for (let hops = 0; hops < MAX_CHAIN_LENGTH; hops++) {
+      const entry = await this.#kv.get(identityKeys.profile(workspace, current));
+      if (entry === null) return undefined;
+
+      const record = decodeRecord<ProfileRecord>(entry.value);
+      if (record.mergedInto === undefined) return { record, revision: entry.revision };
+      if (record.mergeAnnounced !== true) unannounced.push({ workspace, loser: current, winner: record.mergedInto.profileId, cause: record.mergedInto });
+      current = record.mergedInto.profileId;
+    }
+    throw new IdentityError('IDENTITY_CHAIN_TOO_LONG', `profile ${profileId} of workspace ${workspace} is merged along a chain of more than ${MAX_CHAIN_LENGTH} profiles`);
+  }
+
+  #mergeEntry(loser: Root, identifiers: Identifier[], view: GraphView, winnerId: string, cause: LinkCause): MergeEntry {
+    const from = identifiers.filter((_, index) => view.rootOf[index] === loser.record.profileId);
+    const into = identifiers.filter((_, index) => view.rootOf[index] === winnerId);
+    return { ...cause, profileId: loser.record.profileId, from, into };
+  }
+
+  async #updateSurvivor(workspace: string, winner: Root, identifiers: Identifier[], merges: MergeEntry[]): Promise<void> {
+    if (merges.length === 0 && identifiers.length === winner.record.identifiers.length) return;
+    const record: ProfileRecord = { ...winner.record, identifiers, merges: [...winner.record.merges, ...merges] };
+    await this.#kvUpdate(identityKeys.profile(workspace, winner.record.profileId), encodeRecord(record), winner.revision);
+  }
+
+  async #markMerged(workspace: string, loser: Root, winnerId: string, cause: LinkCause): Promise<void> {
+    const record: ProfileRecord = { ...loser.record, mergedInto: { ...cause, profileId: winnerId }, mergeAnnounced: false };
+    await this.#kvUpdate(identityKeys.profile(workspace, loser.record.profileId), encodeRecord(record), loser.revision);
+  }
+
+  async #mapIdentifiers(workspace: string, identifiers: Identifier[], profileId: string, via: Identifier | undefined, cause: LinkCause): Promise<void> {
+    await Promise.all(
+      identifiers.map((identifier) => {
+        const record: IdentifierRecord = { version: IDENTITY_RECORD_VERSION, identifier, profileId, ...cause, ...(via === undefined ? {} : { via }) };
+        return this.#kvCreate(identityKeys.identifier(workspace, identifier), encodeRecord(record));
+      }),
+    );
+  }
+
+  #quarantine(workspace: string, held: HeldLink, profileId: string, cause: LinkCause): QuarantineRecord {
+    const { identifier, otherProfileId, reason, message } = held;
+    return {
+      version: IDENTITY_RECORD_VERSION,
+      id: quarantineId(cause.messageId, identifier, otherProfileId),
+      workspace,
+      identifier,
+      profileId,
+      ...(otherProfileId === undefined ? {} : { otherProfileId }),
+      reason,
+      message,
+      messageId: cause.messageId,
+      atMs: cause.atMs,
+      status: 'pending',
+    };
+  }
+
+  /** Files quarantined links. A link already filed, by a retry of the same event, keeps its record and status. */
+  async #fileQuarantine(workspace: string, records: QuarantineRecord[]): Promise<void> {
+    for (const record of records) {
+      await this.#kv.create(identityKeys.quarantine(workspace, record.id), encodeRecord(record)).catch((error: unknown) => {
+        if (!(error instanceof KvConflictError)) throw error;
+      });
+      this.#options.logger.warn(
+        { workspace, quarantineId: record.id, identifier: record.identifier, profileId: record.profileId, otherProfileId: record.otherProfileId, reason: record.reason, messageId: record.messageId },
+        'identity link quarantined',
+      );
+    }
+  }
+
+  async #kvCreate(key: string, value: Uint8Array): Promise<void> {
+    try {
+      await this.#kv.create(key, value);
+    } catch (error) {
+      if (error instanceof KvConflictError) throw new Retry();
+      throw error;
+    }
+  }
+
+  async #kvUpdate(key: string, value: Uint8Array, revision: number): Promise<void> {
+    try {
+      await this.#kv.update(key, value, revision);
+    } catch (error) {
+      if (error instanceof KvConflictError) throw new Retry();
+      throw error;
+    }
+  }
+
+  /** Lists a workspace's quarantined links, oldest first, optionally of one status. */
+  async listQuarantine(workspace: string, status?: QuarantineStatus): Promise<QuarantineRecord[]> {
+    const entries = await this.#kv.list(identityKeys.quarantinePrefix(workspace));
+    return entries
+      .map((entry) => decodeRecord<QuarantineRecord>(entry.value))
+      .filter((record) => status === undefined || record.status === status)
+      .sort((a, b) => a.atMs - b.atMs || a.id.localeCompare(b.id));
+  }
+
+  /**
+   * Makes a quarantined link although it breaks the settings: links the identifier to the
+   * profile, or merges the two profiles. Returns the merges for the caller to append.
+   */
+  async approve(workspace: string, id: string): Promise<{ record: QuarantineRecord; merges: MergeNotice[] }> {
+    const { record, revision } = await this.#pending(workspace, id);
+    const cause: LinkCause = { messageId: record.id, rule: 'approved-link', atMs: this.#now() };
+    const merges: MergeNotice[] = [];
+
+    for (let attempt = 1; ; attempt++) {
+      try {
+        merges.push(...(await this.#approveOnce(workspace, record, cause)));
+        break;
+      } catch (error) {
+        if (!(error instanceof Retry) || attempt >= this.#maxAttempts) throw error instanceof Retry ? new IdentityError('IDENTITY_CONTENTION', `the identity graph of workspace ${workspace} kept changing while link ${id} was approved; try again`) : error;
+        await backOff(attempt);
+      }
+    }
+
+    const decided: QuarantineRecord = { ...record, status: 'approved', decidedAtMs: cause.atMs };
+    await this.#kv.update(identityKeys.quarantine(workspace, id), encodeRecord(decided), revision);
+    return { record: decided, merges };
+  }
+
+  async #approveOnce(workspace: string, record: QuarantineRecord, cause: LinkCause): Promise<MergeNotice[]> {
+    const unannounced: MergeNotice[] = [];
+    const target = await this.#root(workspace, record.profileId, unannounced);
+    if (target === undefined) throw new IdentityError('IDENTIFIER_NOT_LINKED', `profile ${record.profileId} of workspace ${workspace} is not in the identity graph`);
+
+    const linkedTo = await this.profileOf(workspace, record.identifier);
+    const otherId = record.otherProfileId === undefined ? linkedTo : await this.survivorOf(workspace, record.otherProfileId);
+
+    if (otherId === undefined) {
+      const identifiers = unionOf(target.record.identifiers, [record.identifier]);
+      await this.#updateSurvivor(workspace, target, identifiers, []);
+      await this.#mapIdentifiers(workspace, [record.identifier], target.record.profileId, undefined, cause);
+      return unannounced;
+    }
+    if (otherId === target.record.profileId) return unannounced;
+
+    const other = (await this.#root(workspace, otherId, unannounced))!;
+    const winner = survivor(this.#options.settingsFor(workspace), [target, other]);
+    const loser = winner === target ? other : target;
+    const entry: MergeEntry = { ...cause, profileId: loser.record.profileId, from: [record.identifier], into: [] };
+    await this.#updateSurvivor(workspace, winner, unionOf(winner.record.identifiers, loser.record.identifiers), [entry]);
+    await this.#markMerged(workspace, loser, winner.record.profileId, cause);
+    return dedupeNotices([...unannounced, { workspace, loser: loser.record.profileId, winner: winner.record.profileId, cause }]);
+  }
+
+  /** Rejects a quarantined link: it stays unmade, and the record keeps the decision. */
+  async reject(workspace: string, id: string): Promise<QuarantineRecord> {
+    const { record, revision } = await this.#pending(workspace, id);
+    const decided: QuarantineRecord = { ...record, status: 'rejected', decidedAtMs: this.#now() };
+    await this.#kv.update(identityKeys.quarantine(workspace, id), encodeRecord(decided), revision);
+    return decided;
+  }
+
+  async #pending(workspace: string, id: string): Promise<{ record: QuarantineRecord; revision: number }> {
+    const entry = await this.#kv.get(identityKeys.quarantine(workspace, id));
+    if (entry === null) throw new IdentityError('QUARANTINE_NOT_FOUND', `workspace ${workspace} has no quarantined link ${id}; list them with rtcdp identity quarantine list`);
+    const record = decodeRecord<QuarantineRecord>(entry.value);
+    if (record.status !== 'pending') throw new IdentityError('QUARANTINE_DECIDED', `quarantined link ${id} was already ${record.status}`);
+    return { record, revision: entry.revision };
+  }
+
+  /** Explains why two identifiers belong to one profile: the links and merges between them. */
+  async explain(workspace: string, first: Identifier, second: Identifier): Promise<Explanation> {
+    const [a, b] = await Promise.all([this.#pathToRoot(workspace, first), this.#pathToRoot(workspace, second)]);
+    const rootA = a.profiles.at(-1)!;
+    const rootB = b.profiles.at(-1)!;
+    if (rootA !== rootB) {
+      throw new IdentityError('IDENTIFIER_NOT_LINKED', `${describeIdentifier(first)} belongs to profile ${rootA} and ${describeIdentifier(second)} to profile ${rootB}: they are not linked`);
+    }
+
+    // Each path is cut at the first profile both pass through.
+    const meet = a.profiles.find((profileId) => b.profiles.includes(profileId))!;
+    const stepsA = a.steps.slice(0, a.profiles.indexOf(meet) + 1);
+    const stepsB = b.steps.slice(0, b.profiles.indexOf(meet) + 1);
+    return { profileId: rootA, steps: [...stepsA, ...stepsB.reverse()] };
+  }
+
+  /** The steps from an identifier to its profile's survivor, and the profiles along the way. */
+  async #pathToRoot(workspace: string, identifier: Identifier): Promise<{ steps: ExplainStep[]; profiles: string[] }> {
+    const entry = await this.#kv.get(identityKeys.identifier(workspace, identifier));
+    if (entry === null) throw new IdentityError('IDENTIFIER_NOT_LINKED', `no event of workspace ${workspace} carried ${describeIdentifier(identifier)}`);
+
+    const link = decodeRecord<IdentifierRecord>(entry.value);
+    const steps: ExplainStep[] = [{ kind: 'linked', identifier, profileId: link.profileId, messageId: link.messageId, rule: link.rule, atMs: link.atMs, ...(link.via === undefined ? {} : { via: link.via }) }];
+    const profiles = [link.profileId];
+
+    for (let hops = 0; hops < MAX_CHAIN_LENGTH; hops++) {
+      const record = await this.profile(workspace, profiles.at(-1)!);
+      if (record?.mergedInto === undefined) return { steps, profiles };
+
+      const into = await this.profile(workspace, record.mergedInto.profileId);
+      const entry = into?.merges.find((merge) => merge.profileId === record.profileId);
+      const { profileId: intoProfileId, ...cause } = record.mergedInto;
+      steps.push({ kind: 'merged', profileId: record.profileId, intoProfileId, from: entry?.from ?? [], into: entry?.into ?? [], ...cause });
+      profiles.push(intoProfileId);
+    }
+    throw new IdentityError('IDENTITY_CHAIN_TOO_LONG', `profile ${link.profileId} of workspace ${workspace} is merged along a chain of more than ${MAX_CHAIN_LENGTH} profiles`);
+  }
+}
+
+/**
+ * Waits a random time that grows with the attempt, up to 64 ms, so resolutions that keep
+ * changing the same profile record take turns instead of failing together again.
+ */
+function backOff(attempt: number): Promise<void> {
+  const ceilingMs = Math.min(64, 2 ** attempt);
+  return new Promise((resolve) => setTimeout(resolve, Math.random() * ceilingMs));
+}
+
+/**
+ * Returns the id of a profile started by an event whose highest-priority identifier is
+ * `identifier`. User and anonymous ids give `user:` and `anon:` ids, as events were routed
+ * before identity resolution, and other types give `TYPE:VALUE`.
+ */
+export function naturalProfileId(identifier: Identifier): string {
+  if (identifier.type === 'user_id') return `user:${identifier.value}`;
+  if (identifier.type === 'anonymous_id') return `anon:${identifier.value}`;
+  return `${identifier.type}:${identifier.value}`;
+}
+
+/**
+ * The survivor of a merge: the profile holding the highest-priority identifier type, then
+ * the older one, then the smaller id. A known customer's profile outlives an anonymous one.
+ */
+function survivor(settings: IdentitySettings, group: Root[]): Root {
+  const rankOf = (root: Root) => Math.min(...root.record.identifiers.map((identifier) => settings.types.get(identifier.type)?.rank ?? Infinity));
+  return group.reduce((best, root) => {
+    const byRank = rankOf(root) - rankOf(best);
+    if (byRank !== 0) return byRank < 0 ? root : best;
+    if (root.record.createdAtMs !== best.record.createdAtMs) return root.record.createdAtMs < best.record.createdAtMs ? root : best;
+    return root.record.profileId < best.record.profileId ? root : best;
+  });
+}
+
+/** Returns why two profiles holding these identifiers must not merge, or undefined when they may. */
+function mergeConflict(settings: IdentitySettings, a: Identifier[], b: Identifier[]): { reason: QuarantineReason; message: string } | undefined {
+  for (const [type, typeSettings] of settings.types) {
+    const left = a.filter((identifier) => identifier.type === type);
+    const right = b.filter((identifier) => identifier.type === type);
+    if (left.length === 0 || right.length === 0) continue;
+
+    const union = unionOf(left, right);
+    const nested = union.length === left.length || union.length === right.length;
+    if (typeSettings.mergeProtected && !nested) {
+      return { reason: 'MERGE_PROTECTED', message: `the profiles hold different ${type} values (${describeValues(left)} and ${describeValues(right)}), and ${type} is merge-protected` };
+    }
+    if (union.length > typeSettings.maxPerProfile) {
+      return { reason: 'PER_PROFILE_LIMIT', message: `the merged profile would hold ${union.length} ${type} values, over the limit of ${typeSettings.maxPerProfile}` };
+    }
+  }
+  return undefined;
+}
+
+function limitOf(settings: IdentitySettings, type: string): number {
+  return settings.types.get(type)?.maxPerProfile ?? Infinity;
+}
+
+function countOfType(identifiers: Identifier[], type: string): number {
+  let count = 0;
+  for (const identifier of identifiers) if (identifier.type === type) count += 1;
+  return count;
+}
+
+function unionOf(a: Identifier[], b: Identifier[]): Identifier[] {
+  const union = [...a];
+  for (const identifier of b) if (!union.some((known) => sameIdentifier(known, identifier))) union.push(identifier);
+  return union;
+}
+
+function describeValues(identifiers: Identifier[]): string {
+  return identifiers.map((identifier) => JSON.stringify(identifier.value)).join(', ');
+}
+
+function dedupeNotices(notices: MergeNotice[]): MergeNotice[] {
+  const seen = new Set<string>();
+  return notices.filter((notice) => {
+    if (seen.has(notice.loser)) return false;
+    seen.add(notice.loser);
+    return true;
+  });
+}

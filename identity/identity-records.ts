@@ -1,0 +1,119 @@
+/**
+ * The records of the identity graph and their keys. Keys are valid NATS KV keys, so the
+ * same records live in a JetStream KV bucket (cluster mode) and in RocksDB (embedded):
+ * identifier values and profile ids are hashed, and each record carries them in full.
+ */
+import { createHash } from 'node:crypto';
+import type { Identifier } from '../profiles/identifiers.js';
+import { decode, encode } from '../storage/codec.js';
+
+export const IDENTITY_RECORD_VERSION = 1;
+
+/** The rule that made two profiles one. */
+export type MergeRule =
+  /** An event carried identifiers of both profiles. */
+  | 'shared-identifier'
+  /** An operator approved a quarantined link. */
+  | 'approved-link';
+
+/** The event and rule behind a link or a merge. */
+export interface LinkCause {
+  /** messageId of the event that made the link; the quarantine id for an approved link. */
+  messageId: string;
+  rule: MergeRule;
+  /** Wall-clock time of the link, ms since the epoch. */
+  atMs: number;
+}
+
+/** An identifier's profile: the profile it was first linked to, and how. */
+export interface IdentifierRecord extends LinkCause {
+  version: number;
+  identifier: Identifier;
+  profileId: string;
+  /** An identifier the profile already held that the event carried as well; absent when the event started the profile. */
+  via?: Identifier;
+}
+
+/** A merge as the surviving profile records it. */
+export interface MergeEntry extends LinkCause {
+  /** The profile merged in. */
+  profileId: string;
+  /** The event's identifiers that belonged to the merged profile, and those that belonged to the survivor. */
+  from: Identifier[];
+  into: Identifier[];
+}
+
+export interface ProfileRecord {
+  version: number;
+  profileId: string;
+  /** When the graph created the profile, ms since the epoch: the older profile wins a merge between equals. */
+  createdAtMs: number;
+  /** Every identifier linked to the profile, including those of profiles merged into it. */
+  identifiers: Identifier[];
+  /** Profiles merged into this one, oldest first. */
+  merges: MergeEntry[];
+  /** Set when the profile was merged into another: that profile, and why. */
+  mergedInto?: LinkCause & { profileId: string };
+  /** Whether the merge command for `mergedInto` is in the event log. */
+  mergeAnnounced?: boolean;
+}
+
+export type QuarantineReason =
+  /** The link would give a profile more values of a type than its maxPerProfile. */
+  | 'PER_PROFILE_LIMIT'
+  /** The link would merge two profiles holding different values of a merge-protected type. */
+  | 'MERGE_PROTECTED';
+
+export type QuarantineStatus = 'pending' | 'approved' | 'rejected';
+
+/** A link the graph did not make, kept for an operator to approve or reject. */
+export interface QuarantineRecord {
+  version: number;
+  id: string;
+  workspace: string;
+  /** The event's identifier that the link concerns. */
+  identifier: Identifier;
+  /** The profile the event was applied to. */
+  profileId: string;
+  /** The profile `identifier` belongs to, when the link would have merged two profiles. */
+  otherProfileId?: string;
+  reason: QuarantineReason;
+  message: string;
+  messageId: string;
+  atMs: number;
+  status: QuarantineStatus;
+  decidedAtMs?: number;
+}
+
+export const identityKeys = {
+  identifier: (workspace: string, identifier: Identifier) => `i.${workspace}.${digest(`${identifier.type}\u0000${identifier.value}`)}`,
+  profile: (workspace: string, profileId: string) => `p.${workspace}.${digest(profileId)}`,
+  quarantine: (workspace: string, id: string) => `q.${workspace}.${id}`,
+  quarantinePrefix: (workspace: string) => `q.${workspace}.`,
+};
+
+/** Returns the stable id of a quarantined link: the same event and identifier always give the same id. */
+export function quarantineId(messageId: string, identifier: Identifier, otherProfileId: string | undefined): string {
+  return digest(`${messageId}\u0000${identifier.type}\u0000${identifier.value}\u0000${otherProfileId ?? ''}`).slice(0, 22);
+}
+
+/** Returns the URL-safe SHA-256 of `text`: 43 letters, digits, `-` and `_`. */
+function digest(text: string): string {
+  return createHash('sha256').update(text).digest('base64url');
+}
+
+export function encodeRecord(record: IdentifierRecord | ProfileRecord | QuarantineRecord): Uint8Array {
+  return encode(record);
+}
+
+export function decodeRecord<T extends IdentifierRecord | ProfileRecord | QuarantineRecord>(value: Uint8Array): T {
+  return decode<T>(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
+}
+
+export function sameIdentifier(a: Identifier, b: Identifier): boolean {
+  return a.type === b.type && a.value === b.value;
+}
+
+export function describeIdentifier(identifier: Identifier): string {
+  return `${identifier.type} ${JSON.stringify(identifier.value)}`;
+}

@@ -1,0 +1,141 @@
+/**
+ * A KvStore in the node's RocksDB, for embedded mode: the same compare-and-set contract as
+ * a JetStream KV bucket, in one process. Operations on one key run one after another, so a
+ * create or update checks the current revision and writes without another writer in
+ * between. Every write is synced before it resolves; concurrent writes share an fdatasync
+ * (the store's group commit).
+ */
+import { decode, encode } from './codec.js';
+import { KvConflictError, type KvEntry, type KvStore } from './kv-store.js';
+import { part, prefixEnd } from './keys.js';
+import type { Store } from './store.js';
+
+const RECORD_VERSION = 1;
+
+/** Revisions reserved at a time: the counter is written once per this many writes. */
+const REVISION_BLOCK = 4_096;
+
+interface StoredValue {
+  version: number;
+  revision: number;
+  value: Uint8Array;
+}
+
+export class RocksDbKvStore implements KvStore {
+  readonly #store: Store;
+  readonly #prefix: string;
+  readonly #revisionKey: string;
+  /** The last revision handed out. */
+  #revision: number;
+  /** Revisions up to this one are reserved by the stored counter. */
+  #reservedUntil: number;
+  #reserving: Promise<void> | null = null;
+  /** The operation in progress per key; the next one on the key waits for it. */
+  readonly #tails = new Map<string, Promise<unknown>>();
+
+  private constructor(store: Store, name: string, revision: number) {
+    this.#store = store;
+    this.#prefix = `kv/${part(name)}/`;
+    this.#revisionKey = `kv-revision/${part(name)}`;
+    this.#revision = revision;
+    this.#reservedUntil = revision;
+  }
+
+  /** Opens the store named `name` in `store`; names keep several stores apart in one database. */
+  static async open(store: Store, name: string): Promise<RocksDbKvStore> {
+    const stored = await store.get(`kv-revision/${part(name)}`);
+    return new RocksDbKvStore(store, name, stored === null ? 0 : Number(stored.toString()));
+  }
+
+  get(key: string): Promise<KvEntry | null> {
+    return this.#read(key);
+  }
+
+  create(key: string, value: Uint8Array): Promise<number> {
+    return this.#serial(key, async () => {
+      if ((await this.#read(key)) !== null) throw new KvConflictError(`key ${key} already exists`);
+      return this.#write(key, value);
+    });
+  }
+
+  update(key: string, value: Uint8Array, expectedRevision: number): Promise<number> {
+    return this.#serial(key, async () => {
+      await this.#expect(key, expectedRevision);
+      return this.#write(key, value);
+    });
+  }
+
+  put(key: string, value: Uint8Array): Promise<number> {
+    return this.#serial(key, () => this.#write(key, value));
+  }
+
+  delete(key: string, expectedRevision?: number): Promise<void> {
+    return this.#serial(key, async () => {
+      if (expectedRevision !== undefined) await this.#expect(key, expectedRevision);
+      await this.#nextRevision();
+      await this.#store.write([{ type: 'del', key: this.#prefix + key }], { sync: true });
+    });
+  }
+
+  async list(prefix = ''): Promise<KvEntry[]> {
+    const start = this.#prefix + prefix;
+    const entries = await this.#store.list({ gte: start, lt: prefix === '' ? prefixEnd(this.#prefix) : prefixEnd(start) });
+    return entries.map((entry) => this.#toEntry(entry.key.toString().slice(this.#prefix.length), entry.value));
+  }
+
+  async #read(key: string): Promise<KvEntry | null> {
+    const stored = await this.#store.get(this.#prefix + key);
+    return stored === null ? null : this.#toEntry(key, stored);
+  }
+
+  #toEntry(key: string, stored: Buffer): KvEntry {
+    const { revision, value } = decode<StoredValue>(stored);
+    return { key, value: Uint8Array.from(value), revision };
+  }
+
+  async #expect(key: string, expectedRevision: number): Promise<void> {
+    const current = await this.#read(key);
+    if (current?.revision !== expectedRevision) {
+      throw new KvConflictError(`key ${key} is at revision ${current?.revision ?? 'none'}, expected ${expectedRevision}`);
+    }
+  }
+
+  async #write(key: string, value: Uint8Array): Promise<number> {
+    const revision = await this.#nextRevision();
+    const stored: StoredValue = { version: RECORD_VERSION, revision, value: Buffer.from(value) };
+    await this.#store.write([{ type: 'put', key: this.#prefix + key, value: encode(stored) }], { sync: true });
+    return revision;
+  }
+
+  /**
+   * Takes the next revision. The stored counter reserves a block of revisions ahead of the
+   * writes, so after a restart every new revision is above any written before it. The unused
+   * rest of a block is skipped, as JetStream skips the sequences of other subjects.
+   */
+  async #nextRevision(): Promise<number> {
+    while (this.#revision >= this.#reservedUntil) {
+      this.#reserving ??= this.#reserve().finally(() => (this.#reserving = null));
+      await this.#reserving;
+    }
+    this.#revision += 1;
+    return this.#revision;
+  }
+
+  async #reserve(): Promise<void> {
+    const until = this.#reservedUntil + REVISION_BLOCK;
+    await this.#store.write([{ type: 'put', key: this.#revisionKey, value: String(until) }], { sync: true });
+    this.#reservedUntil = until;
+  }
+
+  /** Runs `operation` after every earlier operation on `key` has settled. */
+  #serial<T>(key: string, operation: () => Promise<T>): Promise<T> {
+    const previous = this.#tails.get(key) ?? Promise.resolve();
+    const run = previous.then(operation, operation);
+    const tail = run.catch(() => undefined);
+    this.#tails.set(key, tail);
+    void tail.then(() => {
+      if (this.#tails.get(key) === tail) this.#tails.delete(key);
+    });
+    return run;
+  }
+}
