@@ -10,6 +10,7 @@ import type { DefinitionStore } from '../decisions/definitions/definition-store.
 import type { WebhookDestination } from '../decisions/activation-delivery/webhook-config.js';
 import { startWebhookDispatcher, type WebhookDispatcher } from '../decisions/activation-delivery/webhook-dispatcher.js';
 import { NodeUnavailableError } from '../cluster/errors.js';
+import type { IdentityOperations } from '../cluster/identity-admin.js';
 import { ApiServer } from './server.js';
 
 export interface ClusterProcessOptions extends Omit<ClusterNodeOptions, 'logger' | 'grpcAddress'> {
@@ -52,6 +53,13 @@ class LateNode implements ServingNode {
   readonly activations: ActivationFeed = {
     list: (...args) => this.#require().activations.list(...args),
     waitBeyond: (...args) => this.#require().activations.waitBeyond(...args),
+  };
+
+  readonly identityAdmin: IdentityOperations = {
+    listQuarantine: (...args) => this.#require().identityAdmin.listQuarantine(...args),
+    approve: (...args) => this.#require().identityAdmin.approve(...args),
+    reject: (...args) => this.#require().identityAdmin.reject(...args),
+    explain: (...args) => this.#require().identityAdmin.explain(...args),
   };
 
   ingest(...args: Parameters<ServingNode['ingest']>) {

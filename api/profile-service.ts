@@ -51,7 +51,7 @@ export function createProfileService(node: ServingNode, auth: AuthOptions, logge
 }
 
 /** Returns the request's identifier, or throws INVALID_ARGUMENT when it is missing. */
-export function requireIdentifier(identifier: Identifier | undefined): Identifier {
-  if (identifier === undefined || identifier.type === '') throw new InvalidArgumentError('identifier is required: set identifier.type and identifier.value');
+export function requireIdentifier(identifier: Identifier | undefined, field = 'identifier'): Identifier {
+  if (identifier === undefined || identifier.type === '') throw new InvalidArgumentError(`${field} is required: set ${field}.type and ${field}.value`);
   return identifier;
 }

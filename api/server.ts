@@ -16,6 +16,7 @@ import type { AuthOptions } from './auth.js';
 import { activationServiceDefinition, createActivationService } from './activation-service.js';
 import { createDecisionService, decisionServiceDefinition } from './decision-service.js';
 import { createDefinitionService, definitionServiceDefinition } from './definition-service.js';
+import { createIdentityService, identityServiceDefinition } from './identity-service.js';
 import { createIngestService, ingestServiceDefinition } from './ingest-service.js';
 import { createProfileService, profileServiceDefinition } from './profile-service.js';
 
@@ -28,6 +29,8 @@ const ACTIVATION_SERVICE = 'rtcdp.v1.ActivationService';
 const ACTIVATION_PROTO_FILE = 'rtcdp/v1/activations.proto';
 const DECISION_SERVICE = 'rtcdp.v1.DecisionService';
 const DECISION_PROTO_FILE = 'rtcdp/v1/decisions.proto';
+const IDENTITY_SERVICE = 'rtcdp.v1.IdentityService';
+const IDENTITY_PROTO_FILE = 'rtcdp/v1/identity.proto';
 
 export interface ApiServerOptions {
   /** Interface to listen on. Default 127.0.0.1. */
@@ -66,7 +69,7 @@ export class ApiServer {
     new ReflectionService(loadProtoDefinitions([...PROTO_FILES, ...optional.map((service) => service.protoFile)])).addToServer(this.#server);
   }
 
-  /** The services that only some nodes serve: definitions, activations and decisions. */
+  /** The services that only some nodes serve: definitions, activations, decisions and identity. */
   #optionalServices(node: ServingNode, options: ApiServerOptions): Array<{ name: string; protoFile: string; add: () => void }> {
     const services: Array<{ name: string; protoFile: string; add: () => void }> = [];
     const { definitionStore, activations } = node;
@@ -90,6 +93,14 @@ export class ApiServer {
         name: DECISION_SERVICE,
         protoFile: DECISION_PROTO_FILE,
         add: () => this.#server.addService(decisionServiceDefinition, createDecisionService(deciding, options.auth, this.#logger)),
+      });
+    }
+    const identityAdmin = node.identityAdmin;
+    if (identityAdmin !== undefined) {
+      services.push({
+        name: IDENTITY_SERVICE,
+        protoFile: IDENTITY_PROTO_FILE,
+        add: () => this.#server.addService(identityServiceDefinition, createIdentityService(identityAdmin, options.auth, this.#logger)),
       });
     }
     return services;

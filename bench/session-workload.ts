@@ -9,10 +9,11 @@
  * `conversionPercent`, in an identify with its userId and anonymousId, after which the
  * customer is known to this generator.
  *
- * rtcdp routes an event by its userId, else its anonymousId, and does not merge profiles
- * (alias and a later userId link nothing yet). So the generator records, for every event it
- * sends, the one profile the event belongs to: slot c is the profile of userId `user-c`, and
- * slot customers + c the profile of anonymousId `anon-c`.
+ * Identity resolution makes each customer one profile: every event of customer c carries
+ * anonymousId `anon-c`, and every event with userId `user-c` carries it too (identify, alias
+ * and a known customer's events), which links the two. So slot c counts every event of
+ * customer c, and its profile is found by `anon-c`. The workload has no numbered customers
+ * found by userId alone, as an anonymous customer who never converts has no userId.
  */
 import { anonymousIdOf, encodeEventTail, traitsOf, TRACK_EVENT_NAMES, userIdOf, type BatchEncoder } from './events.js';
 import { createRandom, ZipfSampler } from './random.js';
@@ -66,8 +67,8 @@ export class SessionWorkload implements Workload {
 
   constructor(config: SessionWorkloadConfig, seed: number) {
     this.#config = config;
-    this.endCustomer = config.customers;
-    this.profileCount = 2 * config.customers;
+    this.endCustomer = 0;
+    this.profileCount = config.customers;
     this.#random = createRandom(seed ^ 0x5e55);
     this.#sampler = new ZipfSampler(config.customers, config.exponent, createRandom(seed));
     this.#converted = new Uint8Array(config.customers);
@@ -80,8 +81,7 @@ export class SessionWorkload implements Workload {
   }
 
   profileOf(slot: number): ProfileRef {
-    const customers = this.#config.customers;
-    return slot < customers ? { type: 'user_id', value: userIdOf(slot) } : { type: 'anonymous_id', value: anonymousIdOf(slot - customers) };
+    return { type: 'anonymous_id', value: anonymousIdOf(slot) };
   }
 
   fill(encoder: BatchEncoder, slots: Int32Array, max: number): number {
@@ -129,7 +129,7 @@ export class SessionWorkload implements Workload {
 
     const userId = this.#known ? userIdOf(this.#customer) : '';
     encoder.addWithTail(this.#pickTail(type), userId, anonymousIdOf(this.#customer));
-    return this.#known ? this.#customer : this.#config.customers + this.#customer;
+    return this.#customer;
   }
 
   #addIdentify(encoder: BatchEncoder): number {

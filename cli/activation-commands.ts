@@ -131,5 +131,6 @@ function causeText(activation: Activation): string {
   if (cause.kind === 'event') return `event ${cause.messageId} (shard ${cause.shard}, sequence ${cause.sequence})`;
   if (cause.kind === 'timer') return `timer due ${cause.due}`;
   if (cause.kind === 'decide') return 'Decide call';
+  if (cause.kind === 'merge') return `merge by ${cause.rule} (${cause.messageId})`;
   return 'definition deleted';
 }

@@ -14,6 +14,7 @@ import {
 import { ActivationServiceClient } from '../proto/gen/rtcdp/v1/activations.js';
 import { DecisionServiceClient } from '../proto/gen/rtcdp/v1/decisions.js';
 import { DefinitionServiceClient } from '../proto/gen/rtcdp/v1/definitions.js';
+import { IdentityServiceClient } from '../proto/gen/rtcdp/v1/identity.js';
 import { IngestServiceClient } from '../proto/gen/rtcdp/v1/ingest.js';
 import { ProfileServiceClient } from '../proto/gen/rtcdp/v1/profile.js';
 import { CommandFailure } from './common.js';
@@ -44,6 +45,10 @@ export function createDecisionClient(server: string): DecisionServiceClient {
 
 export function createDefinitionClient(server: string): DefinitionServiceClient {
   return new DefinitionServiceClient(server, credentials.createInsecure(), CLIENT_OPTIONS);
+}
+
+export function createIdentityClient(server: string): IdentityServiceClient {
+  return new IdentityServiceClient(server, credentials.createInsecure(), CLIENT_OPTIONS);
 }
 
 /**
@@ -125,6 +130,7 @@ export function describeCallFailure(error: unknown, server: string, service: str
     case status.NOT_FOUND:
     case status.ABORTED:
     case status.INVALID_ARGUMENT:
+    case status.FAILED_PRECONDITION:
       return new CommandFailure(serviceErrorDetails(error));
     default:
       return new CommandFailure(`request to ${server} failed: ${describeServiceError(error)}`);

@@ -48,10 +48,12 @@ import {
 import { addClusterCommands } from './cluster-commands.js';
 import { addActivationCommands } from './activation-commands.js';
 import { addDecisionCommands } from './decision-commands.js';
+import { addExplainCommand, addQuarantineCommands } from './identity-admin-commands.js';
 import type { SourceFile } from '../decisions/definitions/document.js';
 import { addDefinitionCommands, definitionIssuesFailure, readDefinitionFiles } from './definition-commands.js';
 import { addNodeCommand } from './node-command.js';
 import { readWebhookDestinations, WEBHOOKS_HELP } from './webhook-options.js';
+import { IDENTITY_HELP, readIdentitySettings, type IdentityFileSettings } from './identity-options.js';
 import type { WebhookDestination } from '../decisions/activation-delivery/webhook-config.js';
 import { addProfileTargetOptions, identifierFrom, notFound, type ProfileTargetOptions } from './identifier-options.js';
 
@@ -103,6 +105,7 @@ function buildProgram(): Command {
   addDefinitionCommands(program);
   addActivationCommands(program);
   addDecisionCommands(program);
+  addQuarantineCommands(program.command('identity').description('Identity resolution: quarantined links of a node.'));
   return program;
 }
 
@@ -154,6 +157,7 @@ interface DevOptions {
   walSync: boolean;
   limit?: Partial<EventLimits>;
   webhooks?: string;
+  identity?: string;
 }
 
 function addDevCommand(program: Command): void {
@@ -199,6 +203,7 @@ function addDevCommand(program: Command): void {
     )
     .option('--no-wal-sync', 'acknowledge events without fdatasync of the RocksDB WAL: safe against a process crash, not a power loss')
     .option('--webhooks <file>', WEBHOOKS_HELP)
+    .option('--identity <file>', IDENTITY_HELP)
     .addHelpText('after', '\nExample:\n  rtcdp dev --port 50051 --load data/online-retail-2010-12.csv')
     .action((options: DevOptions) => runDev(options));
 }
@@ -207,9 +212,10 @@ async function runDev(options: DevOptions): Promise<void> {
   const sources = await openSources(options.load ?? []);
   const definitionFiles = await readDefinitionFiles(options.definitions ?? [], '--definitions');
   const webhooks = await readWebhookDestinations(options.webhooks);
+  const identity = await readIdentitySettings(options.identity);
   await mkdir(options.data, { recursive: true });
 
-  const embedded = await startDevNode(options, webhooks);
+  const embedded = await startDevNode(options, webhooks, identity);
   process.stdout.write(`rtcdp listening on ${embedded.address}\n`);
   if (definitionFiles.length > 0) await applyDevDefinitions(embedded, definitionFiles);
 
@@ -241,7 +247,7 @@ async function applyDevDefinitions(embedded: Awaited<ReturnType<typeof startDevN
   process.stdout.write(`definitions: ${outcome.results.length} applied (${changed} new or changed)\n`);
 }
 
-async function startDevNode(options: DevOptions, webhooks: WebhookDestination[]) {
+async function startDevNode(options: DevOptions, webhooks: WebhookDestination[], identity: IdentityFileSettings) {
   // Imported here so that `send` and `profile` never load RocksDB and the server.
   const { startEmbedded } = await import('../api/embedded.js');
   const logger = createLogger({ level: options.logLevel });
@@ -260,6 +266,7 @@ async function startDevNode(options: DevOptions, webhooks: WebhookDestination[])
       actors: { maxResidentActors: options.maxResident },
       eventLimits: options.limit,
       webhooks,
+      ...identity,
     });
   } catch (error) {
     throw new CommandFailure(describeStartFailure(error, options), { cause: error });
@@ -462,6 +469,8 @@ function addProfileCommands(program: Command): void {
     .description('Print the profile that owns an identifier: identifiers, traits, event statistics and recent events.');
   addProfileTargetOptions(get);
   get.action((options: ProfileCommandOptions) => runProfileGet(options));
+
+  addExplainCommand(profile);
 
   const events = profile
     .command('events')

@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { createLogger } from '../common/logger.js';
 import { CommandFailure, LOG_LEVELS, collectWriteKey, parseChoice, parseInteger, waitForStopSignal } from './common.js';
 import { readWebhookDestinations, WEBHOOKS_HELP } from './webhook-options.js';
+import { IDENTITY_HELP, readIdentitySettings } from './identity-options.js';
 
 interface NodeCommandOptions {
   nats: string[];
@@ -30,6 +31,7 @@ interface NodeCommandOptions {
   handoffTimeoutMs?: number;
   queryTimeoutMs?: number;
   webhooks?: string;
+  identity?: string;
 }
 
 export function addNodeCommand(program: Command): void {
@@ -61,12 +63,14 @@ export function addNodeCommand(program: Command): void {
     .option('--handoff-timeout-ms <ms>', 'how long one shard handoff may take before the next owner replays the rest from the log (default: 10000)', parseInteger('--handoff-timeout-ms', 100, 3_600_000))
     .option('--query-timeout-ms <ms>', 'how long a profile query waits, shard moves included, before it fails (default: 10000)', parseInteger('--query-timeout-ms', 100, 3_600_000))
     .option('--webhooks <file>', `${WEBHOOKS_HELP}. Each node given a destination delivers to it independently`)
+    .option('--identity <file>', `${IDENTITY_HELP}. Give every node of a cluster the same file`)
     .addHelpText('after', '\nExample:\n  rtcdp node --nats nats://127.0.0.1:4222 --node-id n1 --data .rtcdp-n1 --grpc-port 50051')
     .action((options: NodeCommandOptions) => runNode(options));
 }
 
 async function runNode(options: NodeCommandOptions): Promise<void> {
   const webhooks = await readWebhookDestinations(options.webhooks);
+  const identity = await readIdentitySettings(options.identity);
   await mkdir(options.data, { recursive: true });
   // Imported here so that commands that only talk to a server never load RocksDB.
   const { startClusterProcess } = await import('../api/cluster.js');
@@ -96,6 +100,7 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
       handoffTimeoutMs: options.handoffTimeoutMs,
       queryTimeoutMs: options.queryTimeoutMs,
       webhooks,
+      ...identity,
       logger,
     });
   } catch (error) {

@@ -4,14 +4,19 @@
  * customer actors and serves their queries. Membership, shard leases, the coordinator's
  * assignment and profile snapshots live in NATS, so a node can die and another takes over.
  */
+import { EventResolver } from '../identity/event-resolver.js';
+import { IdentityGraph } from '../identity/identity-graph.js';
+import { IdentityAdmin } from './identity-admin.js';
+import { normalizeIdentifier } from '../identity/normalize.js';
+import type { OutgoingRecord } from '../profiles/identity-commands.js';
+import type { KvStore } from '../storage/kv-store.js';
 import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { Lifecycle } from '../common/lifecycle.js';
 import type { Logger } from '../common/logger.js';
 import { randomUUID } from 'node:crypto';
-import { OverloadedError } from '../common/errors.js';
+import { DeadlineError, OverloadedError } from '../common/errors.js';
 import type { DecisionReceipt } from '../profiles/decision-state.js';
 import type { RawEvent } from '../profiles/event.js';
-import { earlier, IdentifierIndex, type Owner } from '../profiles/identifier-index.js';
 import { profileIdForIdentifier, type Identifier } from '../profiles/identifiers.js';
 import { ProfileBehavior } from '../profiles/profile-behavior.js';
 import { PUBLISHED_ELSEWHERE } from '../profiles/activation-log.js';
@@ -21,6 +26,7 @@ import { DefinitionCatalog } from '../decisions/evaluation/definition-catalog.js
 import { DefinitionEvaluator } from '../decisions/evaluation/definition-evaluator.js';
 import type { ProfileView } from '../profiles/profile.js';
 import { decode, encode } from '../storage/codec.js';
+import type { AppendRequest } from '../storage/event-log.js';
 import { keys } from '../storage/keys.js';
 import type { CustomerEvent } from '../profiles/event.js';
 import type { DefinitionStore } from '../decisions/definitions/definition-store.js';
@@ -39,7 +45,6 @@ import { NatsKvStore } from './kv/nats-kv-store.js';
 import { decodeLeaseRecord, type PreviousHolder } from './leases/lease-record.js';
 import { ShardLeases } from './leases/shard-leases.js';
 import { Membership, type MemberInfo } from './membership.js';
-import { IdentifierClaims } from './nats/identifier-claims.js';
 import { JetStreamEventLog } from './nats/jetstream-event-log.js';
 import { requestShard, requestSubject, serveShard, serveSubject, ShardMovingError } from './nats/shard-rpc.js';
 import { SnapshotStore } from './nats/snapshot-store.js';
@@ -78,7 +83,6 @@ interface ShardRelease {
 
 type ShardRequest =
   | { op: 'getProfile'; workspace: string; profileId: string }
-  | { op: 'pendingClaim'; workspace: string; identifier: Identifier }
   | { op: 'listProfileEvents'; workspace: string; profileId: string; pageSize: number; offset: number }
   | { op: 'decide'; workspace: string; profileId: string; decision: DecisionInput };
 
@@ -98,6 +102,12 @@ export interface ClusterNodeStatus {
   inFlightEvents: number;
 }
 
+/** The cluster's identity graph bucket. */
+export const IDENTITY_BUCKET = 'rtcdp-identity';
+
+/** How often a query checks whether a profile has absorbed the profiles merged into it. */
+const ABSORB_POLL_INTERVAL_MS = 5;
+
 export class ClusterNode implements ServingNode {
   readonly options: ResolvedClusterNodeOptions;
   readonly nodeId: string;
@@ -114,8 +124,11 @@ export class ClusterNode implements ServingNode {
   readonly #kv: NatsKvStore;
   readonly #log: JetStreamEventLog;
   readonly #snapshots: SnapshotStore;
-  readonly #claims: IdentifierClaims;
-  readonly #index: IdentifierIndex;
+  /** The cluster's identity graph, in a replicated KV bucket. */
+  readonly identity: IdentityGraph;
+  readonly #resolver: EventResolver;
+  /** Quarantine decisions and explanations of the identity graph. */
+  readonly identityAdmin: IdentityAdmin;
   readonly #store: Store;
   readonly #local: ProfileBehavior;
   readonly #shards: number;
@@ -142,7 +155,7 @@ export class ClusterNode implements ServingNode {
       kv: NatsKvStore;
       log: JetStreamEventLog;
       snapshots: SnapshotStore;
-      claims: IdentifierClaims;
+      identityKv: KvStore;
       definitions: DefinitionStore;
       activations: JetStreamActivationLog;
       timers: ClusterTimerIndex;
@@ -159,24 +172,31 @@ export class ClusterNode implements ServingNode {
     this.#kv = parts.kv;
     this.#log = parts.log;
     this.#snapshots = parts.snapshots;
-    this.#claims = parts.claims;
     this.definitionStore = parts.definitions;
     this.#store = parts.store;
     this.#shards = parts.shards;
     this.#clusterId = parts.clusterId;
 
-    this.#index = new IdentifierIndex(parts.store);
+    this.identity = new IdentityGraph({ kv: parts.identityKv, settingsFor: options.identitySettings, logger: this.#logger });
+    this.#resolver = new EventResolver({ graph: this.identity, settingsFor: options.identitySettings });
+    this.identityAdmin = new IdentityAdmin({
+      graph: this.identity,
+      settingsFor: options.identitySettings,
+      shards: () => this.#shards,
+      append: async (requests) => void (await this.#log.append(requests)),
+      logger: this.#logger,
+    });
     this.activations = parts.activations;
     this.#timers = parts.timers;
     this.#catalog = new DefinitionCatalog({ store: parts.definitions, logger: this.#logger });
     this.evaluator = new DefinitionEvaluator({ catalog: this.#catalog, logger: this.#logger });
     this.#local = new ProfileBehavior({
       store: parts.store,
-      index: this.#index,
       limits: options.profileLimits,
       logger: this.#logger,
       evaluator: this.evaluator,
       activations: PUBLISHED_ELSEWHERE,
+      send: (records) => this.#send(records),
     });
     this.#leases = new ShardLeases(parts.kv, {
       nodeId: options.nodeId,
@@ -227,7 +247,7 @@ export class ClusterNode implements ServingNode {
         logger,
       });
       const snapshots = await SnapshotStore.open(connection, { replicas: options.replicas });
-      const claims = await IdentifierClaims.open(connection, { replicas: options.replicas });
+      const identityKv = await NatsKvStore.open(connection, { bucket: IDENTITY_BUCKET, replicas: options.replicas, allowDirect: false });
       const definitionKv = await NatsKvStore.open(connection, { bucket: DEFINITION_BUCKET, replicas: options.replicas, allowDirect: false });
       const definitions = new KvDefinitionStore(definitionKv, { logger });
       const timers = await ClusterTimerIndex.open(connection, { replicas: options.replicas });
@@ -240,7 +260,7 @@ export class ClusterNode implements ServingNode {
       });
       store = await Store.open({ path: options.dataDir, walSync: false, logger });
 
-      const node = new ClusterNode(options, { connection, kv, log, snapshots, claims, definitions, activations, timers, store, shards: settings.shards, clusterId: settings.clusterId });
+      const node = new ClusterNode(options, { connection, kv, log, snapshots, identityKv, definitions, activations, timers, store, shards: settings.shards, clusterId: settings.clusterId });
       await node.#start();
       return node;
     } catch (error) {
@@ -310,7 +330,7 @@ export class ClusterNode implements ServingNode {
     this.#assertRunning('ingest');
     assertWorkspaceName(workspace);
 
-    const { results, requests, accepted } = prepareBatch(workspace, raws, this.options.eventLimits, this.#shards);
+    const { results, requests, accepted, merges } = await prepareBatch(workspace, raws, this.options.eventLimits, this.#shards, this.#resolver);
     if (requests.length === 0) return results;
     if (requests.length > this.options.maxInFlightEvents) {
       throw new InvalidArgumentError(`batch of ${requests.length} valid events is larger than the node's in-flight limit of ${this.options.maxInFlightEvents}; split it into smaller batches`);
@@ -325,17 +345,40 @@ export class ClusterNode implements ServingNode {
     } finally {
       this.#inFlightEvents -= requests.length;
     }
+    await Promise.all(merges.map((merge) => this.identityAdmin.markAnnounced(merge)));
     return results;
   }
 
+  /** Publishes the records profile actors send to other profiles (merge state, forwarded events). */
+  async #send(records: OutgoingRecord[]): Promise<void> {
+    const requests: AppendRequest[] = records.map((record) => ({
+      workspace: record.workspace,
+      shard: shardOf(record.profileId, this.#shards),
+      messageId: record.messageId,
+      payload: encode(record.entry),
+    }));
+    await this.#log.append(requests);
+  }
+
+  /**
+   * Returns the profile `identifier` belongs to, with every event acknowledged before the
+   * call, and every profile the identity graph merged into it already absorbed.
+   */
   async getProfile(workspace: string, identifier: Identifier): Promise<ProfileView> {
     this.#assertRunning('getProfile');
     const profileId = await this.#resolve(workspace, identifier);
     const shard = shardOf(profileId, this.#shards);
+    const record = await this.identity.profile(workspace, profileId);
+    const expected = record?.merges.map((merge) => merge.profileId) ?? [];
+    const deadline = Date.now() + this.options.queryTimeoutMs;
 
-    const profile = await this.#askOwner<ProfileView | null>(shard, { op: 'getProfile', workspace, profileId });
-    if (profile === null) throw notFound(identifier);
-    return profile;
+    for (;;) {
+      const profile = await this.#askOwner<ProfileView | null>(shard, { op: 'getProfile', workspace, profileId });
+      if (profile === null) throw notFound(identifier);
+      if (expected.every((id) => profile.merges.some((merge) => merge.profileId === id))) return profile;
+      if (Date.now() >= deadline) throw new DeadlineError(`profile ${profileId} did not absorb the profiles merged into it within ${this.options.queryTimeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, ABSORB_POLL_INTERVAL_MS));
+    }
   }
 
   /**
@@ -383,21 +426,20 @@ export class ClusterNode implements ServingNode {
    * workspace's events up to the head, then the published claim is read. In that order, a
    * claim persisted between the two reads is in the published index by the time it is read.
    */
+  /**
+   * Returns the profile an identifier belongs to through the identity graph. A user or
+   * anonymous id the graph does not know names the profile its events were routed to before
+   * identity resolution. A value that does not link profiles finds none.
+   */
   async #resolve(workspace: string, identifier: Identifier): Promise<string> {
     assertWorkspaceName(workspace);
     assertIdentifier(identifier);
-    const direct = profileIdForIdentifier(identifier);
-    if (direct !== undefined && identifier.type === 'user_id') return direct;
+    const normalized = normalizeIdentifier(this.options.identitySettings(workspace), { type: identifier.type, value: identifier.value, field: identifier.type });
+    if (!normalized.ok || !normalized.linkable) throw notFound(identifier);
 
-    const request: ShardRequest = { op: 'pendingClaim', workspace, identifier };
-    const shards = Array.from({ length: this.#shards }, (_, shard) => shard);
-    const pending = await Promise.all(shards.map((shard) => this.#askOwner<Owner | null>(shard, request)));
-    const published = await this.#claims.read(workspace, identifier);
-
-    const winner = pending.reduce<Owner | undefined>((best, owner) => earlier(best, owner ?? undefined), published);
-    if (winner !== undefined) return winner.profileId;
-    if (direct !== undefined) return direct;
-    throw notFound(identifier);
+    const profileId = (await this.identity.profileOf(workspace, normalized.identifier)) ?? profileIdForIdentifier(normalized.identifier);
+    if (profileId === undefined) throw notFound(identifier);
+    return profileId;
   }
 
   async #askOwner<T>(shard: number, request: ShardRequest): Promise<T> {
@@ -408,7 +450,6 @@ export class ClusterNode implements ServingNode {
 
   async #answer(host: ShardHost, request: ShardRequest): Promise<unknown> {
     if (host.state !== 'running') throw new ShardMovingError(`shard ${host.shard} is ${host.state} on node ${this.nodeId}`);
-    if (request.op === 'pendingClaim') return host.pendingClaim(request.workspace, request.identifier, this.options.queryTimeoutMs);
     if (request.op === 'decide') return (await host.decide(request.workspace, request.profileId, request.decision, this.options.queryTimeoutMs)) ?? null;
 
     const profile = await host.getProfile(request.workspace, request.profileId, this.options.queryTimeoutMs);
@@ -477,8 +518,6 @@ export class ClusterNode implements ServingNode {
         connection: this.#connection,
         log: this.#log,
         snapshots: this.#snapshots,
-        claims: this.#claims,
-        index: this.#index,
         clusterKv: this.#kv,
         local: this.#local,
         actors: this.options.actors,

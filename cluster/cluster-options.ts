@@ -2,6 +2,8 @@
  * Options of a cluster node, validated once. Cluster-wide settings (the shard count) are
  * stored in NATS by the first node and read by every later one; the rest is per node.
  */
+import type { IdentitySettings, IdentitySettingsInput } from '../identity/identity-settings.js';
+import { resolveWorkspaceIdentity } from './node-options.js';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { ActorSystemOptions } from '../actors/types.js';
@@ -57,11 +59,17 @@ export interface ClusterNodeOptions {
   maxConcurrentMoves?: number;
   eventLimits?: Partial<EventLimits>;
   profileLimits?: Partial<ProfileLimits>;
+  /** Identity settings of every workspace without its own entry in `workspaceIdentity`. Default: the built-in defaults. */
+  identity?: IdentitySettingsInput;
+  /** Identity settings per workspace name; each replaces `identity` for its workspace. */
+  workspaceIdentity?: Record<string, IdentitySettingsInput>;
   actors?: ActorSystemOptions;
   logger?: Logger;
 }
 
-export type ResolvedClusterNodeOptions = Required<Omit<ClusterNodeOptions, 'eventLimits' | 'profileLimits' | 'actors' | 'grpcAddress'>> & {
+export type ResolvedClusterNodeOptions = Required<Omit<ClusterNodeOptions, 'eventLimits' | 'profileLimits' | 'actors' | 'grpcAddress' | 'identity' | 'workspaceIdentity'>> & {
+  /** The validated identity settings of a workspace. */
+  identitySettings: (workspace: string) => IdentitySettings;
   grpcAddress: string;
   eventLimits: EventLimits;
   profileLimits: ProfileLimits;
@@ -108,6 +116,7 @@ export function resolveClusterNodeOptions(options: ClusterNodeOptions): Resolved
     rebalanceStableForMs: integer('rebalanceStableForMs', options.rebalanceStableForMs ?? 2_000, 0),
     maxConcurrentMoves: integer('maxConcurrentMoves', options.maxConcurrentMoves ?? 2),
     eventLimits: resolveEventLimits(options.eventLimits),
+    identitySettings: resolveWorkspaceIdentity(options.identity, options.workspaceIdentity),
     profileLimits: { ...DEFAULT_PROFILE_LIMITS, ...options.profileLimits },
     actors: { snapshotIntervalMs: 5_000, snapshotEveryMessages: 500, ...options.actors },
     logger: options.logger ?? silentLogger(),

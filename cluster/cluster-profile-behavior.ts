@@ -1,7 +1,7 @@
 /**
- * The profile actor of one shard in cluster mode. New identifier claims go to the
- * cluster-wide index and snapshots to the shared bucket in NATS (fenced by the lease epoch),
- * before the local RocksDB write that keeps the profile's history and identifiers. A profile
+ * The profile actor of one shard in cluster mode. Snapshots go to the shared bucket in NATS
+ * (fenced by the lease epoch) before the local RocksDB write that keeps the profile's
+ * history. A profile
  * loads from NATS, because the shard's previous owner may have been another node, unless its
  * local snapshot is known to be current.
  *
@@ -11,7 +11,6 @@
  * from before another node's tenure is never taken for a current one.
  */
 import type { ActorBehavior } from '../actors/types.js';
-import type { IdentifierIndex } from '../profiles/identifier-index.js';
 import type { ProfileActivation } from '../profiles/activation.js';
 import type { ClusterTimerIndex } from './nats/timer-index.js';
 import type { ProfileMessage } from '../profiles/evaluator.js';
@@ -21,7 +20,6 @@ import { decode } from '../storage/codec.js';
 import { keys } from '../storage/keys.js';
 import type { Store, WriteOp } from '../storage/store.js';
 import { ShardFencedError } from './errors.js';
-import type { IdentifierClaims, PublishedClaim } from './nats/identifier-claims.js';
 import type { SnapshotStore } from './nats/snapshot-store.js';
 
 export interface ClusterProfileBehaviorOptions {
@@ -37,10 +35,6 @@ export interface ClusterProfileBehaviorOptions {
   /** The cluster's timer index, which each persist updates first for profiles whose due time changed. */
   timers: ClusterTimerIndex;
   snapshots: SnapshotStore;
-  /** The cluster-wide identifier index, where new claims are published before the local write. */
-  claims: IdentifierClaims;
-  /** The node's identifier index, which contains the claims not yet persisted. */
-  index: IdentifierIndex;
   local: ProfileBehavior;
   store: Store;
   /** Whether this node's lease on the shard is still valid; checked before every write. */
@@ -90,18 +84,17 @@ export class ClusterProfileBehavior implements ActorBehavior<ProfileState, Profi
   }
 
   /**
-   * Writes the new identifier claims and activations, then the snapshots to NATS, then the
-   * local copy. Claims and activations go first: a new owner that loads a snapshot skips the
-   * events in it, so it would never produce them again. Everything is captured before the first await,
-   * because the actors go on applying events while the writes are in flight, and the local
-   * write covers exactly the events and identifiers captured.
+   * Writes the activations and timers, then the snapshots to NATS, then the local copy.
+   * Activations go first: a new owner that loads a snapshot skips the events in it, so it
+   * would never produce them again. Everything is captured before the first await, because
+   * the actors go on applying events while the writes are in flight, and the local write
+   * covers exactly the events captured.
    */
   async persist(snapshots: Array<{ key: string; state: ProfileState }>): Promise<void> {
     const { shard, epoch } = this.#options;
     if (!this.#options.isOwner()) throw new ShardFencedError(shard, epoch, epoch, 'snapshot write after the lease expired');
 
     const captured: PersistCounts[] = snapshots.map(({ state }) => capturePersistCounts(state));
-    const claims = this.#pendingClaims(snapshots, captured);
     const prepared = snapshots.map(({ state }) =>
       this.#options.snapshots.prepare({ workspace: state.workspace, shard, profileId: state.profileId, snapshot: toSnapshot(state), expectedRevision: state.snapshotRevision }, epoch),
     );
@@ -111,7 +104,6 @@ export class ClusterProfileBehavior implements ActorBehavior<ProfileState, Profi
       captured[i].nextEvaluationMs === state.indexedEvaluationMs ? [] : [{ shard, workspace: state.workspace, profileId: state.profileId, dueMs: captured[i].nextEvaluationMs }],
     );
     try {
-      await this.#options.claims.publish(claims);
       await this.#options.activations.publish(activations);
       await this.#options.timers.write(timers);
       await Promise.all(
@@ -132,18 +124,6 @@ export class ClusterProfileBehavior implements ActorBehavior<ProfileState, Profi
   /** The value stored with each local snapshot: the cluster id and the tenure chain. */
   #chainMarker(): string {
     return `${this.#options.clusterId}/${this.#options.chain}`;
-  }
-
-  /** Returns the captured new identifiers on which the profiles have the winning claim among this node's claims. */
-  #pendingClaims(snapshots: Array<{ state: ProfileState }>, captured: PersistCounts[]): PublishedClaim[] {
-    const claims: PublishedClaim[] = [];
-    snapshots.forEach(({ state }, i) => {
-      for (const identifier of state.newIdentifiers.slice(0, captured[i].identifiers)) {
-        const owner = this.#options.index.pendingOwner(state.workspace, identifier);
-        if (owner?.profileId === state.profileId) claims.push({ workspace: state.workspace, identifier, owner });
-      }
-    });
-    return claims;
   }
 
   deadLetter(key: string, message: ProfileMessage, error: unknown, attempts: number): Promise<void> {

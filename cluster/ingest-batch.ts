@@ -1,10 +1,13 @@
 /**
- * The part of ingestion both node kinds share: validate a batch, route each valid event to
- * its shard, and prepare its log append. Results come back in request order.
+ * The part of ingestion both node kinds share: validate a batch, resolve each valid event
+ * to its profile, and prepare the log appends. Results come back in request order.
  */
 import { randomUUID } from 'node:crypto';
-import type { RawEvent } from '../profiles/event.js';
+import type { EventResolution, EventResolver } from '../identity/event-resolver.js';
+import type { MergeNotice } from '../identity/identity-graph.js';
+import type { CustomerEvent, RawEvent } from '../profiles/event.js';
 import { profileIdOf } from '../profiles/identifiers.js';
+import { commandMessageIds, type MergeCommand } from '../profiles/identity-commands.js';
 import { validateBatch, type EventLimits } from '../profiles/validation.js';
 import { encode } from '../storage/codec.js';
 import type { AppendOutcome, AppendRequest } from '../storage/event-log.js';
@@ -25,35 +28,70 @@ export interface IngestResult {
 export interface PreparedBatch {
   /** One result per event; accepted ones may still turn into duplicates when appended. */
   results: IngestResult[];
+  /** The accepted events' appends, then the merge commands their resolution made. */
   requests: AppendRequest[];
-  /** The results of `requests`, in the same order. */
+  /** The results of the first `accepted.length` requests, in the same order. */
   accepted: IngestResult[];
+  /** Merges whose command is among `requests`; mark them announced once the append succeeds. */
+  merges: MergeNotice[];
 }
 
-export function prepareBatch(workspace: string, raws: RawEvent[], limits: EventLimits, shards: number): PreparedBatch {
+/**
+ * Validates a batch, resolves each valid event to its profile through identity resolution,
+ * and prepares the appends: each event to its profile's shard, each merge command to the
+ * shard of the profile merged away. An event whose identifier breaks the identity settings
+ * is rejected with the identifier's code and field.
+ */
+export async function prepareBatch(workspace: string, raws: RawEvent[], limits: EventLimits, shards: number, resolver?: EventResolver): Promise<PreparedBatch> {
   const validated = validateBatch(raws, limits, { receivedAt: new Date(), generateMessageId: randomUUID });
+  const resolutions = await Promise.all(validated.map((result) => (result.ok ? resolveEvent(resolver, workspace, result.event) : undefined)));
   const requests: AppendRequest[] = [];
   const accepted: IngestResult[] = [];
+  const merges: MergeNotice[] = [];
 
   const results: IngestResult[] = validated.map((result, index) => {
     if (!result.ok) return { index, messageId: messageIdOf(raws[index]), status: 'rejected', code: result.code, field: result.field, message: result.message };
+    const resolution = resolutions[index]!;
+    if (!resolution.ok) return { index, messageId: result.event.messageId, status: 'rejected', code: resolution.code, field: resolution.field, message: resolution.message };
 
-    const shard = shardOf(profileIdOf(result.event), shards);
-    requests.push({ workspace, shard, messageId: result.event.messageId, payload: encode(result.event), value: result.event });
-    const ingested: IngestResult = { index, messageId: result.event.messageId, status: 'accepted' };
+    const event = { ...result.event, profileId: resolution.profileId };
+    requests.push({ workspace, shard: shardOf(resolution.profileId, shards), messageId: event.messageId, payload: encode(event), value: event });
+    merges.push(...resolution.merges);
+    const ingested: IngestResult = { index, messageId: event.messageId, status: 'accepted' };
     accepted.push(ingested);
     return ingested;
   });
 
-  return { results, requests, accepted };
+  for (const merge of dedupeMerges(merges)) requests.push(mergeRequest(merge, shards));
+  return { results, requests, accepted, merges };
 }
 
-/** Marks the accepted results whose append found a duplicate; returns how many were appended. */
+/** Returns the append of the command that makes the losing profile's actor hand its state to the survivor. */
+export function mergeRequest(merge: MergeNotice, shards: number): AppendRequest {
+  const command: MergeCommand = { command: 'merge', profileId: merge.loser, into: merge.winner, cause: merge.cause };
+  return { workspace: merge.workspace, shard: shardOf(merge.loser, shards), messageId: commandMessageIds.merge(merge.loser, merge.winner), payload: encode(command), value: command };
+}
+
+/** Resolves an event through `resolver`; without one (the benchmark baselines), by its userId or anonymousId. */
+function resolveEvent(resolver: EventResolver | undefined, workspace: string, event: CustomerEvent): Promise<EventResolution> | EventResolution {
+  if (resolver !== undefined) return resolver.resolve(workspace, event);
+  return { ok: true, profileId: profileIdOf(event), merges: [], quarantined: [], unlinked: [] };
+}
+
+function dedupeMerges(merges: MergeNotice[]): MergeNotice[] {
+  const seen = new Set<string>();
+  return merges.filter((merge) => !seen.has(merge.loser) && seen.add(merge.loser));
+}
+
+/**
+ * Marks the accepted results whose append found a duplicate; returns how many records were
+ * appended. Outcomes past the accepted events are those of merge commands, which have no result.
+ */
 export function applyOutcomes(accepted: IngestResult[], outcomes: AppendOutcome[]): number {
   let appended = 0;
   outcomes.forEach((outcome, i) => {
-    if (outcome.status === 'duplicate') accepted[i].status = 'duplicate';
-    else appended += 1;
+    if (outcome.status === 'appended') appended += 1;
+    else if (i < accepted.length) accepted[i].status = 'duplicate';
   });
   return appended;
 }

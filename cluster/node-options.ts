@@ -1,4 +1,6 @@
 import type { ActorSystemOptions } from '../actors/types.js';
+import { ConfigError } from '../common/errors.js';
+import { resolveIdentitySettings, type IdentitySettings, type IdentitySettingsInput } from '../identity/identity-settings.js';
 import { silentLogger, type Logger } from '../common/logger.js';
 import { resolveEventLimits, type EventLimits } from '../profiles/validation.js';
 import { DEFAULT_PROFILE_LIMITS, type AppliedEvent, type ProfileLimits } from '../profiles/profile.js';
@@ -31,6 +33,10 @@ export interface NodeOptions {
   activationRetentionMs?: number;
   eventLimits?: Partial<EventLimits>;
   profileLimits?: Partial<ProfileLimits>;
+  /** Identity settings of every workspace without its own entry in `workspaceIdentity`. Default: the built-in defaults. */
+  identity?: IdentitySettingsInput;
+  /** Identity settings per workspace name; each replaces `identity` for its workspace. */
+  workspaceIdentity?: Record<string, IdentitySettingsInput>;
   actors?: ActorSystemOptions;
   logger?: Logger;
   /** Called before each event is applied; a throw counts as a handler failure. For fault-injection tests. */
@@ -53,6 +59,8 @@ export interface ResolvedNodeOptions {
   activationRetentionMs: number;
   eventLimits: EventLimits;
   profileLimits: ProfileLimits;
+  /** The validated identity settings of a workspace. */
+  identitySettings: (workspace: string) => IdentitySettings;
   actors: ActorSystemOptions;
   logger: Logger;
   beforeApply?: (applied: AppliedEvent, profileId: string) => void;
@@ -85,11 +93,30 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
     activationRetentionMs: positiveInteger('activationRetentionMs', options.activationRetentionMs ?? 7 * 24 * 3_600_000),
     eventLimits: resolveEventLimits(options.eventLimits),
     profileLimits: resolveProfileLimits(options.profileLimits),
+    identitySettings: resolveWorkspaceIdentity(options.identity, options.workspaceIdentity),
     actors: { ...DEFAULT_ACTOR_OPTIONS, ...definedFields(options.actors ?? {}) },
     logger: options.logger ?? silentLogger(),
     beforeApply: options.beforeApply,
     now: options.now ?? Date.now,
   };
+}
+
+/**
+ * Validates the identity settings once: the default and each workspace's. Throws ConfigError
+ * naming the workspace and the setting.
+ */
+export function resolveWorkspaceIdentity(defaults: IdentitySettingsInput | undefined, perWorkspace: Record<string, IdentitySettingsInput> = {}): (workspace: string) => IdentitySettings {
+  const fallback = resolveIdentitySettings(defaults ?? {});
+  const byWorkspace = new Map<string, IdentitySettings>();
+  for (const [workspace, input] of Object.entries(perWorkspace)) {
+    try {
+      byWorkspace.set(workspace, resolveIdentitySettings(input));
+    } catch (error) {
+      if (error instanceof ConfigError) throw new ConfigError(`identity settings of workspace ${workspace}: ${error.message}`);
+      throw error;
+    }
+  }
+  return (workspace) => byWorkspace.get(workspace) ?? fallback;
 }
 
 function definedFields<T extends object>(value: T): Partial<T> {

@@ -18,7 +18,6 @@ import type { Logger } from '../common/logger.js';
 import type { CustomerEvent, RawEvent } from '../profiles/event.js';
 import { ActivationLog } from '../profiles/activation-log.js';
 import { EvaluationTimers } from '../profiles/evaluation-timers.js';
-import { IdentifierIndex } from '../profiles/identifier-index.js';
 import { profileIdForIdentifier, type Identifier } from '../profiles/identifiers.js';
 import { actorKey, ProfileBehavior, type DeadLetterRecord } from '../profiles/profile-behavior.js';
 import { ProfileHistoryReader, type StoredProfile } from '../profiles/profile-history.js';
@@ -26,11 +25,18 @@ import { randomUUID } from 'node:crypto';
 import type { DecisionReceipt } from '../profiles/decision-state.js';
 import type { DecideRequest, ProfileMessage } from '../profiles/evaluator.js';
 import type { ProfileState, ProfileView } from '../profiles/profile.js';
-import { decode } from '../storage/codec.js';
+import { decode, encode } from '../storage/codec.js';
 import type { AppendRequest, EventLog, LogRecord, PartitionId } from '../storage/event-log.js';
 import { keys, parseSequence, prefixEnd } from '../storage/keys.js';
 import { EventLogError, RocksDbEventLog } from '../storage/rocksdb-event-log.js';
+import type { KvStore } from '../storage/kv-store.js';
+import { RocksDbKvStore } from '../storage/rocksdb-kv-store.js';
 import { Store } from '../storage/store.js';
+import { EventResolver } from '../identity/event-resolver.js';
+import { IdentityGraph } from '../identity/identity-graph.js';
+import { IdentityAdmin } from './identity-admin.js';
+import { normalizeIdentifier } from '../identity/normalize.js';
+import type { OutgoingRecord } from '../profiles/identity-commands.js';
 import { assertIdentifier, assertWorkspaceName, checkShardCount, notFound, parsePageSize, parsePageToken, parseTestSample, type TestSample } from './arguments.js';
 import { InvalidArgumentError, NodeUnavailableError } from './errors.js';
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './node-options.js';
@@ -42,6 +48,12 @@ import { shardOf } from './routing.js';
 
 export type { IngestResult, IngestStatus } from './ingest-batch.js';
 export type { ProfileEventsPage } from './serving-node.js';
+
+/** Name of the identity graph's store in the node's RocksDB. */
+const IDENTITY_STORE_NAME = 'identity';
+
+/** How often a query checks whether a profile has absorbed the profiles merged into it. */
+const ABSORB_POLL_INTERVAL_MS = 5;
 
 export class RtcdpNode implements ServingNode {
   readonly options: ResolvedNodeOptions;
@@ -55,7 +67,11 @@ export class RtcdpNode implements ServingNode {
   readonly #store: Store;
   readonly #log: EventLog;
   readonly #ownership: ShardOwnership;
-  readonly #index: IdentifierIndex;
+  /** The identity graph of every workspace, in this node's RocksDB. */
+  readonly identity: IdentityGraph;
+  readonly #resolver: EventResolver;
+  /** Quarantine decisions and explanations of the identity graph. */
+  readonly identityAdmin: IdentityAdmin;
   readonly #behavior: ProfileBehavior;
   readonly #actors: ActorSystem<ProfileState, ProfileMessage>;
   readonly #catalog: DefinitionCatalog;
@@ -73,27 +89,35 @@ export class RtcdpNode implements ServingNode {
   readonly #definitionTests = new Set<Promise<unknown>>();
   readonly #stopDefinitionTests = new AbortController();
 
-  private constructor(options: ResolvedNodeOptions, store: Store, log: EventLog) {
+  private constructor(options: ResolvedNodeOptions, store: Store, log: EventLog, identityKv: KvStore) {
     this.options = options;
     this.#logger = options.logger;
     this.#lifecycle = new Lifecycle('node', this.#logger);
     this.#store = store;
     this.#log = log;
     this.#ownership = new LocalShardOwnership();
-    this.#index = new IdentifierIndex(store);
+    this.identity = new IdentityGraph({ kv: identityKv, settingsFor: options.identitySettings, logger: this.#logger, now: options.now });
+    this.#resolver = new EventResolver({ graph: this.identity, settingsFor: options.identitySettings });
+    this.identityAdmin = new IdentityAdmin({
+      graph: this.identity,
+      settingsFor: options.identitySettings,
+      shards: () => options.shards,
+      append: (requests) => this.#appendInternal(requests),
+      logger: this.#logger,
+    });
     this.definitionStore = new RocksDbDefinitionStore(store, { logger: this.#logger });
     this.activations = new ActivationLog(store);
     this.#catalog = new DefinitionCatalog({ store: this.definitionStore, logger: this.#logger, reloadIntervalMs: options.definitionReloadIntervalMs });
     this.evaluator = new DefinitionEvaluator({ catalog: this.#catalog, logger: this.#logger });
     this.#behavior = new ProfileBehavior({
       store,
-      index: this.#index,
       limits: options.profileLimits,
       logger: this.#logger,
       evaluator: this.evaluator,
       activations: this.activations,
       beforeApply: options.beforeApply,
       now: options.now,
+      send: (records) => this.#send(records),
     });
     this.#actors = new ActorSystem(this.#behavior, { ...options.actors, logger: this.#logger });
     this.#timers = new EvaluationTimers({
@@ -114,7 +138,8 @@ export class RtcdpNode implements ServingNode {
     try {
       await checkShardCount(store, options.shards);
       const log = await RocksDbEventLog.open(store, { logger: options.logger });
-      const node = new RtcdpNode(options, store, log);
+      const identityKv = await RocksDbKvStore.open(store, IDENTITY_STORE_NAME);
+      const node = new RtcdpNode(options, store, log, identityKv);
       await node.#start();
       return node;
     } catch (error) {
@@ -163,9 +188,42 @@ export class RtcdpNode implements ServingNode {
     this.#assertRunning('ingest');
     assertWorkspaceName(workspace);
 
-    const { results, requests, accepted } = prepareBatch(workspace, raws, this.options.eventLimits, this.options.shards);
+    const { results, requests, accepted, merges } = await prepareBatch(workspace, raws, this.options.eventLimits, this.options.shards, this.#resolver);
     await this.#append(requests, accepted);
+    await Promise.all(merges.map((merge) => this.identityAdmin.markAnnounced(merge)));
     return results;
+  }
+
+  /** Appends the records profile actors send to other profiles: merge state and forwarded events. */
+  #send(records: OutgoingRecord[]): Promise<void> {
+    return this.#appendInternal(
+      records.map((record) => ({
+        workspace: record.workspace,
+        shard: shardOf(record.profileId, this.options.shards),
+        messageId: record.messageId,
+        payload: encode(record.entry),
+        value: record.entry,
+      })),
+    );
+  }
+
+  /**
+   * Appends records that are not ingested events: identity commands and forwarded events.
+   * They count as in flight until applied, like ingested events, but never fail for
+   * overload, because an actor's persist or an operator's approval waits on them.
+   */
+  async #appendInternal(requests: AppendRequest[]): Promise<void> {
+    this.#inFlightEvents += requests.length;
+    let appended = 0;
+    try {
+      const outcomes = await this.#log.append(requests);
+      appended = outcomes.filter((outcome) => outcome.status === 'appended').length;
+    } catch (error) {
+      if (error instanceof EventLogError) appended = error.written;
+      throw error;
+    } finally {
+      this.#inFlightEvents -= requests.length - appended;
+    }
   }
 
   async #append(requests: AppendRequest[], accepted: IngestResult[]): Promise<void> {
@@ -329,25 +387,46 @@ export class RtcdpNode implements ServingNode {
 
   /**
    * Waits until every event acknowledged so far is reflected, then finds the profile id.
-   * A user_id maps to its profile id directly, so only its partition needs to catch up.
-   * Other identifiers go through the index, which actors fill as they apply events, so
-   * their lookup waits for every partition of the workspace to be applied up to its head.
+   * The identity graph links an event's identifiers before the event is acknowledged, so the
+   * profile is known at once. Its partition is then applied up to the head, and the merges
+   * the graph lists for it are awaited until its actor has absorbed them.
    */
   async #resolve(workspace: string, identifier: Identifier): Promise<string> {
     assertWorkspaceName(workspace);
     assertIdentifier(identifier);
 
-    const direct = profileIdForIdentifier(identifier);
-    if (direct !== undefined && identifier.type === 'user_id') {
-      await this.#awaitDelivered(workspace, shardOf(direct, this.options.shards));
-      return direct;
-    }
+    const profileId = await this.#profileOf(workspace, identifier);
+    if (profileId === undefined) throw notFound(identifier);
+    await this.#awaitDelivered(workspace, shardOf(profileId, this.options.shards));
+    await this.#awaitAbsorbed(workspace, profileId);
+    return profileId;
+  }
 
-    await this.#awaitAllApplied(workspace);
-    const indexed = await this.#index.lookup(workspace, identifier);
-    if (indexed !== undefined) return indexed;
-    if (direct !== undefined) return direct;
-    throw notFound(identifier);
+  /**
+   * Returns the profile an identifier belongs to through the identity graph. A user or
+   * anonymous id the graph does not know names the profile its events were routed to before
+   * identity resolution. A value that does not link profiles finds none.
+   */
+  async #profileOf(workspace: string, identifier: Identifier): Promise<string | undefined> {
+    const normalized = normalizeIdentifier(this.options.identitySettings(workspace), { type: identifier.type, value: identifier.value, field: identifier.type });
+    if (!normalized.ok || !normalized.linkable) return undefined;
+    return (await this.identity.profileOf(workspace, normalized.identifier)) ?? profileIdForIdentifier(normalized.identifier);
+  }
+
+  /** Waits until the profile's actor has absorbed every profile the graph merged into it. */
+  async #awaitAbsorbed(workspace: string, profileId: string): Promise<void> {
+    const record = await this.identity.profile(workspace, profileId);
+    const expected = record?.merges.map((merge) => merge.profileId) ?? [];
+    if (expected.length === 0) return;
+
+    const key = actorKey(workspace, profileId);
+    const deadline = Date.now() + this.options.queryTimeoutMs;
+    for (;;) {
+      const absorbed = await this.#actors.ask(key, (state) => new Set(state?.merges.map((merge) => merge.profileId) ?? []));
+      if (expected.every((id) => absorbed.has(id))) return;
+      if (Date.now() >= deadline) throw new DeadlineError(`profile ${profileId} did not absorb the profiles merged into it within ${this.options.queryTimeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, ABSORB_POLL_INTERVAL_MS));
+    }
   }
 
   async #awaitDelivered(workspace: string, shard: number): Promise<void> {

@@ -9,7 +9,7 @@
 import type { ActorSystem } from '../actors/actor-system.js';
 import type { DeliveryCallbacks } from '../actors/types.js';
 import type { Logger } from '../common/logger.js';
-import type { CustomerEvent } from '../profiles/event.js';
+import { isIdentityCommand, type IdentityCommandMessage, type LogEntry } from '../profiles/identity-commands.js';
 import { profileIdOf } from '../profiles/identifiers.js';
 import { actorKey } from '../profiles/profile-behavior.js';
 import type { ProfileMessage } from '../profiles/evaluator.js';
@@ -50,7 +50,7 @@ export class PartitionConsumer {
   #running = false;
   #stopped = false;
   /** One callbacks object for every message of the partition, so telling allocates no closures. */
-  readonly #callbacks: DeliveryCallbacks<AppliedEvent> = {
+  readonly #callbacks: DeliveryCallbacks<AppliedEvent | IdentityCommandMessage> = {
     onApplied: (_outcome, message) => {
       this.applied.finish(message.position.sequence);
       this.#options.onApplied();
@@ -157,10 +157,7 @@ export class PartitionConsumer {
   async #deliverQueued(): Promise<void> {
     while (this.#queueStart < this.#queue.length && !this.#stopped) {
       const record = this.#queue[this.#queueStart];
-      // Records appended by this process carry the event they were encoded from.
-      const event = (record.value as CustomerEvent | undefined) ?? decode<CustomerEvent>(record.payload);
-      const key = actorKey(this.partition.workspace, profileIdOf(event));
-      const message: AppliedEvent = { event, position: { shard: record.shard, sequence: record.sequence }, payload: record.payload };
+      const { key, message } = this.#messageOf(record);
       this.applied.expect(record.sequence);
       this.durable.expect(record.sequence);
 
@@ -174,6 +171,21 @@ export class PartitionConsumer {
       this.#delivery.advanceTo(record.sequence);
       this.#compactQueue();
     }
+  }
+
+  /**
+   * Returns the actor and message of a record: the profile the event was resolved to
+   * (events logged before identity resolution name none, and go by userId or anonymousId),
+   * or the profile an identity command is for.
+   */
+  #messageOf(record: LogRecord): { key: string; message: AppliedEvent | IdentityCommandMessage } {
+    // Records appended by this process carry the entry they were encoded from.
+    const entry = (record.value as LogEntry | undefined) ?? decode<LogEntry>(record.payload);
+    const position = { shard: record.shard, sequence: record.sequence };
+    if (isIdentityCommand(entry)) {
+      return { key: actorKey(this.partition.workspace, entry.profileId), message: { kind: 'identity-command', command: entry, position } };
+    }
+    return { key: actorKey(this.partition.workspace, entry.profileId ?? profileIdOf(entry)), message: { event: entry, position, payload: record.payload } };
   }
 
   #compactQueue(): void {

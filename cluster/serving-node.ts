@@ -11,6 +11,7 @@ import type { ActivationPage, ListActivationsOptions } from '../profiles/activat
 import type { DecisionReceipt } from '../profiles/decision-state.js';
 import type { JsonValue } from '../profiles/event.js';
 import type { ProfileView } from '../profiles/profile.js';
+import type { IdentityOperations } from './identity-admin.js';
 import type { IngestResult } from './ingest-batch.js';
 
 export interface ProfileEventsPage {
@@ -74,4 +75,6 @@ export interface ServingNode {
   testDefinitions?(workspace: string, files: readonly SourceFile[], request?: DefinitionTestRequest): Promise<DefinitionTestReport>;
   /** The node's activation log. The API serves ActivationService only when the node has one. */
   readonly activations?: ActivationFeed;
+  /** Quarantine decisions and explanations of the identity graph. The API serves IdentityService only when the node has them. */
+  readonly identityAdmin?: IdentityOperations;
 }

@@ -10,7 +10,6 @@ import type { ActorSystemOptions } from '../actors/types.js';
 import { DeadlineError, OverloadedError } from '../common/errors.js';
 import { Lifecycle } from '../common/lifecycle.js';
 import type { Logger } from '../common/logger.js';
-import type { IdentifierIndex, Owner } from '../profiles/identifier-index.js';
 import type { Identifier } from '../profiles/identifiers.js';
 import { actorKey, type ProfileBehavior } from '../profiles/profile-behavior.js';
 import type { DecisionReceipt } from '../profiles/decision-state.js';
@@ -22,7 +21,6 @@ import type { Store, WriteOp } from '../storage/store.js';
 import { ClusterProfileBehavior } from './cluster-profile-behavior.js';
 import { ShardFencedError } from './errors.js';
 import type { KvStore } from '../storage/kv-store.js';
-import type { IdentifierClaims } from './nats/identifier-claims.js';
 import type { JetStreamEventLog } from './nats/jetstream-event-log.js';
 import type { JetStreamActivationLog } from './nats/activation-stream.js';
 import { ShardFeed } from './nats/shard-feed.js';
@@ -51,8 +49,6 @@ export interface ShardHostOptions {
   connection: ConstructorParameters<typeof ShardFeed>[0]['connection'];
   log: JetStreamEventLog;
   snapshots: SnapshotStore;
-  claims: IdentifierClaims;
-  index: IdentifierIndex;
   clusterKv: KvStore;
   local: ProfileBehavior;
   actors: ActorSystemOptions;
@@ -123,8 +119,6 @@ export class ShardHost {
       timers: options.timers,
       store: options.store,
       snapshots: options.snapshots,
-      claims: options.claims,
-      index: options.index,
       local: options.local,
       isOwner: options.isOwner,
       onFenced: (error) => this.#fence(error),
@@ -258,16 +252,6 @@ export class ShardHost {
     if (!this.#actors.tell(key, { kind: 'decide', ...decision, reply })) throw new OverloadedError(`profile ${profileId} has a full mailbox; retry shortly`);
     await withTimeout(receipt.then(() => undefined), timeoutMs, `the decision for profile ${profileId}`);
     return receipt;
-  }
-
-  /**
-   * Returns this node's unpersisted claim on the identifier, once every event of the
-   * workspace on this shard that the stream stored before the call is applied.
-   */
-  async pendingClaim(workspace: string, identifier: Identifier, timeoutMs: number): Promise<Owner | null> {
-    const head = await this.#options.log.headSequence({ workspace, shard: this.shard });
-    if (head > 0) await withTimeout(this.#consumerFor(workspace).applied.reach(head), timeoutMs, `shard ${this.shard} to apply events up to sequence ${head}`);
-    return this.#options.index.pendingOwner(workspace, identifier) ?? null;
   }
 
   /** Waits until every record of the partition up to its current head was handed to its actor. */

@@ -37,6 +37,8 @@ const MAX_CHAIN_LENGTH = 64;
 export type IdentityErrorCode =
   /** Concurrent resolutions kept changing the records this one read; retrying may succeed. */
   | 'IDENTITY_CONTENTION'
+  /** The store of the graph (RocksDB, or NATS KV in cluster mode) failed or is unreachable; retrying may succeed. */
+  | 'IDENTITY_STORE_FAILED'
   /** A `mergedInto` chain is longer than any the graph writes: the records are damaged. */
   | 'IDENTITY_CHAIN_TOO_LONG'
   | 'IDENTIFIER_NOT_LINKED'
@@ -48,10 +50,10 @@ export class IdentityError extends RtcdpError {
   readonly code: IdentityErrorCode;
   override readonly retryable: boolean;
 
-  constructor(code: IdentityErrorCode, message: string) {
-    super(message);
+  constructor(code: IdentityErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.code = code;
-    this.retryable = code === 'IDENTITY_CONTENTION';
+    this.retryable = code === 'IDENTITY_CONTENTION' || code === 'IDENTITY_STORE_FAILED';
   }
 }
 
@@ -141,7 +143,7 @@ export class IdentityGraph {
   readonly #maxAttempts: number;
 
   constructor(options: IdentityGraphOptions) {
-    this.#kv = options.kv;
+    this.#kv = failingAsStoreErrors(options.kv);
     this.#options = options;
     this.#now = options.now ?? Date.now;
     this.#maxAttempts = options.maxAttempts ?? 32;
@@ -255,7 +257,8 @@ export class IdentityGraph {
       }
       const limit = limitOf(settings, identifier.type);
       if (countOfType(plan.union, identifier.type) >= limit) {
-        plan.held.push({ identifier, reason: 'PER_PROFILE_LIMIT', message: `the profile already holds ${limit} ${identifier.type} value${limit === 1 ? '' : 's'}, the limit, so ${describeIdentifier(identifier)} was not linked` });
+        const message = `the profile already has ${limit} ${identifier.type} value${limit === 1 ? '' : 's'}, the maxPerProfile limit, so ${describeIdentifier(identifier)} was not linked`;
+        plan.held.push({ identifier, reason: 'PER_PROFILE_LIMIT', message });
         continue;
       }
       plan.union.push(identifier);
@@ -446,12 +449,40 @@ export class IdentityGraph {
     if (otherId === target.record.profileId) return unannounced;
 
     const other = (await this.#root(workspace, otherId, unannounced))!;
-    const winner = survivor(this.#options.settingsFor(workspace), [target, other]);
-    const loser = winner === target ? other : target;
-    const entry: MergeEntry = { ...cause, profileId: loser.record.profileId, from: [record.identifier], into: [] };
+    const merge = await this.#mergeRoots(workspace, target, other, [record.identifier], cause);
+    return dedupeNotices([...unannounced, merge]);
+  }
+
+  /**
+   * Merges two profiles outside an event, as the fuzzy matcher does for a pair above its
+   * auto-merge threshold. `cause.messageId` names what proved the match. Settings are not
+   * checked: the caller decided the pair is one person. Returns the merges for the caller to
+   * append, empty when the two are already one profile.
+   */
+  async mergeProfiles(workspace: string, first: string, second: string, cause: LinkCause): Promise<MergeNotice[]> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const unannounced: MergeNotice[] = [];
+        const [a, b] = await Promise.all([this.#root(workspace, first, unannounced), this.#root(workspace, second, unannounced)]);
+        if (a === undefined || b === undefined) throw new IdentityError('IDENTIFIER_NOT_LINKED', `profile ${a === undefined ? first : second} of workspace ${workspace} is not in the identity graph`);
+        if (a.record.profileId === b.record.profileId) return dedupeNotices(unannounced);
+        return dedupeNotices([...unannounced, await this.#mergeRoots(workspace, a, b, [], cause)]);
+      } catch (error) {
+        if (!(error instanceof Retry)) throw error;
+        if (attempt >= this.#maxAttempts) throw new IdentityError('IDENTITY_CONTENTION', `the identity graph of workspace ${workspace} kept changing while ${first} and ${second} were merged; try again`);
+        await backOff(attempt);
+      }
+    }
+  }
+
+  /** Merges two survivors into the one `survivor` picks; throws Retry when either changed since it was read. */
+  async #mergeRoots(workspace: string, a: Root, b: Root, identifiers: Identifier[], cause: LinkCause): Promise<MergeNotice> {
+    const winner = survivor(this.#options.settingsFor(workspace), [a, b]);
+    const loser = winner === a ? b : a;
+    const entry: MergeEntry = { ...cause, profileId: loser.record.profileId, from: identifiers, into: [] };
     await this.#updateSurvivor(workspace, winner, unionOf(winner.record.identifiers, loser.record.identifiers), [entry]);
     await this.#markMerged(workspace, loser, winner.record.profileId, cause);
-    return dedupeNotices([...unannounced, { workspace, loser: loser.record.profileId, winner: winner.record.profileId, cause }]);
+    return { workspace, loser: loser.record.profileId, winner: winner.record.profileId, cause };
   }
 
   /** Rejects a quarantined link: it stays unmade, and the record keeps the decision. */
@@ -510,6 +541,27 @@ export class IdentityGraph {
 }
 
 /**
+ * Wraps a store so that every failure other than a revision conflict becomes a retryable
+ * IDENTITY_STORE_FAILED, such as a NATS KV call while the server restarts.
+ */
+function failingAsStoreErrors(kv: KvStore): KvStore {
+  const guard = <T>(operation: Promise<T>): Promise<T> =>
+    operation.catch((error: unknown) => {
+      if (error instanceof KvConflictError) throw error;
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new IdentityError('IDENTITY_STORE_FAILED', `the identity graph's store failed: ${reason}. Retry the call`, { cause: error });
+    });
+  return {
+    get: (key) => guard(kv.get(key)),
+    create: (key, value) => guard(kv.create(key, value)),
+    update: (key, value, revision) => guard(kv.update(key, value, revision)),
+    put: (key, value) => guard(kv.put(key, value)),
+    delete: (key, revision) => guard(kv.delete(key, revision)),
+    list: (prefix) => guard(kv.list(prefix)),
+  };
+}
+
+/**
  * Waits a random time that grows with the attempt, up to 64 ms, so resolutions that keep
  * changing the same profile record take turns instead of failing together again.
  */
@@ -530,7 +582,7 @@ export function naturalProfileId(identifier: Identifier): string {
 }
 
 /**
- * The survivor of a merge: the profile holding the highest-priority identifier type, then
+ * Returns the survivor of a merge: the profile holding the highest-priority identifier type, then
  * the older one, then the smaller id. A known customer's profile outlives an anonymous one.
  */
 function survivor(settings: IdentitySettings, group: Root[]): Root {

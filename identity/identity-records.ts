@@ -14,7 +14,9 @@ export type MergeRule =
   /** An event carried identifiers of both profiles. */
   | 'shared-identifier'
   /** An operator approved a quarantined link. */
-  | 'approved-link';
+  | 'approved-link'
+  /** The fuzzy matcher scored the two profiles' person traits above its auto-merge threshold. */
+  | 'fuzzy-match';
 
 /** The event and rule behind a link or a merge. */
 export interface LinkCause {

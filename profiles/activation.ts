@@ -6,7 +6,16 @@
  * change that caused it is.
  */
 
-export const ACTIVATION_TYPES = ['segment.entered', 'segment.exited', 'decision.made', 'journey.entered', 'journey.action', 'journey.exited', 'journey.completed'] as const;
+export const ACTIVATION_TYPES = [
+  'segment.entered',
+  'segment.exited',
+  'decision.made',
+  'journey.entered',
+  'journey.action',
+  'journey.exited',
+  'journey.completed',
+  'profile.merged',
+] as const;
 export type ActivationType = (typeof ACTIVATION_TYPES)[number];
 
 /** The reason a profile produced an activation. */
@@ -14,7 +23,9 @@ export type ActivationCause =
   | { kind: 'event'; shard: number; sequence: number; messageId: string }
   | { kind: 'timer'; dueMs: number }
   | { kind: 'definition'; version: number }
-  | { kind: 'decide'; requestId: string };
+  | { kind: 'decide'; requestId: string }
+  /** profile.merged: the event (or approved quarantined link) that proved two profiles one person, and the rule. */
+  | { kind: 'merge'; messageId: string; rule: string };
 
 export interface ProfileActivation {
   /**
@@ -25,7 +36,7 @@ export interface ProfileActivation {
   type: ActivationType;
   workspace: string;
   profileId: string;
-  /** The segment or decision rule the activation is about. */
+  /** The segment, decision rule or journey the activation is about; for profile.merged, the profile merged in. */
   name: string;
   definitionVersion: number;
   /** decision.made and journey.action: the action and its channel ('' for none). */
@@ -47,5 +58,6 @@ function causeText(cause: ActivationCause): string {
   if (cause.kind === 'event') return `event:${cause.shard}:${cause.sequence}`;
   if (cause.kind === 'timer') return `timer:${cause.dueMs}`;
   if (cause.kind === 'decide') return `decide:${cause.requestId}`;
+  if (cause.kind === 'merge') return `merge:${cause.messageId}`;
   return `definition:${cause.version}`;
 }

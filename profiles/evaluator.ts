@@ -5,6 +5,7 @@
  */
 import type { DecisionReceipt } from './decision-state.js';
 import type { CustomerEvent, JsonValue } from './event.js';
+import type { IdentityCommandMessage } from './identity-commands.js';
 import type { AppliedEvent, ProfileSnapshot, ProfileState } from './profile.js';
 
 /** A timer's message to a profile: its `nextEvaluationMs` has passed, so evaluate it again. */
@@ -31,8 +32,8 @@ export interface DecideRequest {
   reply: (receipt: DecisionReceipt) => void;
 }
 
-/** A message to a profile actor: an event from the log, a due evaluation, or a Decide call. */
-export type ProfileMessage = AppliedEvent | EvaluationDue | DecideRequest;
+/** A message to a profile actor: an event or identity command from the log, a due evaluation, or a Decide call. */
+export type ProfileMessage = AppliedEvent | IdentityCommandMessage | EvaluationDue | DecideRequest;
 
 export function isEvaluationDue(message: ProfileMessage): message is EvaluationDue {
   return (message as Partial<EvaluationDue>).kind === 'evaluation-due';
@@ -40,6 +41,10 @@ export function isEvaluationDue(message: ProfileMessage): message is EvaluationD
 
 export function isDecideRequest(message: ProfileMessage): message is DecideRequest {
   return (message as Partial<DecideRequest>).kind === 'decide';
+}
+
+export function isIdentityCommandMessage(message: ProfileMessage): message is IdentityCommandMessage {
+  return (message as Partial<IdentityCommandMessage>).kind === 'identity-command';
 }
 
 export interface ProfileEvaluator {
@@ -52,6 +57,13 @@ export interface ProfileEvaluator {
    * `state.nextEvaluationMs`. Synchronous, like the rest of the actor's step.
    */
   afterEvent(state: ProfileState, applied: AppliedEvent, nowMs: number): void;
+
+  /**
+   * Merges the computed traits and scoring model states of `from`, a profile just merged
+   * into `state`, then evaluates segments, journeys and scores again, like afterEvent.
+   * `state` already holds the merged identifiers, traits and counters.
+   */
+  afterMerge(state: ProfileState, from: ProfileSnapshot, nowMs: number): void;
 
   /** Evaluates the profile's segments again because time passed; does nothing before `state.nextEvaluationMs`. */
   onDue(state: ProfileState, due: EvaluationDue, nowMs: number): void;

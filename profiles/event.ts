@@ -50,6 +50,8 @@ export interface CustomerEvent {
   sentAt?: string;
   /** Set by the node that accepted the event, ISO-8601 UTC. */
   receivedAt: string;
+  /** Set by the node that accepted the event: the profile identity resolution chose for it. */
+  profileId?: string;
   userId?: string;
   anonymousId?: string;
   previousId?: string;

@@ -5,14 +5,15 @@
  */
 import type { ActorBehavior } from '../actors/types.js';
 import type { Logger } from '../common/logger.js';
-import type { ProfileActivation } from './activation.js';
+import { activationId, type ProfileActivation } from './activation.js';
 import type { CustomerEvent } from './event.js';
 import { decode, encode } from '../storage/codec.js';
 import { keys, prefixEnd } from '../storage/keys.js';
 import type { Store, WriteOp } from '../storage/store.js';
 import type { ActivationBatch, ActivationSink } from './activation-log.js';
-import { isDecideRequest, isEvaluationDue, type ProfileEvaluator, type ProfileMessage } from './evaluator.js';
-import { IdentifierIndex } from './identifier-index.js';
+import { isDecideRequest, isEvaluationDue, isIdentityCommandMessage, type ProfileEvaluator, type ProfileMessage } from './evaluator.js';
+import { commandMessageIds, type AbsorbCommand, type IdentityCommandMessage, type MergeCommand, type OutgoingRecord } from './identity-commands.js';
+import { mergeProfileState } from './profile-merge.js';
 import { applyEvent, createProfile, fromSnapshot, toSnapshot, type AppliedEvent, type ProfileLimits, type ProfileSnapshot, type ProfileState, type ProfileView } from './profile.js';
 
 export const DEAD_LETTER_VERSION = 1;
@@ -30,22 +31,26 @@ export interface DeadLetterRecord {
   payload: Buffer;
 }
 
-/** How much of a profile's unpersisted events, new identifiers and activations a persist covers, and its timer. */
+/** How much of a profile's unpersisted events, activations and outgoing records a persist covers, and its timer. */
 export interface PersistCounts {
   events: number;
-  identifiers: number;
   activations: number;
+  outgoing: number;
   nextEvaluationMs: number;
 }
 
 /** Captures what a persist of `state` starting now covers. */
 export function capturePersistCounts(state: ProfileState): PersistCounts {
-  return { events: state.unpersisted.length, identifiers: state.newIdentifiers.length, activations: state.activations.length, nextEvaluationMs: state.nextEvaluationMs };
+  return {
+    events: state.unpersisted.length,
+    activations: state.activations.length,
+    outgoing: state.outbox.length,
+    nextEvaluationMs: state.nextEvaluationMs,
+  };
 }
 
 export interface ProfileBehaviorOptions {
   store: Store;
-  index: IdentifierIndex;
   limits: ProfileLimits;
   logger: Logger;
   /** Evaluates computed traits and segments after each event and timer; without it profiles only aggregate. */
@@ -54,6 +59,11 @@ export interface ProfileBehaviorOptions {
   activations?: ActivationSink;
   /** Wall clock for evaluations, ms since the epoch. Default Date.now. */
   now?: () => number;
+  /**
+   * Appends records to other profiles' partitions, resolving once they are durable: the
+   * identity commands and forwarded events of a merge. Required for merges to happen.
+   */
+  send?: (records: OutgoingRecord[]) => Promise<void>;
   /** Called before each event is applied; a throw counts as a failure of the handler. For fault-injection tests. */
   beforeApply?: (applied: AppliedEvent, profileId: string) => void;
 }
@@ -130,23 +140,84 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
       return state;
     }
 
-    this.#options.beforeApply?.(message, state.profileId);
-    const claimsBefore = state.newIdentifiers.length;
-    const changed = applyEvent(state, message, this.#options.limits);
-    for (const identifier of state.newIdentifiers.slice(claimsBefore)) {
-      this.#options.index.claim(state.workspace, identifier, state.profileId, message.event.timestampMs);
+    if (isIdentityCommandMessage(message)) {
+      this.#applyCommand(state, message);
+      return state;
     }
+    if (state.mergedInto !== undefined) {
+      this.#forward(state, message);
+      return state;
+    }
+
+    this.#options.beforeApply?.(message, state.profileId);
+    const changed = applyEvent(state, message, this.#options.limits);
 
     if (changed) this.#options.evaluator?.afterEvent(state, message, this.#now());
     return state;
   }
 
   /**
+   * Applies a merge command (this profile becomes a tombstone and sends its state to the
+   * survivor) or an absorb command (this profile takes in the state of one merged into it).
+   */
+  #applyCommand(state: ProfileState, message: IdentityCommandMessage): void {
+    const { command, position } = message;
+    state.lastApplied = position;
+    if (command.command === 'merge') this.#becomeTombstone(state, command);
+    else this.#absorb(state, command);
+  }
+
+  #becomeTombstone(state: ProfileState, command: MergeCommand): void {
+    const { workspace, profileId } = state;
+    if (state.mergedInto !== undefined && state.mergedInto !== command.into) {
+      this.#options.logger.error({ workspace, profileId, mergedInto: state.mergedInto, into: command.into }, 'merge command for a profile already merged elsewhere; ignored');
+      return;
+    }
+
+    // A repeated command, after a crash between the snapshot write and the send, sends the
+    // state again; the survivor ignores a profile it has already absorbed.
+    state.mergedInto = command.into;
+    const absorb: AbsorbCommand = { command: 'absorb', profileId: command.into, from: profileId, snapshot: toSnapshot(state), cause: command.cause };
+    state.outbox.push({ workspace, profileId: command.into, messageId: commandMessageIds.absorb(profileId, command.into), entry: absorb });
+    this.#options.logger.info({ workspace, profileId, into: command.into, messageId: command.cause.messageId }, 'profile merged into another');
+  }
+
+  #absorb(state: ProfileState, command: AbsorbCommand): void {
+    const { workspace, profileId } = state;
+    if (state.mergedInto !== undefined) {
+      // This profile was merged onward meanwhile: the state goes to its survivor too.
+      const onward: AbsorbCommand = { ...command, profileId: state.mergedInto };
+      state.outbox.push({ workspace, profileId: state.mergedInto, messageId: commandMessageIds.absorb(command.from, state.mergedInto), entry: onward });
+      return;
+    }
+    if (state.merges.some((merge) => merge.profileId === command.from)) return;
+
+    const nowMs = this.#now();
+    mergeProfileState(state, command.snapshot, this.#options.limits);
+    state.merges.push({ profileId: command.from, ...command.cause, absorbedAtMs: nowMs });
+    if (this.#options.activations !== undefined) state.activations.push(mergedActivation(state, command, nowMs));
+    this.#options.evaluator?.afterMerge(state, command.snapshot, nowMs);
+    this.#options.logger.info({ workspace, profileId, from: command.from, messageId: command.cause.messageId }, 'profile absorbed a merged profile');
+  }
+
+  /** Sends an event that reached a tombstone on to the survivor's partition, once per log position. */
+  #forward(state: ProfileState, applied: AppliedEvent): void {
+    const { position, event } = applied;
+    if (position.sequence <= state.lastApplied.sequence && position.shard === state.lastApplied.shard) return;
+    state.lastApplied = position;
+
+    const into = state.mergedInto!;
+    const entry = { ...event, profileId: into };
+    state.outbox.push({ workspace: state.workspace, profileId: into, messageId: commandMessageIds.forward(into, event.messageId), entry });
+  }
+
+  /**
    * Persists a profile in the next batch when it produced activations, so downstream
-   * systems get them within milliseconds, or made a decision, so a crash cannot forget it.
+   * systems get them within milliseconds, when it has records for other profiles, so a
+   * merge completes without waiting, or when it made a decision, so a crash cannot forget it.
    */
   persistSoon(state: ProfileState, message: ProfileMessage): boolean {
-    return state.activations.length > 0 || isDecideRequest(message);
+    return state.activations.length > 0 || state.outbox.length > 0 || isDecideRequest(message);
   }
 
   /** Returns a copy of the profile for a query, with each computed trait's value now. */
@@ -156,8 +227,8 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
   }
 
   /**
-   * Writes each profile's snapshot, its events applied since the last snapshot, and its new
-   * identifiers in one batch, with `extraOps`. `covered` records how much of each list this
+   * Writes each profile's snapshot, its events applied since the last snapshot, its timer
+   * and its activations in one batch, with `extraOps`, then sends its outgoing records. `covered` records how much of each list this
    * write includes: the lengths now, or the `captured` ones of a caller that wrote the
    * same part elsewhere first.
    * The lists are cut by that count only after the write, because the actor may apply more
@@ -166,9 +237,6 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
   async persist(snapshots: Array<{ key: string; state: ProfileState }>, extraOps: WriteOp[] = [], captured?: PersistCounts[]): Promise<void> {
     const ops: WriteOp[] = [...extraOps];
     const covered = snapshots.map(({ state }, i) => ({ state, ...(captured?.[i] ?? capturePersistCounts(state)) }));
-    const claims = covered.flatMap(({ state, identifiers }) =>
-      state.newIdentifiers.slice(0, identifiers).map((identifier) => ({ workspace: state.workspace, identifier, profileId: state.profileId })),
-    );
     const activations = covered.flatMap(({ state, activations: count }) => state.activations.slice(0, count));
 
     for (const { state, events, nextEvaluationMs } of covered) {
@@ -178,7 +246,6 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
       }
       ops.push(...timerOps(state, nextEvaluationMs));
     }
-    ops.push(...(await this.#options.index.prepare(claims)));
     const batch = activations.length === 0 ? undefined : await this.#prepareActivations(activations);
     ops.push(...(batch?.ops ?? []));
 
@@ -187,14 +254,28 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
     } finally {
       if (batch !== undefined) this.#options.activations?.settle(batch);
     }
+    await this.sendOutgoing(covered);
 
-    for (const { state, events, identifiers, activations: count, nextEvaluationMs } of covered) {
+    for (const { state, events, activations: count, outgoing, nextEvaluationMs } of covered) {
       state.unpersisted.splice(0, events);
-      state.newIdentifiers.splice(0, identifiers);
       state.activations.splice(0, count);
+      state.outbox.splice(0, outgoing);
       state.indexedEvaluationMs = nextEvaluationMs;
     }
-    this.#options.index.settle(claims);
+  }
+
+  /**
+   * Sends the outgoing records a persist covers, after its snapshots are written. A crash in
+   * between leaves the commands that produced them after the checkpoint, so they are applied
+   * again on restart and send the same records, which the log deduplicates.
+   */
+  async sendOutgoing(covered: Array<{ state: ProfileState; outgoing: number }>): Promise<void> {
+    const records = covered.flatMap(({ state, outgoing }) => state.outbox.slice(0, outgoing));
+    if (records.length === 0) return;
+
+    const send = this.#options.send;
+    if (send === undefined) throw new TypeError('a profile has records for other profiles but the behavior has no send function');
+    await send(records);
   }
 
   #prepareActivations(activations: ProfileActivation[]): Promise<ActivationBatch> {
@@ -214,21 +295,22 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
       this.#options.logger.error({ workspace, profileId, dueMs: message.dueMs, attempts, err: error }, 'due evaluation failed');
       return;
     }
-    const applied = message;
+    const { position } = message;
+    const command = isIdentityCommandMessage(message) ? message.command : undefined;
     const record: DeadLetterRecord = {
       version: DEAD_LETTER_VERSION,
       workspace,
       profileId,
-      shard: applied.position.shard,
-      sequence: applied.position.sequence,
-      messageId: applied.event.messageId,
+      shard: position.shard,
+      sequence: position.sequence,
+      messageId: command === undefined ? (message as AppliedEvent).event.messageId : `${command.command} command (${command.cause.messageId})`,
       error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
       attempts,
       failedAt: new Date().toISOString(),
-      payload: applied.payload,
+      payload: command === undefined ? (message as AppliedEvent).payload : encode(command),
     };
 
-    await this.#options.store.write([{ type: 'put', key: keys.deadLetter(workspace, profileId, applied.position.sequence), value: encode(record) }], { sync: true });
+    await this.#options.store.write([{ type: 'put', key: keys.deadLetter(workspace, profileId, position.sequence), value: encode(record) }], { sync: true });
     this.#options.logger.warn({ workspace, profileId, shard: record.shard, sequence: record.sequence, messageId: record.messageId, attempts, err: error }, 'event moved to dead letters');
   }
 }
@@ -243,4 +325,18 @@ function timerOps(state: ProfileState, nextEvaluationMs: number): WriteOp[] {
   if (state.indexedEvaluationMs !== 0) ops.push({ type: 'del', key: keys.evaluationTimer(workspace, shard, state.indexedEvaluationMs, profileId) });
   if (nextEvaluationMs !== 0) ops.push({ type: 'put', key: keys.evaluationTimer(workspace, shard, nextEvaluationMs, profileId), value: '' });
   return ops;
+}
+
+function mergedActivation(state: ProfileState, command: AbsorbCommand, nowMs: number): ProfileActivation {
+  const cause = { kind: 'merge' as const, messageId: command.cause.messageId, rule: command.cause.rule };
+  return {
+    id: activationId('profile.merged', state.profileId, command.from, cause),
+    type: 'profile.merged',
+    workspace: state.workspace,
+    profileId: state.profileId,
+    name: command.from,
+    definitionVersion: 0,
+    atMs: nowMs,
+    cause,
+  };
 }

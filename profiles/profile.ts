@@ -5,14 +5,16 @@
 import type { CustomerEvent, JsonObject, JsonValue } from './event.js';
 import type { ProfileActivation } from './activation.js';
 import type { DecisionReceipt, DecisionRecord } from './decision-state.js';
+import type { MergeCause, OutgoingRecord } from './identity-commands.js';
 import { forEachIdentifier, type Identifier } from './identifiers.js';
 
 /**
  * Version 2 added `computed`, `segments` and `nextEvaluationMs`, version 3 `decisions` and
  * `receipts`, version 4 `scores` and `modelStates`, version 5 `journeys` and
- * `finishedJourneys`. An older snapshot loads with the missing fields empty.
+ * `finishedJourneys`, version 6 `merges` and `mergedInto`. An older snapshot loads with the
+ * missing fields empty.
  */
-export const PROFILE_SNAPSHOT_VERSION = 5;
+export const PROFILE_SNAPSHOT_VERSION = 6;
 
 export interface EventStats {
   count: number;
@@ -71,6 +73,17 @@ export interface ProfileSnapshot {
   journeys: Record<string, JourneyPosition>;
   /** When the profile last finished or left each journey, for journeys without re-entry. */
   finishedJourneys: Record<string, number>;
+  /** Profiles whose state was merged into this one, in the order it absorbed them. */
+  merges: AbsorbedProfile[];
+  /** Set once the profile was merged into another: the survivor, which receives its events from then on. */
+  mergedInto?: string;
+}
+
+/** A profile merged into this one, and the event and rule that proved them the same person. */
+export interface AbsorbedProfile extends MergeCause {
+  profileId: string;
+  /** When this profile absorbed the other's state, ms since the epoch. */
+  absorbedAtMs: number;
 }
 
 export interface JourneyPosition {
@@ -110,14 +123,14 @@ export interface UnpersistedEvent {
 export interface ProfileState extends ProfileSnapshot {
   /** Applied events not yet in the profile's stored history; written with the next snapshot. */
   unpersisted: UnpersistedEvent[];
-  /** Identifiers first seen since the last snapshot; written to the identifier index with it. */
-  newIdentifiers: Identifier[];
   /** Activation messages produced since the last snapshot; written to the activation log with it. */
   activations: ProfileActivation[];
   /** The `nextEvaluationMs` under which the stored timer index lists the profile; 0 for none. */
   indexedEvaluationMs: number;
   /** Cluster mode: KV revision of the shared snapshot this state was loaded from or last written to. */
   snapshotRevision?: number;
+  /** Records for other profiles' partitions (identity commands, forwarded events), sent with the next snapshot. */
+  outbox: OutgoingRecord[];
 }
 
 export interface ProfileLimits {
@@ -165,10 +178,11 @@ export function createProfile(workspace: string, profileId: string): ProfileStat
     modelStates: Object.create(null),
     journeys: Object.create(null),
     finishedJourneys: Object.create(null),
+    merges: [],
     unpersisted: [],
-    newIdentifiers: [],
     activations: [],
     indexedEvaluationMs: 0,
+    outbox: [],
   };
 }
 
@@ -203,9 +217,7 @@ export function applyEvent(profile: ProfileState, applied: AppliedEvent, limits:
 function applyIdentifiers(profile: ProfileState, event: CustomerEvent, limits: ProfileLimits): void {
   forEachIdentifier(event, (type, value) => {
     if (profile.identifiers.length >= limits.identifiers || hasIdentifier(profile, type, value)) return;
-    const identifier = { type, value };
-    profile.identifiers.push(identifier);
-    profile.newIdentifiers.push(identifier);
+    profile.identifiers.push({ type, value });
   });
 }
 
@@ -287,10 +299,10 @@ function ownCopy(payload: Buffer): Buffer {
 export function toSnapshot(profile: ProfileState): ProfileSnapshot {
   const {
     unpersisted: _unpersisted,
-    newIdentifiers: _newIdentifiers,
     activations: _activations,
     indexedEvaluationMs: _indexedEvaluationMs,
     snapshotRevision: _snapshotRevision,
+    outbox: _outbox,
     ...snapshot
   } = profile;
   return snapshot;
@@ -298,7 +310,7 @@ export function toSnapshot(profile: ProfileState): ProfileSnapshot {
 
 export function fromSnapshot(stored: ProfileSnapshot): ProfileState {
   const snapshot = upgradeSnapshot(stored);
-  return { ...snapshot, unpersisted: [], newIdentifiers: [], activations: [], indexedEvaluationMs: snapshot.nextEvaluationMs };
+  return { ...snapshot, unpersisted: [], activations: [], indexedEvaluationMs: snapshot.nextEvaluationMs, outbox: [] };
 }
 
 /** Brings a snapshot of an earlier version to the current layout. */
@@ -316,8 +328,9 @@ function upgradeSnapshot(snapshot: ProfileSnapshot): ProfileSnapshot {
       receipts: older.receipts ?? [],
       scores: older.scores ?? Object.create(null),
       modelStates: older.modelStates ?? Object.create(null),
-      journeys: Object.create(null),
-      finishedJourneys: Object.create(null),
+      journeys: older.journeys ?? Object.create(null),
+      finishedJourneys: older.finishedJourneys ?? Object.create(null),
+      merges: older.merges ?? [],
     };
   }
   throw new RangeError(`profile snapshot version ${snapshot.version} is not supported; expected 1 to ${PROFILE_SNAPSHOT_VERSION}`);

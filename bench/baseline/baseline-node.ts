@@ -48,7 +48,7 @@ export class RedisBaselineNode implements ServingNode {
   }
 
   async ingest(workspace: string, raws: RawEvent[]): Promise<IngestResult[]> {
-    const { results, requests, accepted } = prepareBatch(workspace, raws, this.#limits, SHARDS);
+    const { results, requests, accepted } = await prepareBatch(workspace, raws, this.#limits, SHARDS);
     const events = requests.map((request) => ({ event: request.value as CustomerEvent, payload: request.payload }));
 
     let applied: boolean[];

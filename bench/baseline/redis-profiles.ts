@@ -221,6 +221,7 @@ function toSnapshot(workspace: string, profileId: string, hash: Record<string, B
     modelStates: {},
     journeys: {},
     finishedJourneys: {},
+    merges: [],
     recent,
     // The baseline has no event log, so there is no log position.
     lastApplied: { shard: 0, sequence: 0 },

@@ -54,14 +54,14 @@ interface PreparedEvent {
 }
 
 /** Validates and encodes the load's events as the node does before it appends them. */
-function prepareEvents(run: RocksDbRun): PreparedEvent[][] {
+function prepareEvents(run: RocksDbRun): Promise<PreparedEvent[][]> {
   const limits = resolveEventLimits();
-  return encodeEventBatches(PAYLOAD_BATCHES, run).map((batch) => {
+  return Promise.all(encodeEventBatches(PAYLOAD_BATCHES, run).map(async (batch) => {
     const raws = batch.map((bytes) => eventFromProto(Event.decode(bytes)));
-    const prepared = prepareBatch(WORKSPACE, raws, limits, SHARDS);
+    const prepared = await prepareBatch(WORKSPACE, raws, limits, SHARDS);
     if (prepared.requests.length !== batch.length) throw new Error(`validation rejected ${batch.length - prepared.requests.length} generated events, which are all valid`);
     return prepared.requests.map((request) => ({ shard: request.shard, payload: request.payload }));
-  });
+  }));
 }
 
 class LogWriter {
@@ -89,7 +89,7 @@ class LogWriter {
 }
 
 async function measure(run: RocksDbRun): Promise<RocksDbReport> {
-  const batches = prepareEvents(run);
+  const batches = await prepareEvents(run);
   const store = await Store.open({ path: run.dataDir, walSync: run.walSync });
   const writer = new LogWriter();
   const latencies: number[] = [];

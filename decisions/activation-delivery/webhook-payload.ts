@@ -32,7 +32,8 @@ export type WebhookCause =
   | { kind: 'event'; shard: number; sequence: number; messageId: string }
   | { kind: 'timer'; due: string }
   | { kind: 'definition'; version: number }
-  | { kind: 'decide'; requestId: string };
+  | { kind: 'decide'; requestId: string }
+  | { kind: 'merge'; messageId: string; rule: string };
 
 export interface WebhookBody {
   activations: WebhookActivation[];

@@ -33,6 +33,16 @@ export interface ComputedTrait<State = ComputedTraitState> {
   /** Applies one event to the state. Returns whether the event counted for the trait. */
   update(state: State, event: CustomerEvent): boolean;
 
+  /**
+   * Adds the events of `from` to `into`, for a merge of two profiles of the same person.
+   * Afterwards value, nextExpiryMs and minQueryTimeMs of `into` equal those of one state
+   * that applied the events of `into` and then those of `from`. Only a lifetime
+   * most_frequent trait can differ, when its two states together keep more than
+   * `maxDistinctValues` values (see mergeTallies in lifetime.ts). An event that both states
+   * applied counts twice. `from` is not changed, and `into` shares no object with it afterwards.
+   */
+  merge(into: State, from: State): void;
+
   /** Returns the trait's value at query time `nowMs` (ms since the Unix epoch). */
   value(state: State, nowMs: number): TraitValue;
 

@@ -59,7 +59,9 @@ export type LifetimeState =
  * Creates the aggregator of a definition without a window. On equal event times, first keeps
  * the event applied first and last takes the event applied last. distinct_count and
  * most_frequent keep at most `maxDistinctValues` values: once that many are kept, events with
- * a further value do not count, and values already kept go on counting.
+ * a further value do not count, and values already kept go on counting. Merging is exact for
+ * every kind but most_frequent, which can differ once the two states together exceed
+ * `maxDistinctValues` values (see mergeTallies).
  */
 export function createLifetimeTrait(definition: ComputedTraitDefinition): ComputedTrait<LifetimeState> {
   if (definition.windowMs !== undefined) throw new RangeError(`computed trait ${definition.name} has a window; use createWindowTrait`);
@@ -118,6 +120,46 @@ class LifetimeTrait implements ComputedTrait<LifetimeState> {
         return addDistinct(state as LifetimeDistinctState, value as TraitScalar, definition.maxDistinctValues);
       case 'most_frequent':
         return addOccurrence(state as LifetimeFrequencyState, value as TraitScalar, timeMs, definition.maxDistinctValues);
+    }
+  }
+
+  /**
+   * Merges two states. Order-free kinds (count, sum, average, min, max) and first and last
+   * are exact: sums add the partials of `from`, so they stay exact sums. On equal event
+   * times the events of `from` count as applied after those of `into`, so first keeps the
+   * value of `into` and last takes that of `from`. For the bounded kinds see mergeDistinct
+   * and mergeTallies.
+   */
+  merge(into: LifetimeState, from: LifetimeState): void {
+    const definition = this.definition;
+    switch (definition.kind) {
+      case 'count':
+        (into as LifetimeCountState).count += (from as LifetimeCountState).count;
+        return;
+      case 'sum':
+      case 'average':
+        mergeSums(into as LifetimeSumState, from as LifetimeSumState);
+        return;
+      case 'min':
+      case 'max': {
+        const value = (from as LifetimeExtremeState).value;
+        if (value !== null) updateExtreme(into as LifetimeExtremeState, value, definition.kind === 'max');
+        return;
+      }
+      case 'first':
+      case 'last': {
+        const { timeMs, value } = from as LifetimeEndpointState;
+        if (timeMs === null) return;
+        if (definition.kind === 'first') updateFirst(into as LifetimeEndpointState, timeMs, value ?? undefined);
+        else updateLast(into as LifetimeEndpointState, timeMs, value ?? undefined);
+        return;
+      }
+      case 'distinct_count':
+        mergeDistinct(into as LifetimeDistinctState, from as LifetimeDistinctState, definition.maxDistinctValues);
+        return;
+      case 'most_frequent':
+        mergeTallies(into as LifetimeFrequencyState, from as LifetimeFrequencyState, definition.maxDistinctValues);
+        return;
     }
   }
 
@@ -214,4 +256,81 @@ function addOccurrence(state: LifetimeFrequencyState, value: TraitScalar, timeMs
   const order = compareTallies(tally, state.tallies[best]);
   if (order > 0 || (order === 0 && key < best)) state.best = key;
   return true;
+}
+
+function mergeSums(into: LifetimeSumState, from: LifetimeSumState): void {
+  into.count += from.count;
+  // The partials of `from` add up exactly to its sum, so adding each one keeps `into` exact.
+  for (const partial of from.partials) addToPartials(into.partials, partial);
+}
+
+/**
+ * Adds the values of `from` that `into` lacks, while fewer than `maxDistinctValues` are kept.
+ * The size, which is the value, is always exact: the number of distinct values of both
+ * profiles' events, capped at `maxDistinctValues`. When the union exceeds the cap, a single
+ * profile would keep the values that `from` applied first, which its state does not record,
+ * so the merge keeps those with the smallest keys. Either way the state is then full, and
+ * its value stays at the cap whatever events follow.
+ */
+function mergeDistinct(into: LifetimeDistinctState, from: LifetimeDistinctState, maxDistinctValues: number): void {
+  const added = Object.keys(from.seen).filter((key) => into.seen[key] === undefined);
+  const room = maxDistinctValues - into.size;
+  if (added.length > room) added.sort();
+
+  for (const key of added.slice(0, Math.max(0, room))) {
+    into.seen[key] = 1;
+    into.size += 1;
+  }
+}
+
+/**
+ * Adds the tallies of `from` to `into` and ranks the values again. The result is exact when
+ * the values that both states keep number at most `maxDistinctValues`, or when `into` is
+ * full and `from` is not: a single profile then keeps the same values with the same counts.
+ * When the values of both exceed the cap:
+ * - if `into` is not full, a single profile would add the values of `from` in the order
+ *   `from` first applied them, which its state does not record. The merge adds those that
+ *   rank highest in `from` instead, so the best value of `from` is kept;
+ * - if `from` is full, it never counted the values it did not keep. A value that `into`
+ *   keeps and `from` does not keeps only its count and latest time in `into`.
+ */
+function mergeTallies(into: LifetimeFrequencyState, from: LifetimeFrequencyState, maxDistinctValues: number): void {
+  const added: string[] = [];
+  for (const key of Object.keys(from.tallies)) {
+    const fromTally = from.tallies[key];
+    const intoTally = into.tallies[key];
+    if (intoTally === undefined) {
+      added.push(key);
+      continue;
+    }
+    intoTally.count += fromTally.count;
+    if (fromTally.lastMs > intoTally.lastMs) intoTally.lastMs = fromTally.lastMs;
+  }
+
+  const room = maxDistinctValues - into.size;
+  if (added.length > room) added.sort((a, b) => compareRanks(from.tallies, b, a));
+  for (const key of added.slice(0, Math.max(0, room))) {
+    const { count, lastMs } = from.tallies[key];
+    into.tallies[key] = { count, lastMs };
+    into.size += 1;
+  }
+
+  into.best = bestKey(into.tallies);
+}
+
+/** Returns the key of the value that ranks highest, or null when there is none. */
+function bestKey(tallies: Record<string, ValueTally>): string | null {
+  let best: string | null = null;
+  for (const key of Object.keys(tallies)) {
+    if (best === null || compareRanks(tallies, key, best) > 0) best = key;
+  }
+  return best;
+}
+
+/** Compares two values as compareTallies does, with the smaller key ranking higher on a tie. */
+function compareRanks(tallies: Record<string, ValueTally>, a: string, b: string): number {
+  const order = compareTallies(tallies[a], tallies[b]);
+  if (order !== 0) return order;
+  if (a === b) return 0;
+  return a < b ? 1 : -1;
 }

@@ -130,6 +130,36 @@ export function updateRfm(definition: RfmDefinition, state: RfmState, event: Cus
 }
 
 /**
+ * Adds the purchases of `from` to `into`, for a merge of two profiles of the same person.
+ * frequency, recency and T are then exactly those of one profile with the purchases of
+ * both. A period with purchases in both states gets the sum of the two totals, which can
+ * differ in the last bits from adding its purchases one by one, as a different order of
+ * arrival can. `from` is not changed.
+ */
+export function mergeRfm(into: RfmState, from: RfmState): void {
+  const periods: number[] = [];
+  const totals: number[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < into.periods.length || j < from.periods.length) {
+    const intoPeriod = i < into.periods.length ? into.periods[i] : Number.POSITIVE_INFINITY;
+    const fromPeriod = j < from.periods.length ? from.periods[j] : Number.POSITIVE_INFINITY;
+    if (intoPeriod === fromPeriod) {
+      periods.push(intoPeriod);
+      totals.push(into.totals[i++] + from.totals[j++]);
+    } else if (intoPeriod < fromPeriod) {
+      periods.push(intoPeriod);
+      totals.push(into.totals[i++]);
+    } else {
+      periods.push(fromPeriod);
+      totals.push(from.totals[j++]);
+    }
+  }
+  into.periods = periods;
+  into.totals = totals;
+}
+
+/**
  * Returns the summary at observation end `nowMs`, or null when no purchase falls in or
  * before its period. monetary_value is the exact sum of the repeat periods' totals, rounded
  * once (see exact-sum.ts), divided by frequency.

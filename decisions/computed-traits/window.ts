@@ -80,6 +80,24 @@ class WindowTrait implements ComputedTrait<WindowState> {
   }
 
   /**
+   * Merges two states exactly. The kept events of both are merged by event time, with those
+   * of `into` first on equal times, as if `from` applied its events after `into`. Then the
+   * bounds of update apply to the union: `latestMs` becomes the later of the two, events at
+   * or before the new horizon are dropped, and the newest `maxEvents` remain. An event that
+   * either state dropped is older than the horizon or below `maxEvents` newer events, so
+   * the merged state would drop it too.
+   */
+  merge(into: WindowState, from: WindowState): void {
+    if (from.latestMs === null) return;
+    if (into.latestMs === null || from.latestMs > into.latestMs) into.latestMs = from.latestMs;
+
+    const merged = mergeByTime(into, from);
+    into.times = merged.times;
+    if (into.values !== undefined) into.values = merged.values;
+    this.dropUnreachable(into);
+  }
+
+  /**
    * Returns the value over the kept events inside the window at `nowMs`. Throws RangeError
    * when `nowMs` is before `minQueryTimeMs(state)`, because events the value needs may have
    * been dropped.
@@ -179,6 +197,22 @@ function insertEvent(state: WindowState, timeMs: number, value: TraitScalar | un
     if (value !== undefined) state.values?.splice(index, 0, value);
   }
   return index;
+}
+
+/** Returns the events of both states in one list sorted by time, with those of `into` first on equal times. */
+function mergeByTime(into: WindowState, from: WindowState): { times: number[]; values: TraitScalar[] } {
+  const times: number[] = [];
+  const values: TraitScalar[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < into.times.length || j < from.times.length) {
+    const takeInto = j === from.times.length || (i < into.times.length && into.times[i] <= from.times[j]);
+    const source = takeInto ? into : from;
+    const index = takeInto ? i++ : j++;
+    times.push(source.times[index]);
+    if (source.values !== undefined) values.push(source.values[index]);
+  }
+  return { times, values };
 }
 
 /** Returns the first index from `start` on whose time is greater than `timeMs`. */

@@ -30,7 +30,7 @@ import { advanceJourneys } from '../journeys/journey-step.js';
 import { consentRefusal } from '../decision-rules/consent.js';
 import type { AppliedEvent, ProfileSnapshot, ProfileState } from '../../profiles/profile.js';
 import type { DefinitionCatalog } from './definition-catalog.js';
-import { computedValuesOf, evaluateSegments, hasCurrentState, syncTraitStates, updateComputedTraits, computeScores } from './profile-evaluation.js';
+import { computedValuesOf, evaluateSegments, hasCurrentState, mergeComputedStates, syncTraitStates, updateComputedTraits, computeScores } from './profile-evaluation.js';
 import type { CompiledSegment, WorkspaceProgram } from './workspace-program.js';
 
 export interface DefinitionEvaluatorOptions {
@@ -121,6 +121,16 @@ export class DefinitionEvaluator implements ProfileEvaluator {
       });
     }
     return receipt;
+  }
+
+  afterMerge(state: ProfileState, from: ProfileSnapshot, nowMs: number): void {
+    const program = this.#programFor(state);
+    if (program === undefined) return;
+
+    mergeComputedStates(state, from, program);
+    const merge = state.merges.at(-1);
+    const cause: ActivationCause = { kind: 'merge', messageId: merge?.messageId ?? '', rule: merge?.rule ?? '' };
+    this.#evaluate(state, program, nowMs, cause);
   }
 
   onDue(state: ProfileState, due: EvaluationDue, nowMs: number): void {

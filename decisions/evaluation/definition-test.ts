@@ -207,7 +207,6 @@ async function replayHistory(workspace: string, profile: StoredProfile, sides: r
     const changed = applyEvent(state, applied, options.limits);
     // A detached state is never persisted, so it keeps nothing for a snapshot write.
     state.unpersisted.length = 0;
-    state.newIdentifiers.length = 0;
     if (changed) {
       for (const side of sides) {
         state.computed = side.computed;

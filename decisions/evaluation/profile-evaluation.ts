@@ -9,7 +9,7 @@ import type { CustomerEvent, JsonValue } from '../../profiles/event.js';
 import type { ProfileSnapshot, ProfileState } from '../../profiles/profile.js';
 import type { TraitValue } from '../computed-traits/values.js';
 import type { ConditionActivation } from '../definitions/segment-condition.js';
-import { createModelState, scoreOf, updateModelState } from '../scoring/compiled-model.js';
+import { createModelState, mergeModelState, scoreOf, updateModelState } from '../scoring/compiled-model.js';
 import type { CompiledSegment, CompiledTrait, WorkspaceProgram } from './workspace-program.js';
 
 /** Callbacks through which evaluateSegments reports condition failures and membership changes. */
@@ -111,6 +111,24 @@ export function computedValuesOf(snapshot: ProfileSnapshot, program: WorkspacePr
   const values: Record<string, JsonValue> = {};
   for (const compiled of program?.traits ?? []) values[compiled.name] = traitValue(compiled, traitStateOf(snapshot, compiled), nowMs);
   return values;
+}
+
+/**
+ * Merges the computed trait and scoring model states of `from`, a profile merged into
+ * `state`, so each is as if one profile had applied both profiles' events.
+ * NOTE: a state `from` built under another version of a definition than `state`'s current
+ * one is dropped, so the merged value misses those events until the profile is rebuilt.
+ */
+export function mergeComputedStates(state: ProfileState, from: ProfileSnapshot, program: WorkspaceProgram): void {
+  syncTraitStates(state, program);
+  for (const { name, hash, trait } of program.traits) {
+    const other = Object.hasOwn(from.computed, name) ? from.computed[name] : undefined;
+    if (other?.hash === hash) trait.merge(state.computed[name].state as never, other.state as never);
+  }
+  for (const model of program.models) {
+    const other = Object.hasOwn(from.modelStates, model.name) ? from.modelStates[model.name] : undefined;
+    if (other?.hash === model.hash) mergeModelState(model, state.modelStates[model.name].state, other.state);
+  }
 }
 
 /** Starts the state of each trait that is new or whose definition changed, and drops those of deleted traits. */

@@ -3,7 +3,7 @@
  * Validation and the per-workspace program share the compile step, so a stored model
  * compiles the same way it validated.
  */
-import { createRfmState, rfmSummary, updateRfm, type RfmState } from '../computed-traits/rfm.js';
+import { createRfmState, mergeRfm, rfmSummary, updateRfm, type RfmState } from '../computed-traits/rfm.js';
 import type { ConditionActivation, SegmentCondition, SegmentConditionCompiler } from '../definitions/segment-condition.js';
 import type { CustomerEvent } from '../../profiles/event.js';
 import { describeValue } from '../decision-rules/decide.js';
@@ -49,6 +49,16 @@ export function createModelState(model: CompiledModel): RfmState | null {
 /** Applies one event to a model's state. */
 export function updateModelState(model: CompiledModel, state: unknown, event: CustomerEvent): void {
   if (model.settings.model === 'bgnbd') updateRfm(model.settings.purchases, state as RfmState, event);
+}
+
+/**
+ * Adds the state that `from` keeps for a model to `into`'s, for a merge of two profiles of
+ * the same person. Both must be states of this model, from createModelState. A bgnbd model
+ * merges the RFM summaries (see mergeRfm). A logistic model keeps no state: its features
+ * read the profile, so the merged profile's traits give its score. `from` is not changed.
+ */
+export function mergeModelState(model: CompiledModel, into: unknown, from: unknown): void {
+  if (model.settings.model === 'bgnbd') mergeRfm(into as RfmState, from as RfmState);
 }
 
 /**

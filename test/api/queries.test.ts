@@ -49,7 +49,8 @@ function trackEvents(userId: string, first: number, count: number): RawEvent[] {
 }
 
 t.test('queries - profile by every identifier', async (t) => {
-  const node = await startTestNode(t);
+  // External ids link profiles only for the types the identity settings configure.
+  const node = await startTestNode(t, { identity: { identifiers: { 'external:crm_id': {} } } });
 
   await ingestBatch(node, [
     {

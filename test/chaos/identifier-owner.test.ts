@@ -1,7 +1,8 @@
 /**
- * Two profiles carry the same email. Such an identifier points to the profile that carried
- * it at the earliest event time, so a lookup by email must keep returning that profile when
- * the other one is snapshotted first, and after a SIGKILL and a replay of the log.
+ * Two profiles with different user ids carry the same email. The identity graph links the
+ * email to the profile of the first event that carried it and quarantines the second link,
+ * so a lookup by email must keep returning that profile when the other one is snapshotted
+ * first, and after a SIGKILL and a replay of the log.
  */
 import { Metadata } from '@grpc/grpc-js';
 import t from 'tap';
@@ -62,8 +63,8 @@ t.test('chaos - email owner survives a later snapshot', async (t) => {
 
 t.test('chaos - email owner survives SIGKILL replay', async (t) => {
   // Replay after a restart starts the partitions in shard order, so the first carrier is
-  // put on the higher shard. A replay that follows shard order instead of log order then
-  // gives the email to the second carrier.
+  // put on the higher shard. An owner decided while replaying in shard order instead of
+  // before the log would give the email to the second carrier.
   const [first, second] = shardOf('user:alice', DEFAULT_SHARDS) > shardOf('user:bob', DEFAULT_SHARDS) ? ['alice', 'bob'] : ['bob', 'alice'];
   t.not(shardOf(`user:${first}`, DEFAULT_SHARDS), shardOf(`user:${second}`, DEFAULT_SHARDS), 'the two users are on different shards');
 
@@ -74,7 +75,7 @@ t.test('chaos - email owner survives SIGKILL replay', async (t) => {
   t.equal(await ingestAll(node.address, [identify(second, 'replay-2')]), 1, `${second} carries the same email second`);
   t.equal(await profileIdByEmail(node.address), `user:${first}`, `the email points to ${first} before the kill`);
 
-  // The node is killed before its first snapshot interval (5 s), so the claims exist only in memory.
+  // The node is killed before its first snapshot interval (5 s), so the profiles exist only in the log.
   t.equal(await node.stop('SIGKILL'), 'SIGKILL', 'the node is killed');
   const restarted = await startNodeProcess(dataDir);
   t.teardown(() => restarted.stop('SIGKILL'));

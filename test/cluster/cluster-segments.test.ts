@@ -4,8 +4,7 @@
  * computed traits and memberships, and a durable timer on the owner fires a time-based exit.
  */
 import path from 'node:path';
-import t, { type Test } from 'tap';
-import { setTimeout as sleep } from 'node:timers/promises';
+import t from 'tap';
 import { ClusterNode } from '../../cluster/cluster-node.js';
 import { shardOf } from '../../cluster/routing.js';
 import type { ClusterNodeOptions } from '../../cluster/cluster-options.js';
@@ -13,13 +12,13 @@ import { createLogger } from '../../common/logger.js';
 import { DefinitionRegistry } from '../../decisions/definitions/definition-registry.js';
 import type { StoredActivation } from '../../profiles/activation-log.js';
 import type { RawEvent } from '../../profiles/event.js';
-import { startNatsServer } from '../helpers/nats-server.js';
+import { startClusterNodes, waitFor } from '../helpers/cluster-nodes.js';
 
 const logger = createLogger({ level: process.env.RTCDP_TEST_LOG_LEVEL ?? 'silent' });
 const HOUR_MS = 3_600_000;
 const WORKSPACE = 'w';
 
-const FAST: Partial<ClusterNodeOptions> = {
+const FAST: Partial<ClusterNodeOptions> & { shards: number } = {
   shards: 6,
   leaseTtlMs: 3_000,
   leaseRenewIntervalMs: 500,
@@ -62,37 +61,8 @@ async function activationsOf(node: ClusterNode): Promise<StoredActivation[]> {
   return (await node.activations.list(WORKSPACE, { limit: 1_000 })).activations;
 }
 
-async function waitFor<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
-/** Starts nats-server and nodes a and b, stopped when the test ends, and waits until both host shards. */
-async function startTwoNodes(t: Test): Promise<ClusterNode[]> {
-  const server = await startNatsServer();
-  t.teardown(() => server.stop());
-
-  const nodes: ClusterNode[] = [];
-  t.teardown(() => Promise.all(nodes.map((node) => node.abort())));
-  const root = t.testdir();
-  for (const nodeId of ['a', 'b']) {
-    nodes.push(await ClusterNode.start({ ...FAST, servers: [server.url], nodeId, dataDir: path.join(root, nodeId) }));
-  }
-  await waitFor(
-    async () => nodes.reduce((sum, node) => sum + node.status().hosted.length, 0),
-    (hosted) => hosted === 6 && nodes.every((node) => node.status().hosted.length > 0),
-    'every shard hosted',
-  );
-  return nodes;
-}
-
 t.test('cluster segments - owners evaluate, any node answers, timers exit', { timeout: 120_000 }, async (t) => {
-  const nodes = await startTwoNodes(t);
+  const nodes = await startClusterNodes(t, ['a', 'b'], FAST);
 
   const outcome = await new DefinitionRegistry(nodes[0].definitionStore).apply(WORKSPACE, [{ name: 'definitions.yaml', content: DEFINITIONS }]);
   t.same(outcome.issues, []);
@@ -159,7 +129,7 @@ t.test('cluster segments - owners evaluate, any node answers, timers exit', { ti
 });
 
 t.test('cluster segments - a time-based exit fires on the new owner after a handoff', { timeout: 120_000 }, async (t) => {
-  const nodes = await startTwoNodes(t);
+  const nodes = await startClusterNodes(t, ['a', 'b'], FAST);
   await new DefinitionRegistry(nodes[0].definitionStore).apply(WORKSPACE, [{ name: 'definitions.yaml', content: DEFINITIONS }]);
 
   // The order leaves the one-hour window 15 s from now, after the handoff below.

@@ -145,7 +145,7 @@ for (const [name, open] of stores) {
     const resolution = await graph.resolve('ws', 'm2', [user('u1'), email('3@x.com')]);
     t.equal(resolution.profileId, 'user:u1', 'the event is still applied to the profile');
     t.match(resolution.quarantined, [{ identifier: email('3@x.com'), profileId: 'user:u1', reason: 'PER_PROFILE_LIMIT' }]);
-    t.match(resolution.quarantined[0].message, /already holds 2 email values, the limit/);
+    t.match(resolution.quarantined[0].message, /already has 2 email values, the maxPerProfile limit/);
     t.equal(await graph.profileOf('ws', email('3@x.com')), undefined, 'the email is not linked');
 
     await graph.approve('ws', resolution.quarantined[0].id);
@@ -180,6 +180,20 @@ for (const [name, open] of stores) {
     await graph.resolve('ws', 'm4', [user('u2')]);
     await t.rejects(graph.explain('ws', user('u1'), user('u2')), { code: 'IDENTIFIER_NOT_LINKED', message: /belongs to profile user:u1 .* user:u2: they are not linked/ });
     await t.rejects(graph.explain('ws', user('u1'), user('nobody')), { code: 'IDENTIFIER_NOT_LINKED', message: /no event of workspace ws carried user_id "nobody"/ });
+  });
+
+  t.test(`identity graph on ${name} - mergeProfiles joins two profiles outside an event`, async (t) => {
+    let clock = 1_000;
+    const graph = graphOn(await open(t), {}, () => clock++);
+    await graph.resolve('ws', 'm1', [user('u1')]);
+    await graph.resolve('ws', 'm2', [user('u2')]);
+
+    const merges = await graph.mergeProfiles('ws', 'user:u2', 'user:u1', { messageId: 'match-1', rule: 'fuzzy-match', atMs: 5 });
+    t.match(merges, [{ loser: 'user:u2', winner: 'user:u1', cause: { rule: 'fuzzy-match', messageId: 'match-1' } }], 'settings are not checked: the caller decided');
+    t.equal(await graph.profileOf('ws', user('u2')), 'user:u1');
+    await graph.markAnnounced('ws', 'user:u2');
+    t.same(await graph.mergeProfiles('ws', 'user:u2', 'user:u1', { messageId: 'match-2', rule: 'fuzzy-match', atMs: 6 }), [], 'merging one profile with itself does nothing');
+    await t.rejects(graph.mergeProfiles('ws', 'user:u1', 'user:nobody', { messageId: 'match-3', rule: 'fuzzy-match', atMs: 7 }), { code: 'IDENTIFIER_NOT_LINKED' });
   });
 
   t.test(`identity graph on ${name} - chains of merges lead to one survivor`, async (t) => {

@@ -35,11 +35,14 @@ export interface Activation {
   id: string;
   /**
    * segment.entered, segment.exited, decision.made, journey.entered, journey.action,
-   * journey.exited or journey.completed.
+   * journey.exited, journey.completed or profile.merged.
    */
   type: string;
   profileId: string;
-  /** The segment, decision rule or journey the activation is about. */
+  /**
+   * The segment, decision rule or journey the activation is about; for profile.merged, the
+   * id of the profile merged into this one.
+   */
   name: string;
   definitionVersion: number;
   /** Evaluation time (ISO 8601). */
@@ -57,15 +60,25 @@ export interface Activation {
 export interface ActivationCause {
   /**
    * event: an applied event; timer: time passed (a durable timer); definition: the
-   * definition was deleted; decide: a Decide call.
+   * definition was deleted; decide: a Decide call; merge: identity resolution merged two
+   * profiles.
    */
   kind: string;
-  /** For kind event: the event's log position and messageId. */
+  /**
+   * For kind event: the event's log position and messageId. For kind merge: the messageId
+   * of the event that proved the profiles one person, or the id of the approved
+   * quarantined link.
+   */
   shard: number;
   sequence: number;
   messageId: string;
   /** For kind timer: the time the timer was set for (ISO 8601). */
   due: string;
+  /**
+   * For kind merge: shared-identifier (an event carried identifiers of both profiles) or
+   * approved-link (an operator approved a quarantined link).
+   */
+  rule: string;
 }
 
 export interface ListActivationsRequest {
@@ -342,7 +355,7 @@ export const Activation: MessageFns<Activation> = {
 };
 
 function createBaseActivationCause(): ActivationCause {
-  return { kind: "", shard: 0, sequence: 0, messageId: "", due: "" };
+  return { kind: "", shard: 0, sequence: 0, messageId: "", due: "", rule: "" };
 }
 
 export const ActivationCause: MessageFns<ActivationCause> = {
@@ -361,6 +374,9 @@ export const ActivationCause: MessageFns<ActivationCause> = {
     }
     if (message.due !== "") {
       writer.uint32(42).string(message.due);
+    }
+    if (message.rule !== "") {
+      writer.uint32(50).string(message.rule);
     }
     return writer;
   },
@@ -418,6 +434,14 @@ export const ActivationCause: MessageFns<ActivationCause> = {
             message.due = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.rule = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -441,6 +465,7 @@ export const ActivationCause: MessageFns<ActivationCause> = {
         ? globalThis.String(object.message_id)
         : "",
       due: isSet(object.due) ? globalThis.String(object.due) : "",
+      rule: isSet(object.rule) ? globalThis.String(object.rule) : "",
     };
   },
 
@@ -461,6 +486,9 @@ export const ActivationCause: MessageFns<ActivationCause> = {
     if (message.due !== "") {
       obj.due = message.due;
     }
+    if (message.rule !== "") {
+      obj.rule = message.rule;
+    }
     return obj;
   },
 
@@ -474,6 +502,7 @@ export const ActivationCause: MessageFns<ActivationCause> = {
     message.sequence = object.sequence ?? 0;
     message.messageId = object.messageId ?? "";
     message.due = object.due ?? "";
+    message.rule = object.rule ?? "";
     return message;
   },
 };

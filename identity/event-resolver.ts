@@ -1,0 +1,96 @@
+/**
+ * Resolves each accepted event to its profile before it enters the log: normalises its
+ * identifiers under the workspace's identity settings, and looks up in the identity graph
+ * which profile they belong to. In one process, an event that shares an identifier with an
+ * earlier one is resolved after it, so related events resolve in the order they arrived
+ * (the order of a batch, then of calls), while unrelated events resolve in parallel.
+ */
+import type { CustomerEvent } from '../profiles/event.js';
+import { profileIdOf, type Identifier } from '../profiles/identifiers.js';
+import { eventIdentifiers } from './event-identifiers.js';
+import type { IdentityGraph, MergeNotice } from './identity-graph.js';
+import type { QuarantineRecord } from './identity-records.js';
+import type { IdentitySettings } from './identity-settings.js';
+import { normalizeIdentifier, type IdentifierIssue } from './normalize.js';
+
+export type EventResolution =
+  | { ok: true; profileId: string; merges: MergeNotice[]; quarantined: QuarantineRecord[]; unlinked: IdentifierIssue[] }
+  | ({ ok: false } & IdentifierIssue);
+
+export interface EventResolverOptions {
+  graph: IdentityGraph;
+  settingsFor: (workspace: string) => IdentitySettings;
+}
+
+export class EventResolver {
+  readonly graph: IdentityGraph;
+  readonly #settingsFor: (workspace: string) => IdentitySettings;
+  /** The last resolution started per workspace and identifier. */
+  readonly #tails = new Map<string, Promise<unknown>>();
+
+  constructor(options: EventResolverOptions) {
+    this.graph = options.graph;
+    this.#settingsFor = options.settingsFor;
+  }
+
+  /** Returns the profile of an accepted event, or the identifier issue that rejects it. */
+  async resolve(workspace: string, event: CustomerEvent): Promise<EventResolution> {
+    const settings = this.#settingsFor(workspace);
+    const found = eventIdentifiers(settings, event);
+    if (!found.ok) return found;
+
+    // Registered before any await, so the order of calls is the order of resolution.
+    const keys = [...found.linkable, ...previousIdCandidates(event)].map((identifier) => `${workspace}\u0000${identifier.type}\u0000${identifier.value}`);
+    return this.#afterEarlier(keys, async (): Promise<EventResolution> => {
+      const linkable = await this.#withPreviousId(workspace, settings, event, found.linkable);
+      // Without a linkable identifier (every one blocked, under keep-unlinked) the event keeps
+      // the profile its userId or anonymousId names, and links nothing.
+      if (linkable.length === 0) return { ok: true, profileId: profileIdOf(event), merges: [], quarantined: [], unlinked: found.unlinked };
+
+      const resolution = await this.graph.resolve(workspace, event.messageId, linkable);
+      return { ok: true, ...resolution, unlinked: found.unlinked };
+    });
+  }
+
+  /**
+   * Adds an alias event's previousId to its identifiers: the user_id it names when a
+   * profile has that user_id, else the anonymous_id, as Segment's alias links a previous
+   * id of either kind to the new userId.
+   */
+  async #withPreviousId(workspace: string, settings: IdentitySettings, event: CustomerEvent, linkable: Identifier[]): Promise<Identifier[]> {
+    if (event.type !== 'alias' || event.previousId === undefined) return linkable;
+
+    const asUser = normalizeIdentifier(settings, { type: 'user_id', value: event.previousId, field: 'previousId' });
+    if (asUser.ok && asUser.linkable && (await this.graph.profileOf(workspace, asUser.identifier)) !== undefined) return withIdentifier(settings, linkable, asUser.identifier);
+
+    const asAnonymous = normalizeIdentifier(settings, { type: 'anonymous_id', value: event.previousId, field: 'previousId' });
+    return asAnonymous.ok && asAnonymous.linkable ? withIdentifier(settings, linkable, asAnonymous.identifier) : linkable;
+  }
+
+  /** Runs `operation` once every earlier operation on any of `keys` has settled. */
+  #afterEarlier<T>(keys: string[], operation: () => Promise<T>): Promise<T> {
+    const earlier = keys.flatMap((key) => this.#tails.get(key) ?? []);
+    const run = earlier.length === 0 ? operation() : Promise.all(earlier).then(operation);
+    const tail = run.catch(() => undefined);
+    for (const key of keys) this.#tails.set(key, tail);
+    void tail.then(() => {
+      for (const key of keys) if (this.#tails.get(key) === tail) this.#tails.delete(key);
+    });
+    return run;
+  }
+}
+
+/** Returns the identifiers an alias event's previousId may name, as sent: its resolution waits for earlier events of either. */
+function previousIdCandidates(event: CustomerEvent): Identifier[] {
+  if (event.type !== 'alias' || event.previousId === undefined) return [];
+  return [
+    { type: 'user_id', value: event.previousId },
+    { type: 'anonymous_id', value: event.previousId },
+  ];
+}
+
+function withIdentifier(settings: IdentitySettings, identifiers: Identifier[], identifier: Identifier): Identifier[] {
+  if (identifiers.some((known) => known.type === identifier.type && known.value === identifier.value)) return identifiers;
+  const rank = (type: string) => settings.types.get(type)?.rank ?? Infinity;
+  return [...identifiers, identifier].sort((a, b) => rank(a.type) - rank(b.type));
+}

@@ -1,0 +1,101 @@
+/**
+ * Identity resolution through the processes a user runs: `rtcdp dev --identity FILE`,
+ * `rtcdp send`, `rtcdp identity quarantine list|approve|reject` and `rtcdp profile explain`,
+ * over gRPC on loopback.
+ */
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { runCli as rtcdp, startNodeProcess } from '../helpers/node-process.js';
+
+const events = (...lines: object[]): string => `${lines.map((line) => JSON.stringify(line)).join('\n')}\n`;
+
+t.test('identity commands - quarantine, approve, reject and explain', async (t) => {
+  const dir = t.testdir();
+  const settings = path.join(dir, 'identity.yaml');
+  // Two emails per profile at most, so a third one is held.
+  writeFileSync(settings, 'default:\n  identifiers:\n    email: { maxPerProfile: 2 }\n');
+  const node = await startNodeProcess(path.join(dir, 'data'), ['--identity', settings]);
+  t.teardown(() => node.stop());
+  const server = ['--server', node.address];
+
+  const file = path.join(dir, 'events.ndjson');
+  writeFileSync(
+    file,
+    events(
+      { type: 'page', name: 'Home', anonymousId: 'a1', messageId: 'p1', context: { traits: { email: 'ana@example.com' } } },
+      { type: 'identify', userId: 'u1', anonymousId: 'a1', messageId: 'i1' },
+      { type: 'identify', userId: 'u1', traits: { email: 'ana.work@example.com' }, messageId: 'i2' },
+      { type: 'identify', userId: 'u1', traits: { email: 'ana.third@example.com' }, messageId: 'i3' },
+      { type: 'identify', userId: 'u2', traits: { email: 'ana@example.com' }, messageId: 'i4' },
+    ),
+  );
+  const sent = await rtcdp(['send', file, ...server]);
+  t.equal(sent.code, 0, sent.stderr);
+
+  const listed = await rtcdp(['identity', 'quarantine', 'list', ...server, '--output', 'json']);
+  t.equal(listed.code, 0, listed.stderr);
+  const links = JSON.parse(listed.stdout).links as Array<{ id: string; reason: string; identifier: { value: string } }>;
+  t.same(links.map((link) => `${link.reason} ${link.identifier.value}`).sort(), ['MERGE_PROTECTED ana@example.com', 'PER_PROFILE_LIMIT ana.third@example.com']);
+
+  const table = await rtcdp(['identity', 'quarantine', 'list', ...server]);
+  t.match(table.stdout, /^ID\s+STATUS\s+REASON\s+IDENTIFIER\s+PROFILE\s+OTHER PROFILE\s+EVENT\s+AT\n/);
+  // The email ranks above the anonymous id, so the visitor's profile is named after it and
+  // keeps that id when the user id joins it.
+  t.match(table.stdout, /pending\s+PER_PROFILE_LIMIT\s+email=ana\.third@example\.com\s+email:ana@example\.com\s+-\s+i3/);
+  t.match(table.stdout, /pending\s+MERGE_PROTECTED\s+email=ana@example\.com\s+user:u2\s+email:ana@example\.com\s+i4/);
+
+  const limit = links.find((link) => link.reason === 'PER_PROFILE_LIMIT')!;
+  const approved = await rtcdp(['identity', 'quarantine', 'approve', limit.id, ...server]);
+  t.equal(approved.code, 0, approved.stderr);
+  t.equal(approved.stdout, `${limit.id} approved: email=ana.third@example.com is now linked to profile email:ana@example.com\n`);
+  const found = await rtcdp(['profile', 'get', '--email', 'ana.third@example.com', ...server, '--output', 'json']);
+  t.equal(JSON.parse(found.stdout).profileId, 'email:ana@example.com', 'the approved email finds the profile');
+
+  const protectedLink = links.find((link) => link.reason === 'MERGE_PROTECTED')!;
+  const rejected = await rtcdp(['identity', 'quarantine', 'reject', protectedLink.id, ...server]);
+  t.equal(rejected.code, 0, rejected.stderr);
+  t.match(rejected.stdout, /rejected: email=ana@example\.com stays unlinked from profile user:u2/);
+  const again = await rtcdp(['identity', 'quarantine', 'reject', protectedLink.id, ...server]);
+  t.equal(again.code, 1);
+  t.match(again.stderr, /already rejected/);
+  t.equal((await rtcdp(['identity', 'quarantine', 'list', ...server])).stdout, '(no pending quarantined links)\n');
+
+  const explained = await rtcdp(['profile', 'explain', 'email=ana@example.com', 'user_id=u1', ...server]);
+  t.equal(explained.code, 0, explained.stderr);
+  t.match(explained.stdout, /^email=ana@example\.com and user_id=u1 belong to profile email:ana@example\.com:\n/);
+  t.match(explained.stdout, /\n {2}1\. email=ana@example\.com linked to profile email:ana@example\.com by event p1 at \S+Z\n/);
+  t.match(explained.stdout, /\n {2}2\. user_id=u1 linked to profile email:ana@example\.com by event i1 at \S+Z, together with anonymous_id=a1\n/);
+
+  const merge = path.join(dir, 'merge.ndjson');
+  writeFileSync(merge, events({ type: 'track', event: 'Signed Up', userId: 'u3', messageId: 's3' }, { type: 'alias', previousId: 'u3', userId: 'u1', messageId: 'alias-u3' }));
+  t.equal((await rtcdp(['send', merge, ...server])).code, 0);
+  const held = JSON.parse((await rtcdp(['identity', 'quarantine', 'list', ...server, '--output', 'json'])).stdout).links as Array<{ id: string; otherProfileId: string }>;
+  t.same(held.map((link) => link.otherProfileId), ['user:u3'], 'aliasing one user id to another is held: user_id is merge-protected');
+  t.equal((await rtcdp(['identity', 'quarantine', 'approve', held[0].id, ...server])).code, 0);
+  const merged = await rtcdp(['profile', 'explain', 'user_id=u3', 'email=ana@example.com', ...server]);
+  t.match(merged.stdout, /profile user:u3 merged into email:ana@example\.com by approved link \S+ at \S+Z/);
+
+  const unknown = await rtcdp(['profile', 'explain', 'email=nobody@example.com', 'user_id=u1', ...server]);
+  t.equal(unknown.code, 1);
+  t.match(unknown.stderr, /no event of workspace default carried email "nobody@example\.com"/);
+
+  const malformed = await rtcdp(['profile', 'explain', 'email', 'user_id=u1', ...server]);
+  t.equal(malformed.code, 2);
+  t.match(malformed.stderr, /invalid first identifier "email": expected TYPE=VALUE/);
+});
+
+t.test('identity commands - an invalid settings file stops dev before it starts', async (t) => {
+  const dir = t.testdir();
+  const settings = path.join(dir, 'identity.yaml');
+  writeFileSync(settings, 'default:\n  identifiers:\n    email: { maxPerProfile: 0 }\n');
+
+  const result = await rtcdp(['dev', '--data', path.join(dir, 'data'), '--port', '0', '--identity', settings]);
+  t.equal(result.code, 2);
+  t.match(result.stderr, /--identity .*identity\.yaml: .*identifiers\.email\.maxPerProfile/);
+
+  writeFileSync(settings, 'defaults: {}\n');
+  const misspelt = await rtcdp(['dev', '--data', path.join(dir, 'data'), '--port', '0', '--identity', settings]);
+  t.equal(misspelt.code, 2);
+  t.match(misspelt.stderr, /defaults is not a known field; expected default or workspaces/);
+});

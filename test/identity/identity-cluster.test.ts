@@ -1,0 +1,79 @@
+/**
+ * Identity resolution in cluster mode: two nodes on one nats-server share the identity
+ * graph in a KV bucket, so events sent to different nodes at the same time that link the
+ * same identifiers end in one profile, and merges move state between shards and nodes.
+ */
+import t from 'tap';
+import type { ClusterNodeOptions } from '../../cluster/cluster-options.js';
+import { createLogger } from '../../common/logger.js';
+import type { RawEvent } from '../../profiles/event.js';
+import type { Identifier } from '../../profiles/identifiers.js';
+import { startClusterNodes } from '../helpers/cluster-nodes.js';
+
+const logger = createLogger({ level: process.env.RTCDP_TEST_LOG_LEVEL ?? 'silent' });
+const WORKSPACE = 'w';
+
+const FAST: Partial<ClusterNodeOptions> & { shards: number } = {
+  shards: 6,
+  leaseTtlMs: 3_000,
+  leaseRenewIntervalMs: 500,
+  heartbeatIntervalMs: 300,
+  memberTimeoutMs: 1_500,
+  rebalanceStableForMs: 500,
+  checkpointIntervalMs: 200,
+  queryTimeoutMs: 20_000,
+  actors: { snapshotIntervalMs: 50 },
+  logger,
+};
+
+const anon = (value: string): Identifier => ({ type: 'anonymous_id', value });
+const user = (value: string): Identifier => ({ type: 'user_id', value });
+
+let messages = 0;
+const page = (anonymousId: string, extra: RawEvent = {}): RawEvent => ({ type: 'page', name: 'Home', anonymousId, messageId: `m${++messages}`, ...extra });
+
+t.test('identity cluster - merges across nodes, races converge, quarantine is shared', { timeout: 180_000 }, async (t) => {
+  const nodes = await startClusterNodes(t, ['a', 'b'], FAST);
+
+  t.test('identify on one node merges a visitor whose events went to the other', async (t) => {
+    await nodes[0].ingest(WORKSPACE, [page('a1'), page('a1')]);
+    await nodes[1].ingest(WORKSPACE, [{ type: 'track', event: 'Signed Up', userId: 'u1', messageId: 'signup-u1' }]);
+    await nodes[1].ingest(WORKSPACE, [{ type: 'identify', userId: 'u1', anonymousId: 'a1', messageId: 'identify-u1', traits: { plan: 'pro' } }]);
+
+    for (const node of nodes) {
+      const profile = await node.getProfile(WORKSPACE, anon('a1'));
+      t.equal(profile.profileId, 'user:u1', `node ${node.nodeId} finds the survivor by the anonymous id`);
+      t.equal(profile.eventCount, 4, `node ${node.nodeId} sees both profiles' events`);
+      t.same(profile.merges.map((merge) => merge.profileId), ['anon:a1']);
+    }
+
+    await nodes[0].ingest(WORKSPACE, [page('a1')]);
+    t.equal((await nodes[1].getProfile(WORKSPACE, user('u1'))).eventCount, 5, 'a later event of the visitor reaches the survivor');
+  });
+
+  t.test('events sent to both nodes at once that link the same visitors converge', async (t) => {
+    const visitors = Array.from({ length: 24 }, (_, i) => `race-${i}`);
+    // Every event carries the same device id, so all visitors are one person; half the
+    // events go through each node, all at the same time.
+    await Promise.all(visitors.map((visitor, i) => nodes[i % 2].ingest(WORKSPACE, [page(visitor, { context: { device: { id: 'shared-device' } } })])));
+
+    const profiles = new Set<string>();
+    for (const [i, visitor] of visitors.entries()) profiles.add((await nodes[i % 2].getProfile(WORKSPACE, anon(visitor))).profileId);
+    t.equal(profiles.size, 1, `every visitor reaches one profile (${[...profiles].join(', ')})`);
+    const profile = await nodes[0].getProfile(WORKSPACE, { type: 'device_id', value: 'shared-device' });
+    t.equal(profile.eventCount, visitors.length, 'holding every event once');
+  });
+
+  t.test('a quarantined link filed through one node is approved through the other', async (t) => {
+    await nodes[0].ingest(WORKSPACE, [{ type: 'identify', userId: 'u7', traits: { email: 'shared@example.com' }, messageId: 'u7-1' }]);
+    await nodes[1].ingest(WORKSPACE, [{ type: 'identify', userId: 'u8', traits: { email: 'shared@example.com' }, messageId: 'u8-1' }]);
+
+    const pending = await nodes[0].identityAdmin.listQuarantine(WORKSPACE, 'pending');
+    t.match(pending, [{ reason: 'MERGE_PROTECTED', profileId: 'user:u8', otherProfileId: 'user:u7' }]);
+    await nodes[1].identityAdmin.approve(WORKSPACE, pending[0].id);
+
+    const merged = await nodes[0].getProfile(WORKSPACE, user('u8'));
+    t.equal(merged.profileId, 'user:u7');
+    t.equal(merged.eventCount, 2);
+  });
+});
