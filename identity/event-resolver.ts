@@ -40,7 +40,13 @@ export class EventResolver {
     if (!found.ok) return found;
 
     // Registered before any await, so the order of calls is the order of resolution.
-    const keys = [...found.linkable, ...previousIdCandidates(event)].map((identifier) => `${workspace}\u0000${identifier.type}\u0000${identifier.value}`);
+    const candidates = previousIdCandidates(event);
+    const keys = [...found.linkable, ...candidates].map((identifier) => `${workspace}\u0000${identifier.type}\u0000${identifier.value}`);
+    if (candidates.length === 0 && found.linkable.length > 0 && !keys.some((key) => this.#tails.has(key))) {
+      const cached = this.graph.resolveCached(workspace, found.linkable);
+      if (cached !== undefined) return { ok: true, ...cached, unlinked: found.unlinked };
+    }
+
     return this.#afterEarlier(keys, async (): Promise<EventResolution> => {
       const linkable = await this.#withPreviousId(workspace, settings, event, found.linkable);
       // Without a linkable identifier (every one blocked, under keep-unlinked) the event keeps

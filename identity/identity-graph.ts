@@ -14,6 +14,7 @@ import type { Logger } from '../common/logger.js';
 import type { Identifier } from '../profiles/identifiers.js';
 import { KvConflictError, type KvStore } from '../storage/kv-store.js';
 import type { IdentitySettings } from './identity-settings.js';
+import { RecordCache } from './record-cache.js';
 import {
   decodeRecord,
   describeIdentifier,
@@ -66,6 +67,8 @@ export interface IdentityGraphOptions {
   now?: () => number;
   /** Attempts of one resolution when concurrent writers change the records it read. Default 32. */
   maxAttempts?: number;
+  /** Identifier records and profile records kept in memory, each. Default 500,000. */
+  cacheEntries?: number;
 }
 
 /** A merge that the profile actors still have to carry out: `loser` hands its state to `winner`. */
@@ -141,12 +144,14 @@ export class IdentityGraph {
   readonly #options: IdentityGraphOptions;
   readonly #now: () => number;
   readonly #maxAttempts: number;
+  readonly #cache: RecordCache;
 
   constructor(options: IdentityGraphOptions) {
     this.#kv = failingAsStoreErrors(options.kv);
     this.#options = options;
     this.#now = options.now ?? Date.now;
     this.#maxAttempts = options.maxAttempts ?? 32;
+    this.#cache = new RecordCache(options.cacheEntries ?? 500_000);
   }
 
   /**
@@ -159,7 +164,8 @@ export class IdentityGraph {
 
     for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
       try {
-        return await this.#attempt(workspace, messageId, identifiers);
+        // The first attempt may use cached records; a retry reads the store again.
+        return await this.#attempt(workspace, messageId, identifiers, attempt === 1);
       } catch (error) {
         if (!(error instanceof Retry)) throw error;
         this.#options.logger.debug({ workspace, messageId, attempt }, 'identity graph changed during resolution; reading again');
@@ -172,17 +178,46 @@ export class IdentityGraph {
     );
   }
 
+  /**
+   * Resolves from the cache alone, without writing: returns the profile when every identifier
+   * is cached and leads to one profile through announced merges, else undefined (call
+   * `resolve`). Synchronous, so a known person's event costs no store read and no await.
+   */
+  resolveCached(workspace: string, identifiers: Identifier[]): Resolution | undefined {
+    let found: string | undefined;
+    for (const identifier of identifiers) {
+      const start = this.#cache.identifier(workspace, identifier);
+      const root = start === undefined ? undefined : this.#cachedRoot(workspace, start);
+      if (root === undefined || (found !== undefined && root !== found)) return undefined;
+      found = root;
+    }
+    return found === undefined ? undefined : { profileId: found, merges: [], quarantined: [] };
+  }
+
+  /** Follows cached, announced merges from `profileId` to its survivor; undefined when a record is missing or a merge unannounced. */
+  #cachedRoot(workspace: string, profileId: string): string | undefined {
+    let current = profileId;
+    for (let hops = 0; hops < MAX_CHAIN_LENGTH; hops++) {
+      const record = this.#cache.profile(workspace, current)?.record;
+      if (record === undefined) return undefined;
+      if (record.mergedInto === undefined) return current;
+      if (record.mergeAnnounced !== true) return undefined;
+      current = record.mergedInto.profileId;
+    }
+    return undefined;
+  }
+
   /** Returns the profile an identifier belongs to now, or undefined when no event carried it. */
   async profileOf(workspace: string, identifier: Identifier): Promise<string | undefined> {
-    const entry = await this.#kv.get(identityKeys.identifier(workspace, identifier));
-    if (entry === null) return undefined;
-    const root = await this.#root(workspace, decodeRecord<IdentifierRecord>(entry.value).profileId, []);
+    const start = await this.#identifierProfile(workspace, identifier);
+    if (start === undefined) return undefined;
+    const root = await this.#root(workspace, start, [], false);
     return root?.record.profileId;
   }
 
   /** Returns the profile that `profileId` was merged into, following the chain, or `profileId` itself. */
   async survivorOf(workspace: string, profileId: string): Promise<string> {
-    const root = await this.#root(workspace, profileId, []);
+    const root = await this.#root(workspace, profileId, [], false);
     return root?.record.profileId ?? profileId;
   }
 
@@ -199,15 +234,20 @@ export class IdentityGraph {
     if (entry === null) return;
     const record = decodeRecord<ProfileRecord>(entry.value);
     if (record.mergedInto === undefined || record.mergeAnnounced === true) return;
-    await this.#kv.update(key, encodeRecord({ ...record, mergeAnnounced: true }), entry.revision).catch((error: unknown) => {
+    const announced: ProfileRecord = { ...record, mergeAnnounced: true };
+    try {
+      const revision = await this.#kv.update(key, encodeRecord(announced), entry.revision);
+      this.#cache.setProfile(workspace, loser, { record: announced, revision });
+    } catch (error) {
       // Another node marked it first or the record moved on; the next resolution that
       // passes it announces the merge again, which the actors ignore.
       if (!(error instanceof KvConflictError)) throw error;
-    });
+      this.#cache.forgetProfile(workspace, loser);
+    }
   }
 
-  async #attempt(workspace: string, messageId: string, identifiers: Identifier[]): Promise<Resolution> {
-    const view = await this.#read(workspace, identifiers);
+  async #attempt(workspace: string, messageId: string, identifiers: Identifier[], cached: boolean): Promise<Resolution> {
+    const view = await this.#read(workspace, identifiers, cached);
     const cause: LinkCause = { messageId, rule: 'shared-identifier', atMs: this.#now() };
     const plan = this.#plan(workspace, identifiers, view);
 
@@ -271,7 +311,8 @@ export class IdentityGraph {
   async #start(workspace: string, first: Identifier, plan: Plan, cause: LinkCause): Promise<string> {
     const profileId = naturalProfileId(first);
     const record: ProfileRecord = { version: IDENTITY_RECORD_VERSION, profileId, createdAtMs: cause.atMs, identifiers: plan.union, merges: [] };
-    await this.#kvCreate(identityKeys.profile(workspace, profileId), encodeRecord(record));
+    const revision = await this.#kvCreate(identityKeys.profile(workspace, profileId), encodeRecord(record), () => this.#cache.forgetProfile(workspace, profileId));
+    this.#cache.setProfile(workspace, profileId, { record, revision });
     return profileId;
   }
 
@@ -287,12 +328,10 @@ export class IdentityGraph {
   }
 
   /** Reads each identifier's profile, following merges to the survivor. */
-  async #read(workspace: string, identifiers: Identifier[]): Promise<GraphView> {
+  async #read(workspace: string, identifiers: Identifier[], cached: boolean): Promise<GraphView> {
     const unannounced: MergeNotice[] = [];
-    const entries = await Promise.all(identifiers.map((identifier) => this.#kv.get(identityKeys.identifier(workspace, identifier))));
-
-    const mapped = entries.map((entry) => entry !== null);
-    const starts = entries.map((entry) => (entry === null ? undefined : decodeRecord<IdentifierRecord>(entry.value).profileId));
+    const starts = await Promise.all(identifiers.map((identifier) => this.#identifierProfile(workspace, identifier)));
+    const mapped = starts.map((start) => start !== undefined);
     // A profile record can exist without its first identifier's record, because a resolution
     // stopped between the two writes. That profile is still the identifier's profile.
     if (starts[0] === undefined) starts[0] = naturalProfileId(identifiers[0]);
@@ -301,7 +340,7 @@ export class IdentityGraph {
     const rootOf = await Promise.all(
       starts.map(async (start) => {
         if (start === undefined) return undefined;
-        const root = await this.#root(workspace, start, unannounced);
+        const root = await this.#root(workspace, start, unannounced, cached);
         if (root === undefined) return undefined;
         roots.set(root.record.profileId, root);
         return root.record.profileId;
@@ -310,15 +349,39 @@ export class IdentityGraph {
     return { mapped, rootOf, roots, unannounced: dedupeNotices(unannounced) };
   }
 
+  /** Returns the profile an identifier's record names, from the cache or the store, or undefined without a record. */
+  async #identifierProfile(workspace: string, identifier: Identifier): Promise<string | undefined> {
+    const cached = this.#cache.identifier(workspace, identifier);
+    if (cached !== undefined) return cached;
+
+    const entry = await this.#kv.get(identityKeys.identifier(workspace, identifier));
+    if (entry === null) return undefined;
+    const profileId = decodeRecord<IdentifierRecord>(entry.value).profileId;
+    this.#cache.setIdentifier(workspace, identifier, profileId);
+    return profileId;
+  }
+
+  /** Returns a profile record, from the cache when `cached` allows it, else from the store (refreshing the cache). */
+  async #profileRecord(workspace: string, profileId: string, cached: boolean): Promise<Root | undefined> {
+    const hit = cached ? this.#cache.profile(workspace, profileId) : undefined;
+    if (hit !== undefined) return hit;
+
+    const entry = await this.#kv.get(identityKeys.profile(workspace, profileId));
+    if (entry === null) return undefined;
+    const root = { record: decodeRecord<ProfileRecord>(entry.value), revision: entry.revision };
+    this.#cache.setProfile(workspace, profileId, root);
+    return root;
+  }
+
   /** Follows `mergedInto` from `profileId` to the profile that was not merged into another. */
-  async #root(workspace: string, profileId: string, unannounced: MergeNotice[]): Promise<Root | undefined> {
+  async #root(workspace: string, profileId: string, unannounced: MergeNotice[], cached: boolean): Promise<Root | undefined> {
     let current = profileId;
     for (let hops = 0; hops < MAX_CHAIN_LENGTH; hops++) {
-      const entry = await this.#kv.get(identityKeys.profile(workspace, current));
-      if (entry === null) return undefined;
+      const entry = await this.#profileRecord(workspace, current, cached);
+      if (entry === undefined) return undefined;
 
-      const record = decodeRecord<ProfileRecord>(entry.value);
-      if (record.mergedInto === undefined) return { record, revision: entry.revision };
+      const record = entry.record;
+      if (record.mergedInto === undefined) return entry;
       if (record.mergeAnnounced !== true) unannounced.push({ workspace, loser: current, winner: record.mergedInto.profileId, cause: record.mergedInto });
       current = record.mergedInto.profileId;
     }
@@ -334,19 +397,24 @@ export class IdentityGraph {
   async #updateSurvivor(workspace: string, winner: Root, identifiers: Identifier[], merges: MergeEntry[]): Promise<void> {
     if (merges.length === 0 && identifiers.length === winner.record.identifiers.length) return;
     const record: ProfileRecord = { ...winner.record, identifiers, merges: [...winner.record.merges, ...merges] };
-    await this.#kvUpdate(identityKeys.profile(workspace, winner.record.profileId), encodeRecord(record), winner.revision);
+    const { profileId } = winner.record;
+    const revision = await this.#kvUpdate(identityKeys.profile(workspace, profileId), encodeRecord(record), winner.revision, () => this.#cache.forgetProfile(workspace, profileId));
+    this.#cache.setProfile(workspace, profileId, { record, revision });
   }
 
   async #markMerged(workspace: string, loser: Root, winnerId: string, cause: LinkCause): Promise<void> {
     const record: ProfileRecord = { ...loser.record, mergedInto: { ...cause, profileId: winnerId }, mergeAnnounced: false };
-    await this.#kvUpdate(identityKeys.profile(workspace, loser.record.profileId), encodeRecord(record), loser.revision);
+    const { profileId } = loser.record;
+    const revision = await this.#kvUpdate(identityKeys.profile(workspace, profileId), encodeRecord(record), loser.revision, () => this.#cache.forgetProfile(workspace, profileId));
+    this.#cache.setProfile(workspace, profileId, { record, revision });
   }
 
   async #mapIdentifiers(workspace: string, identifiers: Identifier[], profileId: string, via: Identifier | undefined, cause: LinkCause): Promise<void> {
     await Promise.all(
-      identifiers.map((identifier) => {
+      identifiers.map(async (identifier) => {
         const record: IdentifierRecord = { version: IDENTITY_RECORD_VERSION, identifier, profileId, ...cause, ...(via === undefined ? {} : { via }) };
-        return this.#kvCreate(identityKeys.identifier(workspace, identifier), encodeRecord(record));
+        await this.#kvCreate(identityKeys.identifier(workspace, identifier), encodeRecord(record));
+        this.#cache.setIdentifier(workspace, identifier, profileId);
       }),
     );
   }
@@ -381,21 +449,25 @@ export class IdentityGraph {
     }
   }
 
-  async #kvCreate(key: string, value: Uint8Array): Promise<void> {
+  /** Creates a record and returns its revision; a conflict calls `onConflict` (to forget a cached copy) and starts the attempt again. */
+  async #kvCreate(key: string, value: Uint8Array, onConflict?: () => void): Promise<number> {
     try {
-      await this.#kv.create(key, value);
+      return await this.#kv.create(key, value);
     } catch (error) {
-      if (error instanceof KvConflictError) throw new Retry();
-      throw error;
+      if (!(error instanceof KvConflictError)) throw error;
+      onConflict?.();
+      throw new Retry();
     }
   }
 
-  async #kvUpdate(key: string, value: Uint8Array, revision: number): Promise<void> {
+  /** Updates a record at `revision` and returns the new one; a conflict calls `onConflict` and starts the attempt again. */
+  async #kvUpdate(key: string, value: Uint8Array, revision: number, onConflict: () => void): Promise<number> {
     try {
-      await this.#kv.update(key, value, revision);
+      return await this.#kv.update(key, value, revision);
     } catch (error) {
-      if (error instanceof KvConflictError) throw new Retry();
-      throw error;
+      if (!(error instanceof KvConflictError)) throw error;
+      onConflict();
+      throw new Retry();
     }
   }
 
@@ -434,7 +506,7 @@ export class IdentityGraph {
 
   async #approveOnce(workspace: string, record: QuarantineRecord, cause: LinkCause): Promise<MergeNotice[]> {
     const unannounced: MergeNotice[] = [];
-    const target = await this.#root(workspace, record.profileId, unannounced);
+    const target = await this.#root(workspace, record.profileId, unannounced, false);
     if (target === undefined) throw new IdentityError('IDENTIFIER_NOT_LINKED', `profile ${record.profileId} of workspace ${workspace} is not in the identity graph`);
 
     const linkedTo = await this.profileOf(workspace, record.identifier);
@@ -448,7 +520,7 @@ export class IdentityGraph {
     }
     if (otherId === target.record.profileId) return unannounced;
 
-    const other = (await this.#root(workspace, otherId, unannounced))!;
+    const other = (await this.#root(workspace, otherId, unannounced, false))!;
     const merge = await this.#mergeRoots(workspace, target, other, [record.identifier], cause);
     return dedupeNotices([...unannounced, merge]);
   }
@@ -463,7 +535,7 @@ export class IdentityGraph {
     for (let attempt = 1; ; attempt++) {
       try {
         const unannounced: MergeNotice[] = [];
-        const [a, b] = await Promise.all([this.#root(workspace, first, unannounced), this.#root(workspace, second, unannounced)]);
+        const [a, b] = await Promise.all([this.#root(workspace, first, unannounced, false), this.#root(workspace, second, unannounced, false)]);
         if (a === undefined || b === undefined) throw new IdentityError('IDENTIFIER_NOT_LINKED', `profile ${a === undefined ? first : second} of workspace ${workspace} is not in the identity graph`);
         if (a.record.profileId === b.record.profileId) return dedupeNotices(unannounced);
         return dedupeNotices([...unannounced, await this.#mergeRoots(workspace, a, b, [], cause)]);

@@ -2,15 +2,23 @@
  * A KvStore in the node's RocksDB, for embedded mode: the same compare-and-set contract as
  * a JetStream KV bucket, in one process. Operations on one key run one after another, so a
  * create or update checks the current revision and writes without another writer in
- * between. Every write is synced before it resolves; concurrent writes share an fdatasync
- * (the store's group commit).
+ * between. Every write is synced before it resolves. Writes issued in the same turn of the
+ * event loop go to RocksDB as one batch, and concurrent batches share an fdatasync (the
+ * store's group commit).
+ *
+ * This instance is the only writer of its keys (open one per name and database), so what it
+ * read or wrote is still current: it keeps up to `cacheEntries` keys in memory, present or
+ * absent, and answers them without reading RocksDB.
  */
 import { decode, encode } from './codec.js';
 import { KvConflictError, type KvEntry, type KvStore } from './kv-store.js';
 import { part, prefixEnd } from './keys.js';
-import type { Store } from './store.js';
+import type { Store, WriteOp } from './store.js';
 
 const RECORD_VERSION = 1;
+
+/** Keys whose entry, or absence, is kept in memory. */
+const DEFAULT_CACHE_ENTRIES = 500_000;
 
 /** Revisions reserved at a time: the counter is written once per this many writes. */
 const REVISION_BLOCK = 4_096;
@@ -32,19 +40,25 @@ export class RocksDbKvStore implements KvStore {
   #reserving: Promise<void> | null = null;
   /** The operation in progress per key; the next one on the key waits for it. */
   readonly #tails = new Map<string, Promise<unknown>>();
+  /** Entries by key as RocksDB has them, null for a key known to be absent; oldest insertions are dropped first. */
+  readonly #known = new Map<string, KvEntry | null>();
+  readonly #cacheEntries: number;
+  /** Writes waiting for the next batch, with the callbacks of their callers. */
+  #pending: Array<{ op: WriteOp; resolve: () => void; reject: (error: unknown) => void }> = [];
 
-  private constructor(store: Store, name: string, revision: number) {
+  private constructor(store: Store, name: string, revision: number, cacheEntries: number) {
     this.#store = store;
     this.#prefix = `kv/${part(name)}/`;
     this.#revisionKey = `kv-revision/${part(name)}`;
     this.#revision = revision;
     this.#reservedUntil = revision;
+    this.#cacheEntries = cacheEntries;
   }
 
   /** Opens the store named `name` in `store`; names keep several stores apart in one database. */
-  static async open(store: Store, name: string): Promise<RocksDbKvStore> {
+  static async open(store: Store, name: string, options: { cacheEntries?: number } = {}): Promise<RocksDbKvStore> {
     const stored = await store.get(`kv-revision/${part(name)}`);
-    return new RocksDbKvStore(store, name, stored === null ? 0 : Number(stored.toString()));
+    return new RocksDbKvStore(store, name, stored === null ? 0 : Number(stored.toString()), options.cacheEntries ?? DEFAULT_CACHE_ENTRIES);
   }
 
   get(key: string): Promise<KvEntry | null> {
@@ -73,7 +87,7 @@ export class RocksDbKvStore implements KvStore {
     return this.#serial(key, async () => {
       if (expectedRevision !== undefined) await this.#expect(key, expectedRevision);
       await this.#nextRevision();
-      await this.#store.write([{ type: 'del', key: this.#prefix + key }], { sync: true });
+      await this.#submit(key, { type: 'del', key: this.#prefix + key }, null);
     });
   }
 
@@ -84,8 +98,20 @@ export class RocksDbKvStore implements KvStore {
   }
 
   async #read(key: string): Promise<KvEntry | null> {
+    const known = this.#known.get(key);
+    if (known !== undefined) return known === null ? null : { ...known, value: Uint8Array.from(known.value) };
+
     const stored = await this.#store.get(this.#prefix + key);
-    return stored === null ? null : this.#toEntry(key, stored);
+    const entry = stored === null ? null : this.#toEntry(key, stored);
+    // A write to the key that started meanwhile has already recorded what is current.
+    if (!this.#known.has(key)) this.#remember(key, entry);
+    return entry;
+  }
+
+  #remember(key: string, entry: KvEntry | null): void {
+    this.#known.delete(key);
+    this.#known.set(key, entry);
+    if (this.#known.size > this.#cacheEntries) this.#known.delete(this.#known.keys().next().value!);
   }
 
   #toEntry(key: string, stored: Buffer): KvEntry {
@@ -103,8 +129,37 @@ export class RocksDbKvStore implements KvStore {
   async #write(key: string, value: Uint8Array): Promise<number> {
     const revision = await this.#nextRevision();
     const stored: StoredValue = { version: RECORD_VERSION, revision, value: Buffer.from(value) };
-    await this.#store.write([{ type: 'put', key: this.#prefix + key, value: encode(stored) }], { sync: true });
+    await this.#submit(key, { type: 'put', key: this.#prefix + key, value: encode(stored) }, { key, value: Uint8Array.from(value), revision });
     return revision;
+  }
+
+  /**
+   * Writes `op` in the next batch and resolves once it is synced; then `entry` is what the
+   * key holds. A failed write forgets the key, so the next read asks RocksDB.
+   */
+  async #submit(key: string, op: WriteOp, entry: KvEntry | null): Promise<void> {
+    if (this.#pending.length === 0) setImmediate(() => void this.#flush());
+    try {
+      await new Promise<void>((resolve, reject) => this.#pending.push({ op, resolve, reject }));
+      this.#remember(key, entry);
+    } catch (error) {
+      this.#known.delete(key);
+      throw error;
+    }
+  }
+
+  async #flush(): Promise<void> {
+    const batch = this.#pending;
+    this.#pending = [];
+    try {
+      await this.#store.write(
+        batch.map((item) => item.op),
+        { sync: true },
+      );
+      for (const item of batch) item.resolve();
+    } catch (error) {
+      for (const item of batch) item.reject(error);
+    }
   }
 
   /**
