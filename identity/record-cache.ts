@@ -1,9 +1,10 @@
 /**
  * The identity graph's cache of records it read or wrote, so resolving an event of a known
  * person reads nothing from the store. An identifier's record never changes once created,
- * so its profile is cached as it is. A profile record can change on another node; a cached
- * copy is used only where a stale one costs at most a retry (a compare-and-set that fails)
- * or a forward (an event routed to a profile merged meanwhile, whose tombstone sends it on).
+ * so its profile is cached as it is. A profile record can change on another node. So a
+ * cached copy is used only where a stale one costs at most a retry (a compare-and-set that
+ * fails) or a forward (an event routed to a profile merged meanwhile, whose tombstone sends
+ * it on).
  * Each map keeps at most `maxEntries`, dropping the oldest insertions first.
  */
 import type { Identifier } from '../profiles/identifiers.js';
@@ -23,7 +24,7 @@ export class RecordCache {
     this.#maxEntries = maxEntries;
   }
 
-  /** The profile id an identifier's record names. */
+  /** Returns the profile id an identifier's record names, when cached. */
   identifier(workspace: string, identifier: Identifier): string | undefined {
     return this.#identifiers.get(identifierKey(workspace, identifier));
   }

@@ -7,8 +7,8 @@
  * store's group commit).
  *
  * This instance is the only writer of its keys (open one per name and database), so what it
- * read or wrote is still current: it keeps up to `cacheEntries` keys in memory, present or
- * absent, and answers them without reading RocksDB.
+ * read or wrote is still current. It keeps up to `cacheEntries` keys in memory, present or
+ * absent, and reads them from memory instead of RocksDB.
  */
 import { decode, encode } from './codec.js';
 import { KvConflictError, type KvEntry, type KvStore } from './kv-store.js';
@@ -134,8 +134,8 @@ export class RocksDbKvStore implements KvStore {
   }
 
   /**
-   * Writes `op` in the next batch and resolves once it is synced; then `entry` is what the
-   * key holds. A failed write forgets the key, so the next read asks RocksDB.
+   * Writes `op` in the next batch and resolves once it is synced; then `entry` is the key's
+   * current entry. A failed write drops the key from memory, so the next read goes to RocksDB.
    */
   async #submit(key: string, op: WriteOp, entry: KvEntry | null): Promise<void> {
     if (this.#pending.length === 0) setImmediate(() => void this.#flush());
