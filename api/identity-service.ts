@@ -80,6 +80,7 @@ function linkToProto(record: QuarantineRecord): QuarantinedLink {
     at: new Date(record.atMs).toISOString(),
     status: record.status,
     decidedAt: record.decidedAtMs === undefined ? '' : new Date(record.decidedAtMs).toISOString(),
+    probability: record.probability ?? 0,
   };
 }
 

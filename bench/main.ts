@@ -18,6 +18,7 @@ import { runIngest, type IngestOptions } from './ingest.js';
 import { runMemory, type MemoryOptions } from './memory.js';
 import { INGEST_DRIVERS } from './open-loop-drivers.js';
 import { runLatency, type LatencyOptions } from './open-loop.js';
+import { runMatching, type MatchingOptions } from './matching.js';
 import { BENCH_DIR, ChildProcesses } from './processes.js';
 import { progress, writeResultFile, writeSummaryFile } from './report.js';
 import { runClusterSmoke, runSmoke } from './smoke.js';
@@ -436,6 +437,23 @@ function addCelCommand(program: Command): void {
   addCommonOptions(command).action((options: CelOptions & CommonOptions) => runScenario('cel', options, false, () => runCel(options)));
 }
 
+function addMatchingCommand(program: Command): void {
+  const command = program
+    .command('matching')
+    .description(
+      'Fuzzy person matching in Piscina workers: comparisons per second on random pairs, and batch matching of FEBRL 4, FEBRL 3 and Splink data sets ' +
+        'with precision, recall, F1 and run time, with the event loop delay of the main thread during each; goals: FEBRL 4 F1 0.98, 1,000,000 comparisons/s, delay p99 under 10 ms',
+    )
+    .option('--workers <n>', 'worker threads', integer('--workers', 1, 64), 2)
+    .option('--pairs-per-task <n>', 'pairs per worker task', integer('--pairs-per-task', 1_000, 1_000_000), 4_096)
+    .option('--throughput-pairs <n>', 'random pairs compared in each round of the throughput measurement', integer('--throughput-pairs', 10_000, 1_000_000_000), 5_000_000)
+    .option('--throughput-rounds <n>', 'rounds of the throughput measurement; the table shows the median round', integer('--throughput-rounds', 1, 21), 3)
+    .option('--data-dir <dir>', 'directory with febrl/ and splink-fake-1000/', path.join(ROOT, 'data'))
+    .option('--splink-50k <file>', 'historical_figures_with_errors_50k.csv of the Splink data sets, matched too when given');
+
+  addCommonOptions(command).action((options: MatchingOptions & CommonOptions) => runScenario('matching', options, true, (context) => runMatching(context, options)));
+}
+
 const program = new Command()
   .name('npm run bench --')
   .description('rtcdp benchmarks. Traffic goes only to 127.0.0.1; every child process is stopped at the end.');
@@ -450,5 +468,6 @@ addActivationCommand(program);
 addClusterCommand(program);
 addSmokeCommand(program);
 addCelCommand(program);
+addMatchingCommand(program);
 
 await program.parseAsync(process.argv);

@@ -99,7 +99,7 @@ async function runDecision(decision: 'approve' | 'reject', id: string, options: 
       process.stdout.write(`${JSON.stringify(QuarantinedLink.toJSON(link), null, 2)}\n`);
       return;
     }
-    const outcome = decision === 'approve' ? `${describe(link.identifier)} is now linked to profile ${link.profileId}` : `${describe(link.identifier)} stays unlinked from profile ${link.profileId}`;
+    const outcome = decisionText(decision, link);
     process.stdout.write(`${link.id} ${link.status}: ${outcome}\n`);
   } catch (error) {
     throw describeCallFailure(error, options.server, 'IdentityService');
@@ -123,6 +123,13 @@ async function runExplain(first: Identifier, second: Identifier, options: Connec
   } finally {
     client.close();
   }
+}
+
+function decisionText(decision: 'approve' | 'reject', link: QuarantinedLink): string {
+  if (link.identifier === undefined) {
+    return decision === 'approve' ? `profiles ${link.profileId} and ${link.otherProfileId} are merged` : `profiles ${link.profileId} and ${link.otherProfileId} stay apart`;
+  }
+  return decision === 'approve' ? `${describe(link.identifier)} is now linked to profile ${link.profileId}` : `${describe(link.identifier)} stays unlinked from profile ${link.profileId}`;
 }
 
 function linkRow(link: QuarantinedLink): string[] {

@@ -1,10 +1,16 @@
-/** The `--identity FILE` option of `rtcdp dev` and `rtcdp node`: the identity settings of the workspaces. */
+/**
+ * The identity options of `rtcdp dev` and `rtcdp node`: `--identity FILE`, the identity
+ * settings of the workspaces, and the online fuzzy matching options.
+ */
 import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
 import { parse } from 'yaml';
 import { resolveWorkspaceIdentity } from '../cluster/node-options.js';
 import { ConfigError } from '../common/errors.js';
 import type { IdentitySettingsInput } from '../identity/identity-settings.js';
-import { UsageError } from './common.js';
+import { readModelFile } from '../identity/matching/model-file.js';
+import type { OnlineMatchingSettings } from '../identity/online-matching.js';
+import { parseInteger, UsageError } from './common.js';
 
 export const IDENTITY_HELP =
   'JSON or YAML file of identity settings: `default` for every workspace and `workspaces` by name, each with ' +
@@ -58,4 +64,55 @@ function readSettingsObject(parsed: unknown, file: string): IdentityFileSettings
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+export interface MatchingCommandOptions {
+  matchingModel?: string;
+  matchingWorkers?: number;
+  matchProbability?: number;
+  reviewProbability?: number;
+}
+
+/** Adds the online fuzzy matching options to `rtcdp dev` or `rtcdp node`. */
+export function addMatchingOptions(command: Command): Command {
+  return command
+    .option(
+      '--matching-model <file>',
+      'turn on fuzzy matching of live profiles by person traits (firstName, lastName, birthday, address, phone, email), scored with the model of this ' +
+        'report.json of `rtcdp identity match` (or a model file); pairs above --match-probability merge, pairs above --review-probability are filed for review (default: off)',
+    )
+    .option('--matching-workers <count>', 'worker threads of the fuzzy matcher (default: the available parallelism)', parseInteger('--matching-workers', 1, 64))
+    .option('--match-probability <p>', 'probability at or above which a fuzzy match merges two profiles (default: 0.95)', parseProbability('--match-probability'))
+    .option('--review-probability <p>', 'probability at or above which a fuzzy match is filed for review (default: 0.5)', parseProbability('--review-probability'));
+}
+
+/** Reads the model file; an unreadable or invalid model is a usage error naming the option. */
+export async function readMatchingSettings(options: MatchingCommandOptions): Promise<OnlineMatchingSettings | undefined> {
+  const file = options.matchingModel;
+  if (file === undefined) {
+    const stray = [['--matching-workers', options.matchingWorkers], ['--match-probability', options.matchProbability], ['--review-probability', options.reviewProbability]].find(([, value]) => value !== undefined);
+    if (stray !== undefined) throw new UsageError(`${stray[0]} needs --matching-model: without a model, online matching is off`);
+    return undefined;
+  }
+  if ((options.reviewProbability ?? 0.5) > (options.matchProbability ?? 0.95)) {
+    throw new UsageError(`--review-probability must be at most --match-probability (${options.reviewProbability ?? 0.5} > ${options.matchProbability ?? 0.95})`);
+  }
+
+  try {
+    const model = await readModelFile(file, `--matching-model ${file}`);
+    return { model, workers: options.matchingWorkers, minMatchProbability: options.matchProbability, minReviewProbability: options.reviewProbability };
+  } catch (error) {
+    if (error instanceof ConfigError) throw new UsageError(error.message, { cause: error });
+    throw error;
+  }
+}
+
+function parseProbability(option: string): (value: string) => number {
+  return (value) => {
+    const probability = Number(value);
+    if (value.trim() === '' || !Number.isFinite(probability) || probability <= 0 || probability >= 1) {
+      throw new UsageError(`invalid ${option} "${value}": expected a number greater than 0 and less than 1`);
+    }
+    return probability;
+  };
 }

@@ -48,12 +48,14 @@ import {
 import { addClusterCommands } from './cluster-commands.js';
 import { addActivationCommands } from './activation-commands.js';
 import { addDecisionCommands } from './decision-commands.js';
+import { addIdentityCommands } from './identity-commands.js';
 import { addExplainCommand, addQuarantineCommands } from './identity-admin-commands.js';
 import type { SourceFile } from '../decisions/definitions/document.js';
 import { addDefinitionCommands, definitionIssuesFailure, readDefinitionFiles } from './definition-commands.js';
 import { addNodeCommand } from './node-command.js';
 import { readWebhookDestinations, WEBHOOKS_HELP } from './webhook-options.js';
-import { IDENTITY_HELP, readIdentitySettings, type IdentityFileSettings } from './identity-options.js';
+import { addMatchingOptions, IDENTITY_HELP, readIdentitySettings, readMatchingSettings, type IdentityFileSettings, type MatchingCommandOptions } from './identity-options.js';
+import type { OnlineMatchingSettings } from '../identity/online-matching.js';
 import type { WebhookDestination } from '../decisions/activation-delivery/webhook-config.js';
 import { addProfileTargetOptions, identifierFrom, notFound, type ProfileTargetOptions } from './identifier-options.js';
 
@@ -105,7 +107,7 @@ function buildProgram(): Command {
   addDefinitionCommands(program);
   addActivationCommands(program);
   addDecisionCommands(program);
-  addQuarantineCommands(program.command('identity').description('Identity resolution: quarantined links of a node.'));
+  addQuarantineCommands(addIdentityCommands(program));
   return program;
 }
 
@@ -160,8 +162,10 @@ interface DevOptions {
   identity?: string;
 }
 
+type DevCommandOptions = DevOptions & MatchingCommandOptions;
+
 function addDevCommand(program: Command): void {
-  program
+  const command = program
     .command('dev')
     .description(
       'Run an embedded rtcdp node (RocksDB and the gRPC API in this process), optionally load event files into ' +
@@ -203,19 +207,21 @@ function addDevCommand(program: Command): void {
     )
     .option('--no-wal-sync', 'acknowledge events without fdatasync of the RocksDB WAL: safe against a process crash, not a power loss')
     .option('--webhooks <file>', WEBHOOKS_HELP)
-    .option('--identity <file>', IDENTITY_HELP)
+    .option('--identity <file>', IDENTITY_HELP);
+  addMatchingOptions(command)
     .addHelpText('after', '\nExample:\n  rtcdp dev --port 50051 --load data/online-retail-2010-12.csv')
-    .action((options: DevOptions) => runDev(options));
+    .action((options: DevCommandOptions) => runDev(options));
 }
 
-async function runDev(options: DevOptions): Promise<void> {
+async function runDev(options: DevCommandOptions): Promise<void> {
   const sources = await openSources(options.load ?? []);
   const definitionFiles = await readDefinitionFiles(options.definitions ?? [], '--definitions');
   const webhooks = await readWebhookDestinations(options.webhooks);
   const identity = await readIdentitySettings(options.identity);
+  const matching = await readMatchingSettings(options);
   await mkdir(options.data, { recursive: true });
 
-  const embedded = await startDevNode(options, webhooks, identity);
+  const embedded = await startDevNode(options, webhooks, { ...identity, matching });
   process.stdout.write(`rtcdp listening on ${embedded.address}\n`);
   if (definitionFiles.length > 0) await applyDevDefinitions(embedded, definitionFiles);
 
@@ -247,7 +253,7 @@ async function applyDevDefinitions(embedded: Awaited<ReturnType<typeof startDevN
   process.stdout.write(`definitions: ${outcome.results.length} applied (${changed} new or changed)\n`);
 }
 
-async function startDevNode(options: DevOptions, webhooks: WebhookDestination[], identity: IdentityFileSettings) {
+async function startDevNode(options: DevOptions, webhooks: WebhookDestination[], identity: IdentityFileSettings & { matching?: OnlineMatchingSettings }) {
   // Imported here so that `send` and `profile` never load RocksDB and the server.
   const { startEmbedded } = await import('../api/embedded.js');
   const logger = createLogger({ level: options.logLevel });

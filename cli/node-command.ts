@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { createLogger } from '../common/logger.js';
 import { CommandFailure, LOG_LEVELS, collectWriteKey, parseChoice, parseInteger, waitForStopSignal } from './common.js';
 import { readWebhookDestinations, WEBHOOKS_HELP } from './webhook-options.js';
-import { IDENTITY_HELP, readIdentitySettings } from './identity-options.js';
+import { addMatchingOptions, IDENTITY_HELP, readIdentitySettings, readMatchingSettings, type MatchingCommandOptions } from './identity-options.js';
 
 interface NodeCommandOptions {
   nats: string[];
@@ -35,7 +35,7 @@ interface NodeCommandOptions {
 }
 
 export function addNodeCommand(program: Command): void {
-  program
+  const command = program
     .command('node')
     .description(
       'Run one node of an rtcdp cluster coordinated over NATS JetStream, with the gRPC API, until SIGINT or SIGTERM. ' +
@@ -63,14 +63,16 @@ export function addNodeCommand(program: Command): void {
     .option('--handoff-timeout-ms <ms>', 'how long one shard handoff may take before the next owner replays the rest from the log (default: 10000)', parseInteger('--handoff-timeout-ms', 100, 3_600_000))
     .option('--query-timeout-ms <ms>', 'how long a profile query waits, shard moves included, before it fails (default: 10000)', parseInteger('--query-timeout-ms', 100, 3_600_000))
     .option('--webhooks <file>', `${WEBHOOKS_HELP}. Each node given a destination delivers to it independently`)
-    .option('--identity <file>', `${IDENTITY_HELP}. Give every node of a cluster the same file`)
+    .option('--identity <file>', `${IDENTITY_HELP}. Give every node of a cluster the same file`);
+  addMatchingOptions(command)
     .addHelpText('after', '\nExample:\n  rtcdp node --nats nats://127.0.0.1:4222 --node-id n1 --data .rtcdp-n1 --grpc-port 50051')
-    .action((options: NodeCommandOptions) => runNode(options));
+    .action((options: NodeCommandOptions & MatchingCommandOptions) => runNode(options));
 }
 
-async function runNode(options: NodeCommandOptions): Promise<void> {
+async function runNode(options: NodeCommandOptions & MatchingCommandOptions): Promise<void> {
   const webhooks = await readWebhookDestinations(options.webhooks);
   const identity = await readIdentitySettings(options.identity);
+  const matching = await readMatchingSettings(options);
   await mkdir(options.data, { recursive: true });
   // Imported here so that commands that only talk to a server never load RocksDB.
   const { startClusterProcess } = await import('../api/cluster.js');
@@ -101,6 +103,7 @@ async function runNode(options: NodeCommandOptions): Promise<void> {
       queryTimeoutMs: options.queryTimeoutMs,
       webhooks,
       ...identity,
+      matching,
       logger,
     });
   } catch (error) {

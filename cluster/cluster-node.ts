@@ -7,6 +7,7 @@
 import { EventResolver } from '../identity/event-resolver.js';
 import { IdentityGraph } from '../identity/identity-graph.js';
 import { IdentityAdmin } from './identity-admin.js';
+import { createOnlineMatching, type OnlineMatching } from '../identity/online-matching.js';
 import { normalizeIdentifier } from '../identity/normalize.js';
 import type { OutgoingRecord } from '../profiles/identity-commands.js';
 import type { KvStore } from '../storage/kv-store.js';
@@ -129,6 +130,8 @@ export class ClusterNode implements ServingNode {
   readonly #resolver: EventResolver;
   /** Quarantine decisions and explanations of the identity graph. */
   readonly identityAdmin: IdentityAdmin;
+  /** Fuzzy matching of the profiles of events this node accepts; undefined unless the options configure it. */
+  readonly matching: OnlineMatching | undefined;
   readonly #store: Store;
   readonly #local: ProfileBehavior;
   readonly #shards: number;
@@ -186,6 +189,7 @@ export class ClusterNode implements ServingNode {
       append: async (requests) => void (await this.#log.append(requests)),
       logger: this.#logger,
     });
+    this.matching = createOnlineMatching(options.matching, { graph: this.identity, announce: (merges) => this.identityAdmin.announce(merges), logger: this.#logger });
     this.activations = parts.activations;
     this.#timers = parts.timers;
     this.#catalog = new DefinitionCatalog({ store: parts.definitions, logger: this.#logger });
@@ -273,6 +277,7 @@ export class ClusterNode implements ServingNode {
   async #start(): Promise<void> {
     this.#lifecycle.set('starting', { shards: this.#shards, replicas: this.options.replicas });
     this.#catalog.start();
+    await this.matching?.start();
     this.#leases.start();
     this.#leases.onChange((shard, owned) => {
       if (!owned) void this.#onLeaseLost(shard);
@@ -346,6 +351,10 @@ export class ClusterNode implements ServingNode {
       this.#inFlightEvents -= requests.length;
     }
     await Promise.all(merges.map((merge) => this.identityAdmin.markAnnounced(merge)));
+    for (const request of requests.slice(0, accepted.length)) {
+      const event = request.value as CustomerEvent;
+      this.matching?.observe(workspace, event.profileId!, event);
+    }
     return results;
   }
 
@@ -646,6 +655,8 @@ export class ClusterNode implements ServingNode {
     this.#lifecycle.set('draining');
     const timeoutMs = options.timeoutMs ?? 30_000;
     const deadline = performance.now() + timeoutMs;
+    // Matching first: the merges it makes append commands that the shards still apply.
+    await this.matching?.stop();
 
     // Another node takes over coordination, then the assignment moves this node's shards
     // away once it reads the membership without this node.
@@ -667,6 +678,7 @@ export class ClusterNode implements ServingNode {
   async abort(): Promise<void> {
     if (this.#lifecycle.is('stopped')) return;
     this.#lifecycle.set('draining', { forced: true });
+    await this.matching?.abort();
     for (const [shard, hosted] of this.#hosted) {
       hosted.subscription.unsubscribe();
       await hosted.host.abort();

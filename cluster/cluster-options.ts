@@ -3,6 +3,7 @@
  * stored in NATS by the first node and read by every later one; the rest is per node.
  */
 import type { IdentitySettings, IdentitySettingsInput } from '../identity/identity-settings.js';
+import type { OnlineMatchingSettings } from '../identity/online-matching.js';
 import { resolveWorkspaceIdentity } from './node-options.js';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -63,11 +64,14 @@ export interface ClusterNodeOptions {
   identity?: IdentitySettingsInput;
   /** Identity settings per workspace name; each replaces `identity` for its workspace. */
   workspaceIdentity?: Record<string, IdentitySettingsInput>;
+  /** Fuzzy matching of live profiles by person traits, in worker threads of every node. Default: off. */
+  matching?: OnlineMatchingSettings;
   actors?: ActorSystemOptions;
   logger?: Logger;
 }
 
-export type ResolvedClusterNodeOptions = Required<Omit<ClusterNodeOptions, 'eventLimits' | 'profileLimits' | 'actors' | 'grpcAddress' | 'identity' | 'workspaceIdentity'>> & {
+export type ResolvedClusterNodeOptions = Required<Omit<ClusterNodeOptions, 'eventLimits' | 'profileLimits' | 'actors' | 'grpcAddress' | 'identity' | 'workspaceIdentity' | 'matching'>> & {
+  matching?: OnlineMatchingSettings;
   /** The validated identity settings of a workspace. */
   identitySettings: (workspace: string) => IdentitySettings;
   grpcAddress: string;
@@ -117,6 +121,7 @@ export function resolveClusterNodeOptions(options: ClusterNodeOptions): Resolved
     maxConcurrentMoves: integer('maxConcurrentMoves', options.maxConcurrentMoves ?? 2),
     eventLimits: resolveEventLimits(options.eventLimits),
     identitySettings: resolveWorkspaceIdentity(options.identity, options.workspaceIdentity),
+    matching: options.matching,
     profileLimits: { ...DEFAULT_PROFILE_LIMITS, ...options.profileLimits },
     actors: { snapshotIntervalMs: 5_000, snapshotEveryMessages: 500, ...options.actors },
     logger: options.logger ?? silentLogger(),

@@ -1,6 +1,7 @@
 import type { ActorSystemOptions } from '../actors/types.js';
 import { ConfigError } from '../common/errors.js';
 import { resolveIdentitySettings, type IdentitySettings, type IdentitySettingsInput } from '../identity/identity-settings.js';
+import type { OnlineMatchingSettings } from '../identity/online-matching.js';
 import { silentLogger, type Logger } from '../common/logger.js';
 import { resolveEventLimits, type EventLimits } from '../profiles/validation.js';
 import { DEFAULT_PROFILE_LIMITS, type AppliedEvent, type ProfileLimits } from '../profiles/profile.js';
@@ -37,6 +38,8 @@ export interface NodeOptions {
   identity?: IdentitySettingsInput;
   /** Identity settings per workspace name; each replaces `identity` for its workspace. */
   workspaceIdentity?: Record<string, IdentitySettingsInput>;
+  /** Fuzzy matching of live profiles by person traits, in worker threads. Default: off. */
+  matching?: OnlineMatchingSettings;
   actors?: ActorSystemOptions;
   logger?: Logger;
   /** Called before each event is applied; a throw counts as a handler failure. For fault-injection tests. */
@@ -61,6 +64,7 @@ export interface ResolvedNodeOptions {
   profileLimits: ProfileLimits;
   /** The validated identity settings of a workspace. */
   identitySettings: (workspace: string) => IdentitySettings;
+  matching?: OnlineMatchingSettings;
   actors: ActorSystemOptions;
   logger: Logger;
   beforeApply?: (applied: AppliedEvent, profileId: string) => void;
@@ -94,6 +98,7 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
     eventLimits: resolveEventLimits(options.eventLimits),
     profileLimits: resolveProfileLimits(options.profileLimits),
     identitySettings: resolveWorkspaceIdentity(options.identity, options.workspaceIdentity),
+    matching: options.matching,
     actors: { ...DEFAULT_ACTOR_OPTIONS, ...definedFields(options.actors ?? {}) },
     logger: options.logger ?? silentLogger(),
     beforeApply: options.beforeApply,

@@ -35,6 +35,7 @@ import { Store } from '../storage/store.js';
 import { EventResolver } from '../identity/event-resolver.js';
 import { IdentityGraph } from '../identity/identity-graph.js';
 import { IdentityAdmin } from './identity-admin.js';
+import { createOnlineMatching, type OnlineMatching } from '../identity/online-matching.js';
 import { normalizeIdentifier } from '../identity/normalize.js';
 import type { OutgoingRecord } from '../profiles/identity-commands.js';
 import { assertIdentifier, assertWorkspaceName, checkShardCount, notFound, parsePageSize, parsePageToken, parseTestSample, type TestSample } from './arguments.js';
@@ -72,6 +73,8 @@ export class RtcdpNode implements ServingNode {
   readonly #resolver: EventResolver;
   /** Quarantine decisions and explanations of the identity graph. */
   readonly identityAdmin: IdentityAdmin;
+  /** Fuzzy matching of live profiles; undefined unless the options configure it. */
+  readonly matching: OnlineMatching | undefined;
   readonly #behavior: ProfileBehavior;
   readonly #actors: ActorSystem<ProfileState, ProfileMessage>;
   readonly #catalog: DefinitionCatalog;
@@ -105,6 +108,7 @@ export class RtcdpNode implements ServingNode {
       append: (requests) => this.#appendInternal(requests),
       logger: this.#logger,
     });
+    this.matching = createOnlineMatching(options.matching, { graph: this.identity, announce: (merges) => this.identityAdmin.announce(merges), logger: this.#logger });
     this.definitionStore = new RocksDbDefinitionStore(store, { logger: this.#logger });
     this.activations = new ActivationLog(store);
     this.#catalog = new DefinitionCatalog({ store: this.definitionStore, logger: this.#logger, reloadIntervalMs: options.definitionReloadIntervalMs });
@@ -152,6 +156,7 @@ export class RtcdpNode implements ServingNode {
     this.#lifecycle.set('starting', { dataDir: this.options.dataDir, shards: this.options.shards });
     this.#catalog.start();
     this.#actors.start();
+    await this.matching?.start();
 
     // Records between a checkpoint and the head were acknowledged before the restart and
     // are replayed now, so they count as in flight until applied.
@@ -191,7 +196,18 @@ export class RtcdpNode implements ServingNode {
     const { results, requests, accepted, merges } = await prepareBatch(workspace, raws, this.options.eventLimits, this.options.shards, this.#resolver);
     await this.#append(requests, accepted);
     await Promise.all(merges.map((merge) => this.identityAdmin.markAnnounced(merge)));
+    this.#observePersons(workspace, requests.slice(0, accepted.length));
     return results;
+  }
+
+  /** Hands the appended events to online matching, which scores those that describe a person in the background. */
+  #observePersons(workspace: string, requests: AppendRequest[]): void {
+    const matching = this.matching;
+    if (matching === undefined) return;
+    for (const request of requests) {
+      const event = request.value as CustomerEvent;
+      matching.observe(workspace, event.profileId!, event);
+    }
   }
 
   /** Appends the records profile actors send to other profiles: merge state and forwarded events. */
@@ -567,6 +583,8 @@ export class RtcdpNode implements ServingNode {
     this.#lifecycle.set('draining');
     const timeoutMs = options.timeoutMs ?? 30_000;
 
+    // Matching first: the merges it makes append commands that the actors still apply.
+    await this.matching?.stop();
     await this.#awaitConsumers(timeoutMs);
     for (const consumer of this.#consumers.values()) consumer.stop();
     this.#unsubscribe();
@@ -592,6 +610,7 @@ export class RtcdpNode implements ServingNode {
     if (this.#lifecycle.is('stopped')) return;
     this.#lifecycle.set('draining', { forced: true });
 
+    await this.matching?.abort();
     for (const consumer of this.#consumers.values()) consumer.stop();
     this.#unsubscribe();
     if (this.#checkpointTimer) clearInterval(this.#checkpointTimer);

@@ -509,19 +509,19 @@ export class IdentityGraph {
     const target = await this.#root(workspace, record.profileId, unannounced, false);
     if (target === undefined) throw new IdentityError('IDENTIFIER_NOT_LINKED', `profile ${record.profileId} of workspace ${workspace} is not in the identity graph`);
 
-    const linkedTo = await this.profileOf(workspace, record.identifier);
-    const otherId = record.otherProfileId === undefined ? linkedTo : await this.survivorOf(workspace, record.otherProfileId);
+    const identifier = record.identifier;
+    const otherId = record.otherProfileId === undefined ? await this.profileOf(workspace, identifier!) : await this.survivorOf(workspace, record.otherProfileId);
 
     if (otherId === undefined) {
-      const identifiers = unionOf(target.record.identifiers, [record.identifier]);
+      const identifiers = unionOf(target.record.identifiers, [identifier!]);
       await this.#updateSurvivor(workspace, target, identifiers, []);
-      await this.#mapIdentifiers(workspace, [record.identifier], target.record.profileId, undefined, cause);
+      await this.#mapIdentifiers(workspace, [identifier!], target.record.profileId, undefined, cause);
       return unannounced;
     }
     if (otherId === target.record.profileId) return unannounced;
 
     const other = (await this.#root(workspace, otherId, unannounced, false))!;
-    const merge = await this.#mergeRoots(workspace, target, other, [record.identifier], cause);
+    const merge = await this.#mergeRoots(workspace, target, other, identifier === undefined ? [] : [identifier], cause);
     return dedupeNotices([...unannounced, merge]);
   }
 
@@ -555,6 +555,47 @@ export class IdentityGraph {
     await this.#updateSurvivor(workspace, winner, unionOf(winner.record.identifiers, loser.record.identifiers), [entry]);
     await this.#markMerged(workspace, loser, winner.record.profileId, cause);
     return { workspace, loser: loser.record.profileId, winner: winner.record.profileId, cause };
+  }
+
+  /**
+   * Returns why two profiles may not merge under the workspace's settings (a per-profile
+   * limit or merge protection), or undefined when they may. The fuzzy matcher asks before
+   * it merges, so a match never joins two customers with different user ids.
+   */
+  async mergeConflictOf(workspace: string, first: string, second: string): Promise<string | undefined> {
+    const [a, b] = await Promise.all([this.#root(workspace, first, [], false), this.#root(workspace, second, [], false)]);
+    if (a === undefined || b === undefined) return `profile ${a === undefined ? first : second} is not in the identity graph`;
+    return mergeConflict(this.#options.settingsFor(workspace), a.record.identifiers, b.record.identifiers)?.message;
+  }
+
+  /**
+   * Files a pair of profiles whose person traits the fuzzy matcher scored in its review band,
+   * for an operator to approve (merge) or reject, like a quarantined link. The same pair is
+   * filed once; returns the record, or undefined when it was filed before.
+   */
+  async suggestMatch(workspace: string, first: string, second: string, probability: number, detail = 'in the review band'): Promise<QuarantineRecord | undefined> {
+    const [profileId, otherProfileId] = [first, second].sort();
+    const id = quarantineId(`fuzzy-match\u0000${profileId}`, { type: 'profile', value: otherProfileId }, undefined);
+    const record: QuarantineRecord = {
+      version: IDENTITY_RECORD_VERSION,
+      id,
+      workspace,
+      profileId,
+      otherProfileId,
+      reason: 'FUZZY_MATCH',
+      message: `the person traits of profiles ${profileId} and ${otherProfileId} match with probability ${probability.toFixed(3)}, ${detail}`,
+      messageId: id,
+      atMs: this.#now(),
+      status: 'pending',
+      probability,
+    };
+    try {
+      await this.#kv.create(identityKeys.quarantine(workspace, id), encodeRecord(record));
+      return record;
+    } catch (error) {
+      if (error instanceof KvConflictError) return undefined;
+      throw error;
+    }
   }
 
   /** Rejects a quarantined link: it stays unmade, and the record keeps the decision. */

@@ -64,7 +64,9 @@ export type QuarantineReason =
   /** The link would give a profile more values of a type than its maxPerProfile. */
   | 'PER_PROFILE_LIMIT'
   /** The link would merge two profiles holding different values of a merge-protected type. */
-  | 'MERGE_PROTECTED';
+  | 'MERGE_PROTECTED'
+  /** The fuzzy matcher scored the two profiles' person traits in its review band. */
+  | 'FUZZY_MATCH';
 
 export type QuarantineStatus = 'pending' | 'approved' | 'rejected';
 
@@ -73,8 +75,8 @@ export interface QuarantineRecord {
   version: number;
   id: string;
   workspace: string;
-  /** The event's identifier that the link concerns. */
-  identifier: Identifier;
+  /** The event's identifier that the link concerns; absent for a fuzzy match, which concerns two profiles. */
+  identifier?: Identifier;
   /** The profile the event was applied to. */
   profileId: string;
   /** The profile `identifier` belongs to, when the link would have merged two profiles. */
@@ -85,6 +87,8 @@ export interface QuarantineRecord {
   atMs: number;
   status: QuarantineStatus;
   decidedAtMs?: number;
+  /** FUZZY_MATCH: the matcher's probability that the two profiles are one person. */
+  probability?: number;
 }
 
 export const identityKeys = {

@@ -99,3 +99,47 @@ t.test('identity commands - an invalid settings file stops dev before it starts'
   t.equal(misspelt.code, 2);
   t.match(misspelt.stderr, /defaults is not a known field; expected default or workspaces/);
 });
+
+t.test('identity commands - dev with --matching-model merges near-duplicates', async (t) => {
+  const dir = t.testdir();
+  const model = new URL('../fixtures/splink-fake-1000-model.json', import.meta.url).pathname;
+  const node = await startNodeProcess(path.join(dir, 'data'), ['--matching-model', model, '--matching-workers', '1', '--match-probability', '0.99999', '--review-probability', '0.9']);
+  t.teardown(() => node.stop());
+  const server = ['--server', node.address];
+
+  const file = path.join(dir, 'people.ndjson');
+  writeFileSync(
+    file,
+    events(
+      { type: 'identify', anonymousId: 'p1', messageId: 'p1', traits: { firstName: 'Robert', lastName: 'Allen', birthday: '1971-05-24', email: 'robert255@smith.net' } },
+      { type: 'identify', anonymousId: 'p2', messageId: 'p2', traits: { firstName: 'Robert', lastName: 'Alan', birthday: '1971-06-24', email: 'roberta25@smith.net' } },
+    ),
+  );
+  t.equal((await rtcdp(['send', file, ...server])).code, 0);
+
+  // Matching runs after the events are acknowledged, so the merge shows up shortly after.
+  let merged = false;
+  for (let attempt = 0; attempt < 50 && !merged; attempt++) {
+    const profile = JSON.parse((await rtcdp(['profile', 'get', '--anonymous-id', 'p2', ...server, '--output', 'json'])).stdout);
+    merged = profile.eventCount === 2;
+    if (!merged) await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  t.ok(merged, 'the two profiles became one');
+  const explained = await rtcdp(['profile', 'explain', 'anonymous_id=p1', 'anonymous_id=p2', ...server]);
+  t.match(explained.stdout, /merged into .* by event fuzzy-match:/);
+});
+
+t.test('identity commands - matching options are checked before dev starts', async (t) => {
+  const dir = t.testdir();
+  const cases: Array<[string[], RegExp]> = [
+    [['--matching-workers', '2'], /--matching-workers needs --matching-model: without a model, online matching is off/],
+    [['--matching-model', path.join(dir, 'missing.json')], /--matching-model .*missing\.json cannot be read: ENOENT/],
+    [['--matching-model', path.join(dir, 'missing.json'), '--match-probability', '2'], /invalid --match-probability "2": expected a number greater than 0 and less than 1/],
+    [['--matching-model', path.join(dir, 'missing.json'), '--match-probability', '0.6', '--review-probability', '0.8'], /--review-probability must be at most --match-probability/],
+  ];
+  for (const [args, message] of cases) {
+    const result = await rtcdp(['dev', '--data', path.join(dir, 'data'), '--port', '0', ...args]);
+    t.equal(result.code, 2, `${args.join(' ')} exits 2`);
+    t.match(result.stderr, message);
+  }
+});

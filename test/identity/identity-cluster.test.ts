@@ -8,6 +8,7 @@ import type { ClusterNodeOptions } from '../../cluster/cluster-options.js';
 import { createLogger } from '../../common/logger.js';
 import type { RawEvent } from '../../profiles/event.js';
 import type { Identifier } from '../../profiles/identifiers.js';
+import { readModelFile } from '../../identity/matching/model-file.js';
 import { startClusterNodes } from '../helpers/cluster-nodes.js';
 
 const logger = createLogger({ level: process.env.RTCDP_TEST_LOG_LEVEL ?? 'silent' });
@@ -76,4 +77,20 @@ t.test('identity cluster - merges across nodes, races converge, quarantine is sh
     t.equal(merged.profileId, 'user:u7');
     t.equal(merged.eventCount, 2);
   });
+});
+
+t.test('identity cluster - online matching merges near-duplicates through the log', { timeout: 120_000 }, async (t) => {
+  const model = await readModelFile(new URL('../fixtures/splink-fake-1000-model.json', import.meta.url).pathname);
+  const matching = { model, workers: 1, minMatchProbability: 0.99999, minReviewProbability: 0.9 };
+  const nodes = await startClusterNodes(t, ['a', 'b'], { ...FAST, matching });
+
+  // Candidates are the profiles of the events a node accepted, so both go through node a.
+  await nodes[0].ingest(WORKSPACE, [{ type: 'identify', anonymousId: 'm1', messageId: 'match-1', traits: { firstName: 'Robert', lastName: 'Allen', birthday: '1971-05-24', email: 'robert255@smith.net' } }]);
+  await nodes[0].ingest(WORKSPACE, [{ type: 'identify', anonymousId: 'm2', messageId: 'match-2', traits: { firstName: 'Robert', lastName: 'Alan', birthday: '1971-06-24', email: 'roberta25@smith.net' } }]);
+  await nodes[0].matching!.settled();
+
+  const profile = await nodes[1].getProfile(WORKSPACE, anon('m2'));
+  t.equal(profile.profileId, (await nodes[1].getProfile(WORKSPACE, anon('m1'))).profileId, 'node b finds one profile by either id');
+  t.equal(profile.eventCount, 2);
+  t.match(profile.merges, [{ rule: 'fuzzy-match' }]);
 });

@@ -35,7 +35,10 @@ export interface ListQuarantineResponse {
 
 export interface QuarantinedLink {
   id: string;
-  /** The event's identifier the link concerns. */
+  /**
+   * The event's identifier the link concerns; absent for FUZZY_MATCH, which concerns two
+   * profiles.
+   */
   identifier?:
     | Identifier
     | undefined;
@@ -43,7 +46,10 @@ export interface QuarantinedLink {
   profileId: string;
   /** The profile the identifier belongs to, when the link would have merged two profiles. */
   otherProfileId: string;
-  /** PER_PROFILE_LIMIT or MERGE_PROTECTED. */
+  /**
+   * PER_PROFILE_LIMIT, MERGE_PROTECTED, or FUZZY_MATCH (the fuzzy matcher scored the two
+   * profiles' person traits in its review band; approving merges them).
+   */
   reason: string;
   message: string;
   /** The messageId of the event that carried the link. */
@@ -54,6 +60,8 @@ export interface QuarantinedLink {
   status: string;
   /** When it was approved or rejected (ISO 8601); empty while pending. */
   decidedAt: string;
+  /** For FUZZY_MATCH: the matcher's probability that the two profiles are one person. */
+  probability: number;
 }
 
 export interface DecideLinkRequest {
@@ -246,6 +254,7 @@ function createBaseQuarantinedLink(): QuarantinedLink {
     at: "",
     status: "",
     decidedAt: "",
+    probability: 0,
   };
 }
 
@@ -280,6 +289,9 @@ export const QuarantinedLink: MessageFns<QuarantinedLink> = {
     }
     if (message.decidedAt !== "") {
       writer.uint32(82).string(message.decidedAt);
+    }
+    if (message.probability !== 0) {
+      writer.uint32(89).double(message.probability);
     }
     return writer;
   },
@@ -377,6 +389,14 @@ export const QuarantinedLink: MessageFns<QuarantinedLink> = {
             message.decidedAt = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 89) {
+              break;
+            }
+
+            message.probability = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -417,6 +437,7 @@ export const QuarantinedLink: MessageFns<QuarantinedLink> = {
         : isSet(object.decided_at)
         ? globalThis.String(object.decided_at)
         : "",
+      probability: isSet(object.probability) ? globalThis.Number(object.probability) : 0,
     };
   },
 
@@ -452,6 +473,9 @@ export const QuarantinedLink: MessageFns<QuarantinedLink> = {
     if (message.decidedAt !== "") {
       obj.decidedAt = message.decidedAt;
     }
+    if (message.probability !== 0) {
+      obj.probability = floatToJson(message.probability);
+    }
     return obj;
   },
 
@@ -472,6 +496,7 @@ export const QuarantinedLink: MessageFns<QuarantinedLink> = {
     message.at = object.at ?? "";
     message.status = object.status ?? "";
     message.decidedAt = object.decidedAt ?? "";
+    message.probability = object.probability ?? 0;
     return message;
   },
 };
@@ -1117,6 +1142,10 @@ export const IdentityServiceClient = makeGenericClientConstructor(
   service: typeof IdentityServiceService;
   serviceName: string;
 };
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
