@@ -126,8 +126,9 @@ async function runExplain(first: Identifier, second: Identifier, options: Connec
 }
 
 function decisionText(decision: 'approve' | 'reject', link: QuarantinedLink): string {
-  if (link.identifier === undefined) {
-    return decision === 'approve' ? `profiles ${link.profileId} and ${link.otherProfileId} are merged` : `profiles ${link.profileId} and ${link.otherProfileId} stay apart`;
+  if (link.otherProfileId !== '') {
+    const via = link.identifier === undefined ? '' : ` (linked by ${describe(link.identifier)})`;
+    return decision === 'approve' ? `profiles ${link.profileId} and ${link.otherProfileId} are merged${via}` : `profiles ${link.profileId} and ${link.otherProfileId} stay apart`;
   }
   return decision === 'approve' ? `${describe(link.identifier)} is now linked to profile ${link.profileId}` : `${describe(link.identifier)} stays unlinked from profile ${link.profileId}`;
 }

@@ -6,7 +6,7 @@ import { keys } from '../storage/keys.js';
 import type { Store } from '../storage/store.js';
 import { DataDirectoryMismatchError, InvalidArgumentError, ProfileNotFoundError } from './errors.js';
 
-const WORKSPACE_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+export const WORKSPACE_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 
 /** Throws InvalidArgumentError unless `workspace` is 1-64 of a-z, 0-9, "_" and "-", starting with a letter or digit. */
 export function assertWorkspaceName(workspace: string): void {

@@ -377,8 +377,7 @@ export class ClusterNode implements ServingNode {
     this.#assertRunning('getProfile');
     const profileId = await this.#resolve(workspace, identifier);
     const shard = shardOf(profileId, this.#shards);
-    const record = await this.identity.profile(workspace, profileId);
-    const expected = record?.merges.map((merge) => merge.profileId) ?? [];
+    const expected = await this.identity.mergedInto(workspace, profileId);
     const deadline = Date.now() + this.options.queryTimeoutMs;
 
     for (;;) {

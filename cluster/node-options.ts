@@ -1,5 +1,6 @@
 import type { ActorSystemOptions } from '../actors/types.js';
 import { ConfigError } from '../common/errors.js';
+import { WORKSPACE_PATTERN } from './arguments.js';
 import { resolveIdentitySettings, type IdentitySettings, type IdentitySettingsInput } from '../identity/identity-settings.js';
 import type { OnlineMatchingSettings } from '../identity/online-matching.js';
 import { silentLogger, type Logger } from '../common/logger.js';
@@ -114,6 +115,9 @@ export function resolveWorkspaceIdentity(defaults: IdentitySettingsInput | undef
   const fallback = resolveIdentitySettings(defaults ?? {});
   const byWorkspace = new Map<string, IdentitySettings>();
   for (const [workspace, input] of Object.entries(perWorkspace)) {
+    if (!WORKSPACE_PATTERN.test(workspace)) {
+      throw new ConfigError(`identity settings name workspace ${JSON.stringify(workspace)}, but a workspace name is 1-64 characters of a-z, 0-9, "_" or "-", starting with a letter or digit`);
+    }
     try {
       byWorkspace.set(workspace, resolveIdentitySettings(input));
     } catch (error) {

@@ -429,11 +429,19 @@ export class RtcdpNode implements ServingNode {
     return (await this.identity.profileOf(workspace, normalized.identifier)) ?? profileIdForIdentifier(normalized.identifier);
   }
 
-  /** Waits until the profile's actor has absorbed every profile the graph merged into it. */
+  /**
+   * Waits until the profile's actor has absorbed every profile the graph merged into it, and
+   * has the events that reached those profiles' tombstones. Their partitions are applied up
+   * to the head and their forwards sent, then the survivor's partition is delivered again.
+   */
   async #awaitAbsorbed(workspace: string, profileId: string): Promise<void> {
-    const record = await this.identity.profile(workspace, profileId);
-    const expected = record?.merges.map((merge) => merge.profileId) ?? [];
+    const expected = await this.identity.mergedInto(workspace, profileId);
     if (expected.length === 0) return;
+
+    const shards = new Set(expected.map((merged) => shardOf(merged, this.options.shards)));
+    for (const shard of shards) await this.#awaitApplied(workspace, shard);
+    await this.#withDeadline(this.#actors.flush(), `profile ${profileId}'s merged profiles to send their events`);
+    await this.#awaitDelivered(workspace, shardOf(profileId, this.options.shards));
 
     const key = actorKey(workspace, profileId);
     const deadline = Date.now() + this.options.queryTimeoutMs;
@@ -443,6 +451,15 @@ export class RtcdpNode implements ServingNode {
       if (Date.now() >= deadline) throw new DeadlineError(`profile ${profileId} did not absorb the profiles merged into it within ${this.options.queryTimeoutMs} ms`);
       await new Promise((resolve) => setTimeout(resolve, ABSORB_POLL_INTERVAL_MS));
     }
+  }
+
+  /** Waits until every record of the partition up to its current head has been handled by its actor. */
+  async #awaitApplied(workspace: string, shard: number): Promise<void> {
+    const partition = { workspace, shard };
+    const head = await this.#log.headSequence(partition);
+    if (head === 0) return;
+    const consumer = await this.#consumerFor(partition);
+    await this.#withDeadline(consumer.applied.reach(head), `shard ${shard} to apply events up to ${head}`);
   }
 
   async #awaitDelivered(workspace: string, shard: number): Promise<void> {

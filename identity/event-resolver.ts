@@ -6,7 +6,7 @@
  * (the order of a batch, then of calls), while unrelated events resolve in parallel.
  */
 import type { CustomerEvent } from '../profiles/event.js';
-import { profileIdOf, type Identifier } from '../profiles/identifiers.js';
+import type { Identifier } from '../profiles/identifiers.js';
 import { eventIdentifiers } from './event-identifiers.js';
 import type { IdentityGraph, MergeNotice } from './identity-graph.js';
 import type { QuarantineRecord } from './identity-records.js';
@@ -49,9 +49,7 @@ export class EventResolver {
 
     return this.#afterEarlier(keys, async (): Promise<EventResolution> => {
       const linkable = await this.#withPreviousId(workspace, settings, event, found.linkable);
-      // Without a linkable identifier (every one blocked, under keep-unlinked) the event keeps
-      // the profile its userId or anonymousId names, and links nothing.
-      if (linkable.length === 0) return { ok: true, profileId: profileIdOf(event), merges: [], quarantined: [], unlinked: found.unlinked };
+      if (linkable.length === 0) return noUsableIdentifier(found.unlinked);
 
       const resolution = await this.graph.resolve(workspace, event.messageId, linkable);
       return { ok: true, ...resolution, unlinked: found.unlinked };
@@ -84,6 +82,21 @@ export class EventResolver {
     });
     return run;
   }
+}
+
+/**
+ * Returns the rejection of an event whose every identifier is invalid or blocked, under
+ * keep-unlinked. Such an event names no one: applying it to a profile named after a
+ * placeholder such as userId "null" would pile up the events of many people.
+ */
+function noUsableIdentifier(unlinked: IdentifierIssue[]): EventResolution {
+  const reasons = unlinked.map((issue) => issue.message).join('; ');
+  return {
+    ok: false,
+    code: 'NO_USABLE_IDENTIFIER',
+    field: unlinked[0]?.field ?? 'userId',
+    message: `the event has no identifier that can choose its profile: ${reasons}. Send a valid userId or anonymousId`,
+  };
 }
 
 /** Returns the identifiers an alias event's previousId may name, as sent: its resolution waits for earlier events of either. */

@@ -35,6 +35,9 @@ import {
 /** Profiles followed along a `mergedInto` chain before the graph reports it as corrupt. */
 const MAX_CHAIN_LENGTH = 64;
 
+/** Profiles `mergedInto` lists at most, for a query that waits until all of them are absorbed. */
+const MAX_MERGED_PROFILES = 10_000;
+
 export type IdentityErrorCode =
   /** Concurrent resolutions kept changing the records this one read; retrying may succeed. */
   | 'IDENTITY_CONTENTION'
@@ -227,6 +230,18 @@ export class IdentityGraph {
     return entry === null ? undefined : decodeRecord<ProfileRecord>(entry.value);
   }
 
+  /** Returns every profile merged into `profileId`, directly or through profiles merged into those. */
+  async mergedInto(workspace: string, profileId: string): Promise<string[]> {
+    const found: string[] = [];
+    let frontier = [profileId];
+    while (frontier.length > 0 && found.length < MAX_MERGED_PROFILES) {
+      const records = await Promise.all(frontier.map((id) => this.profile(workspace, id)));
+      frontier = records.flatMap((record) => record?.merges.map((merge) => merge.profileId) ?? []).filter((id) => !found.includes(id));
+      found.push(...frontier);
+    }
+    return found;
+  }
+
   /** Records that the merge command of `loser` is in the log, so resolutions stop announcing it. */
   async markAnnounced(workspace: string, loser: string): Promise<void> {
     const key = identityKeys.profile(workspace, loser);
@@ -382,7 +397,10 @@ export class IdentityGraph {
 
       const record = entry.record;
       if (record.mergedInto === undefined) return entry;
-      if (record.mergeAnnounced !== true) unannounced.push({ workspace, loser: current, winner: record.mergedInto.profileId, cause: record.mergedInto });
+      if (record.mergeAnnounced !== true) {
+        const { messageId, rule, atMs } = record.mergedInto;
+        unannounced.push({ workspace, loser: current, winner: record.mergedInto.profileId, cause: { messageId, rule, atMs } });
+      }
       current = record.mergedInto.profileId;
     }
     throw new IdentityError('IDENTITY_CHAIN_TOO_LONG', `profile ${profileId} of workspace ${workspace} is merged along a chain of more than ${MAX_CHAIN_LENGTH} profiles`);
@@ -423,7 +441,7 @@ export class IdentityGraph {
     const { identifier, otherProfileId, reason, message } = held;
     return {
       version: IDENTITY_RECORD_VERSION,
-      id: quarantineId(cause.messageId, identifier, otherProfileId),
+      id: quarantineId(profileId, identifier, otherProfileId),
       workspace,
       identifier,
       profileId,
@@ -559,7 +577,7 @@ export class IdentityGraph {
 
   /**
    * Returns why two profiles may not merge under the workspace's settings (a per-profile
-   * limit or merge protection), or undefined when they may. The fuzzy matcher asks before
+   * limit or merge protection), or undefined when they may. The fuzzy matcher checks it before
    * it merges, so a match never joins two customers with different user ids.
    */
   async mergeConflictOf(workspace: string, first: string, second: string): Promise<string | undefined> {
@@ -633,7 +651,12 @@ export class IdentityGraph {
   /** The steps from an identifier to its profile's survivor, and the profiles along the way. */
   async #pathToRoot(workspace: string, identifier: Identifier): Promise<{ steps: ExplainStep[]; profiles: string[] }> {
     const entry = await this.#kv.get(identityKeys.identifier(workspace, identifier));
-    if (entry === null) throw new IdentityError('IDENTIFIER_NOT_LINKED', `no event of workspace ${workspace} carried ${describeIdentifier(identifier)}`);
+    if (entry === null) {
+      throw new IdentityError(
+        'IDENTIFIER_NOT_LINKED',
+        `${describeIdentifier(identifier)} is not linked to any profile of workspace ${workspace}: no event carried it, or its link is in the quarantine (rtcdp identity quarantine list)`,
+      );
+    }
 
     const link = decodeRecord<IdentifierRecord>(entry.value);
     const steps: ExplainStep[] = [{ kind: 'linked', identifier, profileId: link.profileId, messageId: link.messageId, rule: link.rule, atMs: link.atMs, ...(link.via === undefined ? {} : { via: link.via }) }];

@@ -98,9 +98,13 @@ export const identityKeys = {
   quarantinePrefix: (workspace: string) => `q.${workspace}.`,
 };
 
-/** Returns the stable id of a quarantined link: the same event and identifier always give the same id. */
-export function quarantineId(messageId: string, identifier: Identifier, otherProfileId: string | undefined): string {
-  return digest(`${messageId}\u0000${identifier.type}\u0000${identifier.value}\u0000${otherProfileId ?? ''}`).slice(0, 22);
+/**
+ * Returns the stable id of a quarantined link: the same link between the same profiles
+ * always gives the same id, whichever event carried it, so it is filed once and a decision
+ * on it holds for later events too.
+ */
+export function quarantineId(scope: string, identifier: Identifier, otherProfileId: string | undefined): string {
+  return digest(`${scope}\u0000${identifier.type}\u0000${identifier.value}\u0000${otherProfileId ?? ''}`).slice(0, 22);
 }
 
 /** Returns the URL-safe SHA-256 of `text`: 43 letters, digits, `-` and `_`. */

@@ -98,11 +98,7 @@ export interface IdentifierTypeInput {
   blockedValues?: string[];
 }
 
-/**
- * Validated settings of one identifier type.
- * NOTE: nothing reads rank, maxPerProfile or mergeProtected yet, because rtcdp does not merge
- * profiles yet. They are validated here so that identity resolution can rely on them.
- */
+/** Validated settings of one identifier type, as the identity graph applies them. */
 export interface IdentifierTypeSettings {
   readonly type: string;
   readonly kind: IdentifierKind;

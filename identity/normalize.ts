@@ -19,7 +19,9 @@ export type IdentifierErrorCode =
   | 'INVALID_EMAIL'
   | 'INVALID_PHONE'
   /** The value, as sent or normalised, is in the type's blocked values. */
-  | 'BLOCKED_IDENTIFIER';
+  | 'BLOCKED_IDENTIFIER'
+  /** Every identifier of the event is invalid or blocked (under keep-unlinked), so no profile can be chosen for it. */
+  | 'NO_USABLE_IDENTIFIER';
 
 /** Why a value cannot link profiles: a stable code, the path of the event field, and a message. */
 export interface IdentifierIssue {

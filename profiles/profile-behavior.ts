@@ -162,6 +162,8 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
    */
   #applyCommand(state: ProfileState, message: IdentityCommandMessage): void {
     const { command, position } = message;
+    // A replay from an older checkpoint delivers commands this profile already applied.
+    if (position.sequence <= state.lastApplied.sequence && position.shard === state.lastApplied.shard) return;
     state.lastApplied = position;
     if (command.command === 'merge') this.#becomeTombstone(state, command);
     else this.#absorb(state, command);
@@ -174,8 +176,8 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
       return;
     }
 
-    // A repeated command, after a crash between the snapshot write and the send, sends the
-    // state again; the survivor ignores a profile it has already absorbed.
+    // A crash between the snapshot write and the send repeats the command, which sends the
+    // state again. The survivor ignores a profile it has already absorbed.
     state.mergedInto = command.into;
     const absorb: AbsorbCommand = { command: 'absorb', profileId: command.into, from: profileId, snapshot: toSnapshot(state), cause: command.cause };
     state.outbox.push({ workspace, profileId: command.into, messageId: commandMessageIds.absorb(profileId, command.into), entry: absorb });
@@ -190,11 +192,17 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
       state.outbox.push({ workspace, profileId: state.mergedInto, messageId: commandMessageIds.absorb(command.from, state.mergedInto), entry: onward });
       return;
     }
+    // A profile counts as absorbed when it came in directly or inside another absorbed one:
+    // after a crash, a tombstone can pass on a state whose events already arrived that way.
     if (state.merges.some((merge) => merge.profileId === command.from)) return;
 
     const nowMs = this.#now();
     mergeProfileState(state, command.snapshot, this.#options.limits);
-    state.merges.push({ profileId: command.from, ...command.cause, absorbedAtMs: nowMs });
+    const { messageId, rule, atMs } = command.cause;
+    state.merges.push({ profileId: command.from, messageId, rule, atMs, absorbedAtMs: nowMs });
+    for (const inner of command.snapshot.merges) {
+      if (!state.merges.some((merge) => merge.profileId === inner.profileId)) state.merges.push({ ...inner });
+    }
     if (this.#options.activations !== undefined) state.activations.push(mergedActivation(state, command, nowMs));
     this.#options.evaluator?.afterMerge(state, command.snapshot, nowMs);
     this.#options.logger.info({ workspace, profileId, from: command.from, messageId: command.cause.messageId }, 'profile absorbed a merged profile');

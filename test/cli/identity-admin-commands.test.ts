@@ -55,7 +55,7 @@ t.test('identity commands - quarantine, approve, reject and explain', async (t) 
   const protectedLink = links.find((link) => link.reason === 'MERGE_PROTECTED')!;
   const rejected = await rtcdp(['identity', 'quarantine', 'reject', protectedLink.id, ...server]);
   t.equal(rejected.code, 0, rejected.stderr);
-  t.match(rejected.stdout, /rejected: email=ana@example\.com stays unlinked from profile user:u2/);
+  t.match(rejected.stdout, /rejected: profiles user:u2 and email:ana@example\.com stay apart/);
   const again = await rtcdp(['identity', 'quarantine', 'reject', protectedLink.id, ...server]);
   t.equal(again.code, 1);
   t.match(again.stderr, /already rejected/);
@@ -78,7 +78,7 @@ t.test('identity commands - quarantine, approve, reject and explain', async (t) 
 
   const unknown = await rtcdp(['profile', 'explain', 'email=nobody@example.com', 'user_id=u1', ...server]);
   t.equal(unknown.code, 1);
-  t.match(unknown.stderr, /no event of workspace default carried email "nobody@example\.com"/);
+  t.match(unknown.stderr, /email "nobody@example\.com" is not linked to any profile of workspace default/);
 
   const malformed = await rtcdp(['profile', 'explain', 'email', 'user_id=u1', ...server]);
   t.equal(malformed.code, 2);

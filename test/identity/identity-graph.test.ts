@@ -88,6 +88,7 @@ for (const [name, open] of stores) {
     const again = await graph.resolve('ws', 'm3', [anon('a1')]);
     t.equal(again.profileId, 'user:u1');
     t.same(again.merges.map((merge) => merge.loser), ['anon:a1'], 'the merge is announced while its command may be missing from the log');
+    t.same(Object.keys(again.merges[0].cause).sort(), ['atMs', 'messageId', 'rule'], 'its cause names no profile, so it cannot overwrite the merged one');
 
     await graph.markAnnounced('ws', 'anon:a1');
     t.same((await graph.resolve('ws', 'm4', [anon('a1')])).merges, [], 'after markAnnounced it is not');
@@ -109,7 +110,11 @@ for (const [name, open] of stores) {
     t.same(listed.map((record) => record.id), [resolution.quarantined[0].id]);
 
     await graph.resolve('ws', 'm3', [user('u2'), email('shared@x.com')]);
-    t.equal((await graph.listQuarantine('ws')).length, 1, 'a retry of the same event files no second record');
+    await graph.resolve('ws', 'm4', [user('u2'), email('shared@x.com')]);
+    t.equal((await graph.listQuarantine('ws')).length, 1, 'a retry, or another event with the same link, files no second record');
+    await graph.reject('ws', resolution.quarantined[0].id);
+    await graph.resolve('ws', 'm5', [user('u2'), email('shared@x.com')]);
+    t.same((await graph.listQuarantine('ws')).map((record) => record.status), ['rejected'], 'a rejected link stays rejected for later events');
   });
 
   t.test(`identity graph on ${name} - approving a quarantined link merges the profiles`, async (t) => {
@@ -179,7 +184,7 @@ for (const [name, open] of stores) {
 
     await graph.resolve('ws', 'm4', [user('u2')]);
     await t.rejects(graph.explain('ws', user('u1'), user('u2')), { code: 'IDENTIFIER_NOT_LINKED', message: /belongs to profile user:u1 .* user:u2: they are not linked/ });
-    await t.rejects(graph.explain('ws', user('u1'), user('nobody')), { code: 'IDENTIFIER_NOT_LINKED', message: /no event of workspace ws carried user_id "nobody"/ });
+    await t.rejects(graph.explain('ws', user('u1'), user('nobody')), { code: 'IDENTIFIER_NOT_LINKED', message: /user_id "nobody" is not linked to any profile of workspace ws: no event carried it, or its link is in the quarantine/ });
   });
 
   t.test(`identity graph on ${name} - mergeProfiles joins two profiles outside an event`, async (t) => {

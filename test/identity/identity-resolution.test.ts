@@ -84,6 +84,38 @@ t.test('identity resolution - a merge forced through a crash is completed by rep
   t.equal(profile.eventCount, 4, 'each event counted once after the replay');
 });
 
+t.test('identity resolution - chains of merges replayed after a crash count every event once', async (t) => {
+  const dataDir = t.testdir();
+  const rare = { checkpointIntervalMs: 3_600_000, actors: { snapshotEveryMessages: 1_000_000, snapshotIntervalMs: 3_600_000 } };
+  const first = await RtcdpNode.start({ dataDir, ...rare });
+  const groups = Array.from({ length: 20 }, (_, g) => g);
+  // Per group: b joins a through a shared email, then a joins the user on identify.
+  const events = groups.flatMap((g): RawEvent[] => [
+    page(`ca-${g}`),
+    page(`cb-${g}`),
+    page(`ca-${g}`, { context: { traits: { email: `c${g}@example.com` } } }),
+    page(`cb-${g}`, { context: { traits: { email: `c${g}@example.com` } } }),
+    track(`CU-${g}`),
+    identify(`CU-${g}`, `ca-${g}`),
+    page(`cb-${g}`),
+    track(`CU-${g}`),
+  ]);
+  await first.ingest('w', events);
+  // Every merge completes, so the tombstones are persisted (they persist at once to send
+  // their state) while the checkpoints stay at 0: the restart replays every record again.
+  for (const g of groups) t.equal((await first.getProfile('w', anon(`cb-${g}`))).eventCount, 8);
+  await first.abort();
+
+  const second = await startNode(t, { dataDir });
+  for (const g of groups) {
+    const profile = await second.getProfile('w', anon(`cb-${g}`));
+    t.equal(profile.profileId, `user:CU-${g}`);
+    t.equal(profile.eventCount, 8, `group ${g}: every event once`);
+  }
+  const merged = (await second.activations.list('w', { afterSequence: 0, limit: 1_000 })).activations.filter((activation) => activation.type === 'profile.merged');
+  t.equal(new Set(merged.map((activation) => activation.id)).size, merged.length, 'no profile.merged activation is repeated');
+});
+
 t.test('identity resolution - two user ids sharing an email stay apart, and the link can be approved', async (t) => {
   const node = await startNode(t);
   await node.ingest('w', [track('u1', { context: { traits: { email: 'shared@example.com' } } })]);
