@@ -69,8 +69,8 @@ function isObject(value: unknown): value is Record<string, unknown> {
 export interface MatchingCommandOptions {
   matchingModel?: string;
   matchingWorkers?: number;
-  matchProbability?: number;
-  reviewProbability?: number;
+  matchThreshold?: number;
+  reviewThreshold?: number;
 }
 
 /** Adds the online fuzzy matching options to `rtcdp dev` or `rtcdp node`. */
@@ -79,28 +79,28 @@ export function addMatchingOptions(command: Command): Command {
     .option(
       '--matching-model <file>',
       'turn on fuzzy matching of live profiles by person traits (firstName, lastName, birthday, address, phone, email), scored with the model of this ' +
-        'report.json of `rtcdp identity match` (or a model file); pairs above --match-probability merge, pairs above --review-probability are filed for review (default: off)',
+        'report.json of `rtcdp identity match` (or a model file); pairs above --match-threshold merge, pairs above --review-threshold are filed for review (default: off)',
     )
     .option('--matching-workers <count>', 'worker threads of the fuzzy matcher (default: the available parallelism)', parseInteger('--matching-workers', 1, 64))
-    .option('--match-probability <p>', 'probability at or above which a fuzzy match merges two profiles (default: 0.95)', parseProbability('--match-probability'))
-    .option('--review-probability <p>', 'probability at or above which a fuzzy match is filed for review (default: 0.5)', parseProbability('--review-probability'));
+    .option('--match-threshold <p>', 'probability at or above which a fuzzy match merges two profiles (default: 0.95)', parseProbability('--match-threshold'))
+    .option('--review-threshold <p>', 'probability at or above which a fuzzy match is filed for review (default: 0.5)', parseProbability('--review-threshold'));
 }
 
 /** Reads the model file; an unreadable or invalid model is a usage error naming the option. */
 export async function readMatchingSettings(options: MatchingCommandOptions): Promise<OnlineMatchingSettings | undefined> {
   const file = options.matchingModel;
   if (file === undefined) {
-    const stray = [['--matching-workers', options.matchingWorkers], ['--match-probability', options.matchProbability], ['--review-probability', options.reviewProbability]].find(([, value]) => value !== undefined);
+    const stray = [['--matching-workers', options.matchingWorkers], ['--match-threshold', options.matchThreshold], ['--review-threshold', options.reviewThreshold]].find(([, value]) => value !== undefined);
     if (stray !== undefined) throw new UsageError(`${stray[0]} needs --matching-model: without a model, online matching is off`);
     return undefined;
   }
-  if ((options.reviewProbability ?? 0.5) > (options.matchProbability ?? 0.95)) {
-    throw new UsageError(`--review-probability must be at most --match-probability (${options.reviewProbability ?? 0.5} > ${options.matchProbability ?? 0.95})`);
+  if ((options.reviewThreshold ?? 0.5) > (options.matchThreshold ?? 0.95)) {
+    throw new UsageError(`--review-threshold must be at most --match-threshold (${options.reviewThreshold ?? 0.5} > ${options.matchThreshold ?? 0.95})`);
   }
 
   try {
     const model = await readModelFile(file, `--matching-model ${file}`);
-    return { model, workers: options.matchingWorkers, minMatchProbability: options.matchProbability, minReviewProbability: options.reviewProbability };
+    return { model, workers: options.matchingWorkers, minMatchProbability: options.matchThreshold, minReviewProbability: options.reviewThreshold };
   } catch (error) {
     if (error instanceof ConfigError) throw new UsageError(error.message, { cause: error });
     throw error;

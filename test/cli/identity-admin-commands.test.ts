@@ -103,7 +103,7 @@ t.test('identity commands - an invalid settings file stops dev before it starts'
 t.test('identity commands - dev with --matching-model merges near-duplicates', async (t) => {
   const dir = t.testdir();
   const model = new URL('../fixtures/splink-fake-1000-model.json', import.meta.url).pathname;
-  const node = await startNodeProcess(path.join(dir, 'data'), ['--matching-model', model, '--matching-workers', '1', '--match-probability', '0.99999', '--review-probability', '0.9']);
+  const node = await startNodeProcess(path.join(dir, 'data'), ['--matching-model', model, '--matching-workers', '1', '--match-threshold', '0.99999', '--review-threshold', '0.9']);
   t.teardown(() => node.stop());
   const server = ['--server', node.address];
 
@@ -134,8 +134,8 @@ t.test('identity commands - matching options are checked before dev starts', asy
   const cases: Array<[string[], RegExp]> = [
     [['--matching-workers', '2'], /--matching-workers needs --matching-model: without a model, online matching is off/],
     [['--matching-model', path.join(dir, 'missing.json')], /--matching-model .*missing\.json cannot be read: ENOENT/],
-    [['--matching-model', path.join(dir, 'missing.json'), '--match-probability', '2'], /invalid --match-probability "2": expected a number greater than 0 and less than 1/],
-    [['--matching-model', path.join(dir, 'missing.json'), '--match-probability', '0.6', '--review-probability', '0.8'], /--review-probability must be at most --match-probability/],
+    [['--matching-model', path.join(dir, 'missing.json'), '--match-threshold', '2'], /invalid --match-threshold "2": expected a number greater than 0 and less than 1/],
+    [['--matching-model', path.join(dir, 'missing.json'), '--match-threshold', '0.6', '--review-threshold', '0.8'], /--review-threshold must be at most --match-threshold/],
   ];
   for (const [args, message] of cases) {
     const result = await rtcdp(['dev', '--data', path.join(dir, 'data'), '--port', '0', ...args]);
