@@ -136,7 +136,7 @@ interface Plan {
   union: Identifier[];
   /** The event's identifiers to link to the resulting profile. */
   toMap: Identifier[];
-  held: HeldLink[];
+  heldLinks: HeldLink[];
 }
 
 /** A resolution found the graph changed under it; the attempt starts again. */
@@ -270,10 +270,10 @@ export class IdentityGraph {
     const via = identifiers.find((_, index) => view.mapped[index] && view.rootOf[index] === profileId);
     await this.#mapIdentifiers(workspace, plan.toMap, profileId, via, cause);
 
-    const quarantined = plan.held.map((held) => this.#quarantine(workspace, held, profileId, cause));
+    const quarantined = plan.heldLinks.map((link) => this.#quarantine(workspace, link, profileId, cause));
     await this.#fileQuarantine(workspace, quarantined);
-    const made = plan.group.filter((root) => root.record.profileId !== profileId).map((loser) => ({ workspace, loser: loser.record.profileId, winner: profileId, cause }));
-    return { profileId, merges: dedupeNotices([...view.unannounced, ...made]), quarantined };
+    const newMerges = plan.group.filter((root) => root.record.profileId !== profileId).map((loser) => ({ workspace, loser: loser.record.profileId, winner: profileId, cause }));
+    return { profileId, merges: dedupeNotices([...view.unannounced, ...newMerges]), quarantined };
   }
 
   /**
@@ -284,19 +284,19 @@ export class IdentityGraph {
    */
   #plan(workspace: string, identifiers: Identifier[], view: GraphView): Plan {
     const settings = this.#options.settingsFor(workspace);
-    const plan: Plan = { group: [], union: [], toMap: [], held: [] };
-    const refused = new Set<string>();
+    const plan: Plan = { group: [], union: [], toMap: [], heldLinks: [] };
+    const conflicting = new Set<string>();
 
     for (const [index, identifier] of identifiers.entries()) {
       const rootId = view.rootOf[index];
       if (rootId !== undefined) {
         const root = view.roots.get(rootId)!;
-        if (refused.has(rootId)) continue;
+        if (conflicting.has(rootId)) continue;
         if (!plan.group.includes(root)) {
           const conflict = mergeConflict(settings, plan.union, root.record.identifiers);
           if (conflict !== undefined) {
-            refused.add(rootId);
-            plan.held.push({ identifier, otherProfileId: rootId, ...conflict });
+            conflicting.add(rootId);
+            plan.heldLinks.push({ identifier, otherProfileId: rootId, ...conflict });
             continue;
           }
           plan.group.push(root);
@@ -313,7 +313,7 @@ export class IdentityGraph {
       const limit = limitOf(settings, identifier.type);
       if (countOfType(plan.union, identifier.type) >= limit) {
         const message = `the profile already has ${limit} ${identifier.type} value${limit === 1 ? '' : 's'}, the maxPerProfile limit, so ${describeIdentifier(identifier)} was not linked`;
-        plan.held.push({ identifier, reason: 'PER_PROFILE_LIMIT', message });
+        plan.heldLinks.push({ identifier, reason: 'PER_PROFILE_LIMIT', message });
         continue;
       }
       plan.union.push(identifier);
@@ -437,8 +437,8 @@ export class IdentityGraph {
     );
   }
 
-  #quarantine(workspace: string, held: HeldLink, profileId: string, cause: LinkCause): QuarantineRecord {
-    const { identifier, otherProfileId, reason, message } = held;
+  #quarantine(workspace: string, link: HeldLink, profileId: string, cause: LinkCause): QuarantineRecord {
+    const { identifier, otherProfileId, reason, message } = link;
     return {
       version: IDENTITY_RECORD_VERSION,
       id: quarantineId(profileId, identifier, otherProfileId),
