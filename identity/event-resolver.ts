@@ -38,6 +38,11 @@ export class EventResolver {
     const settings = this.#settingsFor(workspace);
     const found = eventIdentifiers(settings, event);
     if (!found.ok) return found;
+    const previous = checkPreviousId(settings, event);
+    if (previous !== undefined) {
+      if (settings.invalidIdentifiers === 'reject') return { ok: false, ...previous };
+      found.unlinked.push(previous);
+    }
 
     // Registered before any await, so the order of calls is the order of resolution.
     const candidates = previousIdCandidates(event);
@@ -97,6 +102,18 @@ function noUsableIdentifier(unlinked: IdentifierIssue[]): EventResolution {
     field: unlinked[0]?.field ?? 'userId',
     message: `the event has no identifier that can choose its profile: ${reasons}. Send a valid userId or anonymousId`,
   };
+}
+
+/**
+ * Returns why an alias event's previousId cannot link profiles (blocked, such as "null", or
+ * only whitespace), or undefined when it can or the event has none. It is checked as an
+ * anonymous id; a user id has the same rules unless the settings block other values.
+ */
+function checkPreviousId(settings: IdentitySettings, event: CustomerEvent): IdentifierIssue | undefined {
+  if (event.type !== 'alias' || event.previousId === undefined) return undefined;
+  const checked = normalizeIdentifier(settings, { type: 'anonymous_id', value: event.previousId, field: 'previousId' });
+  if (!checked.ok) return { code: checked.code, field: checked.field, message: checked.message };
+  return checked.linkable ? undefined : checked.issue;
 }
 
 /** Returns the identifiers an alias event's previousId may name, as sent: its resolution waits for earlier events of either. */

@@ -173,6 +173,10 @@ t.test('identity resolution - alias links the previous id to the new user id', a
   const profile = await node.getProfile('w', anon('visitor-9'));
   t.equal(profile.profileId, 'user:u9');
   t.equal(profile.eventCount, 4);
+
+  const [blocked] = await node.ingest('w', [{ type: 'alias', previousId: 'null', userId: 'u9', messageId: 'alias-2' }]);
+  t.match(blocked, { status: 'rejected', code: 'BLOCKED_IDENTIFIER', field: 'previousId' }, 'a blocked previousId is rejected, not dropped');
+  t.equal((await node.getProfile('w', user('u9'))).eventCount, 4, 'and the profile is unchanged');
 });
 
 t.test('identity resolution - concurrent batches that link the same visitor converge', async (t) => {
