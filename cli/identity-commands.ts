@@ -40,7 +40,7 @@ interface MatchCommandOptions {
   seed: number;
   model?: string;
   oneToOne: boolean;
-  workers: number;
+  workers?: number;
   pairsPerTask: number;
   progress: boolean;
   logLevel: string;
@@ -81,7 +81,7 @@ export function addIdentityCommands(program: Command): Command {
     .option('--seed <n>', 'seed of the random pairs', parseInteger('--seed', 0, 2 ** 31 - 1), 1)
     .option('--model <file>', 'score with these parameters (a report.json or its model) instead of estimating them')
     .option('--one-to-one', 'with two files, match each record to at most one record of the other file, the most probable', false)
-    .option('--workers <n>', 'worker threads that compare pairs', parseInteger('--workers', 1, MAX_WORKERS), os.availableParallelism())
+    .option('--workers <n>', 'worker threads that compare pairs (default: the available parallelism)', parseInteger('--workers', 1, MAX_WORKERS))
     .option('--pairs-per-task <n>', `pairs per worker task, at least ${MIN_PAIRS_PER_TASK}`, parseInteger('--pairs-per-task', MIN_PAIRS_PER_TASK, 1_000_000), 4_096)
     .option('--no-progress', 'print no progress on stderr')
     .option('--log-level <level>', `log level of the worker pool: ${LOG_LEVELS.join(', ')}`, parseChoice('--log-level', LOG_LEVELS), 'warn')
@@ -107,7 +107,8 @@ async function runMatch(options: MatchCommandOptions): Promise<void> {
   const files = await usage(() => Promise.all(options.file.map((file) => readRecordFile(file, request))));
   const model = options.model === undefined ? undefined : await usage(() => readModelFile(options.model as string));
 
-  const pool = new MatchingPool({ logger: createLogger({ level: options.logLevel, name: 'rtcdp-identity-match' }), workers: options.workers, pairsPerTask: options.pairsPerTask });
+  const workers = options.workers ?? os.availableParallelism();
+  const pool = new MatchingPool({ logger: createLogger({ level: options.logLevel, name: 'rtcdp-identity-match' }), workers, pairsPerTask: options.pairsPerTask });
   const progress = new MatchProgress(options.progress);
   let result: BatchMatchResult;
   try {
@@ -134,7 +135,7 @@ async function runMatch(options: MatchCommandOptions): Promise<void> {
   }
 
   const commandLine = `rtcdp ${process.argv.slice(2).join(' ')}`;
-  const written = await writeMatchReport(options.report, result, { command: commandLine, workers: options.workers, pairsPerTask: options.pairsPerTask });
+  const written = await writeMatchReport(options.report, result, { command: commandLine, workers, pairsPerTask: options.pairsPerTask });
   process.stdout.write(`${summaryLines(result, written.json).join('\n')}\n`);
 }
 
