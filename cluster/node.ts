@@ -433,22 +433,30 @@ export class RtcdpNode implements ServingNode {
    * Waits until the profile's actor has absorbed every profile the graph merged into it, and
    * has the events that reached those profiles' tombstones. Their partitions are applied up
    * to the head and their forwards sent, then the survivor's partition is delivered again.
+   * Only the merged profiles' actors are asked, so the query never waits for other profiles.
    */
   async #awaitAbsorbed(workspace: string, profileId: string): Promise<void> {
     const expected = await this.identity.mergedInto(workspace, profileId);
     if (expected.length === 0) return;
+    const deadline = Date.now() + this.options.queryTimeoutMs;
 
     const shards = new Set(expected.map((merged) => shardOf(merged, this.options.shards)));
     for (const shard of shards) await this.#awaitApplied(workspace, shard);
-    await this.#withDeadline(this.#actors.flush(), `profile ${profileId}'s merged profiles to send their events`);
+    // A tombstone with records to send persists in the next batch, which sends them.
+    for (const merged of expected) {
+      await this.#pollUntil(actorKey(workspace, merged), (state) => (state?.outbox.length ?? 0) === 0, deadline, `profile ${merged} did not forward its events to ${profileId}`);
+    }
     await this.#awaitDelivered(workspace, shardOf(profileId, this.options.shards));
 
-    const key = actorKey(workspace, profileId);
-    const deadline = Date.now() + this.options.queryTimeoutMs;
+    const absorbed = (state: ProfileState | undefined) => expected.every((id) => state?.merges.some((merge) => merge.profileId === id) === true);
+    await this.#pollUntil(actorKey(workspace, profileId), absorbed, deadline, `profile ${profileId} did not absorb the profiles merged into it`);
+  }
+
+  /** Asks an actor every few milliseconds until `done` accepts its state; throws DeadlineError naming `what` at `deadline`. */
+  async #pollUntil(key: string, done: (state: ProfileState | undefined) => boolean, deadline: number, what: string): Promise<void> {
     for (;;) {
-      const absorbed = await this.#actors.ask(key, (state) => new Set(state?.merges.map((merge) => merge.profileId) ?? []));
-      if (expected.every((id) => absorbed.has(id))) return;
-      if (Date.now() >= deadline) throw new DeadlineError(`profile ${profileId} did not absorb the profiles merged into it within ${this.options.queryTimeoutMs} ms`);
+      if (await this.#actors.ask(key, done)) return;
+      if (Date.now() >= deadline) throw new DeadlineError(`${what} within ${this.options.queryTimeoutMs} ms`);
       await new Promise((resolve) => setTimeout(resolve, ABSORB_POLL_INTERVAL_MS));
     }
   }
