@@ -165,20 +165,25 @@ export class IdentityGraph {
   async resolve(workspace: string, messageId: string, identifiers: Identifier[]): Promise<Resolution> {
     if (identifiers.length === 0) throw new TypeError('resolve needs at least one identifier');
 
+    // The first attempt may use cached records; a retry reads the store again.
+    return this.#withRetries(workspace, `event ${messageId} was resolved`, 'send the event again', (attempt) => this.#attempt(workspace, messageId, identifiers, attempt === 1));
+  }
+
+  /**
+   * Runs `operation` until it does not throw Retry, at most maxAttempts times with a growing
+   * random back-off; then throws IDENTITY_CONTENTION, naming `what` and the advice `then`.
+   */
+  async #withRetries<T>(workspace: string, what: string, then: string, operation: (attempt: number) => Promise<T>): Promise<T> {
     for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
       try {
-        // The first attempt may use cached records; a retry reads the store again.
-        return await this.#attempt(workspace, messageId, identifiers, attempt === 1);
+        return await operation(attempt);
       } catch (error) {
         if (!(error instanceof Retry)) throw error;
-        this.#options.logger.debug({ workspace, messageId, attempt }, 'identity graph changed during resolution; reading again');
+        this.#options.logger.debug({ workspace, attempt, what }, 'identity graph changed during an update; reading again');
         await backOff(attempt);
       }
     }
-    throw new IdentityError(
-      'IDENTITY_CONTENTION',
-      `the identity graph of workspace ${workspace} kept changing while event ${messageId} was resolved (${this.#maxAttempts} attempts); send the event again`,
-    );
+    throw new IdentityError('IDENTITY_CONTENTION', `the identity graph of workspace ${workspace} kept changing while ${what} (${this.#maxAttempts} attempts); ${then}`);
   }
 
   /**
@@ -505,17 +510,7 @@ export class IdentityGraph {
   async approve(workspace: string, id: string): Promise<{ record: QuarantineRecord; merges: MergeNotice[] }> {
     const { record, revision } = await this.#pending(workspace, id);
     const cause: LinkCause = { messageId: record.id, rule: 'approved-link', atMs: this.#now() };
-    const merges: MergeNotice[] = [];
-
-    for (let attempt = 1; ; attempt++) {
-      try {
-        merges.push(...(await this.#approveOnce(workspace, record, cause)));
-        break;
-      } catch (error) {
-        if (!(error instanceof Retry) || attempt >= this.#maxAttempts) throw error instanceof Retry ? new IdentityError('IDENTITY_CONTENTION', `the identity graph of workspace ${workspace} kept changing while link ${id} was approved; try again`) : error;
-        await backOff(attempt);
-      }
-    }
+    const merges = await this.#withRetries(workspace, `link ${id} was approved`, 'try again', () => this.#approveOnce(workspace, record, cause));
 
     const decided: QuarantineRecord = { ...record, status: 'approved', decidedAtMs: cause.atMs };
     await this.#kv.update(identityKeys.quarantine(workspace, id), encodeRecord(decided), revision);
@@ -549,20 +544,14 @@ export class IdentityGraph {
    * checked: the caller decided the pair is one person. Returns the merges for the caller to
    * append, empty when the two are already one profile.
    */
-  async mergeProfiles(workspace: string, first: string, second: string, cause: LinkCause): Promise<MergeNotice[]> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const unannounced: MergeNotice[] = [];
-        const [a, b] = await Promise.all([this.#root(workspace, first, unannounced, false), this.#root(workspace, second, unannounced, false)]);
-        if (a === undefined || b === undefined) throw new IdentityError('IDENTIFIER_NOT_LINKED', `profile ${a === undefined ? first : second} of workspace ${workspace} is not in the identity graph`);
-        if (a.record.profileId === b.record.profileId) return dedupeNotices(unannounced);
-        return dedupeNotices([...unannounced, await this.#mergeRoots(workspace, a, b, [], cause)]);
-      } catch (error) {
-        if (!(error instanceof Retry)) throw error;
-        if (attempt >= this.#maxAttempts) throw new IdentityError('IDENTITY_CONTENTION', `the identity graph of workspace ${workspace} kept changing while ${first} and ${second} were merged; try again`);
-        await backOff(attempt);
-      }
-    }
+  mergeProfiles(workspace: string, first: string, second: string, cause: LinkCause): Promise<MergeNotice[]> {
+    return this.#withRetries(workspace, `${first} and ${second} were merged`, 'try again', async () => {
+      const unannounced: MergeNotice[] = [];
+      const [a, b] = await Promise.all([this.#root(workspace, first, unannounced, false), this.#root(workspace, second, unannounced, false)]);
+      if (a === undefined || b === undefined) throw new IdentityError('IDENTIFIER_NOT_LINKED', `profile ${a === undefined ? first : second} of workspace ${workspace} is not in the identity graph`);
+      if (a.record.profileId === b.record.profileId) return dedupeNotices(unannounced);
+      return dedupeNotices([...unannounced, await this.#mergeRoots(workspace, a, b, [], cause)]);
+    });
   }
 
   /** Merges two survivors into the one `survivor` picks; throws Retry when either changed since it was read. */
