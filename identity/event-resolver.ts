@@ -5,6 +5,7 @@
  * earlier one is resolved after it, so related events resolve in the order they arrived
  * (the order of a batch, then of calls), while unrelated events resolve in parallel.
  */
+import { KeyedOrder } from '../common/keyed-order.js';
 import type { CustomerEvent } from '../profiles/event.js';
 import type { Identifier } from '../profiles/identifiers.js';
 import { eventIdentifiers } from './event-identifiers.js';
@@ -25,8 +26,8 @@ export interface EventResolverOptions {
 export class EventResolver {
   readonly graph: IdentityGraph;
   readonly #settingsFor: (workspace: string) => IdentitySettings;
-  /** The last resolution started per workspace and identifier. */
-  readonly #tails = new Map<string, Promise<unknown>>();
+  /** Resolutions that share an identifier, keyed by workspace and identifier, run in the order they started. */
+  readonly #order = new KeyedOrder();
 
   constructor(options: EventResolverOptions) {
     this.graph = options.graph;
@@ -47,12 +48,12 @@ export class EventResolver {
     // Registered before any await, so the order of calls is the order of resolution.
     const candidates = previousIdCandidates(event);
     const keys = [...found.linkable, ...candidates].map((identifier) => `${workspace}\u0000${identifier.type}\u0000${identifier.value}`);
-    if (candidates.length === 0 && found.linkable.length > 0 && !keys.some((key) => this.#tails.has(key))) {
+    if (candidates.length === 0 && found.linkable.length > 0 && !keys.some((key) => this.#order.busy(key))) {
       const cached = this.graph.resolveCached(workspace, found.linkable);
       if (cached !== undefined) return { ok: true, ...cached, unlinked: found.unlinked };
     }
 
-    return this.#afterEarlier(keys, async (): Promise<EventResolution> => {
+    return this.#order.run(keys, async (): Promise<EventResolution> => {
       const linkable = await this.#withPreviousId(workspace, settings, event, found.linkable);
       if (linkable.length === 0) return noUsableIdentifier(found.unlinked);
 
@@ -76,17 +77,7 @@ export class EventResolver {
     return asAnonymous.ok && asAnonymous.linkable ? withIdentifier(settings, linkable, asAnonymous.identifier) : linkable;
   }
 
-  /** Runs `operation` once every earlier operation on any of `keys` has settled. */
-  #afterEarlier<T>(keys: string[], operation: () => Promise<T>): Promise<T> {
-    const earlier = keys.flatMap((key) => this.#tails.get(key) ?? []);
-    const run = earlier.length === 0 ? operation() : Promise.all(earlier).then(operation);
-    const tail = run.catch(() => undefined);
-    for (const key of keys) this.#tails.set(key, tail);
-    void tail.then(() => {
-      for (const key of keys) if (this.#tails.get(key) === tail) this.#tails.delete(key);
-    });
-    return run;
-  }
+
 }
 
 /**

@@ -10,6 +10,7 @@
  * read or wrote is still current. It keeps up to `cacheEntries` keys in memory, present or
  * absent, and reads them from memory instead of RocksDB.
  */
+import { KeyedOrder } from '../common/keyed-order.js';
 import { decode, encode } from './codec.js';
 import { KvConflictError, type KvEntry, type KvStore } from './kv-store.js';
 import { part, prefixEnd } from './keys.js';
@@ -38,8 +39,8 @@ export class RocksDbKvStore implements KvStore {
   /** Revisions up to this one are reserved by the stored counter. */
   #reservedUntil: number;
   #reserving: Promise<void> | null = null;
-  /** The operation in progress per key; the next one on the key waits for it. */
-  readonly #tails = new Map<string, Promise<unknown>>();
+  /** Operations on one key run one after another. */
+  readonly #order = new KeyedOrder();
   /** Entries by key as RocksDB has them, null for a key known to be absent; oldest insertions are dropped first. */
   readonly #known = new Map<string, KvEntry | null>();
   readonly #cacheEntries: number;
@@ -68,25 +69,25 @@ export class RocksDbKvStore implements KvStore {
   }
 
   create(key: string, value: Uint8Array): Promise<number> {
-    return this.#serial(key, async () => {
+    return this.#order.run([key], async () => {
       if ((await this.#read(key)) !== null) throw new KvConflictError(`key ${key} already exists`);
       return this.#write(key, value);
     });
   }
 
   update(key: string, value: Uint8Array, expectedRevision: number): Promise<number> {
-    return this.#serial(key, async () => {
+    return this.#order.run([key], async () => {
       await this.#expect(key, expectedRevision);
       return this.#write(key, value);
     });
   }
 
   put(key: string, value: Uint8Array): Promise<number> {
-    return this.#serial(key, () => this.#write(key, value));
+    return this.#order.run([key], () => this.#write(key, value));
   }
 
   delete(key: string, expectedRevision?: number): Promise<void> {
-    return this.#serial(key, async () => {
+    return this.#order.run([key], async () => {
       if (expectedRevision !== undefined) await this.#expect(key, expectedRevision);
       await this.#nextRevision();
       await this.#submit(key, { type: 'del', key: this.#prefix + key }, null);
@@ -201,15 +202,5 @@ export class RocksDbKvStore implements KvStore {
     this.#reservedUntil = until;
   }
 
-  /** Runs `operation` after every earlier operation on `key` has settled. */
-  #serial<T>(key: string, operation: () => Promise<T>): Promise<T> {
-    const previous = this.#tails.get(key) ?? Promise.resolve();
-    const run = previous.then(operation, operation);
-    const tail = run.catch(() => undefined);
-    this.#tails.set(key, tail);
-    void tail.then(() => {
-      if (this.#tails.get(key) === tail) this.#tails.delete(key);
-    });
-    return run;
-  }
+
 }
