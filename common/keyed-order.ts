@@ -7,7 +7,7 @@ export class KeyedOrder {
   /** The last operation started per key. */
   readonly #tails = new Map<string, Promise<unknown>>();
 
-  /** Whether an operation on `key` has not settled yet. */
+  /** Returns whether an operation on `key` has not settled yet. */
   busy(key: string): boolean {
     return this.#tails.has(key);
   }

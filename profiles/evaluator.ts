@@ -61,7 +61,7 @@ export interface ProfileEvaluator {
   /**
    * Merges the computed traits and scoring model states of `from`, a profile just merged
    * into `state`, then evaluates segments, journeys and scores again, like afterEvent.
-   * `state` already holds the merged identifiers, traits and counters.
+   * `state` already has the merged identifiers, traits and counters.
    */
   afterMerge(state: ProfileState, from: ProfileSnapshot, nowMs: number): void;
 

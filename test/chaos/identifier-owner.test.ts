@@ -1,7 +1,7 @@
 /**
  * Two profiles with different user ids carry the same email. The identity graph links the
- * email to the profile of the first event that carried it and quarantines the second link,
- * so a lookup by email must keep returning that profile when the other one is snapshotted
+ * email to the profile of the first event that carried it and quarantines the second link.
+ * So a lookup by email must keep returning that profile when the other one is snapshotted
  * first, and after a SIGKILL and a replay of the log.
  */
 import { Metadata } from '@grpc/grpc-js';

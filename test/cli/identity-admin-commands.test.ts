@@ -70,9 +70,9 @@ t.test('identity commands - quarantine, approve, reject and explain', async (t) 
   const merge = path.join(dir, 'merge.ndjson');
   writeFileSync(merge, events({ type: 'track', event: 'Signed Up', userId: 'u3', messageId: 's3' }, { type: 'alias', previousId: 'u3', userId: 'u1', messageId: 'alias-u3' }));
   t.equal((await rtcdp(['send', merge, ...server])).code, 0);
-  const held = JSON.parse((await rtcdp(['identity', 'quarantine', 'list', ...server, '--output', 'json'])).stdout).links as Array<{ id: string; otherProfileId: string }>;
-  t.same(held.map((link) => link.otherProfileId), ['user:u3'], 'aliasing one user id to another is held: user_id is merge-protected');
-  t.equal((await rtcdp(['identity', 'quarantine', 'approve', held[0].id, ...server])).code, 0);
+  const pendingLinks = JSON.parse((await rtcdp(['identity', 'quarantine', 'list', ...server, '--output', 'json'])).stdout).links as Array<{ id: string; otherProfileId: string }>;
+  t.same(pendingLinks.map((link) => link.otherProfileId), ['user:u3'], 'aliasing one user id to another is held: user_id is merge-protected');
+  t.equal((await rtcdp(['identity', 'quarantine', 'approve', pendingLinks[0].id, ...server])).code, 0);
   const merged = await rtcdp(['profile', 'explain', 'user_id=u3', 'email=ana@example.com', ...server]);
   t.match(merged.stdout, /profile user:u3 merged into email:ana@example\.com by approved link \S+ at \S+Z/);
 

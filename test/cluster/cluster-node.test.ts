@@ -80,8 +80,8 @@ t.test('cluster node - three nodes share shards and answer for every customer', 
     t.equal(byAnonymousId.profileId, 'anon:visitor-9', `node ${node.nodeId} finds an anonymous profile`);
   }
   await t.rejects(nodes[1].getProfile('w', { type: 'email', value: 'nobody@example.com' }), { code: 'PROFILE_NOT_FOUND' });
-  const held = await nodes[1].identityAdmin.listQuarantine('w', 'pending');
-  t.match(held, [{ reason: 'MERGE_PROTECTED', profileId: 'user:u5', otherProfileId: 'user:u6' }], "u5's link to the email is held: user ids are merge-protected");
+  const pendingLinks = await nodes[1].identityAdmin.listQuarantine('w', 'pending');
+  t.match(pendingLinks, [{ reason: 'MERGE_PROTECTED', profileId: 'user:u5', otherProfileId: 'user:u6' }], "u5's link to the email is held: user ids are merge-protected");
 });
 
 /** Sends `batches` batches of 20 events for 50 customers to random running nodes; returns the acknowledged count per customer. */

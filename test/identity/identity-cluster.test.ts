@@ -1,7 +1,7 @@
 /**
  * Identity resolution in cluster mode: two nodes on one nats-server share the identity
- * graph in a KV bucket, so events sent to different nodes at the same time that link the
- * same identifiers end in one profile, and merges move state between shards and nodes.
+ * graph in a KV bucket. Events sent to different nodes at the same time that link the same
+ * identifiers end in one profile, and merges move state between shards and nodes.
  */
 import t from 'tap';
 import type { ClusterNodeOptions } from '../../cluster/cluster-options.js';
