@@ -60,6 +60,7 @@ class LateNode implements ServingNode {
     approve: (...args) => this.#require().identityAdmin.approve(...args),
     reject: (...args) => this.#require().identityAdmin.reject(...args),
     explain: (...args) => this.#require().identityAdmin.explain(...args),
+    unmerge: (...args) => this.#require().identityAdmin.unmerge(...args),
   };
 
   ingest(...args: Parameters<ServingNode['ingest']>) {

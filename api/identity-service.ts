@@ -1,25 +1,30 @@
 /**
- * IdentityService: quarantined identity links (list, approve, reject) and explanations of
- * why two identifiers share a profile, through the node's IdentityAdmin. Both modes serve it.
+ * IdentityService: quarantined identity links (list, approve, reject), explanations of why
+ * two identifiers share a profile, and unmerges, through the node's IdentityAdmin. Both
+ * modes serve it.
  */
 import type { sendUnaryData, ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Logger } from '../common/logger.js';
 import { InvalidArgumentError } from '../cluster/errors.js';
-import type { IdentityOperations } from '../cluster/identity-admin.js';
+import type { IdentityOperations, UnmergeResult } from '../cluster/identity-admin.js';
 import type { Explanation, ExplainStep } from '../identity/identity-graph.js';
 import type { QuarantineRecord, QuarantineStatus } from '../identity/identity-records.js';
+import type { Identifier } from '../profiles/identifiers.js';
 import {
   DecideLinkRequest,
   ExplainLinkRequest,
   IdentityServiceService,
   ListQuarantineRequest,
+  UnmergeProfileRequest,
   type ExplainLinkResponse,
   type LinkStep,
   type ListQuarantineResponse,
   type QuarantinedLink,
+  type UnmergeProfileResponse,
 } from '../proto/gen/rtcdp/v1/identity.js';
 import { workspaceOf, type AuthOptions } from './auth.js';
 import { requireIdentifier } from './profile-service.js';
+import { profileToProto } from './profile-view.js';
 import { toServiceError } from './status.js';
 import { assertWellFormed, strictDeserializer, type MalformedRequest } from './strict-decoding.js';
 
@@ -31,6 +36,7 @@ export const identityServiceDefinition = {
   approveLink: { ...IdentityServiceService.approveLink, requestDeserialize: strictDeserializer(DecideLinkRequest, 'rtcdp.v1.DecideLinkRequest') },
   rejectLink: { ...IdentityServiceService.rejectLink, requestDeserialize: strictDeserializer(DecideLinkRequest, 'rtcdp.v1.DecideLinkRequest') },
   explainLink: { ...IdentityServiceService.explainLink, requestDeserialize: strictDeserializer(ExplainLinkRequest, 'rtcdp.v1.ExplainLinkRequest') },
+  unmergeProfile: { ...IdentityServiceService.unmergeProfile, requestDeserialize: strictDeserializer(UnmergeProfileRequest, 'rtcdp.v1.UnmergeProfileRequest') },
 };
 
 export function createIdentityService(admin: IdentityOperations, auth: AuthOptions, logger: Logger): UntypedServiceImplementation {
@@ -54,6 +60,10 @@ export function createIdentityService(admin: IdentityOperations, auth: AuthOptio
       const explanation = await admin.explain(workspace, requireIdentifier(request.first, 'first'), requireIdentifier(request.second, 'second'));
       return explanationToProto(explanation);
     }),
+    unmergeProfile: unary<UnmergeProfileRequest, UnmergeProfileResponse>('UnmergeProfile', async (request, workspace) => {
+      const result = await admin.unmerge(workspace, requireIdentifier(request.profile, 'profile'), requireMerged(request));
+      return unmergeToProto(result);
+    }),
   };
 }
 
@@ -66,6 +76,23 @@ function parseStatus(status: string): QuarantineStatus | undefined {
 function requireId(id: string): string {
   if (id === '') throw new InvalidArgumentError('id is required: the id of a quarantined link, as ListQuarantine returns it');
   return id;
+}
+
+/**
+ * Returns the merged profile an unmerge request names: its id, or an identifier it brought
+ * in. The generated decoder keeps both members of the oneof when a client sends both, so
+ * both being set is rejected here rather than one silently winning.
+ */
+function requireMerged(request: UnmergeProfileRequest): Identifier | string {
+  const { mergedProfileId, mergedIdentifier } = request;
+  if (mergedProfileId !== undefined && mergedIdentifier !== undefined) {
+    throw new InvalidArgumentError('set either merged_profile_id or merged_identifier, not both');
+  }
+  if (mergedIdentifier !== undefined) return requireIdentifier(mergedIdentifier, 'merged_identifier');
+  if (mergedProfileId === undefined || mergedProfileId === '') {
+    throw new InvalidArgumentError('merged_profile_id or merged_identifier is required: the id of the profile merged in (for example anon:a1), or an identifier it brought in');
+  }
+  return mergedProfileId;
 }
 
 function linkToProto(record: QuarantineRecord): QuarantinedLink {
@@ -92,4 +119,18 @@ function stepToProto(step: ExplainStep): LinkStep {
   const common = { kind: step.kind, profileId: step.profileId, messageId: step.messageId, rule: step.rule, at: new Date(step.atMs).toISOString() };
   if (step.kind === 'linked') return { ...common, identifier: step.identifier, intoProfileId: '', via: step.via, from: [], into: [] };
   return { ...common, identifier: undefined, intoProfileId: step.intoProfileId, via: undefined, from: step.from, into: step.into };
+}
+
+function unmergeToProto(result: UnmergeResult): UnmergeProfileResponse {
+  const { plan } = result;
+  return {
+    unmergeId: plan.id,
+    survivorProfileId: plan.survivor,
+    restoredProfileId: plan.restored,
+    profiles: plan.profiles,
+    restoredIdentifiers: plan.restoredIdentifiers,
+    survivorIdentifiers: plan.survivorIdentifiers,
+    survivor: profileToProto(result.survivor),
+    restored: profileToProto(result.restored),
+  };
 }

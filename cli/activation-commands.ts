@@ -5,6 +5,7 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import { ACTIVATION_TYPES } from '../profiles/activation.js';
+import { UNMERGE_RULE } from '../profiles/identity-commands.js';
 import { Activation as ActivationMessage, type Activation } from '../proto/gen/rtcdp/v1/activations.js';
 import { callUnary, createActivationClient, describeCallFailure, writeKeyMetadata } from './client.js';
 import { OUTPUT_FORMATS, parseChoice, parseInteger, parseServer, renderTable, waitForStopSignal } from './common.js';
@@ -131,6 +132,7 @@ function causeText(activation: Activation): string {
   if (cause.kind === 'event') return `event ${cause.messageId} (shard ${cause.shard}, sequence ${cause.sequence})`;
   if (cause.kind === 'timer') return `timer due ${cause.due}`;
   if (cause.kind === 'decide') return 'Decide call';
+  if (cause.kind === 'merge' && cause.rule === UNMERGE_RULE) return `unmerge (${cause.messageId})`;
   if (cause.kind === 'merge') return `merge by ${cause.rule} (${cause.messageId})`;
   return 'definition deleted';
 }

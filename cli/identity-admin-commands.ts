@@ -1,15 +1,25 @@
 /**
- * `rtcdp identity quarantine list|approve|reject` and `rtcdp profile explain`: the links
- * identity resolution held because they would break the identity settings, and the path of
- * events that put two identifiers in one profile. Both call IdentityService.
+ * `rtcdp identity quarantine list|approve|reject`, `rtcdp profile explain` and `rtcdp profile
+ * unmerge`: the links identity resolution held because they would break the identity
+ * settings, the path of events that put two identifiers in one profile, and undoing a merge.
+ * All call IdentityService.
  */
+import { status } from '@grpc/grpc-js';
 import type { Command } from 'commander';
-import { ExplainLinkResponse, ListQuarantineResponse, QuarantinedLink, type LinkStep } from '../proto/gen/rtcdp/v1/identity.js';
-import type { Identifier } from '../proto/gen/rtcdp/v1/profile.js';
-import { callUnary, createIdentityClient, describeCallFailure, writeKeyMetadata } from './client.js';
-import { OUTPUT_FORMATS, UsageError, parseChoice, parseServer, renderTable } from './common.js';
+import { ERROR_CODE_TRAILER } from '../api/status.js';
+import { ExplainLinkResponse, ListQuarantineResponse, QuarantinedLink, UnmergeProfileResponse, type LinkStep } from '../proto/gen/rtcdp/v1/identity.js';
+import type { Identifier, Profile } from '../proto/gen/rtcdp/v1/profile.js';
+import { callUnary, createIdentityClient, describeCallFailure, isServiceError, serviceErrorDetails, writeKeyMetadata } from './client.js';
+import { CommandFailure, OUTPUT_FORMATS, UsageError, parseChoice, parseServer, renderTable } from './common.js';
 
 const QUARANTINE_STATUSES = ['pending', 'approved', 'rejected', 'all'];
+
+/**
+ * Deadline of an UnmergeProfile call. The node waits up to its query timeout (by default
+ * 5 s embedded, 10 s in cluster mode) for the actors to carry out the split. The client
+ * waits longer, so it receives the node's own error, which names what is still pending.
+ */
+const UNMERGE_DEADLINE_MS = 30_000;
 
 interface ConnectionOptions {
   server: string;
@@ -57,6 +67,59 @@ export function addExplainCommand(profile: Command): void {
   )
     .description('Show why two identifiers belong to one profile: the events that linked each identifier and the merges between their profiles.')
     .action((first: string, second: string, options: ConnectionOptions) => runExplain(parseIdentifier(first, 'first'), parseIdentifier(second, 'second'), options));
+}
+
+/** Adds `unmerge` to the `profile` command. */
+export function addUnmergeCommand(profile: Command): void {
+  addConnectionOptions(
+    profile
+      .command('unmerge')
+      .argument('<profile>', 'an identifier of the profile the other one was merged into, as TYPE=VALUE, for example user_id=u1')
+      .argument('<merged>', 'the merged profile to split off: an identifier it brought in, as TYPE=VALUE (anonymous_id=a1), or its profile id (anon:a1)'),
+  )
+    .description('Undo a merge: split a merged profile off its survivor again, each with its own events.')
+    .addHelpText(
+      'after',
+      [
+        '',
+        "The survivor's events since the merge are replayed, so each profile gets its",
+        'own events back and its segments are evaluated again. Both profiles produce a',
+        'profile.unmerged activation. Afterwards an event that links the two is',
+        'quarantined with reason UNMERGED; approving that link merges them again.',
+        '',
+        'Identifiers are written TYPE=VALUE (user_id=u1, external:crm_id=42), profile',
+        'ids PREFIX:VALUE (user:u1, anon:a1, email:ana@example.com), as `rtcdp profile',
+        'get` lists them under merged profiles. <merged> is an identifier when the part',
+        'before its first "=" has no ":" other than the one of external:NAME, and a',
+        'profile id otherwise, so anon:abc== is a profile id.',
+        '',
+        'Only a merge directly into the current survivor can be undone, and only while',
+        'the event log holds the events since the merge (7 days by default). Once a',
+        'profile was split by an unmerge, the merges it had before can no longer be',
+        'undone.',
+        '',
+        'Example:',
+        '  rtcdp profile unmerge user_id=u1 anonymous_id=a1 --server 127.0.0.1:50051',
+      ].join('\n'),
+    )
+    .action((survivor: string, merged: string, options: ConnectionOptions) => runUnmerge(parseIdentifier(survivor, 'profile'), parseMergedProfile(merged), options));
+}
+
+/**
+ * Parses the merged profile of `profile unmerge`: an identifier as TYPE=VALUE, or a profile id
+ * as PREFIX:VALUE. A profile id's value may contain "=", so the text is an identifier only
+ * when the part before its first "=" contains no ":" or is external:NAME.
+ */
+export function parseMergedProfile(text: string): Identifier | string {
+  const equals = text.indexOf('=');
+  const head = equals < 0 ? text : text.slice(0, equals);
+  const colons = head.split(':').length - 1;
+  if (equals > 0 && (colons === 0 || (colons === 1 && head.startsWith('external:')))) return parseIdentifier(text, 'merged');
+
+  if (!text.includes(':')) {
+    throw new UsageError(`invalid merged profile "${text}": expected an identifier as TYPE=VALUE (anonymous_id=a1) or a profile id as PREFIX:VALUE (anon:a1)`);
+  }
+  return text;
 }
 
 /** Parses TYPE=VALUE; the value may itself contain "=". */
@@ -123,6 +186,52 @@ async function runExplain(first: Identifier, second: Identifier, options: Connec
   } finally {
     client.close();
   }
+}
+
+async function runUnmerge(survivor: Identifier, merged: Identifier | string, options: ConnectionOptions): Promise<void> {
+  const client = createIdentityClient(options.server);
+  try {
+    const request = typeof merged === 'string' ? { profile: survivor, mergedProfileId: merged } : { profile: survivor, mergedIdentifier: merged };
+    const response = await callUnary(client.unmergeProfile.bind(client), request, writeKeyMetadata(options.writeKey), UNMERGE_DEADLINE_MS);
+    if (options.output === 'json') {
+      process.stdout.write(`${JSON.stringify(UnmergeProfileResponse.toJSON(response), null, 2)}\n`);
+      return;
+    }
+    process.stdout.write(`${unmergeText(response).join('\n')}\n`);
+  } catch (error) {
+    throw describeUnmergeFailure(error, options.server);
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * Describes a failed unmerge. A DEADLINE_EXCEEDED with an rtcdp error code came from the node,
+ * and its message states that the unmerge is in the log. One without came from the client.
+ */
+function describeUnmergeFailure(error: unknown, server: string): unknown {
+  if (!isServiceError(error) || error.code !== status.DEADLINE_EXCEEDED) return describeCallFailure(error, server, 'IdentityService');
+  if (error.metadata.get(ERROR_CODE_TRAILER).length > 0) return new CommandFailure(serviceErrorDetails(error));
+  return new CommandFailure(`request to ${server} timed out after ${UNMERGE_DEADLINE_MS / 1000} s; the unmerge may still complete, so check both profiles with rtcdp profile get before retrying`);
+}
+
+function unmergeText(response: UnmergeProfileResponse): string[] {
+  const lines = [`split profile ${response.restoredProfileId} off ${response.survivorProfileId} (unmerge ${response.unmergeId})`];
+  const moved = response.profiles.filter((profileId) => profileId !== response.restoredProfileId);
+  if (moved.length > 0) lines.push(`profiles merged later that went with ${response.restoredProfileId}: ${moved.join(', ')}`);
+
+  lines.push('', `${response.survivorProfileId} (survivor):`, ...sideRows(response.survivorIdentifiers, response.survivor));
+  lines.push('', `${response.restoredProfileId} (restored):`, ...sideRows(response.restoredIdentifiers, response.restored));
+  return lines;
+}
+
+function sideRows(identifiers: Identifier[], profile: Profile | undefined): string[] {
+  const segments = profile === undefined ? [] : Object.keys(profile.segments).sort();
+  return renderTable([
+    ['identifiers', identifiers.length === 0 ? '(none)' : identifiers.map(describe).join(', ')],
+    ['events', profile === undefined ? '-' : String(profile.eventCount)],
+    ['segments', segments.length === 0 ? '(none)' : segments.join(', ')],
+  ]);
 }
 
 function decisionText(decision: 'approve' | 'reject', link: QuarantinedLink): string {

@@ -49,7 +49,7 @@ import { addClusterCommands } from './cluster-commands.js';
 import { addActivationCommands } from './activation-commands.js';
 import { addDecisionCommands } from './decision-commands.js';
 import { addIdentityCommands } from './identity-commands.js';
-import { addExplainCommand, addQuarantineCommands } from './identity-admin-commands.js';
+import { addExplainCommand, addQuarantineCommands, addUnmergeCommand } from './identity-admin-commands.js';
 import type { SourceFile } from '../decisions/definitions/document.js';
 import { addDefinitionCommands, definitionIssuesFailure, readDefinitionFiles } from './definition-commands.js';
 import { addNodeCommand } from './node-command.js';
@@ -468,7 +468,7 @@ interface EventsCommandOptions extends ProfileCommandOptions {
 }
 
 function addProfileCommands(program: Command): void {
-  const profile = program.command('profile').description('Read customer profiles.');
+  const profile = program.command('profile').description('Read customer profiles, explain how they were linked, and undo merges.');
 
   const get = profile
     .command('get')
@@ -477,6 +477,7 @@ function addProfileCommands(program: Command): void {
   get.action((options: ProfileCommandOptions) => runProfileGet(options));
 
   addExplainCommand(profile);
+  addUnmergeCommand(profile);
 
   const events = profile
     .command('events')
@@ -568,6 +569,9 @@ function printProfile(profile: Profile, output: string): void {
     'identifiers:',
     ...renderTable(profile.identifiers.map((identifier) => [identifier.type, identifier.value])),
     '',
+    'merged profiles:',
+    ...renderMerges(profile),
+    '',
     'traits:',
     ...renderObject(profile.traits),
     '',
@@ -600,6 +604,12 @@ function renderJourneys(profile: Profile): string[] {
     return [name, position.step, position.enteredAt, position.waitUntil === '' ? '-' : position.waitUntil];
   });
   return renderTable([['JOURNEY', 'STEP', 'ENTERED AT', 'WAITING UNTIL'], ...rows]);
+}
+
+function renderMerges(profile: Profile): string[] {
+  if (profile.merges.length === 0) return ['  (none)'];
+  const rows = profile.merges.map((merge) => [merge.profileId, merge.rule, merge.messageId, merge.mergedAt]);
+  return renderTable([['PROFILE', 'RULE', 'MESSAGE ID', 'MERGED AT'], ...rows]);
 }
 
 function renderSegments(profile: Profile): string[] {

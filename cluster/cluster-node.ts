@@ -84,6 +84,7 @@ interface ShardRelease {
 
 type ShardRequest =
   | { op: 'getProfile'; workspace: string; profileId: string }
+  | { op: 'settleForwards'; workspace: string; profileId: string }
   | { op: 'listProfileEvents'; workspace: string; profileId: string; pageSize: number; offset: number }
   | { op: 'decide'; workspace: string; profileId: string; decision: DecisionInput };
 
@@ -187,9 +188,12 @@ export class ClusterNode implements ServingNode {
       settingsFor: options.identitySettings,
       shards: () => this.#shards,
       append: async (requests) => void (await this.#log.append(requests)),
+      log: { read: (partition, afterSequence, limit) => this.#log.read(partition, afterSequence, limit) },
+      profile: async (workspace, profileId) => (await this.#askOwner<ProfileView | null>(shardOf(profileId, this.#shards), { op: 'getProfile', workspace, profileId })) ?? undefined,
+      timeoutMs: options.queryTimeoutMs,
       logger: this.#logger,
     });
-    this.matching = createOnlineMatching(options.matching, { graph: this.identity, announce: (merges) => this.identityAdmin.announce(merges), logger: this.#logger });
+    this.matching = createOnlineMatching(options.matching, { graph: this.identity, kv: parts.identityKv, announce: (merges) => this.identityAdmin.announce(merges), logger: this.#logger });
     this.activations = parts.activations;
     this.#timers = parts.timers;
     this.#catalog = new DefinitionCatalog({ store: parts.definitions, logger: this.#logger });
@@ -201,6 +205,7 @@ export class ClusterNode implements ServingNode {
       evaluator: this.evaluator,
       activations: PUBLISHED_ELSEWHERE,
       send: (records) => this.#send(records),
+      identifiersOf: (workspace, event) => this.#resolver.identifiersOf(workspace, event),
     });
     this.#leases = new ShardLeases(parts.kv, {
       nodeId: options.nodeId,
@@ -379,6 +384,7 @@ export class ClusterNode implements ServingNode {
     const shard = shardOf(profileId, this.#shards);
     const expected = await this.identity.mergedInto(workspace, profileId);
     const deadline = Date.now() + this.options.queryTimeoutMs;
+    await this.#settleForwards(workspace, profileId, expected);
 
     for (;;) {
       const profile = await this.#askOwner<ProfileView | null>(shard, { op: 'getProfile', workspace, profileId });
@@ -387,6 +393,18 @@ export class ClusterNode implements ServingNode {
       if (Date.now() >= deadline) throw new DeadlineError(`profile ${profileId} did not absorb the profiles merged into it within ${this.options.queryTimeoutMs} ms`);
       await new Promise((resolve) => setTimeout(resolve, ABSORB_POLL_INTERVAL_MS));
     }
+  }
+
+  /**
+   * Waits until the events that reached the profiles merged into `profileId`, or the profiles
+   * an operator split from it, are forwarded, so the profile's own shard contains them
+   * before it is read. Those profiles' owners apply their shards up to the head and send what they
+   * forward.
+   */
+  async #settleForwards(workspace: string, profileId: string, merged: string[]): Promise<void> {
+    const record = await this.identity.profile(workspace, profileId);
+    const sources = [...new Set([...merged, ...(record?.separatedFrom ?? [])])];
+    await Promise.all(sources.map((source) => this.#askOwner(shardOf(source, this.#shards), { op: 'settleForwards', workspace, profileId: source })));
   }
 
   /**
@@ -459,6 +477,7 @@ export class ClusterNode implements ServingNode {
   async #answer(host: ShardHost, request: ShardRequest): Promise<unknown> {
     if (host.state !== 'running') throw new ShardMovingError(`shard ${host.shard} is ${host.state} on node ${this.nodeId}`);
     if (request.op === 'decide') return (await host.decide(request.workspace, request.profileId, request.decision, this.options.queryTimeoutMs)) ?? null;
+    if (request.op === 'settleForwards') return (await host.settleForwards(request.workspace, request.profileId, this.options.queryTimeoutMs)) ?? null;
 
     const profile = await host.getProfile(request.workspace, request.profileId, this.options.queryTimeoutMs);
     if (profile === undefined) return null;

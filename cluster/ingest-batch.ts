@@ -54,7 +54,7 @@ export async function prepareBatch(workspace: string, raws: RawEvent[], limits: 
     const resolution = resolutions[index]!;
     if (!resolution.ok) return { index, messageId: result.event.messageId, status: 'rejected', code: resolution.code, field: resolution.field, message: resolution.message };
 
-    const event = { ...result.event, profileId: resolution.profileId };
+    const event = { ...result.event, profileId: resolution.profileId, ...(resolver === undefined ? {} : { identifiers: resolution.identifiers }) };
     requests.push({ workspace, shard: shardOf(resolution.profileId, shards), messageId: event.messageId, payload: encode(event), value: event });
     merges.push(...resolution.merges);
     const ingested: IngestResult = { index, messageId: event.messageId, status: 'accepted' };
@@ -69,13 +69,13 @@ export async function prepareBatch(workspace: string, raws: RawEvent[], limits: 
 /** Returns the append of the command that makes the losing profile's actor hand its state to the survivor. */
 export function mergeRequest(merge: MergeNotice, shards: number): AppendRequest {
   const command: MergeCommand = { command: 'merge', profileId: merge.loser, into: merge.winner, cause: merge.cause };
-  return { workspace: merge.workspace, shard: shardOf(merge.loser, shards), messageId: commandMessageIds.merge(merge.loser, merge.winner), payload: encode(command), value: command };
+  return { workspace: merge.workspace, shard: shardOf(merge.loser, shards), messageId: commandMessageIds.merge(merge.loser, merge.winner, merge.cause.messageId), payload: encode(command), value: command };
 }
 
 /** Resolves an event through `resolver`; without one (the benchmark baselines), by its userId or anonymousId. */
 function resolveEvent(resolver: EventResolver | undefined, workspace: string, event: CustomerEvent): Promise<EventResolution> | EventResolution {
   if (resolver !== undefined) return resolver.resolve(workspace, event);
-  return { ok: true, profileId: profileIdOf(event), merges: [], quarantined: [], unlinked: [] };
+  return { ok: true, profileId: profileIdOf(event), identifiers: [], merges: [], quarantined: [], unlinked: [] };
 }
 
 function dedupeMerges(merges: MergeNotice[]): MergeNotice[] {

@@ -44,6 +44,7 @@ import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from '
 import { LocalShardOwnership, type ShardOwnership } from './ownership.js';
 import { applyOutcomes, prepareBatch, type IngestResult } from './ingest-batch.js';
 import { PartitionConsumer } from './partition-consumer.js';
+import { attachUnmergeHistory } from './unmerge-history.js';
 import type { DecideInput, DefinitionTestRequest, ProfileEventsPage, ServingNode } from './serving-node.js';
 import { shardOf } from './routing.js';
 
@@ -106,9 +107,12 @@ export class RtcdpNode implements ServingNode {
       settingsFor: options.identitySettings,
       shards: () => options.shards,
       append: (requests) => this.#appendInternal(requests),
+      log: { read: (partition, afterSequence, limit) => this.#log.read(partition, afterSequence, limit) },
+      profile: (workspace, profileId) => this.#profileById(workspace, profileId),
+      timeoutMs: options.queryTimeoutMs,
       logger: this.#logger,
     });
-    this.matching = createOnlineMatching(options.matching, { graph: this.identity, announce: (merges) => this.identityAdmin.announce(merges), logger: this.#logger });
+    this.matching = createOnlineMatching(options.matching, { graph: this.identity, kv: identityKv, announce: (merges) => this.identityAdmin.announce(merges), logger: this.#logger });
     this.definitionStore = new RocksDbDefinitionStore(store, { logger: this.#logger });
     this.activations = new ActivationLog(store);
     this.#catalog = new DefinitionCatalog({ store: this.definitionStore, logger: this.#logger, reloadIntervalMs: options.definitionReloadIntervalMs });
@@ -122,6 +126,7 @@ export class RtcdpNode implements ServingNode {
       beforeApply: options.beforeApply,
       now: options.now,
       send: (records) => this.#send(records),
+      identifiersOf: (workspace, event) => this.#resolver.identifiersOf(workspace, event),
     });
     this.#actors = new ActorSystem(this.#behavior, { ...options.actors, logger: this.#logger });
     this.#timers = new EvaluationTimers({
@@ -272,6 +277,12 @@ export class RtcdpNode implements ServingNode {
     const snapshot = await this.#actors.ask(actorKey(workspace, profileId), (state) => (state === undefined ? undefined : this.#behavior.view(state)));
     if (snapshot === undefined) throw notFound(identifier);
     return snapshot;
+  }
+
+  /** Returns a profile by id, reflecting every event acknowledged before the call, or undefined when it has none. */
+  async #profileById(workspace: string, profileId: string): Promise<ProfileView | undefined> {
+    await this.#awaitDelivered(workspace, shardOf(profileId, this.options.shards));
+    return this.#actors.ask(actorKey(workspace, profileId), (state) => (state === undefined ? undefined : this.#behavior.view(state)));
   }
 
   /** Returns a page of the profile's events, newest first. */
@@ -524,8 +535,10 @@ export class RtcdpNode implements ServingNode {
     const raced = this.#consumers.get(name);
     if (raced) return raced;
 
+    // `partition` may be a log record: only its two fields are kept.
+    const id = { workspace: partition.workspace, shard: partition.shard };
     const consumer = new PartitionConsumer({
-      partition: { workspace: partition.workspace, shard: partition.shard },
+      partition: id,
       log: this.#log,
       actors: this.#actors,
       checkpoint: stored === null ? 0 : Number(stored.toString()),
@@ -533,6 +546,7 @@ export class RtcdpNode implements ServingNode {
       onApplied: () => {
         this.#inFlightEvents -= 1;
       },
+      readUnmergeHistory: (message) => attachUnmergeHistory(this.#log, id, message, this.#logger),
     });
     this.#consumers.set(name, consumer);
     consumer.start();

@@ -31,6 +31,11 @@ export interface PartitionConsumerOptions {
   logger: Logger;
   /** Called once per record when its actor has handled it (or dead-lettered it). */
   onApplied: () => void;
+  /**
+   * Reads the history an unmerge command replays into the message, before the command is
+   * delivered. Without it, unmerges leave the survivor's state as it is.
+   */
+  readUnmergeHistory?: (message: IdentityCommandMessage) => Promise<void>;
 }
 
 export class PartitionConsumer {
@@ -158,6 +163,7 @@ export class PartitionConsumer {
     while (this.#queueStart < this.#queue.length && !this.#stopped) {
       const record = this.#queue[this.#queueStart];
       const { key, message } = this.#messageOf(record);
+      if (isUnmerge(message)) await this.#options.readUnmergeHistory?.(message);
       this.applied.expect(record.sequence);
       this.durable.expect(record.sequence);
 
@@ -194,4 +200,8 @@ export class PartitionConsumer {
     this.#queueStart = 0;
   }
 
+}
+
+function isUnmerge(message: AppliedEvent | IdentityCommandMessage): message is IdentityCommandMessage {
+  return (message as Partial<IdentityCommandMessage>).kind === 'identity-command' && (message as IdentityCommandMessage).command.command === 'unmerge';
 }

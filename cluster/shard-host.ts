@@ -27,6 +27,7 @@ import { ShardFeed } from './nats/shard-feed.js';
 import type { ClusterTimerIndex } from './nats/timer-index.js';
 import { keys, prefixEnd } from '../storage/keys.js';
 import type { SnapshotStore } from './nats/snapshot-store.js';
+import { attachUnmergeHistory } from './unmerge-history.js';
 import { PartitionConsumer } from './partition-consumer.js';
 import type { DecisionInput } from './serving-node.js';
 import { ShardStateRecord } from './shard-state.js';
@@ -34,6 +35,9 @@ import { ShardStateRecord } from './shard-state.js';
 /** How often a handoff checks that the lease is still valid while profiles are persisted. */
 const OWNERSHIP_CHECK_INTERVAL_MS = 100;
 
+
+/** How often a query that waits for forwarded records looks at the actor again. */
+const FORWARD_POLL_INTERVAL_MS = 5;
 export interface ShardHostOptions {
   shard: number;
   epoch: number;
@@ -221,6 +225,7 @@ export class ShardHost {
       checkpoint: this.#state.checkpoints[workspace] ?? 0,
       logger: this.#logger,
       onApplied: () => this.#recordApplied(),
+      readUnmergeHistory: (message) => attachUnmergeHistory(this.#options.log, { workspace, shard: this.shard }, message, this.#logger),
     });
     this.#consumers.set(workspace, consumer);
     this.#workspaces.add(workspace);
@@ -235,6 +240,24 @@ export class ShardHost {
   async getProfile(workspace: string, profileId: string, timeoutMs: number): Promise<ProfileView | undefined> {
     await this.#awaitHead({ workspace, shard: this.shard }, timeoutMs);
     return this.#actors.ask(actorKey(workspace, profileId), (state) => (state === undefined ? undefined : this.#options.local.view(state)));
+  }
+
+  /**
+   * Resolves once the profile's actor has applied every record of its workspace on this
+   * shard that the stream stored before the call. It has then also sent the records it
+   * forwards: events that reached it as a merged tombstone, or after an unmerge.
+   */
+  async settleForwards(workspace: string, profileId: string, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    await this.#awaitHead({ workspace, shard: this.shard }, timeoutMs);
+
+    // An actor with records to send persists in the next batch, which sends them.
+    for (;;) {
+      const pending = await this.#actors.ask(actorKey(workspace, profileId), (state) => state?.outbox.length ?? 0);
+      if (pending === 0) return;
+      if (Date.now() >= deadline) throw new DeadlineError(`profile ${profileId} did not send its ${pending} forwarded records within ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, FORWARD_POLL_INTERVAL_MS));
+    }
   }
 
   /**

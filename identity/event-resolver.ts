@@ -15,7 +15,15 @@ import type { IdentitySettings } from './identity-settings.js';
 import { normalizeIdentifier, type IdentifierIssue } from './normalize.js';
 
 export type EventResolution =
-  | { ok: true; profileId: string; merges: MergeNotice[]; quarantined: QuarantineRecord[]; unlinked: IdentifierIssue[] }
+  | {
+      ok: true;
+      profileId: string;
+      /** The event's identifiers as resolution used them: normalised, an alias's previousId included, highest priority first. */
+      identifiers: Identifier[];
+      merges: MergeNotice[];
+      quarantined: QuarantineRecord[];
+      unlinked: IdentifierIssue[];
+    }
   | ({ ok: false } & IdentifierIssue);
 
 export interface EventResolverOptions {
@@ -34,6 +42,17 @@ export class EventResolver {
     this.#settingsFor = options.settingsFor;
   }
 
+  /**
+   * Returns an event's linkable identifiers, normalised, highest priority first: those its
+   * resolution recorded on it, or, for an event logged without them, those its fields give
+   * under the current settings (none when one is invalid).
+   */
+  identifiersOf(workspace: string, event: CustomerEvent): Identifier[] {
+    if (event.identifiers !== undefined) return event.identifiers;
+    const found = eventIdentifiers(this.#settingsFor(workspace), event);
+    return found.ok ? found.linkable : [];
+  }
+
   /** Returns the profile of an accepted event, or the identifier issue that rejects it. */
   async resolve(workspace: string, event: CustomerEvent): Promise<EventResolution> {
     const settings = this.#settingsFor(workspace);
@@ -50,7 +69,7 @@ export class EventResolver {
     const keys = [...found.linkable, ...candidates].map((identifier) => `${workspace}\u0000${identifier.type}\u0000${identifier.value}`);
     if (candidates.length === 0 && found.linkable.length > 0 && !keys.some((key) => this.#order.busy(key))) {
       const cached = this.graph.resolveCached(workspace, found.linkable);
-      if (cached !== undefined) return { ok: true, ...cached, unlinked: found.unlinked };
+      if (cached !== undefined) return { ok: true, ...cached, identifiers: found.linkable, unlinked: found.unlinked };
     }
 
     return this.#order.run(keys, async (): Promise<EventResolution> => {
@@ -58,7 +77,7 @@ export class EventResolver {
       if (linkable.length === 0) return noUsableIdentifier(found.unlinked);
 
       const resolution = await this.graph.resolve(workspace, event.messageId, linkable);
-      return { ok: true, ...resolution, unlinked: found.unlinked };
+      return { ok: true, ...resolution, identifiers: linkable, unlinked: found.unlinked };
     });
   }
 

@@ -5,9 +5,10 @@
  *
  * Every change is a compare-and-set on a KvStore. A resolution that loses a race reads
  * again and retries, so resolutions running at the same time on different nodes agree.
- * An identifier's record is created once and never repointed, and a profile is merged into
- * at most one other. A merged profile's identifiers reach its survivor through the
- * `mergedInto` chain. The graph never decides from a read alone.
+ * An identifier's record is created once and repointed only by an operator's unmerge, from
+ * the survivor to the restored profile. A profile is merged into at most one other at a
+ * time. A merged profile's identifiers reach its survivor through the `mergedInto` chain.
+ * The graph never decides from a read alone.
  */
 import { RtcdpError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
@@ -15,6 +16,7 @@ import type { Identifier } from '../profiles/identifiers.js';
 import { KvConflictError, type KvStore } from '../storage/kv-store.js';
 import type { IdentitySettings } from './identity-settings.js';
 import { RecordCache } from './record-cache.js';
+import { separated, separationAfterMerge, separationWithout, splitForUnmerge, withSeparatedFrom, type IdentifierLink } from './unmerge.js';
 import {
   decodeRecord,
   describeIdentifier,
@@ -23,6 +25,7 @@ import {
   identityKeys,
   quarantineId,
   sameIdentifier,
+  unmergeId,
   type IdentifierRecord,
   type LinkCause,
   type MergeEntry,
@@ -30,6 +33,7 @@ import {
   type QuarantineReason,
   type QuarantineRecord,
   type QuarantineStatus,
+  type UnmergeEntry,
 } from './identity-records.js';
 
 /** Profiles followed along a `mergedInto` chain before the graph reports it as corrupt. */
@@ -48,7 +52,21 @@ export type IdentityErrorCode =
   | 'IDENTIFIER_NOT_LINKED'
   | 'QUARANTINE_NOT_FOUND'
   /** The quarantined link was already approved or rejected. */
-  | 'QUARANTINE_DECIDED';
+  | 'QUARANTINE_DECIDED'
+  /** A profile named in an unmerge is not in the identity graph. */
+  | 'PROFILE_NOT_FOUND'
+  /** The profile to unmerge from was itself merged into another: unmerge it from that one. */
+  | 'PROFILE_NOT_SURVIVOR'
+  /** The profile to restore is not merged directly into the profile named as its survivor. */
+  | 'NOT_MERGED'
+  /** A later unmerge or restore of the survivor keeps the merge from being undone. */
+  | 'UNMERGE_ORDER'
+  /** mergeProfiles was asked to merge profiles that an operator unmerged. */
+  | 'PROFILES_SEPARATED'
+  /** The survivor absorbed the merged profile before rtcdp recorded where in the log, so the actors cannot replay the merge apart. */
+  | 'UNMERGE_UNSUPPORTED'
+  /** The event log no longer contains the survivor's records since the merge, which an unmerge replays. */
+  | 'UNMERGE_HISTORY_EXPIRED';
 
 export class IdentityError extends RtcdpError {
   readonly code: IdentityErrorCode;
@@ -91,6 +109,27 @@ export interface Resolution {
   quarantined: QuarantineRecord[];
 }
 
+/** The split of an operator's unmerge, for the profile actors to carry out. */
+export interface UnmergePlan {
+  workspace: string;
+  /** Unique id of this unmerge: 22 URL-safe characters. */
+  id: string;
+  /** The profile that keeps its id and gives back the merged part. */
+  survivor: string;
+  /** The profile merged in and now restored. */
+  restored: string;
+  /** `restored`, then the survivor's later merges that joined through the restored side's identifiers: every profile whose state goes back with it. */
+  profiles: string[];
+  /** The identifiers that belong to `restored` after the split. */
+  restoredIdentifiers: Identifier[];
+  /** The identifiers that stay with the survivor. */
+  survivorIdentifiers: Identifier[];
+  /** The merge undone. */
+  merge: MergeEntry;
+  /** Wall-clock time of the unmerge, ms since the epoch. */
+  atMs: number;
+}
+
 /** One step of the path that links two identifiers. */
 export type ExplainStep =
   | ({ kind: 'linked'; identifier: Identifier; profileId: string; via?: Identifier } & LinkCause)
@@ -106,6 +145,14 @@ export interface Explanation {
 interface Root {
   record: ProfileRecord;
   revision: number;
+  /** Set when the record came from the cache: the store may hold a newer revision. */
+  fromCache?: boolean;
+}
+
+/** The profile an identifier's record names, and whether it came from the cache. */
+interface Link {
+  profileId: string;
+  fromCache: boolean;
 }
 
 /** The records one attempt read: each identifier's current profile, and the profiles themselves. */
@@ -217,10 +264,16 @@ export class IdentityGraph {
 
   /** Returns the profile an identifier belongs to now, or undefined when no event carried it. */
   async profileOf(workspace: string, identifier: Identifier): Promise<string | undefined> {
-    const start = await this.#identifierProfile(workspace, identifier);
-    if (start === undefined) return undefined;
-    const root = await this.#root(workspace, start, [], false);
+    const link = await this.#identifierLink(workspace, identifier);
+    if (link === undefined) return undefined;
+    const root = await this.#identifierRoot(workspace, identifier, link, [], false);
     return root?.record.profileId;
+  }
+
+  /** Returns the profile an identifier's record names, read from the store without following merges, or undefined when no event carried it. */
+  async linkedProfileOf(workspace: string, identifier: Identifier): Promise<string | undefined> {
+    const entry = await this.#kv.get(identityKeys.identifier(workspace, identifier));
+    return entry === null ? undefined : decodeRecord<IdentifierRecord>(entry.value).profileId;
   }
 
   /** Returns the profile that `profileId` was merged into, following the chain, or `profileId` itself. */
@@ -267,9 +320,13 @@ export class IdentityGraph {
   }
 
   async #attempt(workspace: string, messageId: string, identifiers: Identifier[], cached: boolean): Promise<Resolution> {
-    const view = await this.#read(workspace, identifiers, cached);
+    let view = await this.#read(workspace, identifiers, cached);
+    // A cached record may name a merge that was announced or undone since: a merge is
+    // announced only from records read from the store.
+    if (cached && view.unannounced.length > 0) view = await this.#read(workspace, identifiers, false);
     const cause: LinkCause = { messageId, rule: 'shared-identifier', atMs: this.#now() };
     const plan = this.#plan(workspace, identifiers, view);
+    await this.#confirmUnwritten(workspace, plan);
 
     const profileId = plan.group.length === 0 ? await this.#start(workspace, identifiers[0], plan, cause) : await this.#merge(workspace, identifiers, view, plan, cause);
     const via = identifiers.find((_, index) => view.mapped[index] && view.rootOf[index] === profileId);
@@ -283,9 +340,10 @@ export class IdentityGraph {
 
   /**
    * Decides, in priority order, what each identifier of the event does. Its profile joins
-   * the merge while the union of identifiers stays within the settings. A new identifier is
-   * linked while its type is under the limit. Every other link is held in quarantine, so the
-   * highest-priority identifier always decides the event's profile.
+   * the merge while the union of identifiers stays within the settings and no operator
+   * unmerged it from a profile already joined. A new identifier is linked while its type is
+   * under the limit. Every other link is held in quarantine, so the highest-priority
+   * identifier always decides the event's profile.
    */
   #plan(workspace: string, identifiers: Identifier[], view: GraphView): Plan {
     const settings = this.#options.settingsFor(workspace);
@@ -298,6 +356,13 @@ export class IdentityGraph {
         const root = view.roots.get(rootId)!;
         if (conflicting.has(rootId)) continue;
         if (!plan.group.includes(root)) {
+          const apart = plan.group.find((member) => separated(member.record, root.record));
+          if (apart !== undefined) {
+            conflicting.add(rootId);
+            const message = `profiles ${apart.record.profileId} and ${rootId} were unmerged by an operator, so ${describeIdentifier(identifier)} did not merge them; approving this link merges them again`;
+            plan.heldLinks.push({ identifier, otherProfileId: rootId, reason: 'UNMERGED', message });
+            continue;
+          }
           const conflict = mergeConflict(settings, plan.union, root.record.identifiers);
           if (conflict !== undefined) {
             conflicting.add(rootId);
@@ -342,7 +407,7 @@ export class IdentityGraph {
     const losers = plan.group.filter((root) => root !== winner);
 
     const merges = losers.map((loser) => this.#mergeEntry(loser, identifiers, view, winner.record.profileId, cause));
-    await this.#updateSurvivor(workspace, winner, plan.union, merges);
+    await this.#updateSurvivor(workspace, winner, plan.union, merges, separationAfterMerge(plan.group.map((root) => root.record)));
     for (const loser of losers) await this.#markMerged(workspace, loser, winner.record.profileId, cause);
     return winner.record.profileId;
   }
@@ -350,17 +415,19 @@ export class IdentityGraph {
   /** Reads each identifier's profile, following merges to the survivor. */
   async #read(workspace: string, identifiers: Identifier[], cached: boolean): Promise<GraphView> {
     const unannounced: MergeNotice[] = [];
-    const starts = await Promise.all(identifiers.map((identifier) => this.#identifierProfile(workspace, identifier)));
-    const mapped = starts.map((start) => start !== undefined);
-    // A profile record can exist without its first identifier's record, because a resolution
-    // stopped between the two writes. That profile is still the identifier's profile.
-    if (starts[0] === undefined) starts[0] = naturalProfileId(identifiers[0]);
+    const links = await Promise.all(identifiers.map((identifier) => this.#identifierLink(workspace, identifier)));
+    const mapped = links.map((link) => link !== undefined);
 
     const roots = new Map<string, Root>();
     const rootOf = await Promise.all(
-      starts.map(async (start) => {
-        if (start === undefined) return undefined;
-        const root = await this.#root(workspace, start, unannounced, cached);
+      identifiers.map(async (identifier, index) => {
+        const link = links[index];
+        // A profile record can exist without its first identifier's record, because a resolution
+        // stopped between the two writes. That profile is still the identifier's profile.
+        const start = link === undefined && index === 0 ? naturalProfileId(identifier) : undefined;
+        if (link === undefined && start === undefined) return undefined;
+
+        const root = link === undefined ? await this.#root(workspace, start!, unannounced, cached) : await this.#identifierRoot(workspace, identifier, link, unannounced, cached);
         if (root === undefined) return undefined;
         roots.set(root.record.profileId, root);
         return root.record.profileId;
@@ -370,21 +437,53 @@ export class IdentityGraph {
   }
 
   /** Returns the profile an identifier's record names, from the cache or the store, or undefined without a record. */
-  async #identifierProfile(workspace: string, identifier: Identifier): Promise<string | undefined> {
+  async #identifierLink(workspace: string, identifier: Identifier): Promise<Link | undefined> {
     const cached = this.#cache.identifier(workspace, identifier);
-    if (cached !== undefined) return cached;
+    if (cached !== undefined) return { profileId: cached, fromCache: true };
 
     const entry = await this.#kv.get(identityKeys.identifier(workspace, identifier));
     if (entry === null) return undefined;
     const profileId = decodeRecord<IdentifierRecord>(entry.value).profileId;
     this.#cache.setIdentifier(workspace, identifier, profileId);
-    return profileId;
+    return { profileId, fromCache: false };
+  }
+
+  /**
+   * Follows an identifier's profile to its survivor. A survivor that does not list the
+   * identifier means that a cached record was stale, because an unmerge on another node
+   * repointed the identifier or restored its profile: the identifier is then forgotten and
+   * followed again from the store. A survivor read from the store that does not list it is
+   * returned as it is (an unmerge between its writes).
+   */
+  async #identifierRoot(workspace: string, identifier: Identifier, link: Link, unannounced: MergeNotice[], cached: boolean): Promise<Root | undefined> {
+    const root = await this.#root(workspace, link.profileId, unannounced, cached);
+    if (root === undefined || listsIdentifier(root.record, identifier) || !(cached || link.fromCache)) return root;
+
+    this.#cache.forgetIdentifier(workspace, identifier);
+    const fresh = await this.#identifierLink(workspace, identifier);
+    return fresh === undefined ? undefined : this.#root(workspace, fresh.profileId, unannounced, false);
+  }
+
+  /**
+   * Throws Retry when the plan decides the event's profile from a cached record without
+   * writing it (no compare-and-set would catch a stale copy) and the store has a newer
+   * revision, such as after an unmerge on another node. Costs one read in that case only.
+   */
+  async #confirmUnwritten(workspace: string, plan: Plan): Promise<void> {
+    const [root] = plan.group;
+    if (plan.group.length !== 1 || root.fromCache !== true || plan.union.length !== root.record.identifiers.length) return;
+
+    const { profileId } = root.record;
+    const entry = await this.#kv.get(identityKeys.profile(workspace, profileId));
+    if (entry?.revision === root.revision) return;
+    this.#cache.forgetProfile(workspace, profileId);
+    throw new Retry();
   }
 
   /** Returns a profile record, from the cache when `cached` allows it, else from the store (refreshing the cache). */
   async #profileRecord(workspace: string, profileId: string, cached: boolean): Promise<Root | undefined> {
     const hit = cached ? this.#cache.profile(workspace, profileId) : undefined;
-    if (hit !== undefined) return hit;
+    if (hit !== undefined) return { ...hit, fromCache: true };
 
     const entry = await this.#kv.get(identityKeys.profile(workspace, profileId));
     if (entry === null) return undefined;
@@ -417,18 +516,22 @@ export class IdentityGraph {
     return { ...cause, profileId: loser.record.profileId, from, into };
   }
 
-  async #updateSurvivor(workspace: string, winner: Root, identifiers: Identifier[], merges: MergeEntry[]): Promise<void> {
+  /** Gives the survivor of a merge its identifiers, the new merge entries and the `separatedFrom` of the merged profiles. */
+  async #updateSurvivor(workspace: string, winner: Root, identifiers: Identifier[], merges: MergeEntry[], separatedFrom: string[]): Promise<void> {
     if (merges.length === 0 && identifiers.length === winner.record.identifiers.length) return;
-    const record: ProfileRecord = { ...winner.record, identifiers, merges: [...winner.record.merges, ...merges] };
-    const { profileId } = winner.record;
-    const revision = await this.#kvUpdate(identityKeys.profile(workspace, profileId), encodeRecord(record), winner.revision, () => this.#cache.forgetProfile(workspace, profileId));
-    this.#cache.setProfile(workspace, profileId, { record, revision });
+    const record = withSeparatedFrom({ ...winner.record, identifiers, merges: [...winner.record.merges, ...merges] }, separatedFrom);
+    await this.#writeProfile(workspace, winner, record);
   }
 
-  async #markMerged(workspace: string, loser: Root, winnerId: string, cause: LinkCause): Promise<void> {
-    const record: ProfileRecord = { ...loser.record, mergedInto: { ...cause, profileId: winnerId }, mergeAnnounced: false };
-    const { profileId } = loser.record;
-    const revision = await this.#kvUpdate(identityKeys.profile(workspace, profileId), encodeRecord(record), loser.revision, () => this.#cache.forgetProfile(workspace, profileId));
+  async #markMerged(workspace: string, loser: Root, winnerId: string, cause: LinkCause, separatedFrom = loser.record.separatedFrom ?? []): Promise<void> {
+    const record = withSeparatedFrom({ ...loser.record, mergedInto: { ...cause, profileId: winnerId }, mergeAnnounced: false }, separatedFrom);
+    await this.#writeProfile(workspace, loser, record);
+  }
+
+  /** Replaces a profile record read at `current.revision`; throws Retry when it changed since. */
+  async #writeProfile(workspace: string, current: Root, record: ProfileRecord): Promise<void> {
+    const { profileId } = current.record;
+    const revision = await this.#kvUpdate(identityKeys.profile(workspace, profileId), encodeRecord(record), current.revision, () => this.#cache.forgetProfile(workspace, profileId));
     this.#cache.setProfile(workspace, profileId, { record, revision });
   }
 
@@ -459,17 +562,36 @@ export class IdentityGraph {
     };
   }
 
-  /** Files quarantined links. A link already filed, by a retry of the same event, keeps its record and status. */
+  /**
+   * Files quarantined links. A link already filed, by a retry of the same event, keeps its
+   * record and status, unless it was approved. An approved link that is held again was
+   * undone by an unmerge since, so it is filed again as pending for a new decision.
+   */
   async #fileQuarantine(workspace: string, records: QuarantineRecord[]): Promise<void> {
     for (const record of records) {
-      await this.#kv.create(identityKeys.quarantine(workspace, record.id), encodeRecord(record)).catch((error: unknown) => {
-        if (!(error instanceof KvConflictError)) throw error;
-      });
+      await this.#fileQuarantined(workspace, record);
       this.#options.logger.warn(
         { workspace, quarantineId: record.id, identifier: record.identifier, profileId: record.profileId, otherProfileId: record.otherProfileId, reason: record.reason, messageId: record.messageId },
         'identity link quarantined',
       );
     }
+  }
+
+  async #fileQuarantined(workspace: string, record: QuarantineRecord): Promise<void> {
+    const key = identityKeys.quarantine(workspace, record.id);
+    const ignoreConflict = (error: unknown) => {
+      if (!(error instanceof KvConflictError)) throw error;
+    };
+    try {
+      await this.#kv.create(key, encodeRecord(record));
+      return;
+    } catch (error) {
+      ignoreConflict(error);
+    }
+
+    const filed = await this.#kv.get(key);
+    if (filed === null || decodeRecord<QuarantineRecord>(filed.value).status !== 'approved') return;
+    await this.#kv.update(key, encodeRecord(record), filed.revision).catch(ignoreConflict);
   }
 
   /** Creates a record and returns its revision; a conflict calls `onConflict` (to forget a cached copy) and starts the attempt again. */
@@ -527,7 +649,7 @@ export class IdentityGraph {
 
     if (otherId === undefined) {
       const identifiers = unionOf(target.record.identifiers, [identifier!]);
-      await this.#updateSurvivor(workspace, target, identifiers, []);
+      await this.#updateSurvivor(workspace, target, identifiers, [], target.record.separatedFrom ?? []);
       await this.#mapIdentifiers(workspace, [identifier!], target.record.profileId, undefined, cause);
       return unannounced;
     }
@@ -541,8 +663,9 @@ export class IdentityGraph {
   /**
    * Merges two profiles outside an event, as the fuzzy matcher does for a pair above its
    * auto-merge threshold. `cause.messageId` names what proved the match. Settings are not
-   * checked: the caller decided the pair is one person. Returns the merges for the caller to
-   * append, empty when the two are already one profile.
+   * checked, because the caller decided the pair is one person. Returns the merges for the
+   * caller to append, empty when the two are already one profile. Throws PROFILES_SEPARATED
+   * for profiles an operator unmerged: only an approved link merges those again.
    */
   mergeProfiles(workspace: string, first: string, second: string, cause: LinkCause): Promise<MergeNotice[]> {
     return this.#withRetries(workspace, `${first} and ${second} were merged`, 'try again', async () => {
@@ -550,28 +673,36 @@ export class IdentityGraph {
       const [a, b] = await Promise.all([this.#root(workspace, first, unannounced, false), this.#root(workspace, second, unannounced, false)]);
       if (a === undefined || b === undefined) throw new IdentityError('IDENTIFIER_NOT_LINKED', `profile ${a === undefined ? first : second} of workspace ${workspace} is not in the identity graph`);
       if (a.record.profileId === b.record.profileId) return dedupeNotices(unannounced);
+      if (separated(a.record, b.record)) throw new IdentityError('PROFILES_SEPARATED', `${separationMessage(a.record.profileId, b.record.profileId)} (workspace ${workspace})`);
       return dedupeNotices([...unannounced, await this.#mergeRoots(workspace, a, b, [], cause)]);
     });
   }
 
-  /** Merges two survivors into the one `survivor` picks; throws Retry when either changed since it was read. */
+  /**
+   * Merges two survivors into the one `survivor` picks; throws Retry when either changed since
+   * it was read. mergeProfiles rejects separated profiles first, so separated profiles reach
+   * it only through an approved link, which ends the separation on both records.
+   */
   async #mergeRoots(workspace: string, a: Root, b: Root, identifiers: Identifier[], cause: LinkCause): Promise<MergeNotice> {
     const winner = survivor(this.#options.settingsFor(workspace), [a, b]);
     const loser = winner === a ? b : a;
     const entry: MergeEntry = { ...cause, profileId: loser.record.profileId, from: identifiers, into: [] };
-    await this.#updateSurvivor(workspace, winner, unionOf(winner.record.identifiers, loser.record.identifiers), [entry]);
-    await this.#markMerged(workspace, loser, winner.record.profileId, cause);
+    const identifiersAfter = unionOf(winner.record.identifiers, loser.record.identifiers);
+    await this.#updateSurvivor(workspace, winner, identifiersAfter, [entry], separationAfterMerge([winner.record, loser.record]));
+    await this.#markMerged(workspace, loser, winner.record.profileId, cause, separationWithout(loser.record, winner.record));
     return { workspace, loser: loser.record.profileId, winner: winner.record.profileId, cause };
   }
 
   /**
-   * Returns why two profiles may not merge under the workspace's settings (a per-profile
-   * limit or merge protection), or undefined when they may. The fuzzy matcher checks it before
-   * it merges, so a match never joins two customers with different user ids.
+   * Returns why two profiles may not merge (an operator unmerged them, or the workspace's
+   * settings forbid it by a per-profile limit or merge protection), or undefined when they
+   * may. The fuzzy matcher checks it before it merges, so a match never joins two customers
+   * with different user ids, nor profiles an operator split.
    */
   async mergeConflictOf(workspace: string, first: string, second: string): Promise<string | undefined> {
     const [a, b] = await Promise.all([this.#root(workspace, first, [], false), this.#root(workspace, second, [], false)]);
     if (a === undefined || b === undefined) return `profile ${a === undefined ? first : second} is not in the identity graph`;
+    if (separated(a.record, b.record)) return separationMessage(a.record.profileId, b.record.profileId);
     return mergeConflict(this.#options.settingsFor(workspace), a.record.identifiers, b.record.identifiers)?.message;
   }
 
@@ -663,6 +794,165 @@ export class IdentityGraph {
     }
     throw new IdentityError('IDENTITY_CHAIN_TOO_LONG', `profile ${link.profileId} of workspace ${workspace} is merged along a chain of more than ${MAX_CHAIN_LENGTH} profiles`);
   }
+
+  /**
+   * Undoes the merge of `mergedId` into `survivorId`, as an operator requests. `mergedId`
+   * gets back the identifiers that came with it or were linked through them since, and the
+   * survivor's later merges that joined through those identifiers move with it. The two
+   * profiles stay apart afterwards until an operator approves a link between them. Returns
+   * the plan for the profile actors to carry out; until markUnmergeAnnounced, calling again
+   * returns the same plan and completes writes that a crash interrupted.
+   *
+   * Throws IdentityError PROFILE_NOT_FOUND, PROFILE_NOT_SURVIVOR, NOT_MERGED or
+   * UNMERGE_ORDER, or IDENTITY_CONTENTION when resolutions keep changing the survivor.
+   */
+  unmerge(workspace: string, survivorId: string, mergedId: string): Promise<UnmergePlan> {
+    return this.#withRetries(workspace, `profile ${mergedId} was unmerged from ${survivorId}`, 'run the unmerge again', () => this.#unmergeOnce(workspace, survivorId, mergedId));
+  }
+
+  /** Records that the command of unmerge `id` is in the log, so `unmerge` stops returning its plan. Does nothing for an unknown id. */
+  markUnmergeAnnounced(workspace: string, survivorId: string, id: string): Promise<void> {
+    return this.#withRetries(workspace, `unmerge ${id} was marked announced`, 'try again', async () => {
+      const current = await this.#profileRecord(workspace, survivorId, false);
+      const unmerges = current?.record.unmerges ?? [];
+      const index = unmerges.findIndex((unmerge) => unmerge.id === id);
+      if (current === undefined || index === -1 || unmerges[index].announced) return;
+
+      const announced = unmerges.map((unmerge) => (unmerge.id === id ? { ...unmerge, announced: true } : unmerge));
+      await this.#writeProfile(workspace, current, { ...current.record, unmerges: announced });
+    });
+  }
+
+  async #unmergeOnce(workspace: string, survivorId: string, mergedId: string): Promise<UnmergePlan> {
+    const [survivorRoot, merged] = await Promise.all([this.#profileRecord(workspace, survivorId, false), this.#profileRecord(workspace, mergedId, false)]);
+    if (survivorRoot === undefined || merged === undefined) {
+      const missing = survivorRoot === undefined ? survivorId : mergedId;
+      throw new IdentityError('PROFILE_NOT_FOUND', `profile ${missing} is not in the identity graph of workspace ${workspace}; check the profile id (profile ids are user:ID, anon:ID or TYPE:VALUE)`);
+    }
+    const record = survivorRoot.record;
+    if (record.mergedInto !== undefined) {
+      const into = record.mergedInto.profileId;
+      throw new IdentityError(
+        'PROFILE_NOT_SURVIVOR',
+        `profile ${survivorId} of workspace ${workspace} is not a survivor: it was merged into ${into}. Unmerge ${survivorId} from ${into}; the profiles merged into ${survivorId} before go back with it`,
+      );
+    }
+
+    const mergeIndex = record.merges.findIndex((entry) => entry.profileId === mergedId);
+    const resumed = mergeIndex === -1 || merged.record.mergedInto?.profileId !== survivorId;
+    let entry: UnmergeEntry;
+    if (resumed) {
+      // Not merged (any more): a pending unmerge of it means a call that a crash interrupted.
+      const pending = (record.unmerges ?? []).filter((unmerge) => unmerge.profileId === mergedId && !unmerge.announced).at(-1);
+      if (pending === undefined) throw notMergedError(workspace, survivorId, merged.record);
+      entry = pending;
+    } else {
+      checkUnmergeOrder(workspace, record, record.merges[mergeIndex]);
+      entry = await this.#splitSurvivor(workspace, survivorRoot, mergeIndex);
+    }
+
+    // NOTE: until the restored profile's record is written, events with restored identifiers
+    // still resolve to the survivor, whose actor has to forward them after the split.
+    await this.#restoreProfiles(workspace, survivorId, entry);
+    this.#options.logger.info({ workspace, unmergeId: entry.id, survivor: survivorId, restored: mergedId, profiles: entry.profiles, resumed }, 'profiles unmerged');
+    return {
+      workspace,
+      id: entry.id,
+      survivor: survivorId,
+      restored: entry.profileId,
+      profiles: entry.profiles,
+      restoredIdentifiers: entry.restoredIdentifiers,
+      survivorIdentifiers: entry.survivorIdentifiers,
+      merge: entry.merge,
+      atMs: entry.atMs,
+    };
+  }
+
+  /**
+   * Splits the survivor's identifiers and writes its side of an unmerge. Identifier records
+   * are repointed first: the restored profile is still merged into the survivor then, so
+   * they resolve as before. The survivor's record, with the unmerge entry, is the write that
+   * commits the unmerge. Throws Retry when a record changed since it was read.
+   */
+  async #splitSurvivor(workspace: string, survivorRoot: Root, mergeIndex: number): Promise<UnmergeEntry> {
+    const record = survivorRoot.record;
+    const merge = record.merges[mergeIndex];
+    const mergedId = merge.profileId;
+
+    const heads = [...new Set([mergedId, ...record.merges.slice(mergeIndex + 1).map((entry) => entry.profileId)])];
+    const subtrees = new Map(await Promise.all(heads.map(async (profileId) => [profileId, await this.mergedInto(workspace, profileId)] as const)));
+    const stored = await Promise.all(record.identifiers.map((identifier) => this.#kv.get(identityKeys.identifier(workspace, identifier))));
+    const links = record.identifiers.map((identifier, index): IdentifierLink => {
+      const entry = stored[index];
+      // Without a record, as after a crash before linking, the identifier is its start profile's.
+      if (entry === null) return { identifier, profileId: naturalProfileId(identifier) };
+      const { profileId, via } = decodeRecord<IdentifierRecord>(entry.value);
+      return { identifier, profileId, ...(via === undefined ? {} : { via }) };
+    });
+    const split = splitForUnmerge({ survivor: record, mergeIndex, links, subtrees });
+
+    await Promise.all(
+      record.identifiers.map(async (identifier, index) => {
+        const entry = stored[index];
+        if (entry === null || links[index].profileId !== record.profileId || !split.restoredIdentifiers.some((restored) => sameIdentifier(restored, identifier))) return;
+        const repointed: IdentifierRecord = { ...decodeRecord<IdentifierRecord>(entry.value), profileId: mergedId };
+        await this.#kvUpdate(identityKeys.identifier(workspace, identifier), encodeRecord(repointed), entry.revision, () => this.#cache.forgetIdentifier(workspace, identifier));
+        this.#cache.setIdentifier(workspace, identifier, mergedId);
+      }),
+    );
+
+    const entry: UnmergeEntry = {
+      id: unmergeId(record.profileId, mergedId, merge.atMs, record.unmerges?.length ?? 0),
+      profileId: mergedId,
+      profiles: split.profiles,
+      mergeMessageId: merge.messageId,
+      atMs: this.#now(),
+      announced: false,
+      merge,
+      movedMerges: record.merges.filter((candidate) => candidate.profileId !== mergedId && split.profiles.includes(candidate.profileId)),
+      restoredIdentifiers: split.restoredIdentifiers,
+      survivorIdentifiers: split.survivorIdentifiers,
+    };
+    const updated: ProfileRecord = {
+      ...record,
+      identifiers: split.survivorIdentifiers,
+      merges: record.merges.filter((candidate) => !split.profiles.includes(candidate.profileId)),
+      separatedFrom: [...new Set([...(record.separatedFrom ?? []), mergedId])],
+      unmerges: [...(record.unmerges ?? []), entry],
+    };
+    await this.#writeProfile(workspace, survivorRoot, updated);
+    return entry;
+  }
+
+  /**
+   * Writes the restored side of a committed unmerge: each profile that moves with the restored
+   * one is pointed at it, then the restored profile stops being merged. A record no longer
+   * merged into the survivor was written before, so a repeated call writes only what is left.
+   */
+  async #restoreProfiles(workspace: string, survivorId: string, entry: UnmergeEntry): Promise<void> {
+    // Profiles that move keep mergeAnnounced, because their state moves with the restored
+    // profile's. One whose merge was never announced is announced into the restored profile.
+    for (const profileId of entry.profiles.slice(1)) {
+      const moved = await this.#profileRecord(workspace, profileId, false);
+      const mergedInto = moved?.record.mergedInto;
+      if (moved === undefined || mergedInto?.profileId !== survivorId) continue;
+      await this.#writeProfile(workspace, moved, { ...moved.record, mergedInto: { ...mergedInto, profileId: entry.profileId } });
+    }
+
+    const restored = await this.#profileRecord(workspace, entry.profileId, false);
+    if (restored === undefined || restored.record.mergedInto?.profileId !== survivorId) return;
+    const movedMerges = entry.movedMerges.filter((moved) => !restored.record.merges.some((known) => known.profileId === moved.profileId));
+    const record: ProfileRecord = {
+      ...restored.record,
+      identifiers: entry.restoredIdentifiers,
+      merges: [...restored.record.merges, ...movedMerges],
+      separatedFrom: [...new Set([...(restored.record.separatedFrom ?? []), survivorId])],
+      restoredAtMs: entry.atMs,
+    };
+    delete record.mergedInto;
+    delete record.mergeAnnounced;
+    await this.#writeProfile(workspace, restored, record);
+  }
 }
 
 /**
@@ -737,6 +1027,46 @@ function mergeConflict(settings: IdentitySettings, a: Identifier[], b: Identifie
     }
   }
   return undefined;
+}
+
+/** Returns the message for a merge of two profiles that an operator unmerged. */
+function separationMessage(first: string, second: string): string {
+  return `profiles ${first} and ${second} were unmerged by an operator, so they merge again only through an approved link (rtcdp identity quarantine approve)`;
+}
+
+function notMergedError(workspace: string, survivorId: string, merged: ProfileRecord): IdentityError {
+  const into = merged.mergedInto?.profileId;
+  const message =
+    into === undefined
+      ? `profile ${merged.profileId} of workspace ${workspace} is not merged into ${survivorId}: it is a profile of its own, so there is nothing to unmerge`
+      : `profile ${merged.profileId} of workspace ${workspace} is not merged directly into ${survivorId} but into ${into}. Unmerge it from ${into} if that is a survivor; if ${into} was merged in turn, unmerging ${into} takes ${merged.profileId} back with it`;
+  return new IdentityError('NOT_MERGED', message);
+}
+
+/**
+ * Throws UNMERGE_ORDER when the survivor was split after `merge`, by an unmerge of its own or
+ * by an unmerge that restored it. The actors rebuild a split profile from its events since
+ * the merge, and that replay cannot reach across a later split.
+ */
+function checkUnmergeOrder(workspace: string, survivorRecord: ProfileRecord, merge: MergeEntry): void {
+  const mergedAt = new Date(merge.atMs).toISOString();
+  const later = (survivorRecord.unmerges ?? []).find((unmerge) => unmerge.atMs > merge.atMs);
+  if (later !== undefined) {
+    throw new IdentityError(
+      'UNMERGE_ORDER',
+      `the merge of ${merge.profileId} into ${survivorRecord.profileId} (workspace ${workspace}, ${mergedAt}) cannot be undone: ${later.profileId} was unmerged from ${survivorRecord.profileId} after it (${new Date(later.atMs).toISOString()}), and the profile's events cannot be replayed across that later unmerge`,
+    );
+  }
+  if (survivorRecord.restoredAtMs !== undefined && survivorRecord.restoredAtMs > merge.atMs) {
+    throw new IdentityError(
+      'UNMERGE_ORDER',
+      `the merge of ${merge.profileId} into ${survivorRecord.profileId} (workspace ${workspace}, ${mergedAt}) cannot be undone: ${survivorRecord.profileId} was itself unmerged from the profile it had joined after it (${new Date(survivorRecord.restoredAtMs).toISOString()}), and the profile's events cannot be replayed across that later unmerge`,
+    );
+  }
+}
+
+function listsIdentifier(record: ProfileRecord, identifier: Identifier): boolean {
+  return record.identifiers.some((known) => sameIdentifier(known, identifier));
 }
 
 function limitOf(settings: IdentitySettings, type: string): number {

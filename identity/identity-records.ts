@@ -45,6 +45,32 @@ export interface MergeEntry extends LinkCause {
   into: Identifier[];
 }
 
+/** An operator's unmerge as the survivor records it: enough to rebuild the unmerge plan after a crash. */
+export interface UnmergeEntry {
+  /** Unique id of the unmerge (22 URL-safe characters). */
+  id: string;
+  /** The profile restored. */
+  profileId: string;
+  /** `profileId` first, then the survivor's later merges that moved with it. */
+  profiles: string[];
+  /** messageId of the merge undone. */
+  mergeMessageId: string;
+  /** Wall-clock time of the unmerge, ms since the epoch. */
+  atMs: number;
+  /** Whether the unmerge command is in the event log. */
+  announced: boolean;
+  /** The merge undone, as the survivor recorded it. */
+  merge: MergeEntry;
+  /** The survivor's merge entries of the other profiles in `profiles`, which the restored profile took over. */
+  movedMerges: MergeEntry[];
+  restoredIdentifiers: Identifier[];
+  survivorIdentifiers: Identifier[];
+}
+
+/**
+ * A profile of the graph. The optional fields were added after version 1 without a version
+ * change: a record without them reads as having none.
+ */
 export interface ProfileRecord {
   version: number;
   profileId: string;
@@ -52,12 +78,21 @@ export interface ProfileRecord {
   createdAtMs: number;
   /** Every identifier linked to the profile, including those of profiles merged into it. */
   identifiers: Identifier[];
-  /** Profiles merged into this one, oldest first. */
+  /** Profiles merged into this one, oldest first. An unmerge removes the entries of the profiles it restores. */
   merges: MergeEntry[];
   /** Set when the profile was merged into another: that profile, and why. */
   mergedInto?: LinkCause & { profileId: string };
   /** Whether the merge command for `mergedInto` is in the event log. */
   mergeAnnounced?: boolean;
+  /**
+   * Profiles that an operator unmerged from this one, or this one from: they merge again only
+   * through an approved link. A merge's survivor takes the union of the lists of both sides.
+   */
+  separatedFrom?: string[];
+  /** The unmerges made on this profile as the survivor, oldest first. */
+  unmerges?: UnmergeEntry[];
+  /** When an unmerge last restored this profile from the one it was merged into, ms since the epoch. */
+  restoredAtMs?: number;
 }
 
 export type QuarantineReason =
@@ -66,7 +101,9 @@ export type QuarantineReason =
   /** The link would merge two profiles holding different values of a merge-protected type. */
   | 'MERGE_PROTECTED'
   /** The fuzzy matcher scored the two profiles' person traits in its review band. */
-  | 'FUZZY_MATCH';
+  | 'FUZZY_MATCH'
+  /** The link would merge two profiles that an operator unmerged. */
+  | 'UNMERGED';
 
 export type QuarantineStatus = 'pending' | 'approved' | 'rejected';
 
@@ -105,6 +142,14 @@ export const identityKeys = {
  */
 export function quarantineId(scope: string, identifier: Identifier, otherProfileId: string | undefined): string {
   return digest(`${scope}\u0000${identifier.type}\u0000${identifier.value}\u0000${otherProfileId ?? ''}`).slice(0, 22);
+}
+
+/**
+ * Returns the id of an unmerge: the survivor, the restored profile, the time of the merge
+ * undone and the survivor's count of earlier unmerges tell apart every unmerge of a pair.
+ */
+export function unmergeId(survivorId: string, restoredId: string, mergeAtMs: number, earlierUnmerges: number): string {
+  return digest(`unmerge\u0000${survivorId}\u0000${restoredId}\u0000${mergeAtMs}\u0000${earlierUnmerges}`).slice(0, 22);
 }
 
 /** Returns the URL-safe SHA-256 of `text`: 43 letters, digits, `-` and `_`. */

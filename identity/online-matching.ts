@@ -1,7 +1,9 @@
 /**
  * Fuzzy matching on live events: a profile whose event describes a person (names and a date
- * of birth, postcode, phone or email) is added to the matcher's blocking index and scored
- * against its candidates in worker threads. Ingestion never waits for it. A pair above the
+ * of birth, postcode, phone or email) is filed in the shared blocking index, in the identity
+ * graph's store, and scored against its candidates in worker threads. Every node of a
+ * cluster files into the same index, so candidates come from the events any node accepted,
+ * and the index outlives restarts. Ingestion never waits for it. A pair above the
  * auto-merge threshold merges through the identity graph, like an event that links two
  * profiles, so its result reaches the actors as a merge command in the log. A pair in the
  * review band is filed as a FUZZY_MATCH suggestion beside the quarantined links.
@@ -9,15 +11,19 @@
 import { Lifecycle } from '../common/lifecycle.js';
 import type { Logger } from '../common/logger.js';
 import type { CustomerEvent } from '../profiles/event.js';
+import type { KvStore } from '../storage/kv-store.js';
 import type { IdentityGraph, MergeNotice } from './identity-graph.js';
 import type { MatchModel } from './matching/fellegi-sunter.js';
 import { PersonMatcher, type ScoredPair } from './matching/person-matcher.js';
 import { personOf } from './person-traits.js';
+import { SharedBlockingIndex } from './shared-blocking-index.js';
 
 export interface OnlineMatchingOptions {
   /** A matcher that is not started yet; this component starts and closes it. */
   matcher: PersonMatcher;
   graph: IdentityGraph;
+  /** The store of the shared blocking index: the identity graph's. */
+  kv: KvStore;
   /** Appends the merge commands of merges this component made, and marks them announced. */
   announce: (merges: MergeNotice[]) => Promise<void>;
   logger: Logger;
@@ -44,7 +50,7 @@ export interface OnlineMatchingSettings {
 /** Creates the online matching of a node, or undefined without settings. */
 export function createOnlineMatching(
   settings: OnlineMatchingSettings | undefined,
-  parts: Pick<OnlineMatchingOptions, 'graph' | 'announce' | 'logger'>,
+  parts: Pick<OnlineMatchingOptions, 'graph' | 'kv' | 'announce' | 'logger'>,
 ): OnlineMatching | undefined {
   if (settings === undefined) return undefined;
   const { model, workers, minMatchProbability, minReviewProbability, maxQueuedProfiles } = settings;
@@ -66,12 +72,16 @@ export class OnlineMatching {
   readonly #lifecycle: Lifecycle;
   readonly #maxQueued: number;
   readonly #inFlight = new Set<Promise<void>>();
+  readonly #index: SharedBlockingIndex;
+  /** The revision of each profile's person fields that the matcher holds. */
+  readonly #loaded = new Map<string, number>();
   readonly #stats: OnlineMatchingStats = { observed: 0, skipped: 0, scoredPairs: 0, merges: 0, suggestions: 0, failures: 0 };
 
   constructor(options: OnlineMatchingOptions) {
     this.#options = options;
     this.#lifecycle = new Lifecycle('online matching', options.logger);
     this.#maxQueued = options.maxQueuedProfiles ?? 10_000;
+    this.#index = new SharedBlockingIndex({ kv: options.kv, maxBlockSize: options.matcher.maxBlockSize, logger: options.logger });
   }
 
   async start(): Promise<void> {
@@ -128,12 +138,22 @@ export class OnlineMatching {
   }
 
   async #match(workspace: string, profileId: string, person: NonNullable<ReturnType<typeof personOf>>): Promise<void> {
-    const id = matcherId(workspace, profileId);
-    // Blocks are shared by every workspace: candidates of other workspaces are left out.
-    const candidates = this.#options.matcher.add(id, person).filter((candidate) => candidate.startsWith(`${workspace}\u0000`));
-    if (candidates.length === 0) return;
+    const matcher = this.#options.matcher;
+    const others = await this.#index.add(workspace, profileId, person, matcher.blockingKeys(person));
+    if (others.length === 0) return;
 
-    const scored = await this.#options.matcher.score(candidates.map((candidate) => [id, candidate] as const));
+    const id = matcherId(workspace, profileId);
+    matcher.add(id, person);
+    // Candidates filed by other nodes, or before a restart, are loaded into the matcher's workers once per change.
+    for (const other of others) {
+      const otherId = matcherId(workspace, other.profileId);
+      if (this.#loaded.get(otherId) === other.revision) continue;
+      matcher.add(otherId, other.person);
+      this.#loaded.set(otherId, other.revision);
+    }
+    this.#loaded.delete(id);
+
+    const scored = await matcher.score(others.map((other) => [id, matcherId(workspace, other.profileId)] as const));
     this.#stats.scoredPairs += scored.length;
     for (const pair of scored) await this.#decide(workspace, pair);
   }

@@ -1,10 +1,11 @@
 /**
  * The identity graph's cache of records it read or wrote, so resolving an event of a known
- * person reads nothing from the store. An identifier's record never changes once created,
- * so its profile is cached as it is. A profile record can change on another node. So a
- * cached copy is used only where a stale one costs at most a retry (a compare-and-set that
- * fails) or a forward (an event routed to a profile merged meanwhile, whose tombstone sends
- * it on).
+ * person reads nothing from the store. Both kinds of record can change on another node: a
+ * profile record on every merge, and an identifier's record when an unmerge repoints it
+ * from the survivor to the restored profile. So a cached copy is used only where a stale one
+ * costs at most a retry or a forward. A retry follows a compare-and-set that fails, or a
+ * survivor that does not list the identifier that led to it. A forward sends an event routed
+ * to a profile merged or unmerged meanwhile on from that profile's actor.
  * Each map keeps at most `maxEntries`, dropping the oldest insertions first.
  */
 import type { Identifier } from '../profiles/identifiers.js';
@@ -31,6 +32,10 @@ export class RecordCache {
 
   setIdentifier(workspace: string, identifier: Identifier, profileId: string): void {
     bounded(this.#identifiers, identifierKey(workspace, identifier), profileId, this.#maxEntries);
+  }
+
+  forgetIdentifier(workspace: string, identifier: Identifier): void {
+    this.#identifiers.delete(identifierKey(workspace, identifier));
   }
 
   profile(workspace: string, profileId: string): CachedProfile | undefined {

@@ -15,6 +15,7 @@ export const ACTIVATION_TYPES = [
   'journey.exited',
   'journey.completed',
   'profile.merged',
+  'profile.unmerged',
 ] as const;
 export type ActivationType = (typeof ACTIVATION_TYPES)[number];
 
@@ -24,7 +25,11 @@ export type ActivationCause =
   | { kind: 'timer'; dueMs: number }
   | { kind: 'definition'; version: number }
   | { kind: 'decide'; requestId: string }
-  /** profile.merged: the event (or approved quarantined link) that proved two profiles one person, and the rule. */
+  /**
+   * profile.merged: the event (or approved quarantined link) that proved two profiles one
+   * person, and the rule. profile.unmerged, and the segment transitions an unmerge causes:
+   * the unmerge's id, and the rule `operator-unmerge`.
+   */
   | { kind: 'merge'; messageId: string; rule: string };
 
 export interface ProfileActivation {
@@ -36,7 +41,10 @@ export interface ProfileActivation {
   type: ActivationType;
   workspace: string;
   profileId: string;
-  /** The segment, decision rule or journey the activation is about; for profile.merged, the profile merged in. */
+  /**
+   * The segment, decision rule or journey the activation is about; for profile.merged, the
+   * profile merged in; for profile.unmerged, the profile it was split from.
+   */
   name: string;
   definitionVersion: number;
   /** decision.made and journey.action: the action and its channel ('' for none). */

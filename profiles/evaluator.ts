@@ -5,7 +5,7 @@
  */
 import type { DecisionReceipt } from './decision-state.js';
 import type { CustomerEvent, JsonValue } from './event.js';
-import type { IdentityCommandMessage } from './identity-commands.js';
+import type { IdentityCommandMessage, MergeCause } from './identity-commands.js';
 import type { AppliedEvent, ProfileSnapshot, ProfileState } from './profile.js';
 
 /** A timer's message to a profile: its `nextEvaluationMs` has passed, so evaluate it again. */
@@ -64,6 +64,13 @@ export interface ProfileEvaluator {
    * `state` already has the merged identifiers, traits and counters.
    */
   afterMerge(state: ProfileState, from: ProfileSnapshot, nowMs: number): void;
+
+  /**
+   * Evaluates segments, journeys and scores of a profile that an unmerge rebuilt, whose
+   * `segments` still hold its memberships from before, so the changes become activations
+   * caused by the unmerge.
+   */
+  afterUnmerge(state: ProfileState, unmerge: MergeCause, nowMs: number): void;
 
   /** Evaluates the profile's segments again because time passed; does nothing before `state.nextEvaluationMs`. */
   onDue(state: ProfileState, due: EvaluationDue, nowMs: number): void;

@@ -4,6 +4,8 @@
  * applies, so a change to its shape needs a new `EVENT_RECORD_VERSION` and a migration.
  */
 
+import type { Identifier } from './identifiers.js';
+
 export const EVENT_RECORD_VERSION = 1;
 
 export const EVENT_TYPES = ['track', 'identify', 'page', 'screen', 'group', 'alias'] as const;
@@ -52,6 +54,12 @@ export interface CustomerEvent {
   receivedAt: string;
   /** Set by the node that accepted the event: the profile identity resolution chose for it. */
   profileId?: string;
+  /**
+   * Set by the node that accepted the event: its identifiers as identity resolution linked
+   * them, normalised (an alias's previousId included), highest priority first. A profile
+   * lists these; events logged without them list the raw fields.
+   */
+  identifiers?: Identifier[];
   userId?: string;
   anonymousId?: string;
   previousId?: string;

@@ -8,11 +8,22 @@
  * 2. The survivor's actor applies `absorb`: it merges the state into its own.
  * 3. Events that still reach the tombstone are forwarded to the survivor's partition.
  *
+ * When the survivor absorbs a profile it also sends its own state from just before to its
+ * partition, as a `checkpoint` command. An operator's unmerge uses it:
+ *
+ * 4. An `unmerge` command in the survivor's partition. Its actor rebuilds itself from the
+ *    checkpoint and the records of its partition since the absorb, leaving out the events
+ *    and profiles that belong to the restored side, and rebuilds the restored profile from
+ *    the absorbed state and those events. It sends that state on as a `restore` command, and
+ *    from then on forwards events of the restored side's identifiers there.
+ * 5. The restored profile's actor, a tombstone until then, applies `restore` and lives again.
+ *
  * Each of these records has a log messageId derived from the profiles and the original
  * messageId, so sending one again after a crash appends nothing new, and the actors also
  * ignore a command they have already applied.
  */
 import type { CustomerEvent } from './event.js';
+import type { Identifier } from './identifiers.js';
 import type { LogPosition, ProfileSnapshot } from './profile.js';
 
 /** The event and rule that made two profiles one, as the identity graph recorded them. */
@@ -40,7 +51,45 @@ export interface AbsorbCommand {
   cause: MergeCause;
 }
 
-export type IdentityCommand = MergeCommand | AbsorbCommand;
+/** The survivor's state just before it absorbed `before`, kept in its partition for an unmerge. */
+export interface CheckpointCommand {
+  command: 'checkpoint';
+  /** The survivor: the actor that receives the command, which ignores it. */
+  profileId: string;
+  before: string;
+  snapshot: ProfileSnapshot;
+  cause: MergeCause;
+}
+
+/** An operator's split of `restored` from the survivor, as the identity graph planned it. */
+export interface UnmergeCommand {
+  command: 'unmerge';
+  /** The survivor: the actor that receives the command. */
+  profileId: string;
+  restored: string;
+  /** `restored` and the profiles that go back with it because they joined through its identifiers. */
+  profiles: string[];
+  restoredIdentifiers: Identifier[];
+  survivorIdentifiers: Identifier[];
+  /** Sequence of the survivor's partition at which it absorbed `restored`: the rebuild replays from there. */
+  sinceSequence: number;
+  /** messageId is the unmerge's id; rule is `operator-unmerge`. */
+  cause: MergeCause;
+}
+
+/** The rebuilt state of a profile that an unmerge restores. */
+export interface RestoreCommand {
+  command: 'restore';
+  /** The restored profile: the actor that receives the command. */
+  profileId: string;
+  /** The survivor it was split from. */
+  from: string;
+  /** The rebuilt state; absent when the survivor could not read its history, and the profile returns to its state as merged. */
+  snapshot?: ProfileSnapshot;
+  cause: MergeCause;
+}
+
+export type IdentityCommand = MergeCommand | AbsorbCommand | CheckpointCommand | UnmergeCommand | RestoreCommand;
 
 /** An entry of the event log: a customer event, with the profile it was resolved to, or an identity command. */
 export type LogEntry = CustomerEvent | IdentityCommand;
@@ -50,6 +99,20 @@ export interface IdentityCommandMessage {
   kind: 'identity-command';
   command: IdentityCommand;
   position: LogPosition;
+  /**
+   * For an unmerge: the records of the survivor's partition from `sinceSequence` up to the
+   * command, which the node reads from the log before it delivers the command.
+   */
+  history?: HistoryEntry[];
+  /** For an unmerge whose history the log no longer holds: why. */
+  historyError?: string;
+}
+
+/** A record of a partition, decoded, as an unmerge replays it. */
+export interface HistoryEntry {
+  position: LogPosition;
+  entry: LogEntry;
+  payload: Buffer;
 }
 
 export function isIdentityCommand(entry: LogEntry): entry is IdentityCommand {
@@ -67,7 +130,14 @@ export interface OutgoingRecord {
 }
 
 export const commandMessageIds = {
-  merge: (loser: string, winner: string) => `rtcdp:merge:${loser}:${winner}`,
-  absorb: (from: string, into: string) => `rtcdp:absorb:${from}:${into}`,
+  // A merge's ids name its cause too, so the same two profiles can merge again after an unmerge.
+  merge: (loser: string, winner: string, cause: string) => `rtcdp:merge:${loser}:${winner}:${cause}`,
+  absorb: (from: string, into: string, cause: string) => `rtcdp:absorb:${from}:${into}:${cause}`,
   forward: (into: string, messageId: string) => `rtcdp:forward:${into}:${messageId}`,
+  checkpoint: (before: string, survivor: string, cause: string) => `rtcdp:checkpoint:${before}:${survivor}:${cause}`,
+  unmerge: (id: string) => `rtcdp:unmerge:${id}`,
+  restore: (id: string) => `rtcdp:restore:${id}`,
 };
+
+/** The rule an unmerge's cause names. */
+export const UNMERGE_RULE = 'operator-unmerge';

@@ -12,8 +12,20 @@ import { keys, prefixEnd } from '../storage/keys.js';
 import type { Store, WriteOp } from '../storage/store.js';
 import type { ActivationBatch, ActivationSink } from './activation-log.js';
 import { isDecideRequest, isEvaluationDue, isIdentityCommandMessage, type ProfileEvaluator, type ProfileMessage } from './evaluator.js';
-import { commandMessageIds, type AbsorbCommand, type IdentityCommandMessage, type MergeCommand, type OutgoingRecord } from './identity-commands.js';
+import type { Identifier } from './identifiers.js';
+import {
+  commandMessageIds,
+  type AbsorbCommand,
+  type CheckpointCommand,
+  type IdentityCommandMessage,
+  type MergeCause,
+  type MergeCommand,
+  type OutgoingRecord,
+  type RestoreCommand,
+  type UnmergeCommand,
+} from './identity-commands.js';
 import { mergeProfileState } from './profile-merge.js';
+import { belongsToRestored, rebuildUnmerged } from './profile-unmerge.js';
 import { applyEvent, createProfile, fromSnapshot, toSnapshot, type AppliedEvent, type ProfileLimits, type ProfileSnapshot, type ProfileState, type ProfileView } from './profile.js';
 
 export const DEAD_LETTER_VERSION = 1;
@@ -64,6 +76,11 @@ export interface ProfileBehaviorOptions {
    * identity commands and forwarded events of a merge. Required for merges to happen.
    */
   send?: (records: OutgoingRecord[]) => Promise<void>;
+  /**
+   * The normalised identifiers of an event, highest priority first, as identity resolution
+   * uses them. Required for unmerges: they decide which side an event belongs to.
+   */
+  identifiersOf?: (workspace: string, event: CustomerEvent) => Identifier[];
   /** Called before each event is applied; a throw counts as a failure of the handler. For fault-injection tests. */
   beforeApply?: (applied: AppliedEvent, profileId: string) => void;
 }
@@ -140,12 +157,14 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
       return state;
     }
 
-    if (isIdentityCommandMessage(message)) {
-      this.#applyCommand(state, message);
+    if (isIdentityCommandMessage(message)) return this.#applyCommand(state, message);
+    if (state.mergedInto !== undefined) {
+      this.#forward(state, message, state.mergedInto);
       return state;
     }
-    if (state.mergedInto !== undefined) {
-      this.#forward(state, message);
+    const split = state.splits.length === 0 ? undefined : this.#splitOf(state, message.event);
+    if (split !== undefined) {
+      this.#forward(state, message, split);
       return state;
     }
 
@@ -157,16 +176,29 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
   }
 
   /**
-   * Applies a merge command (this profile becomes a tombstone and sends its state to the
-   * survivor) or an absorb command (this profile takes in the state of one merged into it).
+   * Applies an identity command and returns the new state. Merge: this profile becomes a
+   * tombstone and sends its state to the survivor. Absorb: it takes in the state of one merged
+   * into it. Unmerge: it splits off a profile it absorbed. Restore: a tombstone lives again.
    */
-  #applyCommand(state: ProfileState, message: IdentityCommandMessage): void {
+  #applyCommand(state: ProfileState, message: IdentityCommandMessage): ProfileState {
     const { command, position } = message;
     // A replay from an older checkpoint delivers commands this profile already applied.
-    if (position.sequence <= state.lastApplied.sequence && position.shard === state.lastApplied.shard) return;
+    if (position.sequence <= state.lastApplied.sequence && position.shard === state.lastApplied.shard) return state;
     state.lastApplied = position;
-    if (command.command === 'merge') this.#becomeTombstone(state, command);
-    else this.#absorb(state, command);
+    switch (command.command) {
+      case 'merge':
+        this.#becomeTombstone(state, command);
+        return state;
+      case 'absorb':
+        this.#absorb(state, command, message);
+        return state;
+      case 'checkpoint':
+        return state;
+      case 'unmerge':
+        return this.#unmerge(state, command, message);
+      case 'restore':
+        return this.#restore(state, command, message);
+    }
   }
 
   #becomeTombstone(state: ProfileState, command: MergeCommand): void {
@@ -180,16 +212,16 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
     // state again. The survivor ignores a profile it has already absorbed.
     state.mergedInto = command.into;
     const absorb: AbsorbCommand = { command: 'absorb', profileId: command.into, from: profileId, snapshot: toSnapshot(state), cause: command.cause };
-    state.outbox.push({ workspace, profileId: command.into, messageId: commandMessageIds.absorb(profileId, command.into), entry: absorb });
+    state.outbox.push({ workspace, profileId: command.into, messageId: commandMessageIds.absorb(profileId, command.into, command.cause.messageId), entry: absorb });
     this.#options.logger.info({ workspace, profileId, into: command.into, messageId: command.cause.messageId }, 'profile merged into another');
   }
 
-  #absorb(state: ProfileState, command: AbsorbCommand): void {
+  #absorb(state: ProfileState, command: AbsorbCommand, message: IdentityCommandMessage): void {
     const { workspace, profileId } = state;
     if (state.mergedInto !== undefined) {
       // This profile was merged onward meanwhile: the state goes to its survivor too.
       const onward: AbsorbCommand = { ...command, profileId: state.mergedInto };
-      state.outbox.push({ workspace, profileId: state.mergedInto, messageId: commandMessageIds.absorb(command.from, state.mergedInto), entry: onward });
+      state.outbox.push({ workspace, profileId: state.mergedInto, messageId: commandMessageIds.absorb(command.from, state.mergedInto, command.cause.messageId), entry: onward });
       return;
     }
     // A profile counts as absorbed when it came in directly or inside another absorbed one:
@@ -197,9 +229,12 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
     if (state.merges.some((merge) => merge.profileId === command.from)) return;
 
     const nowMs = this.#now();
+    state.outbox.push(checkpointRecord(state, command));
+    // A profile split off earlier and merged again: its events stop being forwarded to it.
+    state.splits = state.splits.filter((split) => split.profileId !== command.from);
     mergeProfileState(state, command.snapshot, this.#options.limits);
     const { messageId, rule, atMs } = command.cause;
-    state.merges.push({ profileId: command.from, messageId, rule, atMs, absorbedAtMs: nowMs });
+    state.merges.push({ profileId: command.from, messageId, rule, atMs, absorbedAtMs: nowMs, position: message.position });
     for (const inner of command.snapshot.merges) {
       if (!state.merges.some((merge) => merge.profileId === inner.profileId)) state.merges.push({ ...inner });
     }
@@ -208,13 +243,79 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
     this.#options.logger.info({ workspace, profileId, from: command.from, messageId: command.cause.messageId }, 'profile absorbed a merged profile');
   }
 
-  /** Sends an event that reached a tombstone on to the survivor's partition, once per log position. */
-  #forward(state: ProfileState, applied: AppliedEvent): void {
+  /**
+   * Splits off a profile this one absorbed: rebuilds both from the history the node attached
+   * to the command, takes the survivor's new state, and sends the restored one its state.
+   * Without that history (the log no longer contains it) the survivor keeps its state, the
+   * restored profile returns to its state as merged, and an error names what is missing.
+   */
+  #unmerge(state: ProfileState, command: UnmergeCommand, message: IdentityCommandMessage): ProfileState {
+    const { workspace, profileId } = state;
+    const nowMs = this.#now();
+    const identifiersOf = this.#options.identifiersOf;
+    if (identifiersOf === undefined) throw new TypeError('an unmerge reached a profile behavior without identifiersOf');
+
+    const outcome =
+      message.history === undefined
+        ? { ok: false as const, reason: message.historyError ?? 'the node read no history for it' }
+        : rebuildUnmerged(state, command, message.history, { limits: this.#options.limits, evaluator: this.#options.evaluator, identifiersOf, nowMs });
+    let next = state;
+    let restored: ProfileSnapshot | undefined;
+    if (outcome.ok) {
+      next = carryPending(outcome.survivor, state, message);
+      restored = outcome.restored;
+      next.segments = state.segments;
+      this.#options.evaluator?.afterUnmerge(next, command.cause, nowMs);
+      this.#options.logger.info({ workspace, profileId, restored: command.restored, unmergeId: command.cause.messageId, survivorEvents: outcome.survivorEvents, restoredEvents: outcome.restoredEvents }, 'profile unmerged');
+    } else {
+      next.merges = next.merges.filter((merge) => !command.profiles.includes(merge.profileId));
+      this.#options.logger.error({ workspace, profileId, restored: command.restored, unmergeId: command.cause.messageId, reason: outcome.reason }, 'unmerge could not rebuild the profiles; the survivor keeps its state');
+    }
+
+    next.splits = [...next.splits.filter((split) => split.profileId !== command.restored), { id: command.cause.messageId, profileId: command.restored, identifiers: command.restoredIdentifiers, keptIdentifiers: command.survivorIdentifiers, atMs: command.cause.atMs }];
+    const restore: RestoreCommand = { command: 'restore', profileId: command.restored, from: profileId, ...(restored === undefined ? {} : { snapshot: restored }), cause: command.cause };
+    next.outbox.push({ workspace, profileId: command.restored, messageId: commandMessageIds.restore(command.cause.messageId), entry: restore });
+    if (this.#options.activations !== undefined) next.activations.push(unmergedActivation(next, command.restored, command.cause, nowMs));
+    return next;
+  }
+
+  /** Brings a tombstone back to life with the state an unmerge rebuilt for it, or with its own. */
+  #restore(state: ProfileState, command: RestoreCommand, message: IdentityCommandMessage): ProfileState {
+    const { workspace, profileId } = state;
+    if (state.mergedInto !== command.from) {
+      this.#options.logger.error({ workspace, profileId, mergedInto: state.mergedInto, from: command.from }, 'restore command for a profile not merged into its sender; ignored');
+      return state;
+    }
+
+    const nowMs = this.#now();
+    const next = command.snapshot === undefined ? state : carryPending(fromSnapshot(structuredClone(command.snapshot)), state, message);
+    next.mergedInto = undefined;
+    this.#options.evaluator?.afterUnmerge(next, command.cause, nowMs);
+    if (this.#options.activations !== undefined) next.activations.push(unmergedActivation(next, command.from, command.cause, nowMs));
+    this.#options.logger.info({ workspace, profileId, from: command.from, unmergeId: command.cause.messageId }, 'profile restored by an unmerge');
+    return next;
+  }
+
+  /** Returns the profile an unmerge split off that an event belongs to, or undefined when it is this profile's. */
+  #splitOf(state: ProfileState, event: CustomerEvent): string | undefined {
+    const identifiers = this.#options.identifiersOf?.(state.workspace, event);
+    if (identifiers === undefined) return undefined;
+    // The latest split first: a profile split off, merged again and split again is found by its last split.
+    // The profile's current identifiers count for it too, as they do in the graph's resolution.
+    for (let i = state.splits.length - 1; i >= 0; i--) {
+      const split = state.splits[i];
+      const kept = [...split.keptIdentifiers, ...state.identifiers];
+      if (belongsToRestored(identifiers, { restoredIdentifiers: split.identifiers, survivorIdentifiers: kept })) return split.profileId;
+    }
+    return undefined;
+  }
+
+  /** Sends an event on to another profile's partition (the survivor of a tombstone, or a profile split off), once per log position. */
+  #forward(state: ProfileState, applied: AppliedEvent, into: string): void {
     const { position, event } = applied;
     if (position.sequence <= state.lastApplied.sequence && position.shard === state.lastApplied.shard) return;
     state.lastApplied = position;
 
-    const into = state.mergedInto!;
     const entry = { ...event, profileId: into };
     state.outbox.push({ workspace: state.workspace, profileId: into, messageId: commandMessageIds.forward(into, event.messageId), entry });
   }
@@ -333,6 +434,41 @@ function timerOps(state: ProfileState, nextEvaluationMs: number): WriteOp[] {
   if (state.indexedEvaluationMs !== 0) ops.push({ type: 'del', key: keys.evaluationTimer(workspace, shard, state.indexedEvaluationMs, profileId) });
   if (nextEvaluationMs !== 0) ops.push({ type: 'put', key: keys.evaluationTimer(workspace, shard, nextEvaluationMs, profileId), value: '' });
   return ops;
+}
+
+/** Builds the record of the survivor's state just before it absorbs `command`'s profile, for its own partition. */
+function checkpointRecord(state: ProfileState, command: AbsorbCommand): OutgoingRecord {
+  const { workspace, profileId } = state;
+  const entry: CheckpointCommand = { command: 'checkpoint', profileId, before: command.from, snapshot: structuredClone(toSnapshot(state)), cause: command.cause };
+  return { workspace, profileId, messageId: commandMessageIds.checkpoint(command.from, profileId, command.cause.messageId), entry };
+}
+
+/**
+ * Gives a rebuilt state what the actor's current one still has to write or send (history,
+ * activations, outgoing records, the timer it is listed under) and the command's position.
+ */
+function carryPending(rebuilt: ProfileState, current: ProfileState, message: IdentityCommandMessage): ProfileState {
+  rebuilt.unpersisted = current.unpersisted;
+  rebuilt.activations = current.activations;
+  rebuilt.outbox = current.outbox;
+  rebuilt.indexedEvaluationMs = current.indexedEvaluationMs;
+  rebuilt.snapshotRevision = current.snapshotRevision;
+  rebuilt.lastApplied = message.position;
+  return rebuilt;
+}
+
+function unmergedActivation(state: ProfileState, other: string, cause: MergeCause, nowMs: number): ProfileActivation {
+  const activationCause = { kind: 'merge' as const, messageId: cause.messageId, rule: cause.rule };
+  return {
+    id: activationId('profile.unmerged', state.profileId, other, activationCause),
+    type: 'profile.unmerged',
+    workspace: state.workspace,
+    profileId: state.profileId,
+    name: other,
+    definitionVersion: 0,
+    atMs: nowMs,
+    cause: activationCause,
+  };
 }
 
 function mergedActivation(state: ProfileState, command: AbsorbCommand, nowMs: number): ProfileActivation {

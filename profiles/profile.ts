@@ -11,10 +11,10 @@ import { forEachIdentifier, type Identifier } from './identifiers.js';
 /**
  * Version 2 added `computed`, `segments` and `nextEvaluationMs`, version 3 `decisions` and
  * `receipts`, version 4 `scores` and `modelStates`, version 5 `journeys` and
- * `finishedJourneys`, version 6 `merges` and `mergedInto`. An older snapshot loads with the
- * missing fields empty.
+ * `finishedJourneys`, version 6 `merges` and `mergedInto`, version 7 `splits`. An older
+ * snapshot loads with the missing fields empty.
  */
-export const PROFILE_SNAPSHOT_VERSION = 6;
+export const PROFILE_SNAPSHOT_VERSION = 7;
 
 export interface EventStats {
   count: number;
@@ -77,6 +77,8 @@ export interface ProfileSnapshot {
   merges: AbsorbedProfile[];
   /** Set once the profile was merged into another: the survivor, which receives its events from then on. */
   mergedInto?: string;
+  /** Profiles an operator split from this one; events of their identifiers that still arrive here are forwarded to them. */
+  splits: ProfileSplit[];
 }
 
 /** A profile merged into this one, and the event and rule that proved them the same person. */
@@ -84,6 +86,19 @@ export interface AbsorbedProfile extends MergeCause {
   profileId: string;
   /** When this profile absorbed the other's state, ms since the epoch. */
   absorbedAtMs: number;
+  /** The log position of the absorb, where an unmerge starts its replay; absent on merges older than unmerge. */
+  position?: LogPosition;
+}
+
+/** A profile split from this one by an unmerge. */
+export interface ProfileSplit {
+  /** The unmerge's id. */
+  id: string;
+  profileId: string;
+  /** The identifiers that went with it, and those that stayed, as the identity graph split them. */
+  identifiers: Identifier[];
+  keptIdentifiers: Identifier[];
+  atMs: number;
 }
 
 export interface JourneyPosition {
@@ -179,6 +194,7 @@ export function createProfile(workspace: string, profileId: string): ProfileStat
     journeys: Object.create(null),
     finishedJourneys: Object.create(null),
     merges: [],
+    splits: [],
     unpersisted: [],
     activations: [],
     indexedEvaluationMs: 0,
@@ -214,11 +230,14 @@ export function applyEvent(profile: ProfileState, applied: AppliedEvent, limits:
   return true;
 }
 
+/** Adds the event's identifiers: those identity resolution recorded on it, else its raw fields. */
 function applyIdentifiers(profile: ProfileState, event: CustomerEvent, limits: ProfileLimits): void {
-  forEachIdentifier(event, (type, value) => {
+  const add = (type: string, value: string) => {
     if (profile.identifiers.length >= limits.identifiers || hasIdentifier(profile, type, value)) return;
     profile.identifiers.push({ type, value });
-  });
+  };
+  if (event.identifiers === undefined) forEachIdentifier(event, add);
+  else for (const { type, value } of event.identifiers) add(type, value);
 }
 
 function hasIdentifier(profile: ProfileState, type: string, value: string): boolean {
@@ -331,6 +350,7 @@ function upgradeSnapshot(snapshot: ProfileSnapshot): ProfileSnapshot {
       journeys: older.journeys ?? Object.create(null),
       finishedJourneys: older.finishedJourneys ?? Object.create(null),
       merges: older.merges ?? [],
+      splits: older.splits ?? [],
     };
   }
   throw new RangeError(`profile snapshot version ${snapshot.version} is not supported; expected 1 to ${PROFILE_SNAPSHOT_VERSION}`);

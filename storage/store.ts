@@ -252,22 +252,39 @@ export async function syncCurrentWal(
   readCurrent: () => Promise<string>,
   sync: (file: string, options?: { missingOk?: boolean }) => Promise<void>,
 ): Promise<string> {
-  let current = await readCurrent();
+  let current = await readCurrentWal(readCurrent);
   for (let attempt = 1; ; attempt++) {
     try {
       await sync(current);
       return current;
     } catch (error) {
-      const next = await readCurrent();
+      const next = await readCurrentWal(readCurrent);
       if (!isMissingFile(error) || next === current || attempt >= WAL_SYNC_ATTEMPTS) throw error;
       current = next;
     }
   }
 }
 
+/**
+ * Reads the current WAL's name. RocksDB lists its WAL files and then reads their sizes, so
+ * a WAL deleted in between (flushed after a rollover, as after opening a database whose
+ * WAL it recovered) fails the read with a missing file: it is read again.
+ */
+async function readCurrentWal(readCurrent: () => Promise<string>): Promise<string> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await readCurrent();
+    } catch (error) {
+      if (!isMissingFile(error) || attempt >= WAL_SYNC_ATTEMPTS) throw error;
+    }
+  }
+}
+
+/** Whether an error is a missing file: ENOENT from Node, or RocksDB's IO error for one. */
 function isMissingFile(error: unknown): boolean {
   const cause = error instanceof Error ? (error.cause as NodeJS.ErrnoException | undefined) : undefined;
-  return cause?.code === 'ENOENT' || (error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+  if (cause?.code === 'ENOENT' || (error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') return true;
+  return error instanceof Error && error.message.includes('No such file or directory');
 }
 
 async function fdatasync(file: string, options: { missingOk?: boolean } = {}): Promise<void> {

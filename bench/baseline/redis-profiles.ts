@@ -222,6 +222,7 @@ function toSnapshot(workspace: string, profileId: string, hash: Record<string, B
     journeys: {},
     finishedJourneys: {},
     merges: [],
+    splits: [],
     recent,
     // The baseline has no event log, so there is no log position.
     lastApplied: { shard: 0, sequence: 0 },

@@ -28,6 +28,7 @@ import type { DecisionReceipt } from '../../profiles/decision-state.js';
 import { decide, decisionId, decisionVariables, type DecisionRequest } from '../decision-rules/decide.js';
 import { advanceJourneys } from '../journeys/journey-step.js';
 import { consentRefusal } from '../decision-rules/consent.js';
+import type { MergeCause } from '../../profiles/identity-commands.js';
 import type { AppliedEvent, ProfileSnapshot, ProfileState } from '../../profiles/profile.js';
 import type { DefinitionCatalog } from './definition-catalog.js';
 import { computedValuesOf, evaluateSegments, hasCurrentState, mergeComputedStates, syncTraitStates, updateComputedTraits, computeScores } from './profile-evaluation.js';
@@ -131,6 +132,14 @@ export class DefinitionEvaluator implements ProfileEvaluator {
     const merge = state.merges.at(-1);
     const cause: ActivationCause = { kind: 'merge', messageId: merge?.messageId ?? '', rule: merge?.rule ?? '' };
     this.#evaluate(state, program, nowMs, cause);
+  }
+
+  afterUnmerge(state: ProfileState, unmerge: MergeCause, nowMs: number): void {
+    const program = this.#programFor(state);
+    if (program === undefined) return;
+
+    syncTraitStates(state, program);
+    this.#evaluate(state, program, nowMs, { kind: 'merge', messageId: unmerge.messageId, rule: unmerge.rule });
   }
 
   onDue(state: ProfileState, due: EvaluationDue, nowMs: number): void {

@@ -36,6 +36,16 @@ export class BlockingIndex {
     this.#blocks = options.rules.map(() => new Map());
   }
 
+  /** The largest block whose members are candidates. */
+  get maxBlockSize(): number {
+    return this.#maxBlockSize;
+  }
+
+  /** Returns a person's key under each rule, '' where a rule does not apply. */
+  keysOf(person: PreparedPerson): string[] {
+    return this.#rules.map((rule) => blockingKey(rule, person, this.#identifierNames));
+  }
+
   get size(): number {
     return this.#keysById.size;
   }
@@ -52,7 +62,7 @@ export class BlockingIndex {
   add(id: string, person: PreparedPerson): string[] {
     this.remove(id);
 
-    const keys = this.#rules.map((rule) => blockingKey(rule, person, this.#identifierNames));
+    const keys = this.keysOf(person);
     const candidates = new Set<string>();
     keys.forEach((key, ruleIndex) => {
       if (key === '') return;

@@ -155,6 +155,20 @@ export class PersonMatcher {
     return this.#index.add(id, prepared);
   }
 
+  /**
+   * Returns a person's blocking keys, one per rule and prefixed by the rule's number, without
+   * the rules that do not apply to it: what a shared index files the person under.
+   */
+  blockingKeys(person: PersonRecord): string[] {
+    const keys = this.#index.keysOf(preparePerson(person, this.#compiled.schema.identifierNames));
+    return keys.flatMap((key, rule) => (key === '' ? [] : [`${rule}:${key}`]));
+  }
+
+  /** The largest block whose members are candidates; a key shared by more profiles selects none. */
+  get maxBlockSize(): number {
+    return this.#index.maxBlockSize;
+  }
+
   /** Removes a profile, such as one merged into another. Returns false when it is unknown. */
   remove(id: string): boolean {
     this.#lifecycle.assert('remove', 'running');

@@ -127,7 +127,7 @@ t.test('activations - bad requests name the field and the rule', async (t) => {
   await t.rejects(list({ limit: 1_001 }), { code: status.INVALID_ARGUMENT, details: 'limit must be at most 1000, received 1001' });
   await t.rejects(list({ types: ['segment.entered', 'joined'] }), {
     code: status.INVALID_ARGUMENT,
-    details: 'types[1] must be one of segment.entered, segment.exited, decision.made, journey.entered, journey.action, journey.exited, journey.completed, profile.merged, received "joined"',
+    details: 'types[1] must be one of segment.entered, segment.exited, decision.made, journey.entered, journey.action, journey.exited, journey.completed, profile.merged, profile.unmerged, received "joined"',
   });
   await t.rejects(callUnary(client.listActivations.bind(client), { afterSequence: 0, limit: 0, types: [] }, bearer('unknown-key-0001')), { code: status.UNAUTHENTICATED });
 });

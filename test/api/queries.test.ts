@@ -85,8 +85,8 @@ t.test('queries - profile by every identifier', async (t) => {
   const profile = await getProfile(node, 'user_id', 'dana');
   t.same(
     profile.identifiers.map(({ type, value }) => `${type}=${value}`),
-    identifiers.map(([type, value]) => `${type}=${value}`),
-    'the profile lists every identifier',
+    ['user_id=dana', 'email=dana@example.com', 'phone=+442079460000', 'external:crm_id=crm-42', 'device_id=device-7f3a', 'anonymous_id=anon-dana'],
+    'the profile lists every identifier as identity resolution linked it: normalised, highest priority first',
   );
   t.same(plain(profile.traits), { plan: 'pro', email: 'dana@example.com', phone: '+44 20 7946 0000' }, 'traits');
 });

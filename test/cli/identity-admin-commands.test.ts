@@ -1,11 +1,12 @@
 /**
  * Identity resolution through the processes a user runs: `rtcdp dev --identity FILE`,
- * `rtcdp send`, `rtcdp identity quarantine list|approve|reject` and `rtcdp profile explain`,
- * over gRPC on loopback.
+ * `rtcdp send`, `rtcdp identity quarantine list|approve|reject`, `rtcdp profile explain` and
+ * `rtcdp profile unmerge`, over gRPC on loopback.
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
+import { parseMergedProfile } from '../../cli/identity-admin-commands.js';
 import { runCli as rtcdp, startNodeProcess } from '../helpers/node-process.js';
 
 const events = (...lines: object[]): string => `${lines.map((line) => JSON.stringify(line)).join('\n')}\n`;
@@ -83,6 +84,144 @@ t.test('identity commands - quarantine, approve, reject and explain', async (t) 
   const malformed = await rtcdp(['profile', 'explain', 'email', 'user_id=u1', ...server]);
   t.equal(malformed.code, 2);
   t.match(malformed.stderr, /invalid first identifier "email": expected TYPE=VALUE/);
+});
+
+/** Returns two NDJSON files' contents: a known user's events and an anonymous visitor's page views, then the login that merges the visitor into the user. */
+function mergedVisitorEvents(userId: string, anonymousId: string): [string, string] {
+  const before = events(
+    { type: 'identify', userId, traits: { plan: 'pro' }, messageId: `${userId}-identify` },
+    { type: 'track', event: 'Order Completed', userId, properties: { revenue: 10 }, messageId: `${userId}-order` },
+    { type: 'page', name: 'Home', anonymousId, messageId: `${anonymousId}-page-1` },
+    { type: 'page', name: 'Pricing', anonymousId, messageId: `${anonymousId}-page-2` },
+  );
+  const login = events({ type: 'identify', userId, anonymousId, messageId: `${userId}-login` });
+  return [before, login];
+}
+
+/** Sends each file's events with `rtcdp send`, one file after the other. */
+async function sendAll(t: Test, dir: string, server: string[], contents: string[]): Promise<void> {
+  for (const [index, content] of contents.entries()) {
+    const file = path.join(dir, `events-${index}.ndjson`);
+    writeFileSync(file, content);
+    const sent = await rtcdp(['send', file, ...server]);
+    t.equal(sent.code, 0, sent.stderr);
+  }
+}
+
+/** Returns `profile get --output json`, which leaves out empty lists such as `merges`. */
+async function profileJson(server: string[], ...identifier: string[]): Promise<{ profileId: string; eventCount: number; merges?: Array<{ profileId: string }> }> {
+  const result = await rtcdp(['profile', 'get', ...identifier, ...server, '--output', 'json']);
+  return JSON.parse(result.stdout);
+}
+
+t.test('identity commands - unmerge splits a merged visitor off again', async (t) => {
+  const dir = t.testdir();
+  const node = await startNodeProcess(path.join(dir, 'data'));
+  t.teardown(() => node.stop());
+  const server = ['--server', node.address];
+
+  await sendAll(t, dir, server, mergedVisitorEvents('u1', 'a1'));
+  const merged = await profileJson(server, '--user-id', 'u1');
+  t.equal(merged.eventCount, 5, 'the merged profile holds both sides');
+  t.same((merged.merges ?? []).map((merge) => merge.profileId), ['anon:a1'], 'profile get lists the merged profile');
+
+  const unmerged = await rtcdp(['profile', 'unmerge', 'user_id=u1', 'anonymous_id=a1', ...server]);
+  t.equal(unmerged.code, 0, 'unmerge exits 0', { stderr: unmerged.stderr, nodeLog: node.stderr() });
+  const unmergeId = /^split profile anon:a1 off user:u1 \(unmerge (\S+)\)\n/.exec(unmerged.stdout)?.[1];
+  t.ok(unmergeId, 'the first line names both profiles and the unmerge id', { stdout: unmerged.stdout });
+  // The login carried the user id, which outranks the anonymous id, so it stays with the user.
+  t.match(unmerged.stdout, /\nuser:u1 \(survivor\):\n {2}identifiers +user_id=u1\n {2}events +3\n {2}segments +\(none\)\n/);
+  t.match(unmerged.stdout, /\nanon:a1 \(restored\):\n {2}identifiers +anonymous_id=a1\n {2}events +2\n {2}segments +\(none\)\n/);
+
+  const survivor = await profileJson(server, '--user-id', 'u1');
+  t.equal(survivor.eventCount, 3, 'the user keeps its identify, order and login');
+  t.same(survivor.merges ?? [], [], 'the merge is gone from the survivor');
+  const restored = await profileJson(server, '--anonymous-id', 'a1');
+  t.equal(restored.profileId, 'anon:a1');
+  t.equal(restored.eventCount, 2, 'the visitor gets its page views back');
+
+  const activations = await rtcdp(['activations', 'list', ...server]);
+  t.match(activations.stdout, new RegExp(`profile\\.unmerged +anon:a1 +0 +user:u1 +unmerge \\(${unmergeId}\\)\n`));
+  t.match(activations.stdout, new RegExp(`profile\\.unmerged +user:u1 +0 +anon:a1 +unmerge \\(${unmergeId}\\)\n`));
+
+  await sendAll(t, dir, server, [events({ type: 'identify', userId: 'u1', anonymousId: 'a1', messageId: 'u1-login-again' })]);
+  const quarantined = JSON.parse((await rtcdp(['identity', 'quarantine', 'list', ...server, '--output', 'json'])).stdout).links as Array<{ reason: string; profileId: string; otherProfileId: string }>;
+  t.same(quarantined.map((link) => [link.reason, ...[link.profileId, link.otherProfileId].sort()]), [['UNMERGED', 'anon:a1', 'user:u1']], 'a new link between the two is held');
+
+  const again = await rtcdp(['profile', 'unmerge', 'user_id=u1', 'anonymous_id=a1', ...server]);
+  t.equal(again.code, 1, 'a profile that is no longer merged cannot be unmerged');
+  t.match(again.stderr, /anonymous_id "a1" did not come into profile user:u1 through a merge/);
+});
+
+t.test('identity commands - unmerge by profile id with JSON output', async (t) => {
+  const dir = t.testdir();
+  const node = await startNodeProcess(path.join(dir, 'data'));
+  t.teardown(() => node.stop());
+  const server = ['--server', node.address];
+
+  await sendAll(t, dir, server, mergedVisitorEvents('u2', 'a2'));
+  const result = await rtcdp(['profile', 'unmerge', 'user_id=u2', 'anon:a2', ...server, '--output', 'json']);
+  t.equal(result.code, 0, 'unmerge exits 0', { stderr: result.stderr, nodeLog: node.stderr() });
+  if (result.code !== 0) return;
+
+  const response = JSON.parse(result.stdout);
+  t.match(response.unmergeId, /^[\w-]{22}$/);
+  t.equal(response.survivorProfileId, 'user:u2');
+  t.equal(response.restoredProfileId, 'anon:a2');
+  t.same(response.profiles, ['anon:a2']);
+  t.same(response.restoredIdentifiers, [{ type: 'anonymous_id', value: 'a2' }]);
+  t.same(response.survivorIdentifiers, [{ type: 'user_id', value: 'u2' }]);
+  t.equal(response.survivor.profileId, 'user:u2');
+  t.equal(response.survivor.eventCount, 3);
+  t.equal(response.restored.profileId, 'anon:a2');
+  t.equal(response.restored.eventCount, 2);
+
+  t.equal((await profileJson(server, '--user-id', 'u2')).eventCount, 3, 'profile get agrees for the survivor');
+  t.equal((await profileJson(server, '--anonymous-id', 'a2')).eventCount, 2, 'profile get agrees for the restored profile');
+});
+
+t.test('identity commands - unmerge reads <merged> as identifier or profile id', async (t) => {
+  const cases: Array<[string, unknown]> = [
+    ['anonymous_id=a1', { type: 'anonymous_id', value: 'a1' }],
+    ['email=ana=work@example.com', { type: 'email', value: 'ana=work@example.com' }],
+    ['external:crm_id=42', { type: 'external:crm_id', value: '42' }],
+    ['anon:a1', 'anon:a1'],
+    ['anon:abc==', 'anon:abc=='],
+    ['email:ana=work@example.com', 'email:ana=work@example.com'],
+    ['external:crm_id:4=2', 'external:crm_id:4=2'],
+  ];
+  for (const [text, expected] of cases) t.same(parseMergedProfile(text), expected, text);
+
+  t.throws(() => parseMergedProfile('a1'), /invalid merged profile "a1"/);
+  t.throws(() => parseMergedProfile('anonymous_id='), /invalid merged identifier "anonymous_id=": expected TYPE=VALUE/);
+});
+
+t.test('identity commands - unmerge errors name the profile at fault', async (t) => {
+  const dir = t.testdir();
+  const node = await startNodeProcess(path.join(dir, 'data'));
+  t.teardown(() => node.stop());
+  const server = ['--server', node.address];
+  await sendAll(t, dir, server, [mergedVisitorEvents('u3', 'a3')[0]]);
+
+  const unknown = await rtcdp(['profile', 'unmerge', 'user_id=nobody', 'anonymous_id=a3', ...server]);
+  t.equal(unknown.code, 1, 'unknown survivor exits 1');
+  t.match(unknown.stderr, /no profile of workspace default has user_id "nobody"/);
+
+  const notMerged = await rtcdp(['profile', 'unmerge', 'user_id=u3', 'anon:a3', ...server]);
+  t.equal(notMerged.code, 1, 'a profile of its own exits 1');
+  t.match(notMerged.stderr, /profile anon:a3 of workspace default is not merged into user:u3: it is a profile of its own/);
+
+  const unknownMerged = await rtcdp(['profile', 'unmerge', 'user_id=u3', 'anon:nobody', ...server]);
+  t.equal(unknownMerged.code, 1, 'unknown merged profile exits 1');
+  t.match(unknownMerged.stderr, /anon:nobody/);
+
+  const neither = await rtcdp(['profile', 'unmerge', 'user_id=u3', 'a3', ...server]);
+  t.equal(neither.code, 2, 'an argument that is neither form is a usage error');
+  t.match(neither.stderr, /invalid merged profile "a3": expected an identifier as TYPE=VALUE \(anonymous_id=a1\) or a profile id as PREFIX:VALUE \(anon:a1\)/);
+
+  const badSurvivor = await rtcdp(['profile', 'unmerge', 'user:u3', 'anon:a3', ...server]);
+  t.equal(badSurvivor.code, 2, 'the survivor must be an identifier');
+  t.match(badSurvivor.stderr, /invalid profile identifier "user:u3": expected TYPE=VALUE/);
 });
 
 t.test('identity commands - an invalid settings file stops dev before it starts', async (t) => {

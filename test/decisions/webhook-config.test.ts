@@ -82,7 +82,7 @@ t.test('webhook config - each rule names the field', async (t) => {
     ['secret unset', { ...valid, secretEnv: 'MISSING_SECRET' }, "webhooks[0].secretEnv names MISSING_SECRET, which is not set in the environment; set it to the destination's secret"],
     ['secret short', { ...valid, secretEnv: 'SHORT_SECRET' }, 'webhooks[0].secretEnv names SHORT_SECRET, whose value must be at least 16 characters, received 5'],
     ['types empty', { ...valid, types: [] }, 'webhooks[0].types must be a non-empty list of activation types, received a list'],
-    ['types member', { ...valid, types: ['segment.entered', 'segment.left'] }, 'webhooks[0].types[1] must be one of segment.entered, segment.exited, decision.made, journey.entered, journey.action, journey.exited, journey.completed, profile.merged, received "segment.left"'],
+    ['types member', { ...valid, types: ['segment.entered', 'segment.left'] }, 'webhooks[0].types[1] must be one of segment.entered, segment.exited, decision.made, journey.entered, journey.action, journey.exited, journey.completed, profile.merged, profile.unmerged, received "segment.left"'],
     ['maxAttempts', { ...valid, maxAttempts: 0 }, 'webhooks[0].maxAttempts must be an integer from 1 to 100, received 0'],
     ['timeoutMs', { ...valid, timeoutMs: '5s' }, 'webhooks[0].timeoutMs must be an integer from 100 to 300000, received "5s"'],
     ['maxBatchActivations', { ...valid, maxBatchActivations: 1.5 }, 'webhooks[0].maxBatchActivations must be an integer from 1 to 1000, received 1.5'],

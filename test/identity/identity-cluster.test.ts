@@ -52,6 +52,35 @@ t.test('identity cluster - merges across nodes, races converge, quarantine is sh
     t.equal((await nodes[1].getProfile(WORKSPACE, user('u1'))).eventCount, 5, 'a later event of the visitor reaches the survivor');
   });
 
+  t.test('an unmerge through one node splits the profiles on every node', async (t) => {
+    const result = await nodes[1].identityAdmin.unmerge(WORKSPACE, user('u1'), anon('a1'));
+    t.match(result.plan, { survivor: 'user:u1', restored: 'anon:a1', profiles: ['anon:a1'] });
+
+    for (const node of nodes) {
+      const survivor = await node.getProfile(WORKSPACE, user('u1'));
+      t.equal(survivor.eventCount, 2, `node ${node.nodeId}: the sign-up and the identify stay with the user`);
+      t.same(survivor.merges, []);
+      const restored = await node.getProfile(WORKSPACE, anon('a1'));
+      t.equal(restored.profileId, 'anon:a1', `node ${node.nodeId} finds the restored profile by the anonymous id`);
+      t.equal(restored.eventCount, 3, `node ${node.nodeId}: the visitor's three page views`);
+    }
+
+    // The owners publish activations with the next snapshot, shortly after the states change.
+    const listUnmerged = async () => (await nodes[0].activations.list(WORKSPACE, { limit: 1_000 })).activations.filter((activation) => activation.type === 'profile.unmerged');
+    let unmerged = await listUnmerged();
+    for (let attempt = 0; attempt < 100 && unmerged.length < 2; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      unmerged = await listUnmerged();
+    }
+    t.same(unmerged.map((activation) => `${activation.profileId} ${activation.name}`).sort(), ['anon:a1 user:u1', 'user:u1 anon:a1'], 'each profile gets one profile.unmerged naming the other');
+
+    // Node a cached the visitor's profile as merged into the user. The event may go there
+    // first, and the user's actor forwards it to the restored profile.
+    await nodes[0].ingest(WORKSPACE, [page('a1')]);
+    t.equal((await nodes[1].getProfile(WORKSPACE, anon('a1'))).eventCount, 4, 'a later event of the visitor reaches the restored profile');
+    t.equal((await nodes[1].getProfile(WORKSPACE, user('u1'))).eventCount, 2);
+  });
+
   t.test('events sent to both nodes at once that link the same visitors converge', async (t) => {
     const visitors = Array.from({ length: 24 }, (_, i) => `race-${i}`);
     // Every event carries the same device id, so all visitors are one person; half the
@@ -84,10 +113,11 @@ t.test('identity cluster - online matching merges near-duplicates through the lo
   const matching = { model, workers: 1, minMatchProbability: 0.99999, minReviewProbability: 0.9 };
   const nodes = await startClusterNodes(t, ['a', 'b'], { ...FAST, matching });
 
-  // Candidates are the profiles of the events a node accepted, so both go through node a.
+  // The blocking index is shared in NATS KV, so the two people are found though each went through another node.
   await nodes[0].ingest(WORKSPACE, [{ type: 'identify', anonymousId: 'm1', messageId: 'match-1', traits: { firstName: 'Robert', lastName: 'Allen', birthday: '1971-05-24', email: 'robert255@smith.net' } }]);
-  await nodes[0].ingest(WORKSPACE, [{ type: 'identify', anonymousId: 'm2', messageId: 'match-2', traits: { firstName: 'Robert', lastName: 'Alan', birthday: '1971-06-24', email: 'roberta25@smith.net' } }]);
   await nodes[0].matching!.settled();
+  await nodes[1].ingest(WORKSPACE, [{ type: 'identify', anonymousId: 'm2', messageId: 'match-2', traits: { firstName: 'Robert', lastName: 'Alan', birthday: '1971-06-24', email: 'roberta25@smith.net' } }]);
+  await nodes[1].matching!.settled();
 
   const profile = await nodes[1].getProfile(WORKSPACE, anon('m2'));
   t.equal(profile.profileId, (await nodes[1].getProfile(WORKSPACE, anon('m1'))).profileId, 'node b finds one profile by either id');

@@ -1,33 +1,24 @@
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { silentLogger } from '../../common/logger.js';
 import { IdentityGraph } from '../../identity/identity-graph.js';
+import { identityKeys } from '../../identity/identity-records.js';
 import { resolveIdentitySettings, type IdentitySettingsInput } from '../../identity/identity-settings.js';
 import type { Identifier } from '../../profiles/identifiers.js';
 import type { KvStore } from '../../storage/kv-store.js';
 import { MemoryKvStore } from '../../storage/memory-kv-store.js';
-import { RocksDbKvStore } from '../../storage/rocksdb-kv-store.js';
-import { Store } from '../../storage/store.js';
+import { localKvStores } from '../helpers/kv-stores.js';
 
 const user = (value: string): Identifier => ({ type: 'user_id', value });
 const anon = (value: string): Identifier => ({ type: 'anonymous_id', value });
 const email = (value: string): Identifier => ({ type: 'email', value });
+const device = (value: string): Identifier => ({ type: 'device_id', value });
 
 function graphOn(kv: KvStore, settings: IdentitySettingsInput = {}, now = () => 1_000): IdentityGraph {
   const resolved = resolveIdentitySettings(settings);
   return new IdentityGraph({ kv, settingsFor: () => resolved, logger: silentLogger(), now });
 }
 
-const stores: Array<[string, (t: Test) => Promise<KvStore>]> = [
-  ['memory', async () => new MemoryKvStore()],
-  [
-    'rocksdb',
-    async (t) => {
-      const store = await Store.open({ path: t.testdir() });
-      t.teardown(() => store.close());
-      return RocksDbKvStore.open(store, 'identity');
-    },
-  ],
-];
+const stores = localKvStores;
 
 for (const [name, open] of stores) {
   t.test(`identity graph on ${name} - an event with new identifiers starts a profile named after the first`, async (t) => {
@@ -212,6 +203,256 @@ for (const [name, open] of stores) {
 
     for (const id of ['a', 'b', 'c']) t.equal(await graph.profileOf('ws', anon(id)), 'anon:a', `anon ${id} reaches the oldest profile`);
     t.equal(await graph.survivorOf('ws', 'anon:c'), 'anon:a');
+  });
+
+  t.test(`identity graph on ${name} - unmerge splits an identify merge`, async (t) => {
+    let clock = 1_000;
+    const graph = graphOn(await open(t), {}, () => clock++);
+    await graph.resolve('ws', 'm1', [anon('a1')]);
+    await graph.resolve('ws', 'm2', [user('u1')]);
+    await graph.resolve('ws', 'm3', [user('u1'), anon('a1')]);
+    await graph.markAnnounced('ws', 'anon:a1');
+
+    const plan = await graph.unmerge('ws', 'user:u1', 'anon:a1');
+    t.match(plan.id, /^[A-Za-z0-9_-]{22}$/);
+    t.equal(plan.workspace, 'ws');
+    t.equal(plan.survivor, 'user:u1');
+    t.equal(plan.restored, 'anon:a1');
+    t.same(plan.profiles, ['anon:a1']);
+    t.same(plan.restoredIdentifiers, [anon('a1')]);
+    t.same(plan.survivorIdentifiers, [user('u1')]);
+    t.match(plan.merge, { profileId: 'anon:a1', messageId: 'm3', from: [anon('a1')], into: [user('u1')] });
+    t.ok(plan.atMs > plan.merge.atMs, 'the unmerge is stamped with the clock');
+
+    t.equal(await graph.profileOf('ws', user('u1')), 'user:u1');
+    t.equal(await graph.profileOf('ws', anon('a1')), 'anon:a1', 'the anonymous id is back on its own profile');
+    t.equal(await graph.survivorOf('ws', 'anon:a1'), 'anon:a1');
+    t.same(await graph.mergedInto('ws', 'user:u1'), []);
+    t.same((await graph.resolve('ws', 'm4', [anon('a1')])).merges, [], 'the restored profile announces no merge');
+    await t.rejects(graph.explain('ws', anon('a1'), user('u1')), { code: 'IDENTIFIER_NOT_LINKED', message: /belongs to profile anon:a1 .* user:u1: they are not linked/ });
+
+    const survivor = await graph.profile('ws', 'user:u1');
+    t.same(survivor?.identifiers, [user('u1')]);
+    t.same(survivor?.merges, []);
+    t.same(survivor?.separatedFrom, ['anon:a1']);
+    t.match(survivor?.unmerges, [{ id: plan.id, profileId: 'anon:a1', profiles: ['anon:a1'], mergeMessageId: 'm3', atMs: plan.atMs, announced: false }]);
+    const restored = await graph.profile('ws', 'anon:a1');
+    t.equal(restored?.mergedInto, undefined);
+    t.equal(restored?.mergeAnnounced, undefined);
+    t.same(restored?.identifiers, [anon('a1')]);
+    t.same(restored?.separatedFrom, ['user:u1']);
+    t.equal(restored?.restoredAtMs, plan.atMs);
+
+    const again = await graph.resolve('ws', 'm5', [user('u1'), anon('a1')]);
+    t.equal(again.profileId, 'user:u1', 'the event goes to the profile of its highest-priority identifier');
+    t.same(again.merges, []);
+    t.match(again.quarantined, [{ identifier: anon('a1'), profileId: 'user:u1', otherProfileId: 'anon:a1', reason: 'UNMERGED', status: 'pending' }]);
+    t.match(again.quarantined[0].message, /profiles user:u1 and anon:a1 were unmerged by an operator.*approving this link merges them again/);
+    t.equal(await graph.profileOf('ws', anon('a1')), 'anon:a1', 'the held link merges nothing');
+
+    const { merges } = await graph.approve('ws', again.quarantined[0].id);
+    t.match(merges, [{ loser: 'anon:a1', winner: 'user:u1', cause: { rule: 'approved-link' } }]);
+    t.equal(await graph.profileOf('ws', anon('a1')), 'user:u1', 'approval merges the two again');
+    t.equal((await graph.profile('ws', 'user:u1'))?.separatedFrom, undefined, 'and ends the separation on the survivor');
+    t.equal((await graph.profile('ws', 'anon:a1'))?.separatedFrom, undefined, 'and on the merged profile');
+  });
+
+  t.test(`identity graph on ${name} - unmerge moves identifiers linked through restored ones`, async (t) => {
+    const graph = graphOn(await open(t));
+    await graph.resolve('ws', 'm1', [anon('a1')]);
+    await graph.resolve('ws', 'm2', [user('u1')]);
+    await graph.resolve('ws', 'm3', [user('u1'), anon('a1')]);
+    await graph.resolve('ws', 'm4', [email('e1@x.com'), anon('a1')]);
+    await graph.resolve('ws', 'm5', [user('u1'), email('e2@x.com')]);
+    await graph.resolve('ws', 'm6', [email('e1@x.com'), device('d1')]);
+
+    const plan = await graph.unmerge('ws', 'user:u1', 'anon:a1');
+    t.same(plan.restoredIdentifiers, [email('e1@x.com'), anon('a1'), device('d1')], 'e1 came with a1, and d1 with e1, listed in the order of the survivor');
+    t.same(plan.survivorIdentifiers, [user('u1'), email('e2@x.com')], 'e2 came with u1');
+    for (const identifier of plan.restoredIdentifiers) t.equal(await graph.profileOf('ws', identifier), 'anon:a1', `${identifier.type} ${identifier.value} moves`);
+    t.equal(await graph.profileOf('ws', email('e2@x.com')), 'user:u1');
+    t.equal(await graph.linkedProfileOf('ws', email('e1@x.com')), 'anon:a1', "the email's record is repointed to the restored profile");
+
+    const explanation = await graph.explain('ws', device('d1'), anon('a1'));
+    t.equal(explanation.profileId, 'anon:a1');
+    t.match(explanation.steps, [
+      { kind: 'linked', identifier: device('d1'), profileId: 'anon:a1', messageId: 'm6', via: email('e1@x.com') },
+      { kind: 'linked', identifier: anon('a1'), profileId: 'anon:a1', messageId: 'm1' },
+    ]);
+  });
+
+  t.test(`identity graph on ${name} - unmerge moves later merges through restored identifiers`, async (t) => {
+    let clock = 1_000;
+    const graph = graphOn(await open(t), {}, () => clock++);
+    await graph.resolve('ws', 'm1', [anon('a1')]);
+    await graph.resolve('ws', 'm2', [user('u1')]);
+    await graph.resolve('ws', 'm3', [user('u1'), anon('a1')]);
+    await graph.resolve('ws', 'm4', [anon('a2')]);
+    await graph.resolve('ws', 'm5', [anon('a1'), anon('a2')]);
+    await graph.resolve('ws', 'm6', [anon('a3')]);
+    await graph.resolve('ws', 'm7', [user('u1'), anon('a3')]);
+    for (const loser of ['anon:a1', 'anon:a2', 'anon:a3']) await graph.markAnnounced('ws', loser);
+
+    const plan = await graph.unmerge('ws', 'user:u1', 'anon:a1');
+    t.same(plan.profiles, ['anon:a1', 'anon:a2'], 'a2 joined through a1; a3 joined through u1');
+    t.same(plan.restoredIdentifiers, [anon('a1'), anon('a2')]);
+    t.same(plan.survivorIdentifiers, [user('u1'), anon('a3')]);
+
+    const moved = await graph.profile('ws', 'anon:a2');
+    t.match(moved?.mergedInto, { profileId: 'anon:a1', messageId: 'm5' }, 'the later merge now names the restored profile');
+    t.equal(moved?.mergeAnnounced, true, 'its state moves with the restored profile, so nothing is announced again');
+    t.same((await graph.profile('ws', 'anon:a1'))?.merges.map((merge) => merge.profileId), ['anon:a2']);
+    t.same((await graph.profile('ws', 'user:u1'))?.merges.map((merge) => merge.profileId), ['anon:a3']);
+    t.equal(await graph.profileOf('ws', anon('a2')), 'anon:a1');
+    t.equal(await graph.profileOf('ws', anon('a3')), 'user:u1');
+    t.same((await graph.resolve('ws', 'm8', [anon('a2')])).merges, []);
+    t.match((await graph.explain('ws', anon('a2'), anon('a1'))).steps, [{ kind: 'linked', profileId: 'anon:a2' }, { kind: 'merged', profileId: 'anon:a2', intoProfileId: 'anon:a1', messageId: 'm5' }, { kind: 'linked', profileId: 'anon:a1' }]);
+  });
+
+  t.test(`identity graph on ${name} - unmerge rejects what it cannot undo`, async (t) => {
+    let clock = 1_000;
+    const graph = graphOn(await open(t), {}, () => clock++);
+    await graph.resolve('ws', 'm1', [anon('c')]);
+    await graph.resolve('ws', 'm2', [anon('b')]);
+    await graph.resolve('ws', 'm3', [anon('a')]);
+    await graph.resolve('ws', 'm4', [anon('d')]);
+    await graph.resolve('ws', 'm5', [anon('b'), anon('a')]);
+    await graph.resolve('ws', 'm6', [anon('c'), anon('b')]);
+
+    await t.rejects(graph.unmerge('ws', 'anon:nobody', 'anon:a'), { code: 'PROFILE_NOT_FOUND', message: /profile anon:nobody is not in the identity graph of workspace ws/ });
+    await t.rejects(graph.unmerge('ws', 'anon:c', 'anon:nobody'), { code: 'PROFILE_NOT_FOUND', message: /profile anon:nobody/ });
+    await t.rejects(graph.unmerge('ws', 'anon:b', 'anon:a'), { code: 'PROFILE_NOT_SURVIVOR', message: /anon:b .* is not a survivor: it was merged into anon:c\. Unmerge anon:b from anon:c/ });
+    await t.rejects(graph.unmerge('ws', 'anon:c', 'anon:a'), { code: 'NOT_MERGED', message: /anon:a .* is not merged directly into anon:c but into anon:b\. .*unmerging anon:b takes anon:a back with it/ });
+    await t.rejects(graph.unmerge('ws', 'anon:c', 'anon:d'), { code: 'NOT_MERGED', message: /anon:d .* is not merged into anon:c: it is a profile of its own/ });
+
+    await graph.resolve('ws', 'm7', [anon('c'), anon('d')]);
+    await graph.unmerge('ws', 'anon:c', 'anon:d');
+    await t.rejects(graph.unmerge('ws', 'anon:c', 'anon:b'), { code: 'UNMERGE_ORDER', message: /merge of anon:b into anon:c .* cannot be undone: anon:d was unmerged from anon:c after it/ });
+    t.equal(await graph.survivorOf('ws', 'anon:b'), 'anon:c', 'the rejected unmerge changes nothing');
+    t.equal(await graph.profileOf('ws', anon('b')), 'anon:c');
+  });
+
+  t.test(`identity graph on ${name} - unmerge rejects merges older than a restore`, async (t) => {
+    let clock = 1_000;
+    const graph = graphOn(await open(t), {}, () => clock++);
+    await graph.resolve('ws', 'm1', [anon('c')]);
+    await graph.resolve('ws', 'm2', [anon('b')]);
+    await graph.resolve('ws', 'm3', [anon('a')]);
+    await graph.resolve('ws', 'm4', [anon('b'), anon('a')]);
+    await graph.resolve('ws', 'm5', [anon('c'), anon('b')]);
+
+    await graph.unmerge('ws', 'anon:c', 'anon:b');
+    t.equal(await graph.profileOf('ws', anon('a')), 'anon:b', 'a merged into b goes back with b');
+    await t.rejects(graph.unmerge('ws', 'anon:b', 'anon:a'), { code: 'UNMERGE_ORDER', message: /anon:b was itself unmerged from the profile it had joined after it/ });
+  });
+
+  t.test(`identity graph on ${name} - unmerge repeats its plan until announced`, async (t) => {
+    let clock = 1_000;
+    const kv = await open(t);
+    const restoredKey = identityKeys.profile('ws', 'anon:a1');
+    let failRestore = false;
+    // Fails the write of the restored profile once, as a crash after the survivor's write would.
+    const crashing: KvStore = {
+      get: (key) => kv.get(key),
+      create: (key, value) => kv.create(key, value),
+      put: (key, value) => kv.put(key, value),
+      delete: (key, revision) => kv.delete(key, revision),
+      list: (prefix) => kv.list(prefix),
+      update: (key, value, revision) => {
+        if (failRestore && key === restoredKey) {
+          failRestore = false;
+          return Promise.reject(new Error('node stopped'));
+        }
+        return kv.update(key, value, revision);
+      },
+    };
+    const graph = graphOn(crashing, {}, () => clock++);
+    await graph.resolve('ws', 'm1', [anon('a1')]);
+    await graph.resolve('ws', 'm2', [user('u1')]);
+    await graph.resolve('ws', 'm3', [user('u1'), anon('a1')]);
+    await graph.markAnnounced('ws', 'anon:a1');
+
+    failRestore = true;
+    await t.rejects(graph.unmerge('ws', 'user:u1', 'anon:a1'), { code: 'IDENTITY_STORE_FAILED' });
+    t.equal(await graph.survivorOf('ws', 'anon:a1'), 'user:u1', 'the restored profile is still merged after the failed write');
+
+    const plan = await graph.unmerge('ws', 'user:u1', 'anon:a1');
+    t.equal(await graph.survivorOf('ws', 'anon:a1'), 'anon:a1', 'calling again completes the unmerge');
+    t.same(await graph.unmerge('ws', 'user:u1', 'anon:a1'), plan, 'and returns the same plan until it is announced');
+    t.equal((await graph.profile('ws', 'user:u1'))?.unmerges?.length, 1);
+
+    await graph.markUnmergeAnnounced('ws', 'user:u1', plan.id);
+    t.match((await graph.profile('ws', 'user:u1'))?.unmerges, [{ id: plan.id, announced: true }]);
+    await t.rejects(graph.unmerge('ws', 'user:u1', 'anon:a1'), { code: 'NOT_MERGED' });
+  });
+
+  t.test(`identity graph on ${name} - unmerged profiles stay apart without approval`, async (t) => {
+    let clock = 1_000;
+    const graph = graphOn(await open(t), {}, () => clock++);
+    await graph.resolve('ws', 'm0', [user('u0')]);
+    await graph.resolve('ws', 'm1', [anon('a1')]);
+    await graph.resolve('ws', 'm2', [user('u1')]);
+    await graph.resolve('ws', 'm3', [user('u1'), anon('a1')]);
+    await graph.unmerge('ws', 'user:u1', 'anon:a1');
+
+    const cause = { messageId: 'match-1', rule: 'fuzzy-match' as const, atMs: 5 };
+    t.match(await graph.mergeConflictOf('ws', 'user:u1', 'anon:a1'), /profiles user:u1 and anon:a1 were unmerged by an operator/);
+    await t.rejects(graph.mergeProfiles('ws', 'anon:a1', 'user:u1', cause), { code: 'PROFILES_SEPARATED', message: /were unmerged by an operator/ });
+    t.equal(await graph.profileOf('ws', anon('a1')), 'anon:a1');
+
+    await graph.mergeProfiles('ws', 'user:u1', 'user:u0', { ...cause, messageId: 'match-2' });
+    t.equal(await graph.survivorOf('ws', 'user:u1'), 'user:u0', 'the older profile survives');
+    t.same((await graph.profile('ws', 'user:u0'))?.separatedFrom, ['anon:a1'], 'the survivor takes over the separation');
+    t.match(await graph.mergeConflictOf('ws', 'anon:a1', 'user:u0'), /unmerged by an operator/);
+    await t.rejects(graph.mergeProfiles('ws', 'anon:a1', 'user:u0', cause), { code: 'PROFILES_SEPARATED' });
+
+    const resolution = await graph.resolve('ws', 'm4', [user('u0'), anon('a1')]);
+    t.equal(resolution.profileId, 'user:u0');
+    t.match(resolution.quarantined, [{ reason: 'UNMERGED', otherProfileId: 'anon:a1' }]);
+    t.equal(await graph.profileOf('ws', anon('a1')), 'anon:a1');
+  });
+
+  t.test(`identity graph on ${name} - link held after a second unmerge is pending again`, async (t) => {
+    let clock = 1_000;
+    const graph = graphOn(await open(t), {}, () => clock++);
+    await graph.resolve('ws', 'm1', [anon('a1')]);
+    await graph.resolve('ws', 'm2', [user('u1')]);
+    await graph.resolve('ws', 'm3', [user('u1'), anon('a1')]);
+    await graph.unmerge('ws', 'user:u1', 'anon:a1');
+    const first = await graph.resolve('ws', 'm4', [user('u1'), anon('a1')]);
+    await graph.approve('ws', first.quarantined[0].id);
+
+    const second = await graph.unmerge('ws', 'user:u1', 'anon:a1');
+    t.equal(second.merge.rule, 'approved-link', 'the merge undone is the approved one');
+    const heldAgain = await graph.resolve('ws', 'm5', [user('u1'), anon('a1')]);
+    t.equal(heldAgain.quarantined[0].id, first.quarantined[0].id, 'the same link has the same id');
+    t.same((await graph.listQuarantine('ws', 'pending')).map((record) => record.messageId), ['m5'], 'it is pending again');
+    await graph.approve('ws', heldAgain.quarantined[0].id);
+    t.equal(await graph.profileOf('ws', anon('a1')), 'user:u1');
+  });
+
+  t.test(`identity graph on ${name} - stale cache finds the restored profile`, async (t) => {
+    const kv = await open(t);
+    const [graphA, graphB] = [graphOn(kv), graphOn(kv)];
+    await graphA.resolve('ws', 'm1', [anon('a1')]);
+    await graphA.resolve('ws', 'm2', [user('u1')]);
+    await graphA.resolve('ws', 'm3', [user('u1'), anon('a1')]);
+    await graphA.markAnnounced('ws', 'anon:a1');
+    await graphA.resolve('ws', 'm4', [email('e1@x.com'), anon('a1')]);
+
+    t.equal((await graphB.resolve('ws', 'm5', [anon('a1')])).profileId, 'user:u1');
+    t.equal((await graphB.resolve('ws', 'm6', [email('e1@x.com')])).profileId, 'user:u1');
+    t.equal(graphB.resolveCached('ws', [email('e1@x.com')])?.profileId, 'user:u1', 'graph B has the records cached');
+
+    await graphA.unmerge('ws', 'user:u1', 'anon:a1');
+
+    // resolveCached reads no store: until graph B refreshes its records, it still returns the
+    // survivor, whose actor forwards the event to the restored profile.
+    t.equal(graphB.resolveCached('ws', [anon('a1')])?.profileId, 'user:u1', 'resolveCached returns the survivor from stale records');
+    t.equal((await graphB.resolve('ws', 'm7', [email('e1@x.com')])).profileId, 'anon:a1', 'resolve finds the survivor changed and reads the store again');
+    t.equal((await graphB.resolve('ws', 'm8', [anon('a1')])).profileId, 'anon:a1');
+    t.equal(await graphB.profileOf('ws', email('e1@x.com')), 'anon:a1');
+    t.equal(graphB.resolveCached('ws', [anon('a1'), email('e1@x.com')])?.profileId, 'anon:a1', 'after resolve, the cache holds the new records');
   });
 }
 

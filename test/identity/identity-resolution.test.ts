@@ -3,6 +3,7 @@ import t, { type Test } from 'tap';
 import { RtcdpNode } from '../../cluster/node.js';
 import { DefinitionRegistry } from '../../decisions/definitions/definition-registry.js';
 import type { NodeOptions } from '../../cluster/node-options.js';
+import type { ProfileActivation } from '../../profiles/activation.js';
 import type { RawEvent } from '../../profiles/event.js';
 import type { Identifier } from '../../profiles/identifiers.js';
 
@@ -14,6 +15,23 @@ let messages = 0;
 const page = (anonymousId: string, extra: RawEvent = {}): RawEvent => ({ type: 'page', name: 'Home', anonymousId, messageId: `m${++messages}`, ...extra });
 const track = (userId: string, extra: RawEvent = {}): RawEvent => ({ type: 'track', event: 'Order Completed', userId, messageId: `m${++messages}`, properties: { revenue: 10 }, ...extra });
 const identify = (userId: string, anonymousId: string, traits: RawEvent = {}): RawEvent => ({ type: 'identify', userId, anonymousId, traits, messageId: `m${++messages}` });
+
+// tap removes a test's directory before the teardowns registered after t.testdir() run, and
+// after those registered before it. One registered first lets the nodes drain while their
+// data is still there.
+t.beforeEach((t) => t.teardown(() => undefined));
+
+/**
+ * Lists the workspace's activations once at least `count` are stored. A query reflects the
+ * profile's state at once, while its activations are stored with its next snapshot.
+ */
+async function storedActivations(node: RtcdpNode, count: number): Promise<ProfileActivation[]> {
+  for (let attempt = 0; ; attempt++) {
+    const { activations } = await node.activations.list('w', { afterSequence: 0, limit: 1_000 });
+    if (activations.length >= count || attempt === 200) return activations;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
 
 /** Starts a node on `options.dataDir`, or on the test's directory. Call t.testdir() once per test: a second call empties it. */
 async function startNode(t: Test, options: Partial<NodeOptions> = {}): Promise<RtcdpNode> {
@@ -46,9 +64,9 @@ t.test('identity resolution - identify merges anonymous history into the known p
   await node.ingest('w', [page('a1')]);
   t.equal((await node.getProfile('w', user('u1'))).eventCount, 7, 'a later event of the anonymous id reaches the survivor');
 
-  const activations = await node.activations.list('w', { afterSequence: 0, limit: 100 });
+  const activations = await storedActivations(node, 1);
   t.match(
-    activations.activations.filter((activation) => activation.type === 'profile.merged'),
+    activations.filter((activation) => activation.type === 'profile.merged'),
     [{ profileId: 'user:u1', name: 'anon:a1', cause: { kind: 'merge', rule: 'shared-identifier' } }],
     'profile.merged is emitted once',
   );
@@ -174,9 +192,17 @@ t.test('identity resolution - alias links the previous id to the new user id', a
   t.equal(profile.profileId, 'user:u9');
   t.equal(profile.eventCount, 4);
 
+  await node.ingest('w', [{ type: 'alias', previousId: 'visitor-10', userId: 'u9', messageId: 'alias-3' }]);
+  const aliased = await node.getProfile('w', anon('visitor-10'));
+  t.equal(aliased.profileId, 'user:u9', 'a previousId no event carried before is linked too');
+  t.ok(
+    aliased.identifiers.some((identifier) => identifier.type === 'anonymous_id' && identifier.value === 'visitor-10'),
+    'and the profile lists it',
+  );
+
   const [blocked] = await node.ingest('w', [{ type: 'alias', previousId: 'null', userId: 'u9', messageId: 'alias-2' }]);
   t.match(blocked, { status: 'rejected', code: 'BLOCKED_IDENTIFIER', field: 'previousId' }, 'a blocked previousId is rejected, not dropped');
-  t.equal((await node.getProfile('w', user('u9'))).eventCount, 4, 'and the profile is unchanged');
+  t.equal((await node.getProfile('w', user('u9'))).eventCount, 5, 'and the profile is unchanged');
 });
 
 t.test('identity resolution - concurrent batches that link the same visitor converge', async (t) => {
@@ -222,7 +248,7 @@ spec: { condition: 'computed.page_views >= 3 && computed.revenue_30d >= 20' }
   t.same(profile.computedValues, { page_views: 3, revenue_30d: 20 });
   t.ok(profile.segments.engaged_buyer, 'the merged profile enters the segment');
 
-  const activations = (await node.activations.list('w', { afterSequence: 0, limit: 100 })).activations;
+  const activations = await storedActivations(node, 3);
   t.match(
     activations.filter((activation) => activation.profileId === 'user:u7').map((activation) => `${activation.type} ${activation.name} ${activation.cause.kind}`),
     ['profile.merged anon:a7 merge', 'segment.entered engaged_buyer merge'],

@@ -11,6 +11,11 @@ import type { RawEvent } from '../../profiles/event.js';
 
 const MODEL_FILE = new URL('../fixtures/splink-fake-1000-model.json', import.meta.url).pathname;
 
+// tap removes a test's directory before the teardowns registered after t.testdir() run, and
+// after those registered before it. One registered first lets the nodes drain while their
+// data is still there.
+t.beforeEach((t) => t.teardown(() => undefined));
+
 let messages = 0;
 function identify(ids: { anonymousId?: string; userId?: string }, traits: Record<string, unknown>): RawEvent {
   return { type: 'identify', ...ids, traits, messageId: `m${++messages}` };
@@ -64,4 +69,20 @@ t.test('online matching - other workspaces are never candidates', async (t) => {
   await node.ingest('two', [identify({ anonymousId: 'a2' }, { ...traits, email: 'roberta25@smith.net' })]);
   await node.matching!.settled();
   t.match(node.matching!.stats(), { observed: 2, scoredPairs: 0, merges: 0 });
+});
+
+t.test('online matching - the blocking index outlives a restart', async (t) => {
+  const dataDir = t.testdir();
+  const matching = { model: await readModelFile(MODEL_FILE), workers: 1, minMatchProbability: 0.99999, minReviewProbability: 0.9 };
+  const first = await RtcdpNode.start({ dataDir, matching });
+  await first.ingest('w', [identify({ anonymousId: 'r1' }, { firstName: 'Robert', lastName: 'Allen', birthday: '1971-05-24', email: 'robert255@smith.net' })]);
+  await first.matching!.settled();
+  await first.drain();
+
+  const second = await RtcdpNode.start({ dataDir, matching });
+  t.teardown(() => second.drain());
+  await second.ingest('w', [identify({ anonymousId: 'r2' }, { firstName: 'Robert', lastName: 'Alan', birthday: '1971-06-24', email: 'roberta25@smith.net' })]);
+  await second.matching!.settled();
+  t.equal((await second.getProfile('w', { type: 'anonymous_id', value: 'r2' })).eventCount, 2, 'the profile indexed before the restart is a candidate');
+  t.match(second.matching!.stats(), { scoredPairs: 1, merges: 1 });
 });

@@ -82,6 +82,18 @@ t.test('store - a WAL that rolls over during its sync', async (t) => {
     { message: 'failed to open WAL file /db/000013.log for fdatasync' },
   );
 
+  // RocksDB fails to name the current WAL when one it listed is deleted before it reads the size.
+  let reads = 0;
+  const named = await syncCurrentWal(
+    async () => {
+      reads += 1;
+      if (reads === 1) throw new Error('IO error: No such file or directory: while stat a file for size: /db/000014.log');
+      return '/db/000015.log';
+    },
+    async () => undefined,
+  );
+  t.equal(named, '/db/000015.log', 'the name is read again');
+
   // Other errors are never retried.
   let calls = 0;
   await t.rejects(

@@ -35,13 +35,14 @@ export interface Activation {
   id: string;
   /**
    * segment.entered, segment.exited, decision.made, journey.entered, journey.action,
-   * journey.exited, journey.completed or profile.merged.
+   * journey.exited, journey.completed, profile.merged or profile.unmerged.
    */
   type: string;
   profileId: string;
   /**
    * The segment, decision rule or journey the activation is about; for profile.merged, the
-   * id of the profile merged into this one.
+   * id of the profile merged into this one; for profile.unmerged, the id of the profile it
+   * was split from.
    */
   name: string;
   definitionVersion: number;
@@ -66,8 +67,8 @@ export interface ActivationCause {
   kind: string;
   /**
    * For kind event: the event's log position and messageId. For kind merge: the messageId
-   * of the event that proved the profiles one person, or the id of the approved
-   * quarantined link.
+   * of the event that proved the profiles one person, the id of the approved quarantined
+   * link, or the id of an operator's unmerge.
    */
   shard: number;
   sequence: number;
@@ -76,7 +77,8 @@ export interface ActivationCause {
   due: string;
   /**
    * For kind merge: shared-identifier (an event carried identifiers of both profiles) or
-   * approved-link (an operator approved a quarantined link).
+   * approved-link (an operator approved a quarantined link), fuzzy-match (the matcher scored
+   * the two above its threshold) or operator-unmerge (an operator split the profiles).
    */
   rule: string;
 }

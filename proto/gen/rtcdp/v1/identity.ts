@@ -18,7 +18,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Identifier } from "./profile.js";
+import { Identifier, Profile } from "./profile.js";
 
 export const protobufPackage = "rtcdp.v1";
 
@@ -47,8 +47,9 @@ export interface QuarantinedLink {
   /** The profile the identifier belongs to, when the link would have merged two profiles. */
   otherProfileId: string;
   /**
-   * PER_PROFILE_LIMIT, MERGE_PROTECTED, or FUZZY_MATCH (the fuzzy matcher scored the two
-   * profiles' person traits in its review band; approving merges them).
+   * PER_PROFILE_LIMIT, MERGE_PROTECTED, FUZZY_MATCH (the fuzzy matcher scored the two
+   * profiles' person traits in its review band; approving merges them), or UNMERGED (the
+   * link would merge two profiles an operator unmerged; approving merges them again).
    */
   reason: string;
   message: string;
@@ -104,6 +105,41 @@ export interface LinkStep {
   /** For kind merged: the event's identifiers that belonged to each side. */
   from: Identifier[];
   into: Identifier[];
+}
+
+export interface UnmergeProfileRequest {
+  /** Any identifier of the surviving profile, the one the other profile was merged into. */
+  profile?:
+    | Identifier
+    | undefined;
+  /**
+   * The merged profile's id, as GetProfile lists it under the survivor's merges, for
+   * example anon:a1.
+   */
+  mergedProfileId?:
+    | string
+    | undefined;
+  /** An identifier the merged profile brought into the survivor. */
+  mergedIdentifier?: Identifier | undefined;
+}
+
+export interface UnmergeProfileResponse {
+  /** Unique id of the unmerge; the profile.unmerged activations carry it as cause.message_id. */
+  unmergeId: string;
+  survivorProfileId: string;
+  /** The profile split off, which exists again on its own. */
+  restoredProfileId: string;
+  /**
+   * restored_profile_id first, then the profiles merged into the survivor later through
+   * the restored side's identifiers, which go back with it.
+   */
+  profiles: string[];
+  /** The identifiers that went with the restored profile, and those that stayed. */
+  restoredIdentifiers: Identifier[];
+  survivorIdentifiers: Identifier[];
+  /** Both profiles after the split, as GetProfile returns them. */
+  survivor?: Profile | undefined;
+  restored?: Profile | undefined;
 }
 
 function createBaseListQuarantineRequest(): ListQuarantineRequest {
@@ -984,10 +1020,337 @@ export const LinkStep: MessageFns<LinkStep> = {
   },
 };
 
+function createBaseUnmergeProfileRequest(): UnmergeProfileRequest {
+  return { profile: undefined, mergedProfileId: undefined, mergedIdentifier: undefined };
+}
+
+export const UnmergeProfileRequest: MessageFns<UnmergeProfileRequest> = {
+  encode(message: UnmergeProfileRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.profile !== undefined) {
+      Identifier.encode(message.profile, writer.uint32(10).fork()).join();
+    }
+    if (message.mergedProfileId !== undefined) {
+      writer.uint32(18).string(message.mergedProfileId);
+    }
+    if (message.mergedIdentifier !== undefined) {
+      Identifier.encode(message.mergedIdentifier, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnmergeProfileRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnmergeProfileRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.profile = Identifier.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.mergedProfileId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.mergedIdentifier = Identifier.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UnmergeProfileRequest {
+    return {
+      profile: isSet(object.profile) ? Identifier.fromJSON(object.profile) : undefined,
+      mergedProfileId: isSet(object.mergedProfileId)
+        ? globalThis.String(object.mergedProfileId)
+        : isSet(object.merged_profile_id)
+        ? globalThis.String(object.merged_profile_id)
+        : undefined,
+      mergedIdentifier: isSet(object.mergedIdentifier)
+        ? Identifier.fromJSON(object.mergedIdentifier)
+        : isSet(object.merged_identifier)
+        ? Identifier.fromJSON(object.merged_identifier)
+        : undefined,
+    };
+  },
+
+  toJSON(message: UnmergeProfileRequest): unknown {
+    const obj: any = {};
+    if (message.profile !== undefined) {
+      obj.profile = Identifier.toJSON(message.profile);
+    }
+    if (message.mergedProfileId !== undefined) {
+      obj.mergedProfileId = message.mergedProfileId;
+    }
+    if (message.mergedIdentifier !== undefined) {
+      obj.mergedIdentifier = Identifier.toJSON(message.mergedIdentifier);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UnmergeProfileRequest>, I>>(base?: I): UnmergeProfileRequest {
+    return UnmergeProfileRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UnmergeProfileRequest>, I>>(object: I): UnmergeProfileRequest {
+    const message = createBaseUnmergeProfileRequest();
+    message.profile = (object.profile !== undefined && object.profile !== null)
+      ? Identifier.fromPartial(object.profile)
+      : undefined;
+    message.mergedProfileId = object.mergedProfileId ?? undefined;
+    message.mergedIdentifier = (object.mergedIdentifier !== undefined && object.mergedIdentifier !== null)
+      ? Identifier.fromPartial(object.mergedIdentifier)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseUnmergeProfileResponse(): UnmergeProfileResponse {
+  return {
+    unmergeId: "",
+    survivorProfileId: "",
+    restoredProfileId: "",
+    profiles: [],
+    restoredIdentifiers: [],
+    survivorIdentifiers: [],
+    survivor: undefined,
+    restored: undefined,
+  };
+}
+
+export const UnmergeProfileResponse: MessageFns<UnmergeProfileResponse> = {
+  encode(message: UnmergeProfileResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.unmergeId !== "") {
+      writer.uint32(10).string(message.unmergeId);
+    }
+    if (message.survivorProfileId !== "") {
+      writer.uint32(18).string(message.survivorProfileId);
+    }
+    if (message.restoredProfileId !== "") {
+      writer.uint32(26).string(message.restoredProfileId);
+    }
+    for (const v of message.profiles) {
+      writer.uint32(34).string(v!);
+    }
+    for (const v of message.restoredIdentifiers) {
+      Identifier.encode(v!, writer.uint32(42).fork()).join();
+    }
+    for (const v of message.survivorIdentifiers) {
+      Identifier.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.survivor !== undefined) {
+      Profile.encode(message.survivor, writer.uint32(58).fork()).join();
+    }
+    if (message.restored !== undefined) {
+      Profile.encode(message.restored, writer.uint32(66).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnmergeProfileResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnmergeProfileResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.unmergeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.survivorProfileId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.restoredProfileId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.profiles.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.restoredIdentifiers.push(Identifier.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.survivorIdentifiers.push(Identifier.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.survivor = Profile.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.restored = Profile.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UnmergeProfileResponse {
+    return {
+      unmergeId: isSet(object.unmergeId)
+        ? globalThis.String(object.unmergeId)
+        : isSet(object.unmerge_id)
+        ? globalThis.String(object.unmerge_id)
+        : "",
+      survivorProfileId: isSet(object.survivorProfileId)
+        ? globalThis.String(object.survivorProfileId)
+        : isSet(object.survivor_profile_id)
+        ? globalThis.String(object.survivor_profile_id)
+        : "",
+      restoredProfileId: isSet(object.restoredProfileId)
+        ? globalThis.String(object.restoredProfileId)
+        : isSet(object.restored_profile_id)
+        ? globalThis.String(object.restored_profile_id)
+        : "",
+      profiles: globalThis.Array.isArray(object?.profiles) ? object.profiles.map((e: any) => globalThis.String(e)) : [],
+      restoredIdentifiers: globalThis.Array.isArray(object?.restoredIdentifiers)
+        ? object.restoredIdentifiers.map((e: any) => Identifier.fromJSON(e))
+        : globalThis.Array.isArray(object?.restored_identifiers)
+        ? object.restored_identifiers.map((e: any) => Identifier.fromJSON(e))
+        : [],
+      survivorIdentifiers: globalThis.Array.isArray(object?.survivorIdentifiers)
+        ? object.survivorIdentifiers.map((e: any) => Identifier.fromJSON(e))
+        : globalThis.Array.isArray(object?.survivor_identifiers)
+        ? object.survivor_identifiers.map((e: any) => Identifier.fromJSON(e))
+        : [],
+      survivor: isSet(object.survivor) ? Profile.fromJSON(object.survivor) : undefined,
+      restored: isSet(object.restored) ? Profile.fromJSON(object.restored) : undefined,
+    };
+  },
+
+  toJSON(message: UnmergeProfileResponse): unknown {
+    const obj: any = {};
+    if (message.unmergeId !== "") {
+      obj.unmergeId = message.unmergeId;
+    }
+    if (message.survivorProfileId !== "") {
+      obj.survivorProfileId = message.survivorProfileId;
+    }
+    if (message.restoredProfileId !== "") {
+      obj.restoredProfileId = message.restoredProfileId;
+    }
+    if (message.profiles?.length) {
+      obj.profiles = message.profiles;
+    }
+    if (message.restoredIdentifiers?.length) {
+      obj.restoredIdentifiers = message.restoredIdentifiers.map((e) => Identifier.toJSON(e));
+    }
+    if (message.survivorIdentifiers?.length) {
+      obj.survivorIdentifiers = message.survivorIdentifiers.map((e) => Identifier.toJSON(e));
+    }
+    if (message.survivor !== undefined) {
+      obj.survivor = Profile.toJSON(message.survivor);
+    }
+    if (message.restored !== undefined) {
+      obj.restored = Profile.toJSON(message.restored);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UnmergeProfileResponse>, I>>(base?: I): UnmergeProfileResponse {
+    return UnmergeProfileResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UnmergeProfileResponse>, I>>(object: I): UnmergeProfileResponse {
+    const message = createBaseUnmergeProfileResponse();
+    message.unmergeId = object.unmergeId ?? "";
+    message.survivorProfileId = object.survivorProfileId ?? "";
+    message.restoredProfileId = object.restoredProfileId ?? "";
+    message.profiles = object.profiles?.map((e) => e) || [];
+    message.restoredIdentifiers = object.restoredIdentifiers?.map((e) => Identifier.fromPartial(e)) || [];
+    message.survivorIdentifiers = object.survivorIdentifiers?.map((e) => Identifier.fromPartial(e)) || [];
+    message.survivor = (object.survivor !== undefined && object.survivor !== null)
+      ? Profile.fromPartial(object.survivor)
+      : undefined;
+    message.restored = (object.restored !== undefined && object.restored !== null)
+      ? Profile.fromPartial(object.restored)
+      : undefined;
+    return message;
+  },
+};
+
 /**
  * The identity graph: links that identity resolution held in quarantine because they would
- * break the workspace's identity settings, and why two identifiers share a profile. The
- * workspace comes from the call's write key.
+ * break the workspace's identity settings, why two identifiers share a profile, and undoing
+ * a merge. The workspace comes from the call's write key.
  */
 export type IdentityServiceService = typeof IdentityServiceService;
 export const IdentityServiceService = {
@@ -1040,6 +1403,29 @@ export const IdentityServiceService = {
     responseSerialize: (value: ExplainLinkResponse): Buffer => Buffer.from(ExplainLinkResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ExplainLinkResponse => ExplainLinkResponse.decode(value),
   },
+  /**
+   * Splits a profile merged into another off again. The survivor's actor replays its event
+   * log since the merge, so each profile gets its own events back and its segments are
+   * evaluated again, and both profiles produce a profile.unmerged activation. Afterwards a
+   * link between the two is quarantined with reason UNMERGED. Returns once both actors
+   * carried out the split. Fails with NOT_FOUND when no profile holds `profile` or has the
+   * merged profile's id. Fails with FAILED_PRECONDITION when the merged profile is not
+   * merged directly into that profile, when another unmerge split the survivor after the
+   * merge, or when the merge is older than the event log's retention. Fails with
+   * DEADLINE_EXCEEDED when the actors did not finish in time; the unmerge is then in the
+   * log and completes when they apply it.
+   */
+  unmergeProfile: {
+    path: "/rtcdp.v1.IdentityService/UnmergeProfile" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UnmergeProfileRequest): Buffer =>
+      Buffer.from(UnmergeProfileRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UnmergeProfileRequest => UnmergeProfileRequest.decode(value),
+    responseSerialize: (value: UnmergeProfileResponse): Buffer =>
+      Buffer.from(UnmergeProfileResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UnmergeProfileResponse => UnmergeProfileResponse.decode(value),
+  },
 } as const;
 
 export interface IdentityServiceServer extends UntypedServiceImplementation {
@@ -1058,6 +1444,19 @@ export interface IdentityServiceServer extends UntypedServiceImplementation {
    * with NOT_FOUND when an identifier is unknown or the two are in different profiles.
    */
   explainLink: handleUnaryCall<ExplainLinkRequest, ExplainLinkResponse>;
+  /**
+   * Splits a profile merged into another off again. The survivor's actor replays its event
+   * log since the merge, so each profile gets its own events back and its segments are
+   * evaluated again, and both profiles produce a profile.unmerged activation. Afterwards a
+   * link between the two is quarantined with reason UNMERGED. Returns once both actors
+   * carried out the split. Fails with NOT_FOUND when no profile holds `profile` or has the
+   * merged profile's id. Fails with FAILED_PRECONDITION when the merged profile is not
+   * merged directly into that profile, when another unmerge split the survivor after the
+   * merge, or when the merge is older than the event log's retention. Fails with
+   * DEADLINE_EXCEEDED when the actors did not finish in time; the unmerge is then in the
+   * log and completes when they apply it.
+   */
+  unmergeProfile: handleUnaryCall<UnmergeProfileRequest, UnmergeProfileResponse>;
 }
 
 export interface IdentityServiceClient extends Client {
@@ -1131,6 +1530,33 @@ export interface IdentityServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ExplainLinkResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Splits a profile merged into another off again. The survivor's actor replays its event
+   * log since the merge, so each profile gets its own events back and its segments are
+   * evaluated again, and both profiles produce a profile.unmerged activation. Afterwards a
+   * link between the two is quarantined with reason UNMERGED. Returns once both actors
+   * carried out the split. Fails with NOT_FOUND when no profile holds `profile` or has the
+   * merged profile's id. Fails with FAILED_PRECONDITION when the merged profile is not
+   * merged directly into that profile, when another unmerge split the survivor after the
+   * merge, or when the merge is older than the event log's retention. Fails with
+   * DEADLINE_EXCEEDED when the actors did not finish in time; the unmerge is then in the
+   * log and completes when they apply it.
+   */
+  unmergeProfile(
+    request: UnmergeProfileRequest,
+    callback: (error: ServiceError | null, response: UnmergeProfileResponse) => void,
+  ): ClientUnaryCall;
+  unmergeProfile(
+    request: UnmergeProfileRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UnmergeProfileResponse) => void,
+  ): ClientUnaryCall;
+  unmergeProfile(
+    request: UnmergeProfileRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UnmergeProfileResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -72,6 +72,11 @@ export interface Profile {
   scores: { [key: string]: number };
   /** The journeys the profile is in, by name, with its step. */
   journeys: { [key: string]: JourneyPosition };
+  /**
+   * Profiles merged into this one, in the order it absorbed them. UnmergeProfile takes these
+   * ids as merged_profile_id.
+   */
+  merges: MergedProfile[];
 }
 
 export interface Profile_EventsEntry {
@@ -92,6 +97,23 @@ export interface Profile_ScoresEntry {
 export interface Profile_JourneysEntry {
   key: string;
   value?: JourneyPosition | undefined;
+}
+
+export interface MergedProfile {
+  profileId: string;
+  /**
+   * The messageId of the event that proved the two profiles one person, the id of the
+   * approved quarantined link, or for fuzzy-match an id that names both profiles.
+   */
+  messageId: string;
+  /**
+   * shared-identifier (an event carried identifiers of both profiles), approved-link (an
+   * operator approved a quarantined link) or fuzzy-match (the matcher scored the two above
+   * its threshold).
+   */
+  rule: string;
+  /** When identity resolution merged the profiles (ISO 8601). */
+  mergedAt: string;
 }
 
 export interface JourneyPosition {
@@ -381,6 +403,7 @@ function createBaseProfile(): Profile {
     segments: {},
     scores: {},
     journeys: {},
+    merges: [],
   };
 }
 
@@ -425,6 +448,9 @@ export const Profile: MessageFns<Profile> = {
     globalThis.Object.entries(message.journeys).forEach(([key, value]: [string, JourneyPosition]) => {
       Profile_JourneysEntry.encode({ key: key as any, value }, writer.uint32(106).fork()).join();
     });
+    for (const v of message.merges) {
+      MergedProfile.encode(v!, writer.uint32(114).fork()).join();
+    }
     return writer;
   },
 
@@ -557,6 +583,14 @@ export const Profile: MessageFns<Profile> = {
             }
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.merges.push(MergedProfile.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -666,6 +700,9 @@ export const Profile: MessageFns<Profile> = {
           {},
         )
         : {},
+      merges: globalThis.Array.isArray(object?.merges)
+        ? object.merges.map((e: any) => MergedProfile.fromJSON(e))
+        : [],
     };
   },
 
@@ -734,6 +771,9 @@ export const Profile: MessageFns<Profile> = {
         });
       }
     }
+    if (message.merges?.length) {
+      obj.merges = message.merges.map((e) => MergedProfile.toJSON(e));
+    }
     return obj;
   },
 
@@ -789,6 +829,7 @@ export const Profile: MessageFns<Profile> = {
       },
       {},
     );
+    message.merges = object.merges?.map((e) => MergedProfile.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1135,6 +1176,135 @@ export const Profile_JourneysEntry: MessageFns<Profile_JourneysEntry> = {
     message.value = (object.value !== undefined && object.value !== null)
       ? JourneyPosition.fromPartial(object.value)
       : undefined;
+    return message;
+  },
+};
+
+function createBaseMergedProfile(): MergedProfile {
+  return { profileId: "", messageId: "", rule: "", mergedAt: "" };
+}
+
+export const MergedProfile: MessageFns<MergedProfile> = {
+  encode(message: MergedProfile, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.profileId !== "") {
+      writer.uint32(10).string(message.profileId);
+    }
+    if (message.messageId !== "") {
+      writer.uint32(18).string(message.messageId);
+    }
+    if (message.rule !== "") {
+      writer.uint32(26).string(message.rule);
+    }
+    if (message.mergedAt !== "") {
+      writer.uint32(34).string(message.mergedAt);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MergedProfile {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMergedProfile();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.profileId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.messageId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.rule = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.mergedAt = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MergedProfile {
+    return {
+      profileId: isSet(object.profileId)
+        ? globalThis.String(object.profileId)
+        : isSet(object.profile_id)
+        ? globalThis.String(object.profile_id)
+        : "",
+      messageId: isSet(object.messageId)
+        ? globalThis.String(object.messageId)
+        : isSet(object.message_id)
+        ? globalThis.String(object.message_id)
+        : "",
+      rule: isSet(object.rule) ? globalThis.String(object.rule) : "",
+      mergedAt: isSet(object.mergedAt)
+        ? globalThis.String(object.mergedAt)
+        : isSet(object.merged_at)
+        ? globalThis.String(object.merged_at)
+        : "",
+    };
+  },
+
+  toJSON(message: MergedProfile): unknown {
+    const obj: any = {};
+    if (message.profileId !== "") {
+      obj.profileId = message.profileId;
+    }
+    if (message.messageId !== "") {
+      obj.messageId = message.messageId;
+    }
+    if (message.rule !== "") {
+      obj.rule = message.rule;
+    }
+    if (message.mergedAt !== "") {
+      obj.mergedAt = message.mergedAt;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MergedProfile>, I>>(base?: I): MergedProfile {
+    return MergedProfile.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MergedProfile>, I>>(object: I): MergedProfile {
+    const message = createBaseMergedProfile();
+    message.profileId = object.profileId ?? "";
+    message.messageId = object.messageId ?? "";
+    message.rule = object.rule ?? "";
+    message.mergedAt = object.mergedAt ?? "";
     return message;
   },
 };
