@@ -381,6 +381,16 @@ export class ClusterNode implements ServingNode {
   async getProfile(workspace: string, identifier: Identifier): Promise<ProfileView> {
     this.#assertRunning('getProfile');
     const profileId = await this.#resolve(workspace, identifier);
+    const profile = await this.#absorbedProfile(workspace, profileId);
+    if (profile === null) throw notFound(identifier);
+    return profile;
+  }
+
+  /**
+   * Returns the profile from its owner once it has absorbed every profile the identity graph
+   * merged into it, with the events forwarded to it. Returns null when it has no state.
+   */
+  async #absorbedProfile(workspace: string, profileId: string): Promise<ProfileView | null> {
     const shard = shardOf(profileId, this.#shards);
     const expected = await this.identity.mergedInto(workspace, profileId);
     const deadline = Date.now() + this.options.queryTimeoutMs;
@@ -388,8 +398,7 @@ export class ClusterNode implements ServingNode {
 
     for (;;) {
       const profile = await this.#askOwner<ProfileView | null>(shard, { op: 'getProfile', workspace, profileId });
-      if (profile === null) throw notFound(identifier);
-      if (expected.every((id) => profile.merges.some((merge) => merge.profileId === id))) return profile;
+      if (profile === null || expected.every((id) => profile.merges.some((merge) => merge.profileId === id))) return profile;
       if (Date.now() >= deadline) throw new DeadlineError(`profile ${profileId} did not absorb the profiles merged into it within ${this.options.queryTimeoutMs} ms`);
       await new Promise((resolve) => setTimeout(resolve, ABSORB_POLL_INTERVAL_MS));
     }
@@ -419,6 +428,11 @@ export class ClusterNode implements ServingNode {
     this.#assertRunning('decide');
     const profileId = await this.#resolve(workspace, identifier);
     const shard = shardOf(profileId, this.#shards);
+    // A merged profile decides once it has absorbed the others, so its caps count their
+    // decisions too. A profile without merges or unmerges needs no more than its own shard.
+    const record = await this.identity.profile(workspace, profileId);
+    const settles = (record?.merges.length ?? 0) > 0 || (record?.separatedFrom?.length ?? 0) > 0;
+    if (settles && (await this.#absorbedProfile(workspace, profileId)) === null) throw notFound(identifier);
 
     const decision: DecisionInput = { ...request, requestId: randomUUID(), nowMs: Date.now() };
     const receipt = await this.#askOwner<DecisionReceipt | null>(shard, { op: 'decide', workspace, profileId, decision });

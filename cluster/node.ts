@@ -485,7 +485,9 @@ export class RtcdpNode implements ServingNode {
     const partition = { workspace, shard };
     const head = await this.#log.headSequence(partition);
     if (head === 0) return;
-    const consumer = await this.#consumerFor(partition);
+    // A query of a shard that has caught up, the usual case, sets no timer.
+    const consumer = this.#consumers.get(partitionName(partition)) ?? (await this.#consumerFor(partition));
+    if (consumer.deliveredSequence >= head) return;
     await this.#withDeadline(consumer.delivered(head), `shard ${shard} to deliver events up to ${head}`);
   }
 

@@ -107,6 +107,11 @@ export class PartitionConsumer {
     return record.sequence === this.#enqueued + 1;
   }
 
+  /** Sequence up to which every record has been told to its actor. */
+  get deliveredSequence(): number {
+    return this.#delivery.value;
+  }
+
   /** Resolves once every record up to `sequence` has been told to its actor. */
   delivered(sequence: number): Promise<void> {
     return this.#delivery.reach(sequence);

@@ -284,8 +284,7 @@ export class IdentityGraph {
 
   /** Returns a profile's record, merged or not, or undefined when the graph does not know it. */
   async profile(workspace: string, profileId: string): Promise<ProfileRecord | undefined> {
-    const entry = await this.#kv.get(identityKeys.profile(workspace, profileId));
-    return entry === null ? undefined : decodeRecord<ProfileRecord>(entry.value);
+    return (await this.#profileRecord(workspace, profileId, false))?.record;
   }
 
   /** Returns every profile merged into `profileId`, directly or through profiles merged into those. */
@@ -487,6 +486,10 @@ export class IdentityGraph {
 
     const entry = await this.#kv.get(identityKeys.profile(workspace, profileId));
     if (entry === null) return undefined;
+    // A revision names one value of the key, so a cached copy of it needs no decoding.
+    const known = this.#cache.profile(workspace, profileId);
+    if (known?.revision === entry.revision) return known;
+
     const root = { record: decodeRecord<ProfileRecord>(entry.value), revision: entry.revision };
     this.#cache.setProfile(workspace, profileId, root);
     return root;
