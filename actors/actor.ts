@@ -95,6 +95,8 @@ export class Actor<State, Message> {
   /** performance.now() when the oldest message of the journal was applied. */
   dirtySince = 0;
   persisting = false;
+  /** Set when the actor was marked due while a persist of it was in flight: the next persist starts as soon as that one settles. */
+  dueAfterPersist = false;
   /** Journal entries that the in-flight snapshot covers. */
   persistCovered = 0;
   /** The newest message a pending `flush` waits for. */

@@ -89,7 +89,11 @@ export class SnapshotWriter<State, Message> {
 
   /** Queues the actor for the next batch unless it is clean or already being written. */
   markDue(actor: Actor<State, Message>): void {
-    if (actor.persisting || actor.persistSchedule === 'due' || actor.journal.length === 0) {
+    if (actor.persisting) {
+      actor.dueAfterPersist = true;
+      return;
+    }
+    if (actor.persistSchedule === 'due' || actor.journal.length === 0) {
       return;
     }
 
@@ -298,6 +302,7 @@ export class SnapshotWriter<State, Message> {
 
     if (actor.journal.length === 0) {
       this.dirtyActors--;
+      actor.dueAfterPersist = false;
       return;
     }
 
@@ -307,10 +312,12 @@ export class SnapshotWriter<State, Message> {
   #reschedule(actor: Actor<State, Message>): void {
     const journal = actor.journal;
     const urgent =
+      actor.dueAfterPersist ||
       actor.flushUntil !== undefined ||
       actor.passivationPending ||
       journal.length >= this.#options.snapshotEveryMessages ||
       journal[0].appliedAt + this.#options.snapshotIntervalMs <= performance.now();
+    actor.dueAfterPersist = false;
 
     if (urgent) {
       this.markDue(actor);

@@ -37,6 +37,6 @@ export function profileToProto(snapshot: ProfileView): Profile {
     segments: Object.fromEntries(
       Object.entries(snapshot.segments).map(([name, membership]) => [name, { enteredAt: iso(membership.enteredAtMs), definitionVersion: membership.version }]),
     ),
-    merges: snapshot.merges.map((merge) => ({ profileId: merge.profileId, messageId: merge.messageId, rule: merge.rule, mergedAt: iso(merge.atMs) })),
+    merges: snapshot.merges.map((merge) => ({ profileId: merge.profileId, messageId: merge.messageId, rule: merge.rule, mergedAt: iso(merge.atMs), mergedVia: merge.via ?? '' })),
   };
 }

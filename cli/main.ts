@@ -608,8 +608,8 @@ function renderJourneys(profile: Profile): string[] {
 
 function renderMerges(profile: Profile): string[] {
   if (profile.merges.length === 0) return ['  (none)'];
-  const rows = profile.merges.map((merge) => [merge.profileId, merge.rule, merge.messageId, merge.mergedAt]);
-  return renderTable([['PROFILE', 'RULE', 'MESSAGE ID', 'MERGED AT'], ...rows]);
+  const rows = profile.merges.map((merge) => [merge.profileId, merge.rule, merge.messageId, merge.mergedAt, merge.mergedVia || '-']);
+  return renderTable([['PROFILE', 'RULE', 'MESSAGE ID', 'MERGED AT', 'THROUGH'], ...rows]);
 }
 
 function renderSegments(profile: Profile): string[] {

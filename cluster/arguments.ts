@@ -26,13 +26,14 @@ export async function checkShardCount(store: Store, shards: number): Promise<voi
   }
 }
 
-export function assertIdentifier(identifier: Identifier): void {
+/** Checks an identifier argument; `field` names it in the error (default `identifier`). */
+export function assertIdentifier(identifier: Identifier, field = 'identifier'): void {
   const known = ['user_id', 'anonymous_id', 'email', 'phone', 'device_id'];
   if (!known.includes(identifier.type) && !/^external:.+/.test(identifier.type)) {
-    throw new InvalidArgumentError(`identifier.type must be one of ${known.join(', ')} or external:TYPE, received ${JSON.stringify(identifier.type)}`);
+    throw new InvalidArgumentError(`${field}.type must be one of ${known.join(', ')} or external:TYPE, received ${JSON.stringify(identifier.type)}`);
   }
   if (typeof identifier.value !== 'string' || identifier.value === '') {
-    throw new InvalidArgumentError('identifier.value must be a non-empty string');
+    throw new InvalidArgumentError(`${field}.value must be a non-empty string`);
   }
 }
 
@@ -58,7 +59,7 @@ export function parseTestSample(profiles: number | undefined, identifiers: reado
   }
   if (identifiers.length > 0) {
     if (identifiers.length > MAX_TEST_PROFILES) throw new InvalidArgumentError(`identifiers must name at most ${MAX_TEST_PROFILES} profiles, received ${identifiers.length}`);
-    identifiers.forEach(assertIdentifier);
+    identifiers.forEach((identifier, index) => assertIdentifier(identifier, `identifiers[${index}]`));
     return { identifiers: [...identifiers] };
   }
 

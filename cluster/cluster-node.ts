@@ -340,7 +340,8 @@ export class ClusterNode implements ServingNode {
     this.#assertRunning('ingest');
     assertWorkspaceName(workspace);
 
-    const { results, requests, accepted, merges } = await prepareBatch(workspace, raws, this.options.eventLimits, this.#shards, this.#resolver);
+    const batch = await prepareBatch(workspace, raws, this.options.eventLimits, this.#shards, this.#resolver);
+    const { results, requests, merges } = batch;
     if (requests.length === 0) return results;
     if (requests.length > this.options.maxInFlightEvents) {
       throw new InvalidArgumentError(`batch of ${requests.length} valid events is larger than the node's in-flight limit of ${this.options.maxInFlightEvents}; split it into smaller batches`);
@@ -351,12 +352,12 @@ export class ClusterNode implements ServingNode {
 
     this.#inFlightEvents += requests.length;
     try {
-      applyOutcomes(accepted, await this.#log.append(requests));
+      applyOutcomes(batch, await this.#log.append(requests));
     } finally {
       this.#inFlightEvents -= requests.length;
     }
     await Promise.all(merges.map((merge) => this.identityAdmin.markAnnounced(merge)));
-    for (const request of requests.slice(0, accepted.length)) {
+    for (const request of batch.events) {
       const event = request.value as CustomerEvent;
       this.matching?.observe(workspace, event.profileId!, event);
     }

@@ -84,11 +84,11 @@ export class ClusterProfileBehavior implements ActorBehavior<ProfileState, Profi
   }
 
   /**
-   * Writes the activations and timers, then the snapshots to NATS, then the local copy.
-   * Activations go first: a new owner that loads a snapshot skips the events in it, so it
-   * would never produce them again. Everything is captured before the first await, because
-   * the actors go on applying events while the writes are in flight, and the local write
-   * covers exactly the events captured.
+   * Sends the outgoing records, writes the activations and timers, then the snapshots to
+   * NATS, then the local copy. Records and activations go first: a new owner that loads a
+   * snapshot skips the messages in it, so it would never produce them again. Everything is
+   * captured before the first await, because the actors go on applying events while the
+   * writes are in flight, and the local write covers exactly the events captured.
    */
   async persist(snapshots: Array<{ key: string; state: ProfileState }>): Promise<void> {
     const { shard, epoch } = this.#options;
@@ -103,6 +103,8 @@ export class ClusterProfileBehavior implements ActorBehavior<ProfileState, Profi
     const timers = snapshots.flatMap(({ state }, i) =>
       captured[i].nextEvaluationMs === state.indexedEvaluationMs ? [] : [{ shard, workspace: state.workspace, profileId: state.profileId, dueMs: captured[i].nextEvaluationMs }],
     );
+    const covered = snapshots.map(({ state }, i) => ({ state, outgoing: captured[i].outgoing }));
+    await this.#options.local.sendOutgoing(covered);
     try {
       await this.#options.activations.publish(activations);
       await this.#options.timers.write(timers);
@@ -118,7 +120,7 @@ export class ClusterProfileBehavior implements ActorBehavior<ProfileState, Profi
 
     const chain = this.#chainMarker();
     const chainOps: WriteOp[] = snapshots.map(({ state }) => ({ type: 'put', key: keys.clusterSnapshotChain(state.workspace, state.profileId), value: chain }));
-    await this.#options.local.persist(snapshots, chainOps, captured);
+    await this.#options.local.persist(snapshots, chainOps, captured, true);
   }
 
   /** The value stored with each local snapshot: the cluster id and the tenure chain. */

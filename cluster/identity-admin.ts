@@ -18,11 +18,14 @@ import type { AppendRequest, EventLog } from '../storage/event-log.js';
 import { assertIdentifier, assertWorkspaceName } from './arguments.js';
 import { DeadlineError } from '../common/errors.js';
 import { InvalidArgumentError } from './errors.js';
-import { mergeRequest } from './ingest-batch.js';
+import { linkRequest, mergeRequest } from './ingest-batch.js';
 import { shardOf } from './routing.js';
 
 /** How often an unmerge looks whether the actors have carried it out. */
 const UNMERGE_POLL_INTERVAL_MS = 20;
+
+/** Maximum length of a profile id that an unmerge accepts, in characters. */
+const MAX_PROFILE_ID_LENGTH = 1_024;
 
 export interface IdentityAdminOptions {
   graph: IdentityGraph;
@@ -99,6 +102,9 @@ export class IdentityAdmin implements IdentityOperations {
     const graph = this.#options.graph;
     const survivorId = await graph.profileOf(workspace, this.#normalize(workspace, profile, 'profile'));
     if (survivorId === undefined) throw new IdentityError('PROFILE_NOT_FOUND', `profile not found: no profile of workspace ${workspace} has ${profile.type} ${JSON.stringify(profile.value)}`);
+    if (typeof merged === 'string' && (merged === '' || merged.length > MAX_PROFILE_ID_LENGTH)) {
+      throw new InvalidArgumentError(`merged profile id must be 1 to ${MAX_PROFILE_ID_LENGTH} characters, received ${merged.length}`);
+    }
     const mergedId = typeof merged === 'string' ? merged : await this.#mergedProfileOf(workspace, survivorId, this.#normalize(workspace, merged, 'merged'));
 
     const deadline = Date.now() + this.#options.timeoutMs;
@@ -109,9 +115,10 @@ export class IdentityAdmin implements IdentityOperations {
     await graph.markUnmergeAnnounced(workspace, survivorId, plan.id);
     this.#options.logger.info({ workspace, survivor: survivorId, restored: mergedId, unmergeId: plan.id, profiles: plan.profiles }, 'profile unmerge appended');
 
+    const applied = 'the unmerge is in the log and completes when the actors apply it';
     const [survivor, restored] = await Promise.all([
-      this.#pollProfile(workspace, survivorId, deadline, (view) => view.splits.some((split) => split.id === plan.id)),
-      this.#pollProfile(workspace, mergedId, deadline, (view) => view.mergedInto === undefined),
+      this.#pollProfile(workspace, survivorId, deadline, (view) => view.splits.some((split) => split.id === plan.id), `split off ${mergedId}`, applied),
+      this.#pollProfile(workspace, mergedId, deadline, (view) => view.mergedInto === undefined, 'return to life', applied),
     ]);
     return { plan, survivor, restored };
   }
@@ -129,6 +136,9 @@ export class IdentityAdmin implements IdentityOperations {
       if (record.mergedInto.profileId === survivorId) return current;
       current = record.mergedInto.profileId;
     }
+    // An unmerge that a crash interrupted after the graph's split names the identifier's side.
+    const pending = (await graph.profile(workspace, survivorId))?.unmerges?.find((unmerge) => !unmerge.announced && unmerge.restoredIdentifiers.some((restored) => restored.type === identifier.type && restored.value === identifier.value));
+    if (pending !== undefined) return pending.profileId;
     throw new IdentityError('NOT_MERGED', `${identifier.type} ${JSON.stringify(identifier.value)} did not come into profile ${survivorId} through a merge, so no merge can be undone at it`);
   }
 
@@ -150,7 +160,8 @@ export class IdentityAdmin implements IdentityOperations {
    */
   async #absorbPosition(workspace: string, survivorId: string, mergedId: string, deadline: number, resumed: UnmergePlan | undefined): Promise<number> {
     const applied = (profile: ProfileView) => resumed !== undefined && profile.splits.some((split) => split.id === resumed.id);
-    const view = await this.#pollProfile(workspace, survivorId, deadline, (profile) => applied(profile) || profile.merges.some((merge) => merge.profileId === mergedId));
+    const absorbed = (profile: ProfileView) => applied(profile) || profile.merges.some((merge) => merge.profileId === mergedId);
+    const view = await this.#pollProfile(workspace, survivorId, deadline, absorbed, `absorb ${mergedId}`, 'nothing was changed; run the unmerge again');
     if (applied(view)) return 0;
 
     const position = view.merges.find((merge) => merge.profileId === mergedId)?.position;
@@ -164,12 +175,12 @@ export class IdentityAdmin implements IdentityOperations {
     return position.sequence;
   }
 
-  /** Asks for a profile until `done` holds for it; throws a DeadlineError at the deadline. */
-  async #pollProfile(workspace: string, profileId: string, deadline: number, done: (view: ProfileView) => boolean): Promise<ProfileView> {
+  /** Asks for a profile until `done` holds for it; throws a DeadlineError naming `waitingFor` and `then` at the deadline. */
+  async #pollProfile(workspace: string, profileId: string, deadline: number, done: (view: ProfileView) => boolean, waitingFor: string, then: string): Promise<ProfileView> {
     for (;;) {
       const view = await this.#options.profile(workspace, profileId);
       if (view !== undefined && done(view)) return view;
-      if (Date.now() >= deadline) throw new DeadlineError(`profile ${profileId} of workspace ${workspace} did not reach the state the unmerge waits for within ${this.#options.timeoutMs} ms; the unmerge is in the log and completes when its actor applies it`);
+      if (Date.now() >= deadline) throw new DeadlineError(`profile ${profileId} of workspace ${workspace} did not ${waitingFor} within ${this.#options.timeoutMs} ms; ${then}`);
       await new Promise((resolve) => setTimeout(resolve, UNMERGE_POLL_INTERVAL_MS));
     }
   }
@@ -177,7 +188,8 @@ export class IdentityAdmin implements IdentityOperations {
   /** Appends the merge commands of `merges` and marks them announced. */
   async announce(merges: MergeNotice[]): Promise<void> {
     if (merges.length === 0) return;
-    await this.#options.append(merges.map((merge) => mergeRequest(merge, this.#options.shards())));
+    const shards = this.#options.shards();
+    await this.#options.append([...merges.map((merge) => linkRequest(merge, shards)), ...merges.map((merge) => mergeRequest(merge, shards))]);
     await Promise.all(merges.map((merge) => this.markAnnounced(merge)));
   }
 
@@ -191,7 +203,7 @@ export class IdentityAdmin implements IdentityOperations {
   }
 
   #normalize(workspace: string, identifier: Identifier, name: string): Identifier {
-    assertIdentifier(identifier);
+    assertIdentifier(identifier, name);
     const normalized = normalizeIdentifier(this.#options.settingsFor(workspace), { type: identifier.type, value: identifier.value, field: `${name} identifier` });
     if (!normalized.ok) throw new InvalidArgumentError(normalized.message);
     return normalized.identifier;
@@ -208,6 +220,7 @@ function unmergeRequest(plan: UnmergePlan, sinceSequence: number, shards: number
     restoredIdentifiers: plan.restoredIdentifiers,
     survivorIdentifiers: plan.survivorIdentifiers,
     sinceSequence,
+    mergeMessageId: plan.merge.messageId,
     cause: { messageId: plan.id, rule: UNMERGE_RULE, atMs: plan.atMs },
   };
   return { workspace: plan.workspace, shard: shardOf(plan.survivor, shards), messageId: commandMessageIds.unmerge(plan.id), payload: encode(command), value: command };

@@ -7,7 +7,7 @@ import type { EventResolution, EventResolver } from '../identity/event-resolver.
 import type { MergeNotice } from '../identity/identity-graph.js';
 import type { CustomerEvent, RawEvent } from '../profiles/event.js';
 import { profileIdOf } from '../profiles/identifiers.js';
-import { commandMessageIds, type MergeCommand } from '../profiles/identity-commands.js';
+import { commandMessageIds, type LinkCommand, type MergeCommand } from '../profiles/identity-commands.js';
 import { validateBatch, type EventLimits } from '../profiles/validation.js';
 import { encode } from '../storage/codec.js';
 import type { AppendOutcome, AppendRequest } from '../storage/event-log.js';
@@ -28,9 +28,16 @@ export interface IngestResult {
 export interface PreparedBatch {
   /** One result per event; accepted ones may still turn into duplicates when appended. */
   results: IngestResult[];
-  /** The accepted events' appends, then the merge commands their resolution made. */
+  /**
+   * Every append, in order: the link marks of the merges the events' resolution made, the
+   * accepted events, then the merge commands. A link mark goes ahead of the events, so a
+   * survivor's partition has it before any event that the merge routes there.
+   */
   requests: AppendRequest[];
-  /** The results of the first `accepted.length` requests, in the same order. */
+  /** The accepted events' appends, which start at `requests[eventOffset]`. */
+  events: AppendRequest[];
+  eventOffset: number;
+  /** The results of the accepted events, in the order of `events`. */
   accepted: IngestResult[];
   /** Merges whose command is among `requests`; mark them announced once the append succeeds. */
   merges: MergeNotice[];
@@ -45,7 +52,7 @@ export interface PreparedBatch {
 export async function prepareBatch(workspace: string, raws: RawEvent[], limits: EventLimits, shards: number, resolver?: EventResolver): Promise<PreparedBatch> {
   const validated = validateBatch(raws, limits, { receivedAt: new Date(), generateMessageId: randomUUID });
   const resolutions = await Promise.all(validated.map((result) => (result.ok ? resolveEvent(resolver, workspace, result.event) : undefined)));
-  const requests: AppendRequest[] = [];
+  const events: AppendRequest[] = [];
   const accepted: IngestResult[] = [];
   const merges: MergeNotice[] = [];
 
@@ -55,21 +62,29 @@ export async function prepareBatch(workspace: string, raws: RawEvent[], limits: 
     if (!resolution.ok) return { index, messageId: result.event.messageId, status: 'rejected', code: resolution.code, field: resolution.field, message: resolution.message };
 
     const event = { ...result.event, profileId: resolution.profileId, ...(resolver === undefined ? {} : { identifiers: resolution.identifiers }) };
-    requests.push({ workspace, shard: shardOf(resolution.profileId, shards), messageId: event.messageId, payload: encode(event), value: event });
+    events.push({ workspace, shard: shardOf(resolution.profileId, shards), messageId: event.messageId, payload: encode(event), value: event });
     merges.push(...resolution.merges);
     const ingested: IngestResult = { index, messageId: event.messageId, status: 'accepted' };
     accepted.push(ingested);
     return ingested;
   });
 
-  for (const merge of dedupeMerges(merges)) requests.push(mergeRequest(merge, shards));
-  return { results, requests, accepted, merges };
+  const announced = dedupeMerges(merges);
+  const links = announced.map((merge) => linkRequest(merge, shards));
+  const requests = [...links, ...events, ...announced.map((merge) => mergeRequest(merge, shards))];
+  return { results, requests, events, eventOffset: links.length, accepted, merges };
 }
 
 /** Returns the append of the command that makes the losing profile's actor hand its state to the survivor. */
 export function mergeRequest(merge: MergeNotice, shards: number): AppendRequest {
   const command: MergeCommand = { command: 'merge', profileId: merge.loser, into: merge.winner, cause: merge.cause };
   return { workspace: merge.workspace, shard: shardOf(merge.loser, shards), messageId: commandMessageIds.merge(merge.loser, merge.winner, merge.cause.messageId), payload: encode(command), value: command };
+}
+
+/** Returns the append of the command that marks, in the survivor's partition, where a merge begins. */
+export function linkRequest(merge: MergeNotice, shards: number): AppendRequest {
+  const command: LinkCommand = { command: 'link', profileId: merge.winner, from: merge.loser, cause: merge.cause };
+  return { workspace: merge.workspace, shard: shardOf(merge.winner, shards), messageId: commandMessageIds.link(merge.loser, merge.winner, merge.cause.messageId), payload: encode(command), value: command };
 }
 
 /** Resolves an event through `resolver`; without one (the benchmark baselines), by its userId or anonymousId. */
@@ -85,13 +100,14 @@ function dedupeMerges(merges: MergeNotice[]): MergeNotice[] {
 
 /**
  * Marks the accepted results whose append found a duplicate; returns how many records were
- * appended. Outcomes past the accepted events are those of merge commands, which have no result.
+ * appended. Outcomes around the accepted events are those of link marks and merge commands,
+ * which have no result.
  */
-export function applyOutcomes(accepted: IngestResult[], outcomes: AppendOutcome[]): number {
+export function applyOutcomes(batch: Pick<PreparedBatch, 'accepted' | 'eventOffset'>, outcomes: AppendOutcome[]): number {
   let appended = 0;
   outcomes.forEach((outcome, i) => {
     if (outcome.status === 'appended') appended += 1;
-    else if (i < accepted.length) accepted[i].status = 'duplicate';
+    else if (i >= batch.eventOffset && i < batch.eventOffset + batch.accepted.length) batch.accepted[i - batch.eventOffset].status = 'duplicate';
   });
   return appended;
 }

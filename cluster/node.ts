@@ -42,7 +42,7 @@ import { assertIdentifier, assertWorkspaceName, checkShardCount, notFound, parse
 import { InvalidArgumentError, NodeUnavailableError } from './errors.js';
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './node-options.js';
 import { LocalShardOwnership, type ShardOwnership } from './ownership.js';
-import { applyOutcomes, prepareBatch, type IngestResult } from './ingest-batch.js';
+import { applyOutcomes, prepareBatch, type IngestResult, type PreparedBatch } from './ingest-batch.js';
 import { PartitionConsumer } from './partition-consumer.js';
 import { attachUnmergeHistory } from './unmerge-history.js';
 import type { DecideInput, DefinitionTestRequest, ProfileEventsPage, ServingNode } from './serving-node.js';
@@ -198,11 +198,11 @@ export class RtcdpNode implements ServingNode {
     this.#assertRunning('ingest');
     assertWorkspaceName(workspace);
 
-    const { results, requests, accepted, merges } = await prepareBatch(workspace, raws, this.options.eventLimits, this.options.shards, this.#resolver);
-    await this.#append(requests, accepted);
-    await Promise.all(merges.map((merge) => this.identityAdmin.markAnnounced(merge)));
-    this.#observePersons(workspace, requests.slice(0, accepted.length));
-    return results;
+    const batch = await prepareBatch(workspace, raws, this.options.eventLimits, this.options.shards, this.#resolver);
+    await this.#append(batch);
+    await Promise.all(batch.merges.map((merge) => this.identityAdmin.markAnnounced(merge)));
+    this.#observePersons(workspace, batch.events);
+    return batch.results;
   }
 
   /** Hands the appended events to online matching, which scores those that describe a person in the background. */
@@ -247,7 +247,8 @@ export class RtcdpNode implements ServingNode {
     }
   }
 
-  async #append(requests: AppendRequest[], accepted: IngestResult[]): Promise<void> {
+  async #append(batch: PreparedBatch): Promise<void> {
+    const { requests } = batch;
     if (requests.length === 0) return;
     if (requests.length > this.options.maxInFlightEvents) {
       throw new InvalidArgumentError(`batch of ${requests.length} valid events is larger than the node's in-flight limit of ${this.options.maxInFlightEvents}; split it into smaller batches`);
@@ -259,7 +260,7 @@ export class RtcdpNode implements ServingNode {
     this.#inFlightEvents += requests.length;
     let appended = 0;
     try {
-      appended = applyOutcomes(accepted, await this.#log.append(requests));
+      appended = applyOutcomes(batch, await this.#log.append(requests));
     } catch (error) {
       // Events written before a failed WAL sync are still applied, and release their slots then.
       if (error instanceof EventLogError) appended = error.written;

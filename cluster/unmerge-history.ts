@@ -1,9 +1,9 @@
 /**
- * Reads the history an unmerge replays: the records of the survivor's partition from the
- * absorb of the restored profile up to the unmerge command. The log is append-only, so the
+ * Reads the history an unmerge replays: the records of the survivor's partition from where
+ * the merge began (its link command, or the absorb) up to the unmerge command. The log is append-only, so the
  * same range reads the same after a restart, and a replay of the command rebuilds the same
- * states. The survivor sends its checkpoint from before the absorb once the absorb's snapshot
- * is written, so the checkpoint can come after the command. The reader then looks for it there.
+ * states. The survivor sends its checkpoint from that point with its next snapshot, so the
+ * checkpoint can come after the command. The reader then looks for it there.
  */
 import type { Logger } from '../common/logger.js';
 import type { HistoryEntry, IdentityCommandMessage, LogEntry, UnmergeCommand } from '../profiles/identity-commands.js';
@@ -26,14 +26,14 @@ export async function attachUnmergeHistory(log: EventLog, partition: PartitionId
   const records = await readRange(log, partition, command.sinceSequence - 1, untilSequence);
 
   if (records[0]?.sequence !== command.sinceSequence) {
-    message.historyError = `the log of shard ${partition.shard} no longer contains sequence ${command.sinceSequence}, where ${command.profileId} absorbed ${command.restored}: the records are older than its retention`;
+    message.historyError = `the log of shard ${partition.shard} no longer contains sequence ${command.sinceSequence}, where the merge of ${command.restored} into ${command.profileId} began: the records are older than its retention`;
     return;
   }
   const history = records.map(toHistoryEntry);
   if (!history.some((item) => isCheckpointFor(item.entry, command))) {
     const checkpoint = await awaitCheckpoint(log, partition, untilSequence, command);
     if (checkpoint === undefined) {
-      message.historyError = `the log contains no checkpoint of ${command.profileId} from before it absorbed ${command.restored}, so the merge was made by a version of rtcdp without unmerge`;
+      message.historyError = `the log contains no checkpoint of ${command.profileId} from before the merge of ${command.restored}: it was lost with a node, or the merge was made by a version of rtcdp without unmerge`;
       return;
     }
     history.push(checkpoint);
@@ -81,5 +81,6 @@ function toHistoryEntry(record: LogRecord): HistoryEntry {
 }
 
 function isCheckpointFor(entry: LogEntry, command: UnmergeCommand): boolean {
-  return isIdentityCommand(entry) && entry.command === 'checkpoint' && entry.profileId === command.profileId && entry.before === command.restored;
+  if (!isIdentityCommand(entry) || entry.command !== 'checkpoint') return false;
+  return entry.profileId === command.profileId && entry.before === command.restored && entry.cause.messageId === command.mergeMessageId;
 }

@@ -13,6 +13,7 @@
 import { RtcdpError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import type { Identifier } from '../profiles/identifiers.js';
+import { encode } from '../storage/codec.js';
 import { KvConflictError, type KvStore } from '../storage/kv-store.js';
 import type { IdentitySettings } from './identity-settings.js';
 import { RecordCache } from './record-cache.js';
@@ -38,6 +39,9 @@ import {
 
 /** Profiles followed along a `mergedInto` chain before the graph reports it as corrupt. */
 const MAX_CHAIN_LENGTH = 64;
+
+/** How often a node reads a workspace's unmerge epoch, whose change makes it drop its cached records. */
+const UNMERGE_EPOCH_CHECK_MS = 1_000;
 
 /** Profiles `mergedInto` lists at most, for a query that waits until all of them are absorbed. */
 const MAX_MERGED_PROFILES = 10_000;
@@ -196,6 +200,9 @@ export class IdentityGraph {
   readonly #maxAttempts: number;
   readonly #cache: RecordCache;
 
+  /** Per workspace: the unmerge epoch's revision this node's cache follows, and when it was last read. */
+  readonly #epochs = new Map<string, { revision: number; checkedAtMs: number; reading: boolean }>();
+
   constructor(options: IdentityGraphOptions) {
     this.#kv = failingAsStoreErrors(options.kv);
     this.#options = options;
@@ -239,6 +246,7 @@ export class IdentityGraph {
    * `resolve`). Synchronous, so a known person's event costs no store read and no await.
    */
   resolveCached(workspace: string, identifiers: Identifier[]): Resolution | undefined {
+    this.#checkUnmergeEpoch(workspace);
     let found: string | undefined;
     for (const identifier of identifiers) {
       const start = this.#cache.identifier(workspace, identifier);
@@ -247,6 +255,36 @@ export class IdentityGraph {
       found = root;
     }
     return found === undefined ? undefined : { profileId: found, merges: [], quarantined: [] };
+  }
+
+  /**
+   * Reads the workspace's unmerge epoch at most once a second, in the background, and drops
+   * the cache when another node has unmerged profiles since. Until then a cached resolution
+   * can still name the survivor of an undone merge: its actor forwards such events, but a
+   * link between the two profiles in that second is not quarantined.
+   */
+  #checkUnmergeEpoch(workspace: string): void {
+    const nowMs = this.#now();
+    const epoch = this.#epochs.get(workspace) ?? { revision: 0, checkedAtMs: 0, reading: false };
+    this.#epochs.set(workspace, epoch);
+    if (epoch.reading || nowMs - epoch.checkedAtMs < UNMERGE_EPOCH_CHECK_MS) return;
+
+    epoch.reading = true;
+    this.#kv
+      .get(identityKeys.unmergeEpoch(workspace))
+      .then((entry) => {
+        const revision = entry?.revision ?? 0;
+        if (epoch.checkedAtMs !== 0 && revision !== epoch.revision) {
+          this.#cache.clear();
+          this.#options.logger.info({ workspace }, 'profiles were unmerged on another node; identity records are read again');
+        }
+        epoch.revision = revision;
+      })
+      .catch((error: unknown) => this.#options.logger.warn({ err: error, workspace }, 'reading the unmerge epoch failed; the identity cache is kept'))
+      .finally(() => {
+        epoch.reading = false;
+        epoch.checkedAtMs = this.#now();
+      });
   }
 
   /** Follows cached, announced merges from `profileId` to its survivor; undefined when a record is missing or a merge unannounced. */
@@ -712,7 +750,8 @@ export class IdentityGraph {
   /**
    * Files a pair of profiles whose person traits the fuzzy matcher scored in its review band,
    * for an operator to approve (merge) or reject, like a quarantined link. The same pair is
-   * filed once; returns the record, or undefined when it was filed before.
+   * filed once, and again only after an approved merge of it was unmerged. Returns the
+   * record, or undefined when it was filed before.
    */
   async suggestMatch(workspace: string, first: string, second: string, probability: number, detail = 'in the review band'): Promise<QuarantineRecord | undefined> {
     const [profileId, otherProfileId] = [first, second].sort();
@@ -730,8 +769,20 @@ export class IdentityGraph {
       status: 'pending',
       probability,
     };
+    const key = identityKeys.quarantine(workspace, id);
     try {
-      await this.#kv.create(identityKeys.quarantine(workspace, id), encodeRecord(record));
+      await this.#kv.create(key, encodeRecord(record));
+      return record;
+    } catch (error) {
+      if (!(error instanceof KvConflictError)) throw error;
+    }
+
+    // An approved suggestion whose merge an operator undid since is filed again for review.
+    const filed = await this.#kv.get(key);
+    if (filed === null || decodeRecord<QuarantineRecord>(filed.value).status !== 'approved') return undefined;
+    if ((await this.mergeConflictOf(workspace, profileId, otherProfileId)) === undefined) return undefined;
+    try {
+      await this.#kv.update(key, encodeRecord(record), filed.revision);
       return record;
     } catch (error) {
       if (error instanceof KvConflictError) return undefined;
@@ -857,6 +908,7 @@ export class IdentityGraph {
     // NOTE: until the restored profile's record is written, events with restored identifiers
     // still resolve to the survivor, whose actor has to forward them after the split.
     await this.#restoreProfiles(workspace, survivorId, entry);
+    await this.#kv.put(identityKeys.unmergeEpoch(workspace), encode({ version: IDENTITY_RECORD_VERSION, unmergeId: entry.id }));
     this.#options.logger.info({ workspace, unmergeId: entry.id, survivor: survivorId, restored: mergedId, profiles: entry.profiles, resumed }, 'profiles unmerged');
     return {
       workspace,

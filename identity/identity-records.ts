@@ -133,6 +133,8 @@ export const identityKeys = {
   profile: (workspace: string, profileId: string) => `p.${workspace}.${digest(profileId)}`,
   quarantine: (workspace: string, id: string) => `q.${workspace}.${id}`,
   quarantinePrefix: (workspace: string) => `q.${workspace}.`,
+  /** Rewritten by every unmerge of the workspace, so other nodes know their cached records may be stale. */
+  unmergeEpoch: (workspace: string) => `u.${workspace}`,
 };
 
 /**

@@ -46,6 +46,12 @@ export class RecordCache {
     bounded(this.#profiles, profileKey(workspace, profileId), profile, this.#maxEntries);
   }
 
+  /** Forgets every record, such as after an unmerge on another node repointed some. */
+  clear(): void {
+    this.#identifiers.clear();
+    this.#profiles.clear();
+  }
+
   forgetProfile(workspace: string, profileId: string): void {
     this.#profiles.delete(profileKey(workspace, profileId));
   }

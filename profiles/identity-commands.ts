@@ -8,8 +8,9 @@
  * 2. The survivor's actor applies `absorb`: it merges the state into its own.
  * 3. Events that still reach the tombstone are forwarded to the survivor's partition.
  *
- * When the survivor absorbs a profile it also sends its own state from just before to its
- * partition, as a `checkpoint` command. An operator's unmerge uses it:
+ * With the merge command, a `link` command goes to the survivor's partition, ahead of the
+ * event that proved the merge. The survivor answers it by sending its state from just before
+ * to its own partition, as a `checkpoint` command. An operator's unmerge uses both:
  *
  * 4. An `unmerge` command in the survivor's partition. Its actor rebuilds itself from the
  *    checkpoint and the records of its partition since the absorb, leaving out the events
@@ -51,7 +52,20 @@ export interface AbsorbCommand {
   cause: MergeCause;
 }
 
-/** The survivor's state just before it absorbed `before`, kept in its partition for an unmerge. */
+/**
+ * The mark in the survivor's partition where a merge begins: the events after it may belong
+ * to the merged profile. The survivor sends a checkpoint of its state when it applies it.
+ */
+export interface LinkCommand {
+  command: 'link';
+  /** The survivor: the actor that receives the command. */
+  profileId: string;
+  /** The profile merged into it. */
+  from: string;
+  cause: MergeCause;
+}
+
+/** The survivor's state just before a merge of `before` began, kept in its partition for an unmerge. */
 export interface CheckpointCommand {
   command: 'checkpoint';
   /** The survivor: the actor that receives the command, which ignores it. */
@@ -71,8 +85,10 @@ export interface UnmergeCommand {
   profiles: string[];
   restoredIdentifiers: Identifier[];
   survivorIdentifiers: Identifier[];
-  /** Sequence of the survivor's partition at which it absorbed `restored`: the rebuild replays from there. */
+  /** Sequence of the survivor's partition where the merge began (its link command, or the absorb): the rebuild replays from there. */
   sinceSequence: number;
+  /** messageId of the merge's cause, which its link, checkpoint and absorb commands carry. */
+  mergeMessageId: string;
   /** messageId is the unmerge's id; rule is `operator-unmerge`. */
   cause: MergeCause;
 }
@@ -89,7 +105,7 @@ export interface RestoreCommand {
   cause: MergeCause;
 }
 
-export type IdentityCommand = MergeCommand | AbsorbCommand | CheckpointCommand | UnmergeCommand | RestoreCommand;
+export type IdentityCommand = MergeCommand | AbsorbCommand | LinkCommand | CheckpointCommand | UnmergeCommand | RestoreCommand;
 
 /** An entry of the event log: a customer event, with the profile it was resolved to, or an identity command. */
 export type LogEntry = CustomerEvent | IdentityCommand;
@@ -134,6 +150,7 @@ export const commandMessageIds = {
   merge: (loser: string, winner: string, cause: string) => `rtcdp:merge:${loser}:${winner}:${cause}`,
   absorb: (from: string, into: string, cause: string) => `rtcdp:absorb:${from}:${into}:${cause}`,
   forward: (into: string, messageId: string) => `rtcdp:forward:${into}:${messageId}`,
+  link: (from: string, survivor: string, cause: string) => `rtcdp:link:${from}:${survivor}:${cause}`,
   checkpoint: (before: string, survivor: string, cause: string) => `rtcdp:checkpoint:${before}:${survivor}:${cause}`,
   unmerge: (id: string) => `rtcdp:unmerge:${id}`,
   restore: (id: string) => `rtcdp:restore:${id}`,

@@ -18,6 +18,7 @@ import {
   type AbsorbCommand,
   type CheckpointCommand,
   type IdentityCommandMessage,
+  type LinkCommand,
   type MergeCause,
   type MergeCommand,
   type OutgoingRecord,
@@ -25,10 +26,13 @@ import {
   type UnmergeCommand,
 } from './identity-commands.js';
 import { mergeProfileState } from './profile-merge.js';
-import { belongsToRestored, rebuildUnmerged } from './profile-unmerge.js';
-import { applyEvent, createProfile, fromSnapshot, toSnapshot, type AppliedEvent, type ProfileLimits, type ProfileSnapshot, type ProfileState, type ProfileView } from './profile.js';
+import { rebuildUnmerged, splitTargetOf } from './profile-unmerge.js';
+import { applyEvent, createProfile, fromSnapshot, toSnapshot, type AppliedEvent, type LogPosition, type ProfileLimits, type ProfileSnapshot, type ProfileState, type ProfileView } from './profile.js';
 
 export const DEAD_LETTER_VERSION = 1;
+
+/** Link marks a profile keeps for merges whose absorb has not arrived. */
+const MAX_LINK_MARKS = 16;
 
 export interface DeadLetterRecord {
   version: number;
@@ -192,6 +196,9 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
       case 'absorb':
         this.#absorb(state, command, message);
         return state;
+      case 'link':
+        this.#markLink(state, command, position);
+        return state;
       case 'checkpoint':
         return state;
       case 'unmerge':
@@ -208,7 +215,7 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
       return;
     }
 
-    // A crash between the snapshot write and the send repeats the command, which sends the
+    // A crash between the send and the snapshot write repeats the command, which sends the
     // state again. The survivor ignores a profile it has already absorbed.
     state.mergedInto = command.into;
     const absorb: AbsorbCommand = { command: 'absorb', profileId: command.into, from: profileId, snapshot: toSnapshot(state), cause: command.cause };
@@ -229,18 +236,42 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
     if (state.merges.some((merge) => merge.profileId === command.from)) return;
 
     const nowMs = this.#now();
-    state.outbox.push(checkpointRecord(state, command));
+    const began = this.#mergeStart(state, command, message);
     // A profile split off earlier and merged again: its events stop being forwarded to it.
     state.splits = state.splits.filter((split) => split.profileId !== command.from);
     mergeProfileState(state, command.snapshot, this.#options.limits);
     const { messageId, rule, atMs } = command.cause;
-    state.merges.push({ profileId: command.from, messageId, rule, atMs, absorbedAtMs: nowMs, position: message.position });
+    state.merges.push({ profileId: command.from, messageId, rule, atMs, absorbedAtMs: nowMs, position: began });
     for (const inner of command.snapshot.merges) {
-      if (!state.merges.some((merge) => merge.profileId === inner.profileId)) state.merges.push({ ...inner });
+      if (!state.merges.some((merge) => merge.profileId === inner.profileId)) state.merges.push({ ...inner, via: inner.via ?? command.from });
     }
     if (this.#options.activations !== undefined) state.activations.push(mergedActivation(state, command, nowMs));
     this.#options.evaluator?.afterMerge(state, command.snapshot, nowMs);
     this.#options.logger.info({ workspace, profileId, from: command.from, messageId: command.cause.messageId }, 'profile absorbed a merged profile');
+  }
+
+  /**
+   * Marks where a merge into this profile begins, before any event that the merge routes here,
+   * and sends a checkpoint of the state so far for an unmerge to start from.
+   */
+  #markLink(state: ProfileState, command: LinkCommand, position: LogPosition): void {
+    const { from, cause } = command;
+    if (state.linkMarks.some((mark) => mark.from === from && mark.messageId === cause.messageId)) return;
+    state.outbox.push(checkpointRecord(state, from, cause));
+    state.linkMarks.push({ from, messageId: cause.messageId, position });
+    // Marks of merges whose absorb never came (a merge decided twice) are dropped, oldest first.
+    if (state.linkMarks.length > MAX_LINK_MARKS) state.linkMarks.shift();
+  }
+
+  /**
+   * Returns where the merge that `command` completes began in this profile's partition: its
+   * link mark, or, for a merge announced without one, this absorb, whose checkpoint is sent now.
+   */
+  #mergeStart(state: ProfileState, command: AbsorbCommand, message: IdentityCommandMessage): LogPosition {
+    const index = state.linkMarks.findIndex((mark) => mark.from === command.from && mark.messageId === command.cause.messageId);
+    if (index !== -1) return state.linkMarks.splice(index, 1)[0].position;
+    state.outbox.push(checkpointRecord(state, command.from, command.cause));
+    return message.position;
   }
 
   /**
@@ -299,15 +330,7 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
   /** Returns the profile an unmerge split off that an event belongs to, or undefined when it is this profile's. */
   #splitOf(state: ProfileState, event: CustomerEvent): string | undefined {
     const identifiers = this.#options.identifiersOf?.(state.workspace, event);
-    if (identifiers === undefined) return undefined;
-    // The latest split first: a profile split off, merged again and split again is found by its last split.
-    // The profile's current identifiers count for it too, as they do in the graph's resolution.
-    for (let i = state.splits.length - 1; i >= 0; i--) {
-      const split = state.splits[i];
-      const kept = [...split.keptIdentifiers, ...state.identifiers];
-      if (belongsToRestored(identifiers, { restoredIdentifiers: split.identifiers, survivorIdentifiers: kept })) return split.profileId;
-    }
-    return undefined;
+    return identifiers === undefined ? undefined : splitTargetOf(state, identifiers);
   }
 
   /** Sends an event on to another profile's partition (the survivor of a tombstone, or a profile split off), once per log position. */
@@ -336,16 +359,17 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
   }
 
   /**
-   * Writes each profile's snapshot, its events applied since the last snapshot, its timer
-   * and its activations in one batch, with `extraOps`, then sends its outgoing records. `covered` records how much of each list this
-   * write includes: the lengths now, or the `captured` ones of a caller that wrote the
-   * same part elsewhere first.
-   * The lists are cut by that count only after the write, because the actor may apply more
-   * events while the write is in flight.
+   * Sends each profile's outgoing records, then writes its snapshot, its events applied
+   * since the last snapshot, its timer and its activations in one batch, with `extraOps`.
+   * `covered` records how much of each list this persist includes: the lengths now, or the
+   * `captured` ones of a caller that wrote the same part elsewhere first (and sent the
+   * records, when `sent`). The lists are cut by that count only after the write, because the
+   * actor may apply more events while the write is in flight.
    */
-  async persist(snapshots: Array<{ key: string; state: ProfileState }>, extraOps: WriteOp[] = [], captured?: PersistCounts[]): Promise<void> {
+  async persist(snapshots: Array<{ key: string; state: ProfileState }>, extraOps: WriteOp[] = [], captured?: PersistCounts[], sent = false): Promise<void> {
     const ops: WriteOp[] = [...extraOps];
     const covered = snapshots.map(({ state }, i) => ({ state, ...(captured?.[i] ?? capturePersistCounts(state)) }));
+    if (!sent) await this.sendOutgoing(covered);
     const activations = covered.flatMap(({ state, activations: count }) => state.activations.slice(0, count));
 
     for (const { state, events, nextEvaluationMs } of covered) {
@@ -363,7 +387,6 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
     } finally {
       if (batch !== undefined) this.#options.activations?.settle(batch);
     }
-    await this.sendOutgoing(covered);
 
     for (const { state, events, activations: count, outgoing, nextEvaluationMs } of covered) {
       state.unpersisted.splice(0, events);
@@ -374,9 +397,11 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
   }
 
   /**
-   * Sends the outgoing records a persist covers, after its snapshots are written. A crash in
-   * between leaves the commands that produced them after the checkpoint, so they are applied
-   * again on restart and send the same records, which the log deduplicates.
+   * Sends the outgoing records a persist covers, before its snapshots are written. A crash
+   * before the write leaves the messages that produced them after the profile's last
+   * snapshot, so they are applied again on restart and send the same records, which the log
+   * deduplicates by messageId. Sending after the write instead would lose them: the replay
+   * skips messages the snapshot already covers.
    */
   async sendOutgoing(covered: Array<{ state: ProfileState; outgoing: number }>): Promise<void> {
     const records = covered.flatMap(({ state, outgoing }) => state.outbox.slice(0, outgoing));
@@ -436,11 +461,11 @@ function timerOps(state: ProfileState, nextEvaluationMs: number): WriteOp[] {
   return ops;
 }
 
-/** Builds the record of the survivor's state just before it absorbs `command`'s profile, for its own partition. */
-function checkpointRecord(state: ProfileState, command: AbsorbCommand): OutgoingRecord {
+/** Builds the record of the survivor's state just before a merge of `from` began, for its own partition. */
+function checkpointRecord(state: ProfileState, from: string, cause: MergeCause): OutgoingRecord {
   const { workspace, profileId } = state;
-  const entry: CheckpointCommand = { command: 'checkpoint', profileId, before: command.from, snapshot: structuredClone(toSnapshot(state)), cause: command.cause };
-  return { workspace, profileId, messageId: commandMessageIds.checkpoint(command.from, profileId, command.cause.messageId), entry };
+  const entry: CheckpointCommand = { command: 'checkpoint', profileId, before: from, snapshot: structuredClone(toSnapshot(state)), cause };
+  return { workspace, profileId, messageId: commandMessageIds.checkpoint(from, profileId, cause.messageId), entry };
 }
 
 /**

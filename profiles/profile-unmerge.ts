@@ -1,12 +1,13 @@
 /**
  * Splitting a merged profile in two again on an operator's request. The survivor
- * rebuilds both profiles by replaying, from the log, what it applied since it absorbed the
- * restored one:
+ * rebuilds both profiles by replaying, from the log, what it applied since the merge began
+ * (its link command, or the absorb of a merge announced without one):
  *
- * - the survivor starts from the checkpoint it sent just before the absorb, the restored
- *   profile from the state it had when it was merged (carried by the absorb command);
+ * - the survivor starts from the checkpoint it sent at that point, the restored profile from
+ *   the state it had when it was merged (carried by the absorb command);
  * - each event goes to the side of its highest-priority identifier that either side holds,
- *   the survivor when neither does;
+ *   the survivor when neither does. Events the survivor forwarded to a profile split from
+ *   it earlier are left out, as they were then;
  * - each later absorb goes to the restored side when its profile is one of the plan's.
  *
  * Synchronous and deterministic like applying an event. Activations the replay produces are
@@ -50,7 +51,7 @@ const REPLAY_START = { shard: -1, sequence: 0 };
 /** Rebuilds the survivor without the restored side, and the restored profile, from `history`. */
 export function rebuildUnmerged(current: ProfileState, command: UnmergeCommand, history: readonly HistoryEntry[], context: UnmergeContext): UnmergeOutcome {
   const absorb = history.find((item) => isAbsorbOf(item, command));
-  if (absorb === undefined) return { ok: false, reason: `the log has no absorb of ${command.restored} at sequence ${command.sinceSequence}` };
+  if (absorb === undefined) return { ok: false, reason: `the log has no absorb of ${command.restored} from sequence ${command.sinceSequence}` };
   const checkpoint = history.find((item) => isCheckpointOf(item, command));
   if (checkpoint === undefined) return { ok: false, reason: `the log has no checkpoint of ${command.profileId} from before it absorbed ${command.restored}` };
 
@@ -61,11 +62,14 @@ export function rebuildUnmerged(current: ProfileState, command: UnmergeCommand, 
   const sides = { survivor, restored, survivorEvents: 0, restoredEvents: 0 };
 
   for (const item of history) {
-    if (item.position.sequence <= command.sinceSequence) continue;
+    if (item.position.sequence <= command.sinceSequence || item === absorb) continue;
     const failure = replayOne(item, command, sides, context);
     if (failure !== undefined) return { ok: false, reason: failure };
   }
 
+  // The linking event and events that carried both sides' identifiers listed them on both.
+  survivor.identifiers = survivor.identifiers.filter((identifier) => !includesIdentifier(command.restoredIdentifiers, identifier));
+  restored.identifiers = restored.identifiers.filter((identifier) => !includesIdentifier(command.survivorIdentifiers, identifier));
   keepDecisions(current, absorbed, survivor);
   survivor.activations = [];
   restored.segments = structuredClone(absorbed.segments);
@@ -87,7 +91,9 @@ function replayOne(item: HistoryEntry, command: UnmergeCommand, sides: Sides, co
   if (entry.profileId !== command.profileId) return undefined;
 
   if (!isIdentityCommand(entry)) {
-    const toRestored = belongsToRestored(context.identifiersOf(sides.survivor.workspace, entry), command);
+    const identifiers = context.identifiersOf(sides.survivor.workspace, entry);
+    if (splitTargetOf(sides.survivor, identifiers) !== undefined) return undefined;
+    const toRestored = belongsToRestored(identifiers, command);
     const target = toRestored ? sides.restored : sides.survivor;
     const applied = { event: entry, position, payload: item.payload };
     if (applyEvent(target, applied, context.limits)) context.evaluator?.afterEvent(target, applied, context.nowMs);
@@ -96,7 +102,7 @@ function replayOne(item: HistoryEntry, command: UnmergeCommand, sides: Sides, co
     return undefined;
   }
 
-  if (entry.command === 'checkpoint') return undefined;
+  if (entry.command === 'checkpoint' || entry.command === 'link') return undefined;
   if (entry.command !== 'absorb') return `the survivor applied a ${entry.command} command at sequence ${position.sequence} after the merge, which a replay cannot undo`;
   const target = command.profiles.includes(entry.from) ? sides.restored : sides.survivor;
   absorbInto(target, entry, position, context);
@@ -110,7 +116,7 @@ function absorbInto(target: ProfileState, command: AbsorbCommand, position: Hist
   const { messageId, rule, atMs } = command.cause;
   target.merges.push({ profileId: command.from, messageId, rule, atMs, absorbedAtMs: context.nowMs, position });
   for (const inner of command.snapshot.merges) {
-    if (!target.merges.some((merge) => merge.profileId === inner.profileId)) target.merges.push({ ...inner });
+    if (!target.merges.some((merge) => merge.profileId === inner.profileId)) target.merges.push({ ...inner, via: inner.via ?? command.from });
   }
   target.lastApplied = position;
   context.evaluator?.afterMerge(target, command.snapshot, context.nowMs);
@@ -123,10 +129,24 @@ function absorbInto(target: ProfileState, command: AbsorbCommand, position: Hist
  */
 export function belongsToRestored(identifiers: readonly Identifier[], split: { restoredIdentifiers: readonly Identifier[]; survivorIdentifiers: readonly Identifier[] }): boolean {
   for (const identifier of identifiers) {
-    if (split.restoredIdentifiers.some((known) => sameIdentifier(known, identifier))) return true;
-    if (split.survivorIdentifiers.some((known) => sameIdentifier(known, identifier))) return false;
+    if (includesIdentifier(split.restoredIdentifiers, identifier)) return true;
+    if (includesIdentifier(split.survivorIdentifiers, identifier)) return false;
   }
   return false;
+}
+
+/**
+ * Returns the profile split from `state` by an earlier unmerge that an event with these
+ * identifiers belongs to, or undefined when it belongs to `state`. The latest split comes
+ * first, and the identifiers the profile lists now count for it, as in the graph's resolution.
+ */
+export function splitTargetOf(state: ProfileSnapshot, identifiers: readonly Identifier[]): string | undefined {
+  for (let i = state.splits.length - 1; i >= 0; i--) {
+    const split = state.splits[i];
+    const kept = [...split.keptIdentifiers, ...state.identifiers];
+    if (belongsToRestored(identifiers, { restoredIdentifiers: split.identifiers, survivorIdentifiers: kept })) return split.profileId;
+  }
+  return undefined;
 }
 
 /**
@@ -153,14 +173,20 @@ function replayStart(snapshot: ProfileSnapshot): ProfileState {
 
 function isAbsorbOf(item: HistoryEntry, command: UnmergeCommand): boolean {
   const { entry, position } = item;
-  return position.sequence === command.sinceSequence && isIdentityCommand(entry) && entry.command === 'absorb' && entry.from === command.restored && entry.profileId === command.profileId;
+  if (position.sequence < command.sinceSequence || !isIdentityCommand(entry) || entry.command !== 'absorb') return false;
+  return entry.from === command.restored && entry.profileId === command.profileId && entry.cause.messageId === command.mergeMessageId;
 }
 
 function isCheckpointOf(item: HistoryEntry, command: UnmergeCommand): boolean {
-  const { entry, position } = item;
-  return position.sequence > command.sinceSequence && isIdentityCommand(entry) && entry.command === 'checkpoint' && entry.before === command.restored && entry.profileId === command.profileId;
+  const { entry } = item;
+  if (!isIdentityCommand(entry) || entry.command !== 'checkpoint') return false;
+  return entry.before === command.restored && entry.profileId === command.profileId && entry.cause.messageId === command.mergeMessageId;
 }
 
 function sameIdentifier(a: Identifier, b: Identifier): boolean {
   return a.type === b.type && a.value === b.value;
+}
+
+function includesIdentifier(identifiers: readonly Identifier[], identifier: Identifier): boolean {
+  return identifiers.some((known) => sameIdentifier(known, identifier));
 }

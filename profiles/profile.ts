@@ -11,8 +11,8 @@ import { forEachIdentifier, type Identifier } from './identifiers.js';
 /**
  * Version 2 added `computed`, `segments` and `nextEvaluationMs`, version 3 `decisions` and
  * `receipts`, version 4 `scores` and `modelStates`, version 5 `journeys` and
- * `finishedJourneys`, version 6 `merges` and `mergedInto`, version 7 `splits`. An older
- * snapshot loads with the missing fields empty.
+ * `finishedJourneys`, version 6 `merges` and `mergedInto`, version 7 `splits` and
+ * `linkMarks`. An older snapshot loads with the missing fields empty.
  */
 export const PROFILE_SNAPSHOT_VERSION = 7;
 
@@ -79,6 +79,17 @@ export interface ProfileSnapshot {
   mergedInto?: string;
   /** Profiles an operator split from this one; events of their identifiers that still arrive here are forwarded to them. */
   splits: ProfileSplit[];
+  /** Merges whose link command this profile applied and whose absorb has not arrived yet. */
+  linkMarks: LinkMark[];
+}
+
+/** The start of a merge into this profile in its partition. */
+export interface LinkMark {
+  /** The profile being merged in. */
+  from: string;
+  /** The merge cause's messageId. */
+  messageId: string;
+  position: LogPosition;
 }
 
 /** A profile merged into this one, and the event and rule that proved them the same person. */
@@ -86,8 +97,13 @@ export interface AbsorbedProfile extends MergeCause {
   profileId: string;
   /** When this profile absorbed the other's state, ms since the epoch. */
   absorbedAtMs: number;
-  /** The log position of the absorb, where an unmerge starts its replay; absent on merges older than unmerge. */
+  /**
+   * The position in this profile's partition where the merge began (its link command, or the
+   * absorb when none came first), which an unmerge replays from. Absent on merges older than unmerge.
+   */
   position?: LogPosition;
+  /** For a profile merged into another that was merged into this one in turn: that other profile. */
+  via?: string;
 }
 
 /** A profile split from this one by an unmerge. */
@@ -195,6 +211,7 @@ export function createProfile(workspace: string, profileId: string): ProfileStat
     finishedJourneys: Object.create(null),
     merges: [],
     splits: [],
+    linkMarks: [],
     unpersisted: [],
     activations: [],
     indexedEvaluationMs: 0,
@@ -351,6 +368,7 @@ function upgradeSnapshot(snapshot: ProfileSnapshot): ProfileSnapshot {
       finishedJourneys: older.finishedJourneys ?? Object.create(null),
       merges: older.merges ?? [],
       splits: older.splits ?? [],
+      linkMarks: older.linkMarks ?? [],
     };
   }
   throw new RangeError(`profile snapshot version ${snapshot.version} is not supported; expected 1 to ${PROFILE_SNAPSHOT_VERSION}`);

@@ -48,8 +48,9 @@ export class RedisBaselineNode implements ServingNode {
   }
 
   async ingest(workspace: string, raws: RawEvent[]): Promise<IngestResult[]> {
-    const { results, requests, accepted } = await prepareBatch(workspace, raws, this.#limits, SHARDS);
-    const events = requests.map((request) => ({ event: request.value as CustomerEvent, payload: request.payload }));
+    const prepared = await prepareBatch(workspace, raws, this.#limits, SHARDS);
+    const { results, accepted } = prepared;
+    const events = prepared.events.map((request) => ({ event: request.value as CustomerEvent, payload: request.payload }));
 
     let applied: boolean[];
     try {

@@ -223,6 +223,7 @@ function toSnapshot(workspace: string, profileId: string, hash: Record<string, B
     finishedJourneys: {},
     merges: [],
     splits: [],
+    linkMarks: [],
     recent,
     // The baseline has no event log, so there is no log position.
     lastApplied: { shard: 0, sequence: 0 },

@@ -59,8 +59,8 @@ function prepareEvents(run: RocksDbRun): Promise<PreparedEvent[][]> {
   return Promise.all(encodeEventBatches(PAYLOAD_BATCHES, run).map(async (batch) => {
     const raws = batch.map((bytes) => eventFromProto(Event.decode(bytes)));
     const prepared = await prepareBatch(WORKSPACE, raws, limits, SHARDS);
-    if (prepared.requests.length !== batch.length) throw new Error(`validation rejected ${batch.length - prepared.requests.length} generated events, which are all valid`);
-    return prepared.requests.map((request) => ({ shard: request.shard, payload: request.payload }));
+    if (prepared.events.length !== batch.length) throw new Error(`validation rejected ${batch.length - prepared.events.length} generated events, which are all valid`);
+    return prepared.events.map((request) => ({ shard: request.shard, payload: request.payload }));
   }));
 }
 

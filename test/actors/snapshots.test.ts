@@ -164,3 +164,19 @@ t.test('actor system - pauses an actor whose journal is full', async (t) => {
   t.same(log.applied, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
   t.same(behavior.stored('k')?.applied, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
 });
+
+t.test('actor system - an urgent message during a persist is persisted right after it', async (t) => {
+  const behavior = new FakeBehavior();
+  behavior.persistGate = new Gate();
+  const system = startSystem(t, behavior, { snapshotIntervalMs: 60_000 });
+  const log = new DeliveryLog();
+
+  system.tell('k', { id: 1, urgent: true }, log.for(1));
+  await waitFor(() => behavior.persists.length === 1, 'the first persist');
+  system.tell('k', { id: 2, urgent: true }, log.for(2));
+  await settle();
+  behavior.persistGate.open();
+
+  await waitFor(() => log.durable.length === 2, 'the second message durable well before snapshotIntervalMs');
+  t.same(behavior.persists, [[{ key: 'k', count: 1 }], [{ key: 'k', count: 2 }]], 'a second persist follows the first at once');
+});

@@ -28,7 +28,7 @@ t.test('TestDefinitions - request checks', async (t) => {
     [{ profiles: 0 }, 'profiles must be an integer from 1 to 10000, received 0'],
     [{ profiles: 10_001 }, 'profiles must be an integer from 1 to 10000, received 10001'],
     [{ files: [] }, 'files is empty: send at least one definition file'],
-    [{ identifiers: [{ type: 'nickname', value: 'ada' }] }, 'identifier.type must be one of user_id, anonymous_id, email, phone, device_id or external:TYPE, received "nickname"'],
+    [{ identifiers: [{ type: 'nickname', value: 'ada' }] }, 'identifiers[0].type must be one of user_id, anonymous_id, email, phone, device_id or external:TYPE, received "nickname"'],
   ];
   for (const [request, message] of cases) {
     const error = await expectServiceError(testDefinitions(client, request));

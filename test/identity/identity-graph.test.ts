@@ -309,6 +309,24 @@ for (const [name, open] of stores) {
     t.match((await graph.explain('ws', anon('a2'), anon('a1'))).steps, [{ kind: 'linked', profileId: 'anon:a2' }, { kind: 'merged', profileId: 'anon:a2', intoProfileId: 'anon:a1', messageId: 'm5' }, { kind: 'linked', profileId: 'anon:a1' }]);
   });
 
+  t.test(`identity graph on ${name} - a fuzzy match approved and then unmerged is filed again`, async (t) => {
+    let clock = 1_000;
+    const graph = graphOn(await open(t), {}, () => clock++);
+    await graph.resolve('ws', 'm1', [anon('f1')]);
+    await graph.resolve('ws', 'm2', [anon('f2')]);
+
+    const first = await graph.suggestMatch('ws', 'anon:f1', 'anon:f2', 0.8);
+    t.equal(first?.status, 'pending');
+    const { merges } = await graph.approve('ws', first!.id);
+    const [merge] = merges;
+    const plan = await graph.unmerge('ws', merge.winner, merge.loser);
+    await graph.markUnmergeAnnounced('ws', merge.winner, plan.id);
+
+    const again = await graph.suggestMatch('ws', 'anon:f1', 'anon:f2', 0.8);
+    t.equal(again?.status, 'pending', 'the pair is back for review');
+    t.equal(await graph.suggestMatch('ws', 'anon:f1', 'anon:f2', 0.8), undefined, 'and filed once');
+  });
+
   t.test(`identity graph on ${name} - unmerge rejects what it cannot undo`, async (t) => {
     let clock = 1_000;
     const graph = graphOn(await open(t), {}, () => clock++);
@@ -429,6 +447,29 @@ for (const [name, open] of stores) {
     t.same((await graph.listQuarantine('ws', 'pending')).map((record) => record.messageId), ['m5'], 'it is pending again');
     await graph.approve('ws', heldAgain.quarantined[0].id);
     t.equal(await graph.profileOf('ws', anon('a1')), 'user:u1');
+  });
+
+  t.test(`identity graph on ${name} - an unmerge on another graph clears the cache within a second`, async (t) => {
+    const kv = await open(t);
+    let clockB = 10_000;
+    const [graphA, graphB] = [graphOn(kv), graphOn(kv, {}, () => clockB)];
+    await graphA.resolve('ws', 'm1', [anon('a1')]);
+    await graphA.resolve('ws', 'm2', [user('u1')]);
+    await graphA.resolve('ws', 'm3', [user('u1'), anon('a1')]);
+    await graphA.markAnnounced('ws', 'anon:a1');
+    await graphB.resolve('ws', 'm4', [anon('a1')]);
+    t.equal(graphB.resolveCached('ws', [anon('a1')])?.profileId, 'user:u1', 'graph B caches the merge and reads the unmerge epoch');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+
+    await graphA.unmerge('ws', 'user:u1', 'anon:a1');
+    t.equal(graphB.resolveCached('ws', [anon('a1')])?.profileId, 'user:u1', 'within the second, the cached records still answer');
+    clockB += 1_500;
+    graphB.resolveCached('ws', [anon('a1')]);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    t.equal(graphB.resolveCached('ws', [anon('a1')]), undefined, 'after it, the cache is dropped');
+
+    const relinked = await graphB.resolve('ws', 'm5', [user('u1'), anon('a1')]);
+    t.match(relinked.quarantined, [{ reason: 'UNMERGED' }], 'so a link between the two is quarantined');
   });
 
   t.test(`identity graph on ${name} - stale cache finds the restored profile`, async (t) => {

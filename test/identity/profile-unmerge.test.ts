@@ -81,6 +81,11 @@ t.test('profile unmerge - both profiles get their own events back, and later eve
   t.same(survivor.segments, {}, 'the user leaves the segment the page views put it in');
   t.same(survivor.computedValues, { page_views: 0 });
 
+  t.notOk(
+    survivor.identifiers.some((identifier) => identifier.type === 'anonymous_id'),
+    'the survivor no longer lists the anonymous id, although the identify carried it',
+  );
+
   const restored = await node.getProfile('w', anon('a1'));
   t.equal(restored.profileId, 'anon:a1');
   t.equal(restored.mergedInto, undefined);
@@ -96,6 +101,21 @@ t.test('profile unmerge - both profiles get their own events back, and later eve
   await node.ingest('w', [page('a1'), track('u1')]);
   t.equal((await node.getProfile('w', anon('a1'))).eventCount, 5, 'a later anonymous event reaches the restored profile');
   t.equal((await node.getProfile('w', user('u1'))).eventCount, 5);
+});
+
+t.test('profile unmerge - events sent with the linking event go back to their side', async (t) => {
+  const node = await startNode(t);
+  // One batch: the restored side's later page view reaches the survivor before the absorb does.
+  await node.ingest('w', [track('u6'), page('a6'), identify('u6', 'a6'), page('a6', { name: 'Later' }), track('u6')]);
+  t.equal((await node.getProfile('w', user('u6'))).eventCount, 5);
+
+  await node.identityAdmin.unmerge('w', user('u6'), 'anon:a6');
+  const survivor = await node.getProfile('w', user('u6'));
+  const restored = await node.getProfile('w', anon('a6'));
+  t.equal(survivor.eventCount, 3, 'the two orders and the identify');
+  t.equal(survivor.events['page:Later'], undefined);
+  t.equal(restored.eventCount, 2, 'both page views');
+  t.equal(restored.events['page:Later']?.count, 1);
 });
 
 t.test('profile unmerge - an event linking the two again is quarantined, and approving it merges them', async (t) => {

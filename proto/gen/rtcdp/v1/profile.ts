@@ -114,6 +114,11 @@ export interface MergedProfile {
   rule: string;
   /** When identity resolution merged the profiles (ISO 8601). */
   mergedAt: string;
+  /**
+   * Empty for a profile merged directly into this one. For a profile merged into another
+   * that was merged in turn, that other profile: it goes back with it on an unmerge.
+   */
+  mergedVia: string;
 }
 
 export interface JourneyPosition {
@@ -1181,7 +1186,7 @@ export const Profile_JourneysEntry: MessageFns<Profile_JourneysEntry> = {
 };
 
 function createBaseMergedProfile(): MergedProfile {
-  return { profileId: "", messageId: "", rule: "", mergedAt: "" };
+  return { profileId: "", messageId: "", rule: "", mergedAt: "", mergedVia: "" };
 }
 
 export const MergedProfile: MessageFns<MergedProfile> = {
@@ -1197,6 +1202,9 @@ export const MergedProfile: MessageFns<MergedProfile> = {
     }
     if (message.mergedAt !== "") {
       writer.uint32(34).string(message.mergedAt);
+    }
+    if (message.mergedVia !== "") {
+      writer.uint32(42).string(message.mergedVia);
     }
     return writer;
   },
@@ -1246,6 +1254,14 @@ export const MergedProfile: MessageFns<MergedProfile> = {
             message.mergedAt = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.mergedVia = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1276,6 +1292,11 @@ export const MergedProfile: MessageFns<MergedProfile> = {
         : isSet(object.merged_at)
         ? globalThis.String(object.merged_at)
         : "",
+      mergedVia: isSet(object.mergedVia)
+        ? globalThis.String(object.mergedVia)
+        : isSet(object.merged_via)
+        ? globalThis.String(object.merged_via)
+        : "",
     };
   },
 
@@ -1293,6 +1314,9 @@ export const MergedProfile: MessageFns<MergedProfile> = {
     if (message.mergedAt !== "") {
       obj.mergedAt = message.mergedAt;
     }
+    if (message.mergedVia !== "") {
+      obj.mergedVia = message.mergedVia;
+    }
     return obj;
   },
 
@@ -1305,6 +1329,7 @@ export const MergedProfile: MessageFns<MergedProfile> = {
     message.messageId = object.messageId ?? "";
     message.rule = object.rule ?? "";
     message.mergedAt = object.mergedAt ?? "";
+    message.mergedVia = object.mergedVia ?? "";
     return message;
   },
 };
