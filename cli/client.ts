@@ -111,6 +111,16 @@ export function serviceErrorDetails(error: ServiceError): string {
 }
 
 /**
+ * Describes a call that ran out of time: the node's own message when the node gave up
+ * waiting (it names what it waited for), else the client's deadline.
+ */
+export function deadlineFailure(error: ServiceError, server: string): CommandFailure {
+  const details = serviceErrorDetails(error);
+  if (details !== '' && !/^deadline exceeded/i.test(details)) return new CommandFailure(`${server} timed out: ${details}`);
+  return new CommandFailure(`request to ${server} timed out after ${DEFAULT_DEADLINE_MS / 1000} s`);
+}
+
+/**
  * Turns a failed call to a node at `server` into a one-line CommandFailure. `service` names
  * the service for UNIMPLEMENTED, with `unimplementedHint` after it. Other errors pass through.
  */
@@ -121,7 +131,7 @@ export function describeCallFailure(error: unknown, server: string, service: str
     case status.UNAVAILABLE:
       return new CommandFailure(`cannot reach rtcdp at ${server}: ${serviceErrorDetails(error)}`);
     case status.DEADLINE_EXCEEDED:
-      return new CommandFailure(`request to ${server} timed out after ${DEFAULT_DEADLINE_MS / 1000} s`);
+      return deadlineFailure(error, server);
     case status.UNIMPLEMENTED:
       return new CommandFailure(`${server} does not serve ${service}${unimplementedHint}`);
     case status.UNAUTHENTICATED:

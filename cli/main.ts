@@ -22,9 +22,9 @@ import {
 } from '../proto/gen/rtcdp/v1/profile.js';
 import type { Event } from '../proto/gen/rtcdp/v1/event.js';
 import {
-  DEFAULT_DEADLINE_MS,
   callUnary,
   createProfileClient,
+  deadlineFailure,
   describeServiceError,
   isServiceError,
   serviceErrorDetails,
@@ -539,7 +539,7 @@ function describeCallFailure(error: unknown, identifier: Identifier, server: str
     case status.UNAVAILABLE:
       return new CommandFailure(`cannot reach rtcdp at ${server}: ${serviceErrorDetails(error)}`);
     case status.DEADLINE_EXCEEDED:
-      return new CommandFailure(`request to ${server} timed out after ${DEFAULT_DEADLINE_MS / 1000} s`);
+      return deadlineFailure(error, server);
     case status.UNAUTHENTICATED:
     case status.PERMISSION_DENIED:
       return new CommandFailure(`${server} rejected the write key: ${serviceErrorDetails(error)}. Pass a valid --write-key`);

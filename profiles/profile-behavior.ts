@@ -26,7 +26,7 @@ import {
   type UnmergeCommand,
 } from './identity-commands.js';
 import { mergeProfileState } from './profile-merge.js';
-import { rebuildUnmerged, splitTargetOf } from './profile-unmerge.js';
+import { rebuildUnmerged, splitTargetOf, type UnmergeContext, type UnmergeOutcome } from './profile-unmerge.js';
 import { applyEvent, createProfile, fromSnapshot, toSnapshot, type AppliedEvent, type LogPosition, type ProfileLimits, type ProfileSnapshot, type ProfileState, type ProfileView } from './profile.js';
 
 export const DEAD_LETTER_VERSION = 1;
@@ -286,10 +286,7 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
     const identifiersOf = this.#options.identifiersOf;
     if (identifiersOf === undefined) throw new TypeError('an unmerge reached a profile behavior without identifiersOf');
 
-    const outcome =
-      message.history === undefined
-        ? { ok: false as const, reason: message.historyError ?? 'the node read no history for it' }
-        : rebuildUnmerged(state, command, message.history, { limits: this.#options.limits, evaluator: this.#options.evaluator, identifiersOf, nowMs });
+    const outcome = this.#rebuild(state, command, message, { limits: this.#options.limits, evaluator: this.#options.evaluator, identifiersOf, nowMs });
     let next = state;
     let restored: ProfileSnapshot | undefined;
     if (outcome.ok) {
@@ -308,6 +305,13 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
     next.outbox.push({ workspace, profileId: command.restored, messageId: commandMessageIds.restore(command.cause.messageId), entry: restore });
     if (this.#options.activations !== undefined) next.activations.push(unmergedActivation(next, command.restored, command.cause, nowMs));
     return next;
+  }
+
+  /** Rebuilds both sides of an unmerge, or returns why the survivor cannot. */
+  #rebuild(state: ProfileState, command: UnmergeCommand, message: IdentityCommandMessage, context: UnmergeContext): UnmergeOutcome {
+    if (state.mergedInto !== undefined) return { ok: false, reason: `the survivor was merged into ${state.mergedInto} meanwhile` };
+    if (message.history === undefined) return { ok: false, reason: message.historyError ?? 'the node read no history for it' };
+    return rebuildUnmerged(state, command, message.history, context);
   }
 
   /** Brings a tombstone back to life with the state an unmerge rebuilt for it, or with its own. */
