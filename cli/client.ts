@@ -19,8 +19,11 @@ import { IngestServiceClient } from '../proto/gen/rtcdp/v1/ingest.js';
 import { ProfileServiceClient } from '../proto/gen/rtcdp/v1/profile.js';
 import { CommandFailure } from './common.js';
 
-/** Deadline of a unary call, in milliseconds. */
-export const DEFAULT_DEADLINE_MS = 10_000;
+/**
+ * Deadline of a unary call, in milliseconds. It is longer than a node's query timeout (5 s
+ * embedded, 10 s in cluster mode), so a call that the node gives up on shows its reason.
+ */
+export const DEFAULT_DEADLINE_MS = 15_000;
 
 // A profile event page holds up to 1000 events, which can pass grpc-js's 4 MiB default.
 const CLIENT_OPTIONS: Partial<ClientOptions> = {

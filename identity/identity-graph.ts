@@ -201,7 +201,8 @@ export class IdentityGraph {
   readonly #cache: RecordCache;
 
   /** Per workspace: the unmerge epoch's revision this node's cache follows, and when it was last read. */
-  readonly #epochs = new Map<string, { revision: number; checkedAtMs: number; reading: boolean }>();
+  readonly #epochs = new Map<string, { revision: number; checkedAtMs: number }>();
+  readonly #epochReads = new Map<string, Promise<void>>();
 
   constructor(options: IdentityGraphOptions) {
     this.#kv = failingAsStoreErrors(options.kv);
@@ -218,6 +219,7 @@ export class IdentityGraph {
    */
   async resolve(workspace: string, messageId: string, identifiers: Identifier[]): Promise<Resolution> {
     if (identifiers.length === 0) throw new TypeError('resolve needs at least one identifier');
+    await this.#followUnmergeEpoch(workspace);
 
     // The first attempt may use cached records; a retry reads the store again.
     return this.#withRetries(workspace, `event ${messageId} was resolved`, 'send the event again', (attempt) => this.#attempt(workspace, messageId, identifiers, attempt === 1));
@@ -246,7 +248,8 @@ export class IdentityGraph {
    * `resolve`). Synchronous, so a known person's event costs no store read and no await.
    */
   resolveCached(workspace: string, identifiers: Identifier[]): Resolution | undefined {
-    this.#checkUnmergeEpoch(workspace);
+    // When the workspace's unmerge epoch is due to be read again, `resolve` reads it first.
+    if (this.#epochDue(workspace)) return undefined;
     let found: string | undefined;
     for (const identifier of identifiers) {
       const start = this.#cache.identifier(workspace, identifier);
@@ -257,34 +260,38 @@ export class IdentityGraph {
     return found === undefined ? undefined : { profileId: found, merges: [], quarantined: [] };
   }
 
-  /**
-   * Reads the workspace's unmerge epoch at most once a second, in the background, and drops
-   * the cache when another node has unmerged profiles since. Until then a cached resolution
-   * can still name the survivor of an undone merge: its actor forwards such events, but a
-   * link between the two profiles in that second is not quarantined.
-   */
-  #checkUnmergeEpoch(workspace: string): void {
-    const nowMs = this.#now();
-    const epoch = this.#epochs.get(workspace) ?? { revision: 0, checkedAtMs: 0, reading: false };
-    this.#epochs.set(workspace, epoch);
-    if (epoch.reading || nowMs - epoch.checkedAtMs < UNMERGE_EPOCH_CHECK_MS) return;
+  /** Whether the workspace's unmerge epoch was last read more than a second ago. */
+  #epochDue(workspace: string): boolean {
+    const epoch = this.#epochs.get(workspace);
+    return epoch === undefined || this.#now() - epoch.checkedAtMs >= UNMERGE_EPOCH_CHECK_MS;
+  }
 
-    epoch.reading = true;
-    this.#kv
-      .get(identityKeys.unmergeEpoch(workspace))
-      .then((entry) => {
-        const revision = entry?.revision ?? 0;
-        if (epoch.checkedAtMs !== 0 && revision !== epoch.revision) {
-          this.#cache.clear();
-          this.#options.logger.info({ workspace }, 'profiles were unmerged on another node; identity records are read again');
-        }
-        epoch.revision = revision;
-      })
-      .catch((error: unknown) => this.#options.logger.warn({ err: error, workspace }, 'reading the unmerge epoch failed; the identity cache is kept'))
-      .finally(() => {
-        epoch.reading = false;
-        epoch.checkedAtMs = this.#now();
-      });
+  /**
+   * Reads the workspace's unmerge epoch when it is due, at most once a second, and drops the
+   * cache when another node has unmerged profiles since. Within that second a cached
+   * resolution can still name the survivor of an undone merge: its actor forwards such
+   * events, but a link between the two profiles in that second is not quarantined.
+   */
+  #followUnmergeEpoch(workspace: string): Promise<void> {
+    if (!this.#epochDue(workspace)) return Promise.resolve();
+    // Resolutions that find the epoch due at the same time share one read.
+    let reading = this.#epochReads.get(workspace);
+    if (reading === undefined) {
+      reading = this.#readUnmergeEpoch(workspace).finally(() => this.#epochReads.delete(workspace));
+      this.#epochReads.set(workspace, reading);
+    }
+    return reading;
+  }
+
+  async #readUnmergeEpoch(workspace: string): Promise<void> {
+    const known = this.#epochs.get(workspace);
+    const entry = await this.#kv.get(identityKeys.unmergeEpoch(workspace));
+    const revision = entry?.revision ?? 0;
+    if (known !== undefined && revision !== known.revision) {
+      this.#cache.clear();
+      this.#options.logger.info({ workspace }, 'profiles were unmerged on another node; identity records are read again');
+    }
+    this.#epochs.set(workspace, { revision, checkedAtMs: this.#now() });
   }
 
   /** Follows cached, announced merges from `profileId` to its survivor; undefined when a record is missing or a merge unannounced. */
@@ -672,7 +679,10 @@ export class IdentityGraph {
    */
   async approve(workspace: string, id: string): Promise<{ record: QuarantineRecord; merges: MergeNotice[] }> {
     const { record, revision } = await this.#pending(workspace, id);
-    const cause: LinkCause = { messageId: record.id, rule: 'approved-link', atMs: this.#now() };
+    // The approval time keeps the merge's log records apart from an earlier approval of the
+    // same link, made again after an unmerge.
+    const atMs = this.#now();
+    const cause: LinkCause = { messageId: `${record.id}@${atMs}`, rule: 'approved-link', atMs };
     const merges = await this.#withRetries(workspace, `link ${id} was approved`, 'try again', () => this.#approveOnce(workspace, record, cause));
 
     const decided: QuarantineRecord = { ...record, status: 'approved', decidedAtMs: cause.atMs };

@@ -20,7 +20,7 @@ export type MergeRule =
 
 /** The event and rule behind a link or a merge. */
 export interface LinkCause {
-  /** messageId of the event that made the link; the quarantine id for an approved link. */
+  /** messageId of the event that made the link; for an approved link, the quarantine id, `@` and the approval time (ms). */
   messageId: string;
   rule: MergeRule;
   /** Wall-clock time of the link, ms since the epoch. */

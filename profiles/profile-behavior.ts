@@ -31,8 +31,11 @@ import { applyEvent, createProfile, fromSnapshot, toSnapshot, type AppliedEvent,
 
 export const DEAD_LETTER_VERSION = 1;
 
-/** Link marks a profile keeps for merges whose absorb has not arrived. */
-const MAX_LINK_MARKS = 16;
+/**
+ * Link marks a profile keeps for merges whose absorb has not arrived. A mark is dropped only
+ * when a batch merges more profiles than this into one; unmerging those merges then fails.
+ */
+const MAX_LINK_MARKS = 1_000;
 
 export interface DeadLetterRecord {
   version: number;

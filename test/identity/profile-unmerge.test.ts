@@ -134,6 +134,16 @@ t.test('profile unmerge - an event linking the two again is quarantined, and app
   const remerged = await node.getProfile('w', anon('a2'));
   t.equal(remerged.profileId, 'user:u2');
   t.equal(remerged.eventCount, 9, 'every event of both once');
+
+  // A second round: the same link is held again, and approving it again merges them again.
+  await node.identityAdmin.unmerge('w', user('u2'), 'anon:a2');
+  await node.ingest('w', [identify('u2', 'a2')]);
+  const [again] = await node.identityAdmin.listQuarantine('w', 'pending');
+  t.equal(again?.id, held.id, 'the link is filed again under its id');
+  await node.identityAdmin.approve('w', again.id);
+  const second = await node.getProfile('w', anon('a2'));
+  t.equal(second.profileId, 'user:u2');
+  t.equal(second.eventCount, 10, 'every event of both once after the second approval');
 });
 
 t.test('profile unmerge - a crash after the unmerge replays it to the same states', async (t) => {

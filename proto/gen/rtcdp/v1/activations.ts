@@ -68,7 +68,7 @@ export interface ActivationCause {
   /**
    * For kind event: the event's log position and messageId. For kind merge: the messageId
    * of the event that proved the profiles one person, the id of the approved quarantined
-   * link, or the id of an operator's unmerge.
+   * link with `@` and the approval time, or the id of an operator's unmerge.
    */
   shard: number;
   sequence: number;

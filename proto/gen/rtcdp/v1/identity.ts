@@ -92,7 +92,10 @@ export interface LinkStep {
   profileId: string;
   /** For kind merged: the survivor. */
   intoProfileId: string;
-  /** The messageId of the event, or the id of the approved quarantined link. */
+  /**
+   * The messageId of the event, or for an approved quarantined link its id, `@` and the
+   * approval time in ms since the epoch.
+   */
   messageId: string;
   /** shared-identifier or approved-link. */
   rule: string;
