@@ -53,7 +53,7 @@ export function rebuildUnmerged(current: ProfileState, command: UnmergeCommand, 
   const absorb = history.find((item) => isAbsorbOf(item, command));
   if (absorb === undefined) return { ok: false, reason: `the log has no absorb of ${command.restored} from sequence ${command.sinceSequence}` };
   const checkpoint = history.find((item) => isCheckpointOf(item, command));
-  if (checkpoint === undefined) return { ok: false, reason: `the log has no checkpoint of ${command.profileId} from before it absorbed ${command.restored}` };
+  if (checkpoint === undefined) return { ok: false, reason: `the log has no checkpoint of ${command.profileId} from before the merge of ${command.restored}` };
 
   const absorbed = (absorb.entry as AbsorbCommand).snapshot;
   const survivor = replayStart((checkpoint.entry as CheckpointCommand).snapshot);
