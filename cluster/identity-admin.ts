@@ -10,7 +10,7 @@ import type { QuarantineRecord, QuarantineStatus } from '../identity/identity-re
 import type { IdentitySettings } from '../identity/identity-settings.js';
 import { normalizeIdentifier } from '../identity/normalize.js';
 import type { Logger } from '../common/logger.js';
-import type { Identifier } from '../profiles/identifiers.js';
+import { sameIdentifier, type Identifier } from '../profiles/identifiers.js';
 import { commandMessageIds, UNMERGE_RULE, type UnmergeCommand } from '../profiles/identity-commands.js';
 import type { ProfileView } from '../profiles/profile.js';
 import { encode } from '../storage/codec.js';
@@ -137,7 +137,7 @@ export class IdentityAdmin implements IdentityOperations {
       current = record.mergedInto.profileId;
     }
     // An unmerge that a crash interrupted after the graph's split names the identifier's side.
-    const pending = (await graph.profile(workspace, survivorId))?.unmerges?.find((unmerge) => !unmerge.announced && unmerge.restoredIdentifiers.some((restored) => restored.type === identifier.type && restored.value === identifier.value));
+    const pending = (await graph.profile(workspace, survivorId))?.unmerges?.find((unmerge) => !unmerge.announced && unmerge.restoredIdentifiers.some((restored) => sameIdentifier(restored, identifier)));
     if (pending !== undefined) return pending.profileId;
     throw new IdentityError('NOT_MERGED', `${identifier.type} ${JSON.stringify(identifier.value)} did not come into profile ${survivorId} through a merge, so no merge can be undone at it`);
   }

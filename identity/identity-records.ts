@@ -167,9 +167,7 @@ export function decodeRecord<T extends IdentifierRecord | ProfileRecord | Quaran
   return decode<T>(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
 }
 
-export function sameIdentifier(a: Identifier, b: Identifier): boolean {
-  return a.type === b.type && a.value === b.value;
-}
+export { sameIdentifier } from '../profiles/identifiers.js';
 
 export function describeIdentifier(identifier: Identifier): string {
   return `${identifier.type} ${JSON.stringify(identifier.value)}`;

@@ -49,3 +49,8 @@ export function forEachIdentifier(event: CustomerEvent, visit: (type: string, va
   const externalIds = event.context?.externalIds;
   if (externalIds !== undefined) for (const external of externalIds) visitString(`external:${external.type}`, external.id);
 }
+
+/** Returns whether two identifiers have the same type and value. */
+export function sameIdentifier(a: Identifier, b: Identifier): boolean {
+  return a.type === b.type && a.value === b.value;
+}

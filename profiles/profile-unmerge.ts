@@ -16,7 +16,7 @@
  */
 import type { ProfileEvaluator } from './evaluator.js';
 import type { CustomerEvent } from './event.js';
-import type { Identifier } from './identifiers.js';
+import { sameIdentifier, type Identifier } from './identifiers.js';
 import { isIdentityCommand, type AbsorbCommand, type CheckpointCommand, type HistoryEntry, type UnmergeCommand } from './identity-commands.js';
 import { mergeProfileState } from './profile-merge.js';
 import { applyEvent, fromSnapshot, toSnapshot, type ProfileLimits, type ProfileSnapshot, type ProfileState } from './profile.js';
@@ -181,10 +181,6 @@ function isCheckpointOf(item: HistoryEntry, command: UnmergeCommand): boolean {
   const { entry } = item;
   if (!isIdentityCommand(entry) || entry.command !== 'checkpoint') return false;
   return entry.before === command.restored && entry.profileId === command.profileId && entry.cause.messageId === command.mergeMessageId;
-}
-
-function sameIdentifier(a: Identifier, b: Identifier): boolean {
-  return a.type === b.type && a.value === b.value;
 }
 
 function includesIdentifier(identifiers: readonly Identifier[], identifier: Identifier): boolean {
