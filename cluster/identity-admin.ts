@@ -154,9 +154,10 @@ export class IdentityAdmin implements IdentityOperations {
   }
 
   /**
-   * Returns the survivor's log sequence at which it absorbed the merged profile, once its
-   * actor has, after checking that the log still contains the records from there. A resumed
-   * unmerge that the survivor has applied already needs none: its command is a duplicate.
+   * Returns the sequence of the survivor's partition where the merge began, once its actor
+   * has absorbed the merged profile, after checking that the log still contains the records
+   * from there. A resumed unmerge that the survivor has applied already needs none, because
+   * its command is a duplicate.
    */
   async #absorbPosition(workspace: string, survivorId: string, mergedId: string, deadline: number, resumed: UnmergePlan | undefined): Promise<number> {
     const applied = (profile: ProfileView) => resumed !== undefined && profile.splits.some((split) => split.id === resumed.id);
@@ -170,12 +171,12 @@ export class IdentityAdmin implements IdentityOperations {
     const partition = { workspace, shard: position.shard };
     const [first] = await this.#options.log.read(partition, position.sequence - 1, 1);
     if (first?.sequence !== position.sequence) {
-      throw new IdentityError('UNMERGE_HISTORY_EXPIRED', `the event log no longer contains the records since profile ${survivorId} absorbed ${mergedId} (shard ${position.shard}, sequence ${position.sequence}): the merge is older than the log's retention`);
+      throw new IdentityError('UNMERGE_HISTORY_EXPIRED', `the event log no longer contains the records since the merge of ${mergedId} into ${survivorId} began (shard ${position.shard}, sequence ${position.sequence}): the merge is older than the log's retention`);
     }
     return position.sequence;
   }
 
-  /** Asks for a profile until `done` holds for it; throws a DeadlineError naming `waitingFor` and `then` at the deadline. */
+  /** Asks for a profile until `done` is true for it; throws a DeadlineError naming `waitingFor` and `then` at the deadline. */
   async #pollProfile(workspace: string, profileId: string, deadline: number, done: (view: ProfileView) => boolean, waitingFor: string, then: string): Promise<ProfileView> {
     for (;;) {
       const view = await this.#options.profile(workspace, profileId);

@@ -9,7 +9,7 @@
  * 3. Events that still reach the tombstone are forwarded to the survivor's partition.
  *
  * With the merge command, a `link` command goes to the survivor's partition, ahead of the
- * event that proved the merge. The survivor answers it by sending its state from just before
+ * event that proved the merge. The survivor applies it by sending its state from just before
  * to its own partition, as a `checkpoint` command. An operator's unmerge uses both:
  *
  * 4. An `unmerge` command in the survivor's partition. Its actor rebuilds itself from the
@@ -120,7 +120,7 @@ export interface IdentityCommandMessage {
    * command, which the node reads from the log before it delivers the command.
    */
   history?: HistoryEntry[];
-  /** For an unmerge whose history the log no longer holds: why. */
+  /** For an unmerge whose history the log no longer contains: why. */
   historyError?: string;
 }
 

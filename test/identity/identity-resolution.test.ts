@@ -1,11 +1,10 @@
 import { join } from 'node:path';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { RtcdpNode } from '../../cluster/node.js';
 import { DefinitionRegistry } from '../../decisions/definitions/definition-registry.js';
-import type { NodeOptions } from '../../cluster/node-options.js';
-import type { ProfileActivation } from '../../profiles/activation.js';
 import type { RawEvent } from '../../profiles/event.js';
 import type { Identifier } from '../../profiles/identifiers.js';
+import { drainBeforeRemovingTestdirs, startNode, storedActivations } from '../helpers/embedded-nodes.js';
 
 const user = (value: string): Identifier => ({ type: 'user_id', value });
 const anon = (value: string): Identifier => ({ type: 'anonymous_id', value });
@@ -16,29 +15,7 @@ const page = (anonymousId: string, extra: RawEvent = {}): RawEvent => ({ type: '
 const track = (userId: string, extra: RawEvent = {}): RawEvent => ({ type: 'track', event: 'Order Completed', userId, messageId: `m${++messages}`, properties: { revenue: 10 }, ...extra });
 const identify = (userId: string, anonymousId: string, traits: RawEvent = {}): RawEvent => ({ type: 'identify', userId, anonymousId, traits, messageId: `m${++messages}` });
 
-// tap removes a test's directory before the teardowns registered after t.testdir() run, and
-// after those registered before it. One registered first lets the nodes drain while their
-// data is still there.
-t.beforeEach((t) => t.teardown(() => undefined));
-
-/**
- * Lists the workspace's activations once at least `count` are stored. A query reflects the
- * profile's state at once, while its activations are stored with its next snapshot.
- */
-async function storedActivations(node: RtcdpNode, count: number): Promise<ProfileActivation[]> {
-  for (let attempt = 0; ; attempt++) {
-    const { activations } = await node.activations.list('w', { afterSequence: 0, limit: 1_000 });
-    if (activations.length >= count || attempt === 200) return activations;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
-/** Starts a node on `options.dataDir`, or on the test's directory. Call t.testdir() once per test: a second call empties it. */
-async function startNode(t: Test, options: Partial<NodeOptions> = {}): Promise<RtcdpNode> {
-  const node = await RtcdpNode.start({ ...options, dataDir: options.dataDir ?? t.testdir() });
-  t.teardown(() => (node.state === 'running' ? node.drain() : undefined));
-  return node;
-}
+drainBeforeRemovingTestdirs(t);
 
 t.test('identity resolution - identify merges anonymous history into the known profile', async (t) => {
   const node = await startNode(t);

@@ -8,13 +8,11 @@ import t from 'tap';
 import { RtcdpNode } from '../../cluster/node.js';
 import { readModelFile } from '../../identity/matching/model-file.js';
 import type { RawEvent } from '../../profiles/event.js';
+import { drainBeforeRemovingTestdirs } from '../helpers/embedded-nodes.js';
 
 const MODEL_FILE = new URL('../fixtures/splink-fake-1000-model.json', import.meta.url).pathname;
 
-// tap removes a test's directory before the teardowns registered after t.testdir() run, and
-// after those registered before it. One registered first lets the nodes drain while their
-// data is still there.
-t.beforeEach((t) => t.teardown(() => undefined));
+drainBeforeRemovingTestdirs(t);
 
 let messages = 0;
 function identify(ids: { anonymousId?: string; userId?: string }, traits: Record<string, unknown>): RawEvent {

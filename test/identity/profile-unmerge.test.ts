@@ -1,10 +1,9 @@
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { RtcdpNode } from '../../cluster/node.js';
-import type { NodeOptions } from '../../cluster/node-options.js';
 import { DefinitionRegistry } from '../../decisions/definitions/definition-registry.js';
-import type { ProfileActivation } from '../../profiles/activation.js';
 import type { RawEvent } from '../../profiles/event.js';
 import type { Identifier } from '../../profiles/identifiers.js';
+import { drainBeforeRemovingTestdirs, startNode, storedActivations } from '../helpers/embedded-nodes.js';
 
 const user = (value: string): Identifier => ({ type: 'user_id', value });
 const anon = (value: string): Identifier => ({ type: 'anonymous_id', value });
@@ -26,29 +25,7 @@ metadata: { name: browser }
 spec: { condition: 'computed.page_views >= 3' }
 `;
 
-// tap removes a test's directory before the teardowns registered after t.testdir() run, and
-// after those registered before it. One registered first lets the nodes drain while their
-// data is still there.
-t.beforeEach((t) => t.teardown(() => undefined));
-
-/**
- * Lists the workspace's activations once at least `count` are stored. A query reflects the
- * profile's state at once, while its activations are stored with its next snapshot.
- */
-async function storedActivations(node: RtcdpNode, count: number): Promise<ProfileActivation[]> {
-  for (let attempt = 0; ; attempt++) {
-    const { activations } = await node.activations.list('w', { afterSequence: 0, limit: 1_000 });
-    if (activations.length >= count || attempt === 200) return activations;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
-/** Starts a node on `options.dataDir`, or on the test's directory. Call t.testdir() once per test: a second call empties it. */
-async function startNode(t: Test, options: Partial<NodeOptions> = {}): Promise<RtcdpNode> {
-  const node = await RtcdpNode.start({ ...options, dataDir: options.dataDir ?? t.testdir() });
-  t.teardown(() => (node.state === 'running' ? node.drain() : undefined));
-  return node;
-}
+drainBeforeRemovingTestdirs(t);
 
 /** Anonymous browsing, orders of a known user, the identify that merges them, and one more event of each side. */
 async function mergedVisitor(node: RtcdpNode, anonymousId: string, userId: string): Promise<void> {

@@ -1,7 +1,7 @@
 /**
  * A profile's records for other profiles (merge state, forwarded events) survive a crash
- * during the persist that carries them: a restart on the same store applies the message
- * again and sends them, whichever side of the snapshot write the crash came.
+ * during the persist that carries them. A restart on the same store applies the message
+ * again and sends them.
  */
 import t from 'tap';
 import { silentLogger } from '../../common/logger.js';

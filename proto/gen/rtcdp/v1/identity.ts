@@ -1411,7 +1411,7 @@ export const IdentityServiceService = {
    * log since the merge, so each profile gets its own events back and its segments are
    * evaluated again, and both profiles produce a profile.unmerged activation. Afterwards a
    * link between the two is quarantined with reason UNMERGED. Returns once both actors
-   * carried out the split. Fails with NOT_FOUND when no profile holds `profile` or has the
+   * carried out the split. Fails with NOT_FOUND when no profile has `profile` or has the
    * merged profile's id. Fails with FAILED_PRECONDITION when the merged profile is not
    * merged directly into that profile, when another unmerge split the survivor after the
    * merge, or when the merge is older than the event log's retention. Fails with
@@ -1452,7 +1452,7 @@ export interface IdentityServiceServer extends UntypedServiceImplementation {
    * log since the merge, so each profile gets its own events back and its segments are
    * evaluated again, and both profiles produce a profile.unmerged activation. Afterwards a
    * link between the two is quarantined with reason UNMERGED. Returns once both actors
-   * carried out the split. Fails with NOT_FOUND when no profile holds `profile` or has the
+   * carried out the split. Fails with NOT_FOUND when no profile has `profile` or has the
    * merged profile's id. Fails with FAILED_PRECONDITION when the merged profile is not
    * merged directly into that profile, when another unmerge split the survivor after the
    * merge, or when the merge is older than the event log's retention. Fails with
@@ -1539,7 +1539,7 @@ export interface IdentityServiceClient extends Client {
    * log since the merge, so each profile gets its own events back and its segments are
    * evaluated again, and both profiles produce a profile.unmerged activation. Afterwards a
    * link between the two is quarantined with reason UNMERGED. Returns once both actors
-   * carried out the split. Fails with NOT_FOUND when no profile holds `profile` or has the
+   * carried out the split. Fails with NOT_FOUND when no profile has `profile` or has the
    * merged profile's id. Fails with FAILED_PRECONDITION when the merged profile is not
    * merged directly into that profile, when another unmerge split the survivor after the
    * merge, or when the merge is older than the event log's retention. Fails with
