@@ -137,6 +137,8 @@ export interface GeneratorGroupOptions {
   batchSize: number;
   inFlightBatches: number;
   maxSendMs: number;
+  /** Events per second each generator sends at most; undefined sends as fast as acknowledgements allow. */
+  maxEventsPerSecond?: number;
   /** Workload of generator `index`, for example its share of the profiles. */
   workloadOf: (index: number) => WorkloadConfig;
   seed: number;
@@ -206,6 +208,7 @@ function generatorConfig(options: GeneratorGroupOptions, runTag: string, index: 
     inFlightBatches: options.inFlightBatches,
     workload: options.workloadOf(index),
     maxSendMs: options.maxSendMs,
+    maxEventsPerSecond: options.maxEventsPerSecond,
   };
 }
 

@@ -2,8 +2,10 @@
  * Figures of the cluster scenario, computed from the probe's write+read cycles. They are
  * the latencies in a time window, the time until a customer was writable and readable
  * again after a node was killed, and the maximum wait for a successful write+read while
- * shards moved. Pure functions of the recorded cycles, so tests need no cluster.
+ * shards moved, and from the nodes' shard move records, how long a moved shard was not
+ * served. Pure functions of what the run recorded, so tests need no cluster.
  */
+import type { ShardMoveRecord } from './cluster-node-host.js';
 import type { ProbeCycle } from './cluster-probe.js';
 import { summarizeLatencies, type LatencySummary } from './latency.js';
 
@@ -79,6 +81,21 @@ export function longestWait(cycles: ProbeCycle[], fromMs: number, toMs: number):
   }
 
   return longest;
+}
+
+/**
+ * Returns the time from when node `from` stopped serving `shard` (its "handed the shard
+ * off" record in [fromMs, toMs), less the pauseMs it logged) until node `to` logged "took
+ * over the shard", or null when either record is missing. The takeover may be logged
+ * before the handoff record, which follows the release, but not before serving stopped.
+ */
+export function unservedTime(moves: ShardMoveRecord[], shard: number, from: string, to: string | null, fromMs: number, toMs: number): number | null {
+  const handoff = moves.find((move) => move.shard === shard && move.nodeId === from && move.message === 'handed the shard off' && move.timeMs >= fromMs && move.timeMs < toMs);
+  if (handoff?.pauseMs == null) return null;
+
+  const stoppedServingAt = handoff.timeMs - handoff.pauseMs;
+  const takeover = moves.find((move) => move.shard === shard && move.nodeId === to && move.message === 'took over the shard' && move.timeMs >= stoppedServingAt);
+  return takeover === undefined ? null : takeover.timeMs - stoppedServingAt;
 }
 
 /** Returns the nearest-rank percentile of a few values, such as one pause per moved shard, or NaN for none. */

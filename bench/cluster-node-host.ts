@@ -3,7 +3,8 @@
  * gRPC server (`startClusterProcess`, dev mode, workspace "default") on a free port of
  * 127.0.0.1, and serves the harness's requests over IPC.
  *
- * The node logs at info level into this process. Warnings and errors go to stderr, and
+ * The node logs at info level into this process. Every record goes to `<dataDir>.log`,
+ * which the harness keeps with --keep-data. Warnings and errors also go to stderr, and
  * the records of shard moves ("took over the shard", "handed the shard off" with its
  * handoffMs, lost leases) go to the harness as 'shardMove' events.
  *
@@ -43,6 +44,8 @@ export interface ShardMoveRecord {
   epoch: number | null;
   /** From "handed the shard off": the time from the start of the handoff to the released lease. */
   handoffMs: number | null;
+  /** From "handed the shard off": the time from when the shard stopped serving to the released lease. */
+  pauseMs: number | null;
 }
 
 const SHARD_MOVE_MESSAGES = new Set([
@@ -64,7 +67,7 @@ const config = JSON.parse(process.argv[2] ?? '{}') as ClusterNodeHostConfig;
 /** Receives the node's JSON log lines: forwards shard moves to the harness and writes warnings and errors to stderr. */
 const logDestination = {
   write(line: string): void {
-    let record: { level?: number; time?: number; msg?: string; shard?: number; epoch?: number; handoffMs?: number };
+    let record: { level?: number; time?: number; msg?: string; shard?: number; epoch?: number; handoffMs?: number; pauseMs?: number | null };
     try {
       record = JSON.parse(line);
     } catch {
@@ -81,13 +84,15 @@ const logDestination = {
         shard: record.shard,
         epoch: record.epoch ?? null,
         handoffMs: record.handoffMs ?? null,
+        pauseMs: record.pauseMs ?? null,
       };
       sendEvent('shardMove', move);
     }
   },
 };
 
-const logger = pino({ name: 'rtcdp-bench-cluster-node', level: 'info' }, logDestination);
+const logFile = pino.destination({ dest: `${config.dataDir}.log`, sync: false, mkdir: true });
+const logger = pino({ name: 'rtcdp-bench-cluster-node', level: 'info' }, pino.multistream([{ stream: logDestination, level: 'info' }, { stream: logFile, level: 'info' }]));
 
 await mkdir(config.dataDir, { recursive: true });
 const started: ClusterProcess = await startClusterProcess({
@@ -109,7 +114,10 @@ function stopAndExit(code: number): void {
   if (exiting) return;
   exiting = true;
   started.stop().then(
-    () => process.exit(code),
+    () => {
+      logFile.flushSync();
+      process.exit(code);
+    },
     (error) => {
       logger.error({ err: error }, 'cluster node host failed to stop the node');
       process.exit(1);

@@ -120,14 +120,20 @@ export function printCluster(result: ClusterResult): void {
 function failoverRows(result: ClusterResult): TableRow[] {
   const { failover } = result;
   const met = failover.maxRecoveryMs !== null && failover.maxRecoveryMs < failover.goalMs;
+  const share = result.options.faultLoadShare;
+  const load = result.faultLoadPerSecond === null ? 'as fast as acknowledged' : `at most ${formatRate(result.faultLoadPerSecond)} (${Math.round(share * 100)}% of the acknowledged rate)`;
   const rows: TableRow[] = [
+    ['load during the failover and handoff', load],
     [`failover after SIGKILL of ${failover.victim}`, `max ${seconds(failover.maxRecoveryMs)}, min ${seconds(failover.minRecoveryMs)} over ${failover.shards.length} shards, goal ${seconds(failover.goalMs)}: ${goal(met)}`],
     ['  shards placed on the survivors after', `${seconds(failover.placedAfterMs)}${failover.victimWasCoordinator ? ` (${failover.victim} was the coordinator)` : ''}`],
   ];
 
   const rejoin = failover.rejoin;
   if (rejoin === null) rows.push([`  rejoin of ${failover.victim}`, 'skipped']);
-  else rows.push([`  rejoin of ${failover.victim}`, `${rejoin.shards.length} shards moved back in ${seconds(rejoin.placedAfterMs)}, max pause ${ms(rejoin.maxPauseMs)}`]);
+  else {
+    rows.push([`  rejoin of ${failover.victim}`, `${rejoin.shards.length} shards moved back in ${seconds(rejoin.placedAfterMs)}, max pause ${ms(rejoin.maxPauseMs)}`]);
+    rows.push(['    not served, from the nodes\' logs', `max ${ms(rejoin.maxUnservedMs)}; longest wait on shards that stayed ${ms(rejoin.unmovedMaxWaitMs)}`]);
+  }
   return rows;
 }
 
@@ -138,6 +144,7 @@ function handoffRows(result: ClusterResult): TableRow[] {
   const met = handoff.maxPauseMs !== null && handoff.maxPauseMs < handoff.goalMs;
   return [
     [`handoff pause after SIGTERM of ${handoff.victim}`, `max ${ms(handoff.maxPauseMs)}, p50 ${ms(handoff.p50PauseMs)} over ${handoff.shards.length} shards, goal ${formatMs(handoff.goalMs)}: ${goal(met)}`],
+    ['  not served, from the nodes\' logs', `max ${ms(handoff.maxUnservedMs)}, p50 ${ms(handoff.p50UnservedMs)} (old owner stops serving to new owner serving)`],
     ['  handoffMs logged by the node', handoff.shards.map((shard) => `s${shard.shard} ${ms(shard.handoffMs)}`).join(', ') || 'none'],
     ['  longest wait on shards that stayed', ms(handoff.unmovedMaxWaitMs)],
     [`  ${handoff.victim} exited after SIGTERM`, `${seconds(handoff.exitMs)}${handoff.exitedOnItsOwn ? '' : ' (SIGKILL)'}`],

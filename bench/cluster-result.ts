@@ -4,7 +4,7 @@
  * run: wrong counts, stale reads, failed generators, shards that never came back, and
  * phases that did not finish. A missed goal does not fail the run.
  */
-import { cyclesOf, cycleLatencies, longestWait, percentile, recoveryTime, type CycleLatencies } from './cluster-analysis.js';
+import { cyclesOf, cycleLatencies, longestWait, percentile, recoveryTime, unservedTime, type CycleLatencies } from './cluster-analysis.js';
 import type { ShardMoveRecord } from './cluster-node-host.js';
 import type { ProbeCustomer, ProbeReport } from './cluster-probe.js';
 import type { ClusterRun, ClusterSample } from './cluster-run.js';
@@ -62,6 +62,8 @@ export interface Phases {
   handoff: HandoffPhase | null;
   probeReport: ProbeReport;
   customers: ProbeCustomer[];
+  /** Events/s the generators sent at most during the failover and handoff phases, or null for no limit. */
+  faultLoadPerSecond: number | null;
   /** Null when the final check could not run. */
   correctness: CorrectnessResult | null;
   /** Problems of the final check, such as events that were never applied. */
@@ -98,6 +100,11 @@ export interface ShardPause {
   recovered: boolean;
   /** handoffMs that the old owner logged with "handed the shard off", or null when it logged none. */
   handoffMs: number | null;
+  /**
+   * From the nodes' logs: the time from when the old owner stopped serving the shard until
+   * the new owner logged "took over the shard", or null when either record is missing.
+   */
+  unservedMs: number | null;
 }
 
 export interface FailoverResult {
@@ -119,6 +126,10 @@ export interface FailoverResult {
     placedAfterMs: number | null;
     shards: ShardPause[];
     maxPauseMs: number | null;
+    /** Maximum unservedMs over the shards that moved back, or null when no shard has one. */
+    maxUnservedMs: number | null;
+    /** Maximum wait on the shards that did not move, in the same window, for comparison. */
+    unmovedMaxWaitMs: number | null;
   } | null;
 }
 
@@ -136,6 +147,9 @@ export interface HandoffResult {
   goalMs: number;
   /** Maximum wait on the shards that did not move, in the same window, for comparison. */
   unmovedMaxWaitMs: number | null;
+  /** Maximum and median unservedMs over the moved shards, or null when no shard has one. */
+  maxUnservedMs: number | null;
+  p50UnservedMs: number | null;
 }
 
 export interface ProbeSummary {
@@ -158,6 +172,8 @@ export interface ClusterResult {
   nodes: string[];
   shards: number;
   throughput: ThroughputResult;
+  /** Events/s the generators sent at most during the failover and handoff phases, or null for no limit. */
+  faultLoadPerSecond: number | null;
   /** Probe cycles during the throughput window. */
   latency: CycleLatencies;
   failover: FailoverResult;
@@ -187,6 +203,7 @@ export function buildClusterResult(run: ClusterRun, options: ClusterOptions, nod
     nodes,
     shards: run.shards,
     throughput: throughputOf(phases.throughput, options),
+    faultLoadPerSecond: phases.faultLoadPerSecond,
     latency: cycleLatencies(cycles, markAt, sendingEndedAt),
     failover: failoverOf(run, phases.failover, phases.probeReport),
     handoff: phases.handoff === null ? null : handoffOf(run, phases.handoff, phases.probeReport),
@@ -254,19 +271,23 @@ function failoverOf(run: ClusterRun, phase: FailoverPhase, probe: ProbeReport): 
 function rejoinOf(run: ClusterRun, rejoin: NonNullable<FailoverPhase['rejoin']>, endAt: number, probe: ProbeReport): NonNullable<FailoverResult['rejoin']> {
   const shards = movedShardPauses(run.shardMoves, probe, rejoin.before, rejoin.after, rejoin.restartAt, endAt);
   const pauses = knownPauses(shards);
+  const unserved = knownUnserved(shards);
+  const unmovedWaits = unmovedWaitsOf(probe, rejoin.before, shards, rejoin.restartAt, endAt);
   return {
     restartedAtSeconds: run.secondsOf(rejoin.restartAt),
     placedAfterMs: rejoin.placedAt === null ? null : rejoin.placedAt - rejoin.restartAt,
     shards,
     maxPauseMs: pauses.length > 0 ? Math.max(...pauses) : null,
+    maxUnservedMs: unserved.length > 0 ? Math.max(...unserved) : null,
+    unmovedMaxWaitMs: unmovedWaits.length > 0 ? Math.max(...unmovedWaits) : null,
   };
 }
 
 function handoffOf(run: ClusterRun, phase: HandoffPhase, probe: ProbeReport): HandoffResult {
   const shards = movedShardPauses(run.shardMoves, probe, phase.before, phase.after, phase.stopAt, phase.endAt);
   const pauses = knownPauses(shards);
-  const unmoved = [...phase.before.keys()].filter((shard) => !shards.some((moved) => moved.shard === shard));
-  const unmovedWaits = unmoved.map((shard) => longestWait(cyclesOf(probe.cycles, shard), phase.stopAt, phase.endAt)?.waitMs ?? 0);
+  const unmovedWaits = unmovedWaitsOf(probe, phase.before, shards, phase.stopAt, phase.endAt);
+  const unserved = knownUnserved(shards);
 
   return {
     victim: phase.victim,
@@ -279,6 +300,8 @@ function handoffOf(run: ClusterRun, phase: HandoffPhase, probe: ProbeReport): Ha
     p50PauseMs: pauses.length > 0 ? percentile(pauses, 50) : null,
     goalMs: CLUSTER_GOALS.handoffPauseMs,
     unmovedMaxWaitMs: unmovedWaits.length > 0 ? Math.max(...unmovedWaits) : null,
+    maxUnservedMs: unserved.length > 0 ? Math.max(...unserved) : null,
+    p50UnservedMs: unserved.length > 0 ? percentile(unserved, 50) : null,
   };
 }
 
@@ -291,13 +314,24 @@ function movedShardPauses(moves: ShardMoveRecord[], probe: ProbeReport, before: 
 
     const wait = longestWait(cyclesOf(probe.cycles, shard), fromMs, toMs);
     const handoff = moves.find((move) => move.shard === shard && move.nodeId === from && move.message === 'handed the shard off' && move.timeMs >= fromMs && move.timeMs < toMs);
-    pauses.push({ shard, from, to, pauseMs: wait?.waitMs ?? null, recovered: wait?.recovered ?? false, handoffMs: handoff?.handoffMs ?? null });
+    const unservedMs = unservedTime(moves, shard, from, to, fromMs, toMs);
+    pauses.push({ shard, from, to, pauseMs: wait?.waitMs ?? null, recovered: wait?.recovered ?? false, handoffMs: handoff?.handoffMs ?? null, unservedMs });
   }
   return pauses.sort((a, b) => a.shard - b.shard);
 }
 
 function knownPauses(shards: ShardPause[]): number[] {
   return shards.map((shard) => shard.pauseMs).filter((pause): pause is number => pause !== null);
+}
+
+function knownUnserved(shards: ShardPause[]): number[] {
+  return shards.map((shard) => shard.unservedMs).filter((value): value is number => value !== null);
+}
+
+/** The longest probe wait over [fromMs, toMs) of each shard in `before` that did not move. */
+function unmovedWaitsOf(probe: ProbeReport, before: Map<number, string>, moved: ShardPause[], fromMs: number, toMs: number): number[] {
+  const unmoved = [...before.keys()].filter((shard) => !moved.some((pause) => pause.shard === shard));
+  return unmoved.map((shard) => longestWait(cyclesOf(probe.cycles, shard), fromMs, toMs)?.waitMs ?? 0);
 }
 
 function probeSummaryOf(report: ProbeReport, customers: ProbeCustomer[], options: ClusterOptions): ProbeSummary {

@@ -231,7 +231,8 @@ export class ClusterRun {
   }
 
   /** Starts a load group: `generatorsPerNode` generators per node of `nodeIds`, each switching to the other nodes when its node fails. */
-  async startLoad(name: string, nodeIds: string[], maxSendMs: number): Promise<GeneratorGroup> {
+  /** Starts a load group over `nodeIds`; each generator sends at most maxEventsPerSecond when it is given. */
+  async startLoad(name: string, nodeIds: string[], maxSendMs: number, maxEventsPerSecond?: number): Promise<GeneratorGroup> {
     if (this.#running !== null) throw new Error(`load "${this.#running.name}" is still running. Stop it before starting "${name}".`);
 
     const addresses = nodeIds.map((nodeId) => this.node(nodeId).address);
@@ -241,6 +242,7 @@ export class ClusterRun {
       batchSize: this.#load.batchSize,
       inFlightBatches: this.#load.inFlightBatches,
       maxSendMs,
+      maxEventsPerSecond,
       workloadOf: () => this.#load.workload,
       // A new seed per group draws another sequence of customers. Each group also gets a new
       // run tag from GeneratorGroup, so messageIds never repeat across groups.
@@ -250,7 +252,8 @@ export class ClusterRun {
     const startedAtMs = epochNow();
     this.#firstLoadAtMs ??= startedAtMs;
     this.#running = { name, group, startedAtMs };
-    progress(`cluster: load "${name}": ${addresses.length * this.#load.generatorsPerNode} generators over ${nodeIds.join(', ')}`);
+    const pace = maxEventsPerSecond === undefined ? '' : `, at most ${maxEventsPerSecond.toLocaleString('en-US')} events/s each`;
+    progress(`cluster: load "${name}": ${addresses.length * this.#load.generatorsPerNode} generators over ${nodeIds.join(', ')}${pace}`);
     return group;
   }
 

@@ -44,6 +44,11 @@ export interface ClusterOptions {
   probeIntervalMs: number;
   /** Load before each fault and after the cluster recovered from it, in seconds. */
   faultLoadS: number;
+  /**
+   * Share of the throughput phase's acknowledged events/s that the generators send during
+   * the failover and handoff phases. 0 sends as fast as acknowledgements allow.
+   */
+  faultLoadShare: number;
   /** Maximum wait for the cluster to recover from a fault or to place its shards, in seconds. */
   faultTimeoutS: number;
   checkSample: number;
@@ -99,10 +104,11 @@ export async function runCluster(context: RunContext, options: ClusterOptions): 
     run.startSampling(maxRunMs);
 
     const throughput = await runThroughputPhase(run, probe, options);
-    const failover = await runFailoverPhase(run, probe, victim, options);
+    const faultRate = faultLoadRate(throughput, options);
+    const failover = await runFailoverPhase(run, probe, victim, faultRate, options);
     // Stopping a node of a cluster that has not recovered would measure nothing useful.
     const recovered = failover.problem === null;
-    const handoff = recovered ? await runHandoffPhase(run, victim, options) : null;
+    const handoff = recovered ? await runHandoffPhase(run, victim, faultRate, options) : null;
 
     progress('cluster: final check: waiting for every stored event to be applied');
     const finalProblems: string[] = [];
@@ -121,7 +127,7 @@ export async function runCluster(context: RunContext, options: ClusterOptions): 
     probe = null;
     await run.stopSampling();
 
-    const result = buildClusterResult(run, options, NODE_IDS, machine, { throughput, failover, handoff, probeReport, customers, correctness, finalProblems });
+    const result = buildClusterResult(run, options, NODE_IDS, machine, { throughput, failover, handoff, probeReport, customers, faultLoadPerSecond: faultRate.total ?? null, correctness, finalProblems });
     result.charts = await writeClusterCharts(context, result);
     printCluster(result);
     return result;
@@ -207,10 +213,10 @@ async function runThroughputPhase(run: ClusterRun, probe: ProbeProcess, options:
   return { markAt, sendingEndedAt, settledAt, appliedBefore, reports };
 }
 
-async function runFailoverPhase(run: ClusterRun, probe: ProbeProcess, victim: string, options: ClusterOptions): Promise<FailoverPhase> {
+async function runFailoverPhase(run: ClusterRun, probe: ProbeProcess, victim: string, rate: FaultLoadRate, options: ClusterOptions): Promise<FailoverPhase> {
   const survivors = NODE_IDS.filter((nodeId) => nodeId !== victim);
   const timeoutMs = options.faultTimeoutS * 1_000;
-  await run.startLoad('failover', NODE_IDS, 4 * (options.faultLoadS + options.faultTimeoutS) * 1_000 + 60_000);
+  await run.startLoad('failover', NODE_IDS, 4 * (options.faultLoadS + options.faultTimeoutS) * 1_000 + 60_000, rate.perGenerator);
   await sleep(options.faultLoadS * 1_000);
 
   const statuses = await run.statuses();
@@ -252,10 +258,10 @@ async function rejoin(run: ClusterRun, victim: string, timeoutMs: number): Promi
   return { restartAt, placedAt: placement.placedAtMs, before, after: placement.owners, problem: placement.problem };
 }
 
-async function runHandoffPhase(run: ClusterRun, victim: string, options: ClusterOptions): Promise<HandoffPhase> {
+async function runHandoffPhase(run: ClusterRun, victim: string, rate: FaultLoadRate, options: ClusterOptions): Promise<HandoffPhase> {
   const survivors = NODE_IDS.filter((nodeId) => nodeId !== victim);
   const timeoutMs = options.faultTimeoutS * 1_000;
-  await run.startLoad('handoff', NODE_IDS, 4 * (options.faultLoadS + options.faultTimeoutS) * 1_000 + 60_000);
+  await run.startLoad('handoff', NODE_IDS, 4 * (options.faultLoadS + options.faultTimeoutS) * 1_000 + 60_000, rate.perGenerator);
   await sleep(options.faultLoadS * 1_000);
 
   const before = await run.owners();
@@ -273,6 +279,28 @@ async function runHandoffPhase(run: ClusterRun, victim: string, options: Cluster
   const endAt = epochNow();
   await run.stopLoad();
   return { victim, stopAt, exitAt, exitedOnItsOwn, before, after: placement.owners, placedAt: placement.placedAtMs, endAt, problem: placement.problem };
+}
+
+/** The load of the failover and handoff phases, in events per second; undefined is unlimited. */
+export interface FaultLoadRate {
+  total: number | undefined;
+  perGenerator: number | undefined;
+}
+
+/**
+ * Returns faultLoadShare of the throughput phase's acknowledged rate. At full load every
+ * probe cycle waits in the nodes' queues for up to seconds, which would hide the pause a
+ * fault causes. A cluster in production also runs with room to spare.
+ */
+function faultLoadRate(phase: ThroughputPhase, options: ClusterOptions): FaultLoadRate {
+  const acknowledged = sum(phase.reports.map((report) => report.windowAcceptedEvents));
+  const perSecond = acknowledged / ((phase.sendingEndedAt - phase.markAt) / 1_000);
+  if (options.faultLoadShare === 0 || !(perSecond > 0)) return { total: undefined, perGenerator: undefined };
+
+  const total = Math.max(1, Math.round(perSecond * options.faultLoadShare));
+  const generators = NODE_IDS.length * options.generatorsPerNode;
+  progress(`cluster: the failover and handoff phases send ${formatRate(total)} (${Math.round(options.faultLoadShare * 100)}% of the acknowledged rate)`);
+  return { total, perGenerator: Math.max(1, Math.round(total / generators)) };
 }
 
 /** Waits until the probe customer of each of `shards` had a successful write+read that started after `sinceMs`. */

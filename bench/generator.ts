@@ -34,6 +34,11 @@ export interface GeneratorConfig {
   workload: WorkloadConfig;
   /** Sending stops after this long even without a 'stop' request, in milliseconds. */
   maxSendMs: number;
+  /**
+   * Events per second this generator sends at most, counted from its start; undefined or 0
+   * sends as fast as acknowledgements allow. Batches sent again after a failed stream count too.
+   */
+  maxEventsPerSecond?: number;
 }
 
 export interface GeneratorProgress {
@@ -116,6 +121,10 @@ class Generator {
   /** performance.now() before which no batch is sent, after a stream failure. */
   #retryAt = 0;
   #sending: Promise<void> = Promise.resolve();
+  /** performance.now() when sending started, from which maxEventsPerSecond is counted. */
+  #startedAt = 0;
+  /** Events written to a stream, sends again included, for the rate limit. */
+  #writtenEvents = 0;
   #nextBatch = 0;
   #latencies = new Float64Array(1_024);
   #latencyCount = 0;
@@ -146,6 +155,7 @@ class Generator {
   }
 
   start(): void {
+    this.#startedAt = performance.now();
     this.#sending = this.#sendLoop().catch((error) => {
       this.#counters.fatalError ??= (error as Error).message;
     });
@@ -220,6 +230,12 @@ class Generator {
       return;
     }
 
+    const paceMs = this.#paceMs();
+    if (paceMs > 0) {
+      await this.#waitForChange(paceMs);
+      return;
+    }
+
     const batch = this.#resend.shift() ?? this.#buildBatch();
     if (batch === null) {
       await this.#waitForChange(1_000);
@@ -228,9 +244,17 @@ class Generator {
 
     batch.sentAt = performance.now();
     batch.sends++;
+    this.#writtenEvents += batch.slots.length;
     this.#outstanding.push(batch);
     const call = this.#openCall();
     if (!call.write(batch.bytes)) await this.#waitForChange(1_000);
+  }
+
+  /** Time until the next batch keeps the rate at or below maxEventsPerSecond, in ms; 0 sends now. */
+  #paceMs(): number {
+    const rate = this.#config.maxEventsPerSecond ?? 0;
+    if (rate <= 0) return 0;
+    return this.#startedAt + (this.#writtenEvents / rate) * 1_000 - performance.now();
   }
 
   #buildBatch(): Batch | null {

@@ -403,6 +403,7 @@ function addClusterCommand(program: Command): void {
     .option('--victim <node>', 'node to kill and later stop: n1, n2 or n3 (default: n2 or n3, whichever the placement gives more shards)', choice('--victim', NODE_IDS))
     .option('--probe-interval-ms <ms>', 'wait between two write+read cycles of a probe customer (one per shard), in milliseconds', integer('--probe-interval-ms', 1, 60_000), 50)
     .option('--fault-load-s <s>', 'load before each fault and after the cluster recovered from it, in seconds', decimal('--fault-load-s', 0, 600), 5)
+    .option('--fault-load-share <share>', "share of the throughput phase's acknowledged events/s sent during the failover and handoff phases; 0 sends as fast as acknowledgements allow", decimal('--fault-load-share', 0, 10), 0.5)
     .option('--fault-timeout-s <s>', 'maximum wait for the cluster to recover from a fault or place its shards, and for a stopped node to exit, in seconds', integer('--fault-timeout-s', 1, 3_600), 60)
     .option('--check-sample <n>', 'customers whose eventCount is checked at the end', integer('--check-sample', 1, 100_000), 200)
     .option('--lease-ttl-ms <ms>', "nodes' shard lease length (default: the node's, 5,000 ms)", integer('--lease-ttl-ms', 100, 3_600_000))

@@ -159,6 +159,7 @@ export function runClusterSmoke(context: RunContext): Promise<ClusterResult> {
     shards: 16,
     probeIntervalMs: 50,
     faultLoadS: 1,
+    faultLoadShare: 0.5,
     faultTimeoutS: 60,
     checkSample: 50,
     leaseTtlMs: 3_000,

@@ -58,7 +58,7 @@ export function addNodeCommand(program: Command): void {
     .option('--lease-renew-interval-ms <ms>', 'time between shard lease renewals (default: 1000)', parseInteger('--lease-renew-interval-ms', 10, 3_600_000))
     .option('--heartbeat-interval-ms <ms>', 'time between membership heartbeats (default: 1000)', parseInteger('--heartbeat-interval-ms', 10, 3_600_000))
     .option('--member-timeout-ms <ms>', 'how long a member\'s heartbeat may stay unchanged before the others count it as gone (default: 4000)', parseInteger('--member-timeout-ms', 10, 3_600_000))
-    .option('--rebalance-stable-for-ms <ms>', 'how long the member list must stay unchanged before shards move (default: 2000)', parseInteger('--rebalance-stable-for-ms', 0, 3_600_000))
+    .option('--rebalance-stable-for-ms <ms>', 'how long the member list must stay unchanged after a node joined before shards move to it; shards of a node that left move at once (default: 2000)', parseInteger('--rebalance-stable-for-ms', 0, 3_600_000))
     .option('--checkpoint-interval-ms <ms>', 'time between writes of each shard\'s checkpoints (default: 1000)', parseInteger('--checkpoint-interval-ms', 10, 3_600_000))
     .option('--handoff-timeout-ms <ms>', 'how long one shard handoff may take before the next owner replays the rest from the log (default: 10000)', parseInteger('--handoff-timeout-ms', 100, 3_600_000))
     .option('--query-timeout-ms <ms>', 'how long a profile query waits, shard moves included, before it fails (default: 10000)', parseInteger('--query-timeout-ms', 100, 3_600_000))

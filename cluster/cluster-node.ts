@@ -69,6 +69,12 @@ export function adminSubject(nodeId: string): string {
 
 export type AdminRequest = { op: 'status' } | { op: 'drain' };
 
+/**
+ * Subject on which a node announces that it released a shard's lease after a handoff, with
+ * the shard number as the payload, so the node waiting to take it reads the lease at once.
+ */
+const LEASE_RELEASED_SUBJECT = 'rtcdp.lease.released';
+
 /** Sends an admin request to a node by its id. */
 export function requestAdmin<T>(connection: NatsConnection, nodeId: string, request: AdminRequest, timeoutMs: number): Promise<T> {
   return requestSubject<T>(connection, adminSubject(nodeId), request, timeoutMs, `node ${nodeId}`);
@@ -150,6 +156,7 @@ export class ClusterNode implements ServingNode {
   #observeTimer: NodeJS.Timeout | null = null;
   #inFlightEvents = 0;
   #adminSubscription: Subscription | null = null;
+  #releaseSubscription: Subscription | null = null;
   #drainRequested: () => void = () => void this.drain();
 
   private constructor(
@@ -297,6 +304,12 @@ export class ClusterNode implements ServingNode {
     this.#observeTimer = setInterval(() => void this.#observeLeases(), this.options.leaseRenewIntervalMs);
     this.#observeTimer.unref();
     this.#adminSubscription = serveSubject(this.#connection, adminSubject(this.nodeId), (request) => this.#serveAdmin(request as AdminRequest), this.#logger);
+    this.#releaseSubscription = this.#connection.subscribe(LEASE_RELEASED_SUBJECT, {
+      callback: (error, message) => {
+        const shard = Number(message?.string());
+        if (error === null && Number.isSafeInteger(shard) && shard >= 0) this.#leases.wake(shard);
+      },
+    });
     this.#lifecycle.set('running');
   }
 
@@ -611,13 +624,26 @@ export class ClusterNode implements ServingNode {
     hosted.subscription.unsubscribe();
     this.#hosted.delete(shard);
     const released = await this.#leases.release(shard);
+    if (released) this.#announceRelease(shard);
 
     // Synced, so every local snapshot written before it is on disk too.
     if (completed && released) {
       const release: ShardRelease = { epoch: hosted.host.epoch, chain: hosted.host.chain, clusterId: this.#clusterId };
       await this.#store.write([{ type: 'put', key: keys.shardRelease(shard), value: encode(release) }], { sync: true });
     }
-    this.#logger.info({ shard, epoch: hosted.host.epoch, handoffMs: Math.round(performance.now() - startedAt) }, 'handed the shard off');
+    // pauseMs: from when the shard stopped serving until now, with the lease released.
+    const pausedAt = hosted.host.pausedAt;
+    const pauseMs = pausedAt === null ? null : Math.round(performance.now() - pausedAt);
+    this.#logger.info({ shard, epoch: hosted.host.epoch, handoffMs: Math.round(performance.now() - startedAt), pauseMs }, 'handed the shard off');
+  }
+
+  /** Announces to the other nodes that the shard's lease is free. A lost message only delays the next owner until its next poll. */
+  #announceRelease(shard: number): void {
+    try {
+      this.#connection.publish(LEASE_RELEASED_SUBJECT, String(shard));
+    } catch (error) {
+      this.#logger.debug({ shard, err: error }, 'announcing a released shard lease failed; the next owner finds it at its next poll');
+    }
   }
 
   /** Stops applying a shard at once: its lease expired, was lost, or a newer owner fenced this node. */
@@ -725,6 +751,7 @@ export class ClusterNode implements ServingNode {
     if (this.#reconcileTimer !== null) clearInterval(this.#reconcileTimer);
     if (this.#observeTimer !== null) clearInterval(this.#observeTimer);
     this.#adminSubscription?.unsubscribe();
+    this.#releaseSubscription?.unsubscribe();
     await this.#assignment.stop();
     await this.#coordinator.stop();
     if (this.#membership.state !== 'stopped') await this.#membership.stop();

@@ -54,7 +54,7 @@ export interface ClusterNodeOptions {
   heartbeatIntervalMs?: number;
   /** A member whose heartbeat has not changed for this long is gone. Default 4,000 ms. */
   memberTimeoutMs?: number;
-  /** How long membership must stay unchanged before shards move to a new member. Default 2,000 ms. */
+  /** How long the member list must stay unchanged after a member joined before shards move to it. A member that leaves does not wait. Default 2,000 ms. */
   rebalanceStableForMs?: number;
   /** Shards moving between nodes at the same time, at most. Default 2. */
   maxConcurrentMoves?: number;

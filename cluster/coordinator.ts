@@ -2,8 +2,8 @@
  * The coordinator: the one node, elected through the `coordinator` lease, that publishes
  * which node should own each shard.
  *
- * Every node runs a Coordinator. It acts only while it holds a valid lease and the member
- * list has not changed for stableForMs. Then it computes the rendezvous placement over
+ * Every node runs a Coordinator. It acts only while it holds a valid lease and no member
+ * has joined for stableForMs; a member that leaves does not restart that wait. Then it computes the rendezvous placement over
  * the alive members and moves shards toward it. At most maxConcurrentMoves of the moving
  * shards are held by live members at a time (see planMoves). A move has finished once
  * the shard's lease names its new owner. Nodes read the result through an
@@ -45,7 +45,10 @@ export interface CoordinatorOptions {
   takeoverMarginMs?: number;
   /** Time by which the holder ends its lease early, for a stall between a check and a write. Less than leaseTtlMs. Default 1,000 ms. */
   stallMarginMs?: number;
-  /** Time the member list must stay the same before the coordinator moves shards. Default 3,000 ms. */
+  /**
+   * Time the member list must stay the same after a member joined before the coordinator
+   * moves shards. Members that leave do not restart it. Default 3,000 ms.
+   */
   stableForMs?: number;
   /** Maximum number of shards moving away from a live member that still holds them. Default 2. */
   maxConcurrentMoves?: number;
@@ -210,16 +213,26 @@ export class Coordinator {
     }
   }
 
-  /** Records the member list, and restarts the stable window when it changed. */
+  /**
+   * Records the member list. A member that joined restarts the stable window. Members that
+   * left do not: their shards have no owner until they move, and the member timeout has
+   * already waited for them.
+   */
   #trackMembers(nowMs: number): void {
     const ids = [...new Set(this.options.membership.members().map((member) => member.nodeId))].sort(compareNodeIds);
     if (ids.join(',') === this.#memberIds.join(',')) return;
 
+    const joined = ids.filter((id) => !this.#memberIds.includes(id));
+    const left = this.#memberIds.filter((id) => !ids.includes(id));
     this.#memberIds = ids;
-    this.#membersChangedAtMs = nowMs;
     this.#target = null;
-    if (this.#leadingEpoch !== null) {
-      this.#logger.info({ epoch: this.#leadingEpoch, members: ids, stableForMs: this.options.stableForMs }, 'member list changed; waiting for it to stay stable');
+    if (joined.length > 0) this.#membersChangedAtMs = nowMs;
+    if (this.#leadingEpoch === null) return;
+
+    if (joined.length > 0) {
+      this.#logger.info({ epoch: this.#leadingEpoch, members: ids, joined, left, stableForMs: this.options.stableForMs }, 'member list changed; waiting for it to stay stable');
+    } else {
+      this.#logger.info({ epoch: this.#leadingEpoch, members: ids, left }, 'members left; moving their shards without waiting');
     }
   }
 

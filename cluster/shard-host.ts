@@ -35,9 +35,15 @@ import { ShardStateRecord } from './shard-state.js';
 /** How often a handoff checks that the lease is still valid while profiles are persisted. */
 const OWNERSHIP_CHECK_INTERVAL_MS = 100;
 
+/** Rounds of persisting while the shard still serves, at most, before a handoff stops it. */
+const PRE_FLUSH_MAX_ROUNDS = 4;
+
+/** Dirty profiles few enough to persist after the shard stops, so a round that leaves no more ends the rounds. */
+const PRE_FLUSH_FEW_PROFILES = 50;
 
 /** How often a query that waits for forwarded records looks at the actor again. */
 const FORWARD_POLL_INTERVAL_MS = 5;
+
 export interface ShardHostOptions {
   shard: number;
   epoch: number;
@@ -104,6 +110,7 @@ export class ShardHost {
   #checkpointing: Promise<void> | null = null;
   #fenced = false;
   #handingOff = false;
+  #pausedAt: number | null = null;
 
   private constructor(options: ShardHostOptions, state: ShardStateRecord) {
     this.shard = options.shard;
@@ -199,6 +206,11 @@ export class ShardHost {
 
   get state() {
     return this.#lifecycle.state;
+  }
+
+  /** performance.now() when a handoff stopped serving the shard, or null before that. */
+  get pausedAt(): number | null {
+    return this.#pausedAt;
   }
 
   #take(record: LogRecord): void | Promise<void> {
@@ -315,22 +327,21 @@ export class ShardHost {
 
   /**
    * Hands the shard over: persists the dirty profiles while still serving, then stops
-   * reading, applies what was read, persists the rest and writes the final checkpoints. The caller releases the lease afterwards. When the lease
-   * runs out first, the rest is left to the next owner, which replays it from the log.
-   * Resolves true when every profile and checkpoint was written.
+   * reading, applies what was read, persists the rest and writes the final checkpoints.
+   * The caller releases the lease afterwards. When the lease runs out first, the rest is
+   * left to the next owner, which replays it from the log. Resolves true when every
+   * profile and checkpoint was written.
    */
   async handoff(timeoutMs: number): Promise<boolean> {
     if (!this.#lifecycle.is('running') || this.#handingOff) return false;
     this.#handingOff = true;
     const startedAt = performance.now();
 
-    // Persisting the dirty profiles while the shard still serves leaves only the events
-    // of the last moments to persist after it stops, which keeps the pause short.
-    const flushed = await Promise.race([this.#actors.flush().then(() => true), delay(timeoutMs / 2).then(() => false)]);
-    if (!flushed) this.#logger.warn({ timeoutMs }, 'persisting before the handoff took over half its time; stopping the shard anyway');
+    await this.#persistWhileServing(startedAt + timeoutMs / 2);
     if (!this.#lifecycle.is('running')) return false;
     this.#lifecycle.set('draining');
     const pausedAt = performance.now();
+    this.#pausedAt = pausedAt;
 
     try {
       const completed = await this.#drainForHandoff(Math.max(1, Math.ceil(timeoutMs - (pausedAt - startedAt))));
@@ -346,6 +357,27 @@ export class ShardHost {
       this.#logger.error({ err: error }, 'shard handoff failed; stopping without persisting the rest, which the next owner replays');
       await this.#forceStop();
       return false;
+    }
+  }
+
+  /**
+   * Persists the dirty profiles while the shard still serves, in rounds: each round
+   * persists what changed during the one before, so fewer profiles are left to persist
+   * once the shard stops, and the pause is short. Ends after PRE_FLUSH_MAX_ROUNDS, once a
+   * round leaves at most PRE_FLUSH_FEW_PROFILES dirty, or at `deadline`.
+   */
+  async #persistWhileServing(deadline: number): Promise<void> {
+    for (let round = 1; round <= PRE_FLUSH_MAX_ROUNDS; round++) {
+      const remainingMs = deadline - performance.now();
+      const flushed = remainingMs > 0 && (await Promise.race([this.#actors.flush().then(() => true), delay(remainingMs).then(() => false)]));
+      if (!flushed) {
+        this.#logger.warn({ round }, 'persisting before the handoff took over half its time; stopping the shard anyway');
+        return;
+      }
+
+      const dirty = this.#actors.stats().dirty;
+      if (dirty <= PRE_FLUSH_FEW_PROFILES || !this.#lifecycle.is('running')) return;
+      this.#logger.debug({ round, dirty }, 'profiles changed while persisting before the handoff; persisting again');
     }
   }
 

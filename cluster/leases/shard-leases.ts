@@ -67,6 +67,13 @@ interface Tenure {
   unconfirmedWrite: boolean;
 }
 
+/** A pause of acquire() between two reads of another node's lease. */
+interface Sleep {
+  shard: number;
+  timer: TimerHandle;
+  resolve: (completed: boolean) => void;
+}
+
 const COMPONENT = 'shard leases';
 
 /** Returns the KV key of a shard's lease. */
@@ -86,7 +93,7 @@ export class ShardLeases implements ShardOwnership {
   /** Per lease key, the earliest time this node read its current revision. */
   readonly #observations = new Map<string, { revision: number; atMs: number }>();
   /** Waits of acquire() in progress, which stop() cancels. */
-  readonly #sleeps = new Set<{ timer: TimerHandle; resolve: (completed: boolean) => void }>();
+  readonly #sleeps = new Set<Sleep>();
 
   constructor(kv: KvStore, options: ShardLeaseOptions) {
     this.options = resolveShardLeaseOptions(options);
@@ -142,6 +149,20 @@ export class ShardLeases implements ShardOwnership {
     const observation = { revision, atMs };
     this.#observations.set(key, observation);
     return observation;
+  }
+
+  /**
+   * Ends the current pause of an acquire() that waits out the shard's lease, so it reads
+   * the key at once rather than at its next poll. Call it when another node announces that
+   * it released the lease. A read decides, so a wrong hint only costs a read.
+   */
+  wake(shard: number): void {
+    for (const sleep of this.#sleeps) {
+      if (sleep.shard !== shard) continue;
+      sleep.timer.cancel();
+      this.#sleeps.delete(sleep);
+      sleep.resolve(true);
+    }
   }
 
   onChange(listener: (shard: number, owned: boolean) => void): () => void {
@@ -246,7 +267,7 @@ export class ShardLeases implements ShardOwnership {
     while (true) {
       const remainingMs = observedAtMs + waitMs - clock.nowMs();
       if (remainingMs <= 0) break;
-      if (!(await this.#sleep(Math.min(remainingMs, takeoverPollIntervalMs)))) return { acquired: false, reason: 'stopped' };
+      if (!(await this.#sleep(shard, Math.min(remainingMs, takeoverPollIntervalMs)))) return { acquired: false, reason: 'stopped' };
 
       let latest: KvEntry | null;
       try {
@@ -506,10 +527,11 @@ export class ShardLeases implements ShardOwnership {
     }
   }
 
-  /** Resolves true after `delayMs`, or false when stop() cancels the wait. */
-  #sleep(delayMs: number): Promise<boolean> {
+  /** Resolves true after `delayMs` or when wake(shard) is called, and false when stop() cancels the wait. */
+  #sleep(shard: number, delayMs: number): Promise<boolean> {
     return new Promise((resolve) => {
-      const sleep = {
+      const sleep: Sleep = {
+        shard,
         timer: this.options.clock.setTimer(delayMs, () => {
           this.#sleeps.delete(sleep);
           resolve(true);

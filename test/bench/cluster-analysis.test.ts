@@ -1,7 +1,8 @@
 import t from 'tap';
 import { shardOf } from '../../cluster/routing.js';
 import { IngestBatchResponse, EventStatus } from '../../proto/gen/rtcdp/v1/ingest.js';
-import { cycleLatencies, cyclesOf, longestWait, percentile, recoveryTime } from '../../bench/cluster-analysis.js';
+import { cycleLatencies, cyclesOf, longestWait, percentile, recoveryTime, unservedTime } from '../../bench/cluster-analysis.js';
+import type { ShardMoveRecord } from '../../bench/cluster-node-host.js';
 import type { ProbeCycle, ProbeOutcome } from '../../bench/cluster-probe.js';
 import { probeCustomers } from '../../bench/cluster.js';
 import { parseBatchAck, storedIndexes } from '../../bench/ingest-stream.js';
@@ -34,6 +35,25 @@ t.test('longestWait - counts only cycles started in the window', async (t) => {
 t.test('longestWait - reports a wait without recovery', async (t) => {
   const cycles = [cycle(0, 10), cycle(60, 1_060, 'read-failed'), cycle(1_110, 2_110, 'read-failed')];
   t.same(longestWait(cycles, 50, 3_000), { waitMs: 2_050, startMs: 60, recovered: false });
+});
+
+function move(nodeId: string, message: string, shard: number, timeMs: number, pauseMs: number | null = null): ShardMoveRecord {
+  return { timeMs, nodeId, message, shard, epoch: 1, handoffMs: pauseMs === null ? null : pauseMs + 100, pauseMs };
+}
+
+t.test('unservedTime - from when the old owner stopped serving to the takeover', async (t) => {
+  const moves = [
+    move('n2', 'took over the shard', 3, 500),
+    move('n1', 'handed the shard off', 3, 10_100, 250),
+    move('n2', 'took over the shard', 3, 10_080),
+    move('n2', 'handed the shard off', 4, 10_200, 40),
+    move('n3', 'took over the shard', 4, 10_300),
+  ];
+  t.equal(unservedTime(moves, 3, 'n1', 'n2', 10_000, 20_000), 230, 'a takeover logged before the handoff record counts from when serving stopped');
+  t.equal(unservedTime(moves, 4, 'n2', 'n3', 10_000, 20_000), 140);
+  t.equal(unservedTime(moves, 4, 'n2', 'n1', 10_000, 20_000), null, 'no takeover by the new owner');
+  t.equal(unservedTime(moves, 3, 'n1', 'n2', 11_000, 20_000), null, 'no handoff in the window');
+  t.equal(unservedTime([move('n1', 'handed the shard off', 5, 10_100)], 5, 'n1', 'n2', 0, 20_000), null, 'a handoff record without pauseMs');
 });
 
 t.test('recoveryTime - first success started after the fault', async (t) => {

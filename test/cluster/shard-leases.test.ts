@@ -261,6 +261,31 @@ t.test('shard leases - takes a released lease at once', async (t) => {
   t.equal(clock.nowMs(), 0, 'no time passed');
 });
 
+t.test('shard leases - wake ends the wait for a released lease at once', async (t) => {
+  const kv = new ScriptedKvStore();
+  const clock = new ManualClock();
+  const a = startLeases(t, kv, clock, 'node-a');
+  const b = startLeases(t, kv, clock, 'node-b', { takeoverPollIntervalMs: 1_000 });
+  await a.leases.acquire(0);
+  await a.leases.acquire(1);
+
+  let outcome: unknown = 'waiting';
+  void b.leases.acquire(0).then((result) => (outcome = result));
+  await settle();
+  t.equal(await a.leases.release(0), true, 'node-a released the lease');
+  const readsBefore = kv.requests.filter((request) => request === 'get shard.0').length;
+
+  b.leases.wake(1);
+  await settle();
+  t.equal(outcome, 'waiting', 'waking another shard does not end the wait');
+  t.equal(kv.requests.filter((request) => request === 'get shard.0').length, readsBefore, 'and reads nothing');
+
+  b.leases.wake(0);
+  await settle();
+  t.match(outcome, { acquired: true }, 'the wait ended and the released lease was taken');
+  t.equal(clock.nowMs(), 0, 'no time passed');
+});
+
 t.test('shard leases - release keeps the previous holder', async (t) => {
   const kv = new ScriptedKvStore();
   const clock = new ManualClock();
