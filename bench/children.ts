@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { SourceFile } from '../decisions/definitions/document.js';
 import type { GeneratorConfig, GeneratorProgress, GeneratorReport } from './generator.js';
 import { IpcChannel } from './ipc.js';
+import type { LatencySummary } from './latency.js';
 import type { NodeHostConfig, NodeSample, TimedQueries } from './node-host.js';
 import type { ChildProcesses } from './processes.js';
 import type { ProfileRef, WorkloadConfig } from './workloads.js';
@@ -29,7 +30,7 @@ export class NodeHost {
 
   static async start(processes: ChildProcesses, config: NodeHostConfig, options: { exposeGc?: boolean } = {}): Promise<NodeHost> {
     // By default the same V8 flag that `npm start` runs the node with (64 MiB).
-    const nodeFlags = [`--max-semi-space-size=${processes.nodeSemiSpaceMib}`, ...(options.exposeGc === true ? ['--expose-gc'] : [])];
+    const nodeFlags = [...processes.nodeFlags(), ...(options.exposeGc === true ? ['--expose-gc'] : [])];
     const child = processes.fork('node-host.ts', { nodeFlags, args: [JSON.stringify(config)] });
     const channel = new IpcChannel(child, 'node host');
 
@@ -48,6 +49,11 @@ export class NodeHost {
 
   sample(): Promise<NodeSample> {
     return this.#channel.request('stats');
+  }
+
+  /** Returns how long node.decide took inside the node since the last call, and starts recording anew. */
+  decideTimings(): Promise<LatencySummary> {
+    return this.#channel.request('decideTimings');
   }
 
   collectGarbage(): Promise<NodeSample> {

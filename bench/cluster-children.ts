@@ -30,8 +30,7 @@ export class ClusterNodeHost {
 
   /** Starts a node host. `onShardMove` receives the node's shard move log records from the start on. */
   static async start(processes: ChildProcesses, config: ClusterNodeHostConfig, onShardMove: (record: ShardMoveRecord) => void): Promise<ClusterNodeHost> {
-    // The same V8 flag that bin/rtcdp.js and `rtcdp cluster up` run nodes with.
-    const child = processes.fork('cluster-node-host.ts', { nodeFlags: ['--max-semi-space-size=64'], args: [JSON.stringify(config)] });
+    const child = processes.fork('cluster-node-host.ts', { nodeFlags: processes.nodeFlags(), args: [JSON.stringify(config)] });
     const channel = new IpcChannel(child, `cluster node ${config.nodeId}`);
     channel.onEvent('shardMove', (payload) => onShardMove(payload as ShardMoveRecord));
 

@@ -57,6 +57,8 @@ export interface DecideStep {
   writePercent: number;
   writes: StepSummary | null;
   decisions: StepSummary;
+  /** node.decide inside the node, without gRPC and the caller's process. */
+  inNode: LatencySummary;
   nodeCpuCores: number;
   /** Decide p99 is under the goal, and no call failed. */
   meetsGoal: boolean;
@@ -120,9 +122,11 @@ export async function runDecide(context: RunContext, options: DecideOptions): Pr
     ];
     const steps: DecideStep[] = [];
     for (const load of loads) {
+      await node.decideTimings();
       const step = await measureStep(participants, options, { ...load, maxRatePerSecond, eventsPerRequest, profiles, queryRatePerSecond: 0 });
+      const inNode = await node.decideTimings();
       const decisions = step.decisions!;
-      steps.push({ writePercent: load.percent, writes: step.writes, decisions, nodeCpuCores: step.nodeCpuCores, meetsGoal: meetsGoal(decisions) });
+      steps.push({ writePercent: load.percent, writes: step.writes, decisions, inNode, nodeCpuCores: step.nodeCpuCores, meetsGoal: meetsGoal(decisions) });
     }
 
     const reports = await writers.finish();
@@ -214,6 +218,13 @@ function printDecide(result: DecideResult): void {
     return [writes, ...cells];
   });
   printColumns(`Decide latency from the scheduled send time; goal: p99 under ${DECIDE_GOAL_P99_MS} ms`, HEADER, rows);
+
+  const inNodeRows = result.steps.map((step) => {
+    const writes = step.writes === null ? 'none' : `${step.writePercent}%`;
+    const { count, p50Ms, p90Ms, p99Ms, p999Ms, maxMs } = step.inNode;
+    return [writes, formatRate(step.decisions.targetPerSecond), formatCount(count), ...[p50Ms, p90Ms, p99Ms, p999Ms, maxMs].map(formatMs)];
+  });
+  printColumns('Decide inside the node (node.decide, without gRPC and the caller)', ['writes', 'Decide target', 'calls', 'p50', 'p90', 'p99', 'p99.9', 'max'], inNodeRows);
 
   const loaded = result.steps.filter((step) => step.writes !== null);
   if (loaded.length > 0) {

@@ -32,6 +32,7 @@ interface CommonOptions {
   keepData: boolean;
   seed: number;
   nodeSemiSpaceMib: number;
+  nodeFlags: string;
 }
 
 interface ScenarioResult {
@@ -98,7 +99,8 @@ function addCommonOptions(command: Command): Command {
       "V8's --max-semi-space-size of the embedded node process, the young generation's half size; npm start uses 64",
       integer('--node-semi-space-mib', 1, 1_024),
       64,
-    );
+    )
+    .option('--node-flags <flags>', 'more Node.js and V8 flags of the node processes, separated by spaces, for example "--single-threaded-gc"', '');
 }
 
 /**
@@ -106,7 +108,7 @@ function addCommonOptions(command: Command): Command {
  * process (also on failure or SIGINT/SIGTERM) and sets the exit code.
  */
 async function runScenario(name: string, common: CommonOptions, charts: boolean, run: (context: RunContext) => Promise<ScenarioResult>): Promise<void> {
-  const processes = new ChildProcesses({ nodeSemiSpaceMib: common.nodeSemiSpaceMib });
+  const processes = new ChildProcesses({ nodeSemiSpaceMib: common.nodeSemiSpaceMib, extraNodeFlags: common.nodeFlags.split(' ').filter((flag) => flag !== '') });
   const context: RunContext = {
     processes,
     resultsDir: path.resolve(common.resultsDir),

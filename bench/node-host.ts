@@ -11,9 +11,11 @@ import { Session } from 'node:inspector/promises';
 import { startEmbedded, type EmbeddedRtcdp } from '../api/embedded.js';
 import type { ActorSystemOptions } from '../actors/types.js';
 import { createLogger } from '../common/logger.js';
+import { RtcdpNode } from '../cluster/node.js';
 import { DefinitionRegistry } from '../decisions/definitions/definition-registry.js';
 import type { SourceFile } from '../decisions/definitions/document.js';
 import { sendEvent, serveIpc } from './ipc.js';
+import { createLatencyHistogram, recordMs, summarizeHistogram, type LatencySummary } from './latency.js';
 
 export interface NodeHostConfig {
   dataDir: string;
@@ -48,9 +50,35 @@ const SETTLE_POLL_MS = 5;
 
 const config = JSON.parse(process.argv[2] ?? '{}') as NodeHostConfig;
 const logger = createLogger({ level: 'warn', name: 'rtcdp-bench-node' });
+
+/**
+ * Durations of RtcdpNode.decide since the last 'decideTimings' request: the part of a
+ * Decide call inside the node, from the service handler's call to the receipt, without the
+ * gRPC transport, decoding and encoding, or the caller's process. The prototype is wrapped
+ * before the node starts, because the gRPC service binds the method when it is created.
+ */
+let decideTimings = createLatencyHistogram();
+const decide = RtcdpNode.prototype.decide;
+RtcdpNode.prototype.decide = async function timedDecide(this: RtcdpNode, ...args: Parameters<RtcdpNode['decide']>) {
+  const startedAt = performance.now();
+  try {
+    return await decide.apply(this, args);
+  } finally {
+    recordMs(decideTimings, performance.now() - startedAt);
+  }
+};
+
 const embedded = await startEmbedded({ ...config, port: 0, logger, devMode: true });
 let profiler: Session | null = null;
 let stopping: Promise<void> | null = null;
+
+/** Returns the node.decide durations recorded since the last call, and starts recording anew. */
+function takeDecideTimings(): LatencySummary {
+  const summary = summarizeHistogram(decideTimings);
+  decideTimings.destroy();
+  decideTimings = createLatencyHistogram();
+  return summary;
+}
 
 function sample(): NodeSample {
   const cpu = process.cpuUsage();
@@ -177,6 +205,7 @@ serveIpc(
     eventCountsOf: async (profiles: Array<{ type: string; value: string }>) =>
       Int32Array.from(await Promise.all(profiles.map((profile) => eventCountOf(profile.value, profile.type)))),
     timeQueries: (userIds: string[]) => timeQueries(userIds),
+    decideTimings: () => takeDecideTimings(),
     applyDefinitions: (files: SourceFile[]) => applyDefinitions(files),
     startProfiler: () => startProfiler(),
     stopProfiler: (path: string) => stopProfiler(path),

@@ -23,9 +23,17 @@ export class ChildProcesses {
   readonly #children = new Set<ChildProcess>();
   /** V8's --max-semi-space-size of the rtcdp node processes, in MiB: the size of the young generation's halves. */
   readonly nodeSemiSpaceMib: number;
+  /** More Node.js and V8 flags of the rtcdp node processes, such as --single-threaded-gc. */
+  readonly extraNodeFlags: readonly string[];
 
-  constructor(options: { nodeSemiSpaceMib?: number } = {}) {
+  constructor(options: { nodeSemiSpaceMib?: number; extraNodeFlags?: readonly string[] } = {}) {
     this.nodeSemiSpaceMib = options.nodeSemiSpaceMib ?? 64;
+    this.extraNodeFlags = options.extraNodeFlags ?? [];
+  }
+
+  /** Returns the Node.js and V8 flags of an rtcdp node process. */
+  nodeFlags(): string[] {
+    return [`--max-semi-space-size=${this.nodeSemiSpaceMib}`, ...this.extraNodeFlags];
   }
 
   /** Forks `script` (a file in bench/) with tsx and an IPC channel that carries structured clones. */

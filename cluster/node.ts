@@ -34,6 +34,7 @@ import { RocksDbKvStore } from '../storage/rocksdb-kv-store.js';
 import { Store } from '../storage/store.js';
 import { EventResolver } from '../identity/event-resolver.js';
 import { IdentityGraph } from '../identity/identity-graph.js';
+import type { ProfileRecord } from '../identity/identity-records.js';
 import { IdentityAdmin } from './identity-admin.js';
 import { createOnlineMatching, type OnlineMatching } from '../identity/online-matching.js';
 import { normalizeIdentifier } from '../identity/normalize.js';
@@ -423,22 +424,25 @@ export class RtcdpNode implements ServingNode {
     assertWorkspaceName(workspace);
     assertIdentifier(identifier);
 
-    const profileId = await this.#profileOf(workspace, identifier);
+    const { profileId, record } = await this.#profileOf(workspace, identifier);
     if (profileId === undefined) throw notFound(identifier);
     await this.#awaitDelivered(workspace, shardOf(profileId, this.options.shards));
-    await this.#awaitAbsorbed(workspace, profileId);
+    await this.#awaitAbsorbed(workspace, profileId, record);
     return profileId;
   }
 
   /**
-   * Returns the profile an identifier belongs to through the identity graph. A user or
-   * anonymous id the graph does not know names the profile its events were routed to before
-   * identity resolution. A value that does not link profiles finds none.
+   * Returns the profile an identifier belongs to through the identity graph, with its graph
+   * record when the graph has one. A user or anonymous id the graph does not know names the
+   * profile its events were routed to before identity resolution. A value that does not
+   * link profiles finds none.
    */
-  async #profileOf(workspace: string, identifier: Identifier): Promise<string | undefined> {
+  async #profileOf(workspace: string, identifier: Identifier): Promise<{ profileId: string | undefined; record?: ProfileRecord }> {
     const normalized = normalizeIdentifier(this.options.identitySettings(workspace), { type: identifier.type, value: identifier.value, field: identifier.type });
-    if (!normalized.ok || !normalized.linkable) return undefined;
-    return (await this.identity.profileOf(workspace, normalized.identifier)) ?? profileIdForIdentifier(normalized.identifier);
+    if (!normalized.ok || !normalized.linkable) return { profileId: undefined };
+
+    const record = await this.identity.profileRecordOf(workspace, normalized.identifier);
+    return { profileId: record?.profileId ?? profileIdForIdentifier(normalized.identifier), record };
   }
 
   /**
@@ -446,9 +450,10 @@ export class RtcdpNode implements ServingNode {
    * has the events that reached those profiles' tombstones. Their partitions are applied up
    * to the head and their forwards sent, then the survivor's partition is delivered again.
    * Only the merged profiles' actors are asked, so the query never waits for other profiles.
+   * `record` is the profile's graph record when the caller has just read it.
    */
-  async #awaitAbsorbed(workspace: string, profileId: string): Promise<void> {
-    const expected = await this.identity.mergedInto(workspace, profileId);
+  async #awaitAbsorbed(workspace: string, profileId: string, record?: ProfileRecord): Promise<void> {
+    const expected = await this.identity.mergedInto(workspace, profileId, record);
     if (expected.length === 0) return;
     const deadline = Date.now() + this.options.queryTimeoutMs;
 

@@ -309,10 +309,15 @@ export class IdentityGraph {
 
   /** Returns the profile an identifier belongs to now, or undefined when no event carried it. */
   async profileOf(workspace: string, identifier: Identifier): Promise<string | undefined> {
+    return (await this.profileRecordOf(workspace, identifier))?.profileId;
+  }
+
+  /** Returns the record of the profile an identifier belongs to now, or undefined when no event carried it. */
+  async profileRecordOf(workspace: string, identifier: Identifier): Promise<ProfileRecord | undefined> {
     const link = await this.#identifierLink(workspace, identifier);
     if (link === undefined) return undefined;
     const root = await this.#identifierRoot(workspace, identifier, link, [], false);
-    return root?.record.profileId;
+    return root?.record;
   }
 
   /** Returns the profile an identifier's record names, read from the store without following merges, or undefined when no event carried it. */
@@ -332,12 +337,15 @@ export class IdentityGraph {
     return (await this.#profileRecord(workspace, profileId, false))?.record;
   }
 
-  /** Returns every profile merged into `profileId`, directly or through profiles merged into those. */
-  async mergedInto(workspace: string, profileId: string): Promise<string[]> {
+  /**
+   * Returns every profile merged into `profileId`, directly or through profiles merged into
+   * those. `record`, the profile's record just read, saves reading it again.
+   */
+  async mergedInto(workspace: string, profileId: string, record?: ProfileRecord): Promise<string[]> {
     const found: string[] = [];
     let frontier = [profileId];
     while (frontier.length > 0 && found.length < MAX_MERGED_PROFILES) {
-      const records = await Promise.all(frontier.map((id) => this.profile(workspace, id)));
+      const records = await Promise.all(frontier.map((id) => (id === record?.profileId ? record : this.profile(workspace, id))));
       frontier = records.flatMap((record) => record?.merges.map((merge) => merge.profileId) ?? []).filter((id) => !found.includes(id));
       found.push(...frontier);
     }
