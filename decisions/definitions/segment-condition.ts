@@ -115,13 +115,17 @@ export type CompileResult = { ok: true; condition: SegmentCondition } | { ok: fa
 export class SegmentConditionCompiler {
   readonly #environment: Environment;
   readonly #computedTraits: ReadonlyMap<string, ComputedTraitKind | undefined>;
+  readonly #defined: DefinedNames | undefined;
 
   /**
    * `decisionVariables` adds the variables of decision rule expressions: `segments`
-   * (map<string, bool>, the profile's segments) and `context` (map<string, dyn>).
+   * (map<string, bool>, the profile's segments) and `context` (map<string, dyn>). With
+   * `defined`, an expression that names a segment or scoring model outside it fails to
+   * compile, as one that names an unknown computed trait always does.
    */
-  constructor(computedTraits: readonly ComputedTraitSignature[], options: { decisionVariables?: boolean } = {}) {
+  constructor(computedTraits: readonly ComputedTraitSignature[], options: { decisionVariables?: boolean; defined?: DefinedNames } = {}) {
     this.#computedTraits = new Map(computedTraits.map((trait) => [trait.name, trait.kind]));
+    this.#defined = options.defined;
     const computedFields = Object.fromEntries(computedTraits.map((trait) => [trait.name, trait.kind === undefined ? 'dyn' : CEL_TYPE_BY_KIND[trait.kind]]));
 
     let environment = new Environment({ unlistedVariablesAreDyn: false })
@@ -182,6 +186,18 @@ export class SegmentConditionCompiler {
     return this.#compile(expression, NUMBER_TYPES, 'a numeric expression', 'computed.ltv * 0.1');
   }
 
+  /** Returns the first segment or scoring model that the expression names and `defined` lacks. */
+  #danglingReference(root: ASTNode): { reference: NamedReference; definitionKind: string; defined: string[] } | undefined {
+    const defined = this.#defined;
+    if (defined === undefined) return undefined;
+
+    const segment = namedReferences(root, 'segments').find((reference) => !defined.segments.has(reference.name));
+    if (segment !== undefined) return { reference: segment, definitionKind: 'segment', defined: [...defined.segments] };
+    const score = namedReferences(root, 'scores').find((reference) => !defined.scores.has(reference.name));
+    if (score !== undefined) return { reference: score, definitionKind: 'scoring model', defined: [...defined.scores] };
+    return undefined;
+  }
+
   #compile(expression: string, resultTypes: readonly string[], expected: string, example: string): CompileResult {
     if (expression.trim() === '') return failure(`must be a non-empty CEL expression, such as ${example}`);
     if (expression.length > MAX_CONDITION_LENGTH) {
@@ -196,14 +212,12 @@ export class SegmentConditionCompiler {
       throw error;
     }
 
-    const references = computedReferences(program.ast);
+    const references = namedReferences(program.ast, 'computed');
     const unknown = references.find((reference) => !this.#computedTraits.has(reference.name));
-    if (unknown !== undefined) {
-      const defined = [...this.#computedTraits.keys()].sort();
-      const known = defined.length === 0 ? 'The workspace has no computed traits after this apply' : `The computed traits after this apply are ${defined.join(', ')}`;
-      const position = positionOf(expression, unknown.offset);
-      return failure(`refers to computed trait ${JSON.stringify(unknown.name)}${at(position)}, which is not defined. ${known}`, position);
-    }
+    if (unknown !== undefined) return undefinedReference(expression, unknown, 'computed trait', [...this.#computedTraits.keys()]);
+
+    const dangling = this.#danglingReference(program.ast);
+    if (dangling !== undefined) return undefinedReference(expression, dangling.reference, dangling.definitionKind, dangling.defined);
 
     const checked = program.check();
     if (!checked.valid) return celFailure(expression, checked.error);
@@ -217,15 +231,27 @@ export class SegmentConditionCompiler {
   }
 }
 
-interface ComputedReference {
+/** The segments and scoring models a workspace has after an apply, which its expressions may name. */
+export interface DefinedNames {
+  segments: ReadonlySet<string>;
+  scores: ReadonlySet<string>;
+}
+
+interface NamedReference {
   name: string;
   /** Offset of the name in the expression. */
   offset: number;
 }
 
-/** Finds `computed.NAME` and `computed["NAME"]` in a parsed expression. */
-function computedReferences(root: ASTNode): ComputedReference[] {
-  const references: ComputedReference[] = [];
+/**
+ * Finds `VARIABLE.NAME`, `VARIABLE["NAME"]` and `"NAME" in VARIABLE` in a parsed
+ * expression, where VARIABLE is a map or message keyed by definition name.
+ */
+function namedReferences(root: ASTNode, variable: string): NamedReference[] {
+  const references: NamedReference[] = [];
+  const isVariable = (node: unknown): node is ASTNode => isAstNode(node) && node.op === 'id' && node.args === variable;
+  const isString = (node: unknown): node is ASTNode & { args: string } => isAstNode(node) && node.op === 'value' && typeof node.args === 'string';
+
   const visit = (node: unknown): void => {
     if (Array.isArray(node)) {
       node.forEach(visit);
@@ -234,16 +260,25 @@ function computedReferences(root: ASTNode): ComputedReference[] {
     if (!isAstNode(node)) return;
 
     const args = node.args as unknown;
-    if (Array.isArray(args) && isAstNode(args[0]) && args[0].op === 'id' && args[0].args === 'computed') {
+    if (Array.isArray(args) && isVariable(args[0])) {
       if (node.op === '.' && typeof args[1] === 'string') references.push({ name: args[1], offset: args[0].end + 1 });
-      if (node.op === '[]' && isAstNode(args[1]) && args[1].op === 'value' && typeof args[1].args === 'string') {
-        references.push({ name: args[1].args, offset: args[1].start });
-      }
+      if (node.op === '[]' && isString(args[1])) references.push({ name: args[1].args, offset: args[1].start });
+    }
+    if (node.op === 'in' && Array.isArray(args) && isString(args[0]) && isVariable(args[1])) {
+      references.push({ name: args[0].args, offset: args[0].start });
     }
     visit(args);
   };
   visit(root);
   return references;
+}
+
+/** Returns the failure of an expression that names a definition the workspace will not have, listing those it will have. */
+function undefinedReference(expression: string, reference: NamedReference, definitionKind: string, defined: readonly string[]): CompileResult {
+  const names = [...defined].sort();
+  const known = names.length === 0 ? `The workspace has no ${definitionKind}s after this apply` : `The ${definitionKind}s after this apply are ${names.join(', ')}`;
+  const position = positionOf(expression, reference.offset);
+  return failure(`refers to ${definitionKind} ${JSON.stringify(reference.name)}${at(position)}, which is not defined. ${known}`, position);
 }
 
 function isAstNode(value: unknown): value is ASTNode {

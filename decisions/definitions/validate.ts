@@ -98,8 +98,11 @@ export function validateDefinitionSet(files: readonly SourceFile[], options: Val
 
   const retained = options.prune ? [] : options.current.filter((stored) => !documents.some((document) => sameDefinition(document, stored)));
   const signatures = computedTraitsAfterApply(computedInSet, retained);
-  const compiler = new SegmentConditionCompiler(signatures);
-  const decisionCompiler = new SegmentConditionCompiler(signatures, { decisionVariables: true });
+  // As with computed traits, an invalid Segment or ScoringModel of the set counts as defined.
+  const segmentsAfter = namesAfterApply('Segment', documents, retained);
+  const defined = { segments: segmentsAfter, scores: namesAfterApply('ScoringModel', documents, retained) };
+  const compiler = new SegmentConditionCompiler(signatures, { defined });
+  const decisionCompiler = new SegmentConditionCompiler(signatures, { decisionVariables: true, defined });
 
   for (const document of segments) {
     const compiled = compiler.compile(document.spec.condition as string);
@@ -114,7 +117,6 @@ export function validateDefinitionSet(files: readonly SourceFile[], options: Val
   }
 
   // A journey that enters on a segment needs that segment after the apply, or no profile ever enters.
-  const segmentsAfter = new Set([...documents.filter((document) => document.kind === 'Segment').map((document) => document.name), ...retained.filter((stored) => stored.kind === 'Segment').map((stored) => stored.name)]);
   for (const { document, settings } of journeys) {
     const entry = settings.entry;
     if (entry.kind === 'segment' && !segmentsAfter.has(entry.segment)) {
@@ -149,6 +151,11 @@ export function validateDefinitionSet(files: readonly SourceFile[], options: Val
 
   const definitions = documents.flatMap((document) => validated.get(document) ?? []);
   return { definitions, issues: [...sortIssues(issues, files), ...storedIssues] };
+}
+
+/** Returns the names of the definitions of `kind` that the workspace has after the apply: those of the set and those it keeps. */
+function namesAfterApply(kind: string, documents: readonly DefinitionDocument[], retained: ReadonlyArray<{ kind: string; name: string }>): Set<string> {
+  return new Set([...documents, ...retained].filter((definition) => definition.kind === kind).map((definition) => definition.name));
 }
 
 /** Drops each document whose kind and name an earlier document of the set already has, with an issue. */

@@ -331,6 +331,38 @@ t.test('validation - sample definitions are valid', async (t) => {
   ]);
 });
 
+t.test('validation - named segments and scoring models', async (t) => {
+  const document = (kind: string, name: string, spec: string) => `apiVersion: rtcdp/v1\nkind: ${kind}\nmetadata: { name: ${name} }\nspec: ${spec}\n`;
+  const base = [
+    document('ComputedTrait', 'orders', '{ kind: count, event: Order Completed }'),
+    document('Segment', 'buyers', "{ condition: 'computed.orders >= 1' }"),
+    document('ScoringModel', 'engaged', '{ model: logistic, intercept: -2.0, features: [{ expression: "double(eventCount)", weight: 0.5 }] }'),
+  ];
+  const issuesOf = (extra: string, current: Parameters<typeof validateDefinitionSet>[1]['current'] = []) =>
+    validateDefinitionSet([{ name: 'set.yaml', content: [...base, extra].join('---\n') }], { workspace: 'w', current, prune: false }).issues.map((issue) => `${issue.path}: ${issue.rule}`);
+  const rule = (eligibility: string) => document('DecisionRule', 'offer', `{ eligibility: '${eligibility}' }`);
+
+  t.same(issuesOf(rule('"buyers" in segments && scores.engaged > 0.5 && context.page == "/"')), [], 'a rule that names a segment and a model of the set');
+  t.same(issuesOf(rule('has(segments.buyers) && segments["buyers"] && "engaged" in scores')), [], 'every way to name them');
+
+  t.same(issuesOf(rule('"vip" in segments')), [
+    'documents[3].spec.eligibility: refers to segment "vip" (at line 1, column 1 of the condition), which is not defined. The segments after this apply are buyers',
+  ]);
+  t.match(issuesOf(rule('segments.vip')), [/^documents\[3\]\.spec\.eligibility: refers to segment "vip" \(at line 1, column 10/]);
+  t.same(issuesOf(rule('scores["churn"] > 0.5')), [
+    'documents[3].spec.eligibility: refers to scoring model "churn" (at line 1, column 8 of the condition), which is not defined. The scoring models after this apply are engaged',
+  ]);
+  t.match(issuesOf(document('Segment', 'at_risk', "{ condition: 'scores.churn > 0.5' }")), [/^documents\[3\]\.spec\.condition: refers to scoring model "churn"/], 'segment conditions too');
+  t.match(
+    issuesOf(document('Journey', 'winback', "{ entry: { segment: buyers }, steps: [{ name: check, branch: [{ when: 'segments.vip', goto: mail }, { goto: mail }] }, { name: mail, action: send_mail, channel: email }] }")),
+    [/refers to segment "vip"/],
+    'journey conditions too',
+  );
+
+  const stored = [{ kind: 'Segment', name: 'vip', version: 1, spec: { condition: 'computed.orders >= 5' } }] as unknown as Parameters<typeof validateDefinitionSet>[1]['current'];
+  t.same(issuesOf(rule('"vip" in segments'), stored), [], 'a segment the workspace keeps from an earlier apply counts');
+});
+
 t.test('validation - decision rules and contact policies', async (t) => {
   const rule = (spec: string) => ({
     name: 'rules.yaml',
@@ -348,7 +380,7 @@ t.test('validation - decision rules and contact policies', async (t) => {
   t.same(rules('{ budget: 3 }'), ['documents[1].spec.budget: is not a setting. The settings here are action, channels, trigger, eligibility, priority, caps, cooldown, controlGroupPercent']);
   t.match(rules("{ priority: 'traits.plan == \"pro\"' }"), ['documents[1].spec.priority: must be a numeric expression, but its type is bool']);
   t.match(rules("{ eligibility: 'computed.nothing > 1' }"), [/^documents\[1\]\.spec\.eligibility: refers to computed trait "nothing"/]);
-  t.same(rules("{ eligibility: '\"vip\" in segments && context.page == \"/\"' }"), [], 'segments and context are variables of rules');
+  t.match(rules("{ eligibility: '\"vip\" in segments && context.page == \"/\"' }"), [/^documents\[1\]\.spec\.eligibility: refers to segment "vip"/], 'segments is a variable of rules');
 
   const policy = validateDefinitionSet(
     [{ name: 'policy.yaml', content: 'apiVersion: rtcdp/v1\nkind: ContactPolicy\nmetadata: { name: default }\nspec: { caps: [{ max: 3, window: { days: 1 }, channel: sms }] }\n' }],
