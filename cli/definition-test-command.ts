@@ -9,6 +9,7 @@ import type { JsonValue } from '../profiles/event.js';
 import {
   SegmentTransition,
   type ComputedTraitTestResult,
+  type ScoreTestResult,
   type DefinitionResult,
   type SegmentTestResult,
   type TestDefinitionsRequest,
@@ -86,6 +87,9 @@ function reportLines(response: TestDefinitionsResponse): string[] {
 
   lines.push('', ...renderTable([['SEGMENT', 'CHANGE', 'VERSION', 'MEMBERS', 'ENTERED', 'EXITED', 'UNCHANGED', 'ERRORS'], ...response.segments.map(segmentRow)], ''));
   lines.push('', ...renderTable([['COMPUTED TRAIT', 'CHANGE', 'VERSION', 'VALUES CHANGED'], ...response.computedTraits.map(traitRow)], ''));
+  if (response.scores.length > 0) {
+    lines.push('', ...renderTable([['SCORING MODEL', 'CHANGE', 'VERSION', 'SCORED', 'MEAN', 'VALUES CHANGED', 'ERRORS'], ...response.scores.map(scoreRow)], ''));
+  }
   if (response.rules.length > 0) {
     const rows = response.rules.map((rule) => [rule.name, CHANGE_WORDS[rule.change], transitionText(rule.versionBefore, rule.versionAfter), `${rule.chosenBefore} -> ${rule.chosenAfter}`]);
     lines.push('', ...renderTable([['DECISION RULE', 'CHANGE', 'VERSION', 'CHOSEN'], ...rows], ''));
@@ -127,6 +131,19 @@ function segmentRow(segment: SegmentTestResult): string[] {
 
 function traitRow(trait: ComputedTraitTestResult): string[] {
   return [trait.name, CHANGE_WORDS[trait.change], transitionText(trait.versionBefore, trait.versionAfter), String(trait.valuesChanged)];
+}
+
+function scoreRow(score: ScoreTestResult): string[] {
+  const mean = (value: number | undefined) => (value === undefined ? '-' : value.toPrecision(4));
+  return [
+    score.name,
+    CHANGE_WORDS[score.change],
+    transitionText(score.versionBefore, score.versionAfter),
+    `${score.scoredBefore} -> ${score.scoredAfter}`,
+    `${mean(score.meanBefore)} -> ${mean(score.meanAfter)}`,
+    String(score.valuesChanged),
+    `${score.evaluationErrorsBefore} -> ${score.evaluationErrorsAfter}`,
+  ];
 }
 
 /** `3` when both sides are equal, else `3 -> 4`, with `-` for a version 0 (none). */
@@ -179,6 +196,7 @@ function reportJson(response: TestDefinitionsResponse) {
       })),
     })),
     computedTraits: response.computedTraits.map((trait) => ({ ...trait, change: CHANGE_WORDS[trait.change] })),
+    scores: response.scores.map((score) => ({ ...score, change: CHANGE_WORDS[score.change], meanBefore: score.meanBefore ?? null, meanAfter: score.meanAfter ?? null })),
     rules: response.rules.map((rule) => ({ ...rule, change: CHANGE_WORDS[rule.change] })),
     decisionsChanged: response.decisionsChanged,
   };

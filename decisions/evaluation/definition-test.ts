@@ -108,6 +108,25 @@ export interface ComputedTraitComparison {
   valuesChanged: number;
 }
 
+/** A scoring model's scores on the tested profiles under the current definitions and after the apply. */
+export interface ScoreComparison {
+  name: string;
+  change: DefinitionChange;
+  versionBefore: number;
+  versionAfter: number;
+  /** Profiles with a score under the current definitions, and after the apply. */
+  scoredBefore: number;
+  scoredAfter: number;
+  /** Profiles whose score differs, or that have a score on one side only. */
+  valuesChanged: number;
+  /** Mean score over the profiles with one, or null when none has. */
+  meanBefore: number | null;
+  meanAfter: number | null;
+  /** Profiles on which a feature failed to evaluate, so the model has no score. */
+  evaluationErrorsBefore: number;
+  evaluationErrorsAfter: number;
+}
+
 /** How often a decision rule would be chosen for the tested profiles by a Decide call without a channel. */
 export interface RuleComparison {
   name: string;
@@ -132,6 +151,8 @@ export interface DefinitionComparison {
   segments: SegmentComparison[];
   /** Every computed trait of either side, sorted by name. */
   computedTraits: ComputedTraitComparison[];
+  /** Every scoring model of either side, sorted by name. */
+  scores: ScoreComparison[];
   /** Every decision rule of either side, sorted by name. Each profile is decided for as if it had no decision yet. */
   rules: RuleComparison[];
   /** Tested profiles whose chosen rule (or none) differs after the apply. */
@@ -160,6 +181,10 @@ interface Outcome {
   members: Set<string>;
   failed: Set<string>;
   values: Record<string, JsonValue>;
+  /** Each scoring model's score, for the models that have one. */
+  scores: Record<string, number>;
+  /** Scoring models whose features failed to evaluate. */
+  failedScores: Set<string>;
   /** The rule a Decide call without a channel would choose, or null. */
   chosen: string | null;
 }
@@ -234,19 +259,26 @@ function evaluate(replayed: ProfileState, side: Side, nowMs: number): Outcome {
   syncTraitStates(state, side.program);
 
   const failed = new Set<string>();
+  const failedScores = new Set<string>();
   evaluateSegments(state, side.program, nowMs, {
     conditionFailed: (segment) => failed.add(segment.name),
+    scoreFailed: (model) => failedScores.add(model),
     membershipChanged: () => {},
   });
   const values = computedValuesOf(state, side.program, nowMs);
+  // evaluateSegments computed the scores; decide() below computes them again from the same state.
+  const scores = { ...state.scores };
   const receipt = side.program.rules.length === 0 ? undefined : decide(state, side.program, { channel: '', context: {}, nowMs, cause: { kind: 'decide', requestId: 'definition-test' } }, values);
-  return { members: new Set(Object.keys(state.segments)), failed, values, chosen: receipt?.chosen?.rule ?? null };
+  return { members: new Set(Object.keys(state.segments)), failed, values, scores, failedScores, chosen: receipt?.chosen?.rule ?? null };
 }
 
 /** Accumulates the per-profile outcomes into the comparison. */
 class ComparisonTally {
   readonly #segments = new Map<string, SegmentComparison>();
   readonly #traits = new Map<string, ComputedTraitComparison>();
+  readonly #scores = new Map<string, ScoreComparison>();
+  /** Per scoring model, the sums of its scores before and after, for the means. */
+  readonly #scoreSums = new Map<string, { before: number; after: number }>();
   readonly #rules = new Map<string, RuleComparison>();
   #decisionsChanged = 0;
   readonly #cutExamples: string[] = [];
@@ -264,6 +296,10 @@ class ComparisonTally {
     }
     for (const [name, versions] of pairVersions(options.current, options.proposed, 'ComputedTrait')) {
       this.#traits.set(name, { name, ...versions, valuesChanged: 0 });
+    }
+    for (const [name, versions] of pairVersions(options.current, options.proposed, 'ScoringModel')) {
+      this.#scores.set(name, { name, ...versions, scoredBefore: 0, scoredAfter: 0, valuesChanged: 0, meanBefore: null, meanAfter: null, evaluationErrorsBefore: 0, evaluationErrorsAfter: 0 });
+      this.#scoreSums.set(name, { before: 0, after: 0 });
     }
     for (const [name, versions] of pairVersions(options.current, options.proposed, 'DecisionRule')) {
       this.#rules.set(name, { name, ...versions, chosenBefore: 0, chosenAfter: 0 });
@@ -285,11 +321,29 @@ class ComparisonTally {
     for (const trait of this.#traits.values()) {
       if (!sameValue(before.values[trait.name], after.values[trait.name])) trait.valuesChanged += 1;
     }
+    for (const score of this.#scores.values()) this.#addScore(score, before, after);
     const chosenBefore = before.chosen === null ? undefined : this.#rules.get(before.chosen);
     const chosenAfter = after.chosen === null ? undefined : this.#rules.get(after.chosen);
     if (chosenBefore !== undefined) chosenBefore.chosenBefore += 1;
     if (chosenAfter !== undefined) chosenAfter.chosenAfter += 1;
     if (before.chosen !== after.chosen) this.#decisionsChanged += 1;
+  }
+
+  #addScore(score: ScoreComparison, before: Outcome, after: Outcome): void {
+    const sums = this.#scoreSums.get(score.name)!;
+    const valueBefore = Object.hasOwn(before.scores, score.name) ? before.scores[score.name] : undefined;
+    const valueAfter = Object.hasOwn(after.scores, score.name) ? after.scores[score.name] : undefined;
+    if (valueBefore !== undefined) {
+      score.scoredBefore += 1;
+      sums.before += valueBefore;
+    }
+    if (valueAfter !== undefined) {
+      score.scoredAfter += 1;
+      sums.after += valueAfter;
+    }
+    if (before.failedScores.has(score.name)) score.evaluationErrorsBefore += 1;
+    if (after.failedScores.has(score.name)) score.evaluationErrorsAfter += 1;
+    if (!Object.is(valueBefore, valueAfter)) score.valuesChanged += 1;
   }
 
   #addSegment(segment: SegmentComparison, profile: StoredProfile, before: Outcome, after: Outcome): void {
@@ -322,6 +376,10 @@ class ComparisonTally {
       historyCutExamples: this.#cutExamples,
       segments: [...this.#segments.values()],
       computedTraits: [...this.#traits.values()],
+      scores: [...this.#scores.values()].map((score) => {
+        const sums = this.#scoreSums.get(score.name)!;
+        return { ...score, meanBefore: score.scoredBefore === 0 ? null : sums.before / score.scoredBefore, meanAfter: score.scoredAfter === 0 ? null : sums.after / score.scoredAfter };
+      }),
       rules: [...this.#rules.values()],
       decisionsChanged: this.#decisionsChanged,
     };

@@ -26,6 +26,13 @@ metadata: { name: big_spenders }
 spec: { condition: 'computed.ltv > 50.0' }
 `;
 
+/** A score of lifetime revenue: the logistic function of ltv / 100. */
+const VALUE_MODEL = `apiVersion: rtcdp/v1
+kind: ScoringModel
+metadata: { name: value }
+spec: { model: logistic, intercept: 0.0, features: [{ expression: 'computed.ltv', weight: 0.01 }] }
+`;
+
 /** Lifetime revenue per user, sent as orders of 40 each. */
 const LTV: Record<string, number> = { a1: 40, a2: 80, a3: 120, a4: 160 };
 
@@ -72,6 +79,14 @@ t.test('definitions test - table and JSON reports of a lower threshold', async (
   t.equal(report.profilesTested, 2, 'only the profiles of the userIds given');
   t.equal(report.segments[0].change, 'updated');
   t.same(report.segments[0].examples, [{ profileId: 'user:a2', transition: 'entered', computedBefore: { ltv: 80 }, computedAfter: { ltv: 80 } }]);
+
+  const model = path.join(dir, 'model.yaml');
+  writeFileSync(model, VALUE_MODEL);
+  const scored = await rtcdp(['definitions', 'test', '-f', model, ...server]);
+  t.equal(scored.code, 0, `scored test exits 0; stderr: ${scored.stderr}`);
+  const meanAfter = Object.values(LTV).reduce((sum, ltv) => sum + 1 / (1 + Math.exp(-ltv / 100)), 0) / Object.keys(LTV).length;
+  t.match(scored.stdout, /\nSCORING MODEL\s+CHANGE\s+VERSION\s+SCORED\s+MEAN\s+VALUES CHANGED\s+ERRORS\n/);
+  t.match(scored.stdout, new RegExp(`\\nvalue\\s+created\\s+- -> 1\\s+0 -> 4\\s+- -> ${meanAfter.toPrecision(4).replace('.', '\\.')}\\s+4\\s+0 -> 0\\n`), 'every profile gets a score');
 
   const listed = await rtcdp(['definitions', 'get', 'Segment', 'big_spenders', ...server]);
   t.match(listed.stdout, /version\s+1\n/, 'the test stored nothing');

@@ -230,3 +230,35 @@ t.test('definition test - decision rules and scores', async (t) => {
   );
   t.equal(comparison.decisionsChanged, counts.changed);
 });
+
+t.test('definition test - scoring models', async (t) => {
+  const node = await startNode(t);
+  const model = (name: string, feature: string, weight: number) =>
+    `apiVersion: rtcdp/v1\nkind: ScoringModel\nmetadata: { name: ${name} }\nspec: { model: logistic, intercept: -2.0, features: [{ expression: "${feature}", weight: ${weight} }] }\n`;
+  await apply(node, model('engaged', 'double(eventCount)', 0.5));
+  const proposed = [model('engaged', 'double(eventCount)', 1.0), model('broken', 'double(traits.nothing)', 1.0)].join('---\n');
+  const comparison = (await node.testDefinitions(WORKSPACE, [{ name: 'scores.yaml', content: proposed }], { nowMs: NOW_MS })).comparison!;
+
+  // Every profile has one identify event and its orders.
+  const sigmoid = (z: number) => 1 / (1 + Math.exp(-z));
+  const mean = (weight: number) => Object.values(ORDERS).reduce((sum, orders) => sum + sigmoid(-2 + weight * (orders + 1)), 0) / Object.keys(ORDERS).length;
+  const profiles = Object.keys(ORDERS).length;
+
+  const [broken, engaged] = comparison.scores;
+  t.match(engaged, { name: 'engaged', change: 'updated', versionBefore: 1, versionAfter: 2, scoredBefore: profiles, scoredAfter: profiles, valuesChanged: profiles, evaluationErrorsBefore: 0, evaluationErrorsAfter: 0 });
+  t.ok(Math.abs(engaged.meanBefore! - mean(0.5)) < 1e-12, `mean before ${engaged.meanBefore} is ${mean(0.5)}`);
+  t.ok(Math.abs(engaged.meanAfter! - mean(1.0)) < 1e-12, `mean after ${engaged.meanAfter} is ${mean(1.0)}`);
+  t.same(broken, {
+    name: 'broken',
+    change: 'created',
+    versionBefore: 0,
+    versionAfter: 1,
+    scoredBefore: 0,
+    scoredAfter: 0,
+    valuesChanged: 0,
+    meanBefore: null,
+    meanAfter: null,
+    evaluationErrorsBefore: 0,
+    evaluationErrorsAfter: profiles,
+  }, 'a model whose feature fails has no score and counts errors');
+});

@@ -288,6 +288,28 @@ export interface TestDefinitionsResponse {
   rules: RuleTestResult[];
   /** Tested profiles whose chosen rule (or none) differs after the apply. */
   decisionsChanged: number;
+  /** Every scoring model stored now or after the apply, sorted by name. */
+  scores: ScoreTestResult[];
+}
+
+export interface ScoreTestResult {
+  name: string;
+  change: DefinitionChange;
+  versionBefore: number;
+  versionAfter: number;
+  /** Profiles with a score under the current definitions, and after the apply. */
+  scoredBefore: number;
+  scoredAfter: number;
+  /** Profiles whose score differs, or that have a score on one side only. */
+  valuesChanged: number;
+  /** Mean score over the profiles with one; absent when none has. */
+  meanBefore?: number | undefined;
+  meanAfter?:
+    | number
+    | undefined;
+  /** Profiles on which a feature failed to evaluate, so the model has no score. */
+  evaluationErrorsBefore: number;
+  evaluationErrorsAfter: number;
 }
 
 export interface RuleTestResult {
@@ -1968,6 +1990,7 @@ function createBaseTestDefinitionsResponse(): TestDefinitionsResponse {
     computedTraits: [],
     rules: [],
     decisionsChanged: 0,
+    scores: [],
   };
 }
 
@@ -2008,6 +2031,9 @@ export const TestDefinitionsResponse: MessageFns<TestDefinitionsResponse> = {
     }
     if (message.decisionsChanged !== 0) {
       writer.uint32(96).uint32(message.decisionsChanged);
+    }
+    for (const v of message.scores) {
+      ScoreTestResult.encode(v!, writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -2121,6 +2147,14 @@ export const TestDefinitionsResponse: MessageFns<TestDefinitionsResponse> = {
             message.decisionsChanged = reader.uint32();
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.scores.push(ScoreTestResult.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2187,6 +2221,9 @@ export const TestDefinitionsResponse: MessageFns<TestDefinitionsResponse> = {
         : isSet(object.decisions_changed)
         ? globalThis.Number(object.decisions_changed)
         : 0,
+      scores: globalThis.Array.isArray(object?.scores)
+        ? object.scores.map((e: any) => ScoreTestResult.fromJSON(e))
+        : [],
     };
   },
 
@@ -2228,6 +2265,9 @@ export const TestDefinitionsResponse: MessageFns<TestDefinitionsResponse> = {
     if (message.decisionsChanged !== 0) {
       obj.decisionsChanged = Math.round(message.decisionsChanged);
     }
+    if (message.scores?.length) {
+      obj.scores = message.scores.map((e) => ScoreTestResult.toJSON(e));
+    }
     return obj;
   },
 
@@ -2248,6 +2288,284 @@ export const TestDefinitionsResponse: MessageFns<TestDefinitionsResponse> = {
     message.computedTraits = object.computedTraits?.map((e) => ComputedTraitTestResult.fromPartial(e)) || [];
     message.rules = object.rules?.map((e) => RuleTestResult.fromPartial(e)) || [];
     message.decisionsChanged = object.decisionsChanged ?? 0;
+    message.scores = object.scores?.map((e) => ScoreTestResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseScoreTestResult(): ScoreTestResult {
+  return {
+    name: "",
+    change: 0,
+    versionBefore: 0,
+    versionAfter: 0,
+    scoredBefore: 0,
+    scoredAfter: 0,
+    valuesChanged: 0,
+    meanBefore: undefined,
+    meanAfter: undefined,
+    evaluationErrorsBefore: 0,
+    evaluationErrorsAfter: 0,
+  };
+}
+
+export const ScoreTestResult: MessageFns<ScoreTestResult> = {
+  encode(message: ScoreTestResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.change !== 0) {
+      writer.uint32(16).int32(message.change);
+    }
+    if (message.versionBefore !== 0) {
+      writer.uint32(24).uint32(message.versionBefore);
+    }
+    if (message.versionAfter !== 0) {
+      writer.uint32(32).uint32(message.versionAfter);
+    }
+    if (message.scoredBefore !== 0) {
+      writer.uint32(40).uint32(message.scoredBefore);
+    }
+    if (message.scoredAfter !== 0) {
+      writer.uint32(48).uint32(message.scoredAfter);
+    }
+    if (message.valuesChanged !== 0) {
+      writer.uint32(56).uint32(message.valuesChanged);
+    }
+    if (message.meanBefore !== undefined) {
+      writer.uint32(65).double(message.meanBefore);
+    }
+    if (message.meanAfter !== undefined) {
+      writer.uint32(73).double(message.meanAfter);
+    }
+    if (message.evaluationErrorsBefore !== 0) {
+      writer.uint32(80).uint32(message.evaluationErrorsBefore);
+    }
+    if (message.evaluationErrorsAfter !== 0) {
+      writer.uint32(88).uint32(message.evaluationErrorsAfter);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ScoreTestResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseScoreTestResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.change = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.versionBefore = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.versionAfter = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.scoredBefore = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.scoredAfter = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.valuesChanged = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 65) {
+              break;
+            }
+
+            message.meanBefore = reader.double();
+            continue;
+          }
+          case 9: {
+            if (tag !== 73) {
+              break;
+            }
+
+            message.meanAfter = reader.double();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.evaluationErrorsBefore = reader.uint32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.evaluationErrorsAfter = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ScoreTestResult {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      change: isSet(object.change) ? definitionChangeFromJSON(object.change) : 0,
+      versionBefore: isSet(object.versionBefore)
+        ? globalThis.Number(object.versionBefore)
+        : isSet(object.version_before)
+        ? globalThis.Number(object.version_before)
+        : 0,
+      versionAfter: isSet(object.versionAfter)
+        ? globalThis.Number(object.versionAfter)
+        : isSet(object.version_after)
+        ? globalThis.Number(object.version_after)
+        : 0,
+      scoredBefore: isSet(object.scoredBefore)
+        ? globalThis.Number(object.scoredBefore)
+        : isSet(object.scored_before)
+        ? globalThis.Number(object.scored_before)
+        : 0,
+      scoredAfter: isSet(object.scoredAfter)
+        ? globalThis.Number(object.scoredAfter)
+        : isSet(object.scored_after)
+        ? globalThis.Number(object.scored_after)
+        : 0,
+      valuesChanged: isSet(object.valuesChanged)
+        ? globalThis.Number(object.valuesChanged)
+        : isSet(object.values_changed)
+        ? globalThis.Number(object.values_changed)
+        : 0,
+      meanBefore: isSet(object.meanBefore)
+        ? globalThis.Number(object.meanBefore)
+        : isSet(object.mean_before)
+        ? globalThis.Number(object.mean_before)
+        : undefined,
+      meanAfter: isSet(object.meanAfter)
+        ? globalThis.Number(object.meanAfter)
+        : isSet(object.mean_after)
+        ? globalThis.Number(object.mean_after)
+        : undefined,
+      evaluationErrorsBefore: isSet(object.evaluationErrorsBefore)
+        ? globalThis.Number(object.evaluationErrorsBefore)
+        : isSet(object.evaluation_errors_before)
+        ? globalThis.Number(object.evaluation_errors_before)
+        : 0,
+      evaluationErrorsAfter: isSet(object.evaluationErrorsAfter)
+        ? globalThis.Number(object.evaluationErrorsAfter)
+        : isSet(object.evaluation_errors_after)
+        ? globalThis.Number(object.evaluation_errors_after)
+        : 0,
+    };
+  },
+
+  toJSON(message: ScoreTestResult): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.change !== 0) {
+      obj.change = definitionChangeToJSON(message.change);
+    }
+    if (message.versionBefore !== 0) {
+      obj.versionBefore = Math.round(message.versionBefore);
+    }
+    if (message.versionAfter !== 0) {
+      obj.versionAfter = Math.round(message.versionAfter);
+    }
+    if (message.scoredBefore !== 0) {
+      obj.scoredBefore = Math.round(message.scoredBefore);
+    }
+    if (message.scoredAfter !== 0) {
+      obj.scoredAfter = Math.round(message.scoredAfter);
+    }
+    if (message.valuesChanged !== 0) {
+      obj.valuesChanged = Math.round(message.valuesChanged);
+    }
+    if (message.meanBefore !== undefined) {
+      obj.meanBefore = floatToJson(message.meanBefore);
+    }
+    if (message.meanAfter !== undefined) {
+      obj.meanAfter = floatToJson(message.meanAfter);
+    }
+    if (message.evaluationErrorsBefore !== 0) {
+      obj.evaluationErrorsBefore = Math.round(message.evaluationErrorsBefore);
+    }
+    if (message.evaluationErrorsAfter !== 0) {
+      obj.evaluationErrorsAfter = Math.round(message.evaluationErrorsAfter);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ScoreTestResult>, I>>(base?: I): ScoreTestResult {
+    return ScoreTestResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ScoreTestResult>, I>>(object: I): ScoreTestResult {
+    const message = createBaseScoreTestResult();
+    message.name = object.name ?? "";
+    message.change = object.change ?? 0;
+    message.versionBefore = object.versionBefore ?? 0;
+    message.versionAfter = object.versionAfter ?? 0;
+    message.scoredBefore = object.scoredBefore ?? 0;
+    message.scoredAfter = object.scoredAfter ?? 0;
+    message.valuesChanged = object.valuesChanged ?? 0;
+    message.meanBefore = object.meanBefore ?? undefined;
+    message.meanAfter = object.meanAfter ?? undefined;
+    message.evaluationErrorsBefore = object.evaluationErrorsBefore ?? 0;
+    message.evaluationErrorsAfter = object.evaluationErrorsAfter ?? 0;
     return message;
   },
 };
@@ -3207,6 +3525,10 @@ export const DefinitionServiceClient = makeGenericClientConstructor(
   service: typeof DefinitionServiceService;
   serviceName: string;
 };
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
