@@ -121,7 +121,14 @@ class LateDefinitionStore implements DefinitionStore {
 export async function startClusterProcess(options: ClusterProcessOptions): Promise<ClusterProcess> {
   const { host, port, advertiseAddress, devMode, writeKeys, drainTimeoutMs, webhooks: destinations, ...nodeOptions } = options;
   const late = new LateNode();
-  const server = new ApiServer(late, { host, port, logger: options.logger, auth: { devMode: devMode ?? false, writeKeys: writeKeys ?? new Map() } });
+  let webhooks: WebhookDispatcher | null = null;
+  const server = new ApiServer(late, {
+    host,
+    port,
+    logger: options.logger,
+    auth: { devMode: devMode ?? false, writeKeys: writeKeys ?? new Map() },
+    webhooks: () => webhooks,
+  });
   const address = await server.start();
 
   let node: ClusterNode;
@@ -132,7 +139,7 @@ export async function startClusterProcess(options: ClusterProcessOptions): Promi
     throw error;
   }
   late.node = node;
-  const webhooks = startWebhookDispatcher(node, destinations, options.logger);
+  webhooks = startWebhookDispatcher(node, destinations, options.logger);
 
   let stopping: Promise<void> | null = null;
   let markStopped: () => void = () => {};

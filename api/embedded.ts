@@ -38,7 +38,14 @@ export interface EmbeddedRtcdp {
 export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedRtcdp> {
   const { host, port, devMode, writeKeys, drainTimeoutMs, webhooks: destinations, ...nodeOptions } = options;
   const node = await RtcdpNode.start(nodeOptions);
-  const server = new ApiServer(node, { host, port, logger: options.logger, auth: { devMode: devMode ?? false, writeKeys: writeKeys ?? new Map() } });
+  let webhooks: WebhookDispatcher | null = null;
+  const server = new ApiServer(node, {
+    host,
+    port,
+    logger: options.logger,
+    auth: { devMode: devMode ?? false, writeKeys: writeKeys ?? new Map() },
+    webhooks: () => webhooks,
+  });
 
   let address: string;
   try {
@@ -47,7 +54,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedR
     await node.drain();
     throw error;
   }
-  const webhooks = startWebhookDispatcher(node, destinations, options.logger);
+  webhooks = startWebhookDispatcher(node, destinations, options.logger);
 
   let stopping: Promise<void> | null = null;
   const stop = () => {

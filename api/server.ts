@@ -1,6 +1,6 @@
 /**
- * The node's gRPC server: IngestService, ProfileService, DefinitionService when the node
- * keeps definitions, standard health checking and server reflection (so grpcurl works
+ * The node's gRPC server: IngestService, ProfileService, WebhookService, DefinitionService
+ * when the node keeps definitions, standard health checking and server reflection (so grpcurl works
  * without the proto files).
  */
 import path from 'node:path';
@@ -19,10 +19,12 @@ import { createDefinitionService, definitionServiceDefinition } from './definiti
 import { createIdentityService, identityServiceDefinition } from './identity-service.js';
 import { createIngestService, ingestServiceDefinition } from './ingest-service.js';
 import { createProfileService, profileServiceDefinition } from './profile-service.js';
+import { createWebhookService, webhookServiceDefinition } from './webhook-service.js';
+import type { WebhookDispatcher } from '../decisions/activation-delivery/webhook-dispatcher.js';
 
 const PROTO_ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'proto');
-const SERVICES = ['rtcdp.v1.IngestService', 'rtcdp.v1.ProfileService'];
-const PROTO_FILES = ['rtcdp/v1/event.proto', 'rtcdp/v1/ingest.proto', 'rtcdp/v1/profile.proto'];
+const SERVICES = ['rtcdp.v1.IngestService', 'rtcdp.v1.ProfileService', 'rtcdp.v1.WebhookService'];
+const PROTO_FILES = ['rtcdp/v1/event.proto', 'rtcdp/v1/ingest.proto', 'rtcdp/v1/profile.proto', 'rtcdp/v1/webhooks.proto'];
 const DEFINITION_SERVICE = 'rtcdp.v1.DefinitionService';
 const DEFINITION_PROTO_FILE = 'rtcdp/v1/definitions.proto';
 const ACTIVATION_SERVICE = 'rtcdp.v1.ActivationService';
@@ -41,6 +43,8 @@ export interface ApiServerOptions {
   logger: Logger;
   /** Largest request accepted, in bytes; larger ones fail with RESOURCE_EXHAUSTED. Default 4 MiB. */
   maxReceiveMessageBytes?: number;
+  /** Returns the node's webhook dispatcher, or null without destinations. Default: none. */
+  webhooks?: () => WebhookDispatcher | null;
 }
 
 export class ApiServer {
@@ -64,6 +68,7 @@ export class ApiServer {
 
     this.#server.addService(ingestServiceDefinition, createIngestService(node, options.auth, this.#logger));
     this.#server.addService(profileServiceDefinition, createProfileService(node, options.auth, this.#logger));
+    this.#server.addService(webhookServiceDefinition, createWebhookService(options.webhooks ?? (() => null), options.auth, this.#logger));
     for (const service of optional) service.add();
     this.#health.addToServer(this.#server);
     new ReflectionService(loadProtoDefinitions([...PROTO_FILES, ...optional.map((service) => service.protoFile)])).addToServer(this.#server);

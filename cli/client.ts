@@ -12,6 +12,7 @@ import {
   status,
 } from '@grpc/grpc-js';
 import { ActivationServiceClient } from '../proto/gen/rtcdp/v1/activations.js';
+import { WebhookServiceClient } from '../proto/gen/rtcdp/v1/webhooks.js';
 import { DecisionServiceClient } from '../proto/gen/rtcdp/v1/decisions.js';
 import { DefinitionServiceClient } from '../proto/gen/rtcdp/v1/definitions.js';
 import { IdentityServiceClient } from '../proto/gen/rtcdp/v1/identity.js';
@@ -40,6 +41,10 @@ export function createProfileClient(server: string): ProfileServiceClient {
 
 export function createActivationClient(server: string): ActivationServiceClient {
   return new ActivationServiceClient(server, credentials.createInsecure(), CLIENT_OPTIONS);
+}
+
+export function createWebhookClient(server: string): WebhookServiceClient {
+  return new WebhookServiceClient(server, credentials.createInsecure(), CLIENT_OPTIONS);
 }
 
 export function createDecisionClient(server: string): DecisionServiceClient {

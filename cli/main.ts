@@ -47,6 +47,7 @@ import {
 } from './common.js';
 import { addClusterCommands } from './cluster-commands.js';
 import { addActivationCommands } from './activation-commands.js';
+import { addWebhookCommands } from './webhook-commands.js';
 import { addDecisionCommands } from './decision-commands.js';
 import { addIdentityCommands } from './identity-commands.js';
 import { addExplainCommand, addQuarantineCommands, addUnmergeCommand } from './identity-admin-commands.js';
@@ -106,6 +107,7 @@ function buildProgram(): Command {
   addProfileCommands(program);
   addDefinitionCommands(program);
   addActivationCommands(program);
+  addWebhookCommands(program);
   addDecisionCommands(program);
   addQuarantineCommands(addIdentityCommands(program));
   return program;

@@ -74,6 +74,10 @@ export class DestinationDelivery {
     this.#bucket = new TokenBucket(options.destination.maxRequestsPerSecond, options.clock);
   }
 
+  get destination(): WebhookDestination {
+    return this.#destination;
+  }
+
   get stats(): DestinationStats {
     return { ...this.#stats };
   }

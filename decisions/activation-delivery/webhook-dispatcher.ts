@@ -87,6 +87,14 @@ export class WebhookDispatcher {
     return this.#stopping;
   }
 
+  /** Returns the destinations that deliver `workspace`'s activations, by name. */
+  destinations(workspace: string): WebhookDestination[] {
+    return [...this.#deliveries.values()]
+      .map((delivery) => delivery.destination)
+      .filter((destination) => destination.workspace === workspace)
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
   /** Returns the counters of a destination. Throws RangeError for an unknown name. */
   stats(destination: string): DestinationStats {
     return this.#delivery(destination).stats;

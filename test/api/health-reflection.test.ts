@@ -69,7 +69,7 @@ t.test('health - SERVING while running', async (t) => {
   const node = await startTestNode(t);
   const client = newClient(t, HealthClient, node.rtcdp.address);
 
-  for (const service of ['', 'rtcdp.v1.IngestService', 'rtcdp.v1.ProfileService', 'rtcdp.v1.DefinitionService']) {
+  for (const service of ['', 'rtcdp.v1.IngestService', 'rtcdp.v1.ProfileService', 'rtcdp.v1.WebhookService', 'rtcdp.v1.DefinitionService']) {
     const response = await healthCheck(client, service);
     t.equal(response.status, 'SERVING', `${JSON.stringify(service)} is SERVING`);
   }
@@ -121,6 +121,7 @@ t.test('reflection - lists rtcdp services', async (t) => {
   t.ok(names.includes('rtcdp.v1.IngestService'), 'lists rtcdp.v1.IngestService');
   t.ok(names.includes('rtcdp.v1.ProfileService'), 'lists rtcdp.v1.ProfileService');
   t.ok(names.includes('rtcdp.v1.DefinitionService'), 'lists rtcdp.v1.DefinitionService');
+  t.ok(names.includes('rtcdp.v1.WebhookService'), 'lists rtcdp.v1.WebhookService');
   t.ok(names.includes('grpc.health.v1.Health'), 'lists grpc.health.v1.Health');
 });
 

@@ -1,0 +1,123 @@
+/**
+ * WebhookService: the webhook destinations a node delivers the caller's workspace's
+ * activations to, with their delivery counters and dead letters. A node started without
+ * destinations returns empty lists.
+ */
+import type { sendUnaryData, ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
+import { RtcdpError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import { assertWorkspaceName } from '../cluster/arguments.js';
+import { InvalidArgumentError } from '../cluster/errors.js';
+import type { WebhookDeadLetter as StoredDeadLetter } from '../decisions/activation-delivery/delivery-state.js';
+import type { WebhookDestination } from '../decisions/activation-delivery/webhook-config.js';
+import type { WebhookDispatcher } from '../decisions/activation-delivery/webhook-dispatcher.js';
+import {
+  ListWebhookDeadLettersRequest,
+  ListWebhookDestinationsRequest,
+  WebhookServiceService,
+  type ListWebhookDeadLettersResponse,
+  type ListWebhookDestinationsResponse,
+  type WebhookDeadLetter,
+  type WebhookDestinationStatus,
+} from '../proto/gen/rtcdp/v1/webhooks.js';
+import { workspaceOf, type AuthOptions } from './auth.js';
+import { toServiceError } from './status.js';
+import { assertWellFormed, strictDeserializer, type MalformedRequest } from './strict-decoding.js';
+
+/** Largest page of ListWebhookDeadLetters. */
+export const MAX_DEAD_LETTER_PAGE = 1_000;
+const DEFAULT_DEAD_LETTER_PAGE = 100;
+
+/** The caller's workspace has no webhook destination by the name given on this node. */
+export class WebhookDestinationNotFoundError extends RtcdpError {
+  readonly code = 'WEBHOOK_DESTINATION_NOT_FOUND';
+}
+
+export const webhookServiceDefinition = {
+  ...WebhookServiceService,
+  listWebhookDestinations: {
+    ...WebhookServiceService.listWebhookDestinations,
+    requestDeserialize: strictDeserializer(ListWebhookDestinationsRequest, 'rtcdp.v1.ListWebhookDestinationsRequest'),
+  },
+  listWebhookDeadLetters: {
+    ...WebhookServiceService.listWebhookDeadLetters,
+    requestDeserialize: strictDeserializer(ListWebhookDeadLettersRequest, 'rtcdp.v1.ListWebhookDeadLettersRequest'),
+  },
+};
+
+/**
+ * `dispatcherOf` returns the node's dispatcher, or null on a node started without
+ * destinations or before its dispatcher starts, since the server may start first.
+ */
+export function createWebhookService(dispatcherOf: () => WebhookDispatcher | null, auth: AuthOptions, logger: Logger): UntypedServiceImplementation {
+  const log = logger.child({ service: 'WebhookService' });
+
+  return {
+    listWebhookDestinations(
+      call: ServerUnaryCall<ListWebhookDestinationsRequest | MalformedRequest, ListWebhookDestinationsResponse>,
+      callback: sendUnaryData<ListWebhookDestinationsResponse>,
+    ) {
+      void (async () => {
+        assertWellFormed(call.request);
+        const workspace = workspaceOf(call.metadata, auth);
+        assertWorkspaceName(workspace);
+        const dispatcher = dispatcherOf();
+        if (dispatcher === null) return { destinations: [] };
+
+        const status = (destination: WebhookDestination): WebhookDestinationStatus => ({ name: destination.name, url: destination.url.href, types: destination.types, ...dispatcher.stats(destination.name) });
+        return { destinations: dispatcher.destinations(workspace).map(status) };
+      })().then(
+        (response) => callback(null, response),
+        (error) => callback(toServiceError(error, log, { method: 'ListWebhookDestinations' })),
+      );
+    },
+
+    listWebhookDeadLetters(
+      call: ServerUnaryCall<ListWebhookDeadLettersRequest | MalformedRequest, ListWebhookDeadLettersResponse>,
+      callback: sendUnaryData<ListWebhookDeadLettersResponse>,
+    ) {
+      void (async () => {
+        const request = assertWellFormed(call.request);
+        const workspace = workspaceOf(call.metadata, auth);
+        assertWorkspaceName(workspace);
+        const limit = parseLimit(request.limit);
+        const dispatcher = dispatcherOf();
+        const destinations = dispatcher?.destinations(workspace) ?? [];
+        if (dispatcher === null || !destinations.some((candidate) => candidate.name === request.destination)) {
+          throw notFound(request.destination, destinations.map((candidate) => candidate.name));
+        }
+
+        const deadLetters = await dispatcher.listDeadLetters(request.destination, limit);
+        return { deadLetters: deadLetters.map(deadLetterToProto) };
+      })().then(
+        (response) => callback(null, response),
+        (error) => callback(toServiceError(error, log, { method: 'ListWebhookDeadLetters' })),
+      );
+    },
+  };
+}
+
+function parseLimit(limit: number): number {
+  if (limit === 0) return DEFAULT_DEAD_LETTER_PAGE;
+  if (limit > MAX_DEAD_LETTER_PAGE) throw new InvalidArgumentError(`limit must be at most ${MAX_DEAD_LETTER_PAGE}, got ${limit}`);
+  return limit;
+}
+
+function notFound(name: string, names: string[]): WebhookDestinationNotFoundError {
+  if (name === '') return new WebhookDestinationNotFoundError('destination is empty: name a webhook destination of this workspace');
+  const known = names.length === 0 ? 'this node delivers to no destination of this workspace' : `its destinations on this node are ${names.join(', ')}`;
+  return new WebhookDestinationNotFoundError(`no webhook destination is named ${JSON.stringify(name)}: ${known}`);
+}
+
+function deadLetterToProto(deadLetter: StoredDeadLetter): WebhookDeadLetter {
+  return {
+    destination: deadLetter.destination,
+    firstSequence: deadLetter.firstSequence,
+    lastSequence: deadLetter.lastSequence,
+    attempts: deadLetter.attempts,
+    status: deadLetter.status ?? 0,
+    error: deadLetter.error,
+    failedAt: new Date(deadLetter.failedAtMs).toISOString(),
+    activationsJson: JSON.stringify(deadLetter.activations),
+  };
+}

@@ -1,0 +1,118 @@
+/**
+ * `rtcdp webhooks list` and `rtcdp webhooks dead-letters NAME`: the webhook destinations a
+ * node delivers the workspace's activations to, their counters and the batches they gave up
+ * on, through WebhookService.
+ */
+import type { Command } from 'commander';
+import type { WebhookDeadLetter, WebhookDestinationStatus } from '../proto/gen/rtcdp/v1/webhooks.js';
+import { callUnary, createWebhookClient, describeCallFailure, writeKeyMetadata } from './client.js';
+import { OUTPUT_FORMATS, parseChoice, parseInteger, parseServer, renderTable } from './common.js';
+
+const DEFAULT_SERVER = '127.0.0.1:50051';
+const MAX_DEAD_LETTERS = 1_000;
+
+interface WebhookCommandOptions {
+  server: string;
+  writeKey?: string;
+  output: string;
+}
+
+interface DeadLetterCommandOptions extends WebhookCommandOptions {
+  limit: number;
+}
+
+export function addWebhookCommands(program: Command): void {
+  const webhooks = program
+    .command('webhooks')
+    .description('Show the webhook destinations a node delivers activations to (rtcdp dev --webhooks, rtcdp node --webhooks) and the batches they gave up on.');
+
+  addOptions(webhooks.command('list').description("List the workspace's destinations on the node, with the sequence each delivered up to and its counters since the node started.")).action(
+    (options: WebhookCommandOptions) => runList(options),
+  );
+
+  addOptions(
+    webhooks
+      .command('dead-letters')
+      .description('List the dead letters of a destination, oldest first: each batch that failed every attempt, or once with a status a retry cannot change, with its last error.')
+      .argument('<destination>', 'name of the destination, as in the --webhooks file')
+      .option('--limit <n>', `dead letters at most, 1 to ${MAX_DEAD_LETTERS}`, parseInteger('--limit', 1, MAX_DEAD_LETTERS), 100),
+  ).action((destination: string, options: DeadLetterCommandOptions) => runDeadLetters(destination, options));
+}
+
+function addOptions(command: Command): Command {
+  return command
+    .option('--server <host:port>', 'address of the rtcdp node', parseServer, DEFAULT_SERVER)
+    .option('--write-key <key>', 'write key of the workspace (default: none, which a dev-mode node maps to "default")')
+    .option('--output <format>', 'table or json', parseChoice('--output', OUTPUT_FORMATS), 'table');
+}
+
+async function runList(options: WebhookCommandOptions): Promise<void> {
+  const client = createWebhookClient(options.server);
+  try {
+    const response = await callUnary(client.listWebhookDestinations.bind(client), {}, writeKeyMetadata(options.writeKey));
+    if (options.output === 'json') {
+      process.stdout.write(`${JSON.stringify({ destinations: response.destinations }, null, 2)}\n`);
+      return;
+    }
+    if (response.destinations.length === 0) {
+      process.stdout.write('this node delivers no webhook destination of this workspace (start it with --webhooks FILE)\n');
+      return;
+    }
+    process.stdout.write(`${renderTable([DESTINATION_HEADER, ...response.destinations.map(destinationRow)], '').join('\n')}\n`);
+  } catch (error) {
+    throw describeCallFailure(error, options.server, 'WebhookService');
+  } finally {
+    client.close();
+  }
+}
+
+async function runDeadLetters(destination: string, options: DeadLetterCommandOptions): Promise<void> {
+  const client = createWebhookClient(options.server);
+  try {
+    const response = await callUnary(client.listWebhookDeadLetters.bind(client), { destination, limit: options.limit }, writeKeyMetadata(options.writeKey));
+    if (options.output === 'json') {
+      const deadLetters = response.deadLetters.map(({ activationsJson, ...deadLetter }) => ({ ...deadLetter, activations: JSON.parse(activationsJson) as unknown }));
+      process.stdout.write(`${JSON.stringify({ deadLetters }, null, 2)}\n`);
+      return;
+    }
+    if (response.deadLetters.length === 0) {
+      process.stdout.write(`destination ${destination} has no dead letters\n`);
+      return;
+    }
+    process.stdout.write(`${renderTable([DEAD_LETTER_HEADER, ...response.deadLetters.map(deadLetterRow)], '').join('\n')}\n`);
+  } catch (error) {
+    throw describeCallFailure(error, options.server, 'WebhookService');
+  } finally {
+    client.close();
+  }
+}
+
+const DESTINATION_HEADER = ['NAME', 'URL', 'TYPES', 'CURSOR', 'DELIVERED', 'ACTIVATIONS', 'FAILED ATTEMPTS', 'DEAD LETTERS', 'RATE LIMIT WAITS'];
+
+function destinationRow(destination: WebhookDestinationStatus): string[] {
+  return [
+    destination.name,
+    destination.url,
+    destination.types.length === 0 ? 'all' : destination.types.join(','),
+    String(destination.cursor),
+    String(destination.deliveredBatches),
+    String(destination.deliveredActivations),
+    String(destination.failedAttempts),
+    String(destination.deadLetteredBatches),
+    String(destination.rateLimitWaits),
+  ];
+}
+
+const DEAD_LETTER_HEADER = ['SEQUENCES', 'ACTIVATIONS', 'ATTEMPTS', 'STATUS', 'FAILED AT', 'ERROR'];
+
+function deadLetterRow(deadLetter: WebhookDeadLetter): string[] {
+  const activations = (JSON.parse(deadLetter.activationsJson) as unknown[]).length;
+  return [
+    `${deadLetter.firstSequence}-${deadLetter.lastSequence}`,
+    String(activations),
+    String(deadLetter.attempts),
+    deadLetter.status === 0 ? '-' : String(deadLetter.status),
+    deadLetter.failedAt,
+    deadLetter.error,
+  ];
+}

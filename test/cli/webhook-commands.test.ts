@@ -1,0 +1,100 @@
+/**
+ * `rtcdp webhooks list` and `rtcdp webhooks dead-letters` as their own processes, against an
+ * embedded node in this process that delivers to a real HTTP server on loopback.
+ */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import t, { type Test } from 'tap';
+import { startEmbedded, type EmbeddedRtcdp } from '../../api/embedded.js';
+import { silentLogger } from '../../common/logger.js';
+import type { WebhookDestination } from '../../decisions/activation-delivery/webhook-config.js';
+import { DefinitionRegistry } from '../../decisions/definitions/definition-registry.js';
+import { runCli } from '../helpers/node-process.js';
+
+const SEGMENT = `apiVersion: rtcdp/v1
+kind: Segment
+metadata: { name: pro }
+spec: { condition: 'has(traits.plan) && traits.plan == "pro"' }
+`;
+
+/** An HTTP server on 127.0.0.1 that responds to every request with 400, which no retry can change. */
+async function startRejectingReceiver(t: Test): Promise<URL> {
+  const server = createServer((request, response) => {
+    request.resume();
+    request.on('end', () => response.writeHead(400).end('rejected by the test receiver'));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks`);
+}
+
+function destination(name: string, url: URL, overrides: Partial<WebhookDestination> = {}): WebhookDestination {
+  return { name, workspace: 'default', url, secret: 'webhook-test-secret-0001', types: [], maxAttempts: 3, timeoutMs: 5_000, maxBatchActivations: 100, maxRequestsPerSecond: 1_000, ...overrides };
+}
+
+async function startNode(t: Test, webhooks: WebhookDestination[]): Promise<EmbeddedRtcdp> {
+  const embedded = await startEmbedded({ dataDir: t.testdir(), port: 0, host: '127.0.0.1', logger: silentLogger(), devMode: true, actors: { snapshotIntervalMs: 20 }, webhooks });
+  t.teardown(() => embedded.stop());
+  await new DefinitionRegistry(embedded.node.definitionStore).apply('default', [{ name: 'segments.yaml', content: SEGMENT }]);
+  return embedded;
+}
+
+/** Polls `done` every 20 ms; fails after 15 s. */
+async function waitFor(what: string, done: () => boolean): Promise<void> {
+  for (let i = 0; i < 750; i++) {
+    if (done()) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+t.test('webhooks commands - destinations and dead letters', async (t) => {
+  const url = await startRejectingReceiver(t);
+  const embedded = await startNode(t, [destination('crm', url), destination('audit', url, { types: ['segment.exited'] })]);
+  await embedded.node.ingest('default', [{ type: 'identify', userId: 'u1', messageId: 'm1', traits: { plan: 'pro' } }]);
+  await waitFor('a dead letter', () => embedded.webhooks?.stats('crm').deadLetteredBatches === 1);
+  const server = ['--server', embedded.address];
+
+  const list = await runCli(['webhooks', 'list', ...server]);
+  t.equal(list.code, 0, `list exits 0; stderr: ${list.stderr}`);
+  const lines = list.stdout.trimEnd().split('\n');
+  t.match(lines[0], /^NAME\s+URL\s+TYPES\s+CURSOR\s+DELIVERED\s+ACTIVATIONS\s+FAILED ATTEMPTS\s+DEAD LETTERS\s+RATE LIMIT WAITS$/);
+  t.match(lines[1], new RegExp(`^audit\\s+${url.href.replaceAll('.', '\\.')}\\s+segment\\.exited\\s+`), 'sorted by name, with its type filter');
+  t.match(lines[2], new RegExp(`^crm\\s+${url.href.replaceAll('.', '\\.')}\\s+all\\s+1\\s+0\\s+0\\s+1\\s+1\\s+0$`), 'the 400 was one failed attempt and one dead letter');
+
+  const json = await runCli(['webhooks', 'list', '--output', 'json', ...server]);
+  const listed = JSON.parse(json.stdout) as { destinations: Array<{ name: string; cursor: number; deadLetteredBatches: number }> };
+  t.match(listed.destinations, [{ name: 'audit' }, { name: 'crm', cursor: 1, deadLetteredBatches: 1 }]);
+
+  const deadLetters = await runCli(['webhooks', 'dead-letters', 'crm', ...server]);
+  t.equal(deadLetters.code, 0, `dead-letters exits 0; stderr: ${deadLetters.stderr}`);
+  t.match(deadLetters.stdout, /^SEQUENCES\s+ACTIVATIONS\s+ATTEMPTS\s+STATUS\s+FAILED AT\s+ERROR\n1-1\s+1\s+1\s+400\s+\d{4}-\d\d-\d\dT\S+Z\s+received HTTP 400: rejected by the test receiver\n$/);
+
+  const deadJson = await runCli(['webhooks', 'dead-letters', 'crm', '--output', 'json', ...server]);
+  const parsed = JSON.parse(deadJson.stdout) as { deadLetters: Array<{ firstSequence: number; status: number; activations: Array<{ type: string; profileId: string }> }> };
+  t.match(parsed.deadLetters, [{ firstSequence: 1, status: 400, activations: [{ type: 'segment.entered', profileId: 'user:u1' }] }], 'the JSON carries the activations');
+
+  const none = await runCli(['webhooks', 'dead-letters', 'audit', ...server]);
+  t.equal(none.stdout, 'destination audit has no dead letters\n');
+
+  const unknown = await runCli(['webhooks', 'dead-letters', 'billing', ...server]);
+  t.not(unknown.code, 0, 'an unknown destination fails');
+  t.match(unknown.stderr, /no webhook destination is named "billing": its destinations on this node are audit, crm/);
+
+  const badLimit = await runCli(['webhooks', 'dead-letters', 'crm', '--limit', '0', ...server]);
+  t.not(badLimit.code, 0, 'a limit under 1 fails');
+  t.match(badLimit.stderr, /--limit/);
+});
+
+t.test('webhooks commands - a node without destinations', async (t) => {
+  const embedded = await startNode(t, []);
+  const server = ['--server', embedded.address];
+
+  const list = await runCli(['webhooks', 'list', ...server]);
+  t.equal(list.code, 0, `list exits 0; stderr: ${list.stderr}`);
+  t.equal(list.stdout, 'this node delivers no webhook destination of this workspace (start it with --webhooks FILE)\n');
+
+  const deadLetters = await runCli(['webhooks', 'dead-letters', 'crm', ...server]);
+  t.not(deadLetters.code, 0);
+  t.match(deadLetters.stderr, /no webhook destination is named "crm": this node delivers to no destination of this workspace/);
+});
