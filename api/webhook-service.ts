@@ -62,10 +62,10 @@ export function createWebhookService(dispatcherOf: () => WebhookDispatcher | nul
         const workspace = workspaceOf(call.metadata, auth);
         assertWorkspaceName(workspace);
         const dispatcher = dispatcherOf();
-        if (dispatcher === null) return { destinations: [] };
+        if (dispatcher === null) return { destinations: [], workspace };
 
         const status = (destination: WebhookDestination): WebhookDestinationStatus => ({ name: destination.name, url: destination.url.href, types: destination.types, ...dispatcher.stats(destination.name) });
-        return { destinations: dispatcher.destinations(workspace).map(status) };
+        return { destinations: dispatcher.destinations(workspace).map(status), workspace };
       })().then(
         (response) => callback(null, response),
         (error) => callback(toServiceError(error, log, { method: 'ListWebhookDestinations' })),
@@ -84,11 +84,11 @@ export function createWebhookService(dispatcherOf: () => WebhookDispatcher | nul
         const dispatcher = dispatcherOf();
         const destinations = dispatcher?.destinations(workspace) ?? [];
         if (dispatcher === null || !destinations.some((candidate) => candidate.name === request.destination)) {
-          throw notFound(request.destination, destinations.map((candidate) => candidate.name));
+          throw notFound(request.destination, workspace, destinations.map((candidate) => candidate.name));
         }
 
-        const deadLetters = await dispatcher.listDeadLetters(request.destination, limit);
-        return { deadLetters: deadLetters.map(deadLetterToProto) };
+        const deadLetters = await dispatcher.listDeadLetters(request.destination, limit, request.afterSequence);
+        return { deadLetters: deadLetters.map(deadLetterToProto), nextAfterSequence: deadLetters.at(-1)?.firstSequence ?? request.afterSequence };
       })().then(
         (response) => callback(null, response),
         (error) => callback(toServiceError(error, log, { method: 'ListWebhookDeadLetters' })),
@@ -103,9 +103,9 @@ function parseLimit(limit: number): number {
   return limit;
 }
 
-function notFound(name: string, names: string[]): WebhookDestinationNotFoundError {
-  if (name === '') return new WebhookDestinationNotFoundError('destination is empty: name a webhook destination of this workspace');
-  const known = names.length === 0 ? 'this node delivers to no destination of this workspace' : `its destinations on this node are ${names.join(', ')}`;
+function notFound(name: string, workspace: string, names: string[]): WebhookDestinationNotFoundError {
+  if (name === '') return new WebhookDestinationNotFoundError(`destination is empty: name a webhook destination of workspace ${workspace}`);
+  const known = names.length === 0 ? `this node delivers to no destination of workspace ${workspace}` : `the destinations of workspace ${workspace} on this node are ${names.join(', ')}`;
   return new WebhookDestinationNotFoundError(`no webhook destination is named ${JSON.stringify(name)}: ${known}`);
 }
 

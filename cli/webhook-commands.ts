@@ -19,6 +19,7 @@ interface WebhookCommandOptions {
 
 interface DeadLetterCommandOptions extends WebhookCommandOptions {
   limit: number;
+  after: number;
 }
 
 export function addWebhookCommands(program: Command): void {
@@ -35,7 +36,8 @@ export function addWebhookCommands(program: Command): void {
       .command('dead-letters')
       .description('List the dead letters of a destination, oldest first: each batch that failed every attempt, or once with a status a retry cannot change, with its last error.')
       .argument('<destination>', 'name of the destination, as in the --webhooks file')
-      .option('--limit <n>', `dead letters at most, 1 to ${MAX_DEAD_LETTERS}`, parseInteger('--limit', 1, MAX_DEAD_LETTERS), 100),
+      .option('--limit <n>', `dead letters at most, 1 to ${MAX_DEAD_LETTERS}`, parseInteger('--limit', 1, MAX_DEAD_LETTERS), 100)
+      .option('--after <sequence>', 'only dead letters whose first sequence is after this one; 0 starts at the oldest', parseInteger('--after', 0, Number.MAX_SAFE_INTEGER), 0),
   ).action((destination: string, options: DeadLetterCommandOptions) => runDeadLetters(destination, options));
 }
 
@@ -51,11 +53,11 @@ async function runList(options: WebhookCommandOptions): Promise<void> {
   try {
     const response = await callUnary(client.listWebhookDestinations.bind(client), {}, writeKeyMetadata(options.writeKey));
     if (options.output === 'json') {
-      process.stdout.write(`${JSON.stringify({ destinations: response.destinations }, null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify({ workspace: response.workspace, destinations: response.destinations }, null, 2)}\n`);
       return;
     }
     if (response.destinations.length === 0) {
-      process.stdout.write('this node delivers no webhook destination of this workspace (start it with --webhooks FILE)\n');
+      process.stdout.write(`this node delivers to no webhook destination of workspace ${response.workspace} (start it with --webhooks FILE)\n`);
       return;
     }
     process.stdout.write(`${renderTable([DESTINATION_HEADER, ...response.destinations.map(destinationRow)], '').join('\n')}\n`);
@@ -69,17 +71,22 @@ async function runList(options: WebhookCommandOptions): Promise<void> {
 async function runDeadLetters(destination: string, options: DeadLetterCommandOptions): Promise<void> {
   const client = createWebhookClient(options.server);
   try {
-    const response = await callUnary(client.listWebhookDeadLetters.bind(client), { destination, limit: options.limit }, writeKeyMetadata(options.writeKey));
+    const request = { destination, limit: options.limit, afterSequence: options.after };
+    const response = await callUnary(client.listWebhookDeadLetters.bind(client), request, writeKeyMetadata(options.writeKey));
     if (options.output === 'json') {
       const deadLetters = response.deadLetters.map(({ activationsJson, ...deadLetter }) => ({ ...deadLetter, activations: JSON.parse(activationsJson) as unknown }));
-      process.stdout.write(`${JSON.stringify({ deadLetters }, null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify({ deadLetters, nextAfterSequence: response.nextAfterSequence }, null, 2)}\n`);
       return;
     }
     if (response.deadLetters.length === 0) {
-      process.stdout.write(`destination ${destination} has no dead letters\n`);
+      const where = options.after === 0 ? '' : ` after sequence ${options.after}`;
+      process.stdout.write(`destination ${destination} has no dead letters${where}\n`);
       return;
     }
-    process.stdout.write(`${renderTable([DEAD_LETTER_HEADER, ...response.deadLetters.map(deadLetterRow)], '').join('\n')}\n`);
+
+    const lines = renderTable([DEAD_LETTER_HEADER, ...response.deadLetters.map(deadLetterRow)], '');
+    if (response.deadLetters.length === options.limit) lines.push('', `more may follow: continue with --after ${response.nextAfterSequence}`);
+    process.stdout.write(`${lines.join('\n')}\n`);
   } catch (error) {
     throw describeCallFailure(error, options.server, 'WebhookService');
   } finally {

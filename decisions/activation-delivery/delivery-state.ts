@@ -58,10 +58,11 @@ export class DeliveryState {
     await this.#store.write([{ type: 'put', key, value: encode(deadLetter) }, this.#cursorOp(afterSequence)]);
   }
 
-  /** Returns the destination's dead letters, oldest batch first. */
-  async listDeadLetters(limit = 100): Promise<WebhookDeadLetter[]> {
+  /** Returns the destination's dead letters whose first sequence is after `afterSequence`, oldest batch first. */
+  async listDeadLetters(limit = 100, afterSequence = 0): Promise<WebhookDeadLetter[]> {
     const prefix = keys.webhookDeadLetterPrefix(this.#workspace, this.#destination);
-    const entries = await this.#store.list({ gte: prefix, lt: prefixEnd(prefix), limit });
+    const start = keys.webhookDeadLetter(this.#workspace, this.#destination, afterSequence + 1);
+    const entries = await this.#store.list({ gte: start, lt: prefixEnd(prefix), limit });
     return entries.map((entry) => decode<WebhookDeadLetter>(entry.value));
   }
 

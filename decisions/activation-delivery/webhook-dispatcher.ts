@@ -100,11 +100,14 @@ export class WebhookDispatcher {
     return this.#delivery(destination).stats;
   }
 
-  /** Returns a destination's dead letters, oldest batch first. Throws RangeError for an unknown name. */
-  async listDeadLetters(destination: string, limit = 100): Promise<WebhookDeadLetter[]> {
+  /**
+   * Returns a destination's dead letters whose first sequence is after `afterSequence`,
+   * oldest batch first. Throws RangeError for an unknown name.
+   */
+  async listDeadLetters(destination: string, limit = 100, afterSequence = 0): Promise<WebhookDeadLetter[]> {
     this.#lifecycle.assert('listDeadLetters', 'created', 'running', 'draining');
     this.#delivery(destination);
-    return (this.#states.get(destination) as DeliveryState).listDeadLetters(limit);
+    return (this.#states.get(destination) as DeliveryState).listDeadLetters(limit, afterSequence);
   }
 
   #delivery(destination: string): DestinationDelivery {

@@ -218,6 +218,14 @@ export class SegmentConditionCompiler {
 
     const dangling = this.#danglingReference(program.ast);
     if (dangling !== undefined) return undefinedReference(expression, dangling.reference, dangling.definitionKind, dangling.defined);
+    const scoreRead = this.#defined?.scoresReadable === false ? namedReferences(program.ast, 'scores')[0] : undefined;
+    if (scoreRead !== undefined) {
+      const position = positionOf(expression, scoreRead.offset);
+      return failure(
+        `reads scoring model ${JSON.stringify(scoreRead.name)}${at(position)}, but a scoring model's features cannot read scores: every model is computed from the same profile state, before any of them has its new score`,
+        position,
+      );
+    }
 
     const checked = program.check();
     if (!checked.valid) return celFailure(expression, checked.error);
@@ -235,6 +243,8 @@ export class SegmentConditionCompiler {
 export interface DefinedNames {
   segments: ReadonlySet<string>;
   scores: ReadonlySet<string>;
+  /** False for a scoring model's features, which cannot read scores. Default true. */
+  scoresReadable?: boolean;
 }
 
 interface NamedReference {

@@ -102,6 +102,7 @@ export function validateDefinitionSet(files: readonly SourceFile[], options: Val
   const segmentsAfter = namesAfterApply('Segment', documents, retained);
   const defined = { segments: segmentsAfter, scores: namesAfterApply('ScoringModel', documents, retained) };
   const compiler = new SegmentConditionCompiler(signatures, { defined });
+  const featureCompiler = new SegmentConditionCompiler(signatures, { defined: { ...defined, scoresReadable: false } });
   const decisionCompiler = new SegmentConditionCompiler(signatures, { decisionVariables: true, defined });
 
   for (const document of segments) {
@@ -111,7 +112,7 @@ export function validateDefinitionSet(files: readonly SourceFile[], options: Val
   }
 
   for (const { document, settings } of models) {
-    const failed = compileModelFeatures(settings, compiler);
+    const failed = compileModelFeatures(settings, featureCompiler);
     if (failed === undefined) validated.set(document, { ...validatedBase(document), scoringModel: settings });
     else issues.push(document.location.issue(failed.path, failed.rule));
   }

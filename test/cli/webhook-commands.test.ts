@@ -17,7 +17,7 @@ metadata: { name: pro }
 spec: { condition: 'has(traits.plan) && traits.plan == "pro"' }
 `;
 
-/** An HTTP server on 127.0.0.1 that responds to every request with 400, which no retry can change. */
+/** Starts an HTTP server on 127.0.0.1 that responds to every request with 400, which no retry can change. */
 async function startRejectingReceiver(t: Test): Promise<URL> {
   const server = createServer((request, response) => {
     request.resume();
@@ -50,9 +50,11 @@ async function waitFor(what: string, done: () => boolean): Promise<void> {
 
 t.test('webhooks commands - destinations and dead letters', async (t) => {
   const url = await startRejectingReceiver(t);
-  const embedded = await startNode(t, [destination('crm', url), destination('audit', url, { types: ['segment.exited'] })]);
-  await embedded.node.ingest('default', [{ type: 'identify', userId: 'u1', messageId: 'm1', traits: { plan: 'pro' } }]);
-  await waitFor('a dead letter', () => embedded.webhooks?.stats('crm').deadLetteredBatches === 1);
+  // One activation per batch, so each of the three entries becomes its own dead letter.
+  const embedded = await startNode(t, [destination('crm', url, { maxBatchActivations: 1 }), destination('audit', url, { types: ['segment.exited'] })]);
+  const users = ['u1', 'u2', 'u3'];
+  await embedded.node.ingest('default', users.map((userId) => ({ type: 'identify', userId, messageId: `m-${userId}`, traits: { plan: 'pro' } })));
+  await waitFor('three dead letters', () => embedded.webhooks?.stats('crm').deadLetteredBatches === 3);
   const server = ['--server', embedded.address];
 
   const list = await runCli(['webhooks', 'list', ...server]);
@@ -60,26 +62,38 @@ t.test('webhooks commands - destinations and dead letters', async (t) => {
   const lines = list.stdout.trimEnd().split('\n');
   t.match(lines[0], /^NAME\s+URL\s+TYPES\s+CURSOR\s+DELIVERED\s+ACTIVATIONS\s+FAILED ATTEMPTS\s+DEAD LETTERS\s+RATE LIMIT WAITS$/);
   t.match(lines[1], new RegExp(`^audit\\s+${url.href.replaceAll('.', '\\.')}\\s+segment\\.exited\\s+`), 'sorted by name, with its type filter');
-  t.match(lines[2], new RegExp(`^crm\\s+${url.href.replaceAll('.', '\\.')}\\s+all\\s+1\\s+0\\s+0\\s+1\\s+1\\s+0$`), 'the 400 was one failed attempt and one dead letter');
+  t.match(lines[2], new RegExp(`^crm\\s+${url.href.replaceAll('.', '\\.')}\\s+all\\s+3\\s+0\\s+0\\s+3\\s+3\\s+0$`), 'each 400 was one failed attempt and one dead letter');
 
   const json = await runCli(['webhooks', 'list', '--output', 'json', ...server]);
-  const listed = JSON.parse(json.stdout) as { destinations: Array<{ name: string; cursor: number; deadLetteredBatches: number }> };
-  t.match(listed.destinations, [{ name: 'audit' }, { name: 'crm', cursor: 1, deadLetteredBatches: 1 }]);
+  const listed = JSON.parse(json.stdout) as { workspace: string; destinations: Array<{ name: string; cursor: number; deadLetteredBatches: number }> };
+  t.equal(listed.workspace, 'default');
+  t.match(listed.destinations, [{ name: 'audit' }, { name: 'crm', cursor: 3, deadLetteredBatches: 3 }]);
 
   const deadLetters = await runCli(['webhooks', 'dead-letters', 'crm', ...server]);
   t.equal(deadLetters.code, 0, `dead-letters exits 0; stderr: ${deadLetters.stderr}`);
-  t.match(deadLetters.stdout, /^SEQUENCES\s+ACTIVATIONS\s+ATTEMPTS\s+STATUS\s+FAILED AT\s+ERROR\n1-1\s+1\s+1\s+400\s+\d{4}-\d\d-\d\dT\S+Z\s+received HTTP 400: rejected by the test receiver\n$/);
+  const row = (sequence: number) => `${sequence}-${sequence}\\s+1\\s+1\\s+400\\s+\\d{4}-\\d\\d-\\d\\dT\\S+Z\\s+received HTTP 400: rejected by the test receiver\\n`;
+  t.match(deadLetters.stdout, new RegExp(`^SEQUENCES\\s+ACTIVATIONS\\s+ATTEMPTS\\s+STATUS\\s+FAILED AT\\s+ERROR\\n${row(1)}${row(2)}${row(3)}$`));
+
+  const firstPage = await runCli(['webhooks', 'dead-letters', 'crm', '--limit', '2', ...server]);
+  t.match(firstPage.stdout, new RegExp(`\\n${row(1)}${row(2)}\\nmore may follow: continue with --after 2\\n$`), 'a full page says where to continue');
+  const lastPage = await runCli(['webhooks', 'dead-letters', 'crm', '--limit', '2', '--after', '2', ...server]);
+  t.match(lastPage.stdout, new RegExp(`\\n${row(3)}$`), 'the next page has the rest and no hint');
+  const pastEnd = await runCli(['webhooks', 'dead-letters', 'crm', '--after', '3', ...server]);
+  t.equal(pastEnd.stdout, 'destination crm has no dead letters after sequence 3\n');
 
   const deadJson = await runCli(['webhooks', 'dead-letters', 'crm', '--output', 'json', ...server]);
-  const parsed = JSON.parse(deadJson.stdout) as { deadLetters: Array<{ firstSequence: number; status: number; activations: Array<{ type: string; profileId: string }> }> };
-  t.match(parsed.deadLetters, [{ firstSequence: 1, status: 400, activations: [{ type: 'segment.entered', profileId: 'user:u1' }] }], 'the JSON carries the activations');
+  const parsed = JSON.parse(deadJson.stdout) as { deadLetters: Array<{ firstSequence: number; status: number; activations: Array<{ type: string; profileId: string }> }>; nextAfterSequence: number };
+  t.equal(parsed.deadLetters.length, 3);
+  t.match(parsed.deadLetters[0], { firstSequence: 1, status: 400, activations: [{ type: 'segment.entered' }] }, 'the JSON carries the activations');
+  t.same(parsed.deadLetters.flatMap((deadLetter) => deadLetter.activations.map((activation) => activation.profileId)).sort(), users.map((userId) => `user:${userId}`));
+  t.equal(parsed.nextAfterSequence, 3);
 
   const none = await runCli(['webhooks', 'dead-letters', 'audit', ...server]);
   t.equal(none.stdout, 'destination audit has no dead letters\n');
 
   const unknown = await runCli(['webhooks', 'dead-letters', 'billing', ...server]);
   t.not(unknown.code, 0, 'an unknown destination fails');
-  t.match(unknown.stderr, /no webhook destination is named "billing": its destinations on this node are audit, crm/);
+  t.match(unknown.stderr, /no webhook destination is named "billing": the destinations of workspace default on this node are audit, crm/);
 
   const badLimit = await runCli(['webhooks', 'dead-letters', 'crm', '--limit', '0', ...server]);
   t.not(badLimit.code, 0, 'a limit under 1 fails');
@@ -92,9 +106,9 @@ t.test('webhooks commands - a node without destinations', async (t) => {
 
   const list = await runCli(['webhooks', 'list', ...server]);
   t.equal(list.code, 0, `list exits 0; stderr: ${list.stderr}`);
-  t.equal(list.stdout, 'this node delivers no webhook destination of this workspace (start it with --webhooks FILE)\n');
+  t.equal(list.stdout, 'this node delivers to no webhook destination of workspace default (start it with --webhooks FILE)\n');
 
   const deadLetters = await runCli(['webhooks', 'dead-letters', 'crm', ...server]);
   t.not(deadLetters.code, 0);
-  t.match(deadLetters.stderr, /no webhook destination is named "crm": this node delivers to no destination of this workspace/);
+  t.match(deadLetters.stderr, /no webhook destination is named "crm": this node delivers to no destination of workspace default/);
 });

@@ -359,6 +359,10 @@ t.test('validation - named segments and scoring models', async (t) => {
     'journey conditions too',
   );
 
+  t.same(issuesOf(document('ScoringModel', 'boosted', '{ model: logistic, intercept: 0.0, features: [{ expression: "scores.engaged", weight: 1.0 }] }')), [
+    'documents[3].spec.features[0].expression: reads scoring model "engaged" (at line 1, column 8 of the condition), but a scoring model\'s features cannot read scores: every model is computed from the same profile state, before any of them has its new score',
+  ]);
+
   const stored = [{ kind: 'Segment', name: 'vip', version: 1, spec: { condition: 'computed.orders >= 5' } }] as unknown as Parameters<typeof validateDefinitionSet>[1]['current'];
   t.same(issuesOf(rule('"vip" in segments'), stored), [], 'a segment the workspace keeps from an earlier apply counts');
 });

@@ -28,6 +28,8 @@ export interface ListWebhookDestinationsRequest {
 
 export interface ListWebhookDestinationsResponse {
   destinations: WebhookDestinationStatus[];
+  /** The caller's workspace, which the write key chose. */
+  workspace: string;
 }
 
 export interface WebhookDestinationStatus {
@@ -55,10 +57,18 @@ export interface ListWebhookDeadLettersRequest {
   destination: string;
   /** Dead letters returned at most, 1 to 1000; 0 means 100. */
   limit: number;
+  /** Only dead letters whose first sequence is after this one; 0 starts at the oldest. */
+  afterSequence: number;
 }
 
 export interface ListWebhookDeadLettersResponse {
   deadLetters: WebhookDeadLetter[];
+  /**
+   * The after_sequence of the next page: the first sequence of the last dead letter
+   * returned, or the request's after_sequence when none was. A page shorter than the limit
+   * is the last one for now.
+   */
+  nextAfterSequence: number;
 }
 
 export interface WebhookDeadLetter {
@@ -130,13 +140,16 @@ export const ListWebhookDestinationsRequest: MessageFns<ListWebhookDestinationsR
 };
 
 function createBaseListWebhookDestinationsResponse(): ListWebhookDestinationsResponse {
-  return { destinations: [] };
+  return { destinations: [], workspace: "" };
 }
 
 export const ListWebhookDestinationsResponse: MessageFns<ListWebhookDestinationsResponse> = {
   encode(message: ListWebhookDestinationsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.destinations) {
       WebhookDestinationStatus.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.workspace !== "") {
+      writer.uint32(18).string(message.workspace);
     }
     return writer;
   },
@@ -162,6 +175,14 @@ export const ListWebhookDestinationsResponse: MessageFns<ListWebhookDestinations
             message.destinations.push(WebhookDestinationStatus.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.workspace = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -179,6 +200,7 @@ export const ListWebhookDestinationsResponse: MessageFns<ListWebhookDestinations
       destinations: globalThis.Array.isArray(object?.destinations)
         ? object.destinations.map((e: any) => WebhookDestinationStatus.fromJSON(e))
         : [],
+      workspace: isSet(object.workspace) ? globalThis.String(object.workspace) : "",
     };
   },
 
@@ -186,6 +208,9 @@ export const ListWebhookDestinationsResponse: MessageFns<ListWebhookDestinations
     const obj: any = {};
     if (message.destinations?.length) {
       obj.destinations = message.destinations.map((e) => WebhookDestinationStatus.toJSON(e));
+    }
+    if (message.workspace !== "") {
+      obj.workspace = message.workspace;
     }
     return obj;
   },
@@ -198,6 +223,7 @@ export const ListWebhookDestinationsResponse: MessageFns<ListWebhookDestinations
   ): ListWebhookDestinationsResponse {
     const message = createBaseListWebhookDestinationsResponse();
     message.destinations = object.destinations?.map((e) => WebhookDestinationStatus.fromPartial(e)) || [];
+    message.workspace = object.workspace ?? "";
     return message;
   },
 };
@@ -430,7 +456,7 @@ export const WebhookDestinationStatus: MessageFns<WebhookDestinationStatus> = {
 };
 
 function createBaseListWebhookDeadLettersRequest(): ListWebhookDeadLettersRequest {
-  return { destination: "", limit: 0 };
+  return { destination: "", limit: 0, afterSequence: 0 };
 }
 
 export const ListWebhookDeadLettersRequest: MessageFns<ListWebhookDeadLettersRequest> = {
@@ -440,6 +466,9 @@ export const ListWebhookDeadLettersRequest: MessageFns<ListWebhookDeadLettersReq
     }
     if (message.limit !== 0) {
       writer.uint32(16).uint32(message.limit);
+    }
+    if (message.afterSequence !== 0) {
+      writer.uint32(24).uint64(message.afterSequence);
     }
     return writer;
   },
@@ -473,6 +502,14 @@ export const ListWebhookDeadLettersRequest: MessageFns<ListWebhookDeadLettersReq
             message.limit = reader.uint32();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.afterSequence = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -489,6 +526,11 @@ export const ListWebhookDeadLettersRequest: MessageFns<ListWebhookDeadLettersReq
     return {
       destination: isSet(object.destination) ? globalThis.String(object.destination) : "",
       limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      afterSequence: isSet(object.afterSequence)
+        ? globalThis.Number(object.afterSequence)
+        : isSet(object.after_sequence)
+        ? globalThis.Number(object.after_sequence)
+        : 0,
     };
   },
 
@@ -499,6 +541,9 @@ export const ListWebhookDeadLettersRequest: MessageFns<ListWebhookDeadLettersReq
     }
     if (message.limit !== 0) {
       obj.limit = Math.round(message.limit);
+    }
+    if (message.afterSequence !== 0) {
+      obj.afterSequence = Math.round(message.afterSequence);
     }
     return obj;
   },
@@ -512,18 +557,22 @@ export const ListWebhookDeadLettersRequest: MessageFns<ListWebhookDeadLettersReq
     const message = createBaseListWebhookDeadLettersRequest();
     message.destination = object.destination ?? "";
     message.limit = object.limit ?? 0;
+    message.afterSequence = object.afterSequence ?? 0;
     return message;
   },
 };
 
 function createBaseListWebhookDeadLettersResponse(): ListWebhookDeadLettersResponse {
-  return { deadLetters: [] };
+  return { deadLetters: [], nextAfterSequence: 0 };
 }
 
 export const ListWebhookDeadLettersResponse: MessageFns<ListWebhookDeadLettersResponse> = {
   encode(message: ListWebhookDeadLettersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.deadLetters) {
       WebhookDeadLetter.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextAfterSequence !== 0) {
+      writer.uint32(16).uint64(message.nextAfterSequence);
     }
     return writer;
   },
@@ -549,6 +598,14 @@ export const ListWebhookDeadLettersResponse: MessageFns<ListWebhookDeadLettersRe
             message.deadLetters.push(WebhookDeadLetter.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.nextAfterSequence = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -568,6 +625,11 @@ export const ListWebhookDeadLettersResponse: MessageFns<ListWebhookDeadLettersRe
         : globalThis.Array.isArray(object?.dead_letters)
         ? object.dead_letters.map((e: any) => WebhookDeadLetter.fromJSON(e))
         : [],
+      nextAfterSequence: isSet(object.nextAfterSequence)
+        ? globalThis.Number(object.nextAfterSequence)
+        : isSet(object.next_after_sequence)
+        ? globalThis.Number(object.next_after_sequence)
+        : 0,
     };
   },
 
@@ -575,6 +637,9 @@ export const ListWebhookDeadLettersResponse: MessageFns<ListWebhookDeadLettersRe
     const obj: any = {};
     if (message.deadLetters?.length) {
       obj.deadLetters = message.deadLetters.map((e) => WebhookDeadLetter.toJSON(e));
+    }
+    if (message.nextAfterSequence !== 0) {
+      obj.nextAfterSequence = Math.round(message.nextAfterSequence);
     }
     return obj;
   },
@@ -587,6 +652,7 @@ export const ListWebhookDeadLettersResponse: MessageFns<ListWebhookDeadLettersRe
   ): ListWebhookDeadLettersResponse {
     const message = createBaseListWebhookDeadLettersResponse();
     message.deadLetters = object.deadLetters?.map((e) => WebhookDeadLetter.fromPartial(e)) || [];
+    message.nextAfterSequence = object.nextAfterSequence ?? 0;
     return message;
   },
 };
