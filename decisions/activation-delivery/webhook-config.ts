@@ -170,7 +170,9 @@ function parseUrl(value: unknown, path: string, issues: string[]): URL | undefin
 
   const url = typeof value === 'string' && URL.canParse(value) ? new URL(value) : undefined;
   if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
-    issues.push(`${path} must be an absolute http:// or https:// URL, received ${describe(value)}`);
+    // A URL of another scheme may carry a password, which the message must not repeat.
+    const received = url !== undefined && (url.username !== '' || url.password !== '') ? `a URL of scheme ${url.protocol} with a user name or password` : describe(value);
+    issues.push(`${path} must be an absolute http:// or https:// URL, received ${received}`);
     return undefined;
   }
   // fetch rejects URLs with credentials, and the URL would carry them into logs.

@@ -77,6 +77,7 @@ t.test('webhook config - each rule names the field', async (t) => {
     ['url missing', { ...valid, url: undefined }, 'webhooks[0].url is missing'],
     ['url scheme', { ...valid, url: 'ftp://hooks.example.com/in' }, 'webhooks[0].url must be an absolute http:// or https:// URL, received "ftp://hooks.example.com/in"'],
     ['url relative', { ...valid, url: '/in' }, 'webhooks[0].url must be an absolute http:// or https:// URL, received "/in"'],
+    ['url scheme with credentials', { ...valid, url: 'ftp://user:pw@hooks.example.com/in' }, 'webhooks[0].url must be an absolute http:// or https:// URL, received a URL of scheme ftp: with a user name or password'],
     ['url credentials', { ...valid, url: 'https://user:pass@hooks.example.com/in' }, 'webhooks[0].url must not contain a user name or password; the receiver authenticates requests by their signature'],
     ['secretEnv name', { ...valid, secretEnv: 'HOOK-SECRET' }, 'webhooks[0].secretEnv must be the name of an environment variable, received "HOOK-SECRET"'],
     ['secret unset', { ...valid, secretEnv: 'MISSING_SECRET' }, "webhooks[0].secretEnv names MISSING_SECRET, which is not set in the environment; set it to the destination's secret"],
