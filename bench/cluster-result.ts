@@ -328,7 +328,7 @@ function knownUnserved(shards: ShardPause[]): number[] {
   return shards.map((shard) => shard.unservedMs).filter((value): value is number => value !== null);
 }
 
-/** The longest probe wait over [fromMs, toMs) of each shard in `before` that did not move. */
+/** Returns the maximum probe wait over [fromMs, toMs) of each shard in `before` that did not move. */
 function unmovedWaitsOf(probe: ProbeReport, before: Map<number, string>, moved: ShardPause[], fromMs: number, toMs: number): number[] {
   const unmoved = [...before.keys()].filter((shard) => !moved.some((pause) => pause.shard === shard));
   return unmoved.map((shard) => longestWait(cyclesOf(probe.cycles, shard), fromMs, toMs)?.waitMs ?? 0);
