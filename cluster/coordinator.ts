@@ -3,8 +3,8 @@
  * which node should own each shard.
  *
  * Every node runs a Coordinator. It acts only while it holds a valid lease and no member
- * has joined for stableForMs; a member that leaves does not restart that wait. Then it computes the rendezvous placement over
- * the alive members and moves shards toward it. At most maxConcurrentMoves of the moving
+ * has joined for stableForMs. A member that leaves does not restart that wait. Then it
+ * computes the rendezvous placement over the alive members and moves shards toward it. At most maxConcurrentMoves of the moving
  * shards are held by live members at a time (see planMoves). A move has finished once
  * the shard's lease names its new owner. Nodes read the result through an
  * AssignmentWatcher and take or release shard leases.
