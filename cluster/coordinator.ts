@@ -4,10 +4,10 @@
  *
  * Every node runs a Coordinator. It acts only while it holds a valid lease and no member
  * has joined for stableForMs. A member that leaves does not restart that wait. Then it
- * computes the rendezvous placement over the alive members and moves shards toward it. At most maxConcurrentMoves of the moving
- * shards are held by live members at a time (see planMoves). A move has finished once
- * the shard's lease names its new owner. Nodes read the result through an
- * AssignmentWatcher and take or release shard leases.
+ * computes the rendezvous placement over the alive members and moves shards toward it.
+ * At most maxConcurrentMoves of the moving shards are held by live members at a time
+ * (see planMoves). A move has finished once the shard's lease names its new owner. Nodes
+ * read the result through an AssignmentWatcher and take or release shard leases.
  */
 import { ConfigError } from '../common/errors.js';
 import { Lifecycle, type LifecycleState } from '../common/lifecycle.js';
