@@ -12,7 +12,8 @@ export async function readWebhookDestinations(file: string | undefined): Promise
   try {
     return await loadWebhookConfig(file, process.env);
   } catch (error) {
-    if (error instanceof WebhookConfigError) throw new UsageError(`--webhooks ${error.file}: ${error.issues.join('; ')}`, { cause: error });
+    // The CLI prefixes the first line with "rtcdp: "; the other issues get the same prefix here.
+    if (error instanceof WebhookConfigError) throw new UsageError(error.issues.map((issue) => `--webhooks ${error.file}: ${issue}`).join('\nrtcdp: '), { cause: error });
     throw error;
   }
 }

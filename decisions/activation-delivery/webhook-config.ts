@@ -100,12 +100,13 @@ export function validateWebhookConfig(document: unknown, file: string, env: Node
   document.forEach((entry, index) => {
     const path = `webhooks[${index}]`;
     const destination = validateDestination(entry, path, env, issues);
-    if (destination === null) return;
 
-    const earlier = firstIndexOfName.get(destination.name);
-    if (earlier !== undefined) issues.push(`${path}.name ${JSON.stringify(destination.name)} is already used by webhooks[${earlier}]; names must be unique`);
-    else firstIndexOfName.set(destination.name, index);
-    destinations.push(destination);
+    // A repeated name is reported with the destination's other issues, if it has any.
+    const name = typeof entry === 'object' && entry !== null && typeof (entry as { name?: unknown }).name === 'string' ? (entry as { name: string }).name : undefined;
+    const earlier = name === undefined ? undefined : firstIndexOfName.get(name);
+    if (earlier !== undefined) issues.push(`${path}.name ${JSON.stringify(name)} is already used by webhooks[${earlier}], and names must be unique`);
+    else if (name !== undefined) firstIndexOfName.set(name, index);
+    if (destination !== null) destinations.push(destination);
   });
 
   if (issues.length > 0) throw new WebhookConfigError(file, issues);
@@ -236,7 +237,7 @@ function rateField(value: unknown, path: string, issues: string[]): number {
 
 function describe(value: unknown): string {
   if (value === undefined) return 'nothing';
-  if (Array.isArray(value)) return 'a list';
+  if (Array.isArray(value)) return value.length === 0 ? 'an empty list' : 'a list';
   if (value === null) return 'null';
   if (typeof value === 'object') return 'an object';
   return JSON.stringify(value);

@@ -121,7 +121,8 @@ export function validateDefinitionSet(files: readonly SourceFile[], options: Val
   for (const { document, settings } of journeys) {
     const entry = settings.entry;
     if (entry.kind === 'segment' && !segmentsAfter.has(entry.segment)) {
-      issues.push(document.location.issue('spec.entry.segment', `names segment ${JSON.stringify(entry.segment)}, which the workspace will not have after this apply`));
+      const known = segmentsAfter.size === 0 ? 'The workspace has no segments after this apply' : `The segments after this apply are ${[...segmentsAfter].sort().join(', ')}`;
+      issues.push(document.location.issue('spec.entry.segment', `names segment ${JSON.stringify(entry.segment)}, which the workspace will not have after this apply. ${known}`));
       continue;
     }
     const failed = compileJourneyConditions(settings, decisionCompiler);

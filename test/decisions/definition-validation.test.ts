@@ -359,6 +359,9 @@ t.test('validation - named segments and scoring models', async (t) => {
     'journey conditions too',
   );
 
+  t.same(issuesOf(document('Journey', 'welcome', '{ entry: { segment: nowhere }, steps: [{ name: mail, action: send_mail, channel: email }] }')), [
+    'documents[3].spec.entry.segment: names segment "nowhere", which the workspace will not have after this apply. The segments after this apply are buyers',
+  ]);
   t.same(issuesOf(document('ScoringModel', 'boosted', '{ model: logistic, intercept: 0.0, features: [{ expression: "scores.engaged", weight: 1.0 }] }')), [
     'documents[3].spec.features[0].expression: reads scoring model "engaged" (at line 1, column 8 of the condition), but a scoring model\'s features cannot read scores: every model is computed from the same profile state, before any of them has its new score',
   ]);

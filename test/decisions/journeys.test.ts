@@ -153,7 +153,9 @@ t.test('journeys - invalid journeys name the path and the rule', async (t) => {
   t.same(issues('{ entry: { event: E }, steps: [{ name: a, wait: { hours: 1 }, action: x }] }'), ['documents[0].spec.steps[0]: must have exactly one of wait, waitFor, branch and action']);
   t.same(issues('{ entry: { event: E }, steps: [{ name: a, action: x }, { name: a, action: y }] }'), ['documents[0].spec.steps[1].name: repeats step "a" of spec.steps[0]']);
   t.same(issues('{ entry: { segment: s, event: E }, steps: [{ name: a, action: x }] }'), ['documents[0].spec.entry.event: cannot be combined with segment. An entry is an event or a segment']);
-  t.same(issues('{ entry: { segment: nowhere }, steps: [{ name: a, action: x }] }'), ['documents[0].spec.entry.segment: names segment "nowhere", which the workspace will not have after this apply']);
+  t.same(issues('{ entry: { segment: nowhere }, steps: [{ name: a, action: x }] }'), [
+    'documents[0].spec.entry.segment: names segment "nowhere", which the workspace will not have after this apply. The workspace has no segments after this apply',
+  ]);
   t.match(issues("{ entry: { event: E }, exitWhen: 'eventCount', steps: [{ name: a, action: x }] }"), [/^documents\[0\]\.spec\.exitWhen: must be a boolean expression/]);
 });
 

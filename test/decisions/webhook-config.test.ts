@@ -82,7 +82,7 @@ t.test('webhook config - each rule names the field', async (t) => {
     ['secretEnv name', { ...valid, secretEnv: 'HOOK-SECRET' }, 'webhooks[0].secretEnv must be the name of an environment variable, received "HOOK-SECRET"'],
     ['secret unset', { ...valid, secretEnv: 'MISSING_SECRET' }, "webhooks[0].secretEnv names MISSING_SECRET, which is not set in the environment; set it to the destination's secret"],
     ['secret short', { ...valid, secretEnv: 'SHORT_SECRET' }, 'webhooks[0].secretEnv names SHORT_SECRET, whose value must be at least 16 characters, received 5'],
-    ['types empty', { ...valid, types: [] }, 'webhooks[0].types must be a non-empty list of activation types, received a list'],
+    ['types empty', { ...valid, types: [] }, 'webhooks[0].types must be a non-empty list of activation types, received an empty list'],
     ['types member', { ...valid, types: ['segment.entered', 'segment.left'] }, 'webhooks[0].types[1] must be one of segment.entered, segment.exited, decision.made, journey.entered, journey.action, journey.exited, journey.completed, profile.merged, profile.unmerged, received "segment.left"'],
     ['maxAttempts', { ...valid, maxAttempts: 0 }, 'webhooks[0].maxAttempts must be an integer from 1 to 100, received 0'],
     ['timeoutMs', { ...valid, timeoutMs: '5s' }, 'webhooks[0].timeoutMs must be an integer from 100 to 300000, received "5s"'],
@@ -97,8 +97,9 @@ t.test('webhook config - every issue is reported at once', async (t) => {
   t.same(issues, [
     'webhooks[1].url must be an absolute http:// or https:// URL, received "mailto:ops@example.com"',
     'webhooks[1].maxAttempts must be an integer from 1 to 100, received 500',
-    'webhooks[2].name "crm" is already used by webhooks[0]; names must be unique',
-  ]);
+    'webhooks[1].name "crm" is already used by webhooks[0], and names must be unique',
+    'webhooks[2].name "crm" is already used by webhooks[0], and names must be unique',
+  ], 'a repeated name is reported beside the other issues of its destination');
 });
 
 t.test('webhook config - the secret never appears in a message', async (t) => {
@@ -120,7 +121,7 @@ t.test('webhook config - rtcdp dev rejects an invalid file with exit code 2', as
   t.equal(run.code, 2);
   t.equal(
     run.stderr,
-    `rtcdp: --webhooks ${file}: webhooks[0].url must be an absolute http:// or https:// URL, received "ftp://hooks.example.com/in"; ` +
-      "webhooks[0].secretEnv names RTCDP_TEST_UNSET_SECRET, which is not set in the environment; set it to the destination's secret\n",
+    `rtcdp: --webhooks ${file}: webhooks[0].url must be an absolute http:// or https:// URL, received "ftp://hooks.example.com/in"\n` +
+      `rtcdp: --webhooks ${file}: webhooks[0].secretEnv names RTCDP_TEST_UNSET_SECRET, which is not set in the environment; set it to the destination's secret\n`,
   );
 });
