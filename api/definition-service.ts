@@ -141,7 +141,7 @@ function toTestResponse(issues: DefinitionIssue[], results: Result[], comparison
     historyCutExamples: comparison?.historyCutExamples ?? [],
     segments: (comparison?.segments ?? []).map(toSegmentTestResult),
     computedTraits: (comparison?.computedTraits ?? []).map(toComputedTraitTestResult),
-    scores: (comparison?.scores ?? []).map((score) => ({ ...score, change: CHANGE[score.change], meanBefore: score.meanBefore ?? undefined, meanAfter: score.meanAfter ?? undefined })),
+    scores: (comparison?.scores ?? []).map((score) => ({ ...score, change: CHANGE[score.change], meanBefore: score.meanBefore ?? undefined, meanAfter: score.meanAfter ?? undefined, errorExample: score.errorExample ?? '' })),
     rules: (comparison?.rules ?? []).map((rule) => ({ ...rule, change: CHANGE[rule.change] })),
     decisionsChanged: comparison?.decisionsChanged ?? 0,
   };

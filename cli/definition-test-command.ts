@@ -89,6 +89,7 @@ function reportLines(response: TestDefinitionsResponse): string[] {
   lines.push('', ...renderTable([['COMPUTED TRAIT', 'CHANGE', 'VERSION', 'VALUES CHANGED'], ...response.computedTraits.map(traitRow)], ''));
   if (response.scores.length > 0) {
     lines.push('', ...renderTable([['SCORING MODEL', 'CHANGE', 'VERSION', 'SCORED', 'MEAN', 'VALUES CHANGED', 'ERRORS'], ...response.scores.map(scoreRow)], ''));
+    for (const score of response.scores.filter((candidate) => candidate.errorExample !== '')) lines.push(`errors of ${score.name}, for example: ${score.errorExample}`);
   }
   if (response.rules.length > 0) {
     const rows = response.rules.map((rule) => [rule.name, CHANGE_WORDS[rule.change], transitionText(rule.versionBefore, rule.versionAfter), `${rule.chosenBefore} -> ${rule.chosenAfter}`]);
@@ -196,7 +197,7 @@ function reportJson(response: TestDefinitionsResponse) {
       })),
     })),
     computedTraits: response.computedTraits.map((trait) => ({ ...trait, change: CHANGE_WORDS[trait.change] })),
-    scores: response.scores.map((score) => ({ ...score, change: CHANGE_WORDS[score.change], meanBefore: score.meanBefore ?? null, meanAfter: score.meanAfter ?? null })),
+    scores: response.scores.map((score) => ({ ...score, change: CHANGE_WORDS[score.change], meanBefore: score.meanBefore ?? null, meanAfter: score.meanAfter ?? null, errorExample: score.errorExample || null })),
     rules: response.rules.map((rule) => ({ ...rule, change: CHANGE_WORDS[rule.change] })),
     decisionsChanged: response.decisionsChanged,
   };

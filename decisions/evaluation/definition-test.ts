@@ -125,6 +125,8 @@ export interface ScoreComparison {
   /** Profiles on which a feature failed to evaluate, so the model has no score. */
   evaluationErrorsBefore: number;
   evaluationErrorsAfter: number;
+  /** The message of the first such failure, preferring one after the apply, or null when none failed. */
+  errorExample: string | null;
 }
 
 /** How often a decision rule would be chosen for the tested profiles by a Decide call without a channel. */
@@ -183,8 +185,8 @@ interface Outcome {
   values: Record<string, JsonValue>;
   /** Each scoring model's score, for the models that have one. */
   scores: Record<string, number>;
-  /** Scoring models whose features failed to evaluate. */
-  failedScores: Set<string>;
+  /** Scoring models whose features failed to evaluate, with the error's message. */
+  failedScores: Map<string, string>;
   /** The rule a Decide call without a channel would choose, or null. */
   chosen: string | null;
 }
@@ -259,10 +261,10 @@ function evaluate(replayed: ProfileState, side: Side, nowMs: number): Outcome {
   syncTraitStates(state, side.program);
 
   const failed = new Set<string>();
-  const failedScores = new Set<string>();
+  const failedScores = new Map<string, string>();
   evaluateSegments(state, side.program, nowMs, {
     conditionFailed: (segment) => failed.add(segment.name),
-    scoreFailed: (model) => failedScores.add(model),
+    scoreFailed: (model, error) => failedScores.set(model, error instanceof Error ? error.message : String(error)),
     membershipChanged: () => {},
   });
   const values = computedValuesOf(state, side.program, nowMs);
@@ -298,7 +300,7 @@ class ComparisonTally {
       this.#traits.set(name, { name, ...versions, valuesChanged: 0 });
     }
     for (const [name, versions] of pairVersions(options.current, options.proposed, 'ScoringModel')) {
-      this.#scores.set(name, { name, ...versions, scoredBefore: 0, scoredAfter: 0, valuesChanged: 0, meanBefore: null, meanAfter: null, evaluationErrorsBefore: 0, evaluationErrorsAfter: 0 });
+      this.#scores.set(name, { name, ...versions, scoredBefore: 0, scoredAfter: 0, valuesChanged: 0, meanBefore: null, meanAfter: null, evaluationErrorsBefore: 0, evaluationErrorsAfter: 0, errorExample: null });
       this.#scoreSums.set(name, { before: 0, after: 0 });
     }
     for (const [name, versions] of pairVersions(options.current, options.proposed, 'DecisionRule')) {
@@ -343,6 +345,7 @@ class ComparisonTally {
     }
     if (before.failedScores.has(score.name)) score.evaluationErrorsBefore += 1;
     if (after.failedScores.has(score.name)) score.evaluationErrorsAfter += 1;
+    score.errorExample ??= after.failedScores.get(score.name) ?? before.failedScores.get(score.name) ?? null;
     if (!Object.is(valueBefore, valueAfter)) score.valuesChanged += 1;
   }
 

@@ -88,6 +88,13 @@ t.test('definitions test - table and JSON reports of a lower threshold', async (
   t.match(scored.stdout, /\nSCORING MODEL\s+CHANGE\s+VERSION\s+SCORED\s+MEAN\s+VALUES CHANGED\s+ERRORS\n/);
   t.match(scored.stdout, new RegExp(`\\nvalue\\s+created\\s+- -> 1\\s+0 -> 4\\s+- -> ${meanAfter.toPrecision(4).replace('.', '\\.')}\\s+4\\s+0 -> 0\\n`), 'every profile gets a score');
 
+  const broken = path.join(dir, 'broken.yaml');
+  writeFileSync(broken, VALUE_MODEL.replace("'computed.ltv'", "'double(traits.plan)'"));
+  const failing = await rtcdp(['definitions', 'test', '-f', broken, ...server]);
+  t.equal(failing.code, 0, `failing test exits 0; stderr: ${failing.stderr}`);
+  t.match(failing.stdout, /\nvalue\s+created\s+- -> 1\s+0 -> 0\s+- -> -\s+0\s+0 -> 4\n/, 'no profile has the trait, so none is scored');
+  t.match(failing.stdout, /\nerrors of value, for example: .*plan.*\n/, 'an example error names the missing key');
+
   const listed = await rtcdp(['definitions', 'get', 'Segment', 'big_spenders', ...server]);
   t.match(listed.stdout, /version\s+1\n/, 'the test stored nothing');
 });

@@ -260,5 +260,8 @@ t.test('definition test - scoring models', async (t) => {
     meanAfter: null,
     evaluationErrorsBefore: 0,
     evaluationErrorsAfter: profiles,
+    errorExample: broken.errorExample,
   }, 'a model whose feature fails has no score and counts errors');
+  t.match(broken.errorExample, /nothing/, `the example names what failed: ${broken.errorExample}`);
+  t.equal(engaged.errorExample, null, 'no example without a failure');
 });

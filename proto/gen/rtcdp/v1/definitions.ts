@@ -310,6 +310,11 @@ export interface ScoreTestResult {
   /** Profiles on which a feature failed to evaluate, so the model has no score. */
   evaluationErrorsBefore: number;
   evaluationErrorsAfter: number;
+  /**
+   * The message of the first such failure, preferring one after the apply; empty when none
+   * failed.
+   */
+  errorExample: string;
 }
 
 export interface RuleTestResult {
@@ -2306,6 +2311,7 @@ function createBaseScoreTestResult(): ScoreTestResult {
     meanAfter: undefined,
     evaluationErrorsBefore: 0,
     evaluationErrorsAfter: 0,
+    errorExample: "",
   };
 }
 
@@ -2343,6 +2349,9 @@ export const ScoreTestResult: MessageFns<ScoreTestResult> = {
     }
     if (message.evaluationErrorsAfter !== 0) {
       writer.uint32(88).uint32(message.evaluationErrorsAfter);
+    }
+    if (message.errorExample !== "") {
+      writer.uint32(98).string(message.errorExample);
     }
     return writer;
   },
@@ -2448,6 +2457,14 @@ export const ScoreTestResult: MessageFns<ScoreTestResult> = {
             message.evaluationErrorsAfter = reader.uint32();
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.errorExample = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2509,6 +2526,11 @@ export const ScoreTestResult: MessageFns<ScoreTestResult> = {
         : isSet(object.evaluation_errors_after)
         ? globalThis.Number(object.evaluation_errors_after)
         : 0,
+      errorExample: isSet(object.errorExample)
+        ? globalThis.String(object.errorExample)
+        : isSet(object.error_example)
+        ? globalThis.String(object.error_example)
+        : "",
     };
   },
 
@@ -2547,6 +2569,9 @@ export const ScoreTestResult: MessageFns<ScoreTestResult> = {
     if (message.evaluationErrorsAfter !== 0) {
       obj.evaluationErrorsAfter = Math.round(message.evaluationErrorsAfter);
     }
+    if (message.errorExample !== "") {
+      obj.errorExample = message.errorExample;
+    }
     return obj;
   },
 
@@ -2566,6 +2591,7 @@ export const ScoreTestResult: MessageFns<ScoreTestResult> = {
     message.meanAfter = object.meanAfter ?? undefined;
     message.evaluationErrorsBefore = object.evaluationErrorsBefore ?? 0;
     message.evaluationErrorsAfter = object.evaluationErrorsAfter ?? 0;
+    message.errorExample = object.errorExample ?? "";
     return message;
   },
 };
