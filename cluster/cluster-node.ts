@@ -6,6 +6,7 @@
  */
 import { EventResolver } from '../identity/event-resolver.js';
 import { IdentityGraph } from '../identity/identity-graph.js';
+import type { ProfileRecord } from '../identity/identity-records.js';
 import { IdentityAdmin } from './identity-admin.js';
 import { createOnlineMatching, type OnlineMatching } from '../identity/online-matching.js';
 import { normalizeIdentifier } from '../identity/normalize.js';
@@ -394,8 +395,8 @@ export class ClusterNode implements ServingNode {
    */
   async getProfile(workspace: string, identifier: Identifier): Promise<ProfileView> {
     this.#assertRunning('getProfile');
-    const profileId = await this.#resolve(workspace, identifier);
-    const profile = await this.#absorbedProfile(workspace, profileId);
+    const { profileId, record } = await this.#resolve(workspace, identifier);
+    const profile = await this.#absorbedProfile(workspace, profileId, record);
     if (profile === null) throw notFound(identifier);
     return profile;
   }
@@ -403,12 +404,13 @@ export class ClusterNode implements ServingNode {
   /**
    * Returns the profile from its owner once it has absorbed every profile the identity graph
    * merged into it, with the events forwarded to it. Returns null when it has no state.
+   * `record` is the profile's graph record as #resolve read it.
    */
-  async #absorbedProfile(workspace: string, profileId: string): Promise<ProfileView | null> {
+  async #absorbedProfile(workspace: string, profileId: string, record: ProfileRecord | undefined): Promise<ProfileView | null> {
     const shard = shardOf(profileId, this.#shards);
-    const expected = await this.identity.mergedInto(workspace, profileId);
+    const expected = await this.identity.mergedInto(workspace, profileId, record);
     const deadline = Date.now() + this.options.queryTimeoutMs;
-    await this.#settleForwards(workspace, profileId, expected);
+    await this.#settleForwards(workspace, profileId, expected, record);
 
     for (;;) {
       const profile = await this.#askOwner<ProfileView | null>(shard, { op: 'getProfile', workspace, profileId });
@@ -424,8 +426,7 @@ export class ClusterNode implements ServingNode {
    * before it is read. Those profiles' owners apply their shards up to the head and send what they
    * forward.
    */
-  async #settleForwards(workspace: string, profileId: string, merged: string[]): Promise<void> {
-    const record = await this.identity.profile(workspace, profileId);
+  async #settleForwards(workspace: string, profileId: string, merged: string[], record: ProfileRecord | undefined): Promise<void> {
     const sources = [...new Set([...merged, ...(record?.separatedFrom ?? [])])];
     await Promise.all(sources.map((source) => this.#askOwner(shardOf(source, this.#shards), { op: 'settleForwards', workspace, profileId: source })));
   }
@@ -440,13 +441,12 @@ export class ClusterNode implements ServingNode {
    */
   async decide(workspace: string, identifier: Identifier, request: DecideInput): Promise<DecisionReceipt> {
     this.#assertRunning('decide');
-    const profileId = await this.#resolve(workspace, identifier);
+    const { profileId, record } = await this.#resolve(workspace, identifier);
     const shard = shardOf(profileId, this.#shards);
     // A merged profile decides once it has absorbed the others, so its caps count their
     // decisions too. A profile without merges or unmerges needs no more than its own shard.
-    const record = await this.identity.profile(workspace, profileId);
     const settles = (record?.merges.length ?? 0) > 0 || (record?.separatedFrom?.length ?? 0) > 0;
-    if (settles && (await this.#absorbedProfile(workspace, profileId)) === null) throw notFound(identifier);
+    if (settles && (await this.#absorbedProfile(workspace, profileId, record)) === null) throw notFound(identifier);
 
     const decision: DecisionInput = { ...request, requestId: randomUUID(), nowMs: Date.now() };
     const receipt = await this.#askOwner<DecisionReceipt | null>(shard, { op: 'decide', workspace, profileId, decision });
@@ -466,7 +466,7 @@ export class ClusterNode implements ServingNode {
     const offset = page.pageToken ? Number(page.pageToken) : 0;
     if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidArgumentError(`page_token is invalid: ${JSON.stringify(page.pageToken)}; pass the next_page_token of the previous page`);
 
-    const profileId = await this.#resolve(workspace, identifier);
+    const { profileId } = await this.#resolve(workspace, identifier);
     const shard = shardOf(profileId, this.#shards);
     const result = await this.#askOwner<{ events: CustomerEvent[]; nextPageToken: string } | null>(shard, { op: 'listProfileEvents', workspace, profileId, pageSize, offset });
     if (result === null) throw notFound(identifier);
@@ -485,15 +485,17 @@ export class ClusterNode implements ServingNode {
    * anonymous id the graph does not know names the profile its events were routed to before
    * identity resolution. A value that does not link profiles finds none.
    */
-  async #resolve(workspace: string, identifier: Identifier): Promise<string> {
+  async #resolve(workspace: string, identifier: Identifier): Promise<{ profileId: string; record: ProfileRecord | undefined }> {
     assertWorkspaceName(workspace);
     assertIdentifier(identifier);
     const normalized = normalizeIdentifier(this.options.identitySettings(workspace), { type: identifier.type, value: identifier.value, field: identifier.type });
     if (!normalized.ok || !normalized.linkable) throw notFound(identifier);
 
-    const profileId = (await this.identity.profileOf(workspace, normalized.identifier)) ?? profileIdForIdentifier(normalized.identifier);
+    const linked = await this.identity.profileRecordOf(workspace, normalized.identifier);
+    if (linked !== undefined) return { profileId: linked.profileId, record: linked };
+    const profileId = profileIdForIdentifier(normalized.identifier);
     if (profileId === undefined) throw notFound(identifier);
-    return profileId;
+    return { profileId, record: await this.identity.profile(workspace, profileId) };
   }
 
   async #askOwner<T>(shard: number, request: ShardRequest): Promise<T> {
