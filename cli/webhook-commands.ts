@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import type { WebhookDeadLetter, WebhookDestinationStatus } from '../proto/gen/rtcdp/v1/webhooks.js';
 import { callUnary, createWebhookClient, describeCallFailure, writeKeyMetadata } from './client.js';
-import { OUTPUT_FORMATS, parseChoice, parseInteger, parseServer, renderTable } from './common.js';
+import { OUTPUT_FORMATS, parseChoice, parseInteger, parseServer, renderTable, UsageError } from './common.js';
 
 const DEFAULT_SERVER = '127.0.0.1:50051';
 const MAX_DEAD_LETTERS = 1_000;
@@ -69,12 +69,18 @@ async function runList(options: WebhookCommandOptions): Promise<void> {
 }
 
 async function runDeadLetters(destination: string, options: DeadLetterCommandOptions): Promise<void> {
+  if (destination === '') throw new UsageError('destination is empty: name a destination of the --webhooks file, as `rtcdp webhooks list` shows them');
   const client = createWebhookClient(options.server);
   try {
     const request = { destination, limit: options.limit, afterSequence: options.after };
     const response = await callUnary(client.listWebhookDeadLetters.bind(client), request, writeKeyMetadata(options.writeKey));
     if (options.output === 'json') {
-      const deadLetters = response.deadLetters.map(({ activationsJson, ...deadLetter }) => ({ ...deadLetter, activations: JSON.parse(activationsJson) as unknown }));
+      const deadLetters = response.deadLetters.map(({ activationsJson, status, ...deadLetter }) => ({
+        ...deadLetter,
+        // null, as the table's "-": the last attempt got no HTTP response.
+        status: status === 0 ? null : status,
+        activations: JSON.parse(activationsJson) as unknown,
+      }));
       process.stdout.write(`${JSON.stringify({ deadLetters, nextAfterSequence: response.nextAfterSequence }, null, 2)}\n`);
       return;
     }

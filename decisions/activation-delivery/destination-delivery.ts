@@ -114,7 +114,8 @@ export class DestinationDelivery {
         if (cursor === null) {
           cursor = await this.#state.readCursor();
           this.#stats.cursor = cursor;
-          this.#logger.info({ cursor, url: this.#destination.url.origin }, 'webhook delivery resumed after the stored cursor');
+          const message = cursor === 0 ? 'webhook delivery started at the oldest retained activation' : 'webhook delivery resumed after the stored cursor';
+          this.#logger.info({ cursor, url: this.#destination.url.origin }, message);
         }
         cursor = await this.#step(cursor);
         failures = 0;

@@ -95,6 +95,10 @@ t.test('webhooks commands - destinations and dead letters', async (t) => {
   t.not(unknown.code, 0, 'an unknown destination fails');
   t.match(unknown.stderr, /no webhook destination is named "billing": the destinations of workspace default on this node are audit, crm/);
 
+  const empty = await runCli(['webhooks', 'dead-letters', '', ...server]);
+  t.equal(empty.code, 2, 'an empty destination name is a usage error');
+  t.match(empty.stderr, /destination is empty/);
+
   const badLimit = await runCli(['webhooks', 'dead-letters', 'crm', '--limit', '0', ...server]);
   t.not(badLimit.code, 0, 'a limit under 1 fails');
   t.match(badLimit.stderr, /--limit/);
