@@ -64,7 +64,12 @@ export function createWebhookService(dispatcherOf: () => WebhookDispatcher | nul
         const dispatcher = dispatcherOf();
         if (dispatcher === null) return { destinations: [], workspace };
 
-        const status = (destination: WebhookDestination): WebhookDestinationStatus => ({ name: destination.name, url: destination.url.href, types: destination.types, ...dispatcher.stats(destination.name) });
+        const status = (destination: WebhookDestination): WebhookDestinationStatus => ({
+          name: destination.name,
+          url: destination.url.href,
+          types: destination.types,
+          ...dispatcher.stats(destination.name),
+        });
         return { destinations: dispatcher.destinations(workspace).map(status), workspace };
       })().then(
         (response) => callback(null, response),
