@@ -652,6 +652,9 @@ function printEvents(response: ListProfileEventsResponse, output: string): void 
     lines.push('', `next page: --page-token ${response.nextPageToken}`);
   }
   process.stdout.write(`${lines.join('\n')}\n`);
+  if (response.unavailableNodes.length > 0) {
+    process.stderr.write(`warning: nodes ${response.unavailableNodes.join(', ')} did not respond in time, so this page is missing the events that only they stored\n`);
+  }
 }
 
 function eventRow(event: Event): string[] {

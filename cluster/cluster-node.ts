@@ -33,7 +33,8 @@ import { keys } from '../storage/keys.js';
 import type { CustomerEvent } from '../profiles/event.js';
 import type { DefinitionStore } from '../decisions/definitions/definition-store.js';
 import { Store } from '../storage/store.js';
-import { assertIdentifier, assertWorkspaceName, notFound, parsePageSize } from './arguments.js';
+import { assertIdentifier, assertWorkspaceName, notFound, parsePageSize, parsePageToken } from './arguments.js';
+import { ProfileHistoryReader, type StoredEvent } from '../profiles/profile-history.js';
 import { AssignmentWatcher, type Assignment } from './assignment-watcher.js';
 import type { ShardHolders } from './assignment.js';
 import { loadClusterSettings } from './cluster-settings.js';
@@ -68,7 +69,14 @@ export function adminSubject(nodeId: string): string {
   return `rtcdp.admin.${nodeId}`;
 }
 
-export type AdminRequest = { op: 'status' } | { op: 'drain' };
+/**
+ * `profileEvents` reads the node's stored history of a profile: the events it applied while it
+ * owned the profile's shard. `beforeSequence` null reads from the newest.
+ */
+export type AdminRequest =
+  | { op: 'status' }
+  | { op: 'drain' }
+  | { op: 'profileEvents'; workspace: string; profileId: string; beforeSequence: number | null; limit: number };
 
 /**
  * Subject on which a node announces that it released a shard's lease after a handoff, with
@@ -92,7 +100,7 @@ interface ShardRelease {
 type ShardRequest =
   | { op: 'getProfile'; workspace: string; profileId: string }
   | { op: 'settleForwards'; workspace: string; profileId: string }
-  | { op: 'listProfileEvents'; workspace: string; profileId: string; pageSize: number; offset: number }
+  | { op: 'unpersistedEvents'; workspace: string; profileId: string }
   | { op: 'decide'; workspace: string; profileId: string; decision: DecisionInput };
 
 interface HostedShard {
@@ -116,6 +124,8 @@ export const IDENTITY_BUCKET = 'rtcdp-identity';
 
 /** How often a query checks whether a profile has absorbed the profiles merged into it. */
 const ABSORB_POLL_INTERVAL_MS = 5;
+/** How long a profile events query waits for each member's stored history. */
+const HISTORY_REQUEST_TIMEOUT_MS = 2_000;
 
 export class ClusterNode implements ServingNode {
   readonly options: ResolvedClusterNodeOptions;
@@ -329,7 +339,11 @@ export class ClusterNode implements ServingNode {
       setImmediate(this.#drainRequested);
       return { draining: true };
     }
-    throw new InvalidArgumentError(`unknown admin request ${JSON.stringify((request as { op?: unknown }).op)}; expected status or drain`);
+    if (request.op === 'profileEvents') {
+      const before = request.beforeSequence ?? Number.POSITIVE_INFINITY;
+      return new ProfileHistoryReader(this.#store).newestEvents(request.workspace, request.profileId, before, request.limit);
+    }
+    throw new InvalidArgumentError(`unknown admin request ${JSON.stringify((request as { op?: unknown }).op)}; expected status, drain or profileEvents`);
   }
 
   get state() {
@@ -460,17 +474,55 @@ export class ClusterNode implements ServingNode {
     return [...profile.receipts].reverse();
   }
 
+  /**
+   * Returns a page of the profile's events, newest first. The shard's owner returns the
+   * events applied since its last snapshot. Every member returns the events it stored while
+   * it owned the shard, and the page merges both by log sequence. A member that does not
+   * respond within HISTORY_REQUEST_TIMEOUT_MS is listed in `unavailableNodes`, because the
+   * events only it stored are missing from the page.
+   */
   async listProfileEvents(workspace: string, identifier: Identifier, page: { pageSize?: number; pageToken?: string } = {}): Promise<ProfileEventsPage> {
     this.#assertRunning('listProfileEvents');
     const pageSize = parsePageSize(page.pageSize);
-    const offset = page.pageToken ? Number(page.pageToken) : 0;
-    if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidArgumentError(`page_token is invalid: ${JSON.stringify(page.pageToken)}; pass the next_page_token of the previous page`);
-
+    const before = parsePageToken(page.pageToken);
     const { profileId } = await this.#resolve(workspace, identifier);
+
     const shard = shardOf(profileId, this.#shards);
-    const result = await this.#askOwner<{ events: CustomerEvent[]; nextPageToken: string } | null>(shard, { op: 'listProfileEvents', workspace, profileId, pageSize, offset });
-    if (result === null) throw notFound(identifier);
-    return result;
+    const unpersisted = await this.#askOwner<StoredEvent[] | null>(shard, { op: 'unpersistedEvents', workspace, profileId });
+    if (unpersisted === null) throw notFound(identifier);
+
+    const bySequence = new Map<number, Buffer>();
+    for (const event of unpersisted) if (event.sequence < before) bySequence.set(event.sequence, Buffer.from(event.payload));
+    const { stored, unavailableNodes } = await this.#storedHistories(workspace, profileId, before, pageSize + 1);
+    for (const event of stored) if (!bySequence.has(event.sequence)) bySequence.set(event.sequence, Buffer.from(event.payload));
+
+    const newest = [...bySequence.keys()].sort((a, b) => b - a).slice(0, pageSize + 1);
+    const events = newest.slice(0, pageSize).map((sequence) => decode<CustomerEvent>(bySequence.get(sequence) as Buffer));
+    const nextPageToken = newest.length > pageSize ? String(newest[pageSize - 1]) : '';
+    return { events, nextPageToken, unavailableNodes };
+  }
+
+  /** Asks every member, this node included, for the newest `limit` events of the profile it stored below `before`. */
+  async #storedHistories(workspace: string, profileId: string, before: number, limit: number): Promise<{ stored: StoredEvent[]; unavailableNodes: string[] }> {
+    const request: AdminRequest = { op: 'profileEvents', workspace, profileId, beforeSequence: Number.isFinite(before) ? before : null, limit };
+    const members = new Set([this.nodeId, ...this.#membership.members().map((member) => member.nodeId)]);
+    const timeoutMs = Math.min(this.options.queryTimeoutMs, HISTORY_REQUEST_TIMEOUT_MS);
+
+    const answers = await Promise.allSettled(
+      [...members].map((nodeId) => (nodeId === this.nodeId ? this.#serveAdmin(request) : requestAdmin<StoredEvent[]>(this.#connection, nodeId, request, timeoutMs))),
+    );
+
+    const stored: StoredEvent[] = [];
+    const unavailableNodes: string[] = [];
+    [...members].forEach((nodeId, i) => {
+      const answer = answers[i];
+      if (answer.status === 'fulfilled') stored.push(...(answer.value as StoredEvent[]));
+      else {
+        unavailableNodes.push(nodeId);
+        this.#logger.warn({ err: answer.reason, node: nodeId, workspace, profileId }, 'a member did not return its stored history of a profile; the page is missing the events that only it stored');
+      }
+    });
+    return { stored, unavailableNodes: unavailableNodes.sort() };
   }
 
   /**
@@ -508,15 +560,12 @@ export class ClusterNode implements ServingNode {
     if (host.state !== 'running') throw new ShardMovingError(`shard ${host.shard} is ${host.state} on node ${this.nodeId}`);
     if (request.op === 'decide') return (await host.decide(request.workspace, request.profileId, request.decision, this.options.queryTimeoutMs)) ?? null;
     if (request.op === 'settleForwards') return (await host.settleForwards(request.workspace, request.profileId, this.options.queryTimeoutMs)) ?? null;
+    if (request.op === 'unpersistedEvents') return (await host.unpersistedEvents(request.workspace, request.profileId, this.options.queryTimeoutMs)) ?? null;
 
     const profile = await host.getProfile(request.workspace, request.profileId, this.options.queryTimeoutMs);
     if (profile === undefined) return null;
     if (request.op === 'getProfile') return profile;
 
-    const page = profile.recent.slice(request.offset, request.offset + request.pageSize + 1);
-    const events = page.slice(0, request.pageSize).map((payload) => decode<CustomerEvent>(Buffer.from(payload)));
-    const nextPageToken = page.length > request.pageSize ? String(request.offset + request.pageSize) : '';
-    return { events, nextPageToken };
   }
 
   // -------------------------------------------------------------------------

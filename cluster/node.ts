@@ -300,19 +300,12 @@ export class RtcdpNode implements ServingNode {
 
     const recent = unpersisted.filter((event) => event.sequence < before).reverse().slice(0, pageSize + 1);
     const storedBefore = Math.min(before, unpersisted[0]?.sequence ?? before);
-    const stored = recent.length > pageSize ? [] : await this.#storedEvents(workspace, profileId, storedBefore, pageSize + 1 - recent.length);
+    const stored = recent.length > pageSize ? [] : await new ProfileHistoryReader(this.#store).newestEvents(workspace, profileId, storedBefore, pageSize + 1 - recent.length);
     const all = [...recent, ...stored];
 
     const events = all.slice(0, pageSize).map((event) => decode<CustomerEvent>(event.payload));
     const nextPageToken = all.length > pageSize ? String(all[pageSize - 1].sequence) : '';
-    return { events, nextPageToken };
-  }
-
-  async #storedEvents(workspace: string, profileId: string, beforeSequence: number, limit: number) {
-    const prefix = keys.profileEventPrefix(workspace, profileId);
-    const upper = Number.isFinite(beforeSequence) ? keys.profileEvent(workspace, profileId, beforeSequence) : prefixEnd(prefix);
-    const entries = await this.#store.list({ gte: prefix, lt: upper, reverse: true, limit });
-    return entries.map((entry) => ({ sequence: parseSequence(entry.key.toString()), payload: entry.value }));
+    return { events, nextPageToken, unavailableNodes: [] };
   }
 
   /**

@@ -18,6 +18,11 @@ export interface ProfileEventsPage {
   events: CustomerEvent[];
   /** Empty on the last page. */
   nextPageToken: string;
+  /**
+   * Cluster mode: members that did not return their stored history of the profile, so the
+   * page misses the events that only they stored. Always empty in embedded mode.
+   */
+  unavailableNodes: string[];
 }
 
 /** Reads a workspace's activation log; ActivationLog implements it. */

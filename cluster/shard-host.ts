@@ -16,6 +16,7 @@ import type { DecisionReceipt } from '../profiles/decision-state.js';
 import type { ProfileMessage } from '../profiles/evaluator.js';
 import { EvaluationTimers } from '../profiles/evaluation-timers.js';
 import { toSnapshot, type ProfileSnapshot, type ProfileState, type ProfileView } from '../profiles/profile.js';
+import type { StoredEvent } from '../profiles/profile-history.js';
 import type { LogRecord, PartitionId } from '../storage/event-log.js';
 import type { Store, WriteOp } from '../storage/store.js';
 import { ClusterProfileBehavior } from './cluster-profile-behavior.js';
@@ -252,6 +253,17 @@ export class ShardHost {
   async getProfile(workspace: string, profileId: string, timeoutMs: number): Promise<ProfileView | undefined> {
     await this.#awaitHead({ workspace, shard: this.shard }, timeoutMs);
     return this.#actors.ask(actorKey(workspace, profileId), (state) => (state === undefined ? undefined : this.#options.local.view(state)));
+  }
+
+  /**
+   * Returns the events the profile's actor applied since its last persisted snapshot, oldest
+   * first, or undefined when the profile does not exist. It first waits until the actor has
+   * every event of its workspace on this shard that the stream stored before the call.
+   * Older events are in the stored histories of the nodes that applied them.
+   */
+  async unpersistedEvents(workspace: string, profileId: string, timeoutMs: number): Promise<StoredEvent[] | undefined> {
+    await this.#awaitHead({ workspace, shard: this.shard }, timeoutMs);
+    return this.#actors.ask(actorKey(workspace, profileId), (state) => state?.unpersisted.map((event) => ({ sequence: event.sequence, payload: event.payload })));
   }
 
   /**

@@ -9,6 +9,12 @@ import { decode } from '../storage/codec.js';
 import { keys, parseSequence, prefixEnd } from '../storage/keys.js';
 import type { Store } from '../storage/store.js';
 
+/** One event of a profile's stored history: its log sequence and its msgpack payload. */
+export interface StoredEvent {
+  sequence: number;
+  payload: Buffer;
+}
+
 /** A profile's stored snapshot, brought to the current layout, with its id. */
 export interface StoredProfile {
   profileId: string;
@@ -49,5 +55,13 @@ export class ProfileHistoryReader {
       const position = { shard: lastApplied.shard, sequence: parseSequence(entry.key.toString()) };
       yield { event: decode<CustomerEvent>(entry.value), position, payload: entry.value };
     }
+  }
+
+  /** Returns up to `limit` events of the profile's stored history with a sequence below `beforeSequence`, newest first. */
+  async newestEvents(workspace: string, profileId: string, beforeSequence: number, limit: number): Promise<StoredEvent[]> {
+    const prefix = keys.profileEventPrefix(workspace, profileId);
+    const upper = Number.isFinite(beforeSequence) ? keys.profileEvent(workspace, profileId, beforeSequence) : prefixEnd(prefix);
+    const entries = await this.#store.list({ gte: prefix, lt: upper, reverse: true, limit });
+    return entries.map((entry) => ({ sequence: parseSequence(entry.key.toString()), payload: entry.value }));
   }
 }

@@ -166,8 +166,15 @@ export interface ListProfileEventsRequest {
 }
 
 export interface ListProfileEventsResponse {
+  /** Newest first, in the order the events were applied. */
   events: Event[];
+  /** Empty on the last page. */
   nextPageToken: string;
+  /**
+   * Cluster mode: nodes that did not return their stored part of the profile's history in
+   * time. The page misses the events that only they stored. Empty in embedded mode.
+   */
+  unavailableNodes: string[];
 }
 
 function createBaseIdentifier(): Identifier {
@@ -1993,7 +2000,7 @@ export const ListProfileEventsRequest: MessageFns<ListProfileEventsRequest> = {
 };
 
 function createBaseListProfileEventsResponse(): ListProfileEventsResponse {
-  return { events: [], nextPageToken: "" };
+  return { events: [], nextPageToken: "", unavailableNodes: [] };
 }
 
 export const ListProfileEventsResponse: MessageFns<ListProfileEventsResponse> = {
@@ -2003,6 +2010,9 @@ export const ListProfileEventsResponse: MessageFns<ListProfileEventsResponse> = 
     }
     if (message.nextPageToken !== "") {
       writer.uint32(18).string(message.nextPageToken);
+    }
+    for (const v of message.unavailableNodes) {
+      writer.uint32(26).string(v!);
     }
     return writer;
   },
@@ -2036,6 +2046,14 @@ export const ListProfileEventsResponse: MessageFns<ListProfileEventsResponse> = 
             message.nextPageToken = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.unavailableNodes.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2056,6 +2074,11 @@ export const ListProfileEventsResponse: MessageFns<ListProfileEventsResponse> = 
         : isSet(object.next_page_token)
         ? globalThis.String(object.next_page_token)
         : "",
+      unavailableNodes: globalThis.Array.isArray(object?.unavailableNodes)
+        ? object.unavailableNodes.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.unavailable_nodes)
+        ? object.unavailable_nodes.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -2067,6 +2090,9 @@ export const ListProfileEventsResponse: MessageFns<ListProfileEventsResponse> = 
     if (message.nextPageToken !== "") {
       obj.nextPageToken = message.nextPageToken;
     }
+    if (message.unavailableNodes?.length) {
+      obj.unavailableNodes = message.unavailableNodes;
+    }
     return obj;
   },
 
@@ -2077,6 +2103,7 @@ export const ListProfileEventsResponse: MessageFns<ListProfileEventsResponse> = 
     const message = createBaseListProfileEventsResponse();
     message.events = object.events?.map((e) => Event.fromPartial(e)) || [];
     message.nextPageToken = object.nextPageToken ?? "";
+    message.unavailableNodes = object.unavailableNodes?.map((e) => e) || [];
     return message;
   },
 };
