@@ -186,16 +186,20 @@ export class SegmentConditionCompiler {
     return this.#compile(expression, NUMBER_TYPES, 'a numeric expression', 'computed.ltv * 0.1');
   }
 
-  /** Returns the first segment or scoring model that the expression names and `defined` lacks. */
-  #danglingReference(root: ASTNode): { reference: NamedReference; definitionKind: string; defined: string[] } | undefined {
-    const defined = this.#defined;
-    if (defined === undefined) return undefined;
+  /** Returns the computed traits, segments and scoring models that the expression names and the workspace will not have, by kind. */
+  #danglingReferences(root: ASTNode): DanglingReferences[] {
+    const dangling: DanglingReferences[] = [];
+    const check = (variable: string, definitionKind: string, known: ReadonlySet<string>) => {
+      const missing = firstOfEachName(namedReferences(root, variable).filter((reference) => !known.has(reference.name)));
+      if (missing.length > 0) dangling.push({ references: missing, definitionKind, defined: [...known] });
+    };
 
-    const segment = namedReferences(root, 'segments').find((reference) => !defined.segments.has(reference.name));
-    if (segment !== undefined) return { reference: segment, definitionKind: 'segment', defined: [...defined.segments] };
-    const score = namedReferences(root, 'scores').find((reference) => !defined.scores.has(reference.name));
-    if (score !== undefined) return { reference: score, definitionKind: 'scoring model', defined: [...defined.scores] };
-    return undefined;
+    check('computed', 'computed trait', new Set(this.#computedTraits.keys()));
+    if (this.#defined !== undefined) {
+      check('segments', 'segment', this.#defined.segments);
+      check('scores', 'scoring model', this.#defined.scores);
+    }
+    return dangling;
   }
 
   #compile(expression: string, resultTypes: readonly string[], expected: string, example: string): CompileResult {
@@ -213,11 +217,8 @@ export class SegmentConditionCompiler {
     }
 
     const references = namedReferences(program.ast, 'computed');
-    const unknown = references.find((reference) => !this.#computedTraits.has(reference.name));
-    if (unknown !== undefined) return undefinedReference(expression, unknown, 'computed trait', [...this.#computedTraits.keys()]);
-
-    const dangling = this.#danglingReference(program.ast);
-    if (dangling !== undefined) return undefinedReference(expression, dangling.reference, dangling.definitionKind, dangling.defined);
+    const dangling = this.#danglingReferences(program.ast);
+    if (dangling.length > 0) return undefinedReferences(expression, dangling);
     const scoreRead = this.#defined?.scoresReadable === false ? namedReferences(program.ast, 'scores')[0] : undefined;
     if (scoreRead !== undefined) {
       const position = positionOf(expression, scoreRead.offset);
@@ -283,12 +284,37 @@ function namedReferences(root: ASTNode, variable: string): NamedReference[] {
   return references;
 }
 
-/** Returns the failure of an expression that names a definition the workspace will not have, listing those it will have. */
-function undefinedReference(expression: string, reference: NamedReference, definitionKind: string, defined: readonly string[]): CompileResult {
-  const names = [...defined].sort();
-  const known = names.length === 0 ? `The workspace has no ${definitionKind}s after this apply` : `The ${definitionKind}s after this apply are ${names.join(', ')}`;
-  const position = positionOf(expression, reference.offset);
-  return failure(`refers to ${definitionKind} ${JSON.stringify(reference.name)}${at(position)}, which is not defined. ${known}`, position);
+/** Names of one kind of definition that an expression refers to and the workspace will not have. */
+interface DanglingReferences {
+  /** The first reference of each missing name, in the order of the expression. */
+  references: NamedReference[];
+  definitionKind: string;
+  /** The names of that kind the workspace will have. */
+  defined: string[];
+}
+
+/** Keeps the first reference of each name. */
+function firstOfEachName(references: readonly NamedReference[]): NamedReference[] {
+  const first = new Map<string, NamedReference>();
+  for (const reference of references) {
+    if (!first.has(reference.name)) first.set(reference.name, reference);
+  }
+  return [...first.values()];
+}
+
+/**
+ * Returns the failure of an expression that names definitions the workspace will not have:
+ * every missing name with its position, and per kind the names the workspace will have.
+ * The failure's position is that of the first missing name.
+ */
+function undefinedReferences(expression: string, dangling: readonly DanglingReferences[]): CompileResult {
+  const sentences = dangling.map(({ references, definitionKind, defined }, index) => {
+    const names = references.map((reference) => `${JSON.stringify(reference.name)}${at(positionOf(expression, reference.offset))}`);
+    const subject = references.length === 1 ? `${definitionKind} ${names[0]}, which is` : `${definitionKind}s ${names.slice(0, -1).join(', ')} and ${names.at(-1)}, which are`;
+    const known = defined.length === 0 ? `The workspace has no ${definitionKind}s after this apply` : `The ${definitionKind}s after this apply are ${[...defined].sort().join(', ')}`;
+    return `${index === 0 ? 'refers to' : 'It also refers to'} ${subject} not defined. ${known}`;
+  });
+  return failure(sentences.join('. '), positionOf(expression, dangling[0].references[0].offset));
 }
 
 function isAstNode(value: unknown): value is ASTNode {

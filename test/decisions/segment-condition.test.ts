@@ -83,6 +83,19 @@ t.test('condition - unknown computed trait', async (t) => {
   t.match(none.rule, 'The workspace has no computed traits after this apply');
 });
 
+t.test('condition - every missing name reported', async (t) => {
+  const defined = { segments: new Set(['buyers']), scores: new Set<string>() };
+  const checked = new SegmentConditionCompiler(COMPUTED, { defined });
+  const error = errorOf(checked.compile('computed.a > 1.0 && segments.vip && "gold" in segments && segments.vip && scores.churn > 0.5 && computed.b > 1.0'));
+
+  t.match(error.rule, /^refers to computed traits "a" \(at line 1, column 10 of the condition\) and "b" \(at line 1, column \d+ of the condition\), which are not defined\. The computed traits after this apply are /);
+  t.match(error.rule, '. It also refers to segments "vip" (at line 1, column 30 of the condition) and "gold" (at line 1, column 37 of the condition), which are not defined. The segments after this apply are buyers');
+  t.match(error.rule, '. It also refers to scoring model "churn"', 'the scoring model is named too');
+  t.match(error.rule, 'The workspace has no scoring models after this apply');
+  t.equal(error.rule.match(/"vip"/g)?.length, 1, 'a name used twice is reported once');
+  t.equal(error.column, 10, 'the position is that of the first missing name');
+});
+
 t.test('condition - empty and too long', async (t) => {
   t.match(errorOf(compiler.compile('')).rule, 'must be a non-empty CEL expression');
   t.match(errorOf(compiler.compile('true || '.repeat(1_000) + 'true')).rule, `must be at most ${MAX_CONDITION_LENGTH} characters, got 8004`);
