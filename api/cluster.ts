@@ -8,12 +8,13 @@ import type { ClusterNodeOptions } from '../cluster/cluster-options.js';
 import type { ActivationFeed, ServingNode } from '../cluster/serving-node.js';
 import type { DefinitionStore } from '../decisions/definitions/definition-store.js';
 import type { WebhookDestination } from '../decisions/activation-delivery/webhook-config.js';
-import { startWebhookDispatcher, type WebhookDispatcher } from '../decisions/activation-delivery/webhook-dispatcher.js';
+import type { WebhookDispatcher } from '../decisions/activation-delivery/webhook-dispatcher.js';
+import { resolveWebhookLeaseTimings, startClusterWebhookDispatcher, type WebhookLeaseTimings } from '../cluster/webhook-leases.js';
 import { NodeUnavailableError } from '../cluster/errors.js';
 import type { IdentityOperations } from '../cluster/identity-admin.js';
 import { ApiServer } from './server.js';
 
-export interface ClusterProcessOptions extends Omit<ClusterNodeOptions, 'logger' | 'grpcAddress'> {
+export interface ClusterProcessOptions extends Omit<ClusterNodeOptions, 'logger' | 'grpcAddress'>, WebhookLeaseTimings {
   host?: string;
   /** TCP port of the gRPC server; 0 picks a free one. */
   port: number;
@@ -27,8 +28,9 @@ export interface ClusterProcessOptions extends Omit<ClusterNodeOptions, 'logger'
   /** How long `stop` waits for the shards to be handed off. Default 30,000 ms. */
   drainTimeoutMs?: number;
   /**
-   * Webhook destinations that receive the cluster's activations, with cursors in this node's
-   * RocksDB. Every node configured with a destination delivers to it independently. Default: none.
+   * Webhook destinations that receive the cluster's activations. The nodes configured with a
+   * destination compete for its lease in the `rtcdp-webhooks` bucket, and the holder
+   * delivers it after the cursor stored there. Default: none.
    */
   webhooks?: readonly WebhookDestination[];
 }
@@ -119,7 +121,9 @@ class LateDefinitionStore implements DefinitionStore {
 }
 
 export async function startClusterProcess(options: ClusterProcessOptions): Promise<ClusterProcess> {
-  const { host, port, advertiseAddress, devMode, writeKeys, drainTimeoutMs, webhooks: destinations, ...nodeOptions } = options;
+  const { host, port, advertiseAddress, devMode, writeKeys, drainTimeoutMs, webhooks: destinations, webhookLeaseTtlMs, webhookLeaseRenewIntervalMs, ...nodeOptions } = options;
+  // Checked before anything starts, so that invalid timings fail at once.
+  resolveWebhookLeaseTimings({ webhookLeaseTtlMs, webhookLeaseRenewIntervalMs });
   const late = new LateNode();
   let webhooks: WebhookDispatcher | null = null;
   const server = new ApiServer(late, {
@@ -139,7 +143,7 @@ export async function startClusterProcess(options: ClusterProcessOptions): Promi
     throw error;
   }
   late.node = node;
-  webhooks = startWebhookDispatcher(node, destinations, options.logger);
+  webhooks = startClusterWebhookDispatcher(node, destinations, { webhookLeaseTtlMs, webhookLeaseRenewIntervalMs }, options.logger);
 
   let stopping: Promise<void> | null = null;
   let markStopped: () => void = () => {};
@@ -147,7 +151,7 @@ export async function startClusterProcess(options: ClusterProcessOptions): Promi
   const stop = () => {
     stopping ??= (async () => {
       await server.stop({ graceMs: 5_000 });
-      // The dispatcher writes its cursors to the node's RocksDB, so it stops before the node closes it.
+      // The dispatcher releases its leases through the node's NATS connection, so it stops before the node disconnects.
       await webhooks?.stop();
       await node.drain({ timeoutMs: drainTimeoutMs ?? 30_000 });
       markStopped();

@@ -1,7 +1,9 @@
 /**
  * WebhookService: the webhook destinations a node delivers the caller's workspace's
- * activations to, with their delivery counters and dead letters. A node started without
- * destinations returns empty lists.
+ * activations to, with their cursors, delivery counters and dead letters. A node started
+ * without destinations returns empty lists. In cluster mode the cursor, the lease holder
+ * and the dead letters come from the cluster's webhook bucket, and the counters are the
+ * answering node's.
  */
 import type { sendUnaryData, ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { RtcdpError } from '../common/errors.js';
@@ -9,7 +11,6 @@ import type { Logger } from '../common/logger.js';
 import { assertWorkspaceName } from '../cluster/arguments.js';
 import { InvalidArgumentError } from '../cluster/errors.js';
 import type { WebhookDeadLetter as StoredDeadLetter } from '../decisions/activation-delivery/delivery-state.js';
-import type { WebhookDestination } from '../decisions/activation-delivery/webhook-config.js';
 import type { WebhookDispatcher } from '../decisions/activation-delivery/webhook-dispatcher.js';
 import {
   ListWebhookDeadLettersRequest,
@@ -62,15 +63,10 @@ export function createWebhookService(dispatcherOf: () => WebhookDispatcher | nul
         const workspace = workspaceOf(call.metadata, auth);
         assertWorkspaceName(workspace);
         const dispatcher = dispatcherOf();
-        if (dispatcher === null) return { destinations: [], workspace };
+        if (dispatcher === null) return { destinations: [], workspace, clusterMode: false };
 
-        const status = (destination: WebhookDestination): WebhookDestinationStatus => ({
-          name: destination.name,
-          url: destination.url.href,
-          types: destination.types,
-          ...dispatcher.stats(destination.name),
-        });
-        return { destinations: dispatcher.destinations(workspace).map(status), workspace };
+        const destinations = await Promise.all(dispatcher.destinations(workspace).map((destination) => destinationStatus(dispatcher, destination.name)));
+        return { destinations, workspace, clusterMode: dispatcher.shared };
       })().then(
         (response) => callback(null, response),
         (error) => callback(toServiceError(error, log, { method: 'ListWebhookDestinations' })),
@@ -100,6 +96,11 @@ export function createWebhookService(dispatcherOf: () => WebhookDispatcher | nul
       );
     },
   };
+}
+
+async function destinationStatus(dispatcher: WebhookDispatcher, name: string): Promise<WebhookDestinationStatus> {
+  const { destination, stats, cursor, deliveringNode } = await dispatcher.status(name);
+  return { name, url: destination.url.href, types: destination.types, ...stats, cursor, deliveringNode: deliveringNode ?? '' };
 }
 
 function parseLimit(limit: number): number {

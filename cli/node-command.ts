@@ -62,7 +62,7 @@ export function addNodeCommand(program: Command): void {
     .option('--checkpoint-interval-ms <ms>', 'time between writes of each shard\'s checkpoints (default: 1000)', parseInteger('--checkpoint-interval-ms', 10, 3_600_000))
     .option('--handoff-timeout-ms <ms>', 'how long one shard handoff may take before the next owner replays the rest from the log (default: 10000)', parseInteger('--handoff-timeout-ms', 100, 3_600_000))
     .option('--query-timeout-ms <ms>', 'how long a profile query waits, shard moves included, before it fails (default: 10000)', parseInteger('--query-timeout-ms', 100, 3_600_000))
-    .option('--webhooks <file>', `${WEBHOOKS_HELP}. Each node given a destination delivers to it independently`)
+    .option('--webhooks <file>', `${WEBHOOKS_HELP}. The nodes given a destination share its cursor and dead letters in NATS, and one of them at a time delivers it`)
     .option('--identity <file>', `${IDENTITY_HELP}. Give every node of a cluster the same file`);
   addMatchingOptions(command)
     .addHelpText('after', '\nExample:\n  rtcdp node --nats nats://127.0.0.1:4222 --node-id n1 --data .rtcdp-n1 --grpc-port 50051')

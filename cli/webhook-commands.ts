@@ -27,7 +27,14 @@ export function addWebhookCommands(program: Command): void {
     .command('webhooks')
     .description('Show the webhook destinations a node delivers activations to (rtcdp dev --webhooks, rtcdp node --webhooks) and the batches they gave up on.');
 
-  addOptions(webhooks.command('list').description("List the workspace's destinations on the node, with the sequence each delivered up to and its counters since the node started.")).action(
+  addOptions(
+    webhooks
+      .command('list')
+      .description(
+        "List the workspace's destinations on the node, with the sequence each delivered up to and the counters of the answering node since it started. " +
+          'On a cluster node the cursor is the one all nodes share, DELIVERED BY names the node that holds the delivery lease (none while no node does), and the counters count only what the answering node delivered.',
+      ),
+  ).action(
     (options: WebhookCommandOptions) => runList(options),
   );
 
@@ -53,14 +60,16 @@ async function runList(options: WebhookCommandOptions): Promise<void> {
   try {
     const response = await callUnary(client.listWebhookDestinations.bind(client), {}, writeKeyMetadata(options.writeKey));
     if (options.output === 'json') {
-      process.stdout.write(`${JSON.stringify({ workspace: response.workspace, destinations: response.destinations }, null, 2)}\n`);
+      const destinations = response.destinations.map(({ deliveringNode, ...destination }) => ({ ...destination, deliveringNode: deliveringNode === '' ? null : deliveringNode }));
+      process.stdout.write(`${JSON.stringify({ workspace: response.workspace, clusterMode: response.clusterMode, destinations }, null, 2)}\n`);
       return;
     }
     if (response.destinations.length === 0) {
       process.stdout.write(`this node delivers to no webhook destination of workspace ${response.workspace} (start it with --webhooks FILE)\n`);
       return;
     }
-    process.stdout.write(`${renderTable([DESTINATION_HEADER, ...response.destinations.map(destinationRow)], '').join('\n')}\n`);
+    const rows = response.clusterMode ? [CLUSTER_DESTINATION_HEADER, ...response.destinations.map(clusterDestinationRow)] : [DESTINATION_HEADER, ...response.destinations.map(destinationRow)];
+    process.stdout.write(`${renderTable(rows, '').join('\n')}\n`);
   } catch (error) {
     throw describeCallFailure(error, options.server, 'WebhookService');
   } finally {
@@ -114,6 +123,14 @@ function destinationRow(destination: WebhookDestinationStatus): string[] {
     String(destination.deadLetteredBatches),
     String(destination.rateLimitWaits),
   ];
+}
+
+/** A cluster node's table adds the node that delivers each destination, after its cursor. */
+const CLUSTER_DESTINATION_HEADER = [...DESTINATION_HEADER.slice(0, 4), 'DELIVERED BY', ...DESTINATION_HEADER.slice(4)];
+
+function clusterDestinationRow(destination: WebhookDestinationStatus): string[] {
+  const row = destinationRow(destination);
+  return [...row.slice(0, 4), destination.deliveringNode === '' ? 'none' : destination.deliveringNode, ...row.slice(4)];
 }
 
 const DEAD_LETTER_HEADER = ['SEQUENCES', 'ACTIVATIONS', 'ATTEMPTS', 'STATUS', 'FAILED AT', 'ERROR'];

@@ -39,6 +39,7 @@ import { AssignmentWatcher, type Assignment } from './assignment-watcher.js';
 import type { ShardHolders } from './assignment.js';
 import { loadClusterSettings } from './cluster-settings.js';
 import { DEFINITION_BUCKET, KvDefinitionStore } from './kv-definition-store.js';
+import { WEBHOOK_BUCKET } from './webhook-leases.js';
 import { resolveClusterNodeOptions, type ClusterNodeOptions, type ResolvedClusterNodeOptions } from './cluster-options.js';
 import { Coordinator } from './coordinator.js';
 import { FailureStreak } from './periodic-task.js';
@@ -134,6 +135,8 @@ export class ClusterNode implements ServingNode {
   readonly definitionStore: DefinitionStore;
   /** The cluster's activation stream, the same on every node. */
   readonly activations: JetStreamActivationLog;
+  /** The `rtcdp-webhooks` bucket: webhook delivery leases, cursors and dead letters, shared by every node. */
+  readonly webhookKv: KvStore;
   readonly evaluator: DefinitionEvaluator;
   readonly #catalog: DefinitionCatalog;
   readonly #timers: ClusterTimerIndex;
@@ -180,6 +183,7 @@ export class ClusterNode implements ServingNode {
       identityKv: KvStore;
       definitions: DefinitionStore;
       activations: JetStreamActivationLog;
+      webhookKv: KvStore;
       timers: ClusterTimerIndex;
       store: Store;
       shards: number;
@@ -213,6 +217,7 @@ export class ClusterNode implements ServingNode {
     });
     this.matching = createOnlineMatching(options.matching, { graph: this.identity, kv: parts.identityKv, announce: (merges) => this.identityAdmin.announce(merges), logger: this.#logger });
     this.activations = parts.activations;
+    this.webhookKv = parts.webhookKv;
     this.#timers = parts.timers;
     this.#catalog = new DefinitionCatalog({ store: parts.definitions, logger: this.#logger });
     this.evaluator = new DefinitionEvaluator({ catalog: this.#catalog, logger: this.#logger });
@@ -277,6 +282,8 @@ export class ClusterNode implements ServingNode {
       const identityKv = await NatsKvStore.open(connection, { bucket: IDENTITY_BUCKET, replicas: options.replicas, allowDirect: false });
       const definitionKv = await NatsKvStore.open(connection, { bucket: DEFINITION_BUCKET, replicas: options.replicas, allowDirect: false });
       const definitions = new KvDefinitionStore(definitionKv, { logger });
+      // allowDirect false: every read goes to the stream leader and returns the latest cursor and lease.
+      const webhookKv = await NatsKvStore.open(connection, { bucket: WEBHOOK_BUCKET, replicas: options.replicas, allowDirect: false });
       const timers = await ClusterTimerIndex.open(connection, { replicas: options.replicas });
       const activations = await JetStreamActivationLog.open(connection, {
         replicas: options.replicas,
@@ -287,7 +294,7 @@ export class ClusterNode implements ServingNode {
       });
       store = await Store.open({ path: options.dataDir, walSync: false, logger });
 
-      const node = new ClusterNode(options, { connection, kv, log, snapshots, identityKv, definitions, activations, timers, store, shards: settings.shards, clusterId: settings.clusterId });
+      const node = new ClusterNode(options, { connection, kv, log, snapshots, identityKv, definitions, activations, webhookKv, timers, store, shards: settings.shards, clusterId: settings.clusterId });
       await node.#start();
       return node;
     } catch (error) {
@@ -350,7 +357,7 @@ export class ClusterNode implements ServingNode {
     return this.#lifecycle.state;
   }
 
-  /** The node's RocksDB, for components that keep node-local state in it, such as webhook delivery cursors. Open until the node stops. */
+  /** The node's RocksDB, for components that keep node-local state in it. Open until the node stops. */
   get store(): Store {
     return this.#store;
   }

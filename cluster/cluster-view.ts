@@ -10,7 +10,8 @@ import { decode } from '../storage/codec.js';
 import { decodeAssignment } from './assignment-watcher.js';
 import { CLUSTER_BUCKET, requestAdmin, type ClusterNodeStatus } from './cluster-node.js';
 import type { ClusterSettings } from './cluster-settings.js';
-import { COORDINATOR_KEY, parseCoordinatorLeaseRecord } from './coordinator-lease.js';
+import { COORDINATOR_KEY } from './coordinator.js';
+import { parseKvLeaseRecord } from './kv-lease.js';
 import type { KvEntry } from '../storage/kv-store.js';
 import { NatsKvStore } from './kv/nats-kv-store.js';
 import { decodeLeaseRecord, leaseEpoch } from './leases/lease-record.js';
@@ -83,7 +84,7 @@ export async function readClusterView(connection: NatsConnection, timeoutMs: num
   return {
     shards: settings?.shards ?? null,
     createdAt: settings?.createdAt ?? null,
-    coordinator: coordinatorEntry === undefined ? null : (parseCoordinatorLeaseRecord(coordinatorEntry)?.holder ?? null),
+    coordinator: coordinatorEntry === undefined ? null : (parseKvLeaseRecord(coordinatorEntry)?.holder ?? null),
     assignmentVersion: assignment?.version ?? null,
     members: members.sort((a, b) => a.nodeId.localeCompare(b.nodeId)),
     shardViews,

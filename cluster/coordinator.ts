@@ -16,9 +16,12 @@ import { applyMoves, movesInProgress, planMoves, rendezvousAssignment, type Shar
 import { ASSIGNMENT_KEY, decodeAssignment, encodeAssignment, type Assignment } from './assignment-watcher.js';
 import { systemClock, type Clock } from './clock.js';
 import { compareNodeIds, describeValue, requireDurationMs, requireNodeId, requirePositiveInteger } from './coordination-options.js';
-import { CoordinatorLease } from './coordinator-lease.js';
+import { KvLease } from './kv-lease.js';
 import { KvConflictError, type KvStore } from '../storage/kv-store.js';
 import { FailureStreak, PeriodicTask } from './periodic-task.js';
+
+/** The KV key of the coordinator lease, whose value is a KvLeaseRecord. */
+export const COORDINATOR_KEY = 'coordinator';
 
 /** The alive members, normally this node's Membership. */
 export interface MemberSource {
@@ -119,7 +122,7 @@ export class Coordinator {
   readonly options: ResolvedCoordinatorOptions;
   readonly #logger: Logger;
   readonly #lifecycle: Lifecycle;
-  readonly #lease: CoordinatorLease;
+  readonly #lease: KvLease;
   readonly #renewals: PeriodicTask;
   readonly #reconciles: PeriodicTask;
   readonly #reconcileFailures: FailureStreak;
@@ -139,8 +142,10 @@ export class Coordinator {
     const { kv, nodeId, clock } = this.options;
     this.#logger = this.options.logger.child({ component: 'coordinator', coordinatorId: nodeId });
     this.#lifecycle = new Lifecycle('coordinator', this.#logger);
-    this.#lease = new CoordinatorLease({
+    this.#lease = new KvLease({
       kv,
+      key: COORDINATOR_KEY,
+      label: 'coordinator',
       nodeId,
       clock,
       logger: this.#logger,

@@ -1,10 +1,9 @@
 /**
- * A webhook destination's durable state in the node's RocksDB: its cursor (the activation
- * sequence it has delivered up to) and its dead letters (batches it gave up on).
+ * A webhook destination's durable state: its cursor (the activation sequence it has
+ * delivered up to) and its dead letters (batches it gave up on). An embedded node keeps it
+ * in its RocksDB (RocksDbDeliveryState), a cluster node in the cluster's KV bucket
+ * `rtcdp-webhooks` (KvDeliveryState), which every node reads.
  */
-import { decode, encode } from '../../storage/codec.js';
-import { keys, prefixEnd } from '../../storage/keys.js';
-import type { Store } from '../../storage/store.js';
 import type { WebhookActivation } from './webhook-payload.js';
 
 /** A batch that failed `attempts` times, or once with a status that a retry cannot change. */
@@ -26,47 +25,26 @@ export interface WebhookDeadLetter {
   failedAtMs: number;
 }
 
-export class DeliveryState {
-  readonly #store: Store;
-  readonly #workspace: string;
-  readonly #destination: string;
-
-  constructor(store: Store, workspace: string, destination: string) {
-    this.#store = store;
-    this.#workspace = workspace;
-    this.#destination = destination;
-  }
-
+export interface DeliveryState {
   /** Returns the sequence delivered up to, 0 for a destination that has delivered nothing. */
-  async readCursor(): Promise<number> {
-    const stored = await this.#store.get(keys.webhookCursor(this.#workspace, this.#destination));
-    return stored === null ? 0 : Number(stored.toString());
-  }
+  readCursor(): Promise<number>;
 
   /**
-   * Stores the cursor. The write is in RocksDB's WAL when this resolves, so it survives a
-   * process crash. It is not fsynced, so a power loss may lose it, and then the batch is
-   * delivered again.
+   * Returns the cursor that a starting delivery loop resumes after. The KV implementation
+   * also rewrites the cursor with compare-and-set, so that from then on the cursor writes
+   * of a node that delivered the destination before fail with KvConflictError.
    */
-  async writeCursor(afterSequence: number): Promise<void> {
-    await this.#store.write([this.#cursorOp(afterSequence)]);
-  }
+  claimCursor(): Promise<number>;
 
-  /** Stores a dead letter and moves the cursor past it in one atomic write. */
-  async writeDeadLetter(deadLetter: WebhookDeadLetter, afterSequence: number): Promise<void> {
-    const key = keys.webhookDeadLetter(this.#workspace, this.#destination, deadLetter.firstSequence);
-    await this.#store.write([{ type: 'put', key, value: encode(deadLetter) }, this.#cursorOp(afterSequence)]);
-  }
+  /**
+   * Stores the cursor. The KV implementation throws KvConflictError when another node
+   * wrote the cursor since this node claimed or last wrote it.
+   */
+  writeCursor(afterSequence: number): Promise<void>;
+
+  /** Stores a dead letter and moves the cursor past it; throws KvConflictError as writeCursor does. */
+  writeDeadLetter(deadLetter: WebhookDeadLetter, afterSequence: number): Promise<void>;
 
   /** Returns the destination's dead letters whose first sequence is after `afterSequence`, oldest batch first. */
-  async listDeadLetters(limit = 100, afterSequence = 0): Promise<WebhookDeadLetter[]> {
-    const prefix = keys.webhookDeadLetterPrefix(this.#workspace, this.#destination);
-    const start = keys.webhookDeadLetter(this.#workspace, this.#destination, afterSequence + 1);
-    const entries = await this.#store.list({ gte: start, lt: prefixEnd(prefix), limit });
-    return entries.map((entry) => decode<WebhookDeadLetter>(entry.value));
-  }
-
-  #cursorOp(afterSequence: number) {
-    return { type: 'put' as const, key: keys.webhookCursor(this.#workspace, this.#destination), value: String(afterSequence) };
-  }
+  listDeadLetters(limit?: number, afterSequence?: number): Promise<WebhookDeadLetter[]>;
 }

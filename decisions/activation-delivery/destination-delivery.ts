@@ -6,6 +6,7 @@
  * same batch again.
  */
 import type { Logger } from '../../common/logger.js';
+import { KvConflictError } from '../../storage/kv-store.js';
 import type { ActivationFeed } from '../../cluster/serving-node.js';
 import type { StoredActivation } from '../../profiles/activation-log.js';
 import type { DeliveryState, WebhookDeadLetter } from './delivery-state.js';
@@ -25,7 +26,7 @@ export interface RetryPolicy {
   random: () => number;
 }
 
-/** Counters of one destination since the dispatcher started. */
+/** Counters of one destination since the dispatcher started, on this node. */
 export interface DestinationStats {
   /** The sequence delivered (or dead-lettered) up to, as last stored. */
   cursor: number;
@@ -45,6 +46,17 @@ export interface DestinationDeliveryOptions {
   retry: RetryPolicy;
   clock: Clock;
   logger: Logger;
+  /** Counters that this loop adds to. The dispatcher keeps them across the loops it starts for a destination. */
+  stats: DestinationStats;
+  /**
+   * Called once when the loop stopped because another node wrote the cursor (a
+   * KvConflictError of the state), which means this node no longer delivers the destination.
+   */
+  onFenced?: () => void;
+}
+
+export function emptyDestinationStats(): DestinationStats {
+  return { cursor: 0, deliveredBatches: 0, deliveredActivations: 0, failedAttempts: 0, deadLetteredBatches: 0, rateLimitWaits: 0 };
 }
 
 type BatchOutcome = { kind: 'delivered'; attempts: number } | { kind: 'dead-letter'; deadLetter: WebhookDeadLetter } | { kind: 'stopped' };
@@ -62,7 +74,8 @@ export class DestinationDelivery {
   /** Aborts the request in flight too. */
   readonly #forced = new AbortController();
   #running: Promise<void> | null = null;
-  readonly #stats: DestinationStats = { cursor: 0, deliveredBatches: 0, deliveredActivations: 0, failedAttempts: 0, deadLetteredBatches: 0, rateLimitWaits: 0 };
+  readonly #stats: DestinationStats;
+  readonly #onFenced: () => void;
 
   constructor(options: DestinationDeliveryOptions) {
     this.#destination = options.destination;
@@ -72,6 +85,8 @@ export class DestinationDelivery {
     this.#clock = options.clock;
     this.#logger = options.logger;
     this.#bucket = new TokenBucket(options.destination.maxRequestsPerSecond, options.clock);
+    this.#stats = options.stats;
+    this.#onFenced = options.onFenced ?? (() => {});
   }
 
   get destination(): WebhookDestination {
@@ -82,7 +97,7 @@ export class DestinationDelivery {
     return { ...this.#stats };
   }
 
-  /** Starts the loop in the background; it runs until `stop`. */
+  /** Starts the loop in the background; it runs until `stop`, or until another node writes the cursor. A stopped loop cannot start again. */
   start(): void {
     this.#running ??= this.#run();
   }
@@ -112,7 +127,7 @@ export class DestinationDelivery {
     while (!this.#stopping.signal.aborted) {
       try {
         if (cursor === null) {
-          cursor = await this.#state.readCursor();
+          cursor = await this.#state.claimCursor();
           this.#stats.cursor = cursor;
           const message = cursor === 0 ? 'webhook delivery started at the oldest retained activation' : 'webhook delivery resumed after the stored cursor';
           this.#logger.info({ cursor, url: this.#destination.url.origin }, message);
@@ -120,6 +135,12 @@ export class DestinationDelivery {
         cursor = await this.#step(cursor);
         failures = 0;
       } catch (error) {
+        if (error instanceof KvConflictError) {
+          this.#logger.warn({ err: error, cursor: this.#stats.cursor }, 'webhook cursor was written by another node; stopping delivery of this destination');
+          this.#onFenced();
+          break;
+        }
+
         // Reading the feed or writing the cursor failed: wait, then read from the stored cursor again.
         if (this.#stopping.signal.aborted) break;
         failures += 1;

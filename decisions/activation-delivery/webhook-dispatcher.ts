@@ -1,15 +1,20 @@
 /**
  * Delivers a node's activations to webhook destinations: one delivery loop per destination,
- * each with its own cursor, rate limit and dead letters in the node's RocksDB. It reads
- * through the ActivationFeed interface, so it runs on the embedded node's activation log and
- * on a cluster node's JetStream stream alike. README.md in this folder describes the requests.
+ * each with its own cursor, rate limit and dead letters. It reads through the
+ * ActivationFeed interface, so it runs on the embedded node's activation log and on a
+ * cluster node's JetStream stream alike. An embedded node keeps the cursors in its RocksDB
+ * and runs every loop. A cluster node keeps them in the cluster's KV bucket and runs a
+ * destination's loop only while its DeliveryOwnership holds the destination's lease.
+ * README.md in this folder describes the requests.
  */
 import { Lifecycle } from '../../common/lifecycle.js';
 import type { Logger } from '../../common/logger.js';
 import type { ActivationFeed } from '../../cluster/serving-node.js';
 import type { Store } from '../../storage/store.js';
-import { DeliveryState, type WebhookDeadLetter } from './delivery-state.js';
-import { DestinationDelivery, type DestinationStats, type RetryPolicy } from './destination-delivery.js';
+import type { DeliveryOwnership } from './delivery-ownership.js';
+import type { DeliveryState, WebhookDeadLetter } from './delivery-state.js';
+import { DestinationDelivery, emptyDestinationStats, type DestinationStats, type RetryPolicy } from './destination-delivery.js';
+import { RocksDbDeliveryState } from './rocksdb-delivery-state.js';
 import type { WebhookDestination } from './webhook-config.js';
 import { systemClock, type Clock } from './token-bucket.js';
 
@@ -17,8 +22,15 @@ export interface WebhookDispatcherOptions {
   /** Validated destinations (webhook-config.ts); names must be unique. */
   destinations: readonly WebhookDestination[];
   feed: ActivationFeed;
-  /** The node's RocksDB, which keeps each destination's cursor and dead letters. It must stay open until `stop` resolves. */
-  store: Store;
+  /**
+   * The embedded node's RocksDB, which keeps each destination's cursor and dead letters. It
+   * must stay open until `stop` resolves. Give either this or `createState`.
+   */
+  store?: Store;
+  /** Returns the state of a destination, such as a KvDeliveryState in cluster mode. Give either this or `store`. */
+  createState?: (destination: WebhookDestination) => DeliveryState;
+  /** Decides which destinations this node delivers. Default: every destination, always. */
+  ownership?: DeliveryOwnership;
   logger: Logger;
   /** Delay before the second attempt of a batch, doubled for each later one. Default 1,000 ms. */
   retryBaseDelayMs?: number;
@@ -26,38 +38,65 @@ export interface WebhookDispatcherOptions {
   retryMaxDelayMs?: number;
   /** Maximum Retry-After wait honoured. A longer one is cut to this. Default 600,000 ms. */
   maxRetryAfterMs?: number;
-  /** How long `stop` lets requests in flight finish before it aborts them. Default 5,000 ms. */
+  /** How long stopping a loop lets its request in flight finish before it aborts it. Default 5,000 ms. */
   stopGraceMs?: number;
   /** Jitter source, uniform in [0, 1). Default Math.random. */
   random?: () => number;
   clock?: Clock;
 }
 
+/** A destination as `rtcdp webhooks list` shows it. */
+export interface DestinationStatus {
+  destination: WebhookDestination;
+  /** This node's counters since it started. */
+  stats: DestinationStats;
+  /** The stored cursor, which every node of a cluster shares. */
+  cursor: number;
+  /** Node id of the node whose lease lets it deliver the destination now; null in embedded mode or while no node holds the lease. */
+  deliveringNode: string | null;
+}
+
+/** One destination's state and the delivery loop that runs while this node delivers it. */
+interface DestinationSlot {
+  destination: WebhookDestination;
+  state: DeliveryState;
+  stats: DestinationStats;
+  logger: Logger;
+  delivery: DestinationDelivery | null;
+  /** Starts and stops of the loop, one after another. */
+  transitions: Promise<void>;
+}
+
 export class WebhookDispatcher {
   readonly #lifecycle: Lifecycle;
   readonly #logger: Logger;
   readonly #stopGraceMs: number;
-  readonly #deliveries = new Map<string, DestinationDelivery>();
-  readonly #states = new Map<string, DeliveryState>();
+  readonly #retry: RetryPolicy;
+  readonly #feed: ActivationFeed;
+  readonly #clock: Clock;
+  readonly #ownership: DeliveryOwnership | null;
+  readonly #slots = new Map<string, DestinationSlot>();
   #stopping: Promise<void> | null = null;
 
   constructor(options: WebhookDispatcherOptions) {
     this.#logger = options.logger.child({ component: 'webhooks' });
     this.#lifecycle = new Lifecycle('webhook-dispatcher', this.#logger);
     this.#stopGraceMs = nonNegative('stopGraceMs', options.stopGraceMs ?? 5_000);
-    const retry: RetryPolicy = {
+    this.#retry = {
       baseDelayMs: nonNegative('retryBaseDelayMs', options.retryBaseDelayMs ?? 1_000),
       maxDelayMs: nonNegative('retryMaxDelayMs', options.retryMaxDelayMs ?? 60_000),
       maxRetryAfterMs: nonNegative('maxRetryAfterMs', options.maxRetryAfterMs ?? 600_000),
       random: options.random ?? Math.random,
     };
+    this.#feed = options.feed;
+    this.#clock = options.clock ?? systemClock;
+    this.#ownership = options.ownership ?? null;
 
+    const createState = stateFactory(options);
     for (const destination of options.destinations) {
-      if (this.#deliveries.has(destination.name)) throw new RangeError(`destinations contains the name ${JSON.stringify(destination.name)} twice; names must be unique`);
-      const state = new DeliveryState(options.store, destination.workspace, destination.name);
+      if (this.#slots.has(destination.name)) throw new RangeError(`destinations contains the name ${JSON.stringify(destination.name)} twice; names must be unique`);
       const logger = this.#logger.child({ destination: destination.name, workspace: destination.workspace });
-      this.#states.set(destination.name, state);
-      this.#deliveries.set(destination.name, new DestinationDelivery({ destination, feed: options.feed, state, retry, clock: options.clock ?? systemClock, logger }));
+      this.#slots.set(destination.name, { destination, state: createState(destination), stats: emptyDestinationStats(), logger, delivery: null, transitions: Promise.resolve() });
     }
   }
 
@@ -65,23 +104,43 @@ export class WebhookDispatcher {
     return this.#lifecycle.state;
   }
 
-  /** Starts every destination's loop. Each reads its stored cursor first and resumes after it. */
+  /** Whether the nodes of a cluster share the destinations' state, and a lease decides which node delivers each. */
+  get shared(): boolean {
+    return this.#ownership !== null;
+  }
+
+  /**
+   * Without ownership, starts every destination's loop. With it, starts competing for the
+   * destinations' leases, and a loop starts once its lease is held. Each loop claims the
+   * stored cursor first and resumes after it.
+   */
   start(): void {
     this.#lifecycle.assert('start', 'created');
-    this.#lifecycle.set('starting', { destinations: this.#deliveries.size });
-    for (const delivery of this.#deliveries.values()) delivery.start();
+    this.#lifecycle.set('starting', { destinations: this.#slots.size, shared: this.#ownership !== null });
     this.#lifecycle.set('running');
+
+    if (this.#ownership === null) {
+      for (const slot of this.#slots.values()) void this.#startLoop(slot);
+      return;
+    }
+    this.#ownership.start({
+      acquired: (destination) => void this.#startLoop(this.#slot(destination)),
+      lost: (destination) => void this.#stopLoop(this.#slot(destination)),
+    });
   }
 
   /**
    * Stops every loop: waits, backoffs and rate-limit waits end at once, and requests in
-   * flight get `stopGraceMs` to finish before they are aborted. Calling it again returns
+   * flight get `stopGraceMs` to finish before they are aborted. Then it releases every
+   * lease this node holds, so another node takes over at once. Calling it again returns
    * the same stop.
    */
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       this.#lifecycle.set('draining');
-      await Promise.all([...this.#deliveries.values()].map((delivery) => delivery.stop(this.#stopGraceMs)));
+      await this.#ownership?.stopCompeting();
+      await Promise.all([...this.#slots.values()].map((slot) => this.#stopLoop(slot)));
+      await this.#ownership?.releaseAll();
       this.#lifecycle.set('stopped');
     })();
     return this.#stopping;
@@ -89,15 +148,22 @@ export class WebhookDispatcher {
 
   /** Returns the destinations that deliver `workspace`'s activations, by name. */
   destinations(workspace: string): WebhookDestination[] {
-    return [...this.#deliveries.values()]
-      .map((delivery) => delivery.destination)
+    return [...this.#slots.values()]
+      .map((slot) => slot.destination)
       .filter((destination) => destination.workspace === workspace)
       .sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  /** Returns the counters of a destination. Throws RangeError for an unknown name. */
+  /** Returns this node's counters of a destination. Throws RangeError for an unknown name. */
   stats(destination: string): DestinationStats {
-    return this.#delivery(destination).stats;
+    return { ...this.#slot(destination).stats };
+  }
+
+  /** Reads the stored cursor and the lease holder of a destination. Throws RangeError for an unknown name. */
+  async status(destination: string): Promise<DestinationStatus> {
+    const slot = this.#slot(destination);
+    const [cursor, deliveringNode] = await Promise.all([slot.state.readCursor(), this.#ownership?.readHolder(destination) ?? null]);
+    return { destination: slot.destination, stats: { ...slot.stats }, cursor, deliveringNode };
   }
 
   /**
@@ -106,15 +172,56 @@ export class WebhookDispatcher {
    */
   async listDeadLetters(destination: string, limit = 100, afterSequence = 0): Promise<WebhookDeadLetter[]> {
     this.#lifecycle.assert('listDeadLetters', 'created', 'running', 'draining');
-    this.#delivery(destination);
-    return (this.#states.get(destination) as DeliveryState).listDeadLetters(limit, afterSequence);
+    return this.#slot(destination).state.listDeadLetters(limit, afterSequence);
   }
 
-  #delivery(destination: string): DestinationDelivery {
-    const delivery = this.#deliveries.get(destination);
-    if (delivery === undefined) throw new RangeError(`no webhook destination is named ${JSON.stringify(destination)}`);
-    return delivery;
+  #startLoop(slot: DestinationSlot): Promise<void> {
+    slot.transitions = slot.transitions.then(() => {
+      if (!this.#lifecycle.is('running') || slot.delivery !== null) return;
+      slot.delivery = new DestinationDelivery({
+        destination: slot.destination,
+        feed: this.#feed,
+        state: slot.state,
+        retry: this.#retry,
+        clock: this.#clock,
+        logger: slot.logger,
+        stats: slot.stats,
+        onFenced: () => void this.#onFenced(slot),
+      });
+      slot.delivery.start();
+    });
+    return slot.transitions;
   }
+
+  #stopLoop(slot: DestinationSlot): Promise<void> {
+    slot.transitions = slot.transitions.then(async () => {
+      const delivery = slot.delivery;
+      if (delivery === null) return;
+      slot.delivery = null;
+      await delivery.stop(this.#stopGraceMs);
+    });
+    return slot.transitions;
+  }
+
+  /** Ends this node's tenure after another node wrote the cursor, so that the node competes for the lease again. */
+  async #onFenced(slot: DestinationSlot): Promise<void> {
+    await this.#stopLoop(slot);
+    await this.#ownership?.relinquish(slot.destination.name);
+  }
+
+  #slot(destination: string): DestinationSlot {
+    const slot = this.#slots.get(destination);
+    if (slot === undefined) throw new RangeError(`no webhook destination is named ${JSON.stringify(destination)}`);
+    return slot;
+  }
+}
+
+function stateFactory(options: WebhookDispatcherOptions): (destination: WebhookDestination) => DeliveryState {
+  if ((options.store === undefined) === (options.createState === undefined)) throw new TypeError('give the webhook dispatcher either store or createState');
+  if (options.createState !== undefined) return options.createState;
+
+  const store = options.store as Store;
+  return (destination) => new RocksDbDeliveryState(store, destination.workspace, destination.name);
 }
 
 function nonNegative(option: string, value: number): number {

@@ -30,6 +30,8 @@ export interface ListWebhookDestinationsResponse {
   destinations: WebhookDestinationStatus[];
   /** The caller's workspace, which the write key chose. */
   workspace: string;
+  /** True on a cluster node, whose destinations are delivered by one lease holder at a time. */
+  clusterMode: boolean;
 }
 
 export interface WebhookDestinationStatus {
@@ -37,9 +39,15 @@ export interface WebhookDestinationStatus {
   url: string;
   /** Activation types delivered; empty for every type. */
   types: string[];
-  /** The activation sequence delivered or dead-lettered up to, as last stored. */
+  /**
+   * The activation sequence delivered or dead-lettered up to, as stored. In cluster mode
+   * this is the cursor that every node shares.
+   */
   cursor: number;
-  /** Counters since the node started. */
+  /**
+   * Counters of the answering node since it started. In cluster mode each node counts only
+   * what it delivered itself while it held the destination's lease.
+   */
   deliveredBatches: number;
   deliveredActivations: number;
   /** Requests that did not return a 2xx, each retry counted. */
@@ -47,12 +55,18 @@ export interface WebhookDestinationStatus {
   deadLetteredBatches: number;
   /** Requests that waited for the destination's rate limit. */
   rateLimitWaits: number;
+  /**
+   * Cluster mode: node id of the node whose lease lets it deliver the destination now, or
+   * empty while no node holds the lease. A node that died stays named until another node
+   * takes the lease over, which takes the lease ttl. Always empty in embedded mode.
+   */
+  deliveringNode: string;
 }
 
 export interface ListWebhookDeadLettersRequest {
   /**
    * Name of a destination of the caller's workspace. NOT_FOUND when this node has none by
-   * that name.
+   * that name. In cluster mode the dead letters are those every node shares.
    */
   destination: string;
   /** Dead letters returned at most, 1 to 1000; 0 means 100. */
@@ -140,7 +154,7 @@ export const ListWebhookDestinationsRequest: MessageFns<ListWebhookDestinationsR
 };
 
 function createBaseListWebhookDestinationsResponse(): ListWebhookDestinationsResponse {
-  return { destinations: [], workspace: "" };
+  return { destinations: [], workspace: "", clusterMode: false };
 }
 
 export const ListWebhookDestinationsResponse: MessageFns<ListWebhookDestinationsResponse> = {
@@ -150,6 +164,9 @@ export const ListWebhookDestinationsResponse: MessageFns<ListWebhookDestinations
     }
     if (message.workspace !== "") {
       writer.uint32(18).string(message.workspace);
+    }
+    if (message.clusterMode !== false) {
+      writer.uint32(24).bool(message.clusterMode);
     }
     return writer;
   },
@@ -183,6 +200,14 @@ export const ListWebhookDestinationsResponse: MessageFns<ListWebhookDestinations
             message.workspace = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.clusterMode = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -201,6 +226,11 @@ export const ListWebhookDestinationsResponse: MessageFns<ListWebhookDestinations
         ? object.destinations.map((e: any) => WebhookDestinationStatus.fromJSON(e))
         : [],
       workspace: isSet(object.workspace) ? globalThis.String(object.workspace) : "",
+      clusterMode: isSet(object.clusterMode)
+        ? globalThis.Boolean(object.clusterMode)
+        : isSet(object.cluster_mode)
+        ? globalThis.Boolean(object.cluster_mode)
+        : false,
     };
   },
 
@@ -211,6 +241,9 @@ export const ListWebhookDestinationsResponse: MessageFns<ListWebhookDestinations
     }
     if (message.workspace !== "") {
       obj.workspace = message.workspace;
+    }
+    if (message.clusterMode !== false) {
+      obj.clusterMode = message.clusterMode;
     }
     return obj;
   },
@@ -224,6 +257,7 @@ export const ListWebhookDestinationsResponse: MessageFns<ListWebhookDestinations
     const message = createBaseListWebhookDestinationsResponse();
     message.destinations = object.destinations?.map((e) => WebhookDestinationStatus.fromPartial(e)) || [];
     message.workspace = object.workspace ?? "";
+    message.clusterMode = object.clusterMode ?? false;
     return message;
   },
 };
@@ -239,6 +273,7 @@ function createBaseWebhookDestinationStatus(): WebhookDestinationStatus {
     failedAttempts: 0,
     deadLetteredBatches: 0,
     rateLimitWaits: 0,
+    deliveringNode: "",
   };
 }
 
@@ -270,6 +305,9 @@ export const WebhookDestinationStatus: MessageFns<WebhookDestinationStatus> = {
     }
     if (message.rateLimitWaits !== 0) {
       writer.uint32(72).uint64(message.rateLimitWaits);
+    }
+    if (message.deliveringNode !== "") {
+      writer.uint32(82).string(message.deliveringNode);
     }
     return writer;
   },
@@ -359,6 +397,14 @@ export const WebhookDestinationStatus: MessageFns<WebhookDestinationStatus> = {
             message.rateLimitWaits = longToNumber(reader.uint64());
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.deliveringNode = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -402,6 +448,11 @@ export const WebhookDestinationStatus: MessageFns<WebhookDestinationStatus> = {
         : isSet(object.rate_limit_waits)
         ? globalThis.Number(object.rate_limit_waits)
         : 0,
+      deliveringNode: isSet(object.deliveringNode)
+        ? globalThis.String(object.deliveringNode)
+        : isSet(object.delivering_node)
+        ? globalThis.String(object.delivering_node)
+        : "",
     };
   },
 
@@ -434,6 +485,9 @@ export const WebhookDestinationStatus: MessageFns<WebhookDestinationStatus> = {
     if (message.rateLimitWaits !== 0) {
       obj.rateLimitWaits = Math.round(message.rateLimitWaits);
     }
+    if (message.deliveringNode !== "") {
+      obj.deliveringNode = message.deliveringNode;
+    }
     return obj;
   },
 
@@ -451,6 +505,7 @@ export const WebhookDestinationStatus: MessageFns<WebhookDestinationStatus> = {
     message.failedAttempts = object.failedAttempts ?? 0;
     message.deadLetteredBatches = object.deadLetteredBatches ?? 0;
     message.rateLimitWaits = object.rateLimitWaits ?? 0;
+    message.deliveringNode = object.deliveringNode ?? "";
     return message;
   },
 };
@@ -865,9 +920,11 @@ export const WebhookDeadLetter: MessageFns<WebhookDeadLetter> = {
 
 /**
  * The webhook destinations a node delivers activations to (rtcdp dev --webhooks, rtcdp node
- * --webhooks): their delivery counters and the batches they gave up on. A node started
- * without destinations serves it with empty lists. The workspace comes from the call's write
- * key, as for the other services.
+ * --webhooks): their cursors, delivery counters and the batches they gave up on. A node
+ * started without destinations serves it with empty lists. The workspace comes from the
+ * call's write key, as for the other services. In cluster mode the cursors, dead letters and
+ * delivery leases are in the cluster's KV bucket, so every node configured with a
+ * destination returns the same cursor, lease holder and dead letters.
  */
 export type WebhookServiceService = typeof WebhookServiceService;
 export const WebhookServiceService = {

@@ -1,6 +1,6 @@
 /**
- * The coordinator lease: one KV key, `coordinator`, that names the node allowed to
- * publish the shard assignment.
+ * A lease on one KV key that names the node allowed to do one job, such as publishing the
+ * shard assignment (the `coordinator` key) or delivering one webhook destination.
  *
  * Only a successful compare-and-set write decides who holds it, because reads may be
  * stale. The holder counts its lease as valid until the time it SENT its last confirmed
@@ -23,20 +23,22 @@ import { KvConflictError, type KvEntry, type KvStore } from '../storage/kv-store
 import { decodeJsonValue, encodeJsonValue, isRecord } from './kv-json.js';
 import { FailureStreak } from './periodic-task.js';
 
-export const COORDINATOR_KEY = 'coordinator';
-
-/** The value of the `coordinator` key. */
-export interface CoordinatorLeaseRecord {
+/** The value of a lease key. */
+export interface KvLeaseRecord {
   /** Node id of the holder. */
   holder: string;
-  /** Random id of the holder's Coordinator instance, which distinguishes a restarted node from its predecessor. */
+  /** Random id of the holder's KvLease instance, which distinguishes a restarted node from its predecessor. */
   incarnation: string;
   /** The holder's lease ttl in milliseconds. A taker waits at least this long after the last change. */
   ttlMs: number;
 }
 
-export interface CoordinatorLeaseSettings {
+export interface KvLeaseSettings {
   kv: KvStore;
+  /** The lease key, a valid key of the KV store. */
+  key: string;
+  /** Name of the leased job, such as `coordinator`, which the log messages include: "acquired coordinator lease". */
+  label: string;
   nodeId: string;
   clock: Clock;
   logger: Logger;
@@ -45,9 +47,9 @@ export interface CoordinatorLeaseSettings {
   stallMarginMs: number;
 }
 
-export class CoordinatorLease {
+export class KvLease {
   readonly incarnation = randomUUID();
-  readonly #settings: CoordinatorLeaseSettings;
+  readonly #settings: KvLeaseSettings;
   readonly #logger: Logger;
   readonly #readFailures: FailureStreak;
   readonly #renewFailures: FailureStreak;
@@ -60,11 +62,11 @@ export class CoordinatorLease {
   /** A revision of another holder's record that this node waits on, and when this node first read it. */
   #observed: { revision: number; firstReadAtMs: number } | null = null;
 
-  constructor(settings: CoordinatorLeaseSettings) {
+  constructor(settings: KvLeaseSettings) {
     this.#settings = settings;
     this.#logger = settings.logger;
-    this.#readFailures = new FailureStreak(this.#logger, 'coordinator lease read');
-    this.#renewFailures = new FailureStreak(this.#logger, 'coordinator lease renewal');
+    this.#readFailures = new FailureStreak(this.#logger, `${settings.label} lease read`);
+    this.#renewFailures = new FailureStreak(this.#logger, `${settings.label} lease renewal`);
   }
 
   /** Returns whether this node holds the lease and it is still valid by this node's clock now. */
@@ -100,13 +102,13 @@ export class CoordinatorLease {
     if (revision === null) return;
 
     try {
-      await this.#settings.kv.delete(COORDINATOR_KEY, revision);
-      this.#logger.info({ epoch }, 'released coordinator lease');
+      await this.#settings.kv.delete(this.#settings.key, revision);
+      this.#logger.info({ epoch }, `released ${this.#settings.label} lease`);
     } catch (error) {
       if (error instanceof KvConflictError) {
-        this.#logger.info({ epoch }, 'coordinator lease changed before its release; another node holds it');
+        this.#logger.info({ epoch }, `${this.#settings.label} lease changed before its release; another node holds it`);
       } else {
-        this.#logger.warn({ err: error, epoch }, 'failed to release coordinator lease; another node takes it over after its ttl');
+        this.#logger.warn({ err: error, epoch }, `failed to release ${this.#settings.label} lease; another node takes it over after its ttl`);
       }
     }
   }
@@ -114,7 +116,7 @@ export class CoordinatorLease {
   async #renew(revision: number): Promise<void> {
     const sentAtMs = this.#settings.clock.nowMs();
     try {
-      this.#revision = await this.#settings.kv.update(COORDINATOR_KEY, this.#encodeRecord(), revision);
+      this.#revision = await this.#settings.kv.update(this.#settings.key, this.#encodeRecord(), revision);
       this.#validUntilMs = sentAtMs + this.#settings.ttlMs - this.#settings.stallMarginMs;
       this.#renewFailures.succeeded({ epoch: this.#epoch });
     } catch (error) {
@@ -123,7 +125,7 @@ export class CoordinatorLease {
         // the revision. The next read shows which: the record names this instance only in
         // the second case.
         this.#revision = null;
-        this.#logger.warn({ epoch: this.#epoch }, 'coordinator lease changed by another write; checking who holds it');
+        this.#logger.warn({ epoch: this.#epoch }, `${this.#settings.label} lease changed by another write; checking who holds it`);
         return;
       }
       this.#renewFailures.failed(error, { epoch: this.#epoch, validForMs: Math.max(0, this.#validUntilMs - this.#settings.clock.nowMs()) });
@@ -134,22 +136,22 @@ export class CoordinatorLease {
     const { kv, clock } = this.#settings;
     let entry: KvEntry | null;
     try {
-      entry = await kv.get(COORDINATOR_KEY);
+      entry = await kv.get(this.#settings.key);
       this.#readFailures.succeeded();
     } catch (error) {
-      this.#readFailures.failed(error, { key: COORDINATOR_KEY });
+      this.#readFailures.failed(error, { key: this.#settings.key });
       return;
     }
     const readAtMs = clock.nowMs();
 
     if (entry === null) {
-      await this.#write('create', null, () => kv.create(COORDINATOR_KEY, this.#encodeRecord()));
+      await this.#write('create', null, () => kv.create(this.#settings.key, this.#encodeRecord()));
       return;
     }
 
-    const record = parseCoordinatorLeaseRecord(entry);
+    const record = parseKvLeaseRecord(entry);
     if (record !== null && record.holder === this.#settings.nodeId && record.incarnation === this.incarnation) {
-      await this.#write('resume', record, () => kv.update(COORDINATOR_KEY, this.#encodeRecord(), entry.revision));
+      await this.#write('resume', record, () => kv.update(this.#settings.key, this.#encodeRecord(), entry.revision));
       return;
     }
 
@@ -161,11 +163,11 @@ export class CoordinatorLease {
     const holderTtlMs = record?.ttlMs ?? this.#settings.ttlMs;
     if (readAtMs - this.#observed.firstReadAtMs < holderTtlMs + this.#settings.takeoverMarginMs) return;
 
-    await this.#write('take over', record, () => kv.update(COORDINATOR_KEY, this.#encodeRecord(), entry.revision));
+    await this.#write('take over', record, () => kv.update(this.#settings.key, this.#encodeRecord(), entry.revision));
   }
 
   /** Runs an acquiring compare-and-set write and starts a tenure when it succeeds. */
-  async #write(kind: 'create' | 'resume' | 'take over', previous: CoordinatorLeaseRecord | null, write: () => Promise<number>): Promise<void> {
+  async #write(kind: 'create' | 'resume' | 'take over', previous: KvLeaseRecord | null, write: () => Promise<number>): Promise<void> {
     const sentAtMs = this.#settings.clock.nowMs();
     let revision: number;
     try {
@@ -173,9 +175,9 @@ export class CoordinatorLease {
     } catch (error) {
       this.#observed = null;
       if (error instanceof KvConflictError) {
-        this.#logger.debug({ kind }, 'another node wrote the coordinator lease first');
+        this.#logger.debug({ kind }, `another node wrote the ${this.#settings.label} lease first`);
       } else {
-        this.#logger.warn({ err: error, kind }, 'failed to write coordinator lease');
+        this.#logger.warn({ err: error, kind }, `failed to write ${this.#settings.label} lease`);
       }
       return;
     }
@@ -184,21 +186,21 @@ export class CoordinatorLease {
     this.#revision = revision;
     this.#validUntilMs = sentAtMs + this.#settings.ttlMs - this.#settings.stallMarginMs;
     if (kind === 'resume' && this.#epoch !== null) {
-      this.#logger.info({ epoch: this.#epoch }, 'resumed coordinator lease after an unconfirmed renewal');
+      this.#logger.info({ epoch: this.#epoch }, `resumed ${this.#settings.label} lease after an unconfirmed renewal`);
       return;
     }
     this.#epoch = revision;
-    this.#logger.info({ epoch: revision, kind, previousHolder: previous?.holder ?? null }, 'acquired coordinator lease');
+    this.#logger.info({ epoch: revision, kind, previousHolder: previous?.holder ?? null }, `acquired ${this.#settings.label} lease`);
   }
 
   #encodeRecord(): Uint8Array {
-    const record: CoordinatorLeaseRecord = { holder: this.#settings.nodeId, incarnation: this.incarnation, ttlMs: this.#settings.ttlMs };
+    const record: KvLeaseRecord = { holder: this.#settings.nodeId, incarnation: this.incarnation, ttlMs: this.#settings.ttlMs };
     return encodeJsonValue(record);
   }
 }
 
-/** Decodes the `coordinator` key's value. Returns null unless every field is valid. */
-export function parseCoordinatorLeaseRecord(entry: KvEntry): CoordinatorLeaseRecord | null {
+/** Decodes a lease key's value. Returns null unless every field is valid. */
+export function parseKvLeaseRecord(entry: KvEntry): KvLeaseRecord | null {
   const value = decodeJsonValue(entry.value);
   if (!isRecord(value)) return null;
 

@@ -1,0 +1,132 @@
+/**
+ * A webhook destination's cursor and dead letters in the cluster's KV bucket, which every
+ * node reads, so whichever node delivers the destination resumes after the same cursor.
+ *
+ * Every cursor write is a compare-and-set on the revision that this node last read or
+ * wrote. A node that claimed the cursor (claimCursor) thereby makes the cursor writes of
+ * the node that delivered before it fail with KvConflictError, even when that node has not
+ * noticed yet that it lost the delivery lease.
+ *
+ * The bucket has no multi-key transaction on nats-server 2.9, so a dead letter is written
+ * first and the cursor after it. A crash between the two writes leaves the dead letter and
+ * the old cursor, and the next delivery sends the batch again: delivery stays at least
+ * once, with the same activation ids.
+ */
+import { InvalidStateError } from '../../common/errors.js';
+import type { Logger } from '../../common/logger.js';
+import { KvConflictError, type KvStore } from '../../storage/kv-store.js';
+import type { DeliveryState, WebhookDeadLetter } from './delivery-state.js';
+import { webhookKeys } from './webhook-kv-keys.js';
+
+/** The value of a `cursor.<workspace>.<destination>` key, as JSON. */
+export interface KvCursorRecord {
+  /** Format version of the record. */
+  version: 1;
+  /** The sequence delivered (or dead-lettered) up to. */
+  afterSequence: number;
+  /** Node id of the node that wrote the record. */
+  nodeId: string;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+export class KvDeliveryState implements DeliveryState {
+  readonly #kv: KvStore;
+  readonly #workspace: string;
+  readonly #destination: string;
+  readonly #nodeId: string;
+  readonly #logger: Logger;
+  readonly #cursorKey: string;
+  /** Revision of the cursor key as this node last claimed or wrote it; null before the first claim. */
+  #cursorRevision: number | null = null;
+
+  readonly #initialCursor: () => Promise<number>;
+
+  /**
+   * `initialCursor` returns the cursor to start from when the bucket has none for the
+   * destination, such as the cursor a node kept in its own RocksDB before cursors were
+   * shared. Default: 0, the oldest retained activation.
+   */
+  constructor(kv: KvStore, options: { workspace: string; destination: string; nodeId: string; logger: Logger; initialCursor?: () => Promise<number> }) {
+    this.#kv = kv;
+    this.#workspace = options.workspace;
+    this.#destination = options.destination;
+    this.#nodeId = options.nodeId;
+    this.#logger = options.logger;
+    this.#initialCursor = options.initialCursor ?? (async () => 0);
+    this.#cursorKey = webhookKeys.cursor(options.workspace, options.destination);
+  }
+
+  async readCursor(): Promise<number> {
+    const entry = await this.#kv.get(this.#cursorKey);
+    return entry === null ? 0 : this.#decodeCursor(entry.value).afterSequence;
+  }
+
+  async claimCursor(): Promise<number> {
+    this.#cursorRevision = null;
+    const entry = await this.#kv.get(this.#cursorKey);
+    const afterSequence = entry === null ? await this.#initialCursor() : this.#decodeCursor(entry.value).afterSequence;
+
+    const value = this.#encodeCursor(afterSequence);
+    this.#cursorRevision = entry === null ? await this.#kv.create(this.#cursorKey, value) : await this.#kv.update(this.#cursorKey, value, entry.revision);
+    return afterSequence;
+  }
+
+  async writeCursor(afterSequence: number): Promise<void> {
+    if (this.#cursorRevision === null) throw new InvalidStateError('webhook delivery state', 'unclaimed', 'write the cursor');
+    this.#cursorRevision = await this.#kv.update(this.#cursorKey, this.#encodeCursor(afterSequence), this.#cursorRevision);
+  }
+
+  /**
+   * Writes the dead letter, then the cursor. When the cursor write conflicts, the node that
+   * claimed the cursor delivers the batch again, so the dead letter written here is deleted,
+   * unless it was rewritten meanwhile.
+   */
+  async writeDeadLetter(deadLetter: WebhookDeadLetter, afterSequence: number): Promise<void> {
+    const key = webhookKeys.deadLetter(this.#workspace, this.#destination, deadLetter.firstSequence);
+    const revision = await this.#kv.put(key, encoder.encode(JSON.stringify(deadLetter)));
+
+    try {
+      await this.writeCursor(afterSequence);
+    } catch (error) {
+      if (error instanceof KvConflictError) await this.#deleteDeadLetter(key, revision);
+      throw error;
+    }
+  }
+
+  /**
+   * Lists every dead letter of the destination and returns a page of them.
+   * NOTE: each call reads every dead letter of the destination from the bucket, one read
+   * per key, so a destination with thousands of dead letters lists slowly.
+   */
+  async listDeadLetters(limit = 100, afterSequence = 0): Promise<WebhookDeadLetter[]> {
+    const entries = await this.#kv.list(webhookKeys.deadLetterPrefix(this.#workspace, this.#destination));
+    return entries
+      .map((entry) => JSON.parse(decoder.decode(entry.value)) as WebhookDeadLetter)
+      .filter((deadLetter) => deadLetter.firstSequence > afterSequence)
+      .sort((a, b) => a.firstSequence - b.firstSequence)
+      .slice(0, limit);
+  }
+
+  async #deleteDeadLetter(key: string, revision: number): Promise<void> {
+    try {
+      await this.#kv.delete(key, revision);
+    } catch (error) {
+      this.#logger.warn({ err: error, key, revision }, 'failed to delete a dead letter whose cursor write conflicted; it stays listed');
+    }
+  }
+
+  #encodeCursor(afterSequence: number): Uint8Array {
+    const record: KvCursorRecord = { version: 1, afterSequence, nodeId: this.#nodeId };
+    return encoder.encode(JSON.stringify(record));
+  }
+
+  #decodeCursor(value: Uint8Array): KvCursorRecord {
+    const record = JSON.parse(decoder.decode(value)) as Partial<KvCursorRecord>;
+    if (record.version !== 1 || !Number.isSafeInteger(record.afterSequence) || (record.afterSequence as number) < 0) {
+      throw new RangeError(`cursor of webhook destination ${this.#destination} in workspace ${this.#workspace} is not a valid cursor record`);
+    }
+    return record as KvCursorRecord;
+  }
+}
