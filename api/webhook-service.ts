@@ -1,23 +1,25 @@
 /**
  * WebhookService: the webhook destinations a node delivers the caller's workspace's
- * activations to, with their cursors, delivery counters and dead letters. A node started
- * without destinations returns empty lists. In cluster mode the cursor, the lease holder
- * and the dead letters come from the cluster's webhook bucket, and the counters are the
- * answering node's.
+ * activations to, with their cursors, delivery counters and dead letters, and replay
+ * requests for those dead letters. A node started without destinations returns empty
+ * lists. In cluster mode the cursor, the lease holder and the dead letters come from the
+ * cluster's webhook bucket, and the counters are those of the node that serves the call.
  */
 import type { sendUnaryData, ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { RtcdpError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { assertWorkspaceName } from '../cluster/arguments.js';
 import { InvalidArgumentError } from '../cluster/errors.js';
-import type { WebhookDeadLetter as StoredDeadLetter } from '../decisions/activation-delivery/delivery-state.js';
+import type { ReplaySelection, WebhookDeadLetter as StoredDeadLetter } from '../decisions/activation-delivery/delivery-state.js';
 import type { WebhookDispatcher } from '../decisions/activation-delivery/webhook-dispatcher.js';
 import {
   ListWebhookDeadLettersRequest,
   ListWebhookDestinationsRequest,
+  ReplayWebhookDeadLettersRequest,
   WebhookServiceService,
   type ListWebhookDeadLettersResponse,
   type ListWebhookDestinationsResponse,
+  type ReplayWebhookDeadLettersResponse,
   type WebhookDeadLetter,
   type WebhookDestinationStatus,
 } from '../proto/gen/rtcdp/v1/webhooks.js';
@@ -43,6 +45,10 @@ export const webhookServiceDefinition = {
   listWebhookDeadLetters: {
     ...WebhookServiceService.listWebhookDeadLetters,
     requestDeserialize: strictDeserializer(ListWebhookDeadLettersRequest, 'rtcdp.v1.ListWebhookDeadLettersRequest'),
+  },
+  replayWebhookDeadLetters: {
+    ...WebhookServiceService.replayWebhookDeadLetters,
+    requestDeserialize: strictDeserializer(ReplayWebhookDeadLettersRequest, 'rtcdp.v1.ReplayWebhookDeadLettersRequest'),
   },
 };
 
@@ -82,12 +88,7 @@ export function createWebhookService(dispatcherOf: () => WebhookDispatcher | nul
         const workspace = workspaceOf(call.metadata, auth);
         assertWorkspaceName(workspace);
         const limit = parseLimit(request.limit);
-        const dispatcher = dispatcherOf();
-        const destinations = dispatcher?.destinations(workspace) ?? [];
-        if (dispatcher === null || !destinations.some((candidate) => candidate.name === request.destination)) {
-          throw notFound(request.destination, workspace, destinations.map((candidate) => candidate.name));
-        }
-
+        const dispatcher = requireDestination(dispatcherOf(), request.destination, workspace);
         const deadLetters = await dispatcher.listDeadLetters(request.destination, limit, request.afterSequence);
         return { deadLetters: deadLetters.map(deadLetterToProto), nextAfterSequence: deadLetters.at(-1)?.firstSequence ?? request.afterSequence };
       })().then(
@@ -95,7 +96,46 @@ export function createWebhookService(dispatcherOf: () => WebhookDispatcher | nul
         (error) => callback(toServiceError(error, log, { method: 'ListWebhookDeadLetters' })),
       );
     },
+
+    replayWebhookDeadLetters(
+      call: ServerUnaryCall<ReplayWebhookDeadLettersRequest | MalformedRequest, ReplayWebhookDeadLettersResponse>,
+      callback: sendUnaryData<ReplayWebhookDeadLettersResponse>,
+    ) {
+      void (async () => {
+        const request = assertWellFormed(call.request);
+        const workspace = workspaceOf(call.metadata, auth);
+        assertWorkspaceName(workspace);
+        const selection = parseReplaySelection(request);
+        const dispatcher = requireDestination(dispatcherOf(), request.destination, workspace);
+
+        const queued = await dispatcher.queueReplays(request.destination, selection);
+        log.info({ workspace, destination: request.destination, queued }, 'webhook dead letters queued for replay');
+        return { queued };
+      })().then(
+        (response) => callback(null, response),
+        (error) => callback(toServiceError(error, log, { method: 'ReplayWebhookDeadLetters' })),
+      );
+    },
   };
+}
+
+/** Returns the dispatcher when it delivers a destination of that name in the workspace; throws WebhookDestinationNotFoundError otherwise. */
+function requireDestination(dispatcher: WebhookDispatcher | null, name: string, workspace: string): WebhookDispatcher {
+  const destinations = dispatcher?.destinations(workspace) ?? [];
+  if (dispatcher === null || !destinations.some((candidate) => candidate.name === name)) {
+    throw notFound(name, workspace, destinations.map((candidate) => candidate.name));
+  }
+  return dispatcher;
+}
+
+function parseReplaySelection(request: ReplayWebhookDeadLettersRequest): ReplaySelection {
+  if (request.all && request.firstSequences.length > 0) throw new InvalidArgumentError('all and first_sequences exclude each other: replay every dead letter or the listed ones');
+  if (request.all) return { all: true };
+  if (request.firstSequences.length === 0) throw new InvalidArgumentError('name the dead letters to replay: set all, or list their first_sequences');
+
+  const invalid = request.firstSequences.find((sequence) => !Number.isSafeInteger(sequence) || sequence < 1);
+  if (invalid !== undefined) throw new InvalidArgumentError(`first_sequences must be activation sequences from 1, received ${invalid}`);
+  return { firstSequences: request.firstSequences };
 }
 
 async function destinationStatus(dispatcher: WebhookDispatcher, name: string): Promise<WebhookDestinationStatus> {
@@ -125,5 +165,6 @@ function deadLetterToProto(deadLetter: StoredDeadLetter): WebhookDeadLetter {
     error: deadLetter.error,
     failedAt: new Date(deadLetter.failedAtMs).toISOString(),
     activationsJson: JSON.stringify(deadLetter.activations),
+    replayQueued: deadLetter.replayQueuedAtMs !== undefined,
   };
 }

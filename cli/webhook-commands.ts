@@ -1,7 +1,8 @@
 /**
- * `rtcdp webhooks list` and `rtcdp webhooks dead-letters NAME`: the webhook destinations a
- * node delivers the workspace's activations to, their counters and the batches they gave up
- * on, through WebhookService.
+ * `rtcdp webhooks list`, `rtcdp webhooks dead-letters NAME` and `rtcdp webhooks replay
+ * NAME`: the webhook destinations a node delivers the workspace's activations to, their
+ * counters, the batches they gave up on, and replays of those batches, through
+ * WebhookService.
  */
 import type { Command } from 'commander';
 import type { WebhookDeadLetter, WebhookDestinationStatus } from '../proto/gen/rtcdp/v1/webhooks.js';
@@ -22,17 +23,22 @@ interface DeadLetterCommandOptions extends WebhookCommandOptions {
   after: number;
 }
 
+interface ReplayCommandOptions extends WebhookCommandOptions {
+  all?: boolean;
+  firstSequence: number[];
+}
+
 export function addWebhookCommands(program: Command): void {
   const webhooks = program
     .command('webhooks')
-    .description('Show the webhook destinations a node delivers activations to (rtcdp dev --webhooks, rtcdp node --webhooks) and the batches they gave up on.');
+    .description('Show the webhook destinations a node delivers activations to (rtcdp dev --webhooks, rtcdp node --webhooks) and the batches they gave up on, and replay those batches.');
 
   addOptions(
     webhooks
       .command('list')
       .description(
-        "List the workspace's destinations on the node, with the sequence each delivered up to and the counters of the answering node since it started. " +
-          'On a cluster node the cursor is the one all nodes share, DELIVERED BY names the node that holds the delivery lease (none while no node does), and the counters count only what the answering node delivered.',
+        "List the workspace's destinations on the node, with the sequence each delivered up to and the counters of the node that serves the command, since it started. " +
+          'On a cluster node the cursor is the one all nodes share, DELIVERED BY names the node that holds the delivery lease (none while no node does), and the counters count only what that node delivered.',
       ),
   ).action(
     (options: WebhookCommandOptions) => runList(options),
@@ -46,6 +52,24 @@ export function addWebhookCommands(program: Command): void {
       .option('--limit <n>', `dead letters at most, 1 to ${MAX_DEAD_LETTERS}`, parseInteger('--limit', 1, MAX_DEAD_LETTERS), 100)
       .option('--after <sequence>', 'only dead letters whose first sequence is after this one; 0 starts at the oldest', parseInteger('--after', 0, Number.MAX_SAFE_INTEGER), 0),
   ).action((destination: string, options: DeadLetterCommandOptions) => runDeadLetters(destination, options));
+
+  addOptions(
+    webhooks
+      .command('replay')
+      .description(
+        'Queue dead letters of a destination for replay. The node that delivers the destination sends each as one batch before its next live batch, so it arrives after later activations, ' +
+          'and deletes it after a 2xx response. A replay that fails for good stays a dead letter.',
+      )
+      .argument('<destination>', 'name of the destination, as in the --webhooks file')
+      .option('--all', 'replay every dead letter of the destination')
+      .option('--first-sequence <sequence>', 'first sequence of a dead letter to replay, as `rtcdp webhooks dead-letters` lists it; repeat it for more', collectSequence, []),
+  ).action((destination: string, options: ReplayCommandOptions) => runReplay(destination, options));
+}
+
+const parseSequence = parseInteger('--first-sequence', 1, Number.MAX_SAFE_INTEGER);
+
+function collectSequence(value: string, previous: number[]): number[] {
+  return [...previous, parseSequence(value)];
 }
 
 function addOptions(command: Command): Command {
@@ -109,6 +133,28 @@ async function runDeadLetters(destination: string, options: DeadLetterCommandOpt
   }
 }
 
+async function runReplay(destination: string, options: ReplayCommandOptions): Promise<void> {
+  if (destination === '') throw new UsageError('destination is empty: name a destination of the --webhooks file, as `rtcdp webhooks list` shows them');
+  const all = options.all === true;
+  if (all === (options.firstSequence.length > 0)) throw new UsageError('give either --all or at least one --first-sequence');
+
+  const client = createWebhookClient(options.server);
+  try {
+    const request = { destination, all, firstSequences: options.firstSequence };
+    const response = await callUnary(client.replayWebhookDeadLetters.bind(client), request, writeKeyMetadata(options.writeKey));
+    if (options.output === 'json') {
+      process.stdout.write(`${JSON.stringify({ destination, queued: response.queued }, null, 2)}\n`);
+      return;
+    }
+    const noun = response.queued === 1 ? 'dead letter' : 'dead letters';
+    process.stdout.write(`queued ${response.queued} ${noun} of destination ${destination} for replay\n`);
+  } catch (error) {
+    throw describeCallFailure(error, options.server, 'WebhookService');
+  } finally {
+    client.close();
+  }
+}
+
 const DESTINATION_HEADER = ['NAME', 'URL', 'TYPES', 'CURSOR', 'DELIVERED', 'ACTIVATIONS', 'FAILED ATTEMPTS', 'DEAD LETTERS', 'RATE LIMIT WAITS'];
 
 function destinationRow(destination: WebhookDestinationStatus): string[] {
@@ -133,7 +179,7 @@ function clusterDestinationRow(destination: WebhookDestinationStatus): string[] 
   return [...row.slice(0, 4), destination.deliveringNode === '' ? 'none' : destination.deliveringNode, ...row.slice(4)];
 }
 
-const DEAD_LETTER_HEADER = ['SEQUENCES', 'ACTIVATIONS', 'ATTEMPTS', 'STATUS', 'FAILED AT', 'ERROR'];
+const DEAD_LETTER_HEADER = ['SEQUENCES', 'ACTIVATIONS', 'ATTEMPTS', 'STATUS', 'FAILED AT', 'REPLAY', 'ERROR'];
 
 function deadLetterRow(deadLetter: WebhookDeadLetter): string[] {
   const activations = (JSON.parse(deadLetter.activationsJson) as unknown[]).length;
@@ -143,6 +189,7 @@ function deadLetterRow(deadLetter: WebhookDeadLetter): string[] {
     String(deadLetter.attempts),
     deadLetter.status === 0 ? '-' : String(deadLetter.status),
     deadLetter.failedAt,
+    deadLetter.replayQueued ? 'queued' : '-',
     deadLetter.error,
   ];
 }

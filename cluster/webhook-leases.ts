@@ -31,6 +31,9 @@ import type { ActivationFeed } from './serving-node.js';
 /** The cluster's bucket of webhook delivery leases, cursors and dead letters. */
 export const WEBHOOK_BUCKET = 'rtcdp-webhooks';
 
+/** How often an idle delivery loop checks the bucket for replays that another node queued. */
+const REPLAY_POLL_INTERVAL_MS = 1_000;
+
 export interface WebhookLeaseTimings {
   /** Lifetime of a delivery lease after its last confirmed write. Default 10,000 ms. */
   webhookLeaseTtlMs?: number;
@@ -215,6 +218,7 @@ export function startClusterWebhookDispatcher(
         initialCursor: () => new RocksDbDeliveryState(node.store, destination.workspace, destination.name).readCursor(),
       }),
     ownership,
+    replayPollIntervalMs: REPLAY_POLL_INTERVAL_MS,
     logger: nodeLogger,
   });
   dispatcher.start();

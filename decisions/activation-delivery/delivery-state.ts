@@ -4,6 +4,7 @@
  * in its RocksDB (RocksDbDeliveryState), a cluster node in the cluster's KV bucket
  * `rtcdp-webhooks` (KvDeliveryState), which every node reads.
  */
+import { RtcdpError } from '../../common/errors.js';
 import type { WebhookActivation } from './webhook-payload.js';
 
 /** A batch that failed `attempts` times, or once with a status that a retry cannot change. */
@@ -23,6 +24,16 @@ export interface WebhookDeadLetter {
   error: string;
   /** When delivery gave up, ms since the epoch. */
   failedAtMs: number;
+  /** When a replay was requested, ms since the epoch. Present only while the replay is queued. */
+  replayQueuedAtMs?: number;
+}
+
+/** The dead letters that a replay request chooses: all of them, or those with these first sequences. */
+export type ReplaySelection = { all: true } | { firstSequences: readonly number[] };
+
+/** A replay request named a first sequence that is not a dead letter of the destination. */
+export class DeadLetterNotFoundError extends RtcdpError {
+  readonly code = 'WEBHOOK_DEAD_LETTER_NOT_FOUND';
 }
 
 export interface DeliveryState {
@@ -47,4 +58,45 @@ export interface DeliveryState {
 
   /** Returns the destination's dead letters whose first sequence is after `afterSequence`, oldest batch first. */
   listDeadLetters(limit?: number, afterSequence?: number): Promise<WebhookDeadLetter[]>;
+
+  /**
+   * Marks the chosen dead letters as queued for replay and returns how many are queued.
+   * Throws DeadLetterNotFoundError naming every first sequence that is not a dead letter,
+   * before it marks any.
+   */
+  queueReplays(selection: ReplaySelection, nowMs: number): Promise<number>;
+
+  /** Returns up to `limit` dead letters queued for replay, oldest batch first. */
+  listQueuedReplays(limit: number): Promise<WebhookDeadLetter[]>;
+
+  /** Deletes a dead letter whose replay was delivered. */
+  deleteDeadLetter(firstSequence: number): Promise<void>;
+
+  /**
+   * Stores a dead letter whose replay failed for good, with its new attempts, status, error
+   * and failedAtMs and without the queued marker. The KV implementation keeps a replay
+   * that was queued again meanwhile.
+   */
+  writeFailedReplay(deadLetter: WebhookDeadLetter): Promise<void>;
+}
+
+/** Returns the first sequences of `selection` that none of `deadLetters` has, in the order given. */
+export function missingSequences(selection: ReplaySelection, deadLetters: readonly WebhookDeadLetter[]): number[] {
+  if ('all' in selection) return [];
+  const known = new Set(deadLetters.map((deadLetter) => deadLetter.firstSequence));
+  return [...new Set(selection.firstSequences)].filter((sequence) => !known.has(sequence));
+}
+
+/** Returns the dead letters that `selection` chooses. */
+export function selectDeadLetters(selection: ReplaySelection, deadLetters: readonly WebhookDeadLetter[]): WebhookDeadLetter[] {
+  if ('all' in selection) return [...deadLetters];
+  const chosen = new Set(selection.firstSequences);
+  return deadLetters.filter((deadLetter) => chosen.has(deadLetter.firstSequence));
+}
+
+export function deadLetterNotFound(destination: string, missing: readonly number[]): DeadLetterNotFoundError {
+  const list = missing.join(', ');
+  return new DeadLetterNotFoundError(
+    `webhook destination ${destination} has no dead letter with first sequence ${list}; list them with \`rtcdp webhooks dead-letters ${destination}\``,
+  );
 }

@@ -4,14 +4,17 @@
  * after a 2xx response or once the batch is a dead letter. So every activation is delivered
  * at least once: a crash or a stop between the response and the cursor write sends the
  * same batch again.
+ *
+ * Before each live batch the loop sends the dead letters queued for replay, each as one
+ * batch with the activations it stored. A delivered replay deletes its dead letter, and a
+ * failed one stays a dead letter that is no longer queued.
  */
 import type { Logger } from '../../common/logger.js';
 import { KvConflictError } from '../../storage/kv-store.js';
 import type { ActivationFeed } from '../../cluster/serving-node.js';
-import type { StoredActivation } from '../../profiles/activation-log.js';
 import type { DeliveryState, WebhookDeadLetter } from './delivery-state.js';
 import type { WebhookDestination } from './webhook-config.js';
-import { idempotencyKey, signWebhookBody, toWebhookActivation, type WebhookBody } from './webhook-payload.js';
+import { idempotencyKey, signWebhookBody, toWebhookActivation, type WebhookActivation, type WebhookBody } from './webhook-payload.js';
 import { postBatch, type AttemptResult } from './webhook-request.js';
 import { TokenBucket, type Clock } from './token-bucket.js';
 
@@ -35,6 +38,8 @@ export interface DestinationStats {
   /** Requests that did not return a 2xx, each retry counted. */
   failedAttempts: number;
   deadLetteredBatches: number;
+  /** Dead letters replayed and deleted after a 2xx response. */
+  replayedBatches: number;
   /** Requests that waited for the rate limit. */
   rateLimitWaits: number;
 }
@@ -49,6 +54,12 @@ export interface DestinationDeliveryOptions {
   /** Counters that this loop adds to. The dispatcher keeps them across the loops it starts for a destination. */
   stats: DestinationStats;
   /**
+   * Time between two checks for queued replays while the feed has nothing new, for replay
+   * requests that another node stored. Default: no periodic check, so only `wakeForReplays`
+   * makes an idle loop check.
+   */
+  replayPollIntervalMs?: number;
+  /**
    * Called once when the loop stopped because another node wrote the cursor (a
    * KvConflictError of the state), which means this node no longer delivers the destination.
    */
@@ -56,8 +67,11 @@ export interface DestinationDeliveryOptions {
 }
 
 export function emptyDestinationStats(): DestinationStats {
-  return { cursor: 0, deliveredBatches: 0, deliveredActivations: 0, failedAttempts: 0, deadLetteredBatches: 0, rateLimitWaits: 0 };
+  return { cursor: 0, deliveredBatches: 0, deliveredActivations: 0, failedAttempts: 0, deadLetteredBatches: 0, replayedBatches: 0, rateLimitWaits: 0 };
 }
+
+/** Dead letters that the loop reads per list of queued replays. */
+const REPLAY_PAGE = 10;
 
 type BatchOutcome = { kind: 'delivered'; attempts: number } | { kind: 'dead-letter'; deadLetter: WebhookDeadLetter } | { kind: 'stopped' };
 
@@ -76,6 +90,11 @@ export class DestinationDelivery {
   #running: Promise<void> | null = null;
   readonly #stats: DestinationStats;
   readonly #onFenced: () => void;
+  readonly #replayPollIntervalMs: number | null;
+  /** Set by wakeForReplays until the loop checks for queued replays. */
+  #replaysRequested = false;
+  /** Ends the current wait for new activations, so that the loop checks for queued replays. */
+  #idleWait: AbortController | null = null;
 
   constructor(options: DestinationDeliveryOptions) {
     this.#destination = options.destination;
@@ -87,6 +106,7 @@ export class DestinationDelivery {
     this.#bucket = new TokenBucket(options.destination.maxRequestsPerSecond, options.clock);
     this.#stats = options.stats;
     this.#onFenced = options.onFenced ?? (() => {});
+    this.#replayPollIntervalMs = options.replayPollIntervalMs ?? null;
   }
 
   get destination(): WebhookDestination {
@@ -100,6 +120,12 @@ export class DestinationDelivery {
   /** Starts the loop in the background; it runs until `stop`, or until another node writes the cursor. A stopped loop cannot start again. */
   start(): void {
     this.#running ??= this.#run();
+  }
+
+  /** Makes the loop check for queued replays before its next live batch, at once when it waits for activations. */
+  wakeForReplays(): void {
+    this.#replaysRequested = true;
+    this.#idleWait?.abort();
   }
 
   /**
@@ -132,6 +158,8 @@ export class DestinationDelivery {
           const message = cursor === 0 ? 'webhook delivery started at the oldest retained activation' : 'webhook delivery resumed after the stored cursor';
           this.#logger.info({ cursor, url: this.#destination.url.origin }, message);
         }
+        await this.#replayQueued();
+        if (this.#stopping.signal.aborted) break;
         cursor = await this.#step(cursor);
         failures = 0;
       } catch (error) {
@@ -161,11 +189,11 @@ export class DestinationDelivery {
     if (page.activations.length === 0) {
       // Caught up, though the cursor may still move past activations of other types.
       if (page.nextAfterSequence > cursor) await this.#storeCursor(page.nextAfterSequence);
-      if (page.nextAfterSequence >= page.visibleSequence) await this.#feed.waitBeyond(workspace, page.nextAfterSequence, this.#stopping.signal);
+      if (page.nextAfterSequence >= page.visibleSequence) await this.#waitIdle(page.nextAfterSequence);
       return Math.max(cursor, page.nextAfterSequence);
     }
 
-    const outcome = await this.#deliver(page.activations);
+    const outcome = await this.#deliver(page.activations.map(toWebhookActivation));
     if (outcome.kind === 'stopped') return cursor;
 
     if (outcome.kind === 'delivered') {
@@ -180,14 +208,70 @@ export class DestinationDelivery {
     return page.nextAfterSequence;
   }
 
+  /**
+   * Waits until an activation after `afterSequence` is visible, the loop stops, a replay is
+   * requested on this node, or the replay poll interval has passed.
+   */
+  async #waitIdle(afterSequence: number): Promise<void> {
+    // An aborted signal fires no more 'abort' events, so the listener below would never run.
+    if (this.#replaysRequested || this.#stopping.signal.aborted) return;
+
+    const wait = new AbortController();
+    const stop = () => wait.abort();
+    this.#stopping.signal.addEventListener('abort', stop, { once: true });
+    this.#idleWait = wait;
+    try {
+      const waits = [this.#feed.waitBeyond(this.#destination.workspace, afterSequence, wait.signal)];
+      if (this.#replayPollIntervalMs !== null) waits.push(this.#clock.sleep(this.#replayPollIntervalMs, wait.signal));
+      await Promise.race(waits);
+    } finally {
+      this.#idleWait = null;
+      wait.abort();
+      this.#stopping.signal.removeEventListener('abort', stop);
+    }
+  }
+
+  /** Sends the dead letters queued for replay, oldest first, until none is queued or the loop stops. */
+  async #replayQueued(): Promise<void> {
+    this.#replaysRequested = false;
+    for (;;) {
+      const queued = await this.#state.listQueuedReplays(REPLAY_PAGE);
+      if (queued.length === 0) return;
+
+      for (const deadLetter of queued) {
+        if (this.#stopping.signal.aborted) return;
+        const outcome = await this.#deliver(deadLetter.activations);
+        if (outcome.kind === 'stopped') return;
+        await this.#settleReplay(deadLetter, outcome);
+      }
+    }
+  }
+
+  async #settleReplay(deadLetter: WebhookDeadLetter, outcome: Exclude<BatchOutcome, { kind: 'stopped' }>): Promise<void> {
+    const batch = { firstSequence: deadLetter.firstSequence, lastSequence: deadLetter.lastSequence };
+    if (outcome.kind === 'delivered') {
+      await this.#state.deleteDeadLetter(deadLetter.firstSequence);
+      this.#stats.replayedBatches += 1;
+      this.#logger.info({ ...batch, attempts: outcome.attempts }, 'replayed dead letter delivered; deleted it');
+      return;
+    }
+
+    const { replayQueuedAtMs: _queued, status: _status, ...kept } = deadLetter;
+    const failure = outcome.deadLetter;
+    const failed: WebhookDeadLetter = { ...kept, attempts: deadLetter.attempts + failure.attempts, error: failure.error, failedAtMs: failure.failedAtMs };
+    if (failure.status !== undefined) failed.status = failure.status;
+    await this.#state.writeFailedReplay(failed);
+    this.#logger.warn({ ...batch, attempts: failed.attempts, status: failure.status, error: failure.error }, 'replayed dead letter failed again; it stays a dead letter');
+  }
+
   async #storeCursor(afterSequence: number): Promise<void> {
     await this.#state.writeCursor(afterSequence);
     this.#stats.cursor = afterSequence;
   }
 
   /** Sends a batch until it succeeds, fails for good, or the loop stops. */
-  async #deliver(activations: StoredActivation[]): Promise<BatchOutcome> {
-    const body: WebhookBody = { activations: activations.map(toWebhookActivation) };
+  async #deliver(activations: WebhookActivation[]): Promise<BatchOutcome> {
+    const body: WebhookBody = { activations };
     // Every attempt sends the same bytes, so the signature and the idempotency key repeat too.
     const text = JSON.stringify(body);
     const signature = signWebhookBody(this.#destination.secret, text);

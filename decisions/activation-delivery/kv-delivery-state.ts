@@ -11,11 +11,16 @@
  * first and the cursor after it. A crash between the two writes leaves the dead letter and
  * the old cursor, and the next delivery sends the batch again: delivery stays at least
  * once, with the same activation ids.
+ *
+ * A replay request marks the chosen dead letters as queued and then rewrites the
+ * `replay-request` key. The delivering node reads that one key before each batch and lists
+ * the dead letters only when its revision changed since the last list that found nothing
+ * queued.
  */
 import { InvalidStateError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { KvConflictError, type KvStore } from '../../storage/kv-store.js';
-import type { DeliveryState, WebhookDeadLetter } from './delivery-state.js';
+import { deadLetterNotFound, missingSequences, selectDeadLetters, type DeliveryState, type ReplaySelection, type WebhookDeadLetter } from './delivery-state.js';
 import { webhookKeys } from './webhook-kv-keys.js';
 
 /** The value of a `cursor.<workspace>.<destination>` key, as JSON. */
@@ -26,6 +31,15 @@ export interface KvCursorRecord {
   afterSequence: number;
   /** Node id of the node that wrote the record. */
   nodeId: string;
+}
+
+/** Attempts of a replay request whose compare-and-set writes met concurrent changes. */
+const QUEUE_ATTEMPTS = 3;
+
+interface StoredDeadLetter {
+  key: string;
+  revision: number;
+  deadLetter: WebhookDeadLetter;
 }
 
 const encoder = new TextEncoder();
@@ -40,6 +54,10 @@ export class KvDeliveryState implements DeliveryState {
   readonly #cursorKey: string;
   /** Revision of the cursor key as this node last claimed or wrote it; null before the first claim. */
   #cursorRevision: number | null = null;
+  /** Revision of the replay-request key at the last list that found no queued replay. */
+  #replaysDoneAtRevision: number | null = null;
+  /** Revisions of the dead letters that listQueuedReplays returned last, by first sequence. */
+  readonly #queuedRevisions = new Map<number, number>();
 
   readonly #initialCursor: () => Promise<number>;
 
@@ -85,7 +103,7 @@ export class KvDeliveryState implements DeliveryState {
    */
   async writeDeadLetter(deadLetter: WebhookDeadLetter, afterSequence: number): Promise<void> {
     const key = webhookKeys.deadLetter(this.#workspace, this.#destination, deadLetter.firstSequence);
-    const revision = await this.#kv.put(key, encoder.encode(JSON.stringify(deadLetter)));
+    const revision = await this.#kv.put(key, this.#encodeDeadLetter(deadLetter));
 
     try {
       await this.writeCursor(afterSequence);
@@ -101,12 +119,78 @@ export class KvDeliveryState implements DeliveryState {
    * per key, so a destination with thousands of dead letters lists slowly.
    */
   async listDeadLetters(limit = 100, afterSequence = 0): Promise<WebhookDeadLetter[]> {
+    const stored = await this.#listAll();
+    return stored
+      .map(({ deadLetter }) => deadLetter)
+      .filter((deadLetter) => deadLetter.firstSequence > afterSequence)
+      .slice(0, limit);
+  }
+
+  /** Marks the dead letters with compare-and-set writes, and reads them again when one changed meanwhile. */
+  async queueReplays(selection: ReplaySelection, nowMs: number): Promise<number> {
+    for (let attempt = 1; ; attempt++) {
+      const stored = await this.#listAll();
+      const missing = missingSequences(selection, stored.map(({ deadLetter }) => deadLetter));
+      if (missing.length > 0) throw deadLetterNotFound(this.#destination, missing);
+
+      const chosen = new Set(selectDeadLetters(selection, stored.map(({ deadLetter }) => deadLetter)));
+      try {
+        for (const { key, revision, deadLetter } of stored.filter((entry) => chosen.has(entry.deadLetter))) {
+          if (deadLetter.replayQueuedAtMs !== undefined) continue;
+          await this.#kv.update(key, this.#encodeDeadLetter({ ...deadLetter, replayQueuedAtMs: nowMs }), revision);
+        }
+      } catch (error) {
+        if (!(error instanceof KvConflictError) || attempt >= QUEUE_ATTEMPTS) throw error;
+        continue;
+      }
+
+      await this.#kv.put(webhookKeys.replayRequest(this.#workspace, this.#destination), encoder.encode(JSON.stringify({ requestedAtMs: nowMs, nodeId: this.#nodeId })));
+      return chosen.size;
+    }
+  }
+
+  async listQueuedReplays(limit: number): Promise<WebhookDeadLetter[]> {
+    const request = await this.#kv.get(webhookKeys.replayRequest(this.#workspace, this.#destination));
+    if (request === null || request.revision === this.#replaysDoneAtRevision) return [];
+
+    const queued = (await this.#listAll()).filter(({ deadLetter }) => deadLetter.replayQueuedAtMs !== undefined).slice(0, limit);
+    if (queued.length === 0) this.#replaysDoneAtRevision = request.revision;
+    this.#queuedRevisions.clear();
+    for (const { revision, deadLetter } of queued) this.#queuedRevisions.set(deadLetter.firstSequence, revision);
+    return queued.map(({ deadLetter }) => deadLetter);
+  }
+
+  async deleteDeadLetter(firstSequence: number): Promise<void> {
+    await this.#kv.delete(webhookKeys.deadLetter(this.#workspace, this.#destination, firstSequence));
+  }
+
+  async writeFailedReplay(deadLetter: WebhookDeadLetter): Promise<void> {
+    const { replayQueuedAtMs: _queued, ...failed } = deadLetter;
+    const key = webhookKeys.deadLetter(this.#workspace, this.#destination, deadLetter.firstSequence);
+    const revision = this.#queuedRevisions.get(deadLetter.firstSequence);
+    if (revision === undefined) {
+      await this.#kv.put(key, this.#encodeDeadLetter(failed));
+      return;
+    }
+
+    try {
+      await this.#kv.update(key, this.#encodeDeadLetter(failed), revision);
+    } catch (error) {
+      if (!(error instanceof KvConflictError)) throw error;
+      this.#logger.info({ destination: this.#destination, firstSequence: deadLetter.firstSequence }, 'dead letter changed during its replay; keeping the newer version');
+    }
+  }
+
+  /** Reads every dead letter of the destination, oldest batch first. */
+  async #listAll(): Promise<StoredDeadLetter[]> {
     const entries = await this.#kv.list(webhookKeys.deadLetterPrefix(this.#workspace, this.#destination));
     return entries
-      .map((entry) => JSON.parse(decoder.decode(entry.value)) as WebhookDeadLetter)
-      .filter((deadLetter) => deadLetter.firstSequence > afterSequence)
-      .sort((a, b) => a.firstSequence - b.firstSequence)
-      .slice(0, limit);
+      .map((entry) => ({ key: entry.key, revision: entry.revision, deadLetter: JSON.parse(decoder.decode(entry.value)) as WebhookDeadLetter }))
+      .sort((a, b) => a.deadLetter.firstSequence - b.deadLetter.firstSequence);
+  }
+
+  #encodeDeadLetter(deadLetter: WebhookDeadLetter): Uint8Array {
+    return encoder.encode(JSON.stringify(deadLetter));
   }
 
   async #deleteDeadLetter(key: string, revision: number): Promise<void> {

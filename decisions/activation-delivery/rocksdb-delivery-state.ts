@@ -2,12 +2,16 @@
 import { decode, encode } from '../../storage/codec.js';
 import { keys, prefixEnd } from '../../storage/keys.js';
 import type { Store } from '../../storage/store.js';
-import type { DeliveryState, WebhookDeadLetter } from './delivery-state.js';
+import { deadLetterNotFound, missingSequences, selectDeadLetters, type DeliveryState, type ReplaySelection, type WebhookDeadLetter } from './delivery-state.js';
 
 export class RocksDbDeliveryState implements DeliveryState {
   readonly #store: Store;
   readonly #workspace: string;
   readonly #destination: string;
+  /** The last dead-letter read-modify-write, so that a replay request and the delivery loop never interleave theirs. */
+  #deadLetterUpdates: Promise<unknown> = Promise.resolve();
+  /** False once a list found no queued replay, until the next replay request; this node is the only writer. */
+  #mayHaveQueuedReplays = true;
 
   constructor(store: Store, workspace: string, destination: string) {
     this.#store = store;
@@ -47,6 +51,53 @@ export class RocksDbDeliveryState implements DeliveryState {
     const start = keys.webhookDeadLetter(this.#workspace, this.#destination, afterSequence + 1);
     const entries = await this.#store.list({ gte: start, lt: prefixEnd(prefix), limit });
     return entries.map((entry) => decode<WebhookDeadLetter>(entry.value));
+  }
+
+  async queueReplays(selection: ReplaySelection, nowMs: number): Promise<number> {
+    return this.#exclusive(async () => {
+      const deadLetters = await this.#listAll();
+      const missing = missingSequences(selection, deadLetters);
+      if (missing.length > 0) throw deadLetterNotFound(this.#destination, missing);
+
+      const chosen = selectDeadLetters(selection, deadLetters);
+      await this.#store.write(chosen.map((deadLetter) => this.#deadLetterOp({ ...deadLetter, replayQueuedAtMs: deadLetter.replayQueuedAtMs ?? nowMs })));
+      this.#mayHaveQueuedReplays = true;
+      return chosen.length;
+    });
+  }
+
+  async listQueuedReplays(limit: number): Promise<WebhookDeadLetter[]> {
+    if (!this.#mayHaveQueuedReplays) return [];
+
+    const queued = (await this.#listAll()).filter((deadLetter) => deadLetter.replayQueuedAtMs !== undefined).slice(0, limit);
+    if (queued.length === 0) this.#mayHaveQueuedReplays = false;
+    return queued;
+  }
+
+  async deleteDeadLetter(firstSequence: number): Promise<void> {
+    await this.#exclusive(() => this.#store.write([{ type: 'del', key: keys.webhookDeadLetter(this.#workspace, this.#destination, firstSequence) }]));
+  }
+
+  async writeFailedReplay(deadLetter: WebhookDeadLetter): Promise<void> {
+    const { replayQueuedAtMs: _queued, ...failed } = deadLetter;
+    await this.#exclusive(() => this.#store.write([this.#deadLetterOp(failed)]));
+  }
+
+  /** Reads every dead letter of the destination, oldest batch first. */
+  async #listAll(): Promise<WebhookDeadLetter[]> {
+    const prefix = keys.webhookDeadLetterPrefix(this.#workspace, this.#destination);
+    const entries = await this.#store.list({ gte: prefix, lt: prefixEnd(prefix) });
+    return entries.map((entry) => decode<WebhookDeadLetter>(entry.value));
+  }
+
+  #exclusive<T>(update: () => Promise<T>): Promise<T> {
+    const result = this.#deadLetterUpdates.then(update);
+    this.#deadLetterUpdates = result.catch(() => undefined);
+    return result;
+  }
+
+  #deadLetterOp(deadLetter: WebhookDeadLetter) {
+    return { type: 'put' as const, key: keys.webhookDeadLetter(this.#workspace, this.#destination, deadLetter.firstSequence), value: encode(deadLetter) };
   }
 
   #cursorOp(afterSequence: number) {

@@ -12,7 +12,7 @@ import type { Logger } from '../../common/logger.js';
 import type { ActivationFeed } from '../../cluster/serving-node.js';
 import type { Store } from '../../storage/store.js';
 import type { DeliveryOwnership } from './delivery-ownership.js';
-import type { DeliveryState, WebhookDeadLetter } from './delivery-state.js';
+import type { DeliveryState, ReplaySelection, WebhookDeadLetter } from './delivery-state.js';
 import { DestinationDelivery, emptyDestinationStats, type DestinationStats, type RetryPolicy } from './destination-delivery.js';
 import { RocksDbDeliveryState } from './rocksdb-delivery-state.js';
 import type { WebhookDestination } from './webhook-config.js';
@@ -40,6 +40,12 @@ export interface WebhookDispatcherOptions {
   maxRetryAfterMs?: number;
   /** How long stopping a loop lets its request in flight finish before it aborts it. Default 5,000 ms. */
   stopGraceMs?: number;
+  /**
+   * Time between two checks for queued replays while a loop waits for activations. Cluster
+   * nodes set it, because another node may store the replay request. Default: no periodic
+   * check, since every replay request of an embedded node goes through this dispatcher.
+   */
+  replayPollIntervalMs?: number;
   /** Jitter source, uniform in [0, 1). Default Math.random. */
   random?: () => number;
   clock?: Clock;
@@ -75,6 +81,7 @@ export class WebhookDispatcher {
   readonly #feed: ActivationFeed;
   readonly #clock: Clock;
   readonly #ownership: DeliveryOwnership | null;
+  readonly #replayPollIntervalMs: number | undefined;
   readonly #slots = new Map<string, DestinationSlot>();
   #stopping: Promise<void> | null = null;
 
@@ -91,6 +98,7 @@ export class WebhookDispatcher {
     this.#feed = options.feed;
     this.#clock = options.clock ?? systemClock;
     this.#ownership = options.ownership ?? null;
+    this.#replayPollIntervalMs = options.replayPollIntervalMs === undefined ? undefined : positive('replayPollIntervalMs', options.replayPollIntervalMs);
 
     const createState = stateFactory(options);
     for (const destination of options.destinations) {
@@ -175,6 +183,20 @@ export class WebhookDispatcher {
     return this.#slot(destination).state.listDeadLetters(limit, afterSequence);
   }
 
+  /**
+   * Queues the chosen dead letters for replay by whichever node delivers the destination,
+   * and wakes this node's loop when it runs. Returns how many are queued. Throws RangeError
+   * for an unknown name and DeadLetterNotFoundError for an unknown first sequence.
+   */
+  async queueReplays(destination: string, selection: ReplaySelection): Promise<number> {
+    this.#lifecycle.assert('queueReplays', 'running');
+    const slot = this.#slot(destination);
+    const queued = await slot.state.queueReplays(selection, this.#clock.now());
+    slot.logger.info({ queued, selection }, 'dead letters queued for replay');
+    slot.delivery?.wakeForReplays();
+    return queued;
+  }
+
   #startLoop(slot: DestinationSlot): Promise<void> {
     slot.transitions = slot.transitions.then(() => {
       if (!this.#lifecycle.is('running') || slot.delivery !== null) return;
@@ -186,6 +208,7 @@ export class WebhookDispatcher {
         clock: this.#clock,
         logger: slot.logger,
         stats: slot.stats,
+        replayPollIntervalMs: this.#replayPollIntervalMs,
         onFenced: () => void this.#onFenced(slot),
       });
       slot.delivery.start();
@@ -226,6 +249,11 @@ function stateFactory(options: WebhookDispatcherOptions): (destination: WebhookD
 
 function nonNegative(option: string, value: number): number {
   if (!Number.isFinite(value) || value < 0) throw new RangeError(`${option} must be a non-negative number of ms, received ${value}`);
+  return value;
+}
+
+function positive(option: string, value: number): number {
+  if (!Number.isFinite(value) || value <= 0) throw new RangeError(`${option} must be a positive number of ms, received ${value}`);
   return value;
 }
 

@@ -6,6 +6,8 @@
  * - `lease.<workspace>.<destination>`: the delivery lease (a KvLeaseRecord)
  * - `cursor.<workspace>.<destination>`: the cursor (a KvCursorRecord)
  * - `dead-letter.<workspace>.<destination>.<first sequence, 15 digits>`: a dead letter
+ * - `replay-request.<workspace>.<destination>`: rewritten after each replay request, so the
+ *   delivering node lists the dead letters again only when its revision changed
  */
 import { padSequence } from '../../storage/keys.js';
 
@@ -65,4 +67,5 @@ export const webhookKeys = {
   cursor: (workspace: string, destination: string) => `cursor.${scope(workspace, destination)}`,
   deadLetter: (workspace: string, destination: string, firstSequence: number) => `dead-letter.${scope(workspace, destination)}.${padSequence(firstSequence)}`,
   deadLetterPrefix: (workspace: string, destination: string) => `dead-letter.${scope(workspace, destination)}.`,
+  replayRequest: (workspace: string, destination: string) => `replay-request.${scope(workspace, destination)}`,
 };

@@ -71,8 +71,8 @@ t.test('webhooks commands - destinations and dead letters', async (t) => {
 
   const deadLetters = await runCli(['webhooks', 'dead-letters', 'crm', ...server]);
   t.equal(deadLetters.code, 0, `dead-letters exits 0; stderr: ${deadLetters.stderr}`);
-  const row = (sequence: number) => `${sequence}-${sequence}\\s+1\\s+1\\s+400\\s+\\d{4}-\\d\\d-\\d\\dT\\S+Z\\s+received HTTP 400: rejected by the test receiver\\n`;
-  t.match(deadLetters.stdout, new RegExp(`^SEQUENCES\\s+ACTIVATIONS\\s+ATTEMPTS\\s+STATUS\\s+FAILED AT\\s+ERROR\\n${row(1)}${row(2)}${row(3)}$`));
+  const row = (sequence: number) => `${sequence}-${sequence}\\s+1\\s+1\\s+400\\s+\\d{4}-\\d\\d-\\d\\dT\\S+Z\\s+-\\s+received HTTP 400: rejected by the test receiver\\n`;
+  t.match(deadLetters.stdout, new RegExp(`^SEQUENCES\\s+ACTIVATIONS\\s+ATTEMPTS\\s+STATUS\\s+FAILED AT\\s+REPLAY\\s+ERROR\\n${row(1)}${row(2)}${row(3)}$`));
 
   const firstPage = await runCli(['webhooks', 'dead-letters', 'crm', '--limit', '2', ...server]);
   t.match(firstPage.stdout, new RegExp(`\\n${row(1)}${row(2)}\\nmore may follow: continue with --after 2\\n$`), 'a full page says where to continue');
@@ -115,4 +115,51 @@ t.test('webhooks commands - a node without destinations', async (t) => {
   const deadLetters = await runCli(['webhooks', 'dead-letters', 'crm', ...server]);
   t.not(deadLetters.code, 0);
   t.match(deadLetters.stderr, /no webhook destination is named "crm": this node delivers to no destination of workspace default/);
+});
+
+t.test('webhooks commands - replay of dead letters', async (t) => {
+  // 400 until the dead letter exists, then 503 with a long Retry-After, so the replay stays queued while it waits.
+  let requests = 0;
+  let replayPhase = false;
+  const server = createServer((request, response) => {
+    request.resume();
+    request.on('end', () => {
+      requests += 1;
+      if (replayPhase) response.writeHead(503, { 'Retry-After': '300' }).end('unavailable in the test');
+      else response.writeHead(400).end('rejected by the test receiver');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const url = new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks`);
+
+  const embedded = await startNode(t, [destination('crm', url)]);
+  await embedded.node.ingest('default', [{ type: 'identify', userId: 'u1', messageId: 'm-u1', traits: { plan: 'pro' } }]);
+  await waitFor('a dead letter', () => embedded.webhooks?.stats('crm').deadLetteredBatches === 1);
+  replayPhase = true;
+  const address = ['--server', embedded.address];
+
+  const unknown = await runCli(['webhooks', 'replay', 'crm', '--first-sequence', '5', ...address]);
+  t.not(unknown.code, 0, 'an unknown first sequence fails');
+  t.match(unknown.stderr, /webhook destination crm has no dead letter with first sequence 5; list them with `rtcdp webhooks dead-letters crm`/);
+
+  const neither = await runCli(['webhooks', 'replay', 'crm', ...address]);
+  t.equal(neither.code, 2, 'a replay without a selection is a usage error');
+  t.match(neither.stderr, /give either --all or at least one --first-sequence/);
+  const both = await runCli(['webhooks', 'replay', 'crm', '--all', '--first-sequence', '1', ...address]);
+  t.equal(both.code, 2, '--all with --first-sequence is a usage error');
+
+  const otherDestination = await runCli(['webhooks', 'replay', 'billing', '--all', ...address]);
+  t.not(otherDestination.code, 0, 'an unknown destination fails');
+  t.match(otherDestination.stderr, /no webhook destination is named "billing"/);
+
+  const replay = await runCli(['webhooks', 'replay', 'crm', '--first-sequence', '1', ...address]);
+  t.equal(replay.code, 0, `replay exits 0; stderr: ${replay.stderr}`);
+  t.equal(replay.stdout, 'queued 1 dead letter of destination crm for replay\n');
+  await waitFor('the replay request', () => requests === 2);
+
+  const table = await runCli(['webhooks', 'dead-letters', 'crm', ...address]);
+  t.match(table.stdout, /\n1-1\s+1\s+1\s+400\s+\S+\s+queued\s+received HTTP 400/, 'the table marks the dead letter as queued while its replay waits to retry');
+  const json = await runCli(['webhooks', 'dead-letters', 'crm', '--output', 'json', ...address]);
+  t.match(JSON.parse(json.stdout), { deadLetters: [{ firstSequence: 1, replayQueued: true }] }, 'the JSON marks it too');
 });

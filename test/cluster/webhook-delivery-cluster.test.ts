@@ -32,14 +32,21 @@ metadata: { name: pro }
 spec: { condition: 'has(traits.plan) && traits.plan == "pro"' }
 `;
 
-/** Starts an HTTP server on 127.0.0.1 that responds 204 and counts how often each activation id arrived. */
-async function startReceiver(t: Test) {
+/**
+ * Starts an HTTP server on 127.0.0.1 that counts how often each activation id arrived. It
+ * responds 204, or 400 without counting while `reject` returns true for a batch's profile ids.
+ */
+async function startReceiver(t: Test, reject: (profileIds: string[]) => boolean = () => false) {
   const received = new Map<string, number>();
   const server = createServer((request, response) => {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {
       const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as WebhookBody;
+      if (reject(body.activations.map((activation) => activation.profileId))) {
+        response.writeHead(400).end('rejected by the test receiver');
+        return;
+      }
       for (const activation of body.activations) received.set(activation.id, (received.get(activation.id) ?? 0) + 1);
       response.writeHead(204).end();
     });
@@ -49,8 +56,8 @@ async function startReceiver(t: Test) {
   return { url: new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks`), received };
 }
 
-function destination(url: URL): WebhookDestination {
-  return { name: 'crm', workspace: WORKSPACE, url, secret: 'webhook-test-secret-0001', types: [], maxAttempts: 5, timeoutMs: 5_000, maxBatchActivations: 10, maxRequestsPerSecond: 1_000 };
+function destination(url: URL, overrides: Partial<WebhookDestination> = {}): WebhookDestination {
+  return { name: 'crm', workspace: WORKSPACE, url, secret: 'webhook-test-secret-0001', types: [], maxAttempts: 5, timeoutMs: 5_000, maxBatchActivations: 10, maxRequestsPerSecond: 1_000, ...overrides };
 }
 
 /** Starts one cluster process per node id, with short shard and webhook lease timings. */
@@ -117,6 +124,25 @@ async function listDestinations(address: string): Promise<WebhookDestinationStat
   }
 }
 
+async function listDeadLetterSequences(address: string): Promise<number[]> {
+  const client = createWebhookClient(address);
+  try {
+    const response = await callUnary(client.listWebhookDeadLetters.bind(client), { destination: 'crm', limit: 0, afterSequence: 0 }, writeKeyMetadata(undefined));
+    return response.deadLetters.map((deadLetter) => deadLetter.firstSequence);
+  } finally {
+    client.close();
+  }
+}
+
+async function replayAll(address: string): Promise<number> {
+  const client = createWebhookClient(address);
+  try {
+    return (await callUnary(client.replayWebhookDeadLetters.bind(client), { destination: 'crm', all: true, firstSequences: [] }, writeKeyMetadata(undefined))).queued;
+  } finally {
+    client.close();
+  }
+}
+
 async function lastActivationSequence(node: ClusterProcess['node']): Promise<number> {
   return (await node.activations.list(WORKSPACE, { limit: 1 })).visibleSequence;
 }
@@ -178,4 +204,33 @@ t.test('webhooks in cluster mode - one holder delivers, the other takes over', {
   t.equal(receiver.received.size, expected, 'every activation id arrived at least once');
   t.equal(afterTakeover.deliveringNode, other.node.nodeId, 'the remaining node holds the lease');
   t.equal(other.webhooks?.stats('crm').deliveredActivations, laterUsers.length, 'the remaining node delivered what followed the takeover, and nothing before it');
+});
+
+t.test('webhooks in cluster mode - the holder performs a replay queued elsewhere', { timeout: 120_000 }, async (t) => {
+  let rejecting = true;
+  const receiver = await startReceiver(t, (profileIds) => rejecting && profileIds.includes('user:bad'));
+  const processes = await startProcesses(t, ['a', 'b'], [destination(receiver.url, { maxBatchActivations: 1 })]);
+  await new DefinitionRegistry(processes[0].node.definitionStore).apply(WORKSPACE, [{ name: 'segments.yaml', content: SEGMENT }]);
+
+  await ingestAll(processes[0].node, [identify('bad')]);
+  const [holderName] = await waitFor(
+    () => Promise.all(processes.map(async (started) => (await listDestinations(started.address))[0]?.deliveringNode ?? '')),
+    (names) => names[0] !== '' && names[0] === names[1],
+    'a lease holder that both nodes name',
+  );
+  const holder = processes.find((started) => started.node.nodeId === holderName) as ClusterProcess;
+  const other = processes.find((started) => started !== holder) as ClusterProcess;
+  await waitFor(() => listDeadLetterSequences(other.address), (sequences) => sequences.length === 1, 'the dead letter listed on the other node');
+  t.same(await listDeadLetterSequences(other.address), [1], 'the other node lists the dead letter that the holder stored');
+
+  rejecting = false;
+  await ingestAll(processes[0].node, [identify('good')]);
+  await waitFor(async () => receiver.received.size, (size) => size === 1, 'the later activation delivered');
+  t.equal(await replayAll(other.address), 1, 'the node without the lease queues the replay');
+
+  await waitFor(async () => receiver.received.size, (size) => size === 2, 'the replayed activation', 30_000);
+  t.same([...receiver.received.values()], [1, 1], 'each activation id arrived once');
+  await waitFor(() => listDeadLetterSequences(holder.address), (sequences) => sequences.length === 0, 'the dead letter deleted');
+  t.equal(holder.webhooks?.stats('crm').replayedBatches, 1, 'the holder replayed it');
+  t.equal(other.webhooks?.stats('crm').replayedBatches, 0, 'the node that queued it sent nothing');
 });

@@ -193,6 +193,42 @@ t.test('webhooks - a 400 goes to the dead letters without retries', async (t) =>
   t.equal(dispatcher.stats('crm').cursor, 2);
 });
 
+t.test('webhooks - replayed dead letters are sent again', async (t) => {
+  // Requests 0 and 2 (the first batch and its first replay) are rejected, the others accepted.
+  const receiver = await startReceiver(t, (index) => ({ status: index === 0 || index === 2 ? 400 : 200 }));
+  const node = await startNode(t);
+  const clock = new VirtualClock();
+  const dispatcher = startDispatcher(t, node, [destination(receiver.url, { maxBatchActivations: 1 })], { clock });
+
+  await node.ingest(WORKSPACE, [identify('u1', 'm1', 'pro')]);
+  await waitFor('a dead letter', () => dispatcher.stats('crm').deadLetteredBatches === 1);
+  await node.ingest(WORKSPACE, [identify('u2', 'm2', 'pro')]);
+  await waitFor('the next batch', () => dispatcher.stats('crm').deliveredBatches === 1);
+
+  await t.rejects(dispatcher.queueReplays('crm', { firstSequences: [1, 7, 9] }), { code: 'WEBHOOK_DEAD_LETTER_NOT_FOUND', message: /no dead letter with first sequence 7, 9/ }, 'unknown first sequences are named');
+  t.equal((await dispatcher.listDeadLetters('crm'))[0].replayQueuedAtMs, undefined, 'a rejected request queues nothing');
+
+  const failedAtMs = clock.nowMs;
+  t.equal(await dispatcher.queueReplays('crm', { firstSequences: [1] }), 1, 'one dead letter queued');
+  await waitFor('the first replay', () => receiver.requests.length === 3);
+  await waitFor('the failed replay stored', async () => (await dispatcher.listDeadLetters('crm'))[0]?.attempts === 2);
+  const [failed, ...others] = await dispatcher.listDeadLetters('crm');
+  t.same(others, []);
+  t.match(failed, { firstSequence: 1, attempts: 2, status: 400, error: 'received HTTP 400: rejected by the test receiver' }, 'a failed replay stays a dead letter with the attempts added');
+  t.equal(failed.replayQueuedAtMs, undefined, 'and is no longer queued');
+  t.ok(failed.failedAtMs >= failedAtMs, 'failedAt is the time of the replay');
+
+  t.equal(await dispatcher.queueReplays('crm', { all: true }), 1, 'all dead letters queued');
+  await waitFor('the second replay', () => receiver.accepted().length === 2);
+  await waitFor('the dead letter deleted', async () => (await dispatcher.listDeadLetters('crm')).length === 0);
+
+  const replayed = JSON.parse(receiver.requests[3].body) as WebhookBody;
+  t.same(replayed, JSON.parse(receiver.requests[0].body), 'the replay carries the stored activations in the same body shape');
+  t.ok(verifyWebhookSignature(SECRET, receiver.requests[3].body, receiver.requests[3].headers['x-rtcdp-signature'] as string), 'the replay is signed');
+  t.same(receiver.accepted().map((activation) => activation.sequence), [2, 1], 'the replayed batch arrives after the later activation');
+  t.equal(dispatcher.stats('crm').cursor, 2, 'the cursor stays where it was');
+});
+
 t.test('webhooks - a batch goes to the dead letters after maxAttempts', async (t) => {
   const receiver = await startReceiver(t, () => ({ status: 503 }));
   const node = await startNode(t);

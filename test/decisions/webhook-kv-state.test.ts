@@ -157,3 +157,31 @@ t.test('webhook kv state - a fenced delivery loop stops', async (t) => {
   t.equal(await state(kv, 'c').readCursor(), 0, 'the cursor did not move');
   t.equal(stats.deliveredBatches, 0, 'the batch does not count as delivered');
 });
+
+t.test('webhook kv state - replays are queued for the holder', async (t) => {
+  const kv = new MemoryKvStore();
+  const holder = state(kv, 'a');
+  await holder.claimCursor();
+  await holder.writeDeadLetter(deadLetter(3), 3);
+  await holder.writeDeadLetter(deadLetter(12), 12);
+  t.same(await holder.listQueuedReplays(10), [], 'nothing is queued before a request');
+
+  const requester = state(kv, 'b');
+  await t.rejects(requester.queueReplays({ firstSequences: [3, 4] }, 1_000), { code: 'WEBHOOK_DEAD_LETTER_NOT_FOUND', message: /first sequence 4;/ });
+  t.same(await holder.listQueuedReplays(10), [], 'a request with an unknown sequence queues nothing');
+
+  t.equal(await requester.queueReplays({ firstSequences: [12] }, 1_000), 1);
+  const queued = await holder.listQueuedReplays(10);
+  t.same(queued.map((listed) => [listed.firstSequence, listed.replayQueuedAtMs]), [[12, 1_000]], 'the holder finds the replay that another node queued');
+
+  await holder.writeFailedReplay({ ...queued[0], attempts: 2, error: 'received HTTP 500' });
+  const [, failed] = await requester.listDeadLetters();
+  t.match(failed, { firstSequence: 12, attempts: 2, error: 'received HTTP 500' }, 'a failed replay stays a dead letter');
+  t.equal(failed.replayQueuedAtMs, undefined, 'no longer queued');
+  t.same(await holder.listQueuedReplays(10), [], 'and is not listed again');
+
+  t.equal(await requester.queueReplays({ all: true }, 2_000), 2, 'every dead letter queued');
+  t.same((await holder.listQueuedReplays(10)).map((listed) => listed.firstSequence), [3, 12], 'oldest first');
+  await holder.deleteDeadLetter(3);
+  t.same((await requester.listDeadLetters()).map((listed) => listed.firstSequence), [12], 'a delivered replay is deleted');
+});

@@ -45,7 +45,7 @@ export interface WebhookDestinationStatus {
    */
   cursor: number;
   /**
-   * Counters of the answering node since it started. In cluster mode each node counts only
+   * Counters of the node that serves the call, since it started. In cluster mode each node counts only
    * what it delivered itself while it held the destination's lease.
    */
   deliveredBatches: number;
@@ -61,6 +61,8 @@ export interface WebhookDestinationStatus {
    * takes the lease over, which takes the lease ttl. Always empty in embedded mode.
    */
   deliveringNode: string;
+  /** Dead letters that this node replayed and deleted after a 2xx response. */
+  replayedBatches: number;
 }
 
 export interface ListWebhookDeadLettersRequest {
@@ -99,6 +101,28 @@ export interface WebhookDeadLetter {
   failedAt: string;
   /** The activations of the batch as the requests carried them, a JSON array. */
   activationsJson: string;
+  /** True while the dead letter is queued for replay and its replay has not finished. */
+  replayQueued: boolean;
+}
+
+export interface ReplayWebhookDeadLettersRequest {
+  /**
+   * Name of a destination of the caller's workspace. NOT_FOUND when this node has none by
+   * that name.
+   */
+  destination: string;
+  /** Replays every dead letter of the destination. Exclusive with first_sequences. */
+  all: boolean;
+  /**
+   * First sequences of the dead letters to replay, as ListWebhookDeadLetters returns them.
+   * NOT_FOUND names those that are not dead letters, and then none is queued.
+   */
+  firstSequences: number[];
+}
+
+export interface ReplayWebhookDeadLettersResponse {
+  /** Dead letters queued for replay, those queued before included. */
+  queued: number;
 }
 
 function createBaseListWebhookDestinationsRequest(): ListWebhookDestinationsRequest {
@@ -274,6 +298,7 @@ function createBaseWebhookDestinationStatus(): WebhookDestinationStatus {
     deadLetteredBatches: 0,
     rateLimitWaits: 0,
     deliveringNode: "",
+    replayedBatches: 0,
   };
 }
 
@@ -308,6 +333,9 @@ export const WebhookDestinationStatus: MessageFns<WebhookDestinationStatus> = {
     }
     if (message.deliveringNode !== "") {
       writer.uint32(82).string(message.deliveringNode);
+    }
+    if (message.replayedBatches !== 0) {
+      writer.uint32(88).uint64(message.replayedBatches);
     }
     return writer;
   },
@@ -405,6 +433,14 @@ export const WebhookDestinationStatus: MessageFns<WebhookDestinationStatus> = {
             message.deliveringNode = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.replayedBatches = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -453,6 +489,11 @@ export const WebhookDestinationStatus: MessageFns<WebhookDestinationStatus> = {
         : isSet(object.delivering_node)
         ? globalThis.String(object.delivering_node)
         : "",
+      replayedBatches: isSet(object.replayedBatches)
+        ? globalThis.Number(object.replayedBatches)
+        : isSet(object.replayed_batches)
+        ? globalThis.Number(object.replayed_batches)
+        : 0,
     };
   },
 
@@ -488,6 +529,9 @@ export const WebhookDestinationStatus: MessageFns<WebhookDestinationStatus> = {
     if (message.deliveringNode !== "") {
       obj.deliveringNode = message.deliveringNode;
     }
+    if (message.replayedBatches !== 0) {
+      obj.replayedBatches = Math.round(message.replayedBatches);
+    }
     return obj;
   },
 
@@ -506,6 +550,7 @@ export const WebhookDestinationStatus: MessageFns<WebhookDestinationStatus> = {
     message.deadLetteredBatches = object.deadLetteredBatches ?? 0;
     message.rateLimitWaits = object.rateLimitWaits ?? 0;
     message.deliveringNode = object.deliveringNode ?? "";
+    message.replayedBatches = object.replayedBatches ?? 0;
     return message;
   },
 };
@@ -722,6 +767,7 @@ function createBaseWebhookDeadLetter(): WebhookDeadLetter {
     error: "",
     failedAt: "",
     activationsJson: "",
+    replayQueued: false,
   };
 }
 
@@ -750,6 +796,9 @@ export const WebhookDeadLetter: MessageFns<WebhookDeadLetter> = {
     }
     if (message.activationsJson !== "") {
       writer.uint32(66).string(message.activationsJson);
+    }
+    if (message.replayQueued !== false) {
+      writer.uint32(72).bool(message.replayQueued);
     }
     return writer;
   },
@@ -831,6 +880,14 @@ export const WebhookDeadLetter: MessageFns<WebhookDeadLetter> = {
             message.activationsJson = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.replayQueued = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -869,6 +926,11 @@ export const WebhookDeadLetter: MessageFns<WebhookDeadLetter> = {
         : isSet(object.activations_json)
         ? globalThis.String(object.activations_json)
         : "",
+      replayQueued: isSet(object.replayQueued)
+        ? globalThis.Boolean(object.replayQueued)
+        : isSet(object.replay_queued)
+        ? globalThis.Boolean(object.replay_queued)
+        : false,
     };
   },
 
@@ -898,6 +960,9 @@ export const WebhookDeadLetter: MessageFns<WebhookDeadLetter> = {
     if (message.activationsJson !== "") {
       obj.activationsJson = message.activationsJson;
     }
+    if (message.replayQueued !== false) {
+      obj.replayQueued = message.replayQueued;
+    }
     return obj;
   },
 
@@ -914,6 +979,199 @@ export const WebhookDeadLetter: MessageFns<WebhookDeadLetter> = {
     message.error = object.error ?? "";
     message.failedAt = object.failedAt ?? "";
     message.activationsJson = object.activationsJson ?? "";
+    message.replayQueued = object.replayQueued ?? false;
+    return message;
+  },
+};
+
+function createBaseReplayWebhookDeadLettersRequest(): ReplayWebhookDeadLettersRequest {
+  return { destination: "", all: false, firstSequences: [] };
+}
+
+export const ReplayWebhookDeadLettersRequest: MessageFns<ReplayWebhookDeadLettersRequest> = {
+  encode(message: ReplayWebhookDeadLettersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.destination !== "") {
+      writer.uint32(10).string(message.destination);
+    }
+    if (message.all !== false) {
+      writer.uint32(16).bool(message.all);
+    }
+    if (message.firstSequences.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.firstSequences) {
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplayWebhookDeadLettersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplayWebhookDeadLettersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.destination = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.all = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag === 24) {
+              message.firstSequences.push(longToNumber(reader.uint64()));
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.firstSequences.push(longToNumber(reader.uint64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReplayWebhookDeadLettersRequest {
+    return {
+      destination: isSet(object.destination) ? globalThis.String(object.destination) : "",
+      all: isSet(object.all) ? globalThis.Boolean(object.all) : false,
+      firstSequences: globalThis.Array.isArray(object?.firstSequences)
+        ? object.firstSequences.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.first_sequences)
+        ? object.first_sequences.map((e: any) => globalThis.Number(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ReplayWebhookDeadLettersRequest): unknown {
+    const obj: any = {};
+    if (message.destination !== "") {
+      obj.destination = message.destination;
+    }
+    if (message.all !== false) {
+      obj.all = message.all;
+    }
+    if (message.firstSequences?.length) {
+      obj.firstSequences = message.firstSequences.map((e) => Math.round(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReplayWebhookDeadLettersRequest>, I>>(base?: I): ReplayWebhookDeadLettersRequest {
+    return ReplayWebhookDeadLettersRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReplayWebhookDeadLettersRequest>, I>>(
+    object: I,
+  ): ReplayWebhookDeadLettersRequest {
+    const message = createBaseReplayWebhookDeadLettersRequest();
+    message.destination = object.destination ?? "";
+    message.all = object.all ?? false;
+    message.firstSequences = object.firstSequences?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseReplayWebhookDeadLettersResponse(): ReplayWebhookDeadLettersResponse {
+  return { queued: 0 };
+}
+
+export const ReplayWebhookDeadLettersResponse: MessageFns<ReplayWebhookDeadLettersResponse> = {
+  encode(message: ReplayWebhookDeadLettersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.queued !== 0) {
+      writer.uint32(8).uint32(message.queued);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplayWebhookDeadLettersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplayWebhookDeadLettersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.queued = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReplayWebhookDeadLettersResponse {
+    return { queued: isSet(object.queued) ? globalThis.Number(object.queued) : 0 };
+  },
+
+  toJSON(message: ReplayWebhookDeadLettersResponse): unknown {
+    const obj: any = {};
+    if (message.queued !== 0) {
+      obj.queued = Math.round(message.queued);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReplayWebhookDeadLettersResponse>, I>>(
+    base?: I,
+  ): ReplayWebhookDeadLettersResponse {
+    return ReplayWebhookDeadLettersResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReplayWebhookDeadLettersResponse>, I>>(
+    object: I,
+  ): ReplayWebhookDeadLettersResponse {
+    const message = createBaseReplayWebhookDeadLettersResponse();
+    message.queued = object.queued ?? 0;
     return message;
   },
 };
@@ -954,6 +1212,25 @@ export const WebhookServiceService = {
     responseDeserialize: (value: Buffer): ListWebhookDeadLettersResponse =>
       ListWebhookDeadLettersResponse.decode(value),
   },
+  /**
+   * Queues dead letters of a destination for replay. The node that delivers the
+   * destination sends each as one batch before its next live batch, and deletes it once a
+   * 2xx response arrives. A replay that fails for good stays a dead letter, no longer
+   * queued. NOT_FOUND for an unknown destination or first sequence.
+   */
+  replayWebhookDeadLetters: {
+    path: "/rtcdp.v1.WebhookService/ReplayWebhookDeadLetters" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReplayWebhookDeadLettersRequest): Buffer =>
+      Buffer.from(ReplayWebhookDeadLettersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReplayWebhookDeadLettersRequest =>
+      ReplayWebhookDeadLettersRequest.decode(value),
+    responseSerialize: (value: ReplayWebhookDeadLettersResponse): Buffer =>
+      Buffer.from(ReplayWebhookDeadLettersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReplayWebhookDeadLettersResponse =>
+      ReplayWebhookDeadLettersResponse.decode(value),
+  },
 } as const;
 
 export interface WebhookServiceServer extends UntypedServiceImplementation {
@@ -961,6 +1238,13 @@ export interface WebhookServiceServer extends UntypedServiceImplementation {
   listWebhookDestinations: handleUnaryCall<ListWebhookDestinationsRequest, ListWebhookDestinationsResponse>;
   /** A destination's dead letters, oldest batch first. */
   listWebhookDeadLetters: handleUnaryCall<ListWebhookDeadLettersRequest, ListWebhookDeadLettersResponse>;
+  /**
+   * Queues dead letters of a destination for replay. The node that delivers the
+   * destination sends each as one batch before its next live batch, and deletes it once a
+   * 2xx response arrives. A replay that fails for good stays a dead letter, no longer
+   * queued. NOT_FOUND for an unknown destination or first sequence.
+   */
+  replayWebhookDeadLetters: handleUnaryCall<ReplayWebhookDeadLettersRequest, ReplayWebhookDeadLettersResponse>;
 }
 
 export interface WebhookServiceClient extends Client {
@@ -995,6 +1279,27 @@ export interface WebhookServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListWebhookDeadLettersResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Queues dead letters of a destination for replay. The node that delivers the
+   * destination sends each as one batch before its next live batch, and deletes it once a
+   * 2xx response arrives. A replay that fails for good stays a dead letter, no longer
+   * queued. NOT_FOUND for an unknown destination or first sequence.
+   */
+  replayWebhookDeadLetters(
+    request: ReplayWebhookDeadLettersRequest,
+    callback: (error: ServiceError | null, response: ReplayWebhookDeadLettersResponse) => void,
+  ): ClientUnaryCall;
+  replayWebhookDeadLetters(
+    request: ReplayWebhookDeadLettersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReplayWebhookDeadLettersResponse) => void,
+  ): ClientUnaryCall;
+  replayWebhookDeadLetters(
+    request: ReplayWebhookDeadLettersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReplayWebhookDeadLettersResponse) => void,
   ): ClientUnaryCall;
 }
 
