@@ -25,7 +25,7 @@ interface DeadLetterCommandOptions extends WebhookCommandOptions {
 
 interface ReplayCommandOptions extends WebhookCommandOptions {
   all?: boolean;
-  firstSequence: number[];
+  firstSequence?: number[];
 }
 
 export function addWebhookCommands(program: Command): void {
@@ -62,14 +62,14 @@ export function addWebhookCommands(program: Command): void {
       )
       .argument('<destination>', 'name of the destination, as in the --webhooks file')
       .option('--all', 'replay every dead letter of the destination')
-      .option('--first-sequence <sequence>', 'first sequence of a dead letter to replay, as `rtcdp webhooks dead-letters` lists it; repeat it for more', collectSequence, []),
+      .option('--first-sequence <sequence>', 'first sequence of a dead letter to replay, as `rtcdp webhooks dead-letters` lists it; repeat it for more', collectSequence),
   ).action((destination: string, options: ReplayCommandOptions) => runReplay(destination, options));
 }
 
 const parseSequence = parseInteger('--first-sequence', 1, Number.MAX_SAFE_INTEGER);
 
-function collectSequence(value: string, previous: number[]): number[] {
-  return [...previous, parseSequence(value)];
+function collectSequence(value: string, previous: number[] | undefined): number[] {
+  return [...(previous ?? []), parseSequence(value)];
 }
 
 function addOptions(command: Command): Command {
@@ -136,11 +136,12 @@ async function runDeadLetters(destination: string, options: DeadLetterCommandOpt
 async function runReplay(destination: string, options: ReplayCommandOptions): Promise<void> {
   if (destination === '') throw new UsageError('destination is empty: name a destination of the --webhooks file, as `rtcdp webhooks list` shows them');
   const all = options.all === true;
-  if (all === (options.firstSequence.length > 0)) throw new UsageError('give either --all or at least one --first-sequence');
+  const firstSequences = options.firstSequence ?? [];
+  if (all === (firstSequences.length > 0)) throw new UsageError('give either --all or at least one --first-sequence');
 
   const client = createWebhookClient(options.server);
   try {
-    const request = { destination, all, firstSequences: options.firstSequence };
+    const request = { destination, all, firstSequences };
     const response = await callUnary(client.replayWebhookDeadLetters.bind(client), request, writeKeyMetadata(options.writeKey));
     if (options.output === 'json') {
       process.stdout.write(`${JSON.stringify({ destination, queued: response.queued }, null, 2)}\n`);
