@@ -121,6 +121,7 @@ export class WebhookLeases implements DeliveryOwnership {
 
   async relinquish(destination: string): Promise<void> {
     const entry = this.#entry(destination);
+    entry.logger.warn({ epoch: entry.heldEpoch }, 'giving up webhook delivery lease because another node wrote the cursor; competing for it again');
     entry.releaseRequested = true;
     this.#notify(entry, null);
   }
