@@ -9,6 +9,7 @@ import type { GeneratorConfig, GeneratorProgress, GeneratorReport } from './gene
 import { IpcChannel } from './ipc.js';
 import type { LatencySummary } from './latency.js';
 import type { NodeHostConfig, NodeSample, TimedQueries } from './node-host.js';
+import type { PauseReport } from './pause-monitor.js';
 import type { ChildProcesses } from './processes.js';
 import type { ProfileRef, WorkloadConfig } from './workloads.js';
 
@@ -54,6 +55,11 @@ export class NodeHost {
   /** Returns how long node.decide took inside the node since the last call, and starts recording anew. */
   decideTimings(): Promise<LatencySummary> {
     return this.#channel.request('decideTimings');
+  }
+
+  /** Returns the node process's GC pauses and event-loop delay since the last call, and starts recording anew. */
+  pauses(): Promise<PauseReport> {
+    return this.#channel.request('pauses');
   }
 
   collectGarbage(): Promise<NodeSample> {

@@ -22,6 +22,8 @@ import type { LatencySummary } from './latency.js';
 import type { IngestDriver } from './open-loop-drivers.js';
 import { OpenLoopGroup } from './open-loop-children.js';
 import { measureStep, runClosedLoop, startQueryGroup, type StepSummary } from './open-loop.js';
+import type { StepReport } from './open-loop-generator.js';
+import { attributeSlowCalls, type GcTotals, type PauseReport, type SlowCallAttribution } from './pause-monitor.js';
 import { stepRow } from './open-loop-output.js';
 import { formatCount, formatMs, formatRate, machineInfo, printColumns, printTable, progress, type MachineInfo } from './report.js';
 import { renderBarChart } from './svg-chart.js';
@@ -60,8 +62,17 @@ export interface DecideStep {
   /** node.decide inside the node, without gRPC and the caller's process. */
   inNode: LatencySummary;
   nodeCpuCores: number;
+  /** The pauses of the node's and the decider's threads during the step, and the slow calls they explain. */
+  pauses: StepPauses;
   /** Decide p99 is under the goal, and no call failed. */
   meetsGoal: boolean;
+}
+
+export interface StepPauses {
+  node: Omit<PauseReport, 'pauses'>;
+  decider: Omit<PauseReport, 'pauses'>;
+  /** Calls over the goal, sorted by the GC pauses that explain them (pause-monitor.ts): the node's (first) or the decider's (second). */
+  slowCalls: SlowCallAttribution;
 }
 
 export interface DecideResult {
@@ -123,10 +134,13 @@ export async function runDecide(context: RunContext, options: DecideOptions): Pr
     const steps: DecideStep[] = [];
     for (const load of loads) {
       await node.decideTimings();
-      const step = await measureStep(participants, options, { ...load, maxRatePerSecond, eventsPerRequest, profiles, queryRatePerSecond: 0 });
+      await node.pauses();
+      const settlePersisted = load.percent === 0;
+      const step = await measureStep(participants, options, { ...load, maxRatePerSecond, eventsPerRequest, profiles, queryRatePerSecond: 0, settlePersisted });
       const inNode = await node.decideTimings();
+      const pauses = stepPauses(await node.pauses(), step.decideReports!);
       const decisions = step.decisions!;
-      steps.push({ writePercent: load.percent, writes: step.writes, decisions, inNode, nodeCpuCores: step.nodeCpuCores, meetsGoal: meetsGoal(decisions) });
+      steps.push({ writePercent: load.percent, writes: step.writes, decisions, inNode, nodeCpuCores: step.nodeCpuCores, pauses, meetsGoal: meetsGoal(decisions) });
     }
 
     const reports = await writers.finish();
@@ -160,6 +174,15 @@ export async function runDecide(context: RunContext, options: DecideOptions): Pr
   } finally {
     await node.stop();
   }
+}
+
+/** Lines the decider's slow calls up with the GC pauses of the node and of the decider. */
+function stepPauses(nodePauses: PauseReport, deciderReports: StepReport[]): StepPauses {
+  const decider = deciderReports[0].pauses!;
+  const slowCalls = deciderReports.flatMap((report) => report.slowCalls);
+  const { pauses: nodeList, ...node } = nodePauses;
+  const { pauses: deciderList, ...deciderTotals } = decider;
+  return { node, decider: deciderTotals, slowCalls: attributeSlowCalls(slowCalls, nodeList, deciderList, DECIDE_GOAL_P99_MS) };
 }
 
 function meetsGoal(decisions: StepSummary): boolean {
@@ -226,11 +249,27 @@ function printDecide(result: DecideResult): void {
   });
   printColumns('Decide inside the node (node.decide, without gRPC and the caller)', ['writes', 'Decide target', 'calls', 'p50', 'p90', 'p99', 'p99.9', 'max'], inNodeRows);
 
+  const pauseRows = result.steps.map((step) => {
+    const { node, decider, slowCalls } = step.pauses;
+    const writes = step.writes === null ? 'none' : `${step.writePercent}%`;
+    const explained = [slowCalls.explainedByFirst, slowCalls.explainedBySecond, slowCalls.explainedByBoth, slowCalls.unexplained].map(formatCount);
+    return [writes, formatRate(step.decisions.targetPerSecond), formatCount(slowCalls.slowCalls), ...explained, describeGc(node.gc), describeGc(decider.gc), `${formatMs(node.loopDelayP99Ms)} / ${formatMs(node.loopDelayMaxMs)}`];
+  });
+  printColumns(
+    `Decide calls over ${DECIDE_GOAL_P99_MS} ms, by the GC pauses that explain them`,
+    ['writes', 'Decide target', 'slow calls', 'node GC', 'decider GC', 'both', 'neither', 'node GC pauses: count, total, max', 'decider GC pauses', 'node loop delay p99 / max'],
+    pauseRows,
+  );
+
   const loaded = result.steps.filter((step) => step.writes !== null);
   if (loaded.length > 0) {
     const writeRows = loaded.map((step) => [`${step.writePercent}%`, ...stepRow(step.writes!, '').slice(1)]);
     printColumns('write latency during the loaded steps, per event', ['writes', 'target', 'achieved', 'p50', 'p90', 'p99', 'p99.9', 'max', 'RESOURCE_EXHAUSTED', 'other errors', 'note'], writeRows);
   }
+}
+
+function describeGc(gc: GcTotals): string {
+  return `${formatCount(gc.count)}, ${formatMs(gc.totalMs)}, ${formatMs(gc.maxMs)}`;
 }
 
 function decideChart(result: DecideResult): string {

@@ -32,6 +32,7 @@ interface CommonOptions {
   keepData: boolean;
   seed: number;
   nodeSemiSpaceMib: number;
+  callerSemiSpaceMib: number;
   nodeFlags: string;
 }
 
@@ -100,6 +101,12 @@ function addCommonOptions(command: Command): Command {
       integer('--node-semi-space-mib', 1, 1_024),
       64,
     )
+    .option(
+      '--caller-semi-space-mib <MiB>',
+      "V8's --max-semi-space-size of the processes that time GetProfile and Decide calls; a small young generation keeps their own GC pauses short",
+      integer('--caller-semi-space-mib', 1, 1_024),
+      1,
+    )
     .option('--node-flags <flags>', 'more Node.js and V8 flags of the node processes, separated by spaces, for example "--single-threaded-gc"', '');
 }
 
@@ -108,7 +115,7 @@ function addCommonOptions(command: Command): Command {
  * process (also on failure or SIGINT/SIGTERM) and sets the exit code.
  */
 async function runScenario(name: string, common: CommonOptions, charts: boolean, run: (context: RunContext) => Promise<ScenarioResult>): Promise<void> {
-  const processes = new ChildProcesses({ nodeSemiSpaceMib: common.nodeSemiSpaceMib, extraNodeFlags: common.nodeFlags.split(' ').filter((flag) => flag !== '') });
+  const processes = new ChildProcesses({ nodeSemiSpaceMib: common.nodeSemiSpaceMib, callerSemiSpaceMib: common.callerSemiSpaceMib, extraNodeFlags: common.nodeFlags.split(' ').filter((flag) => flag !== '') });
   const context: RunContext = {
     processes,
     resultsDir: path.resolve(common.resultsDir),

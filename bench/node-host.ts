@@ -16,6 +16,7 @@ import { DefinitionRegistry } from '../decisions/definitions/definition-registry
 import type { SourceFile } from '../decisions/definitions/document.js';
 import { sendEvent, serveIpc } from './ipc.js';
 import { createLatencyHistogram, recordMs, summarizeHistogram, type LatencySummary } from './latency.js';
+import { PauseMonitor } from './pause-monitor.js';
 
 export interface NodeHostConfig {
   dataDir: string;
@@ -67,6 +68,9 @@ RtcdpNode.prototype.decide = async function timedDecide(this: RtcdpNode, ...args
     recordMs(decideTimings, performance.now() - startedAt);
   }
 };
+
+/** GC pauses and event-loop delay since the last 'pauses' request. */
+const pauses = new PauseMonitor();
 
 const embedded = await startEmbedded({ ...config, port: 0, logger, devMode: true });
 let profiler: Session | null = null;
@@ -206,6 +210,7 @@ serveIpc(
       Int32Array.from(await Promise.all(profiles.map((profile) => eventCountOf(profile.value, profile.type)))),
     timeQueries: (userIds: string[]) => timeQueries(userIds),
     decideTimings: () => takeDecideTimings(),
+    pauses: () => pauses.take(),
     applyDefinitions: (files: SourceFile[]) => applyDefinitions(files),
     startProfiler: () => startProfiler(),
     stopProfiler: (path: string) => stopProfiler(path),

@@ -32,7 +32,8 @@ export class OpenLoopGroup {
 
   static async start(processes: ChildProcesses, options: OpenLoopGroupOptions): Promise<OpenLoopGroup> {
     const runTag = randomBytes(4).toString('hex');
-    const children = Array.from({ length: options.count }, () => processes.fork('open-loop-generator.ts'));
+    const nodeFlags = options.role === 'writer' ? [] : processes.callerFlags();
+    const children = Array.from({ length: options.count }, () => processes.fork('open-loop-generator.ts', { nodeFlags }));
     const channels = children.map((child, index) => new IpcChannel(child, `open-loop ${options.role} ${index}`));
     const group = new OpenLoopGroup(processes, children, channels);
 

@@ -36,6 +36,7 @@ import {
   type QuerySender,
 } from './open-loop-drivers.js';
 import { createLatencyHistogram, encodeHistogram, recordMs } from './latency.js';
+import { PauseMonitor, type PauseReport, type SlowCall } from './pause-monitor.js';
 import { createRandom } from './random.js';
 import { sleep } from './report.js';
 import { loadWorkload, type ProfileRef, type Workload, type WorkloadConfig } from './workloads.js';
@@ -107,6 +108,10 @@ export interface StepReport {
   lastResponseEpochMs: number;
   /** Per-event latency from the due time to the response, encoded by encodeHistogram. */
   latency: string;
+  /** The pauses of this generator's thread during the step. */
+  pauses: PauseReport | null;
+  /** Decider only: the calls slower than SLOW_CALL_MS, at most MAX_SLOW_CALLS of them. */
+  slowCalls: SlowCall[];
 }
 
 export type OpenLoopReport = Pick<GeneratorReport, 'firstCustomer' | 'acceptedPerCustomer' | 'otherProfiles' | 'fatalError'> & {
@@ -132,6 +137,9 @@ const RESPONSE_MARGIN_MS = 5_000;
 /** Attempts to learn the outcome of a request that failed with an unknown outcome, at the end of the run. */
 const RESEND_ATTEMPTS = 5;
 const OVERLOAD_BACKOFF_MS = 20;
+/** A Decide call slower than this (the goal's p99) is listed in its step's report, so that the harness can line it up with pauses. */
+const SLOW_CALL_MS = 5;
+const MAX_SLOW_CALLS = 5_000;
 
 /** Channels of the Decide calls, drawn uniformly per call. */
 export const DECIDE_CHANNELS = ['web', 'app'] as const;
@@ -147,6 +155,7 @@ class OpenLoopGenerator {
   readonly #query: QuerySender | null;
   readonly #decide: DecideSender | null;
   readonly #decisions = new DecisionCounter();
+  readonly #pauses = new PauseMonitor();
   readonly #random: () => number;
   readonly #acceptedPerProfile: Int32Array;
   /** Requests that failed without a known outcome, sent again by 'finish'. */
@@ -204,6 +213,7 @@ class OpenLoopGenerator {
     const sendLag = createLatencyHistogram();
     const report = emptyStepReport();
     const completions: Promise<void>[] = [];
+    this.#pauses.take();
 
     const intervalMs = 1_000 / request.requestsPerSecond;
     report.scheduledRequests = Math.floor((request.durationMs / 1_000) * request.requestsPerSecond);
@@ -237,6 +247,7 @@ class OpenLoopGenerator {
     report.sendLagP99Ms = sendLag.getValueAtPercentile(99) / 1_000;
     report.sendLagMaxMs = sendLag.maxValue / 1_000;
     report.latency = encodeHistogram(latency);
+    report.pauses = this.#pauses.take();
     return report;
   }
 
@@ -326,7 +337,9 @@ class OpenLoopGenerator {
     const context = { page: this.#pick(PAGES), referrer: this.#pick(REFERRERS), device: this.#pick(DEVICES) };
     try {
       const outcome = await this.#decide!.send(profile, channel, context);
-      recordMs(latency, performance.now() - dueAt);
+      const latencyMs = performance.now() - dueAt;
+      recordMs(latency, latencyMs);
+      if (latencyMs > SLOW_CALL_MS && report.slowCalls.length < MAX_SLOW_CALLS) report.slowCalls.push({ dueEpochMs: performance.timeOrigin + dueAt, latencyMs });
       report.acknowledgedEvents++;
       this.#decisions.record(`${profile.type}:${profile.value}`, channel, outcome);
     } catch (error) {
@@ -409,6 +422,8 @@ function emptyStepReport(): StepReport {
     sendLagMaxMs: 0,
     lastResponseEpochMs: 0,
     latency: '',
+    pauses: null,
+    slowCalls: [],
   };
 }
 

@@ -82,6 +82,8 @@ export interface LatencyStep {
   writes: StepSummary;
   queries: StepSummary | null;
   decisions: StepSummary | null;
+  /** The decider's own reports of the step, with its pauses and slow calls; null without Decide calls. */
+  decideReports: StepReport[] | null;
   nodeCpuCores: number;
   /** Seconds the node took after the previous step to apply everything acknowledged. */
   settleSeconds: number;
@@ -125,6 +127,8 @@ export interface StepLoad {
   queryRatePerSecond: number;
   decideRatePerSecond: number;
   profiles: ProfileRef[];
+  /** Also wait, before the step, until the node has persisted every profile, so that a step without writes does not share the node with the persistence of the writes before it. Default false. */
+  settlePersisted?: boolean;
 }
 
 /** A step's summaries; `writes` is null for a step without writes. */
@@ -245,7 +249,7 @@ export async function runClosedLoop(writers: OpenLoopGroup, options: Pick<Latenc
 export async function measureStep(participants: OpenLoopParticipants, options: Pick<LatencyOptions, 'stepDurationS' | 'maxSendLagMs'>, plan: StepLoad): Promise<MeasuredStep> {
   const { node, writers, reader, decider } = participants;
   const settleStarted = Date.now();
-  await node.waitSettled(SETTLE_TIMEOUT_MS);
+  await node.waitSettled(SETTLE_TIMEOUT_MS, plan.settlePersisted ?? false);
   const settleSeconds = (Date.now() - settleStarted) / 1_000;
 
   const targetPerSecond = (plan.maxRatePerSecond * plan.percent) / 100;
@@ -268,6 +272,7 @@ export async function measureStep(participants: OpenLoopParticipants, options: P
     writes: summarize(writeReports, targetPerSecond),
     queries: summarize(queryReports, plan.queryRatePerSecond),
     decisions: summarize(decideReports, plan.decideRatePerSecond),
+    decideReports,
     nodeCpuCores: (after.cpuMs - before.cpuMs) / (after.timeMs - before.timeMs),
     settleSeconds,
   };

@@ -25,10 +25,22 @@ export class ChildProcesses {
   readonly nodeSemiSpaceMib: number;
   /** More Node.js and V8 flags of the rtcdp node processes, such as --single-threaded-gc. */
   readonly extraNodeFlags: readonly string[];
+  /** V8's --max-semi-space-size of the query and Decide callers, in MiB. */
+  readonly callerSemiSpaceMib: number;
 
-  constructor(options: { nodeSemiSpaceMib?: number; extraNodeFlags?: readonly string[] } = {}) {
+  constructor(options: { nodeSemiSpaceMib?: number; extraNodeFlags?: readonly string[]; callerSemiSpaceMib?: number } = {}) {
     this.nodeSemiSpaceMib = options.nodeSemiSpaceMib ?? 64;
     this.extraNodeFlags = options.extraNodeFlags ?? [];
+    this.callerSemiSpaceMib = options.callerSemiSpaceMib ?? 1;
+  }
+
+  /**
+   * Returns the V8 flags of a process that times its calls (a GetProfile reader or a Decide
+   * caller). Each scavenge of its young generation pauses it for a time that grows with the
+   * generation's size, and every call in flight waits that long.
+   */
+  callerFlags(): string[] {
+    return [`--max-semi-space-size=${this.callerSemiSpaceMib}`];
   }
 
   /** Returns the Node.js and V8 flags of an rtcdp node process. */
