@@ -76,7 +76,7 @@ async function runClusterUp(options: ClusterUpOptions): Promise<void> {
       process.stdout.write(`node n${i} (PID ${node.pid}) on 127.0.0.1:${grpcPort}, log ${path.join(dataDir, `n${i}.log`)}\n`);
     }
 
-    await waitForShards(natsUrl);
+    await waitForShards(natsUrl, children.filter(({ name }) => name !== 'nats-server').map(({ name }) => name));
     const userId = await loadFiles(options.load ?? [], addresses[0]);
     printHints(natsUrl, addresses, userId);
 
@@ -135,8 +135,12 @@ function accepts(port: number): Promise<boolean> {
   });
 }
 
-/** Waits until every shard runs on some node, printing progress. */
-async function waitForShards(natsUrl: string): Promise<void> {
+/**
+ * Waits until the coordinator has spread the shards over every started node and each shard
+ * runs on the node it is assigned to, printing progress. A shard that runs only until the
+ * next node joins does not count, so the sample load and the first queries meet no handoff.
+ */
+async function waitForShards(natsUrl: string, nodeIds: readonly string[]): Promise<void> {
   const { readClusterView } = await import('../cluster/cluster-view.js');
   const connection = await connect({ servers: natsUrl });
   try {
@@ -144,15 +148,19 @@ async function waitForShards(natsUrl: string): Promise<void> {
     let last = '';
     while (Date.now() < deadline) {
       const view = await readClusterView(connection, 2_000).catch(() => null);
-      const running = view?.shardViews.filter((shard) => shard.host?.state === 'running').length ?? 0;
+      const shards = view?.shardViews ?? [];
+      const placed = shards.filter((shard) => shard.host?.state === 'running' && shard.leaseHolder === shard.assignedTo);
+      const assignedNodes = new Set(shards.map((shard) => shard.assignedTo));
+      const nodesWithShards = nodeIds.filter((nodeId) => assignedNodes.has(nodeId)).length;
       const total = view?.shards ?? 0;
-      const line = `shards running: ${running} of ${total || '?'}`;
+
+      const line = `shards running: ${placed.length} of ${total || '?'}, assigned to ${nodesWithShards} of ${nodeIds.length} nodes`;
       if (line !== last) process.stdout.write(`${line}\n`);
       last = line;
-      if (total > 0 && running === total) return;
+      if (total > 0 && placed.length === total && nodesWithShards === Math.min(total, nodeIds.length)) return;
       await sleep(500);
     }
-    throw new CommandFailure(`not every shard was running within ${START_TIMEOUT_MS} ms; see the node logs`);
+    throw new CommandFailure(`the shards were not running on every node within ${START_TIMEOUT_MS} ms; see the node logs`);
   } finally {
     await connection.close();
   }

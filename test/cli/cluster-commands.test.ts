@@ -47,7 +47,7 @@ t.test('cluster commands - up, status, shards, drain and stop', { timeout: 180_0
     if (Date.now() > deadline || up.exitCode !== null) throw new Error(`cluster up did not become ready: ${output}`);
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
-  t.match(output, /shards running: 4 of 4/, 'reports every shard running');
+  t.match(output, /shards running: 4 of 4, assigned to 2 of 2 nodes/, 'reports every shard running on its assigned node');
   t.match(output, /accepted 11, duplicates 0, rejected 1/, 'loads the sample file, whose one invalid event is rejected');
 
   const status = JSON.parse((await rtcdp(['cluster', 'status', '--nats', natsUrl, '--output', 'json'])).stdout);
