@@ -31,6 +31,8 @@ interface NodeCommandOptions {
   handoffTimeoutMs?: number;
   queryTimeoutMs?: number;
   webhooks?: string;
+  webhookLeaseTtlMs?: number;
+  webhookLeaseRenewIntervalMs?: number;
   identity?: string;
 }
 
@@ -63,6 +65,8 @@ export function addNodeCommand(program: Command): void {
     .option('--handoff-timeout-ms <ms>', 'how long one shard handoff may take before the next owner replays the rest from the log (default: 10000)', parseInteger('--handoff-timeout-ms', 100, 3_600_000))
     .option('--query-timeout-ms <ms>', 'how long a profile query waits, shard moves included, before it fails (default: 10000)', parseInteger('--query-timeout-ms', 100, 3_600_000))
     .option('--webhooks <file>', `${WEBHOOKS_HELP}. The nodes given a destination share its cursor and dead letters in NATS, and one of them at a time delivers it`)
+    .option('--webhook-lease-ttl-ms <ms>', 'how long a webhook destination\'s delivery lease lasts after its last renewal, so how long a dead node\'s destinations wait for another node (default: 10000)', parseInteger('--webhook-lease-ttl-ms', 100, 3_600_000))
+    .option('--webhook-lease-renew-interval-ms <ms>', 'time between renewals of the webhook delivery leases, at most (ttl - stall margin) / 2 (default: 2000)', parseInteger('--webhook-lease-renew-interval-ms', 10, 3_600_000))
     .option('--identity <file>', `${IDENTITY_HELP}. Give every node of a cluster the same file`);
   addMatchingOptions(command)
     .addHelpText('after', '\nExample:\n  rtcdp node --nats nats://127.0.0.1:4222 --node-id n1 --data .rtcdp-n1 --grpc-port 50051')
@@ -102,6 +106,8 @@ async function runNode(options: NodeCommandOptions & MatchingCommandOptions): Pr
       handoffTimeoutMs: options.handoffTimeoutMs,
       queryTimeoutMs: options.queryTimeoutMs,
       webhooks,
+      webhookLeaseTtlMs: options.webhookLeaseTtlMs,
+      webhookLeaseRenewIntervalMs: options.webhookLeaseRenewIntervalMs,
       ...identity,
       matching,
       logger,

@@ -52,6 +52,8 @@ const USAGE_ERRORS: Array<[string[], string]> = [
   [['profile', 'get', '--server', '127.0.0.1:1', '--external', 'crm'], 'invalid --external "crm": expected TYPE:ID, for example crm_id:12345'],
   [['profile', 'get', '--server', '127.0.0.1:1', '--user-id', 'u1', '--output', 'xml'], 'invalid --output "xml": expected one of table, json'],
   [['profile', 'events', '--server', '127.0.0.1:1', '--user-id', 'u1', '--page-size', '1001'], 'invalid --page-size "1001": expected an integer from 1 to 1000'],
+  [['node', '--nats', 'nats://127.0.0.1:1', '--webhook-lease-ttl-ms', '50'], 'invalid --webhook-lease-ttl-ms "50": expected an integer from 100 to 3600000'],
+  [['node', '--nats', 'nats://127.0.0.1:1', '--webhook-lease-renew-interval-ms', 'soon'], 'invalid --webhook-lease-renew-interval-ms "soon": expected an integer from 10 to 3600000'],
   [['frobnicate'], "unknown command 'frobnicate'"],
 ];
 
@@ -64,6 +66,13 @@ for (const [args, message] of USAGE_ERRORS) {
     t.equal(result.stdout, '', 'nothing on stdout');
   });
 }
+
+t.test('webhook lease timings reach the node', async (t) => {
+  const result = await runCli(['node', '--nats', 'nats://127.0.0.1:1', '--data', t.testdir(), '--webhook-lease-ttl-ms', '1000', '--webhook-lease-renew-interval-ms', '900']);
+
+  t.equal(result.code, 1);
+  t.match(result.stderr, 'webhookLeaseRenewIntervalMs must be at most (webhookLeaseTtlMs - 333 ms stall margin) / 2 (333 ms)');
+});
 
 t.test('write key never echoed', async (t) => {
   const result = await runCli(['dev', '--write-key', 'sk_live_secret']);
