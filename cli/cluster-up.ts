@@ -1,6 +1,7 @@
 /**
  * `rtcdp cluster up`: a local cluster to try on one machine. It starts nats-server with
- * JetStream and N `rtcdp node` processes on loopback, optionally loads event files, and
+ * JetStream and N `rtcdp node` processes on loopback, optionally applies definition files
+ * and then loads event files, and
  * stops everything on SIGINT or SIGTERM: the nodes one by one, so each hands its shards
  * to the others, then NATS. Logs go to a file per process under the data directory.
  */
@@ -13,7 +14,10 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { connect } from '@nats-io/transport-node';
-import { CommandFailure, LOG_LEVELS, parseChoice, parseInteger, waitForStopSignal } from './common.js';
+import { DefinitionChange, type SourceFile } from '../proto/gen/rtcdp/v1/definitions.js';
+import { callUnary } from './client.js';
+import { CommandFailure, LOG_LEVELS, UsageError, parseChoice, parseInteger, waitForStopSignal } from './common.js';
+import { readDefinitionFiles, validationFailure, withClient } from './definition-commands.js';
 import { sendSources } from './sender.js';
 import { openSource } from './sources/index.js';
 
@@ -24,6 +28,7 @@ interface ClusterUpOptions {
   grpcPort: number;
   shards: number;
   load?: string[];
+  definitions?: string[];
   logLevel: string;
   natsServer?: string;
 }
@@ -44,16 +49,23 @@ export function addClusterUpCommand(cluster: Command): void {
     .option('--nats-port <port>', 'client port of nats-server', parseInteger('--nats-port', 1, 65535), 4222)
     .option('--grpc-port <port>', 'gRPC port of the first node; node i listens on this port + i - 1', parseInteger('--grpc-port', 1, 65535), 50051)
     .option('--shards <count>', 'virtual shards when the cluster is created', parseInteger('--shards', 1, 4096), 16)
-    .option('--load <file...>', 'event files to send to the first node once every shard runs')
+    .option('--definitions <path...>', 'definition files or directories to apply through the first node once every shard runs, before --load, so that computed traits count the loaded events')
+    .option('--load <file...>', 'event files to send to the first node once every shard runs; refused when the data directory already holds a cluster, whose JetStream would count a resent event twice after its 2-minute duplicate window')
     .option('--log-level <level>', `log level of the nodes, one of ${LOG_LEVELS.join(', ')}`, parseChoice('--log-level', LOG_LEVELS), 'info')
     .option('--nats-server <path>', 'nats-server executable (default: found on PATH or in /usr/sbin)')
-    .addHelpText('after', '\nExample:\n  rtcdp cluster up --nodes 3 --load data/online-retail-2010-12.csv')
+    .addHelpText('after', '\nExample:\n  rtcdp cluster up --nodes 3 --definitions data/definitions/ --load data/online-retail-2010-12.csv')
     .action((options: ClusterUpOptions) => runClusterUp(options));
 }
 
 async function runClusterUp(options: ClusterUpOptions): Promise<void> {
   const natsServer = options.natsServer ?? findNatsServer();
   const dataDir = path.resolve(options.data);
+  if ((options.load ?? []).length > 0 && existsSync(path.join(dataDir, 'nats'))) {
+    throw new UsageError(
+      `${options.data} already holds a cluster, so --load would send its events again, and JetStream drops a resent event only within its 2-minute duplicate window. Delete ${options.data} to start afresh, or run without --load`,
+    );
+  }
+  const definitions = options.definitions === undefined ? [] : await readDefinitionFiles(options.definitions, '--definitions');
   await mkdir(dataDir, { recursive: true });
   const children: Array<{ name: string; child: ChildProcess }> = [];
   const stopSignal = waitForStopSignal();
@@ -77,6 +89,7 @@ async function runClusterUp(options: ClusterUpOptions): Promise<void> {
     }
 
     await waitForShards(natsUrl, children.filter(({ name }) => name !== 'nats-server').map(({ name }) => name));
+    if (definitions.length > 0) await applyDefinitionFiles(definitions, addresses[0]);
     const userId = await loadFiles(options.load ?? [], addresses[0]);
     printHints(natsUrl, addresses, userId);
 
@@ -164,6 +177,15 @@ async function waitForShards(natsUrl: string, nodeIds: readonly string[]): Promi
   } finally {
     await connection.close();
   }
+}
+
+/** Applies definition files through the node at `address`, as `rtcdp apply` does; invalid files apply nothing and fail. */
+async function applyDefinitionFiles(files: SourceFile[], address: string): Promise<void> {
+  const response = await withClient({ server: address }, (client, metadata) => callUnary(client.apply.bind(client), { files, dryRun: false, prune: false }, metadata));
+  if (response.errors.length > 0) throw validationFailure(response.errors, 'nothing was applied');
+
+  const changed = response.results.filter((result) => result.change !== DefinitionChange.DEFINITION_CHANGE_UNCHANGED).length;
+  process.stdout.write(`definitions: ${response.results.length} applied through ${address} (${changed} new or changed)\n`);
 }
 
 /** Sends each file to the node at `address`; returns a user id from the loaded events, for the query hint. */

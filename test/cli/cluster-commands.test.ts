@@ -8,6 +8,7 @@ import { natsServerBinary } from '../helpers/nats-server.js';
 
 const run = promisify(execFile);
 const SAMPLE = path.join(path.dirname(RTCDP_BIN), '..', 'data', 'segment-sample.ndjson');
+const DEFINITIONS = path.join(path.dirname(SAMPLE), 'definitions');
 
 /** Returns a port that was free a moment ago. */
 function freePort(): Promise<number> {
@@ -31,7 +32,7 @@ t.test('cluster commands - up, status, shards, drain and stop', { timeout: 180_0
   const grpcPort = await freePort();
   const natsUrl = `nats://127.0.0.1:${natsPort}`;
 
-  const up = spawn(process.execPath, [RTCDP_BIN, 'cluster', 'up', '--nodes', '2', '--shards', '4', '--data', dataDir, '--nats-port', String(natsPort), '--grpc-port', String(grpcPort), '--nats-server', natsServerBinary(), '--load', SAMPLE, '--log-level', 'warn'], {
+  const up = spawn(process.execPath, [RTCDP_BIN, 'cluster', 'up', '--nodes', '2', '--shards', '4', '--data', dataDir, '--nats-port', String(natsPort), '--grpc-port', String(grpcPort), '--nats-server', natsServerBinary(), '--definitions', DEFINITIONS, '--load', SAMPLE, '--log-level', 'warn'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -62,12 +63,16 @@ t.test('cluster commands - up, status, shards, drain and stop', { timeout: 180_0
   t.equal(shards.length, 4);
   t.ok(shards.every((shard: { leaseHolder: string | null; assignedTo: string }) => shard.leaseHolder === shard.assignedTo), 'every lease is held by the assigned node');
 
-  const definitions = path.join(path.dirname(SAMPLE), 'definitions');
-  const applied = await rtcdp(['apply', '--server', `127.0.0.1:${grpcPort}`, '-f', definitions]);
-  const created = applied.stdout.split('\n').filter((line) => /^\s*created\s/.test(line)).length;
-  t.ok(created > 0, 'definitions apply through the first node');
+  const upApplied = /definitions: (\d+) applied through 127\.0\.0\.1:\d+ \((\d+) new or changed\)/.exec(output);
+  t.ok(upApplied, 'cluster up applies --definitions before it loads the sample');
+  const count = Number(upApplied?.[1]);
+  t.ok(count > 0 && upApplied?.[2] === upApplied?.[1], `every one of the ${count} definitions is new`);
+  t.ok(output.indexOf('definitions:') < output.indexOf('loading '), 'definitions come before the load');
+
+  const applied = await rtcdp(['apply', '--server', `127.0.0.1:${grpcPort}`, '-f', DEFINITIONS]);
+  t.match(applied.stdout, `applied: ${count} definitions (${count} unchanged)`, 'an apply through the first node finds them stored');
   const listed = JSON.parse((await rtcdp(['definitions', 'get', '--server', `127.0.0.1:${grpcPort + 1}`, '--output', 'json'])).stdout) as unknown[];
-  t.equal(listed.length, created, 'the second node lists every applied definition');
+  t.equal(listed.length, count, 'the second node lists every applied definition');
 
   const drain = await rtcdp(['cluster', 'drain', 'n2', '--nats', natsUrl]);
   t.match(drain.stdout, /node n2 has left the cluster/);
@@ -82,6 +87,10 @@ t.test('cluster commands - up, status, shards, drain and stop', { timeout: 180_0
   up.kill('SIGINT');
   t.equal(await exited, 0, 'cluster up exits with 0 after SIGINT');
   t.match(output, /stopped n1[\s\S]*stopped nats-server/, 'stops the node, then NATS');
+
+  const again = await rtcdp(['cluster', 'up', '--data', dataDir, '--nats-port', String(natsPort), '--load', SAMPLE]).catch((error: { code: number; stderr: string }) => error);
+  t.equal((again as { code?: number }).code, 2, 'loading into an existing cluster is a usage error');
+  t.match(again.stderr, 'already holds a cluster, so --load would send its events again', 'and says why');
 });
 
 t.test('cluster commands - status without a cluster fails clearly', async (t) => {
