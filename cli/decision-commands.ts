@@ -92,10 +92,12 @@ function receiptLines(receipt: Receipt): string[] {
     candidate.priority === undefined ? '-' : String(candidate.priority),
     candidate.detail === '' ? '-' : candidate.detail,
   ]);
-  return [
-    `decision ${receipt.decisionId} at ${receipt.at} on channel ${receipt.channel === '' ? '(none)' : receipt.channel}, from ${cause}: ${outcome}`,
-    ...renderTable([['RULE', 'VERSION', 'OUTCOME', 'PRIORITY', 'DETAIL'], ...rows]),
-  ];
+  const header = `decision ${receipt.decisionId} at ${receipt.at} on channel ${receipt.channel === '' ? '(none)' : receipt.channel}, from ${cause}: ${outcome}`;
+  if (rows.length === 0) {
+    const scope = receipt.channel === '' ? 'the workspace has no decision rule' : `no decision rule of the workspace answers channel ${receipt.channel}`;
+    return [header, `  (no candidates: ${scope}; \`rtcdp definitions get DecisionRule\` lists the rules and their channels)`];
+  }
+  return [header, ...renderTable([['RULE', 'VERSION', 'OUTCOME', 'PRIORITY', 'DETAIL'], ...rows])];
 }
 
 function failure(error: unknown, identifier: Parameters<typeof notFound>[0], server: string): unknown {

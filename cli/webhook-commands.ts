@@ -137,7 +137,11 @@ async function runReplay(destination: string, options: ReplayCommandOptions): Pr
   if (destination === '') throw new UsageError('destination is empty: name a destination of the --webhooks file, as `rtcdp webhooks list` shows them');
   const all = options.all === true;
   const firstSequences = options.firstSequence ?? [];
-  if (all === (firstSequences.length > 0)) throw new UsageError('give either --all or at least one --first-sequence');
+  if (all === (firstSequences.length > 0)) {
+    throw new UsageError(
+      `give either --all or at least one --first-sequence, for example --first-sequence 1; \`rtcdp webhooks dead-letters ${destination}\` lists the first sequence of each dead letter`,
+    );
+  }
 
   const client = createWebhookClient(options.server);
   try {
@@ -156,7 +160,8 @@ async function runReplay(destination: string, options: ReplayCommandOptions): Pr
   }
 }
 
-const DESTINATION_HEADER = ['NAME', 'URL', 'TYPES', 'CURSOR', 'DELIVERED', 'ACTIVATIONS', 'FAILED ATTEMPTS', 'DEAD LETTERS', 'RATE LIMIT WAITS'];
+// The counters count since the node started: DEAD-LETTERED counts batches moved to the dead letters, not those left.
+const DESTINATION_HEADER = ['NAME', 'URL', 'TYPES', 'CURSOR', 'DELIVERED', 'ACTIVATIONS', 'FAILED ATTEMPTS', 'DEAD-LETTERED', 'REPLAYED', 'RATE LIMIT WAITS'];
 
 function destinationRow(destination: WebhookDestinationStatus): string[] {
   return [
@@ -168,6 +173,7 @@ function destinationRow(destination: WebhookDestinationStatus): string[] {
     String(destination.deliveredActivations),
     String(destination.failedAttempts),
     String(destination.deadLetteredBatches),
+    String(destination.replayedBatches),
     String(destination.rateLimitWaits),
   ];
 }

@@ -260,9 +260,8 @@ function readIdentity(input: Record<string, unknown>, limits: EventLimits, event
   }
 
   if (event.userId === undefined && event.anonymousId === undefined) {
-    const describe = (value: unknown) => (value === undefined ? 'missing' : describeValue(value));
-    const received = `userId ${describe(input.userId)}, anonymousId ${describe(input.anonymousId)}`;
-    reject('MISSING_IDENTITY', 'userId', `userId or anonymousId is required, received ${received}`);
+    const describe = (field: 'userId' | 'anonymousId') => (input[field] === undefined ? `no ${field}` : `${field} ${describeValue(input[field])}`);
+    reject('MISSING_IDENTITY', 'userId', `userId or anonymousId is required, received ${describe('userId')} and ${describe('anonymousId')}; set one of them`);
   }
   if (event.type === 'alias' && event.previousId === undefined) {
     reject('MISSING_FIELD', 'previousId', `previousId is required for alias events, received ${describeValue(input.previousId)}`);

@@ -60,9 +60,9 @@ t.test('webhooks commands - destinations and dead letters', async (t) => {
   const list = await runCli(['webhooks', 'list', ...server]);
   t.equal(list.code, 0, `list exits 0; stderr: ${list.stderr}`);
   const lines = list.stdout.trimEnd().split('\n');
-  t.match(lines[0], /^NAME\s+URL\s+TYPES\s+CURSOR\s+DELIVERED\s+ACTIVATIONS\s+FAILED ATTEMPTS\s+DEAD LETTERS\s+RATE LIMIT WAITS$/);
+  t.match(lines[0], /^NAME\s+URL\s+TYPES\s+CURSOR\s+DELIVERED\s+ACTIVATIONS\s+FAILED ATTEMPTS\s+DEAD-LETTERED\s+REPLAYED\s+RATE LIMIT WAITS$/);
   t.match(lines[1], new RegExp(`^audit\\s+${url.href.replaceAll('.', '\\.')}\\s+segment\\.exited\\s+`), 'sorted by name, with its type filter');
-  t.match(lines[2], new RegExp(`^crm\\s+${url.href.replaceAll('.', '\\.')}\\s+all\\s+3\\s+0\\s+0\\s+3\\s+3\\s+0$`), 'each 400 was one failed attempt and one dead letter');
+  t.match(lines[2], new RegExp(`^crm\\s+${url.href.replaceAll('.', '\\.')}\\s+all\\s+3\\s+0\\s+0\\s+3\\s+3\\s+0\\s+0$`), 'each 400 was one failed attempt and one dead letter, none replayed yet');
 
   const json = await runCli(['webhooks', 'list', '--output', 'json', ...server]);
   const listed = JSON.parse(json.stdout) as { workspace: string; destinations: Array<{ name: string; cursor: number; deadLetteredBatches: number }> };

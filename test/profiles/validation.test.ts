@@ -203,7 +203,12 @@ t.test('validation - rejects missing identity', async (t) => {
   assertRejected(t, validate({ type: 'identify', userId: null, anonymousId: '' }), {
     code: 'MISSING_IDENTITY',
     field: 'userId',
-    message: 'userId or anonymousId is required, received userId null, anonymousId ""',
+    message: 'userId or anonymousId is required, received userId null and anonymousId ""; set one of them',
+  });
+  assertRejected(t, validate({ type: 'track', event: 'Viewed' }), {
+    code: 'MISSING_IDENTITY',
+    field: 'userId',
+    message: 'userId or anonymousId is required, received no userId and no anonymousId; set one of them',
   });
 });
 
