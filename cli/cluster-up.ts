@@ -69,6 +69,8 @@ async function runClusterUp(options: ClusterUpOptions): Promise<void> {
   await mkdir(dataDir, { recursive: true });
   const children: Array<{ name: string; child: ChildProcess }> = [];
   const stopSignal = waitForStopSignal();
+  /** Set once this command stops the processes itself, after which their exits are expected. */
+  let stopping = false;
 
   try {
     const nats = spawnLogged(natsServer, ['-js', '-a', '127.0.0.1', '-p', String(options.natsPort), '-sd', path.join(dataDir, 'nats')], path.join(dataDir, 'nats.log'));
@@ -83,6 +85,9 @@ async function runClusterUp(options: ClusterUpOptions): Promise<void> {
       const args = [BIN, 'node', '--nats', natsUrl, '--node-id', `n${i}`, '--data', path.join(dataDir, `n${i}`), '--grpc-port', String(grpcPort), '--shards', String(options.shards), '--log-level', options.logLevel];
       const node = spawnLogged(process.execPath, ['--max-semi-space-size=64', ...args], path.join(dataDir, `n${i}.log`));
       children.push({ name: `n${i}`, child: node });
+      node.once('exit', (code, signal) => {
+        if (!stopping) process.stdout.write(`node n${i} exited (${signal ?? `code ${code}`}), so 127.0.0.1:${grpcPort} no longer answers; see ${path.join(dataDir, `n${i}.log`)}\n`);
+      });
       await waitForPort(grpcPort, node, `node n${i}`);
       addresses.push(`127.0.0.1:${grpcPort}`);
       process.stdout.write(`node n${i} (PID ${node.pid}) on 127.0.0.1:${grpcPort}, log ${path.join(dataDir, `n${i}.log`)}\n`);
@@ -96,6 +101,7 @@ async function runClusterUp(options: ClusterUpOptions): Promise<void> {
     const signal = await stopSignal;
     process.stderr.write(`rtcdp: received ${signal}, stopping the nodes one by one\n`);
   } finally {
+    stopping = true;
     await stopAll(children);
   }
 }

@@ -239,6 +239,7 @@ async function runDev(options: DevCommandOptions): Promise<void> {
   const signal = await stopSignal;
   process.stderr.write(`rtcdp: received ${signal}, stopping\n`);
   await embedded.stop();
+  process.stderr.write('rtcdp: stopped\n');
   process.exitCode = 0;
 }
 

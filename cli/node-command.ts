@@ -124,5 +124,6 @@ async function runNode(options: NodeCommandOptions & MatchingCommandOptions): Pr
   } else {
     process.stderr.write('rtcdp: drained on request, stopping\n');
   }
+  process.stderr.write(`rtcdp: node ${started.node.nodeId} stopped\n`);
   process.exitCode = 0;
 }

@@ -22,6 +22,15 @@ function freePort(): Promise<number> {
   });
 }
 
+/** Polls `done` every 100 ms; throws naming `what` after 20 s. */
+async function waitFor(done: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 async function rtcdp(args: string[]): Promise<{ stdout: string; stderr: string }> {
   return run(process.execPath, [RTCDP_BIN, ...args], { timeout: 90_000 });
 }
@@ -76,6 +85,7 @@ t.test('cluster commands - up, status, shards, drain and stop', { timeout: 180_0
 
   const drain = await rtcdp(['cluster', 'drain', 'n2', '--nats', natsUrl]);
   t.match(drain.stdout, /node n2 has left the cluster/);
+  await waitFor(() => /node n2 exited \(code 0\), so 127\.0\.0\.1:\d+ no longer answers/.test(output), 'cluster up to report that n2 exited');
   const after = JSON.parse((await rtcdp(['cluster', 'status', '--nats', natsUrl, '--output', 'json'])).stdout);
   t.same(after.members.map((member: { nodeId: string }) => member.nodeId), ['n1'], 'n2 is gone');
   t.equal(after.members[0].status.hosted.length, 4, 'n1 runs every shard');

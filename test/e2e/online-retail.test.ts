@@ -106,6 +106,7 @@ t.test('online retail - a month over gRPC survives SIGKILL and resend', async (t
   t.equal(third.accepted, 0, 'after restart, sending again accepts nothing');
   t.same(await mismatches(second.address, expected), [], 'after the third send, every profile still matches');
   t.equal(await second.stop('SIGTERM'), 0, 'SIGTERM drains and exits 0');
+  t.match(second.stderr(), /rtcdp: received SIGTERM, stopping\nrtcdp: stopped\n/, 'and says when it has stopped');
 });
 
 t.test('online retail - kill during load loses nothing acknowledged', async (t) => {
