@@ -98,17 +98,21 @@ export class KvDeliveryState implements DeliveryState {
 
   /**
    * Writes the dead letter, then the cursor. When the cursor write conflicts, the node that
-   * claimed the cursor delivers the batch again, so the dead letter written here is deleted,
-   * unless it was rewritten meanwhile.
+   * claimed the cursor delivers the batch itself. The key then gets back the value it had
+   * before this write, such as that node's dead letter of the same first sequence, or is
+   * deleted when it had none. A key rewritten meanwhile keeps the newer value.
    */
   async writeDeadLetter(deadLetter: WebhookDeadLetter, afterSequence: number): Promise<void> {
     const key = webhookKeys.deadLetter(this.#workspace, this.#destination, deadLetter.firstSequence);
+    // NOTE: a dead letter that the new holder writes between this read and the put below is
+    // still overwritten and then deleted. The window is one KV round trip.
+    const previous = await this.#kv.get(key);
     const revision = await this.#kv.put(key, this.#encodeDeadLetter(deadLetter));
 
     try {
       await this.writeCursor(afterSequence);
     } catch (error) {
-      if (error instanceof KvConflictError) await this.#deleteDeadLetter(key, revision);
+      if (error instanceof KvConflictError) await this.#undoDeadLetter(key, revision, previous?.value ?? null);
       throw error;
     }
   }
@@ -193,11 +197,13 @@ export class KvDeliveryState implements DeliveryState {
     return encoder.encode(JSON.stringify(deadLetter));
   }
 
-  async #deleteDeadLetter(key: string, revision: number): Promise<void> {
+  /** Restores `previous` under `key`, or deletes the key when `previous` is null, if the key is still at `revision`. */
+  async #undoDeadLetter(key: string, revision: number, previous: Uint8Array | null): Promise<void> {
     try {
-      await this.#kv.delete(key, revision);
+      if (previous === null) await this.#kv.delete(key, revision);
+      else await this.#kv.update(key, previous, revision);
     } catch (error) {
-      this.#logger.warn({ err: error, key, revision }, 'failed to delete a dead letter whose cursor write conflicted; it stays listed');
+      this.#logger.warn({ err: error, key, revision }, 'failed to undo a dead letter write whose cursor write conflicted; the key keeps its current value');
     }
   }
 

@@ -119,6 +119,22 @@ t.test('webhook kv state - dead letters are shared', async (t) => {
   t.same((await other.listDeadLetters()).map((listed) => listed.firstSequence), [3, 12], 'and its dead letter is deleted again');
 });
 
+t.test('webhook kv state - fenced dead letter keeps the holder\'s', async (t) => {
+  const kv = new MemoryKvStore();
+  const stale = state(kv, 'a');
+  await stale.claimCursor();
+
+  const holder = state(kv, 'b');
+  await holder.claimCursor();
+  const holders = { ...deadLetter(3), lastSequence: 12, error: 'received HTTP 400 by b' };
+  await holder.writeDeadLetter(holders, 12);
+
+  await t.rejects(stale.writeDeadLetter(deadLetter(3), 3), KvConflictError, 'the stale dead letter write is rejected');
+  const listed = await holder.listDeadLetters();
+  t.equal(listed.length, 1, 'the dead letter of the holder is still listed');
+  t.same(listed[0], holders, 'with the content the holder wrote');
+});
+
 t.test('webhook kv state - a fenced delivery loop stops', async (t) => {
   const kv = new MemoryKvStore();
   let releaseResponse: () => void = () => {};
