@@ -116,6 +116,8 @@ export class SegmentConditionCompiler {
   readonly #environment: Environment;
   readonly #computedTraits: ReadonlyMap<string, ComputedTraitKind | undefined>;
   readonly #defined: DefinedNames | undefined;
+  /** Whether expressions have the `segments` variable, which only decision expressions do. */
+  readonly #segmentsReadable: boolean;
 
   /**
    * `decisionVariables` adds the variables of decision rule expressions: `segments`
@@ -126,6 +128,7 @@ export class SegmentConditionCompiler {
   constructor(computedTraits: readonly ComputedTraitSignature[], options: { decisionVariables?: boolean; defined?: DefinedNames } = {}) {
     this.#computedTraits = new Map(computedTraits.map((trait) => [trait.name, trait.kind]));
     this.#defined = options.defined;
+    this.#segmentsReadable = options.decisionVariables === true;
     const computedFields = Object.fromEntries(computedTraits.map((trait) => [trait.name, trait.kind === undefined ? 'dyn' : CEL_TYPE_BY_KIND[trait.kind]]));
 
     let environment = new Environment({ unlistedVariablesAreDyn: false })
@@ -186,7 +189,12 @@ export class SegmentConditionCompiler {
     return this.#compile(expression, NUMBER_TYPES, 'a numeric expression', 'computed.ltv * 0.1');
   }
 
-  /** Returns the computed traits, segments and scoring models that the expression names and the workspace will not have, by kind. */
+  /**
+   * Returns the computed traits, segments and scoring models that the expression names and
+   * the workspace will not have, by kind. Segments and scores count only where the
+   * expression can read them, so that a condition that reads them where it cannot fails
+   * with that reason instead of with the names the workspace has.
+   */
   #danglingReferences(root: ASTNode): DanglingReferences[] {
     const dangling: DanglingReferences[] = [];
     const check = (variable: string, definitionKind: string, known: ReadonlySet<string>) => {
@@ -196,8 +204,8 @@ export class SegmentConditionCompiler {
 
     check('computed', 'computed trait', new Set(this.#computedTraits.keys()));
     if (this.#defined !== undefined) {
-      check('segments', 'segment', this.#defined.segments);
-      check('scores', 'scoring model', this.#defined.scores);
+      if (this.#segmentsReadable) check('segments', 'segment', this.#defined.segments);
+      if (this.#defined.scoresReadable !== false) check('scores', 'scoring model', this.#defined.scores);
     }
     return dangling;
   }

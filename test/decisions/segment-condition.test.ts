@@ -85,7 +85,7 @@ t.test('condition - unknown computed trait', async (t) => {
 
 t.test('condition - every missing name reported', async (t) => {
   const defined = { segments: new Set(['buyers']), scores: new Set<string>() };
-  const checked = new SegmentConditionCompiler(COMPUTED, { defined });
+  const checked = new SegmentConditionCompiler(COMPUTED, { decisionVariables: true, defined });
   const error = errorOf(checked.compile('computed.a > 1.0 && segments.vip && "gold" in segments && segments.vip && scores.churn > 0.5 && computed.b > 1.0'));
 
   t.match(error.rule, /^refers to computed traits "a" \(at line 1, column 10 of the condition\) and "b" \(at line 1, column \d+ of the condition\), which are not defined\. The computed traits after this apply are /);
@@ -94,6 +94,24 @@ t.test('condition - every missing name reported', async (t) => {
   t.match(error.rule, 'The workspace has no scoring models after this apply');
   t.equal(error.rule.match(/"vip"/g)?.length, 1, 'a name used twice is reported once');
   t.equal(error.column, 10, 'the position is that of the first missing name');
+});
+
+t.test('condition - segments outside decision rules', async (t) => {
+  const defined = { segments: new Set(['buyers']), scores: new Set<string>() };
+  const checked = new SegmentConditionCompiler(COMPUTED, { defined });
+  const error = errorOf(checked.compile('segments.vip'));
+
+  t.match(error.rule, 'Unknown variable: segments', 'a segment condition cannot read segments');
+  t.notMatch(error.rule, 'The segments after this apply are', 'the defined segments are not offered');
+});
+
+t.test('condition - scores in scoring features', async (t) => {
+  const defined = { segments: new Set<string>(), scores: new Set(['churn']), scoresReadable: false };
+  const checked = new SegmentConditionCompiler(COMPUTED, { defined });
+  const error = errorOf(checked.compileNumber('scores.missing * 2.0'));
+
+  t.match(error.rule, 'reads scoring model "missing"', 'the read is named');
+  t.match(error.rule, "a scoring model's features cannot read scores", 'with the reason it is rejected');
 });
 
 t.test('condition - empty and too long', async (t) => {
