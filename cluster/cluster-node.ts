@@ -509,10 +509,14 @@ export class ClusterNode implements ServingNode {
     return { events, nextPageToken, unavailableNodes };
   }
 
-  /** Asks every member, this node included, for the newest `limit` events of the profile it stored below `before`. */
+  /**
+   * Asks every member, this node included, for the newest `limit` events of the profile it
+   * stored below `before`. Nodes that stopped heartbeating without leaving are asked too, so
+   * that a crashed node is listed in `unavailableNodes` instead of its events missing silently.
+   */
   async #storedHistories(workspace: string, profileId: string, before: number, limit: number): Promise<{ stored: StoredEvent[]; unavailableNodes: string[] }> {
     const request: AdminRequest = { op: 'profileEvents', workspace, profileId, beforeSequence: Number.isFinite(before) ? before : null, limit };
-    const members = new Set([this.nodeId, ...this.#membership.members().map((member) => member.nodeId)]);
+    const members = new Set([this.nodeId, ...this.#membership.members().map((member) => member.nodeId), ...this.#membership.absentNodeIds()]);
     const timeoutMs = Math.min(this.options.queryTimeoutMs, HISTORY_REQUEST_TIMEOUT_MS);
 
     const answers = await Promise.allSettled(

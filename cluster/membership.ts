@@ -205,6 +205,21 @@ export class Membership {
     return this.#alive.map((member) => ({ ...member }));
   }
 
+  /**
+   * Node ids of the member keys that are still in the bucket but count as gone, sorted: nodes
+   * that crashed or stalled, because a node that leaves gracefully deletes its key.
+   * NOTE: the key of a node that crashed and never runs again stays until someone deletes
+   * it, so its id stays in this list.
+   */
+  absentNodeIds(): string[] {
+    const alive = new Set(this.#alive.map((member) => member.nodeId));
+    const absent = new Set<string>();
+    for (const observed of this.#observed.values()) {
+      if (observed.member !== null && !alive.has(observed.member.nodeId)) absent.add(observed.member.nodeId);
+    }
+    return [...absent].sort(compareNodeIds);
+  }
+
   /** Calls `listener` with the new member list whenever a member joins, leaves or restarts. Returns a function that unsubscribes. */
   onChange(listener: (members: MemberInfo[]) => void): () => void {
     this.#listeners.add(listener);

@@ -160,6 +160,27 @@ t.test('membership - key left by a crashed process is not alive', async (t) => {
   t.same(ids(a.members()), ['a', 'z'], 'a key that changes is alive');
 });
 
+t.test('membership - crashed members are listed as absent', async (t) => {
+  const time = new FakeTime();
+  const kv = new MemoryKvStore();
+  const clockB = time.clock(-5_000_000);
+  const a = createMember(kv, 'a', time.clock());
+  const b = createMember(kv, 'b', clockB);
+  const c = createMember(kv, 'c', time.clock());
+  t.teardown(() => Promise.all([a.stop(), b.stop(), c.stop()]));
+  await Promise.all([a.start(), b.start(), c.start()]);
+  await time.advance(2_000);
+  t.same(ids(a.members()), ['a', 'b', 'c'], 'all three are alive');
+  t.same(a.absentNodeIds(), [], 'none is absent');
+
+  // A paused clock fires no timers, so b stops heartbeating like a crashed process, and c leaves.
+  clockB.pause();
+  await c.stop();
+  await time.advance(6_000);
+  t.same(ids(a.members()), ['a'], 'b and c are gone');
+  t.same(a.absentNodeIds(), ['b'], 'b, which left its key behind, is absent');
+});
+
 t.test('membership - restarted node replaces its predecessor', async (t) => {
   const time = new FakeTime();
   const kv = new MemoryKvStore();
