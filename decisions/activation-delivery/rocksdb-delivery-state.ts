@@ -12,6 +12,8 @@ export class RocksDbDeliveryState implements DeliveryState {
   #deadLetterUpdates: Promise<unknown> = Promise.resolve();
   /** False once a list found no queued replay, until the next replay request; this node is the only writer. */
   #mayHaveQueuedReplays = true;
+  /** Replay requests so far, so that a list that read before a request does not clear the flag it set. */
+  #replayRequests = 0;
 
   constructor(store: Store, workspace: string, destination: string) {
     this.#store = store;
@@ -61,6 +63,7 @@ export class RocksDbDeliveryState implements DeliveryState {
 
       const chosen = selectDeadLetters(selection, deadLetters);
       await this.#store.write(chosen.map((deadLetter) => this.#deadLetterOp({ ...deadLetter, replayQueuedAtMs: deadLetter.replayQueuedAtMs ?? nowMs })));
+      this.#replayRequests += 1;
       this.#mayHaveQueuedReplays = true;
       return chosen.length;
     });
@@ -69,8 +72,9 @@ export class RocksDbDeliveryState implements DeliveryState {
   async listQueuedReplays(limit: number): Promise<WebhookDeadLetter[]> {
     if (!this.#mayHaveQueuedReplays) return [];
 
+    const requestsBefore = this.#replayRequests;
     const queued = (await this.#listAll()).filter((deadLetter) => deadLetter.replayQueuedAtMs !== undefined).slice(0, limit);
-    if (queued.length === 0) this.#mayHaveQueuedReplays = false;
+    if (queued.length === 0 && this.#replayRequests === requestsBefore) this.#mayHaveQueuedReplays = false;
     return queued;
   }
 
