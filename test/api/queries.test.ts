@@ -198,7 +198,7 @@ t.test('queries - invalid page token', async (t) => {
   const node = await startTestNode(t);
   await ingestBatch(node, trackEvents('ivan', 0, 3));
 
-  for (const token of ['abc', '-1', '0', '1.5', '1e3x']) {
+  for (const token of ['abc', '-1', '0', '1.5', '1e3x', '1e3', '0x10', ' 12', '9007199254740993']) {
     const error = await expectServiceError(listProfileEvents(node, { type: 'user_id', value: 'ivan' }, 3, token));
     t.equal(error.code, status.INVALID_ARGUMENT, `${JSON.stringify(token)}: status is INVALID_ARGUMENT`);
     t.equal(errorCodeOf(error), 'INVALID_ARGUMENT', `${JSON.stringify(token)}: trailer code`);
