@@ -190,7 +190,7 @@ t.test('webhooks in cluster mode - one holder delivers, the other takes over', {
   const table = await runCli(['webhooks', 'list', '--server', other.address]);
   t.equal(table.code, 0, `webhooks list exits 0; stderr: ${table.stderr}`);
   t.match(table.stdout, new RegExp(`^NAME\\s+URL\\s+TYPES\\s+CURSOR\\s+DELIVERED BY\\s+DELIVERED\\s+`), 'a cluster node adds the DELIVERED BY column');
-  t.match(table.stdout, new RegExp(`\\ncrm\\s+\\S+\\s+all\\s+${lastFirst}\\s+${holder.node.nodeId}\\s+0\\s+0\\s+0\\s+0\\s+0\\n$`), 'the other node shows the shared cursor, the holder and its own zero counters');
+  t.match(table.stdout, new RegExp(`\\ncrm\\s+\\S+\\s+all\\s+${lastFirst}\\s+${holder.node.nodeId}\\s+0\\s+0\\s+0\\s+0\\s+0\\s+0\\n$`), 'the other node shows the shared cursor, the holder and its own zero counters');
 
   await holder.stop();
   const laterUsers = Array.from({ length: 20 }, (_, i) => `v${i}`);
