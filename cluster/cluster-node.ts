@@ -34,7 +34,7 @@ import type { CustomerEvent } from '../profiles/event.js';
 import type { DefinitionStore } from '../decisions/definitions/definition-store.js';
 import { Store } from '../storage/store.js';
 import { assertIdentifier, assertWorkspaceName, notFound, parsePageSize, parsePageToken } from './arguments.js';
-import { ProfileHistoryReader, type StoredEvent } from '../profiles/profile-history.js';
+import { ProfileHistoryReader, pageOfEvents, type StoredEvent } from '../profiles/profile-history.js';
 import { AssignmentWatcher, type Assignment } from './assignment-watcher.js';
 import type { ShardHolders } from './assignment.js';
 import { loadClusterSettings } from './cluster-settings.js';
@@ -498,15 +498,15 @@ export class ClusterNode implements ServingNode {
     const unpersisted = await this.#askOwner<StoredEvent[] | null>(shard, { op: 'unpersistedEvents', workspace, profileId });
     if (unpersisted === null) throw notFound(identifier);
 
-    const bySequence = new Map<number, Buffer>();
-    for (const event of unpersisted) if (event.sequence < before) bySequence.set(event.sequence, Buffer.from(event.payload));
     const { stored, unavailableNodes } = await this.#storedHistories(workspace, profileId, before, pageSize + 1);
-    for (const event of stored) if (!bySequence.has(event.sequence)) bySequence.set(event.sequence, Buffer.from(event.payload));
 
-    const newest = [...bySequence.keys()].sort((a, b) => b - a).slice(0, pageSize + 1);
-    const events = newest.slice(0, pageSize).map((sequence) => decode<CustomerEvent>(bySequence.get(sequence) as Buffer));
-    const nextPageToken = newest.length > pageSize ? String(newest[pageSize - 1]) : '';
-    return { events, nextPageToken, unavailableNodes };
+    // An event persisted between the owner's answer and its stored history's is in both, so each sequence counts once.
+    const bySequence = new Map<number, StoredEvent>();
+    for (const event of [...unpersisted.filter((event) => event.sequence < before), ...stored]) {
+      if (!bySequence.has(event.sequence)) bySequence.set(event.sequence, { sequence: event.sequence, payload: Buffer.from(event.payload) });
+    }
+    const newest = [...bySequence.values()].sort((a, b) => b.sequence - a.sequence).slice(0, pageSize + 1);
+    return { ...pageOfEvents(newest, pageSize), unavailableNodes };
   }
 
   /**

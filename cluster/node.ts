@@ -20,7 +20,7 @@ import { ActivationLog } from '../profiles/activation-log.js';
 import { EvaluationTimers } from '../profiles/evaluation-timers.js';
 import { profileIdForIdentifier, type Identifier } from '../profiles/identifiers.js';
 import { actorKey, ProfileBehavior, type DeadLetterRecord } from '../profiles/profile-behavior.js';
-import { ProfileHistoryReader, type StoredProfile } from '../profiles/profile-history.js';
+import { ProfileHistoryReader, pageOfEvents, type StoredProfile } from '../profiles/profile-history.js';
 import { randomUUID } from 'node:crypto';
 import type { DecisionReceipt } from '../profiles/decision-state.js';
 import type { DecideRequest, ProfileMessage } from '../profiles/evaluator.js';
@@ -301,11 +301,7 @@ export class RtcdpNode implements ServingNode {
     const recent = unpersisted.filter((event) => event.sequence < before).reverse().slice(0, pageSize + 1);
     const storedBefore = Math.min(before, unpersisted[0]?.sequence ?? before);
     const stored = recent.length > pageSize ? [] : await new ProfileHistoryReader(this.#store).newestEvents(workspace, profileId, storedBefore, pageSize + 1 - recent.length);
-    const all = [...recent, ...stored];
-
-    const events = all.slice(0, pageSize).map((event) => decode<CustomerEvent>(event.payload));
-    const nextPageToken = all.length > pageSize ? String(all[pageSize - 1].sequence) : '';
-    return { events, nextPageToken, unavailableNodes: [] };
+    return { ...pageOfEvents([...recent, ...stored], pageSize), unavailableNodes: [] };
   }
 
   /**
