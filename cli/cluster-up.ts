@@ -50,7 +50,7 @@ export function addClusterUpCommand(cluster: Command): void {
     .option('--grpc-port <port>', 'gRPC port of the first node; node i listens on this port + i - 1', parseInteger('--grpc-port', 1, 65535), 50051)
     .option('--shards <count>', 'virtual shards when the cluster is created', parseInteger('--shards', 1, 4096), 16)
     .option('--definitions <path...>', 'definition files or directories to apply through the first node once every shard runs, before --load, so that computed traits count the loaded events')
-    .option('--load <file...>', 'event files to send to the first node once every shard runs; refused when the data directory already holds a cluster, whose JetStream would count a resent event twice after its 2-minute duplicate window')
+    .option('--load <file...>', 'event files to send to the first node once every shard runs; rejected when the data directory already contains the data of a cluster, whose JetStream would count a resent event twice after its 2-minute duplicate window')
     .option('--log-level <level>', `log level of the nodes, one of ${LOG_LEVELS.join(', ')}`, parseChoice('--log-level', LOG_LEVELS), 'info')
     .option('--nats-server <path>', 'nats-server executable (default: found on PATH or in /usr/sbin)')
     .addHelpText('after', '\nExample:\n  rtcdp cluster up --nodes 3 --definitions data/definitions/ --load data/online-retail-2010-12.csv')
@@ -62,7 +62,7 @@ async function runClusterUp(options: ClusterUpOptions): Promise<void> {
   const dataDir = path.resolve(options.data);
   if ((options.load ?? []).length > 0 && existsSync(path.join(dataDir, 'nats'))) {
     throw new UsageError(
-      `${options.data} already holds a cluster, so --load would send its events again, and JetStream drops a resent event only within its 2-minute duplicate window. Delete ${options.data} to start afresh, or run without --load`,
+      `${options.data} already contains a cluster's data, so --load would send its events again, and JetStream drops a resent event only within its 2-minute duplicate window. Delete ${options.data} to start afresh, or run without --load`,
     );
   }
   const definitions = options.definitions === undefined ? [] : await readDefinitionFiles(options.definitions, '--definitions');

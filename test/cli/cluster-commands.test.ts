@@ -100,7 +100,7 @@ t.test('cluster commands - up, status, shards, drain and stop', { timeout: 180_0
 
   const again = await rtcdp(['cluster', 'up', '--data', dataDir, '--nats-port', String(natsPort), '--load', SAMPLE]).catch((error: { code: number; stderr: string }) => error);
   t.equal((again as { code?: number }).code, 2, 'loading into an existing cluster is a usage error');
-  t.match(again.stderr, 'already holds a cluster, so --load would send its events again', 'and says why');
+  t.match(again.stderr, "already contains a cluster's data, so --load would send its events again", 'and says why');
 });
 
 t.test('cluster commands - status without a cluster fails clearly', async (t) => {
