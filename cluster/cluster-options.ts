@@ -4,7 +4,7 @@
  */
 import type { IdentitySettings, IdentitySettingsInput } from '../identity/identity-settings.js';
 import type { OnlineMatchingSettings } from '../identity/online-matching.js';
-import { resolveWorkspaceIdentity } from './node-options.js';
+import { resolveProfileLimits, resolveWorkspaceIdentity } from './node-options.js';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { ActorSystemOptions } from '../actors/types.js';
@@ -30,7 +30,11 @@ export interface ClusterNodeOptions {
   maxInFlightEvents?: number;
   /** How long an append waits for JetStream's acknowledgement. Default 5,000 ms. */
   publishTimeoutMs?: number;
-  /** How long JetStream drops a resent messageId. Default 120,000 ms (2 minutes). */
+  /**
+   * How long JetStream drops a resent messageId. Default 120,000 ms (2 minutes). A later
+   * resend is stored again but not applied while its profile remembers the messageId
+   * (`profileLimits.recentMessageIds` and `messageIdRetentionMs`, by default 1,000 and 7 days).
+   */
   duplicateWindowMs?: number;
   /** How long the event stream keeps events. Default 604,800,000 ms (7 days). */
   streamMaxAgeMs?: number;
@@ -82,6 +86,12 @@ export type ResolvedClusterNodeOptions = Required<Omit<ClusterNodeOptions, 'even
 
 const NODE_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
+/**
+ * JetStream forgets a messageId after its duplicate window, so each profile remembers the
+ * messageIds of its last 1,000 events received within 7 days and skips a resend of one.
+ */
+const CLUSTER_PROFILE_LIMITS: ProfileLimits = { ...DEFAULT_PROFILE_LIMITS, recentMessageIds: 1_000, messageIdRetentionMs: 7 * 24 * 3_600_000 };
+
 export function resolveClusterNodeOptions(options: ClusterNodeOptions): ResolvedClusterNodeOptions {
   if (!Array.isArray(options.servers) || options.servers.length === 0 || options.servers.some((url) => typeof url !== 'string' || url === '')) {
     throw new ConfigError(`servers must list at least one NATS URL, received ${JSON.stringify(options.servers)}`);
@@ -122,7 +132,7 @@ export function resolveClusterNodeOptions(options: ClusterNodeOptions): Resolved
     eventLimits: resolveEventLimits(options.eventLimits),
     identitySettings: resolveWorkspaceIdentity(options.identity, options.workspaceIdentity),
     matching: options.matching,
-    profileLimits: { ...DEFAULT_PROFILE_LIMITS, ...options.profileLimits },
+    profileLimits: resolveProfileLimits(options.profileLimits, CLUSTER_PROFILE_LIMITS),
     actors: { snapshotIntervalMs: 5_000, snapshotEveryMessages: 500, ...options.actors },
     logger: options.logger ?? silentLogger(),
   };

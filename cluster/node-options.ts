@@ -132,9 +132,15 @@ function definedFields<T extends object>(value: T): Partial<T> {
   return Object.fromEntries(Object.entries(value).filter(([, field]) => field !== undefined)) as Partial<T>;
 }
 
-function resolveProfileLimits(partial: Partial<ProfileLimits> = {}): ProfileLimits {
-  const limits = { ...DEFAULT_PROFILE_LIMITS, ...partial };
-  for (const [name, value] of Object.entries(limits)) positiveInteger(`profileLimits.${name}`, value);
+/** Fills in `defaults` and validates every limit; `messageIdRetentionMs` may be 0 (no time limit). */
+export function resolveProfileLimits(partial: Partial<ProfileLimits> = {}, defaults: ProfileLimits = DEFAULT_PROFILE_LIMITS): ProfileLimits {
+  const limits = { ...defaults, ...partial };
+  for (const [name, value] of Object.entries(limits)) {
+    if (name !== 'messageIdRetentionMs') positiveInteger(`profileLimits.${name}`, value);
+    else if (!Number.isSafeInteger(value) || value < 0) {
+      throw new RangeError(`profileLimits.messageIdRetentionMs must be 0 (no time limit) or a positive integer of ms, received ${value}`);
+    }
+  }
   return limits;
 }
 

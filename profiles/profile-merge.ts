@@ -8,6 +8,7 @@
 import { decode } from '../storage/codec.js';
 import type { CustomerEvent } from './event.js';
 import type { EventStats, ProfileLimits, ProfileSnapshot, ProfileState } from './profile.js';
+import { mergeMessageIds } from './message-ids.js';
 
 /** Merges `from` into `into`. `from` is left unchanged. */
 export function mergeProfileState(into: ProfileState, from: ProfileSnapshot, limits: ProfileLimits): void {
@@ -81,8 +82,7 @@ function mergeRecent(into: ProfileState, from: ProfileSnapshot, limits: ProfileL
   joined.sort((a, b) => b.timeMs - a.timeMs);
   into.recent = joined.slice(0, limits.recentEvents).map((entry) => entry.payload);
 
-  const ids = [...from.recentMessageIds, ...into.recentMessageIds.filter((id) => !from.recentMessageIds.includes(id))];
-  into.recentMessageIds = ids.slice(Math.max(0, ids.length - limits.recentMessageIds));
+  mergeMessageIds(into, from, limits);
 }
 
 /** Keeps the decisions of both within their windows, so caps count every contact with the person. */

@@ -7,14 +7,17 @@ import type { ProfileActivation } from './activation.js';
 import type { DecisionReceipt, DecisionRecord } from './decision-state.js';
 import type { MergeCause, OutgoingRecord } from './identity-commands.js';
 import { forEachIdentifier, type Identifier } from './identifiers.js';
+import { hasMessageId, rememberMessageId } from './message-ids.js';
+import { decode } from '../storage/codec.js';
 
 /**
  * Version 2 added `computed`, `segments` and `nextEvaluationMs`, version 3 `decisions` and
  * `receipts`, version 4 `scores` and `modelStates`, version 5 `journeys` and
  * `finishedJourneys`, version 6 `merges` and `mergedInto`, version 7 `splits` and
- * `linkMarks`. An older snapshot loads with the missing fields empty.
+ * `linkMarks`, version 8 `recentMessageIdsReceivedMs`. An older snapshot loads with the
+ * missing fields empty.
  */
-export const PROFILE_SNAPSHOT_VERSION = 7;
+export const PROFILE_SNAPSHOT_VERSION = 8;
 
 export interface EventStats {
   count: number;
@@ -50,8 +53,10 @@ export interface ProfileSnapshot {
    */
   recent: Buffer[];
   lastApplied: LogPosition;
-  /** messageIds of the most recent events, oldest first: a second guard against double application. */
+  /** messageIds of the most recent events, oldest first, which the profile does not apply again (see message-ids.ts). */
   recentMessageIds: string[];
+  /** When the node received each event of `recentMessageIds`, ms since the epoch. */
+  recentMessageIdsReceivedMs: number[];
   /**
    * The state of each computed trait, by name, with the hash of the definition's spec it
    * was built under. The decisions code owns what `state` holds.
@@ -167,8 +172,10 @@ export interface ProfileState extends ProfileSnapshot {
 export interface ProfileLimits {
   /** Events kept in `recent`. */
   recentEvents: number;
-  /** messageIds kept in `recentMessageIds`. */
+  /** messageIds kept in `recentMessageIds`, at most. */
   recentMessageIds: number;
+  /** How long after its event was received a messageId may be dropped, in ms. With 0, the newest `recentMessageIds` are kept whatever their age. */
+  messageIdRetentionMs: number;
   /** Distinct numeric properties summed per event name; later ones are not summed. */
   summedPropertiesPerEvent: number;
   /** Distinct event names counted; events with further names count under "(other)". */
@@ -180,6 +187,7 @@ export interface ProfileLimits {
 export const DEFAULT_PROFILE_LIMITS: ProfileLimits = {
   recentEvents: 10,
   recentMessageIds: 32,
+  messageIdRetentionMs: 0,
   summedPropertiesPerEvent: 32,
   eventNames: 500,
   identifiers: 100,
@@ -200,6 +208,7 @@ export function createProfile(workspace: string, profileId: string): ProfileStat
     recent: [],
     lastApplied: { shard: 0, sequence: 0 },
     recentMessageIds: [],
+    recentMessageIdsReceivedMs: [],
     computed: Object.create(null),
     segments: Object.create(null),
     nextEvaluationMs: 0,
@@ -234,7 +243,7 @@ export interface AppliedEvent {
 export function applyEvent(profile: ProfileState, applied: AppliedEvent, limits: ProfileLimits): boolean {
   const { event, position } = applied;
   if (position.sequence <= profile.lastApplied.sequence && position.shard === profile.lastApplied.shard) return false;
-  if (profile.recentMessageIds.includes(event.messageId)) {
+  if (hasMessageId(profile, event.messageId)) {
     profile.lastApplied = position;
     return false;
   }
@@ -315,10 +324,15 @@ function remember(profile: ProfileState, applied: AppliedEvent, limits: ProfileL
   profile.recent.unshift(ownCopy(applied.payload));
   if (profile.recent.length > limits.recentEvents) profile.recent.length = limits.recentEvents;
 
-  profile.recentMessageIds.push(applied.event.messageId);
-  if (profile.recentMessageIds.length > limits.recentMessageIds) profile.recentMessageIds.shift();
+  rememberMessageId(profile, applied.event.messageId, receivedMs(applied.event), limits);
 
   profile.unpersisted.push({ sequence: applied.position.sequence, payload: applied.payload });
+}
+
+/** Returns the event's receive time in ms, or its event time when it has no valid receive time. */
+function receivedMs(event: CustomerEvent): number {
+  const ms = Date.parse(event.receivedAt);
+  return Number.isFinite(ms) ? ms : event.timestampMs;
 }
 
 /**
@@ -369,7 +383,19 @@ function upgradeSnapshot(snapshot: ProfileSnapshot): ProfileSnapshot {
       merges: older.merges ?? [],
       splits: older.splits ?? [],
       linkMarks: older.linkMarks ?? [],
+      recentMessageIdsReceivedMs: older.recentMessageIdsReceivedMs ?? assumedReceiveTimes(snapshot),
     };
   }
   throw new RangeError(`profile snapshot version ${snapshot.version} is not supported; expected 1 to ${PROFILE_SNAPSHOT_VERSION}`);
+}
+
+/**
+ * Gives the messageIds of a snapshot older than version 8 the receive time of its newest
+ * stored event. They were received at or before it, so they are kept at least as long as
+ * their real times would keep them.
+ */
+function assumedReceiveTimes(snapshot: ProfileSnapshot): number[] {
+  const newest = snapshot.recent[0];
+  const receivedAtMs = newest === undefined ? snapshot.lastSeenMs : receivedMs(decode<CustomerEvent>(newest));
+  return snapshot.recentMessageIds.map(() => receivedAtMs);
 }

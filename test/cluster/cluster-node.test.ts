@@ -111,6 +111,40 @@ async function checkCounts(t: Test, node: ClusterNode, expected: Map<string, num
   t.same(wrong, [], `every one of ${expected.size} customers has exactly its acknowledged events`);
 }
 
+t.test('cluster node - a resend after the duplicate window is not applied again', { timeout: 120_000 }, async (t) => {
+  const server = await startNatsServer();
+  t.teardown(() => server.stop());
+
+  const nodes: ClusterNode[] = [];
+  t.teardown(() => Promise.all(nodes.map((node) => node.abort())));
+  const root = t.testdir();
+  for (const nodeId of ['a', 'b']) {
+    nodes.push(await ClusterNode.start({ ...FAST, duplicateWindowMs: 1_000, servers: [server.url], nodeId, dataDir: path.join(root, nodeId) }));
+  }
+  await waitUntil(() => hostedShards(nodes) === 8 && nodes.every((node) => node.status().hosted.length > 0), 'every shard hosted and every node hosting');
+
+  // More events than the 32 messageIds an embedded profile keeps.
+  const events = Array.from({ length: 60 }, (_, i) => track('resender', `resend-${i}`));
+  const first = await nodes[0].ingest('w', events);
+  t.ok(first.every((result) => result.status === 'accepted'), 'the first send is accepted');
+  await sleep(1_500);
+
+  const resent = await nodes[1].ingest('w', events);
+  t.ok(resent.every((result) => result.status === 'accepted'), 'after the duplicate window JetStream stores the resend');
+  const profile = await nodes[1].getProfile('w', { type: 'user_id', value: 'resender' });
+  t.equal(profile.eventCount, 60, 'the owner does not apply a resent event');
+
+  const shard = shardOf('user:resender', 8);
+  const owner = nodes.find((node) => node.status().hosted.some((host) => host.shard === shard)) as ClusterNode;
+  const survivor = nodes.find((node) => node !== owner) as ClusterNode;
+  await owner.drain({ timeoutMs: 20_000 });
+  await waitUntil(() => hostedShards([survivor]) === 8, 'the remaining node hosting every shard');
+
+  await survivor.ingest('w', events);
+  const moved = await survivor.getProfile('w', { type: 'user_id', value: 'resender' });
+  t.equal(moved.eventCount, 60, "the shard's next owner does not apply a resent event either");
+});
+
 t.test('cluster node - a draining node hands its shards off under load', { timeout: 120_000 }, async (t) => {
   const server = await startNatsServer();
   t.teardown(() => server.stop());
