@@ -2,6 +2,9 @@
  * Decide scenario: DecisionService.Decide latency against an embedded node that evaluates a
  * definition set, open loop, first without writes and then under open-loop write load.
  *
+ * 0. Unless skipped, the decider calls the grpc-js reference server (raw-server.ts), which
+ *    responds to Decide at once, at each rate of the steps without writes. That is the floor
+ *    that gRPC, loopback and the two processes set on this machine.
  * 1. The definition files are applied to the node's workspace (the bench set by default).
  * 2. A closed-loop write run measures the maximum write rate, warms the node up and stores
  *    the profiles that Decide is called for.
@@ -13,7 +16,7 @@
  *    writers got stored for it, and the decisions each profile received with the caps.
  */
 import { applyDefinitions, type AppliedDefinitions } from './bench-definitions.js';
-import { NodeHost } from './children.js';
+import { NodeHost, RawServer } from './children.js';
 import { dataDir, writeChart, type RunContext } from './context.js';
 import { describeCorrectness, type CorrectnessResult } from './correctness.js';
 import { mergeTallies, type DecisionTally } from './decision-tally.js';
@@ -21,13 +24,14 @@ import { checkCorrectness, sum } from './ingest.js';
 import type { LatencySummary } from './latency.js';
 import type { IngestDriver } from './open-loop-drivers.js';
 import { OpenLoopGroup } from './open-loop-children.js';
-import { measureStep, runClosedLoop, startQueryGroup, type StepSummary } from './open-loop.js';
+import { measureQueryStepAlone, measureStep, runClosedLoop, startQueryGroup, type StepSummary } from './open-loop.js';
 import type { StepReport } from './open-loop-generator.js';
 import { attributeSlowCalls, type GcTotals, type PauseReport, type SlowCallAttribution } from './pause-monitor.js';
 import { stepRow } from './open-loop-output.js';
 import { formatCount, formatMs, formatRate, machineInfo, printColumns, printTable, progress, type MachineInfo } from './report.js';
 import { renderBarChart } from './svg-chart.js';
 import { workloadConfigOf } from './workload-options.js';
+import type { ProfileRef } from './workloads.js';
 
 export interface DecideOptions {
   /** Decide calls per second of the steps without writes. */
@@ -52,6 +56,10 @@ export interface DecideOptions {
   walSync: boolean;
   maxOutstandingRequests: number;
   maxSendLagMs: number;
+  /** Measure the grpc-js reference server first. */
+  reference: boolean;
+  /** Decide calls at the first rate of `decideRates`, not recorded, before the first step against each server, in seconds. */
+  warmupS: number;
 }
 
 export interface DecideStep {
@@ -87,6 +95,10 @@ export interface DecideResult {
   closedLoop: { eventsPerSecond: number; latency: LatencySummary };
   maxRatePerSecond: number;
   steps: DecideStep[];
+  /** Decide against the grpc-js reference server, one step per rate of `decideRates`; empty when skipped. */
+  reference: StepSummary[];
+  /** Decide calls the node responded to before the first step, which `decisionTally` counts too. */
+  warmupCalls: number;
   decisionTally: DecisionTally;
   deciderCpuCores: number;
   correctness: CorrectnessResult;
@@ -104,6 +116,7 @@ export async function runDecide(context: RunContext, options: DecideOptions): Pr
   const machine = machineInfo();
   const eventsPerRequest = options.driver === 'unary' ? 1 : options.batchSize;
   progress(`decide: Decide at ${options.decideRates.join(', ')}/s without writes, at ${options.decideRatePerSecond}/s with writes at ${options.writeRatesPercent.join(', ')}% of the maximum, ${options.stepDurationS} s steps`);
+  const reference = options.reference ? await measureReference(context, options) : [];
 
   const node = await NodeHost.start(context.processes, { dataDir: dataDir(context, 'decide'), walSync: options.walSync });
   try {
@@ -131,6 +144,7 @@ export async function runDecide(context: RunContext, options: DecideOptions): Pr
       ...options.decideRates.map((rate) => ({ percent: 0, decideRatePerSecond: rate })),
       ...options.writeRatesPercent.map((percent) => ({ percent, decideRatePerSecond: options.decideRatePerSecond })),
     ];
+    const warmupCalls = await warmUp(decider, options, profiles);
     const steps: DecideStep[] = [];
     for (const load of loads) {
       await node.decideTimings();
@@ -162,6 +176,8 @@ export async function runDecide(context: RunContext, options: DecideOptions): Pr
       closedLoop: { eventsPerSecond: closedLoop.eventsPerSecond, latency: closedLoop.latency },
       maxRatePerSecond,
       steps,
+      reference,
+      warmupCalls,
       decisionTally,
       deciderCpuCores: sum(deciderReports.map((report) => report.cpuMs)) / 1_000 / decideSeconds,
       correctness,
@@ -174,6 +190,42 @@ export async function runDecide(context: RunContext, options: DecideOptions): Pr
   } finally {
     await node.stop();
   }
+}
+
+/**
+ * Calls the grpc-js reference server at each rate of the steps without writes, from a
+ * decider process of its own that runs as the node's decider does.
+ */
+async function measureReference(context: RunContext, options: DecideOptions): Promise<StepSummary[]> {
+  const server = await RawServer.start(context.processes);
+  try {
+    const decider = await startQueryGroup(context, 'decider', options, server.address);
+    try {
+      const profiles = Array.from({ length: DECIDE_PROFILES }, (_, i) => ({ type: 'user_id' as const, value: `reference-${i}` }));
+      await warmUp(decider, options, profiles);
+      const steps: StepSummary[] = [];
+      for (const rate of options.decideRates) {
+        const step = await measureQueryStepAlone(decider, options, rate, profiles);
+        progress(`decide: grpc-js reference at ${formatRate(rate)}: p50 ${formatMs(step.latency.p50Ms)}, p99 ${formatMs(step.latency.p99Ms)}`);
+        steps.push(step);
+      }
+      return steps;
+    } finally {
+      await decider.kill();
+    }
+  } finally {
+    await server.stop();
+  }
+}
+
+/**
+ * Sends Decide calls that no step records, so that the first step does not measure V8
+ * compiling the decider's and the server's code paths.
+ */
+async function warmUp(decider: OpenLoopGroup, options: DecideOptions, profiles: ProfileRef[]): Promise<number> {
+  if (options.warmupS === 0) return 0;
+  const step = await measureQueryStepAlone(decider, { stepDurationS: options.warmupS, maxSendLagMs: options.maxSendLagMs }, options.decideRates[0], profiles);
+  return step.latency.count;
 }
 
 /** Lines the decider's slow calls up with the GC pauses of the node and of the decider. */
@@ -242,6 +294,11 @@ function printDecide(result: DecideResult): void {
   });
   printColumns(`Decide latency from the scheduled send time; goal: p99 under ${DECIDE_GOAL_P99_MS} ms`, HEADER, rows);
 
+  if (result.reference.length > 0) {
+    const referenceRows = result.reference.map((step) => ['none', ...stepRow(step, '').slice(1)]);
+    printColumns('Decide against the grpc-js reference server, which answers at once (measured first, same decider)', HEADER, referenceRows);
+  }
+
   const inNodeRows = result.steps.map((step) => {
     const writes = step.writes === null ? 'none' : `${step.writePercent}%`;
     const { count, p50Ms, p90Ms, p99Ms, p999Ms, maxMs } = step.inNode;
@@ -274,15 +331,25 @@ function describeGc(gc: GcTotals): string {
 
 function decideChart(result: DecideResult): string {
   return renderBarChart({
-    title: `Decide p99 from the scheduled send time, ${result.machine.cpus} cores, 100% writes = ${formatCount(result.maxRatePerSecond)} events/s`,
+    title: `Decide p99 from the scheduled send time, ${result.machine.cpus} cores, 100% writes = ${formatCount(result.maxRatePerSecond)} events/s${result.reference.length > 0 ? '; grey: grpc-js reference server' : ''}`,
     yLabel: 'Decide p99, ms',
-    bars: result.steps.map((step) => ({
-      label: step.writes === null ? `${formatCount(step.decisions.targetPerSecond)}/s` : `${formatCount(step.decisions.targetPerSecond)}/s, ${step.writePercent}% writes`,
-      value: step.decisions.latency.p99Ms,
-      valueLabel: formatMs(step.decisions.latency.p99Ms),
-      color: step.meetsGoal ? '#59a14f' : '#e15759',
-    })),
-    referenceLine: { value: DECIDE_GOAL_P99_MS, label: `goal ${DECIDE_GOAL_P99_MS} ms` },
-    width: 160 + 110 * result.steps.length,
+    bars: [
+      ...result.reference.map((step) => ({
+        label: `reference ${formatCount(step.targetPerSecond)}/s`,
+        value: step.latency.p99Ms,
+        valueLabel: formatMs(step.latency.p99Ms),
+        color: '#9d9d9d',
+      })),
+      ...result.steps.map((step) => ({
+        label: step.writes === null ? `${formatCount(step.decisions.targetPerSecond)}/s` : `${formatCount(step.decisions.targetPerSecond)}/s, ${step.writePercent}% writes`,
+        value: step.decisions.latency.p99Ms,
+        valueLabel: formatMs(step.decisions.latency.p99Ms),
+        color: step.meetsGoal ? '#59a14f' : '#e15759',
+      })),
+    ],
+    referenceLine: { value: DECIDE_GOAL_P99_MS, label: `goal: p99 under ${DECIDE_GOAL_P99_MS} ms`, labelBelow: true },
+    // Loaded steps can take hundreds of ms, which would flatten the steps near the goal.
+    yMax: 50,
+    width: 160 + 130 * (result.reference.length + result.steps.length),
   });
 }

@@ -318,7 +318,9 @@ function addDecideCommand(program: Command): void {
     .option('--max-send-lag-ms <ms>', "a generator whose p99 delay between a request's scheduled and actual send time exceeds this fell behind its schedule", decimal('--max-send-lag-ms', 0, 60_000), 20)
     .option('--customers <n>', 'customers the events are spread over', integer('--customers', 1, 100_000_000), 100_000)
     .option('--zipf-exponent <s>', 'Zipf exponent of the customer distribution (0 is uniform)', decimal('--zipf-exponent', 0, 3), 0.99)
-    .option('--check-sample <n>', 'customers whose eventCount is checked at the end', integer('--check-sample', 1, 100_000), 200);
+    .option('--check-sample <n>', 'customers whose eventCount is checked at the end', integer('--check-sample', 1, 100_000), 200)
+    .option('--no-reference', 'skip the grpc-js reference server, which answers Decide at once, at each rate of --decide-rates before the node starts')
+    .option('--warmup-s <s>', 'Decide calls at the first rate of --decide-rates before the first step against each server, not recorded, in seconds (0 for none)', decimal('--warmup-s', 0, 600), 3);
   addWalSyncOptions(command);
   addDefinitionsOption(command, 'bench/definitions/', [BENCH_DEFINITIONS_DIR]);
 

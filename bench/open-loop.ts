@@ -280,6 +280,14 @@ export async function measureStep(participants: OpenLoopParticipants, options: P
   return step;
 }
 
+/** Runs one step of a query group by itself, against the server it calls, such as the grpc-js reference. */
+export async function measureQueryStepAlone(group: OpenLoopGroup, options: Pick<LatencyOptions, 'stepDurationS' | 'maxSendLagMs'>, requestsPerSecond: number, profiles: ProfileRef[]): Promise<StepSummary> {
+  const startAtEpochMs = Date.now() + STEP_LEAD_MS;
+  const durationMs = options.stepDurationS * 1_000;
+  const reports = await group.step({ startAtEpochMs, requestsPerSecond, durationMs, profiles }, CALL_TIMEOUT_MS + 5_000);
+  return summarizeStep(0, requestsPerSecond, reports, startAtEpochMs, durationMs, options.maxSendLagMs);
+}
+
 /**
  * Achieved rate: events acknowledged in the step divided by the time from its start to its
  * last response, or to its scheduled end when the responses came sooner.

@@ -116,6 +116,8 @@ export async function runSmoke(context: RunContext): Promise<SmokeResult> {
     walSync: true,
     maxOutstandingRequests: 10_000,
     maxSendLagMs: 20,
+    reference: true,
+    warmupS: 0.5,
   });
 
   const failures = [ingest, memory, activation, baseline, ...latency, decide].flatMap((result) => result.failures.map((failure) => `${result.scenario}: ${failure}`));

@@ -15,8 +15,13 @@ export interface BarChartOptions {
   title: string;
   yLabel: string;
   bars: Bar[];
-  /** A dashed horizontal line, for example a goal. */
-  referenceLine?: { value: number; label: string };
+  /**
+   * A dashed horizontal line, for example a goal. Its label sits on the line at the left,
+   * or with `labelBelow` under the x axis labels, where no bar's value label can cover it.
+   */
+  referenceLine?: { value: number; label: string; labelBelow?: boolean };
+  /** Top of the y axis. A bar above it is cut at the top and marked with a white break, its value label still exact. */
+  yMax?: number;
   width?: number;
   height?: number;
 }
@@ -51,10 +56,10 @@ export function renderBarChart(options: BarChartOptions): string {
   const width = options.width ?? 640;
   const height = options.height ?? 360;
   const plot = { x: MARGIN.left, y: MARGIN.top, width: width - MARGIN.left - MARGIN.right, height: height - MARGIN.top - MARGIN.bottom };
-  const maxValue = Math.max(...options.bars.map((bar) => bar.value), options.referenceLine?.value ?? 0);
+  const maxValue = options.yMax ?? Math.max(...options.bars.map((bar) => bar.value), options.referenceLine?.value ?? 0);
   const ticks = niceTicks(maxValue);
   const top = ticks[ticks.length - 1];
-  const yOf = (value: number) => plot.y + plot.height - (value / top) * plot.height;
+  const yOf = (value: number) => plot.y + plot.height - (Math.min(value, top) / top) * plot.height;
 
   const slot = plot.width / options.bars.length;
   const barWidth = Math.min(120, slot * 0.6);
@@ -62,14 +67,16 @@ export function renderBarChart(options: BarChartOptions): string {
     const x = plot.x + slot * i + (slot - barWidth) / 2;
     const y = yOf(bar.value);
     const color = bar.color ?? PALETTE[i % PALETTE.length];
+    const cut = bar.value > top ? `<rect x="${(x - 2).toFixed(1)}" y="${(y + 10).toFixed(1)}" width="${(barWidth + 4).toFixed(1)}" height="4" fill="#fff"/>` : '';
     return [
       `<rect x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${barWidth.toFixed(1)}" height="${(plot.y + plot.height - y).toFixed(1)}" fill="${color}"/>`,
+      cut,
       text(x + barWidth / 2, y - 6, bar.valueLabel ?? compact(bar.value), 'middle'),
       text(x + barWidth / 2, plot.y + plot.height + 18, bar.label, 'middle'),
-    ].join('\n');
+    ].filter((part) => part !== '').join('\n');
   });
 
-  const reference = options.referenceLine === undefined ? '' : referenceLine(plot, yOf(options.referenceLine.value), options.referenceLine.label);
+  const reference = options.referenceLine === undefined ? '' : referenceLine(plot, yOf(options.referenceLine.value), options.referenceLine);
   return svg(width, height, [
     title(width, options.title),
     yAxis(plot, ticks, yOf, options.yLabel),
@@ -150,11 +157,12 @@ function yAxis(plot: Plot, ticks: number[], yOf: (value: number) => number, labe
   return [...grid, `<line x1="${plot.x}" x2="${plot.x}" y1="${plot.y}" y2="${plot.y + plot.height}" stroke="#333"/>`, axisLabel].join('\n');
 }
 
-function referenceLine(plot: Plot, y: number, label: string): string {
-  return [
-    `<line x1="${plot.x}" x2="${plot.x + plot.width}" y1="${y.toFixed(1)}" y2="${y.toFixed(1)}" stroke="#e15759" stroke-dasharray="6 4"/>`,
-    text(plot.x + 4, y - 6, label, 'start'),
-  ].join('\n');
+function referenceLine(plot: Plot, y: number, line: { label: string; labelBelow?: boolean }): string {
+  const dashed = (x1: number, x2: number, atY: number) => `<line x1="${x1}" x2="${x2}" y1="${atY.toFixed(1)}" y2="${atY.toFixed(1)}" stroke="#e15759" stroke-dasharray="6 4"/>`;
+  if (line.labelBelow !== true) return [dashed(plot.x, plot.x + plot.width, y), text(plot.x + 4, y - 6, line.label, 'start')].join('\n');
+
+  const legendY = plot.y + plot.height + 40;
+  return [dashed(plot.x, plot.x + plot.width, y), dashed(plot.x, plot.x + 30, legendY - 4), text(plot.x + 36, legendY, line.label, 'start')].join('\n');
 }
 
 function title(width: number, value: string): string {

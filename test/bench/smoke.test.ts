@@ -165,8 +165,15 @@ t.test('bench smoke - runs every scenario', async (t) => {
     }
     t.ok(decide.steps[1].writes.latency.count > 0, 'write latencies were recorded under Decide');
 
+    t.equal(decide.reference.length, 1, 'the grpc-js reference ran at the one Decide rate');
+    t.equal(decide.reference[0].targetPerSecond, 50);
+    t.equal(decide.reference[0].sentRequests, decide.reference[0].scheduledRequests, 'every scheduled reference call was sent');
+    t.ok(decide.reference[0].latency.count > 0, 'reference latencies were recorded');
+    t.equal(decide.reference[0].otherErrorRequests, 0, 'the reference answered every call');
+
     const tally = decide.decisionTally;
-    t.equal(tally.calls, recorded, 'every answered call was counted once');
+    t.ok(decide.warmupCalls > 0, 'the decider warmed up before the first step');
+    t.equal(tally.calls, recorded + decide.warmupCalls, 'every answered call was counted once');
     t.equal(tally.calls, tally.noneChosen + sumOf(tally.chosenPerRule), 'each call chose one rule or none');
     t.ok(tally.calls - tally.noneChosen > 0, 'some calls chose a rule');
     t.same(tally.candidatesPerChannel.web, { min: 4, max: 4 }, 'a web receipt lists the 4 rules that answer web');
