@@ -131,18 +131,42 @@ export class ApiServer {
     return this.#address;
   }
 
-  /** Reports NOT_SERVING, lets calls in progress finish for up to `graceMs`, then cancels the rest. */
+  /**
+   * Reports NOT_SERVING, lets calls in progress finish for up to `graceMs`, then cancels the
+   * rest. Stopping does not wait more than FORCED_CLOSE_WAIT_MS after that for the
+   * connections to close, so an open connection cannot keep the node from exiting.
+   */
   async stop(options: { graceMs?: number } = {}): Promise<void> {
     if (this.#lifecycle.is('stopped', 'created')) return;
     this.#lifecycle.set('draining');
     for (const name of this.#healthNames) this.#health.setStatus(name, 'NOT_SERVING');
     this.#stopping.abort();
 
-    const graceful = new Promise<void>((resolve) => this.#server.tryShutdown(() => resolve()));
-    const timer = setTimeout(() => this.#server.forceShutdown(), options.graceMs ?? 5_000);
-    await graceful;
-    clearTimeout(timer);
+    const closed = new Promise<boolean>((resolve) => this.#server.tryShutdown(() => resolve(true)));
+    const graceMs = options.graceMs ?? 5_000;
+    if (!(await resolvesWithin(closed, graceMs))) {
+      this.#server.forceShutdown();
+      if (!(await resolvesWithin(closed, FORCED_CLOSE_WAIT_MS))) {
+        this.#logger.warn({ address: this.#address, graceMs, waitedMs: FORCED_CLOSE_WAIT_MS }, 'gRPC connections were still open after the server cancelled their calls; stopping without them');
+      }
+    }
     this.#lifecycle.set('stopped');
+  }
+}
+
+/** How long stop waits for connections to close after forceShutdown cancelled their calls. */
+const FORCED_CLOSE_WAIT_MS = 2_000;
+
+/** Resolves with true once `promise` resolves, or with false after `timeoutMs`. */
+async function resolvesWithin(promise: Promise<boolean>, timeoutMs: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
