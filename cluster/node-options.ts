@@ -134,7 +134,10 @@ function definedFields<T extends object>(value: T): Partial<T> {
 
 /** Fills in `defaults` and validates every limit; `messageIdRetentionMs` may be 0 (no time limit). */
 export function resolveProfileLimits(partial: Partial<ProfileLimits> = {}, defaults: ProfileLimits = DEFAULT_PROFILE_LIMITS): ProfileLimits {
-  const limits = { ...defaults, ...partial };
+  for (const name of Object.keys(partial)) {
+    if (!Object.hasOwn(defaults, name)) throw new RangeError(`unknown profile limit ${JSON.stringify(name)}, expected one of ${Object.keys(defaults).join(', ')}`);
+  }
+  const limits = { ...defaults, ...definedFields(partial) };
   for (const [name, value] of Object.entries(limits)) {
     if (name !== 'messageIdRetentionMs') positiveInteger(`profileLimits.${name}`, value);
     else if (!Number.isSafeInteger(value) || value < 0) {

@@ -5,10 +5,13 @@
  * recognising a messageId once its duplicate window (minutes) has passed, so in cluster mode
  * the profile's ids keep a later resend from being counted twice, and it keeps more of them.
  *
- * Ids are kept oldest first, each with the time the node received its event. The newest
- * `recentMessageIds` are kept, less those received more than `messageIdRetentionMs` before
- * the newest one. Both arrays are in the snapshot, so the ids move with the profile when its
- * shard moves to another node.
+ * The ids are kept in event-time order, oldest first, each with its event time and the time
+ * the node received it. At most `recentMessageIds` are kept: those of the events with the
+ * latest event times. So a resent file whose customer has more events than that counts
+ * again only its oldest events, because an old id applied again cannot push out a newer
+ * one. Ids received more than `messageIdRetentionMs` before the newest one are dropped.
+ * The three arrays are in the snapshot, so the ids move with the profile when its shard
+ * moves to another node.
  */
 import type { ProfileLimits, ProfileSnapshot } from './profile.js';
 
@@ -18,7 +21,14 @@ const SCAN_LIMIT = 32;
 /** Set indexes of long id arrays, built on the first lookup and dropped with the array. */
 const indexes = new WeakMap<string[], Set<string>>();
 
-type MessageIdFields = Pick<ProfileSnapshot, 'recentMessageIds' | 'recentMessageIdsReceivedMs'>;
+type MessageIdFields = Pick<ProfileSnapshot, 'recentMessageIds' | 'recentMessageIdsReceivedMs' | 'recentMessageIdsTimestampMs'>;
+
+/** A remembered id with its event time and receive time, in ms since the epoch. */
+export interface MessageIdEntry {
+  id: string;
+  timestampMs: number;
+  receivedMs: number;
+}
 
 /** Returns whether the profile remembers `messageId`. */
 export function hasMessageId(profile: MessageIdFields, messageId: string): boolean {
@@ -28,41 +38,84 @@ export function hasMessageId(profile: MessageIdFields, messageId: string): boole
 }
 
 /** Records an applied event's messageId and drops the ids that fall outside the limits. */
-export function rememberMessageId(profile: MessageIdFields, messageId: string, receivedMs: number, limits: ProfileLimits): void {
-  const ids = profile.recentMessageIds;
-  const times = profile.recentMessageIdsReceivedMs;
-  ids.push(messageId);
-  times.push(receivedMs);
-  indexes.get(ids)?.add(messageId);
+export function rememberMessageId(profile: MessageIdFields, entry: MessageIdEntry, limits: ProfileLimits): void {
+  const times = profile.recentMessageIdsTimestampMs;
+  const at = insertionPoint(times, entry.timestampMs);
+  if (profile.recentMessageIds.length >= limits.recentMessageIds && at === 0) return;
 
-  const cutoffMs = limits.messageIdRetentionMs > 0 ? receivedMs - limits.messageIdRetentionMs : -Infinity;
-  let drop = Math.max(0, ids.length - limits.recentMessageIds);
-  while (drop < ids.length - 1 && times[drop] < cutoffMs) drop += 1;
-  if (drop === 0) return;
+  profile.recentMessageIds.splice(at, 0, entry.id);
+  times.splice(at, 0, entry.timestampMs);
+  profile.recentMessageIdsReceivedMs.splice(at, 0, entry.receivedMs);
+  indexes.get(profile.recentMessageIds)?.add(entry.id);
 
-  const index = indexes.get(ids);
-  if (index !== undefined) for (let i = 0; i < drop; i++) index.delete(ids[i]);
-  ids.splice(0, drop);
-  times.splice(0, drop);
+  const excess = profile.recentMessageIds.length - limits.recentMessageIds;
+  if (excess > 0) removeOldest(profile, excess);
+  if (limits.messageIdRetentionMs > 0) dropExpired(profile, entry.receivedMs - limits.messageIdRetentionMs);
 }
 
 /**
- * Joins the ids of a merged profile into the survivor's, ordered by receive time, so an
- * event of the merged profile that reaches the survivor again is still recognised.
+ * Joins the ids of a merged profile into the survivor's, so an event of the merged profile
+ * that reaches the survivor again is still recognised. An id both profiles applied keeps its
+ * latest receive time.
+ * NOTE: an id in both lists means both profiles applied the event, which a resend between the
+ * merge's link and its absorb causes; the absorbed counts then include it twice.
  */
 export function mergeMessageIds(into: MessageIdFields, from: MessageIdFields, limits: ProfileLimits): void {
-  const entries = new Map<string, number>();
-  const add = (fields: MessageIdFields) => fields.recentMessageIds.forEach((id, i) => entries.set(id, Math.max(entries.get(id) ?? -Infinity, fields.recentMessageIdsReceivedMs[i])));
-  add(into);
-  add(from);
+  const byId = new Map<string, MessageIdEntry>();
+  for (const entry of [...entriesOf(into), ...entriesOf(from)]) {
+    const known = byId.get(entry.id);
+    if (known === undefined || known.receivedMs < entry.receivedMs) byId.set(entry.id, entry);
+  }
 
-  const joined = [...entries].sort((a, b) => a[1] - b[1]);
-  const newestMs = joined.length > 0 ? joined[joined.length - 1][1] : 0;
-  const cutoffMs = limits.messageIdRetentionMs > 0 ? newestMs - limits.messageIdRetentionMs : -Infinity;
-  const kept = joined.slice(Math.max(0, joined.length - limits.recentMessageIds)).filter(([, receivedMs]) => receivedMs >= cutoffMs);
+  const joined = [...byId.values()].sort((a, b) => a.timestampMs - b.timestampMs);
+  const newestReceivedMs = Math.max(0, ...joined.map((entry) => entry.receivedMs));
+  const cutoffMs = limits.messageIdRetentionMs > 0 ? newestReceivedMs - limits.messageIdRetentionMs : -Infinity;
+  const kept = joined.slice(Math.max(0, joined.length - limits.recentMessageIds)).filter((entry) => entry.receivedMs >= cutoffMs);
 
-  into.recentMessageIds = kept.map(([id]) => id);
-  into.recentMessageIdsReceivedMs = kept.map(([, receivedMs]) => receivedMs);
+  into.recentMessageIds = kept.map((entry) => entry.id);
+  into.recentMessageIdsTimestampMs = kept.map((entry) => entry.timestampMs);
+  into.recentMessageIdsReceivedMs = kept.map((entry) => entry.receivedMs);
+}
+
+/** Returns the index after every entry with an event time at or before `timestampMs`, so ties keep their arrival order. */
+function insertionPoint(times: number[], timestampMs: number): number {
+  let low = 0;
+  let high = times.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (times[middle] <= timestampMs) low = middle + 1;
+    else high = middle;
+  }
+  return low;
+}
+
+function removeOldest(profile: MessageIdFields, count: number): void {
+  const index = indexes.get(profile.recentMessageIds);
+  if (index !== undefined) for (let i = 0; i < count; i++) index.delete(profile.recentMessageIds[i]);
+  profile.recentMessageIds.splice(0, count);
+  profile.recentMessageIdsTimestampMs.splice(0, count);
+  profile.recentMessageIdsReceivedMs.splice(0, count);
+}
+
+/** Drops the ids received before `cutoffMs`, which may sit anywhere in event-time order. */
+function dropExpired(profile: MessageIdFields, cutoffMs: number): void {
+  if (!profile.recentMessageIdsReceivedMs.some((receivedMs) => receivedMs < cutoffMs)) return;
+
+  const kept = entriesOf(profile).filter((entry) => entry.receivedMs >= cutoffMs);
+  const index = indexes.get(profile.recentMessageIds);
+  if (index !== undefined) for (const entry of entriesOf(profile)) if (entry.receivedMs < cutoffMs) index.delete(entry.id);
+  profile.recentMessageIds.length = 0;
+  profile.recentMessageIdsTimestampMs.length = 0;
+  profile.recentMessageIdsReceivedMs.length = 0;
+  for (const entry of kept) {
+    profile.recentMessageIds.push(entry.id);
+    profile.recentMessageIdsTimestampMs.push(entry.timestampMs);
+    profile.recentMessageIdsReceivedMs.push(entry.receivedMs);
+  }
+}
+
+function entriesOf(fields: MessageIdFields): MessageIdEntry[] {
+  return fields.recentMessageIds.map((id, i) => ({ id, timestampMs: fields.recentMessageIdsTimestampMs[i], receivedMs: fields.recentMessageIdsReceivedMs[i] }));
 }
 
 function indexOf(ids: string[]): Set<string> {

@@ -14,8 +14,8 @@ import { decode } from '../storage/codec.js';
  * Version 2 added `computed`, `segments` and `nextEvaluationMs`, version 3 `decisions` and
  * `receipts`, version 4 `scores` and `modelStates`, version 5 `journeys` and
  * `finishedJourneys`, version 6 `merges` and `mergedInto`, version 7 `splits` and
- * `linkMarks`, version 8 `recentMessageIdsReceivedMs`. An older snapshot loads with the
- * missing fields empty.
+ * `linkMarks`, version 8 `recentMessageIdsTimestampMs` and `recentMessageIdsReceivedMs`. An
+ * older snapshot loads with the missing fields empty.
  */
 export const PROFILE_SNAPSHOT_VERSION = 8;
 
@@ -53,8 +53,10 @@ export interface ProfileSnapshot {
    */
   recent: Buffer[];
   lastApplied: LogPosition;
-  /** messageIds of the most recent events, oldest first, which the profile does not apply again (see message-ids.ts). */
+  /** messageIds of recent events, oldest event time first, which the profile does not apply again (see message-ids.ts). */
   recentMessageIds: string[];
+  /** The event time of each event of `recentMessageIds`, ms since the epoch. */
+  recentMessageIdsTimestampMs: number[];
   /** When the node received each event of `recentMessageIds`, ms since the epoch. */
   recentMessageIdsReceivedMs: number[];
   /**
@@ -172,9 +174,9 @@ export interface ProfileState extends ProfileSnapshot {
 export interface ProfileLimits {
   /** Events kept in `recent`. */
   recentEvents: number;
-  /** messageIds kept in `recentMessageIds`, at most. */
+  /** messageIds kept in `recentMessageIds`, at most: those of the events with the latest event times. */
   recentMessageIds: number;
-  /** How long after its event was received a messageId may be dropped, in ms. With 0, the newest `recentMessageIds` are kept whatever their age. */
+  /** How long after its event was received a messageId may be dropped, in ms. With 0, ids are kept whatever their age. */
   messageIdRetentionMs: number;
   /** Distinct numeric properties summed per event name; later ones are not summed. */
   summedPropertiesPerEvent: number;
@@ -208,6 +210,7 @@ export function createProfile(workspace: string, profileId: string): ProfileStat
     recent: [],
     lastApplied: { shard: 0, sequence: 0 },
     recentMessageIds: [],
+    recentMessageIdsTimestampMs: [],
     recentMessageIdsReceivedMs: [],
     computed: Object.create(null),
     segments: Object.create(null),
@@ -324,7 +327,7 @@ function remember(profile: ProfileState, applied: AppliedEvent, limits: ProfileL
   profile.recent.unshift(ownCopy(applied.payload));
   if (profile.recent.length > limits.recentEvents) profile.recent.length = limits.recentEvents;
 
-  rememberMessageId(profile, applied.event.messageId, receivedMs(applied.event), limits);
+  rememberMessageId(profile, { id: applied.event.messageId, timestampMs: applied.event.timestampMs, receivedMs: receivedMs(applied.event) }, limits);
 
   profile.unpersisted.push({ sequence: applied.position.sequence, payload: applied.payload });
 }
@@ -383,6 +386,7 @@ function upgradeSnapshot(snapshot: ProfileSnapshot): ProfileSnapshot {
       merges: older.merges ?? [],
       splits: older.splits ?? [],
       linkMarks: older.linkMarks ?? [],
+      recentMessageIdsTimestampMs: older.recentMessageIdsTimestampMs ?? snapshot.recentMessageIds.map(() => snapshot.firstSeenMs),
       recentMessageIdsReceivedMs: older.recentMessageIdsReceivedMs ?? assumedReceiveTimes(snapshot),
     };
   }
@@ -390,12 +394,13 @@ function upgradeSnapshot(snapshot: ProfileSnapshot): ProfileSnapshot {
 }
 
 /**
- * Gives the messageIds of a snapshot older than version 8 the receive time of its newest
- * stored event. They were received at or before it, so they are kept at least as long as
- * their real times would keep them.
+ * Gives the messageIds of a snapshot older than version 8 the latest receive time of its
+ * stored recent events. The ids' events were received at or before the newest of them, so
+ * they are kept at least as long as their real times would keep them. Their event times are
+ * taken as the profile's first, so newer ids push them out first.
  */
 function assumedReceiveTimes(snapshot: ProfileSnapshot): number[] {
-  const newest = snapshot.recent[0];
-  const receivedAtMs = newest === undefined ? snapshot.lastSeenMs : receivedMs(decode<CustomerEvent>(newest));
+  const receiveTimes = snapshot.recent.map((payload) => receivedMs(decode<CustomerEvent>(payload)));
+  const receivedAtMs = receiveTimes.length === 0 ? snapshot.lastSeenMs : Math.max(...receiveTimes);
   return snapshot.recentMessageIds.map(() => receivedAtMs);
 }

@@ -228,6 +228,7 @@ function toSnapshot(workspace: string, profileId: string, hash: Record<string, B
     // The baseline has no event log, so there is no log position.
     lastApplied: { shard: 0, sequence: 0 },
     recentMessageIds: [],
+    recentMessageIdsTimestampMs: [],
     recentMessageIdsReceivedMs: [],
   };
 }

@@ -17,6 +17,8 @@ t.test('options - profiles remember more messageIds in cluster mode', async (t) 
 t.test('options - profile limits are validated', async (t) => {
   t.throws(() => resolveClusterNodeOptions({ ...required, profileLimits: { messageIdRetentionMs: -1 } }), /profileLimits\.messageIdRetentionMs must be 0 \(no time limit\) or a positive integer of ms, received -1/);
   t.throws(() => resolveNodeOptions({ dataDir: required.dataDir, profileLimits: { recentMessageIds: 0 } }), /profileLimits\.recentMessageIds must be an integer from 1/);
+  t.throws(() => resolveClusterNodeOptions({ ...required, profileLimits: { recentMessageIdz: 5 } as object }), /unknown profile limit "recentMessageIdz", expected one of recentEvents, recentMessageIds, messageIdRetentionMs/);
+  t.equal(resolveClusterNodeOptions({ ...required, profileLimits: { recentMessageIds: undefined } }).profileLimits.recentMessageIds, 1_000, 'an undefined limit takes the default');
   t.equal(resolveClusterNodeOptions({ ...required, profileLimits: { messageIdRetentionMs: 0 } }).profileLimits.messageIdRetentionMs, 0, '0 turns the time limit off');
   t.equal(resolveClusterNodeOptions({ ...required, profileLimits: { recentMessageIds: 5 } }).profileLimits.messageIdRetentionMs, 7 * 24 * 3_600_000, 'a partial setting keeps the other cluster defaults');
 });
