@@ -5,7 +5,7 @@
  * then fails, naming the shard and the last reason.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { errors as natsErrors, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { errors as natsErrors, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { DeadlineError, RtcdpError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { decode, encode } from '../../storage/codec.js';
@@ -60,10 +60,37 @@ export function serveSubject(connection: NatsConnection, subject: string, handle
           if (!(failure instanceof RtcdpError)) logger.error({ err: failure, subject }, 'request failed');
           reply = toReply(failure);
         }
-        message.respond(encode(reply));
+        respond(connection, message, reply, subject, logger);
       })();
     },
   });
+}
+
+/**
+ * Sends the reply. The client throws on one larger than the server's max_payload (1 MB by
+ * default), so the requester gets REPLY_TOO_LARGE instead of the node crashing.
+ */
+function respond(connection: NatsConnection, message: Msg, reply: Reply, subject: string, logger: Logger): void {
+  const bytes = encode(reply);
+  try {
+    message.respond(bytes);
+  } catch (error) {
+    const maxPayload = connection.info?.max_payload;
+    logger.error({ err: error, subject, replyBytes: bytes.length, maxPayload }, 'sending the reply failed');
+    if (maxPayload === undefined || bytes.length <= maxPayload) return;
+
+    const failure = new ReplyTooLargeError(`the reply has ${bytes.length} bytes, more than NATS carries in one message (max_payload ${maxPayload}); raise max_payload in the NATS server's configuration`);
+    try {
+      message.respond(encode(toReply(failure)));
+    } catch (second) {
+      logger.error({ err: second, subject }, 'sending the error reply failed; the requester times out');
+    }
+  }
+}
+
+/** A reply that NATS cannot carry in one message. */
+export class ReplyTooLargeError extends RtcdpError {
+  readonly code = 'REPLY_TOO_LARGE';
 }
 
 function toReply(error: unknown): Reply {
@@ -86,8 +113,9 @@ export async function requestSubject<T>(connection: NatsConnection, subject: str
   let reason = 'no attempt was made';
 
   for (;;) {
-    const remaining = deadline - performance.now();
-    if (remaining <= 0) break;
+    // The client rejects a timeout under 1 ms with an error that would hide the last real reason.
+    const remaining = Math.floor(deadline - performance.now());
+    if (remaining < 1) break;
 
     try {
       const message = await connection.request(subject, encode(request), { timeout: Math.min(remaining, ATTEMPT_TIMEOUT_MS) });

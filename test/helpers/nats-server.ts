@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -37,6 +37,8 @@ export interface NatsServerOptions {
   storeDir?: string;
   /** Client port, such as the port of a stopped server that this one replaces. Defaults to a free port. */
   port?: number;
+  /** Largest message the server accepts, in bytes (`max_payload`). Defaults to the server's 1 MB. */
+  maxPayloadBytes?: number;
 }
 
 const HOST = '127.0.0.1';
@@ -83,6 +85,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   for (let attempt = 1; ; attempt++) {
     const port = options.port ?? (await freePort());
     const args = ['-a', HOST, '-p', String(port)];
+    if (options.maxPayloadBytes !== undefined) args.push('-c', await writeConfig(`max_payload: ${options.maxPayloadBytes}\n`));
 
     let ownedStoreDir: string | undefined;
     if (jetstream) {
@@ -97,6 +100,14 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
       if (options.port !== undefined) await sleep(PORT_RETRY_DELAY_MS);
     }
   }
+}
+
+/** Writes a server configuration file for the settings that have no command-line flag. */
+async function writeConfig(content: string): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'rtcdp-nats-config-'));
+  const file = path.join(dir, 'nats.conf');
+  await writeFile(file, content);
+  return file;
 }
 
 /**
