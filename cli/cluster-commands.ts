@@ -5,7 +5,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { CommandFailure, OUTPUT_FORMATS, parseChoice, parseInteger, renderTable } from './common.js';
+import { CommandFailure, OUTPUT_FORMATS, parseChoice, parseInteger, renderTable, UsageError } from './common.js';
 import { addClusterUpCommand } from './cluster-up.js';
 
 interface ClusterCommandOptions {
@@ -17,10 +17,10 @@ interface ClusterCommandOptions {
 export function addClusterCommands(program: Command): void {
   const cluster = program.command('cluster').description('Inspect and operate an rtcdp cluster on NATS, or start one locally to try.');
 
-  addConnectionOptions(cluster.command('status').description('Show the members, the shards each one runs and their lag.')).action((options: ClusterCommandOptions) =>
-    runStatus(options),
+  addConnectionOptions(cluster.command('status').description('Show the members, the shards each one runs and their lag.'), REPORT_TIMEOUT_HELP).action(
+    (options: ClusterCommandOptions) => runStatus(options),
   );
-  addConnectionOptions(cluster.command('shards').description('Show every shard: its assigned node, lease holder, epoch, lag and checkpoints.')).action(
+  addConnectionOptions(cluster.command('shards').description('Show every shard: its assigned node, lease holder, epoch, lag and checkpoints.'), REPORT_TIMEOUT_HELP).action(
     (options: ClusterCommandOptions) => runShards(options),
   );
   addConnectionOptions(
@@ -28,15 +28,18 @@ export function addClusterCommands(program: Command): void {
       .command('drain')
       .argument('<node-id>', 'id of the node to drain')
       .description('Ask a node to hand its shards to the other nodes and exit; waits until it has left the cluster.'),
+    "how long to wait for the node to accept the drain request; after that the command waits for it to leave for this long, and at least 60,000 ms",
   ).action((nodeId: string, options: ClusterCommandOptions) => runDrain(nodeId, options));
   addClusterUpCommand(cluster);
 }
 
-function addConnectionOptions(command: Command): Command {
+const REPORT_TIMEOUT_HELP = "how long to wait for each node's report";
+
+function addConnectionOptions(command: Command, timeoutHelp: string): Command {
   return command
     .option('--nats <url...>', 'NATS server URLs of the cluster', ['nats://127.0.0.1:4222'])
     .option('--output <format>', 'output format: table or json', parseChoice('--output', OUTPUT_FORMATS), 'table')
-    .option('--timeout-ms <ms>', 'how long to wait for each node\'s report (drain: for the node to leave)', parseInteger('--timeout-ms', 100, 3_600_000), 5_000);
+    .option('--timeout-ms <ms>', timeoutHelp, parseInteger('--timeout-ms', 100, 3_600_000), 5_000);
 }
 
 async function withConnection<T>(options: ClusterCommandOptions, work: (connection: NatsConnection) => Promise<T>): Promise<T> {
@@ -117,6 +120,10 @@ async function runShards(options: ClusterCommandOptions): Promise<void> {
 async function runDrain(nodeId: string, options: ClusterCommandOptions): Promise<void> {
   await withConnection(options, async (connection) => {
     const { requestAdmin } = await import('../cluster/cluster-node.js');
+    const members = (await readView(connection, options.timeoutMs)).members.map((member) => member.nodeId);
+    if (!members.includes(nodeId)) {
+      throw new UsageError(`node ${nodeId} is not a member of the cluster; its members are ${members.join(', ') || 'none'}`);
+    }
     try {
       await requestAdmin(connection, nodeId, { op: 'drain' }, options.timeoutMs);
     } catch (error) {

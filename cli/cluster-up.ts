@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, openSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { connect as connectTcp } from 'node:net';
+import { connect as connectTcp, createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -66,6 +66,8 @@ async function runClusterUp(options: ClusterUpOptions): Promise<void> {
     );
   }
   const definitions = options.definitions === undefined ? [] : await readDefinitionFiles(options.definitions, '--definitions');
+  await checkPortFree(options.natsPort, 'nats-server', '--nats-port');
+  for (let i = 1; i <= options.nodes; i++) await checkPortFree(options.grpcPort + i - 1, `node n${i}`, '--grpc-port');
   await mkdir(dataDir, { recursive: true });
   const children: Array<{ name: string; child: ChildProcess }> = [];
   const stopSignal = waitForStopSignal();
@@ -75,6 +77,9 @@ async function runClusterUp(options: ClusterUpOptions): Promise<void> {
   try {
     const nats = spawnLogged(natsServer, ['-js', '-a', '127.0.0.1', '-p', String(options.natsPort), '-sd', path.join(dataDir, 'nats')], path.join(dataDir, 'nats.log'));
     children.push({ name: 'nats-server', child: nats });
+    nats.once('exit', (code, signal) => {
+      if (!stopping) process.stdout.write(`nats-server exited (${signal ?? `code ${code}`}), so the nodes cannot reach NATS; see ${path.join(dataDir, 'nats.log')}\n`);
+    });
     await waitForPort(options.natsPort, nats, 'nats-server');
     const natsUrl = `nats://127.0.0.1:${options.natsPort}`;
     process.stdout.write(`nats-server (PID ${nats.pid}) on ${natsUrl}, log ${path.join(dataDir, 'nats.log')}\n`);
@@ -98,7 +103,8 @@ async function runClusterUp(options: ClusterUpOptions): Promise<void> {
     const userId = await loadFiles(options.load ?? [], addresses[0]);
     printHints(natsUrl, addresses, userId);
 
-    const signal = await stopSignal;
+    const signal = await Promise.race([stopSignal, allExited(children)]);
+    if (signal === null) throw new CommandFailure(`nats-server and every node have exited; see the logs in ${dataDir}`);
     process.stderr.write(`rtcdp: received ${signal}, stopping the nodes one by one\n`);
   } finally {
     stopping = true;
@@ -131,6 +137,31 @@ function spawnLogged(command: string, args: string[], logFile: string): ChildPro
   running.add(child);
   child.once('exit', () => running.delete(child));
   return child;
+}
+
+/**
+ * Fails when another process listens on the port. Otherwise the cluster's own process would
+ * fail to start while the readiness checks reached the other one.
+ */
+async function checkPortFree(port: number, name: string, option: string): Promise<void> {
+  const server = createServer();
+  const error = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
+    server.once('error', resolve);
+    server.listen(port, '127.0.0.1', () => resolve(null));
+  });
+  if (error === null) {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    return;
+  }
+  if (error.code === 'EADDRINUSE') {
+    throw new UsageError(`port ${port} on 127.0.0.1 is already in use, so ${name} cannot listen on it; stop the process that uses it (another cluster up?) or pass another ${option}`);
+  }
+  throw new CommandFailure(`cannot check port ${port} for ${name}: ${error.message}`, { cause: error });
+}
+
+/** Resolves with null once every child has exited: nothing is left to stop. */
+function allExited(children: Array<{ child: ChildProcess }>): Promise<null> {
+  return Promise.all(children.map(({ child }) => (child.exitCode !== null || child.signalCode !== null ? undefined : new Promise((resolve) => child.once('exit', resolve))))).then(() => null);
 }
 
 /** Waits until the port accepts TCP connections; fails when the process exits first. */

@@ -65,6 +65,10 @@ t.test('cluster commands - up, status, shards, drain and stop', { timeout: 180_0
   t.equal(status.shards, 4);
   t.equal(status.members.reduce((sum: number, member: { status: { hosted: unknown[] } }) => sum + member.status.hosted.length, 0), 4, 'the nodes run 4 shards between them');
 
+  const second = await rtcdp(['cluster', 'up', '--nodes', '1', '--data', path.join(dataDir, 'second'), '--nats-port', String(natsPort), '--nats-server', natsServerBinary()]).catch((error: { code: number; stderr: string }) => error);
+  t.equal((second as { code?: number }).code, 2, 'a second cluster on the same NATS port is a usage error');
+  t.match(second.stderr, `port ${natsPort} on 127.0.0.1 is already in use, so nats-server cannot listen on it`, 'and names the port');
+
   const table = (await rtcdp(['cluster', 'status', '--nats', natsUrl])).stdout;
   t.match(table, /NODE\s+GRPC\s+STATE\s+SHARDS/, 'status prints a members table');
 
@@ -91,8 +95,8 @@ t.test('cluster commands - up, status, shards, drain and stop', { timeout: 180_0
   t.equal(after.members[0].status.hosted.length, 4, 'n1 runs every shard');
 
   const unknown = await rtcdp(['cluster', 'drain', 'nope', '--nats', natsUrl, '--timeout-ms', '1000']).catch((error: { code: number; stderr: string }) => error);
-  t.equal((unknown as { code?: number }).code, 1, 'draining an unknown node exits with 1');
-  t.match(unknown.stderr, /cannot reach node nope/);
+  t.equal((unknown as { code?: number }).code, 2, 'draining an unknown node is a usage error');
+  t.match(unknown.stderr, 'node nope is not a member of the cluster; its members are n1', 'and names the members');
 
   up.kill('SIGINT');
   t.equal(await exited, 0, 'cluster up exits with 0 after SIGINT');
