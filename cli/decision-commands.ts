@@ -5,7 +5,7 @@
 import { status } from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import { DecideResponse, ListReceiptsResponse, type Receipt } from '../proto/gen/rtcdp/v1/decisions.js';
-import { callUnary, createDecisionClient, describeCallFailure, isServiceError, writeKeyMetadata } from './client.js';
+import { callUnary, createDecisionClient, describeCallFailure, isServiceError, serviceErrorDetails, writeKeyMetadata } from './client.js';
 import { UsageError, renderTable } from './common.js';
 import { addProfileTargetOptions, identifierFrom, notFound, type ProfileTargetOptions } from './identifier-options.js';
 
@@ -101,6 +101,6 @@ function receiptLines(receipt: Receipt): string[] {
 }
 
 function failure(error: unknown, identifier: Parameters<typeof notFound>[0], server: string): unknown {
-  if (isServiceError(error) && error.code === status.NOT_FOUND) return notFound(identifier);
+  if (isServiceError(error) && error.code === status.NOT_FOUND) return notFound(identifier, serviceErrorDetails(error));
   return describeCallFailure(error, server, 'DecisionService');
 }

@@ -80,7 +80,11 @@ export function describeIdentifier(identifier: Identifier): string {
   return `${identifier.type.replace('_', ' ')} ${identifier.value}`;
 }
 
-/** Returns the failure for an identifier that no profile of the workspace holds. */
-export function notFound(identifier: Identifier): CommandFailure {
-  return new CommandFailure(`no profile found for ${describeIdentifier(identifier)} in this workspace`);
+/**
+ * Returns the failure for an identifier that no profile of the workspace holds. The server's
+ * message adds why when the identifier's type is not configured for linking.
+ */
+export function notFound(identifier: Identifier, serverMessage = ''): CommandFailure {
+  const reason = /: (identifier type .*)$/.exec(serverMessage)?.[1];
+  return new CommandFailure(`no profile found for ${describeIdentifier(identifier)} in this workspace${reason === undefined ? '' : `: ${reason}`}`);
 }

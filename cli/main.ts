@@ -10,7 +10,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { status } from '@grpc/grpc-js';
+import { status, type Metadata } from '@grpc/grpc-js';
 import { AbortedError } from '../common/errors.js';
 import { createLogger } from '../common/logger.js';
 import { DEFAULT_EVENT_LIMITS, type EventLimits } from '../profiles/validation.js';
@@ -19,6 +19,8 @@ import {
   ListProfileEventsResponse,
   type Profile,
   Profile as ProfileMessage,
+  type GetProfileResponse,
+  type ProfileServiceClient,
 } from '../proto/gen/rtcdp/v1/profile.js';
 import type { Event } from '../proto/gen/rtcdp/v1/event.js';
 import {
@@ -381,7 +383,7 @@ function addSendCommand(program: Command): void {
     .command('send')
     .description(
       'Send the events of one or more files to an rtcdp node over a gRPC stream, then print how many were ' +
-        'accepted, duplicate and rejected. Sending a file again to an embedded node is safe: events are deduplicated by messageId. A cluster drops a resent messageId only within its duplicate window (2 minutes by default).',
+        'accepted, duplicate and rejected. Sending a file again to an embedded node is safe: events are deduplicated by messageId, and an NDJSON event without one gets one made of the file name, line number and a hash of the line. A cluster drops a resent messageId only within its duplicate window (2 minutes by default).',
     )
     .argument('<file...>', `event files, sent in the order given. ${FILE_FORMATS_HELP}`)
     .requiredOption('--server <host:port>', 'address of the rtcdp node, for example 127.0.0.1:50051', parseServer)
@@ -523,6 +525,7 @@ async function runProfileEvents(options: EventsCommandOptions): Promise<void> {
     const request = { identifier, pageSize: options.pageSize ?? 0, pageToken: options.pageToken ?? '' };
     const response = await callUnary(client.listProfileEvents.bind(client), request, metadata);
     printEvents(response, options.output);
+    if (response.events.length === 0 && request.pageToken === '') await warnOfMissingHistory(client, identifier, metadata);
   } catch (error) {
     throw describeCallFailure(error, identifier, options.server);
   } finally {
@@ -538,7 +541,7 @@ function describeCallFailure(error: unknown, identifier: Identifier, server: str
 
   switch (error.code) {
     case status.NOT_FOUND:
-      return notFound(identifier);
+      return notFound(identifier, serviceErrorDetails(error));
     case status.UNAVAILABLE:
       return new CommandFailure(`cannot reach rtcdp at ${server}: ${serviceErrorDetails(error)}`);
     case status.DEADLINE_EXCEEDED:
@@ -637,6 +640,19 @@ function renderEventStats(profile: Profile): string[] {
     return [name, String(stats.count), stats.firstSeen, stats.lastSeen, sums || '-'];
   });
   return renderTable([['EVENT', 'COUNT', 'FIRST SEEN', 'LAST SEEN', 'SUMS'], ...rows]);
+}
+
+/**
+ * Warns when a profile that applied events has no stored history to list: in cluster mode
+ * each node stores the events it applied, and a node that left the cluster took its part.
+ */
+async function warnOfMissingHistory(client: ProfileServiceClient, identifier: Identifier, metadata: Metadata): Promise<void> {
+  const response: GetProfileResponse = await callUnary(client.getProfile.bind(client), { identifier }, metadata);
+  const applied = response.profile?.eventCount ?? 0;
+  if (applied === 0) return;
+  process.stderr.write(
+    `warning: the profile applied ${applied} events, but no running node stores their history; in cluster mode, the nodes that applied them have left the cluster (see "Limits of cluster mode" in docs/cluster.md)\n`,
+  );
 }
 
 function printEvents(response: ListProfileEventsResponse, output: string): void {

@@ -82,6 +82,13 @@ export function notFound(identifier: Identifier): ProfileNotFoundError {
   return new ProfileNotFoundError(`no profile found for ${identifier.type} ${JSON.stringify(identifier.value)} in this workspace`);
 }
 
+/** Returns the not-found error for an identifier whose type the workspace's identity settings do not list, so no profile is linked by it. */
+export function notFoundUnconfigured(identifier: Identifier): ProfileNotFoundError {
+  return new ProfileNotFoundError(
+    `no profile found for ${identifier.type} ${JSON.stringify(identifier.value)} in this workspace: identifier type ${identifier.type} is not in the workspace's identity settings, so it links no profile. Add it to the identifiers of the settings (rtcdp dev --identity FILE)`,
+  );
+}
+
 export function messageIdOf(raw: RawEvent): string {
   const id = raw !== null && typeof raw === 'object' ? raw.messageId : undefined;
   return typeof id === 'string' ? id : '';

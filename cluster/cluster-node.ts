@@ -33,7 +33,7 @@ import { keys } from '../storage/keys.js';
 import type { CustomerEvent } from '../profiles/event.js';
 import type { DefinitionStore } from '../decisions/definitions/definition-store.js';
 import { Store } from '../storage/store.js';
-import { assertIdentifier, assertWorkspaceName, notFound, parsePageSize, parsePageToken } from './arguments.js';
+import { assertIdentifier, assertWorkspaceName, notFound, notFoundUnconfigured, parsePageSize, parsePageToken } from './arguments.js';
 import { ProfileHistoryReader, pageOfEvents, type StoredEvent } from '../profiles/profile-history.js';
 import { AssignmentWatcher, type Assignment } from './assignment-watcher.js';
 import type { ShardHolders } from './assignment.js';
@@ -552,6 +552,7 @@ export class ClusterNode implements ServingNode {
     assertWorkspaceName(workspace);
     assertIdentifier(identifier);
     const normalized = normalizeIdentifier(this.options.identitySettings(workspace), { type: identifier.type, value: identifier.value, field: identifier.type });
+    if (!normalized.ok && normalized.code === 'UNKNOWN_IDENTIFIER_TYPE') throw notFoundUnconfigured(identifier);
     if (!normalized.ok || !normalized.linkable) throw notFound(identifier);
 
     const linked = await this.identity.profileRecordOf(workspace, normalized.identifier);

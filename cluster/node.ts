@@ -39,7 +39,7 @@ import { IdentityAdmin } from './identity-admin.js';
 import { createOnlineMatching, type OnlineMatching } from '../identity/online-matching.js';
 import { normalizeIdentifier } from '../identity/normalize.js';
 import type { OutgoingRecord } from '../profiles/identity-commands.js';
-import { assertIdentifier, assertWorkspaceName, checkShardCount, notFound, parsePageSize, parsePageToken, parseTestSample, type TestSample } from './arguments.js';
+import { assertIdentifier, assertWorkspaceName, checkShardCount, notFound, notFoundUnconfigured, parsePageSize, parsePageToken, parseTestSample, type TestSample } from './arguments.js';
 import { InvalidArgumentError, NodeUnavailableError } from './errors.js';
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './node-options.js';
 import { LocalShardOwnership, type ShardOwnership } from './ownership.js';
@@ -428,6 +428,7 @@ export class RtcdpNode implements ServingNode {
    */
   async #profileOf(workspace: string, identifier: Identifier): Promise<{ profileId: string | undefined; record?: ProfileRecord }> {
     const normalized = normalizeIdentifier(this.options.identitySettings(workspace), { type: identifier.type, value: identifier.value, field: identifier.type });
+    if (!normalized.ok && normalized.code === 'UNKNOWN_IDENTIFIER_TYPE') throw notFoundUnconfigured(identifier);
     if (!normalized.ok || !normalized.linkable) return { profileId: undefined };
 
     const record = await this.identity.profileRecordOf(workspace, normalized.identifier);

@@ -1,8 +1,12 @@
 /**
  * Reads a Segment NDJSON file: one JSON object per line, as Segment's archives and
  * exports write them. A line that does not parse becomes an error item and reading goes
- * on with the next line.
+ * on with the next line. An event without a messageId gets one made of the file name, the
+ * line number and a hash of the line. So sending the same file again is deduplicated as for
+ * events that carry their own, and an edited line counts as a new event.
  */
+import { createHash } from 'node:crypto';
+import path from 'node:path';
 import type { RawEvent } from '../../profiles/event.js';
 import { parseSegmentLine } from '../../profiles/segment-json.js';
 import type { SourceItem } from './index.js';
@@ -30,7 +34,7 @@ export async function* readSegmentNdjson(file: string): AsyncGenerator<SourceIte
       continue;
     }
 
-    yield* lineToItems(line, lineNumber);
+    yield* lineToItems(line, lineNumber, path.basename(file));
   }
 }
 
@@ -42,7 +46,7 @@ function decodeLine(bytes: Buffer): string | undefined {
   }
 }
 
-function lineToItems(line: string, lineNumber: number): SourceItem[] {
+function lineToItems(line: string, lineNumber: number, fileName: string): SourceItem[] {
   const parsed = parseSegmentLine(line, lineNumber);
   if (!parsed.ok) {
     // The summary prints FILE:LINE already, so a "line N: " prefix would repeat it.
@@ -50,5 +54,19 @@ function lineToItems(line: string, lineNumber: number): SourceItem[] {
     return [{ kind: 'error', line: lineNumber, code: 'INVALID_LINE', field: '', message }];
   }
 
-  return parsed.events.map((event: RawEvent) => ({ kind: 'event', line: lineNumber, event }));
+  const single = parsed.events.length === 1;
+  return parsed.events.map((event: RawEvent, index) => {
+    if (event.messageId === undefined || event.messageId === '') event.messageId = lineMessageId(fileName, single ? `${lineNumber}` : `${lineNumber}.${index + 1}`, line);
+    return { kind: 'event', line: lineNumber, event };
+  });
+}
+
+/** Maximum length of a file name kept whole in a made-up messageId, which must fit the 100-character default limit. */
+const MAX_NAME_IN_ID = 48;
+
+/** Returns `ndjson:NAME:LINE:HASH`, with a hash in place of a long file name. */
+function lineMessageId(fileName: string, position: string, line: string): string {
+  const name = fileName.length <= MAX_NAME_IN_ID ? fileName : createHash('sha256').update(fileName).digest('hex').slice(0, 16);
+  const hash = createHash('sha256').update(line).digest('hex').slice(0, 16);
+  return `ndjson:${name}:${position}:${hash}`;
 }

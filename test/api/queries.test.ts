@@ -107,7 +107,8 @@ t.test('queries - unknown identifier is NOT_FOUND', async (t) => {
     const error = await expectServiceError(getProfile(node, type, value));
     t.equal(error.code, status.NOT_FOUND, `${type}: status is NOT_FOUND`);
     t.equal(errorCodeOf(error), 'PROFILE_NOT_FOUND', `${type}: trailer code`);
-    t.equal(error.details, `no profile found for ${type} ${JSON.stringify(value)} in this workspace`, `${type}: message names the identifier`);
+    const reason = type === 'external:crm_id' ? ": identifier type external:crm_id is not in the workspace's identity settings, so it links no profile. Add it to the identifiers of the settings (rtcdp dev --identity FILE)" : '';
+    t.equal(error.details, `no profile found for ${type} ${JSON.stringify(value)} in this workspace${reason}`, `${type}: message names the identifier`);
   }
 
   const badType = await expectServiceError(getProfile(node, 'fax', '123'));

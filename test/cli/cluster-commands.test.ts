@@ -94,6 +94,12 @@ t.test('cluster commands - up, status, shards, drain and stop', { timeout: 180_0
   t.same(after.members.map((member: { nodeId: string }) => member.nodeId), ['n1'], 'n2 is gone');
   t.equal(after.members[0].status.hosted.length, 4, 'n1 runs every shard');
 
+  // n2 stored the history of the profiles on its shards, and took it with it when it left.
+  const histories = await Promise.all(['cust-1001', 'cust-1002'].map((userId) => rtcdp(['profile', 'events', '--server', `127.0.0.1:${grpcPort}`, '--user-id', userId])));
+  const lost = histories.filter((history) => history.stdout.startsWith('no events'));
+  t.ok(lost.length > 0, 'a profile of the drained node lists no events');
+  for (const history of lost) t.match(history.stderr, /warning: the profile applied \d+ events, but no running node stores their history/, 'and the command says why');
+
   const unknown = await rtcdp(['cluster', 'drain', 'nope', '--nats', natsUrl, '--timeout-ms', '1000']).catch((error: { code: number; stderr: string }) => error);
   t.equal((unknown as { code?: number }).code, 2, 'draining an unknown node is a usage error');
   t.match(unknown.stderr, 'node nope is not a member of the cluster; its members are n1', 'and names the members');

@@ -53,6 +53,30 @@ t.test('ndjson - batch envelope yields each event', async (t) => {
   t.match(items[1], { kind: 'event', line: 1, event: { messageId: 'b2' } });
 });
 
+t.test('ndjson - events without a messageId get one from the line', async (t) => {
+  const batch = JSON.stringify({ batch: [{ type: 'track', userId: 'u1', event: 'A' }, { type: 'track', userId: 'u1', event: 'A' }] });
+  const lines = ['{"type":"track","userId":"u1","event":"A"}', '{"type":"track","userId":"u1","event":"A"}', batch, '{"type":"track","messageId":"","userId":"u1","event":"B"}'];
+  const dir = t.testdir({ 'events.ndjson': `${lines.join('\n')}\n`, 'edited.ndjson': `${lines[0].replace('"A"', '"C"')}\n` });
+  const ids = (await collect(readSegmentNdjson(join(dir, 'events.ndjson')))).map((item) => (item.kind === 'event' ? item.event.messageId : undefined));
+  const again = (await collect(readSegmentNdjson(join(dir, 'events.ndjson')))).map((item) => (item.kind === 'event' ? item.event.messageId : undefined));
+  const edited = (await collect(readSegmentNdjson(join(dir, 'edited.ndjson')))).map((item) => (item.kind === 'event' ? item.event.messageId : undefined));
+
+  t.match(ids, [/^ndjson:events\.ndjson:1:[0-9a-f]{16}$/, /^ndjson:events\.ndjson:2:/, /^ndjson:events\.ndjson:3\.1:/, /^ndjson:events\.ndjson:3\.2:/, /^ndjson:events\.ndjson:4:/]);
+  t.equal(new Set(ids).size, 5, 'identical events on other lines or in one envelope get other ids');
+  t.same(again, ids, 'reading the file again gives the same ids');
+  t.not(edited[0]?.toString().split(':')[3], (ids[0] as string).split(':')[3], 'an edited line gets another hash');
+});
+
+t.test('ndjson - a long file name is hashed in made-up ids', async (t) => {
+  const name = `${'x'.repeat(60)}.ndjson`;
+  const dir = t.testdir({ [name]: '{"type":"track","userId":"u1","event":"A"}\n' });
+  const [item] = await collect(readSegmentNdjson(join(dir, name)));
+  const id = item.kind === 'event' ? String(item.event.messageId) : '';
+
+  t.match(id, /^ndjson:[0-9a-f]{16}:1:[0-9a-f]{16}$/);
+  t.ok(id.length <= 100, 'the id fits the default messageId limit');
+});
+
 t.test('ndjson - BOM on first line ignored', async (t) => {
   const dir = t.testdir({ 'bom.ndjson': '\uFEFF{"type":"track","messageId":"m1","userId":"u1","event":"A"}\n' });
   const items = await collect(readSegmentNdjson(join(dir, 'bom.ndjson')));
