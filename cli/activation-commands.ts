@@ -8,9 +8,8 @@ import { ACTIVATION_TYPES } from '../profiles/activation.js';
 import { UNMERGE_RULE } from '../profiles/identity-commands.js';
 import { Activation as ActivationMessage, type Activation } from '../proto/gen/rtcdp/v1/activations.js';
 import { callUnary, createActivationClient, describeCallFailure, writeKeyMetadata } from './client.js';
-import { OUTPUT_FORMATS, parseChoice, parseInteger, parseServer, renderTable, waitForStopSignal } from './common.js';
+import { OUTPUT_FORMATS, parseChoice, parseInteger, parseServer, DEFAULT_SERVER, renderTable, waitForStopSignal } from './common.js';
 
-const DEFAULT_SERVER = '127.0.0.1:50051';
 const MAX_PAGE = 1_000;
 
 interface ActivationCommandOptions {

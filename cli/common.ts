@@ -17,6 +17,8 @@ export class CommandFailure extends RtcdpError {
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 export const OUTPUT_FORMATS = ['table', 'json'];
+/** The address of `rtcdp dev` and `npm start`, which every client command uses unless --server names another. */
+export const DEFAULT_SERVER = '127.0.0.1:50051';
 
 /** Pads every column but the last to its widest cell. */
 export function renderTable(rows: readonly string[][], indent = '  '): string[] {
@@ -90,6 +92,9 @@ export function parseServer(value: string): string {
 /** Adds one NAME=VALUE event limit override. */
 export function collectLimit(value: string, previous: Partial<EventLimits> | undefined): Partial<EventLimits> {
   const [name, text] = value.split('=', 2);
+  if (text === undefined || !/^[0-9]+$/.test(text)) {
+    throw new UsageError(`invalid --limit "${value}": expected NAME=N with N a positive integer, such as maxEventBytes=65536`);
+  }
   const limits = { ...previous, [name]: Number(text) };
   try {
     resolveEventLimits(limits);

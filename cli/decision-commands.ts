@@ -10,7 +10,7 @@ import { UsageError, renderTable } from './common.js';
 import { addProfileTargetOptions, identifierFrom, notFound, type ProfileTargetOptions } from './identifier-options.js';
 
 interface DecideOptions extends ProfileTargetOptions {
-  channel: string;
+  channel?: string;
   context?: Record<string, unknown>;
 }
 
@@ -20,7 +20,7 @@ export function addDecisionCommands(program: Command): void {
     .description("Ask for a profile's next best action on a channel. The decision counts for the rules' caps and cooldowns, and its receipt explains it.");
   addProfileTargetOptions(decide);
   decide
-    .option('--channel <name>', 'the inbound channel asking, such as web or app (default: none, which considers every rule)', '')
+    .option('--channel <name>', 'the inbound channel asking, such as web or app (default: none, which considers every rule)')
     .option('--context <key=value>', 'a fact of the request, the rules\' `context` variable (repeatable); a value that parses as JSON is used as JSON', collectContext)
     .action((options: DecideOptions) => runDecide(options));
 
@@ -48,7 +48,7 @@ async function runDecide(options: DecideOptions): Promise<void> {
   const identifier = identifierFrom(options);
   const client = createDecisionClient(options.server);
   try {
-    const request = { identifier, channel: options.channel, context: options.context ?? {} };
+    const request = { identifier, channel: options.channel ?? '', context: options.context ?? {} };
     const response = await callUnary(client.decide.bind(client), request, writeKeyMetadata(options.writeKey));
     if (options.output === 'json') {
       process.stdout.write(`${JSON.stringify(DecideResponse.toJSON(response), null, 2)}\n`);

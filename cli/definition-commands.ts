@@ -17,10 +17,9 @@ import {
   type ValidationError,
 } from '../proto/gen/rtcdp/v1/definitions.js';
 import { callUnary, createDefinitionClient, describeCallFailure, writeKeyMetadata } from './client.js';
-import { CommandFailure, UsageError, parseChoice, parseInteger, parseServer, renderTable } from './common.js';
+import { CommandFailure, UsageError, parseChoice, parseInteger, parseServer, DEFAULT_SERVER, renderTable } from './common.js';
 import { addDefinitionTestCommand } from './definition-test-command.js';
 
-const DEFAULT_SERVER = '127.0.0.1:50051';
 const DEFINITION_FILE_EXTENSIONS = ['.yaml', '.yml', '.json'];
 const GET_OUTPUT_FORMATS = ['table', 'json', 'yaml'];
 

@@ -159,11 +159,16 @@ function valuesText(before: Record<string, JsonValue>, after: Record<string, Jso
   if (names.length === 0) return '(no computed traits)';
   return names
     .map((name) => {
-      const was = name in before ? JSON.stringify(before[name]) : '-';
-      const is = name in after ? JSON.stringify(after[name]) : '-';
+      const was = name in before ? valueText(before[name]) : '-';
+      const is = name in after ? valueText(after[name]) : '-';
       return was === is ? `${name}=${is}` : `${name}=${was}->${is}`;
     })
     .join(' ');
+}
+
+/** Returns a value as JSON text, with numbers to at most 6 decimals, so float sums read as amounts. */
+function valueText(value: JsonValue): string {
+  return JSON.stringify(value, (_key, field: unknown) => (typeof field === 'number' && !Number.isInteger(field) ? Number(field.toFixed(6)) : field));
 }
 
 function changeSummary(results: readonly DefinitionResult[]): string {

@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import type { Identifier } from '../proto/gen/rtcdp/v1/profile.js';
-import { CommandFailure, OUTPUT_FORMATS, UsageError, parseChoice, parseServer } from './common.js';
+import { CommandFailure, OUTPUT_FORMATS, UsageError, parseChoice, parseServer, DEFAULT_SERVER } from './common.js';
 
 export interface IdentifierOptions {
   userId?: string;
@@ -24,7 +24,7 @@ export interface ProfileTargetOptions extends IdentifierOptions {
 /** Adds --server, --write-key, the identifier options and --output to a command. */
 export function addProfileTargetOptions(command: Command): void {
   command
-    .requiredOption('--server <host:port>', 'address of the rtcdp node, for example 127.0.0.1:50051', parseServer)
+    .option('--server <host:port>', 'address of the rtcdp node', parseServer, DEFAULT_SERVER)
     .option('--write-key <key>', 'write key of the workspace (default: none, which a dev-mode node maps to "default")')
     .option('--user-id <id>', 'find the profile by userId')
     .option('--anonymous-id <id>', 'find the profile by anonymousId')

@@ -7,10 +7,11 @@
 import { status } from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import { ERROR_CODE_TRAILER } from '../api/status.js';
+import { IDENTIFIER_TYPES } from '../profiles/identifiers.js';
 import { ExplainLinkResponse, ListQuarantineResponse, QuarantinedLink, UnmergeProfileResponse, type LinkStep } from '../proto/gen/rtcdp/v1/identity.js';
 import type { Identifier, Profile } from '../proto/gen/rtcdp/v1/profile.js';
 import { callUnary, createIdentityClient, describeCallFailure, isServiceError, serviceErrorDetails, writeKeyMetadata } from './client.js';
-import { CommandFailure, OUTPUT_FORMATS, UsageError, parseChoice, parseServer, renderTable } from './common.js';
+import { CommandFailure, OUTPUT_FORMATS, UsageError, parseChoice, parseServer, DEFAULT_SERVER, renderTable } from './common.js';
 
 const QUARANTINE_STATUSES = ['pending', 'approved', 'rejected', 'all'];
 
@@ -33,7 +34,7 @@ interface ListOptions extends ConnectionOptions {
 
 function addConnectionOptions(command: Command): Command {
   return command
-    .requiredOption('--server <host:port>', 'address of the rtcdp node, for example 127.0.0.1:50051', parseServer)
+    .option('--server <host:port>', 'address of the rtcdp node', parseServer, DEFAULT_SERVER)
     .option('--write-key <key>', 'write key of the workspace (default: none, which a dev-mode node maps to "default")')
     .option('--output <format>', 'output format: table or json', parseChoice('--output', OUTPUT_FORMATS), 'table');
 }
@@ -63,7 +64,7 @@ export function addExplainCommand(profile: Command): void {
     profile
       .command('explain')
       .argument('<first>', 'an identifier as TYPE=VALUE, for example user_id=u1, email=ana@example.com or external:crm_id=42')
-      .argument('<second>', 'another identifier as TYPE=VALUE'),
+      .argument('<second>', 'a second identifier as TYPE=VALUE, which the command shows the link to'),
   )
     .description('Show why two identifiers belong to one profile: the events that linked each identifier and the merges between their profiles.')
     .action((first: string, second: string, options: ConnectionOptions) => runExplain(parseIdentifier(first, 'first'), parseIdentifier(second, 'second'), options));
@@ -128,7 +129,11 @@ export function parseIdentifier(text: string, argument: string): Identifier {
   if (equals <= 0 || equals === text.length - 1) {
     throw new UsageError(`invalid ${argument} identifier "${text}": expected TYPE=VALUE, for example user_id=u1 or email=ana@example.com`);
   }
-  return { type: text.slice(0, equals), value: text.slice(equals + 1) };
+  const type = text.slice(0, equals);
+  if (!(IDENTIFIER_TYPES as readonly string[]).includes(type) && !/^external:[^=]+$/.test(type)) {
+    throw new UsageError(`invalid ${argument} identifier "${text}": TYPE must be one of ${IDENTIFIER_TYPES.join(', ')} or external:NAME`);
+  }
+  return { type, value: text.slice(equals + 1) };
 }
 
 async function runList(options: ListOptions): Promise<void> {

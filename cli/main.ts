@@ -36,6 +36,7 @@ import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, type SendSummary, sendSources 
 import { type Source, SourceError, openSource } from './sources/index.js';
 import {
   CommandFailure,
+  DEFAULT_SERVER,
   LOG_LEVELS,
   OUTPUT_FORMATS,
   UsageError,
@@ -69,7 +70,7 @@ const RECENT_EVENTS_SHOWN = 5;
 
 const FILE_FORMATS_HELP =
   'A .csv file must be the UCI Online Retail export; .ndjson, .jsonl and .json files hold one Segment event ' +
-  'or one {"batch": [...]} envelope per line.';
+  'or one {"batch": [...]} envelope per line, and a .json file may instead hold one JSON document: an event, an envelope or an array of events.';
 
 // ---------------------------------------------------------------------------
 // Entry point
@@ -386,7 +387,7 @@ function addSendCommand(program: Command): void {
         'accepted, duplicate and rejected. Sending a file again to an embedded node is safe: events are deduplicated by messageId, and an NDJSON event without one gets one made of the file name, line number and a hash of the line. A cluster drops a resent messageId only within its duplicate window (2 minutes by default).',
     )
     .argument('<file...>', `event files, sent in the order given. ${FILE_FORMATS_HELP}`)
-    .requiredOption('--server <host:port>', 'address of the rtcdp node, for example 127.0.0.1:50051', parseServer)
+    .option('--server <host:port>', 'address of the rtcdp node', parseServer, DEFAULT_SERVER)
     .option('--write-key <key>', 'write key of the workspace (default: none, which a dev-mode node maps to "default")')
     .option(
       '--batch-size <events>',
@@ -405,7 +406,8 @@ function addSendCommand(program: Command): void {
       [
         '',
         'Exit codes: 0 when every batch was acknowledged, even with rejected events. 1 when the',
-        'connection failed after 10 attempts or the server failed the stream. 2 on a usage error.',
+        'connection failed after 10 attempts, the server failed the stream, or the files held',
+        'events but none could be sent. 2 on a usage error.',
         '',
         'Example:',
         '  rtcdp send --server 127.0.0.1:50051 data/online-retail-2010-12.csv',
@@ -424,6 +426,7 @@ async function runSend(files: string[], options: SendCommandOptions): Promise<vo
   });
 
   printSummary(summary, files);
+  if (summary.sent === 0 && summary.clientErrors > 0) throw new CommandFailure('no event of the files could be sent: every one failed the checks above');
 }
 
 /** Opens every file before anything is sent, so a typo in the last file does not leave a partial send. */
@@ -596,7 +599,7 @@ function printProfile(profile: Profile, output: string): void {
     'journeys:',
     ...renderJourneys(profile),
     '',
-    `recent events (newest first, ${Math.min(RECENT_EVENTS_SHOWN, profile.recentEvents.length)} of ${profile.recentEvents.length}):`,
+    `recent events (newest first, ${Math.min(RECENT_EVENTS_SHOWN, profile.recentEvents.length)} of the ${profile.recentEvents.length} the profile keeps; profile events lists them all):`,
     ...renderTable(profile.recentEvents.slice(0, RECENT_EVENTS_SHOWN).map(eventRow)),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);

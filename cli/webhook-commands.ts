@@ -7,9 +7,8 @@
 import type { Command } from 'commander';
 import type { WebhookDeadLetter, WebhookDestinationStatus } from '../proto/gen/rtcdp/v1/webhooks.js';
 import { callUnary, createWebhookClient, describeCallFailure, writeKeyMetadata } from './client.js';
-import { OUTPUT_FORMATS, parseChoice, parseInteger, parseServer, renderTable, UsageError } from './common.js';
+import { OUTPUT_FORMATS, parseChoice, parseInteger, parseServer, DEFAULT_SERVER, renderTable, UsageError } from './common.js';
 
-const DEFAULT_SERVER = '127.0.0.1:50051';
 const MAX_DEAD_LETTERS = 1_000;
 
 interface WebhookCommandOptions {

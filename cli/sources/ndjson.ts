@@ -6,6 +6,7 @@
  * events that carry their own, and an edited line counts as a new event.
  */
 import { createHash } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { RawEvent } from '../../profiles/event.js';
 import { parseSegmentLine } from '../../profiles/segment-json.js';
@@ -18,8 +19,21 @@ import { readByteLines } from './lines.js';
  */
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
-/** Streams the events of a Segment NDJSON file in file order, skipping blank lines. */
+/** Largest .json file read as one JSON document before it is read line by line. */
+const MAX_DOCUMENT_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Streams the events of a Segment NDJSON file in file order, skipping blank lines. A .json
+ * file that holds one JSON document (an event, a `{"batch": [...]}` envelope or an array of
+ * events), pretty-printed or not, is read as that document instead.
+ */
 export async function* readSegmentNdjson(file: string): AsyncGenerator<SourceItem> {
+  const document = await readJsonDocument(file);
+  if (document !== undefined) {
+    yield* documentToItems(document, path.basename(file));
+    return;
+  }
+
   let lineNumber = 0;
   for await (const bytes of readByteLines(file)) {
     lineNumber += 1;
@@ -36,6 +50,24 @@ export async function* readSegmentNdjson(file: string): AsyncGenerator<SourceIte
 
     yield* lineToItems(line, lineNumber, path.basename(file));
   }
+}
+
+/** Returns the parsed content of a .json file that is one JSON document, else undefined. */
+async function readJsonDocument(file: string): Promise<unknown> {
+  if (path.extname(file).toLowerCase() !== '.json' || (await stat(file)).size > MAX_DOCUMENT_BYTES) return undefined;
+  const text = decodeLine(await readFile(file));
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text.replace(/^\uFEFF/, ''));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Turns a whole-file document into items, all on line 1, as a line of an NDJSON file would be. */
+function documentToItems(document: unknown, fileName: string): SourceItem[] {
+  const text = JSON.stringify(Array.isArray(document) ? { batch: document } : document);
+  return lineToItems(text, 1, fileName);
 }
 
 function decodeLine(bytes: Buffer): string | undefined {

@@ -27,7 +27,7 @@ function runCli(args: string[]): Promise<CliResult> {
 const USAGE_ERRORS: Array<[string[], string]> = [
   [['send', '--server', 'x:99999', 'f'], 'invalid --server "x:99999": the port must be an integer from 1 to 65535'],
   [['send', '--server', 'localhost', 'f'], 'invalid --server "localhost": expected HOST:PORT, for example 127.0.0.1:50051'],
-  [['send', 'f'], "required option '--server <host:port>' not specified"],
+  [['send', 'f'], 'cannot read f: no such file'],
   [['send', '--server', '127.0.0.1:1'], "missing required argument 'file'"],
   [['send', '--server', '127.0.0.1:1', '--batch-size', '0', 'f'], 'invalid --batch-size "0": expected an integer from 1 to 10000'],
   [['send', '--server', '127.0.0.1:1', '--concurrency', 'many', 'f'], 'invalid --concurrency "many": expected an integer from 1 to 256'],
@@ -37,6 +37,8 @@ const USAGE_ERRORS: Array<[string[], string]> = [
   [['dev', '--port', '-1'], 'invalid --port "-1": expected an integer from 0 to 65535'],
   [['dev', '--log-level', 'loud'], 'invalid --log-level "loud": expected one of trace, debug, info, warn, error, fatal, silent'],
   [['dev', '--limit', 'maxDepth=0'], 'invalid --limit "maxDepth=0": event limit maxDepth must be a positive integer, received 0'],
+  [['profile', 'explain', 'emial=a@example.com', 'user_id=u1'], 'invalid first identifier "emial=a@example.com": TYPE must be one of user_id, anonymous_id, email, phone, device_id or external:NAME'],
+  [['dev', '--limit', 'maxEventBytes=abc'], 'invalid --limit "maxEventBytes=abc": expected NAME=N with N a positive integer, such as maxEventBytes=65536'],
   [['dev', '--limit', 'maxDeph=3'], 'invalid --limit "maxDeph=3": unknown event limit "maxDeph", expected one of maxEventBytes, maxBatchBytes, maxMessageIdLength, maxKeysPerObject, maxTotalKeys, maxDepth, maxStringLength, maxIdentifierLength, maxFutureSkewMs'],
   [['dev', '--write-key', 'secret'], 'invalid --write-key: expected KEY=WORKSPACE with a non-empty key and workspace'],
   [['dev', '--write-key', 'k1=a', '--write-key', 'k1=b'], 'invalid --write-key: the same key is given for workspaces "a" and "b"'],

@@ -77,6 +77,22 @@ t.test('ndjson - a long file name is hashed in made-up ids', async (t) => {
   t.ok(id.length <= 100, 'the id fits the default messageId limit');
 });
 
+t.test('ndjson - a .json file may hold one document', async (t) => {
+  const event = { type: 'track', messageId: 'p1', userId: 'u1', event: 'A' };
+  const dir = t.testdir({
+    'pretty.json': JSON.stringify(event, null, 2),
+    'array.json': JSON.stringify([event, { ...event, messageId: 'p2' }], null, 2),
+    'lines.json': `${JSON.stringify(event)}\n${JSON.stringify({ ...event, messageId: 'p3' })}\n`,
+    'pretty.ndjson': JSON.stringify(event, null, 2),
+  });
+  const messageIds = async (name: string) => (await collect(readSegmentNdjson(join(dir, name)))).map((item) => (item.kind === 'event' ? item.event.messageId : item.code));
+
+  t.same(await messageIds('pretty.json'), ['p1'], 'a pretty-printed event');
+  t.same(await messageIds('array.json'), ['p1', 'p2'], 'an array of events');
+  t.same(await messageIds('lines.json'), ['p1', 'p3'], 'one event per line, as before');
+  t.same(await messageIds('pretty.ndjson'), Array(6).fill('INVALID_LINE'), 'an .ndjson file is read line by line');
+});
+
 t.test('ndjson - BOM on first line ignored', async (t) => {
   const dir = t.testdir({ 'bom.ndjson': '\uFEFF{"type":"track","messageId":"m1","userId":"u1","event":"A"}\n' });
   const items = await collect(readSegmentNdjson(join(dir, 'bom.ndjson')));
