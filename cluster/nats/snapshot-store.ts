@@ -10,6 +10,9 @@
  *
  * On NATS the bucket has direct gets off, so every read goes to the stream leader and
  * returns the latest write: a stale read could load a profile older than the checkpoint.
+ *
+ * NOTE: a snapshot larger than the server's max_payload cannot be written. The write fails
+ * each retry, and nothing yet splits such a snapshot or stores it elsewhere.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ProfileSnapshot } from '../../profiles/profile.js';
