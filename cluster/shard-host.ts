@@ -36,6 +36,13 @@ import { ShardStateRecord } from './shard-state.js';
 /** How often a handoff checks that the lease is still valid while profiles are persisted. */
 const OWNERSHIP_CHECK_INTERVAL_MS = 100;
 
+/**
+ * How long a handoff waits past its timeout for the last profiles to be persisted. Without
+ * it, writes that keep failing (a snapshot over NATS's max_payload, a bucket that rejects
+ * writes) would hold the shard for ever. The next owner replays what was not persisted.
+ */
+const PERSIST_GRACE_MS = 5_000;
+
 /** Rounds of persisting while the shard still serves, at most, before a handoff stops it. */
 const PRE_FLUSH_MAX_ROUNDS = 4;
 
@@ -356,9 +363,10 @@ export class ShardHost {
     this.#pausedAt = pausedAt;
 
     try {
-      const completed = await this.#drainForHandoff(Math.max(1, Math.ceil(timeoutMs - (pausedAt - startedAt))));
-      if (!completed) {
-        this.#logger.warn('the lease ended during the handoff; the next owner replays what was not persisted');
+      const outcome = await this.#drainForHandoff(Math.max(1, Math.ceil(timeoutMs - (pausedAt - startedAt))));
+      if (outcome !== 'completed') {
+        const reason = outcome === 'lease-lost' ? 'the lease ended during the handoff' : `persisting the profiles took ${PERSIST_GRACE_MS} ms past the handoff timeout`;
+        this.#logger.warn({ timeoutMs }, `${reason}; the next owner replays what was not persisted`);
         await this.#forceStop();
         return false;
       }
@@ -393,8 +401,8 @@ export class ShardHost {
     }
   }
 
-  /** Stops the feed, applies what it read, and persists every profile; false when the lease ended first. */
-  async #drainForHandoff(timeoutMs: number): Promise<boolean> {
+  /** Stops the feed, applies what it read, and persists every profile, unless the lease ends or persisting outlasts the grace first. */
+  async #drainForHandoff(timeoutMs: number): Promise<'completed' | 'lease-lost' | 'timed-out'> {
     const deadline = performance.now() + timeoutMs;
     const feedStopped = this.#feed?.stop();
     this.#releaseFeedWaiter();
@@ -408,11 +416,21 @@ export class ShardHost {
 
     // Persisting retries until it succeeds, which it never does once the lease is gone.
     const remainingMs = Math.max(1, Math.ceil(deadline - performance.now()));
-    const drained = this.#actors.drain({ timeoutMs: remainingMs }).then(() => true);
+    let raceSettled = false;
+    const drained = this.#actors.drain({ timeoutMs: remainingMs }).then(
+      () => 'completed' as const,
+      (error: unknown) => {
+        // The forced stop that follows a lost race rejects the drain, and nothing awaits it then.
+        if (!raceSettled) throw error;
+        return 'timed-out' as const;
+      },
+    );
     const ownershipLost = this.#whenOwnershipLost();
+    const timedOut = delay(remainingMs + PERSIST_GRACE_MS).then(() => 'timed-out' as const);
     try {
-      return await Promise.race([drained, ownershipLost.promise]);
+      return await Promise.race([drained, ownershipLost.promise.then(() => 'lease-lost' as const), timedOut]);
     } finally {
+      raceSettled = true;
       ownershipLost.cancel();
     }
   }
