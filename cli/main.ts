@@ -528,7 +528,8 @@ async function runProfileEvents(options: EventsCommandOptions): Promise<void> {
     const request = { identifier, pageSize: options.pageSize ?? 0, pageToken: options.pageToken ?? '' };
     const response = await callUnary(client.listProfileEvents.bind(client), request, metadata);
     printEvents(response, options.output);
-    if (response.events.length === 0 && request.pageToken === '') await warnOfMissingHistory(client, identifier, metadata);
+    const explained = response.unavailableNodes.length > 0 || response.departedNodes.length > 0;
+    if (response.events.length === 0 && request.pageToken === '' && !explained) await warnOfMissingHistory(client, identifier, metadata);
   } catch (error) {
     throw describeCallFailure(error, identifier, options.server);
   } finally {
@@ -674,6 +675,9 @@ function printEvents(response: ListProfileEventsResponse, output: string): void 
   process.stdout.write(`${lines.join('\n')}\n`);
   if (response.unavailableNodes.length > 0) {
     process.stderr.write(`warning: nodes ${response.unavailableNodes.join(', ')} did not respond in time, so this page is missing the events that only they stored\n`);
+  }
+  if (response.departedNodes.length > 0) {
+    process.stderr.write(`warning: nodes ${response.departedNodes.join(', ')} owned this profile's shard and have left the cluster, so this page is missing the events that only they stored\n`);
   }
 }
 

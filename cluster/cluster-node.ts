@@ -28,6 +28,7 @@ import { DefinitionCatalog } from '../decisions/evaluation/definition-catalog.js
 import { DefinitionEvaluator } from '../decisions/evaluation/definition-evaluator.js';
 import type { ProfileView } from '../profiles/profile.js';
 import { decode, encode } from '../storage/codec.js';
+import { historyNodesOf, shardStateKey, type ShardState } from './shard-state.js';
 import type { AppendRequest } from '../storage/event-log.js';
 import { keys } from '../storage/keys.js';
 import type { CustomerEvent } from '../profiles/event.js';
@@ -485,8 +486,9 @@ export class ClusterNode implements ServingNode {
    * Returns a page of the profile's events, newest first. The shard's owner returns the
    * events applied since its last snapshot. Every member returns the events it stored while
    * it owned the shard, and the page merges both by log sequence. A member that does not
-   * respond within HISTORY_REQUEST_TIMEOUT_MS is listed in `unavailableNodes`, because the
-   * events only it stored are missing from the page.
+   * respond within HISTORY_REQUEST_TIMEOUT_MS is listed in `unavailableNodes`, and a node
+   * that owned the shard and left the cluster in `departedNodes`, because the events only
+   * they stored are missing from the page.
    */
   async listProfileEvents(workspace: string, identifier: Identifier, page: { pageSize?: number; pageToken?: string } = {}): Promise<ProfileEventsPage> {
     this.#assertRunning('listProfileEvents');
@@ -498,7 +500,7 @@ export class ClusterNode implements ServingNode {
     const unpersisted = await this.#askOwner<StoredEvent[] | null>(shard, { op: 'unpersistedEvents', workspace, profileId });
     if (unpersisted === null) throw notFound(identifier);
 
-    const { stored, unavailableNodes } = await this.#storedHistories(workspace, profileId, before, pageSize + 1);
+    const [{ stored, unavailableNodes }, departedNodes] = await Promise.all([this.#storedHistories(workspace, profileId, before, pageSize + 1), this.#departedHistoryNodes(shard)]);
 
     // An event persisted between the owner's answer and its stored history's is in both, so each sequence counts once.
     const bySequence = new Map<number, StoredEvent>();
@@ -506,7 +508,17 @@ export class ClusterNode implements ServingNode {
       if (!bySequence.has(event.sequence)) bySequence.set(event.sequence, { sequence: event.sequence, payload: Buffer.from(event.payload) });
     }
     const newest = [...bySequence.values()].sort((a, b) => b.sequence - a.sequence).slice(0, pageSize + 1);
-    return { ...pageOfEvents(newest, pageSize), unavailableNodes };
+    return { ...pageOfEvents(newest, pageSize), unavailableNodes, departedNodes };
+  }
+
+  /** Returns the nodes that owned the shard, and so store part of its history, but are no longer members. */
+  async #departedHistoryNodes(shard: number): Promise<string[]> {
+    const entry = await this.#kv.get(shardStateKey(shard));
+    if (entry === null) return [];
+    const known = new Set([this.nodeId, ...this.#membership.members().map((member) => member.nodeId), ...this.#membership.absentNodeIds()]);
+    return historyNodesOf(decode<ShardState>(Buffer.from(entry.value)))
+      .filter((nodeId) => !known.has(nodeId))
+      .sort();
   }
 
   /**

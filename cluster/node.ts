@@ -301,7 +301,7 @@ export class RtcdpNode implements ServingNode {
     const recent = unpersisted.filter((event) => event.sequence < before).reverse().slice(0, pageSize + 1);
     const storedBefore = Math.min(before, unpersisted[0]?.sequence ?? before);
     const stored = recent.length > pageSize ? [] : await new ProfileHistoryReader(this.#store).newestEvents(workspace, profileId, storedBefore, pageSize + 1 - recent.length);
-    return { ...pageOfEvents([...recent, ...stored], pageSize), unavailableNodes: [] };
+    return { ...pageOfEvents([...recent, ...stored], pageSize), unavailableNodes: [], departedNodes: [] };
   }
 
   /**

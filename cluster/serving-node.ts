@@ -23,6 +23,11 @@ export interface ProfileEventsPage {
    * page misses the events that only they stored. Always empty in embedded mode.
    */
   unavailableNodes: string[];
+  /**
+   * Cluster mode: nodes that owned the profile's shard and have left the cluster, so the page
+   * misses the events that only they stored. Always empty in embedded mode.
+   */
+  departedNodes: string[];
 }
 
 /** Reads a workspace's activation log; ActivationLog implements it. */

@@ -2,7 +2,8 @@
  * A shard's checkpoints in the cluster KV bucket: per workspace, the stream sequence up to
  * which every event is in a stored snapshot. The owner writes the record by compare-and-set
  * with its lease epoch in it, and a new owner writes it once before it starts, so a stale
- * owner's next checkpoint fails and makes it stop.
+ * owner's next checkpoint fails and makes it stop. The record also lists every node that
+ * has owned the shard, because each of them stores the history of the events it applied.
  */
 import { decode, encode } from '../storage/codec.js';
 import { ShardFencedError } from './errors.js';
@@ -15,6 +16,13 @@ export interface ShardState {
   epoch: number;
   nodeId: string;
   checkpoints: Record<string, number>;
+  /** Nodes that have owned the shard, in the order they first took it. Absent in records written before the list existed. */
+  historyNodes?: string[];
+}
+
+/** Returns the nodes that have owned the shard as the record lists them: for a record written before the list existed, only its last owner. */
+export function historyNodesOf(state: ShardState): string[] {
+  return state.historyNodes ?? [state.nodeId];
 }
 
 export function shardStateKey(shard: number): string {
@@ -27,16 +35,18 @@ export class ShardStateRecord {
   readonly #shard: number;
   readonly #epoch: number;
   readonly #nodeId: string;
+  #historyNodes: string[];
   #revision: number | undefined;
   #checkpoints: Record<string, number>;
 
-  private constructor(kv: KvStore, shard: number, epoch: number, nodeId: string, revision: number | undefined, checkpoints: Record<string, number>) {
+  private constructor(kv: KvStore, shard: number, epoch: number, nodeId: string, revision: number | undefined, checkpoints: Record<string, number>, historyNodes: string[]) {
     this.#kv = kv;
     this.#shard = shard;
     this.#epoch = epoch;
     this.#nodeId = nodeId;
     this.#revision = revision;
     this.#checkpoints = checkpoints;
+    this.#historyNodes = historyNodes;
   }
 
   /**
@@ -51,7 +61,9 @@ export class ShardStateRecord {
     // After a stale read the write below finds a newer revision and writes the older
     // checkpoints over it. That is safe: the feed starts earlier and profiles skip the
     // events they already applied.
-    const record = new ShardStateRecord(kv, shard, epoch, nodeId, entry?.revision, stored?.checkpoints ?? {});
+    const earlier = stored === null ? [] : historyNodesOf(stored);
+    const historyNodes = earlier.includes(nodeId) ? earlier : [...earlier, nodeId];
+    const record = new ShardStateRecord(kv, shard, epoch, nodeId, entry?.revision, stored?.checkpoints ?? {}, historyNodes);
     await record.write(record.#checkpoints);
     return record;
   }
@@ -66,11 +78,11 @@ export class ShardStateRecord {
    * since. A write by an older owner in between is overwritten.
    */
   async write(checkpoints: Record<string, number>): Promise<void> {
-    const value = encode({ version: SHARD_STATE_VERSION, epoch: this.#epoch, nodeId: this.#nodeId, checkpoints } satisfies ShardState);
     const key = shardStateKey(this.#shard);
 
     for (;;) {
       try {
+        const value = encode({ version: SHARD_STATE_VERSION, epoch: this.#epoch, nodeId: this.#nodeId, checkpoints, historyNodes: this.#historyNodes } satisfies ShardState);
         this.#revision = this.#revision === undefined ? await this.#kv.create(key, value) : await this.#kv.update(key, value, this.#revision);
         this.#checkpoints = { ...checkpoints };
         return;
@@ -79,8 +91,11 @@ export class ShardStateRecord {
       }
 
       const entry = await this.#kv.get(key);
-      const storedEpoch = entry === null ? 0 : decode<ShardState>(Buffer.from(entry.value)).epoch;
+      const stored = entry === null ? null : decode<ShardState>(Buffer.from(entry.value));
+      const storedEpoch = stored?.epoch ?? 0;
       if (storedEpoch > this.#epoch) throw new ShardFencedError(this.#shard, this.#epoch, storedEpoch, 'checkpoint');
+      // The claim's read may have been stale, so keep the owners the record lists now.
+      if (stored !== null) this.#historyNodes = [...new Set([...historyNodesOf(stored), ...this.#historyNodes])];
       this.#revision = entry?.revision;
     }
   }

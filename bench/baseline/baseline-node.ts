@@ -83,7 +83,7 @@ export class RedisBaselineNode implements ServingNode {
   /** Returns the profile's recent events, newest first, as one page: the baseline keeps no other events. */
   async listProfileEvents(workspace: string, identifier: Identifier): Promise<ProfileEventsPage> {
     const profile = await this.getProfile(workspace, identifier);
-    return { events: profile.recent.map((payload) => decode<CustomerEvent>(payload)), nextPageToken: '', unavailableNodes: [] };
+    return { events: profile.recent.map((payload) => decode<CustomerEvent>(payload)), nextPageToken: '', unavailableNodes: [], departedNodes: [] };
   }
 }
 

@@ -52,17 +52,19 @@ async function send(node: ClusterNode, phase: string, perUser: number): Promise<
 }
 
 /** Reads every page of a profile's events through `node`, `pageSize` at a time. */
-async function readAll(node: ClusterNode, userId: string, pageSize: number): Promise<{ messageIds: string[]; unavailable: string[] }> {
+async function readAll(node: ClusterNode, userId: string, pageSize: number): Promise<{ messageIds: string[]; unavailable: string[]; departed: string[] }> {
   const messageIds: string[] = [];
   const unavailable = new Set<string>();
+  const departed = new Set<string>();
   let pageToken = '';
   do {
     const page = await node.listProfileEvents('w', { type: 'user_id', value: userId }, { pageSize, pageToken });
     messageIds.push(...page.events.map((event) => event.messageId));
     page.unavailableNodes.forEach((nodeId) => unavailable.add(nodeId));
+    page.departedNodes.forEach((nodeId) => departed.add(nodeId));
     pageToken = page.nextPageToken;
   } while (pageToken !== '');
-  return { messageIds, unavailable: [...unavailable] };
+  return { messageIds, unavailable: [...unavailable], departed: [...departed] };
 }
 
 t.test('profile events in cluster mode - the history of a moved shard joins the parts each owner stored', { timeout: 180_000 }, async (t) => {
@@ -93,6 +95,7 @@ t.test('profile events in cluster mode - the history of a moved shard joins the 
     const all = await readAll(node, userId, 4);
     t.same(all.messageIds, expected, `node ${node.nodeId} returns all ${expected.length} events newest first, across pages`);
     t.same(all.unavailable, [], `node ${node.nodeId} heard from every member`);
+    t.same(all.departed, [], `node ${node.nodeId} knows of no owner that left`);
   }
   const single = await nodes[0].listProfileEvents('w', { type: 'user_id', value: userId }, { pageSize: 1_000 });
   t.equal(single.events.length, expected.length, 'one large page holds the whole history');
@@ -105,4 +108,14 @@ t.test('profile events in cluster mode - the history of a moved shard joins the 
   const partial = await readAll(asker, userId, 100);
   t.same(partial.unavailable, [firstOwner], `the page names ${firstOwner}, which did not answer`);
   t.same(partial.messageIds, [...(after.get(userId) ?? [])].reverse(), 'the page holds the events that c stored');
+
+  // c leaves for good and takes its part with it: the page names it as departed.
+  await asker.drain({ timeoutMs: 20_000 });
+  const remaining = nodes.find((node) => node.nodeId !== firstOwner && node.nodeId !== 'c') as ClusterNode;
+  await waitUntil(() => remaining.status().hosted.some((host) => host.shard === shardOf(`user:${userId}`, SHARDS)), `${remaining.nodeId} hosting the shard of ${userId}`);
+  const departed = await readAll(remaining, userId, 100);
+  t.ok(departed.departed.includes('c'), 'the page names c, which owned the shard and left');
+  // By now the stopped first owner may have been removed from the members, so it counts as departed.
+  t.same([...departed.departed, ...departed.unavailable].sort(), [firstOwner, 'c'].sort(), `and names ${firstOwner}, as unavailable or departed`);
+  t.same(departed.messageIds, [], 'no running node stores an event of the profile');
 });

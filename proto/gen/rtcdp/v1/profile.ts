@@ -175,6 +175,12 @@ export interface ListProfileEventsResponse {
    * time. The page misses the events that only they stored. Empty in embedded mode.
    */
   unavailableNodes: string[];
+  /**
+   * Cluster mode: nodes that owned the profile's shard and have left the cluster since. Each
+   * node stores the history of the events it applied, so the page misses the events that
+   * only they stored. Empty in embedded mode.
+   */
+  departedNodes: string[];
 }
 
 function createBaseIdentifier(): Identifier {
@@ -2000,7 +2006,7 @@ export const ListProfileEventsRequest: MessageFns<ListProfileEventsRequest> = {
 };
 
 function createBaseListProfileEventsResponse(): ListProfileEventsResponse {
-  return { events: [], nextPageToken: "", unavailableNodes: [] };
+  return { events: [], nextPageToken: "", unavailableNodes: [], departedNodes: [] };
 }
 
 export const ListProfileEventsResponse: MessageFns<ListProfileEventsResponse> = {
@@ -2013,6 +2019,9 @@ export const ListProfileEventsResponse: MessageFns<ListProfileEventsResponse> = 
     }
     for (const v of message.unavailableNodes) {
       writer.uint32(26).string(v!);
+    }
+    for (const v of message.departedNodes) {
+      writer.uint32(34).string(v!);
     }
     return writer;
   },
@@ -2054,6 +2063,14 @@ export const ListProfileEventsResponse: MessageFns<ListProfileEventsResponse> = 
             message.unavailableNodes.push(reader.string());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.departedNodes.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2079,6 +2096,11 @@ export const ListProfileEventsResponse: MessageFns<ListProfileEventsResponse> = 
         : globalThis.Array.isArray(object?.unavailable_nodes)
         ? object.unavailable_nodes.map((e: any) => globalThis.String(e))
         : [],
+      departedNodes: globalThis.Array.isArray(object?.departedNodes)
+        ? object.departedNodes.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.departed_nodes)
+        ? object.departed_nodes.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -2093,6 +2115,9 @@ export const ListProfileEventsResponse: MessageFns<ListProfileEventsResponse> = 
     if (message.unavailableNodes?.length) {
       obj.unavailableNodes = message.unavailableNodes;
     }
+    if (message.departedNodes?.length) {
+      obj.departedNodes = message.departedNodes;
+    }
     return obj;
   },
 
@@ -2104,6 +2129,7 @@ export const ListProfileEventsResponse: MessageFns<ListProfileEventsResponse> = 
     message.events = object.events?.map((e) => Event.fromPartial(e)) || [];
     message.nextPageToken = object.nextPageToken ?? "";
     message.unavailableNodes = object.unavailableNodes?.map((e) => e) || [];
+    message.departedNodes = object.departedNodes?.map((e) => e) || [];
     return message;
   },
 };
