@@ -108,23 +108,34 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
 }
 
 /**
- * Validates the identity settings once: the default and each workspace's. Throws ConfigError
- * naming the workspace and the setting.
+ * Validates the identity settings once: the default and each workspace's. Throws one
+ * ConfigError that names, for every invalid setting, the workspace and the setting.
  */
 export function resolveWorkspaceIdentity(defaults: IdentitySettingsInput | undefined, perWorkspace: Record<string, IdentitySettingsInput> = {}): (workspace: string) => IdentitySettings {
-  const fallback = resolveIdentitySettings(defaults ?? {});
+  const problems: string[] = [];
+  const resolve = (input: IdentitySettingsInput | undefined, label: string): IdentitySettings | undefined => {
+    try {
+      return resolveIdentitySettings(input ?? {});
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      problems.push(`${label}: ${error.message}`);
+      return undefined;
+    }
+  };
+
+  // The labels are the keys of an --identity file, which is where most settings come from.
+  const fallback = resolve(defaults, 'default');
   const byWorkspace = new Map<string, IdentitySettings>();
   for (const [workspace, input] of Object.entries(perWorkspace)) {
     if (!WORKSPACE_PATTERN.test(workspace)) {
-      throw new ConfigError(`identity settings name workspace ${JSON.stringify(workspace)}, but a workspace name is 1-64 characters of a-z, 0-9, "_" or "-", starting with a letter or digit`);
+      problems.push(`identity settings name workspace ${JSON.stringify(workspace)}, but a workspace name is 1-64 characters of a-z, 0-9, "_" or "-", starting with a letter or digit`);
+      continue;
     }
-    try {
-      byWorkspace.set(workspace, resolveIdentitySettings(input));
-    } catch (error) {
-      if (error instanceof ConfigError) throw new ConfigError(`identity settings of workspace ${workspace}: ${error.message}`);
-      throw error;
-    }
+    const settings = resolve(input, `workspaces.${workspace}`);
+    if (settings !== undefined) byWorkspace.set(workspace, settings);
   }
+
+  if (problems.length > 0 || fallback === undefined) throw new ConfigError(problems.join('\n'));
   return (workspace) => byWorkspace.get(workspace) ?? fallback;
 }
 

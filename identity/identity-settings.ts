@@ -5,6 +5,7 @@
  * object once and fills in defaults, so the per-event code can trust what it gets.
  */
 
+import { closest, distance } from 'fastest-levenshtein';
 import { ConfigError } from '../common/errors.js';
 import { IDENTIFIER_TYPES } from '../profiles/identifiers.js';
 import { normalizeEmail, normalizeEmailDomain, type EmailRules } from './normalize-email.js';
@@ -127,21 +128,33 @@ const EMAIL_RULE_KEYS = ['gmailDots', 'plusAddressing'];
 
 /**
  * Validates a workspace's identity settings and fills in defaults. Throws ConfigError naming
- * the setting path and the rule it breaks, such as `identifiers.email.maxPerProfile`.
+ * the setting path and the rule it breaks, such as `identifiers.email.maxPerProfile`, for
+ * every setting that breaks one. A setting that others depend on (the identifier types, for
+ * the priority and the type settings) hides their problems until it is fixed.
  */
 export function resolveIdentitySettings(input: unknown = {}): IdentitySettings {
   const settings = expectObject(input, '', SETTINGS_KEYS);
+  const problems: ConfigError[] = [];
+  const check = <T>(resolve: () => T, fallback: T): T => {
+    try {
+      return resolve();
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      problems.push(error);
+      return fallback;
+    }
+  };
 
-  const emailRules = resolveEmailRules(settings.emailRules);
-  const defaultRegion = resolveDefaultRegion(settings.defaultRegion);
-  const invalidIdentifiers = resolvePolicy(settings.invalidIdentifiers);
+  const emailRules = check(() => resolveEmailRules(settings.emailRules), resolveEmailRules(undefined));
+  const defaultRegion = check(() => resolveDefaultRegion(settings.defaultRegion), undefined);
+  const invalidIdentifiers = check(() => resolvePolicy(settings.invalidIdentifiers), resolvePolicy(undefined));
 
-  const typeInputs = resolveTypeInputs(settings.identifiers);
-  const priority = resolvePriority(settings.priority, [...typeInputs.keys()]);
+  const typeInputs = check(() => resolveTypeInputs(settings.identifiers), undefined);
+  const priority = typeInputs === undefined ? undefined : check(() => resolvePriority(settings.priority, [...typeInputs.keys()]), undefined);
 
   const types = new Map<string, IdentifierTypeSettings>();
-  for (const [rank, type] of priority.entries()) {
-    const typeInput = typeInputs.get(type) ?? {};
+  for (const [rank, type] of (priority ?? []).entries()) {
+    const typeInput = typeInputs?.get(type) ?? {};
     const path = memberPath('identifiers', type);
     const kind = kindOf(type);
     types.set(
@@ -150,14 +163,19 @@ export function resolveIdentitySettings(input: unknown = {}): IdentitySettings {
         type,
         kind,
         rank,
-        maxPerProfile: resolveMaxPerProfile(typeInput.maxPerProfile, type, `${path}.maxPerProfile`),
-        mergeProtected: resolveBoolean(typeInput.mergeProtected, type === 'user_id', `${path}.mergeProtected`),
-        blockedValues: resolveBlockedValues(typeInput.blockedValues, kind, emailRules, defaultRegion, `${path}.blockedValues`),
+        maxPerProfile: check(() => resolveMaxPerProfile(typeInput.maxPerProfile, type, `${path}.maxPerProfile`), 1),
+        mergeProtected: check(() => resolveBoolean(typeInput.mergeProtected, type === 'user_id', `${path}.mergeProtected`), false),
+        blockedValues: check(() => resolveBlockedValues(typeInput.blockedValues, kind, emailRules, defaultRegion, `${path}.blockedValues`), new Set<string>()),
       }),
     );
   }
 
-  return Object.freeze({ types, priority, emailRules, defaultRegion, invalidIdentifiers });
+  if (problems.length === 1) throw problems[0];
+  if (problems.length > 1) {
+    const lines = problems.map((problem) => `  ${problem.message.slice(CONFIG_ERROR_PREFIX.length)}`);
+    throw new ConfigError(`${CONFIG_ERROR_PREFIX}${problems.length} problems:\n${lines.join('\n')}`);
+  }
+  return Object.freeze({ types, priority: priority ?? [], emailRules, defaultRegion, invalidIdentifiers });
 }
 
 /** Returns how values of a type are normalised. */
@@ -202,7 +220,9 @@ function resolvePriority(value: unknown, configuredTypes: string[]): readonly st
   const seen = new Set<string>();
   for (const [index, type] of priority.entries()) {
     if (!configuredTypes.includes(type)) {
-      throw configError(`priority[${index}]`, `is ${JSON.stringify(type)}, which is not a configured identifier type. Add it to identifiers or remove it from priority`);
+      const nearest = closest(type, configuredTypes);
+      const hint = distance(type, nearest) <= 2 ? `. Did you mean ${JSON.stringify(nearest)}?` : '';
+      throw configError(`priority[${index}]`, `is ${JSON.stringify(type)}, which is not a configured identifier type. Add it to identifiers or remove it from priority${hint}`);
     }
     if (seen.has(type)) throw configError(`priority[${index}]`, `repeats ${JSON.stringify(type)}. List each type once`);
     seen.add(type);
@@ -354,8 +374,10 @@ function describe(value: unknown): string {
   return typeof value;
 }
 
+const CONFIG_ERROR_PREFIX = 'invalid identity settings: ';
+
 /** Builds the error for one setting; an empty path stands for the settings object itself. */
 function configError(path: string, rule: string): ConfigError {
-  if (path === '') return new ConfigError(`invalid identity settings: the settings ${rule}`);
-  return new ConfigError(`invalid identity settings: ${path} ${rule}`);
+  if (path === '') return new ConfigError(`${CONFIG_ERROR_PREFIX}the settings ${rule}`);
+  return new ConfigError(`${CONFIG_ERROR_PREFIX}${path} ${rule}`);
 }

@@ -233,6 +233,13 @@ t.test('identity commands - an invalid settings file stops dev before it starts'
   t.equal(result.code, 2);
   t.match(result.stderr, /--identity .*identity\.yaml: .*identifiers\.email\.maxPerProfile/);
 
+  writeFileSync(settings, 'default:\n  priority: [user_id, emial, phone, device_id, anonymous_id]\nworkspaces:\n  shop:\n    defaultRegion: UK\n    invalidIdentifiers: drop\n');
+  const several = await rtcdp(['dev', '--data', path.join(dir, 'data'), '--port', '0', '--identity', settings]);
+  t.equal(several.code, 2);
+  t.match(several.stderr, 'default: invalid identity settings: priority[1] is "emial", which is not a configured identifier type. Add it to identifiers or remove it from priority. Did you mean "email"?', 'names the default settings and suggests the type');
+  t.match(several.stderr, 'workspaces.shop: invalid identity settings: 2 problems:\n  defaultRegion is "UK"', 'and lists every problem of the workspace in the same run');
+  t.match(several.stderr, '\n  invalidIdentifiers must be "reject" or "keep-unlinked", got "drop"');
+
   writeFileSync(settings, 'defaults: {}\n');
   const misspelt = await rtcdp(['dev', '--data', path.join(dir, 'data'), '--port', '0', '--identity', settings]);
   t.equal(misspelt.code, 2);

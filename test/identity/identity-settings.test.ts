@@ -252,6 +252,40 @@ t.test('identity settings - validation errors', async (t) => {
   }
 });
 
+t.test('identity settings - every problem in one error', async (t) => {
+  const error = configErrorOf(() =>
+    resolveIdentitySettings({
+      priority: ['user_id', 'emial', 'phone', 'device_id', 'anonymous_id'],
+      defaultRegion: 'UK',
+      invalidIdentifiers: 'drop',
+      identifiers: { email: { maxPerProfile: 0 } },
+    }),
+  );
+
+  t.ok(error instanceof ConfigError, 'one ConfigError');
+  t.equal(
+    error?.message,
+    [
+      'invalid identity settings: 3 problems:',
+      '  defaultRegion is "UK", which is not an ISO 3166-1 alpha-2 region that libphonenumber-js supports. The code of the United Kingdom is "GB"',
+      '  invalidIdentifiers must be "reject" or "keep-unlinked", got "drop"',
+      '  priority[1] is "emial", which is not a configured identifier type. Add it to identifiers or remove it from priority. Did you mean "email"?',
+    ].join('\n'),
+    'lists the problems of independent settings, and suggests the nearest type',
+  );
+
+  const types = configErrorOf(() => resolveIdentitySettings({ identifiers: { email: { maxPerProfile: 0 }, phone: { mergeProtected: 'yes' } } }));
+  t.equal(
+    types?.message,
+    [
+      'invalid identity settings: 2 problems:',
+      '  identifiers.email.maxPerProfile must be a positive integer, got 0',
+      '  identifiers.phone.mergeProtected must be true or false, got "yes"',
+    ].join('\n'),
+    'and the problems of several identifier types',
+  );
+});
+
 t.test('identity settings - error code', async (t) => {
   const error = configErrorOf(() => resolveIdentitySettings({ defaultRegion: 'UK' }));
 
