@@ -87,8 +87,9 @@ export type ResolvedClusterNodeOptions = Required<Omit<ClusterNodeOptions, 'even
 const NODE_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 /**
- * JetStream forgets a messageId after its duplicate window, so each profile remembers the
- * messageIds of its last 1,000 events received within 7 days and skips a resend of one.
+ * JetStream stops recognising a messageId after its duplicate window, so each profile
+ * remembers the messageIds of its 1,000 events with the latest event times among those
+ * received within 7 days, and skips a resend of one.
  */
 const CLUSTER_PROFILE_LIMITS: ProfileLimits = { ...DEFAULT_PROFILE_LIMITS, recentMessageIds: 1_000, messageIdRetentionMs: 7 * 24 * 3_600_000 };
 

@@ -57,8 +57,8 @@ export function rememberMessageId(profile: MessageIdFields, entry: MessageIdEntr
  * Joins the ids of a merged profile into the survivor's, so an event of the merged profile
  * that reaches the survivor again is still recognised. An id both profiles applied keeps its
  * latest receive time.
- * NOTE: an id in both lists means both profiles applied the event, which a resend between the
- * merge's link and its absorb causes; the absorbed counts then include it twice.
+ * NOTE: an id in both lists means that both profiles applied the event. A resend between the
+ * merge's link and its absorb causes that, and the absorbed counts then include it twice.
  */
 export function mergeMessageIds(into: MessageIdFields, from: MessageIdFields, limits: ProfileLimits): void {
   const byId = new Map<string, MessageIdEntry>();

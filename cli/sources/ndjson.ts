@@ -24,7 +24,7 @@ const MAX_DOCUMENT_BYTES = 64 * 1024 * 1024;
 
 /**
  * Streams the events of a Segment NDJSON file in file order, skipping blank lines. A .json
- * file that holds one JSON document (an event, a `{"batch": [...]}` envelope or an array of
+ * file that contains one JSON document (an event, a `{"batch": [...]}` envelope or an array of
  * events), pretty-printed or not, is read as that document instead.
  */
 export async function* readSegmentNdjson(file: string): AsyncGenerator<SourceItem> {
