@@ -20,20 +20,27 @@ t.test('rocksdb webhook state - replay queued during a list', async (t) => {
   await state.writeDeadLetter(deadLetter(3), 3);
 
   // The next list returns what it read only once `release` is called, so a replay request can come in between.
+  // The gate is taken when the list is called, not when its read completes, because the
+  // request's own list may complete first.
   const realList = store.list.bind(store);
   let release: () => void = () => {};
   const released = new Promise<void>((resolve) => (release = resolve));
+  let readDone: () => void = () => {};
+  const gatedReadDone = new Promise<void>((resolve) => (readDone = resolve));
   let gateNextList = true;
   store.list = async (range: Range): Promise<Entry[]> => {
+    const gated = gateNextList;
+    gateNextList = false;
     const entries = await realList(range);
-    if (gateNextList) {
-      gateNextList = false;
+    if (gated) {
+      readDone();
       await released;
     }
     return entries;
   };
 
   const staleList = state.listQueuedReplays(10);
+  await gatedReadDone;
   t.equal(await state.queueReplays({ all: true }, 1_000), 1, 'the dead letter is queued while the list is in flight');
   release();
   t.same(await staleList, [], 'the list that read before the request finds nothing queued');
