@@ -10,7 +10,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { status, type Metadata } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { AbortedError } from '../common/errors.js';
 import { createLogger } from '../common/logger.js';
 import { DEFAULT_EVENT_LIMITS, type EventLimits } from '../profiles/validation.js';
@@ -19,8 +19,6 @@ import {
   ListProfileEventsResponse,
   type Profile,
   Profile as ProfileMessage,
-  type GetProfileResponse,
-  type ProfileServiceClient,
 } from '../proto/gen/rtcdp/v1/profile.js';
 import type { Event } from '../proto/gen/rtcdp/v1/event.js';
 import {
@@ -528,8 +526,6 @@ async function runProfileEvents(options: EventsCommandOptions): Promise<void> {
     const request = { identifier, pageSize: options.pageSize ?? 0, pageToken: options.pageToken ?? '' };
     const response = await callUnary(client.listProfileEvents.bind(client), request, metadata);
     printEvents(response, options.output);
-    const explained = response.unavailableNodes.length > 0 || response.departedNodes.length > 0;
-    if (response.events.length === 0 && request.pageToken === '' && !explained) await warnOfMissingHistory(client, identifier, metadata);
   } catch (error) {
     throw describeCallFailure(error, identifier, options.server);
   } finally {
@@ -644,19 +640,6 @@ function renderEventStats(profile: Profile): string[] {
     return [name, String(stats.count), stats.firstSeen, stats.lastSeen, sums || '-'];
   });
   return renderTable([['EVENT', 'COUNT', 'FIRST SEEN', 'LAST SEEN', 'SUMS'], ...rows]);
-}
-
-/**
- * Warns when a profile that applied events has no stored history to list: in cluster mode
- * each node stores the events it applied, and a node that left the cluster took its part.
- */
-async function warnOfMissingHistory(client: ProfileServiceClient, identifier: Identifier, metadata: Metadata): Promise<void> {
-  const response: GetProfileResponse = await callUnary(client.getProfile.bind(client), { identifier }, metadata);
-  const applied = response.profile?.eventCount ?? 0;
-  if (applied === 0) return;
-  process.stderr.write(
-    `warning: the profile applied ${applied} events, but no running node stores their history; in cluster mode, the nodes that applied them have left the cluster (see "Limits of cluster mode" in docs/cluster.md)\n`,
-  );
 }
 
 function printEvents(response: ListProfileEventsResponse, output: string): void {

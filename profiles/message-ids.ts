@@ -13,6 +13,7 @@
  * The three arrays are in the snapshot, so the ids move with the profile when its shard
  * moves to another node.
  */
+import { upperBound } from '../common/sorted.js';
 import type { ProfileLimits, ProfileSnapshot } from './profile.js';
 
 /** Above this many ids, lookups go through a Set instead of a scan of the array. */
@@ -40,7 +41,7 @@ export function hasMessageId(profile: MessageIdFields, messageId: string): boole
 /** Records an applied event's messageId and drops the ids that fall outside the limits. */
 export function rememberMessageId(profile: MessageIdFields, entry: MessageIdEntry, limits: ProfileLimits): void {
   const times = profile.recentMessageIdsTimestampMs;
-  const at = insertionPoint(times, entry.timestampMs);
+  const at = upperBound(times, entry.timestampMs);
   if (profile.recentMessageIds.length >= limits.recentMessageIds && at === 0) return;
 
   profile.recentMessageIds.splice(at, 0, entry.id);
@@ -70,23 +71,11 @@ export function mergeMessageIds(into: MessageIdFields, from: MessageIdFields, li
   const joined = [...byId.values()].sort((a, b) => a.timestampMs - b.timestampMs);
   const newestReceivedMs = Math.max(0, ...joined.map((entry) => entry.receivedMs));
   const cutoffMs = limits.messageIdRetentionMs > 0 ? newestReceivedMs - limits.messageIdRetentionMs : -Infinity;
-  const kept = joined.slice(Math.max(0, joined.length - limits.recentMessageIds)).filter((entry) => entry.receivedMs >= cutoffMs);
+  const remembered = joined.slice(Math.max(0, joined.length - limits.recentMessageIds)).filter((entry) => entry.receivedMs >= cutoffMs);
 
-  into.recentMessageIds = kept.map((entry) => entry.id);
-  into.recentMessageIdsTimestampMs = kept.map((entry) => entry.timestampMs);
-  into.recentMessageIdsReceivedMs = kept.map((entry) => entry.receivedMs);
-}
-
-/** Returns the index after every entry with an event time at or before `timestampMs`, so ties keep their arrival order. */
-function insertionPoint(times: number[], timestampMs: number): number {
-  let low = 0;
-  let high = times.length;
-  while (low < high) {
-    const middle = (low + high) >>> 1;
-    if (times[middle] <= timestampMs) low = middle + 1;
-    else high = middle;
-  }
-  return low;
+  into.recentMessageIds = remembered.map((entry) => entry.id);
+  into.recentMessageIdsTimestampMs = remembered.map((entry) => entry.timestampMs);
+  into.recentMessageIdsReceivedMs = remembered.map((entry) => entry.receivedMs);
 }
 
 function removeOldest(profile: MessageIdFields, count: number): void {
@@ -101,13 +90,14 @@ function removeOldest(profile: MessageIdFields, count: number): void {
 function dropExpired(profile: MessageIdFields, cutoffMs: number): void {
   if (!profile.recentMessageIdsReceivedMs.some((receivedMs) => receivedMs < cutoffMs)) return;
 
-  const kept = entriesOf(profile).filter((entry) => entry.receivedMs >= cutoffMs);
+  const entries = entriesOf(profile);
+  const remembered = entries.filter((entry) => entry.receivedMs >= cutoffMs);
   const index = indexes.get(profile.recentMessageIds);
-  if (index !== undefined) for (const entry of entriesOf(profile)) if (entry.receivedMs < cutoffMs) index.delete(entry.id);
+  if (index !== undefined) for (const entry of entries) if (entry.receivedMs < cutoffMs) index.delete(entry.id);
   profile.recentMessageIds.length = 0;
   profile.recentMessageIdsTimestampMs.length = 0;
   profile.recentMessageIdsReceivedMs.length = 0;
-  for (const entry of kept) {
+  for (const entry of remembered) {
     profile.recentMessageIds.push(entry.id);
     profile.recentMessageIdsTimestampMs.push(entry.timestampMs);
     profile.recentMessageIdsReceivedMs.push(entry.receivedMs);

@@ -26,6 +26,7 @@ import type { ComputedTrait } from './computed-trait.js';
 import { matchesFilter, type ComputedTraitDefinition } from './definition.js';
 import { exactSum } from './exact-sum.js';
 import { compareTallies, readTraitValue, valueKey, type TraitScalar, type TraitValue, type ValueTally } from './values.js';
+import { upperBound } from '../../common/sorted.js';
 
 export interface WindowState {
   /** Latest event time passed to update, counted or not, or null before the first event. */
@@ -213,18 +214,6 @@ function mergeByTime(into: WindowState, from: WindowState): { times: number[]; v
     if (source.values !== undefined) values.push(source.values[index]);
   }
   return { times, values };
-}
-
-/** Returns the first index from `start` on whose time is greater than `timeMs`. */
-function upperBound(times: readonly number[], timeMs: number, start: number): number {
-  let low = start;
-  let high = times.length;
-  while (low < high) {
-    const middle = (low + high) >>> 1;
-    if (times[middle] <= timeMs) low = middle + 1;
-    else high = middle;
-  }
-  return low;
 }
 
 function extreme(values: readonly number[], start: number, end: number, isMax: boolean): number | null {
