@@ -51,7 +51,8 @@ import { decodeLeaseRecord, type PreviousHolder } from './leases/lease-record.js
 import { ShardLeases } from './leases/shard-leases.js';
 import { Membership, type MemberInfo } from './membership.js';
 import { JetStreamEventLog } from './nats/jetstream-event-log.js';
-import { requestShard, requestSubject, serveShard, serveSubject, ShardMovingError } from './nats/shard-rpc.js';
+import { openReplyParts, requestShard, requestSubject, serveShard, serveSubject, ShardMovingError } from './nats/shard-rpc.js';
+import type { LargeValueStream } from './nats/large-values.js';
 import { SnapshotStore } from './nats/snapshot-store.js';
 import { shardOf } from './routing.js';
 import type { DecideInput, DecisionInput, ProfileEventsPage, ServingNode } from './serving-node.js';
@@ -86,9 +87,9 @@ export type AdminRequest =
  */
 const LEASE_RELEASED_SUBJECT = 'rtcdp.lease.released';
 
-/** Sends an admin request to a node by its id. */
-export function requestAdmin<T>(connection: NatsConnection, nodeId: string, request: AdminRequest, timeoutMs: number): Promise<T> {
-  return requestSubject<T>(connection, adminSubject(nodeId), request, timeoutMs, `node ${nodeId}`);
+/** Sends an admin request to a node by its id; a reply sent in parts is read from `replyParts`. */
+export function requestAdmin<T>(connection: NatsConnection, nodeId: string, request: AdminRequest, timeoutMs: number, replyParts?: LargeValueStream): Promise<T> {
+  return requestSubject<T>(connection, adminSubject(nodeId), request, timeoutMs, `node ${nodeId}`, replyParts);
 }
 
 /** This node's last completed handoff of a shard, kept in its RocksDB. */
@@ -147,6 +148,8 @@ export class ClusterNode implements ServingNode {
   readonly #kv: NatsKvStore;
   readonly #log: JetStreamEventLog;
   readonly #snapshots: SnapshotStore;
+  /** Where replies too large for one NATS message go, and are read from. */
+  readonly #replyParts: LargeValueStream;
   /** The cluster's identity graph, in a replicated KV bucket. */
   readonly identity: IdentityGraph;
   readonly #resolver: EventResolver;
@@ -181,6 +184,7 @@ export class ClusterNode implements ServingNode {
       kv: NatsKvStore;
       log: JetStreamEventLog;
       snapshots: SnapshotStore;
+      replyParts: LargeValueStream;
       identityKv: KvStore;
       definitions: DefinitionStore;
       activations: JetStreamActivationLog;
@@ -199,6 +203,7 @@ export class ClusterNode implements ServingNode {
     this.#kv = parts.kv;
     this.#log = parts.log;
     this.#snapshots = parts.snapshots;
+    this.#replyParts = parts.replyParts;
     this.definitionStore = parts.definitions;
     this.#store = parts.store;
     this.#shards = parts.shards;
@@ -279,7 +284,8 @@ export class ClusterNode implements ServingNode {
         publishTimeoutMs: options.publishTimeoutMs,
         logger,
       });
-      const snapshots = await SnapshotStore.open(connection, { replicas: options.replicas });
+      const snapshots = await SnapshotStore.open(connection, { replicas: options.replicas, requestTimeoutMs: options.publishTimeoutMs, logger });
+      const replyParts = await openReplyParts(connection, { replicas: options.replicas, requestTimeoutMs: options.publishTimeoutMs, logger });
       const identityKv = await NatsKvStore.open(connection, { bucket: IDENTITY_BUCKET, replicas: options.replicas, allowDirect: false });
       const definitionKv = await NatsKvStore.open(connection, { bucket: DEFINITION_BUCKET, replicas: options.replicas, allowDirect: false });
       const definitions = new KvDefinitionStore(definitionKv, { logger });
@@ -295,7 +301,7 @@ export class ClusterNode implements ServingNode {
       });
       store = await Store.open({ path: options.dataDir, walSync: false, logger });
 
-      const node = new ClusterNode(options, { connection, kv, log, snapshots, identityKv, definitions, activations, webhookKv, timers, store, shards: settings.shards, clusterId: settings.clusterId });
+      const node = new ClusterNode(options, { connection, kv, log, snapshots, replyParts, identityKv, definitions, activations, webhookKv, timers, store, shards: settings.shards, clusterId: settings.clusterId });
       await node.#start();
       return node;
     } catch (error) {
@@ -322,7 +328,7 @@ export class ClusterNode implements ServingNode {
     this.#reconcileTimer.unref();
     this.#observeTimer = setInterval(() => void this.#observeLeases(), this.options.leaseRenewIntervalMs);
     this.#observeTimer.unref();
-    this.#adminSubscription = serveSubject(this.#connection, adminSubject(this.nodeId), (request) => this.#serveAdmin(request as AdminRequest), this.#logger);
+    this.#adminSubscription = serveSubject(this.#connection, adminSubject(this.nodeId), (request) => this.#serveAdmin(request as AdminRequest), this.#logger, this.#replyParts);
     this.#releaseSubscription = this.#connection.subscribe(LEASE_RELEASED_SUBJECT, {
       callback: (error, message) => {
         const shard = Number(message?.string());
@@ -532,7 +538,7 @@ export class ClusterNode implements ServingNode {
     const timeoutMs = Math.min(this.options.queryTimeoutMs, HISTORY_REQUEST_TIMEOUT_MS);
 
     const answers = await Promise.allSettled(
-      [...members].map((nodeId) => (nodeId === this.nodeId ? this.#serveAdmin(request) : requestAdmin<StoredEvent[]>(this.#connection, nodeId, request, timeoutMs))),
+      [...members].map((nodeId) => (nodeId === this.nodeId ? this.#serveAdmin(request) : requestAdmin<StoredEvent[]>(this.#connection, nodeId, request, timeoutMs, this.#replyParts))),
     );
 
     const stored: StoredEvent[] = [];
@@ -577,7 +583,7 @@ export class ClusterNode implements ServingNode {
   async #askOwner<T>(shard: number, request: ShardRequest): Promise<T> {
     const local = this.#hosted.get(shard);
     if (local !== undefined && local.host.state === 'running') return (await this.#answer(local.host, request)) as T;
-    return requestShard<T>(this.#connection, shard, request, this.options.queryTimeoutMs);
+    return requestShard<T>(this.#connection, shard, request, this.options.queryTimeoutMs, this.#replyParts);
   }
 
   async #answer(host: ShardHost, request: ShardRequest): Promise<unknown> {
@@ -670,7 +676,7 @@ export class ClusterNode implements ServingNode {
       return;
     }
 
-    const subscription = serveShard(this.#connection, shard, (request) => this.#answer(host, request as ShardRequest), this.#logger);
+    const subscription = serveShard(this.#connection, shard, (request) => this.#answer(host, request as ShardRequest), this.#logger, this.#replyParts);
     this.#hosted.set(shard, { host, subscription });
     this.#logger.info({ shard, epoch: lease.epoch, previous: lease.previous, localSnapshotsCurrent: chain !== lease.epoch }, 'took over the shard');
   }

@@ -9,11 +9,11 @@
  *
  * Only features of nats-server 2.9 are used.
  */
-import { errors as natsErrors, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { JetStreamApiCodes, JetStreamApiError, jetstream, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvOptions } from '@nats-io/kv';
 import { ConfigError } from '../../common/errors.js';
-import { STREAM_READY_TIMEOUT_MS, waitForStreamReady } from '../nats/stream-ready.js';
+import { retryOnTimeout, waitForStreamReady } from '../nats/stream-ready.js';
 import { KvConflictError, type KvEntry, type KvStore } from '../../storage/kv-store.js';
 
 export interface NatsKvStoreOptions {
@@ -179,20 +179,10 @@ export class NatsKvStore implements KvStore {
 
 /**
  * Creates the bucket, or opens it when it exists without comparing its configuration
- * (Kvm.create). Creating a replicated stream goes through the NATS cluster's meta leader
- * and can take longer than one request timeout, most often when several nodes start at
- * once, so a timed-out attempt is repeated until STREAM_READY_TIMEOUT_MS has passed.
- * Repeating is safe because adding a stream with the same configuration again succeeds.
+ * (Kvm.create). A timed-out attempt is repeated (see retryOnTimeout).
  */
-async function createBucket(js: JetStreamClient, bucket: string, options: Partial<KvOptions>): Promise<KV> {
-  const deadline = performance.now() + STREAM_READY_TIMEOUT_MS;
-  for (;;) {
-    try {
-      return await new Kvm(js).create(bucket, options);
-    } catch (error) {
-      if (!(error instanceof natsErrors.TimeoutError) || performance.now() > deadline) throw error;
-    }
-  }
+function createBucket(js: JetStreamClient, bucket: string, options: Partial<KvOptions>): Promise<KV> {
+  return retryOnTimeout(() => new Kvm(js).create(bucket, options));
 }
 
 /**

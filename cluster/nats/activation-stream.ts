@@ -9,14 +9,14 @@
  * order activations were stored, with gaps where other workspaces' activations are.
  */
 import { DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { errors as natsErrors, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../../common/logger.js';
 import type { ActivationType, ProfileActivation } from '../../profiles/activation.js';
 import type { ActivationPage, ListActivationsOptions, StoredActivation } from '../../profiles/activation-log.js';
 import { decode, encode } from '../../storage/codec.js';
 import type { ActivationFeed } from '../serving-node.js';
-import { isNotFound } from './event-stream.js';
-import { STREAM_READY_TIMEOUT_MS, waitForStreamReady } from './stream-ready.js';
+import { isNoMessage, isNotFound } from './event-stream.js';
+import { retryOnTimeout, waitForStreamReady } from './stream-ready.js';
 
 export const ACTIVATION_STREAM = 'RTCDP_ACTIVATIONS';
 const ACTIVATION_PREFIX = 'rtcdp.activations';
@@ -56,16 +56,11 @@ export class JetStreamActivationLog implements ActivationFeed {
    * time out are sent again until STREAM_READY_TIMEOUT_MS, because a NATS cluster busy
    * electing leaders for new streams can leave them unanswered.
    */
-  static async open(connection: NatsConnection, options: ActivationStreamOptions): Promise<JetStreamActivationLog> {
-    const deadline = performance.now() + STREAM_READY_TIMEOUT_MS;
-    for (;;) {
-      try {
-        return await JetStreamActivationLog.#open(connection, options);
-      } catch (error) {
-        if (!(error instanceof natsErrors.TimeoutError) || performance.now() > deadline) throw error;
-        options.logger.warn({ stream: ACTIVATION_STREAM }, 'a JetStream request timed out while opening the activation stream; retrying');
-      }
-    }
+  static open(connection: NatsConnection, options: ActivationStreamOptions): Promise<JetStreamActivationLog> {
+    return retryOnTimeout(
+      () => JetStreamActivationLog.#open(connection, options),
+      () => options.logger.warn({ stream: ACTIVATION_STREAM }, 'a JetStream request timed out while opening the activation stream; retrying'),
+    );
   }
 
   static async #open(connection: NatsConnection, options: ActivationStreamOptions): Promise<JetStreamActivationLog> {
@@ -158,9 +153,4 @@ export class JetStreamActivationLog implements ActivationFeed {
       throw error;
     }
   }
-}
-
-/** Returns whether a JetStream API error means "no message found" (error code 10037). */
-function isNoMessage(error: unknown): boolean {
-  return typeof error === 'object' && error !== null && 'code' in error && (error as { code: unknown }).code === 10037;
 }

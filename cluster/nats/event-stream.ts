@@ -58,3 +58,8 @@ export async function ensureEventStream(jsm: JetStreamManager, options: EventStr
 export function isNotFound(error: unknown): boolean {
   return typeof error === 'object' && error !== null && 'code' in error && (error as { code: unknown }).code === 10059;
 }
+
+/** Returns whether a JetStream API error means "no message found" (error code 10037). */
+export function isNoMessage(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && 'code' in error && (error as { code: unknown }).code === 10037;
+}

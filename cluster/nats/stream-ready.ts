@@ -9,10 +9,30 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { StreamInfo } from '@nats-io/jetstream';
+import { errors as natsErrors } from '@nats-io/transport-node';
 
 /** How long opening a stream waits for it to be ready. A leader election normally takes well under a second. */
 export const STREAM_READY_TIMEOUT_MS = 10_000;
 const POLL_INTERVAL_MS = 100;
+
+/**
+ * Runs `create` again each time it fails with a NATS request timeout, until
+ * STREAM_READY_TIMEOUT_MS has passed. Creating a replicated stream goes through the NATS
+ * cluster's meta leader, which can leave requests unanswered while several nodes start at
+ * once. `create` must be safe to repeat, as adding a stream with the same configuration is.
+ * `onTimeout` runs before each new attempt.
+ */
+export async function retryOnTimeout<T>(create: () => Promise<T>, onTimeout: () => void = () => {}): Promise<T> {
+  const deadline = performance.now() + STREAM_READY_TIMEOUT_MS;
+  for (;;) {
+    try {
+      return await create();
+    } catch (error) {
+      if (!(error instanceof natsErrors.TimeoutError) || performance.now() > deadline) throw error;
+      onTimeout();
+    }
+  }
+}
 
 /**
  * Resolves once `readInfo` reports a leader and every replica that is not offline as

@@ -1,17 +1,22 @@
 /**
- * A profile whose snapshot is larger than NATS's max_payload cannot be persisted in the
- * snapshot bucket. A drain still ends: the handoff gives up persisting after its grace,
- * and the next owner replays the log. (test/cluster/shard-rpc.test.ts covers replies over
- * max_payload, which a query to another node for such a profile gets.)
+ * A profile whose snapshot is larger than NATS's max_payload: its snapshot is stored in
+ * parts, queries from other nodes get their replies in parts, and the profile survives a
+ * handoff whole. test/cluster/snapshot-store.test.ts and shard-rpc.test.ts cover the parts
+ * themselves.
  */
 import path from 'node:path';
 import t from 'tap';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { ClusterNode } from '../../cluster/cluster-node.js';
+import type { ClusterNodeOptions } from '../../cluster/cluster-options.js';
+import { SNAPSHOT_PARTS_STREAM } from '../../cluster/nats/snapshot-store.js';
 import { createLogger } from '../../common/logger.js';
 import type { RawEvent } from '../../profiles/event.js';
 import { startNatsServer } from '../helpers/nats-server.js';
 
 const logger = createLogger({ level: process.env.RTCDP_TEST_LOG_LEVEL ?? 'silent' });
+const MAX_PAYLOAD_BYTES = 65_536;
 
 /** Returns an identify with three 8,000-character traits (about 24 KB), under the event limit and max_payload; four of them make a profile over it. */
 function bigIdentify(index: number): RawEvent {
@@ -19,36 +24,61 @@ function bigIdentify(index: number): RawEvent {
   return { type: 'identify', userId: 'big', messageId: `big-${index}`, traits };
 }
 
-t.test('oversized snapshot - a drain still ends', { timeout: 120_000 }, async (t) => {
-  const server = await startNatsServer({ maxPayloadBytes: 65_536 });
+async function waitUntil(check: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+t.test('oversized snapshot - a profile over max_payload is persisted, served and handed off whole', { timeout: 120_000 }, async (t) => {
+  const server = await startNatsServer({ maxPayloadBytes: MAX_PAYLOAD_BYTES });
   t.teardown(() => server.stop());
-  const node = await ClusterNode.start({
+  const root = t.testdir();
+  const options = (nodeId: string): ClusterNodeOptions => ({
     servers: [server.url],
-    nodeId: 'solo',
-    dataDir: path.join(t.testdir(), 'solo'),
+    nodeId,
+    dataDir: path.join(root, nodeId),
     shards: 2,
     leaseTtlMs: 3_000,
     leaseRenewIntervalMs: 500,
     heartbeatIntervalMs: 300,
     memberTimeoutMs: 1_500,
+    rebalanceStableForMs: 500,
     handoffTimeoutMs: 2_000,
     logger,
   });
-  t.teardown(() => node.abort());
-  while (node.status().hosted.length < 2) await new Promise((resolve) => setTimeout(resolve, 50));
 
-  const results = await node.ingest('w', [0, 1, 2, 3].map(bigIdentify));
+  const first = await ClusterNode.start(options('first'));
+  t.teardown(() => first.abort());
+  await waitUntil(() => first.status().hosted.length === 2, 'the first node hosts both shards');
+
+  const results = await first.ingest('w', [0, 1, 2, 3].map(bigIdentify));
   t.ok(results.every((result) => result.status === 'accepted'), 'each event fits max_payload and is stored');
-  await node.ingest('w', [{ type: 'track', userId: 'small', messageId: 'small-1', event: 'Viewed' }]);
+  await first.ingest('w', [{ type: 'track', userId: 'small', messageId: 'small-1', event: 'Viewed' }]);
 
-  const small = await node.getProfile('w', { type: 'user_id', value: 'small' });
-  t.equal(small.eventCount, 1, 'a small profile is served');
-  const big = await node.getProfile('w', { type: 'user_id', value: 'big' });
-  t.equal(big.eventCount, 4, 'the owner serves the big profile itself');
+  const second = await ClusterNode.start(options('second'));
+  t.teardown(() => second.abort());
+  await waitUntil(() => first.status().hosted.length === 1 && second.status().hosted.length === 1, 'each node hosts one shard');
 
+  for (const node of [first, second]) {
+    const big = await node.getProfile('w', { type: 'user_id', value: 'big' });
+    t.equal(big.eventCount, 4, `node ${node.nodeId} serves the big profile, from its owner or in parts from the other node`);
+    t.equal(Object.keys(big.traits).length, 12, 'with every trait');
+  }
   const startedMs = Date.now();
-  await node.drain({ timeoutMs: 3_000 });
-  const elapsedMs = Date.now() - startedMs;
-  t.equal(node.state, 'stopped', 'the drain ends');
-  t.ok(elapsedMs < 30_000, `within the handoff timeout and the persist grace (${elapsedMs} ms)`);
+  await first.drain({ timeoutMs: 10_000 });
+  t.equal(first.state, 'stopped');
+  t.ok(Date.now() - startedMs < 10_000, `the drain hands both shards over within its timeout (${Date.now() - startedMs} ms)`);
+  await waitUntil(() => second.status().hosted.length === 2, 'the second node hosts both shards');
+  const connection = await connect({ servers: server.url });
+  t.teardown(() => connection.close());
+  const jsm = await jetstreamManager(connection);
+  t.ok((await jsm.streams.info(SNAPSHOT_PARTS_STREAM)).state.messages > 0, 'the big snapshot is stored in parts');
+
+  const handedOver = await second.getProfile('w', { type: 'user_id', value: 'big' });
+  t.equal(handedOver.eventCount, 4, 'the new owner has every event of the big profile');
+  t.equal(Object.keys(handedOver.traits).length, 12);
+  t.equal((await second.getProfile('w', { type: 'user_id', value: 'small' })).eventCount, 1);
 });

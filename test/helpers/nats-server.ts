@@ -85,7 +85,8 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   for (let attempt = 1; ; attempt++) {
     const port = options.port ?? (await freePort());
     const args = ['-a', HOST, '-p', String(port)];
-    if (options.maxPayloadBytes !== undefined) args.push('-c', await writeConfig(`max_payload: ${options.maxPayloadBytes}\n`));
+    const configFile = options.maxPayloadBytes === undefined ? undefined : await writeConfig(`max_payload: ${options.maxPayloadBytes}\n`);
+    if (configFile !== undefined) args.push('-c', configFile);
 
     let ownedStoreDir: string | undefined;
     if (jetstream) {
@@ -98,11 +99,13 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     } catch (error) {
       if (!(error instanceof PortInUseError) || attempt >= PORT_ATTEMPTS) throw error;
       if (options.port !== undefined) await sleep(PORT_RETRY_DELAY_MS);
+    } finally {
+      if (configFile !== undefined) await rm(path.dirname(configFile), { recursive: true, force: true });
     }
   }
 }
 
-/** Writes a server configuration file for the settings that have no command-line flag. */
+/** Writes a server configuration file for the settings that have no command-line flag. The server reads it once, at start. */
 async function writeConfig(content: string): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), 'rtcdp-nats-config-'));
   const file = path.join(dir, 'nats.conf');
