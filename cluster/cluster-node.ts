@@ -16,7 +16,7 @@ import { connect, type NatsConnection, type Subscription } from '@nats-io/transp
 import { Lifecycle } from '../common/lifecycle.js';
 import type { Logger } from '../common/logger.js';
 import { randomUUID } from 'node:crypto';
-import { DeadlineError, OverloadedError } from '../common/errors.js';
+import { ConfigError, DeadlineError, OverloadedError } from '../common/errors.js';
 import type { DecisionReceipt } from '../profiles/decision-state.js';
 import type { RawEvent } from '../profiles/event.js';
 import { profileIdForIdentifier, type Identifier } from '../profiles/identifiers.js';
@@ -52,7 +52,7 @@ import { ShardLeases } from './leases/shard-leases.js';
 import { Membership, type MemberInfo } from './membership.js';
 import { JetStreamEventLog } from './nats/jetstream-event-log.js';
 import { openReplyParts, requestShard, requestSubject, serveShard, serveSubject, ShardMovingError } from './nats/shard-rpc.js';
-import type { LargeValueStream } from './nats/large-values.js';
+import { messageLimitBytes, type LargeValueStream } from './nats/large-values.js';
 import { SnapshotStore } from './nats/snapshot-store.js';
 import { shardOf } from './routing.js';
 import type { DecideInput, DecisionInput, ProfileEventsPage, ServingNode } from './serving-node.js';
@@ -148,7 +148,7 @@ export class ClusterNode implements ServingNode {
   readonly #kv: NatsKvStore;
   readonly #log: JetStreamEventLog;
   readonly #snapshots: SnapshotStore;
-  /** Where replies too large for one NATS message go, and are read from. */
+  /** The stream for replies too large for one NATS message, written by responders and read by requesters. */
   readonly #replyParts: LargeValueStream;
   /** The cluster's identity graph, in a replicated KV bucket. */
   readonly identity: IdentityGraph;
@@ -271,6 +271,12 @@ export class ClusterNode implements ServingNode {
     const logger = options.logger.child({ nodeId: options.nodeId });
     const connection = await connect({ servers: options.servers, name: `rtcdp-${options.nodeId}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
     warnAboutServer(connection, options, logger);
+    try {
+      checkEventFitsMessage(connection, options);
+    } catch (error) {
+      await connection.close();
+      throw error;
+    }
 
     let store: Store | null = null;
     try {
@@ -863,6 +869,21 @@ function describeAssignment(assignment: Assignment): ClusterNodeStatus['assignme
 }
 
 /** Warns when the NATS server cannot give the durability production needs. */
+/**
+ * Throws ConfigError when the largest event the node accepts would not fit one NATS message:
+ * JetStream would reject its publish on every retry, and the client would see the event log
+ * as unavailable.
+ */
+function checkEventFitsMessage(connection: NatsConnection, options: ResolvedClusterNodeOptions): void {
+  const limitBytes = messageLimitBytes(connection);
+  if (options.eventLimits.maxEventBytes <= limitBytes) return;
+
+  throw new ConfigError(
+    `eventLimits.maxEventBytes is ${options.eventLimits.maxEventBytes}, but one NATS message carries at most ${limitBytes} bytes of an event ` +
+      `(the server's max_payload ${connection.info?.max_payload} less 4096 for headers and the record around it); lower maxEventBytes or raise max_payload in the NATS servers' configuration`,
+  );
+}
+
 function warnAboutServer(connection: NatsConnection, options: ResolvedClusterNodeOptions, logger: Logger): void {
   const version = connection.info?.version ?? 'unknown';
   const [major, minor] = version.split('.').map(Number);

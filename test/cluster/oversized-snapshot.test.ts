@@ -1,5 +1,5 @@
 /**
- * A profile whose snapshot is larger than NATS's max_payload: its snapshot is stored in
+ * A profile whose snapshot is larger than NATS's max_payload. Its snapshot is stored in
  * parts, queries from other nodes get their replies in parts, and the profile survives a
  * handoff whole. test/cluster/snapshot-store.test.ts and shard-rpc.test.ts cover the parts
  * themselves.
@@ -81,4 +81,21 @@ t.test('oversized snapshot - a profile over max_payload is persisted, served and
   t.equal(handedOver.eventCount, 4, 'the new owner has every event of the big profile');
   t.equal(Object.keys(handedOver.traits).length, 12);
   t.equal((await second.getProfile('w', { type: 'user_id', value: 'small' })).eventCount, 1);
+});
+
+t.test('oversized snapshot - a node whose largest event would not fit one message does not start', async (t) => {
+  const server = await startNatsServer({ maxPayloadBytes: 16_384 });
+  t.teardown(() => server.stop());
+  const start = (maxEventBytes?: number) =>
+    ClusterNode.start({ servers: [server.url], nodeId: 'small', dataDir: path.join(t.testdir(), `small-${maxEventBytes}`), shards: 2, eventLimits: { maxEventBytes }, logger });
+
+  await t.rejects(start(), {
+    code: 'INVALID_CONFIG',
+    message: /eventLimits\.maxEventBytes is 32768, but one NATS message carries at most 12288 bytes of an event \(the server's max_payload 16384 less 4096/,
+  });
+  const node = await start(12_000);
+  t.teardown(() => node.abort());
+  const properties = Object.fromEntries([0, 1, 2, 3].map((slot) => [`note_${slot}`, 'x'.repeat(4_000)]));
+  const [result] = await node.ingest('w', [{ type: 'track', userId: 'u', messageId: 'm1', event: 'Viewed', properties }]);
+  t.equal(result.code, 'EVENT_TOO_LARGE', 'an event over the lowered limit is rejected by name, not left to fail its publish');
 });
