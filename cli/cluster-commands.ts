@@ -1,6 +1,7 @@
 /**
- * `rtcdp cluster status|shards|drain|up`: operator commands that read a cluster's state
- * from NATS, ask a node to leave, or start a local cluster to try.
+ * `rtcdp cluster status|shards|drain|forget|up`: operator commands that read a cluster's
+ * state from NATS, ask a node to leave, remove a crashed node from the member list, or
+ * start a local cluster to try.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
@@ -12,6 +13,10 @@ interface ClusterCommandOptions {
   nats: string[];
   output: string;
   timeoutMs: number;
+}
+
+interface ForgetCommandOptions extends ClusterCommandOptions {
+  observeMs: number;
 }
 
 export function addClusterCommands(program: Command): void {
@@ -30,6 +35,17 @@ export function addClusterCommands(program: Command): void {
       .description('Ask a node to hand its shards to the other nodes and exit; waits until it has left the cluster.'),
     "how long to wait for the node to accept the drain request; after that the command waits for it to leave for this long, and at least 60,000 ms",
   ).action((nodeId: string, options: ClusterCommandOptions) => runDrain(nodeId, options));
+  addConnectionOptions(
+    cluster
+      .command('forget')
+      .argument('<node-id>', 'id of the node to remove from the member list')
+      .description(
+        'Remove a node that crashed and will not run again from the member list, so that queries stop waiting for it. ' +
+          'Refuses a node that responds or writes a heartbeat; stop a running node with drain.',
+      )
+      .option('--observe-ms <ms>', "how long the node's member key must stay unchanged before it is deleted; longer than the nodes' heartbeat interval", parseInteger('--observe-ms', 1_000, 600_000), 10_000),
+    'how long to wait for the node to respond to a status request; a node that responds is running',
+  ).action((nodeId: string, options: ForgetCommandOptions) => runForget(nodeId, options));
   addClusterUpCommand(cluster);
 }
 
@@ -144,5 +160,33 @@ async function runDrain(nodeId: string, options: ClusterCommandOptions): Promise
 
     const result = { nodeId, drained: true };
     process.stdout.write(options.output === 'json' ? `${JSON.stringify(result)}\n` : `node ${nodeId} has left the cluster\n`);
+  });
+}
+
+async function runForget(nodeId: string, options: ForgetCommandOptions): Promise<void> {
+  await withConnection(options, async (connection) => {
+    // Imported here so that other commands never load the cluster code.
+    const { openClusterBucket } = await import('../cluster/cluster-view.js');
+    const { forgetNode, NodeRunningError } = await import('../cluster/forget-node.js');
+    const { InvalidArgumentError } = await import('../cluster/errors.js');
+
+    process.stderr.write(`rtcdp: checking for ${options.observeMs} ms that node ${nodeId} writes no heartbeat\n`);
+    let member;
+    try {
+      member = await forgetNode(connection, await openClusterBucket(connection), nodeId, { observeMs: options.observeMs, statusTimeoutMs: options.timeoutMs });
+    } catch (error) {
+      if (error instanceof InvalidArgumentError) throw new UsageError(error.message);
+      if (error instanceof NodeRunningError) throw new CommandFailure(error.message, { cause: error });
+      throw new CommandFailure((error as Error).message, { cause: error });
+    }
+
+    if (options.output === 'json') {
+      process.stdout.write(`${JSON.stringify({ forgotten: member }, null, 2)}\n`);
+      return;
+    }
+    process.stdout.write(
+      `forgot node ${nodeId} (started ${member.startedAt || 'at an unknown time'}, ${member.heartbeat} heartbeats). ` +
+        'The events only it stored are gone: profile events lists it among the departed nodes.\n',
+    );
   });
 }

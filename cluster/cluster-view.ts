@@ -48,7 +48,7 @@ export interface ClusterView {
 
 /** Reads the cluster's state from NATS, asking every member for its status within `timeoutMs`. */
 export async function readClusterView(connection: NatsConnection, timeoutMs: number): Promise<ClusterView> {
-  const kv = await NatsKvStore.open(connection, { bucket: CLUSTER_BUCKET, replicas: await bucketReplicas(connection) });
+  const kv = await openClusterBucket(connection);
   const entries = await kv.list();
   const byKey = new Map(entries.map((entry) => [entry.key, entry]));
 
@@ -110,6 +110,11 @@ function leaseOf(entry: KvEntry | undefined): { holder: string | null; epoch: nu
 }
 
 /** Returns the replica count of the existing cluster bucket, so opening it never conflicts with how it was created. */
+/** Opens the cluster's KV bucket with the replica count it has; throws when no cluster exists on the server. */
+export async function openClusterBucket(connection: NatsConnection): Promise<NatsKvStore> {
+  return NatsKvStore.open(connection, { bucket: CLUSTER_BUCKET, replicas: await bucketReplicas(connection) });
+}
+
 async function bucketReplicas(connection: NatsConnection): Promise<number> {
   const jsm = await jetstreamManager(connection);
   const info = await jsm.streams.info(`KV_${CLUSTER_BUCKET}`).catch(() => null);

@@ -4,7 +4,12 @@ import { createServer } from 'node:net';
 import { promisify } from 'node:util';
 import path from 'node:path';
 import { RTCDP_BIN } from '../helpers/node-process.js';
-import { natsServerBinary } from '../helpers/nats-server.js';
+import { connect } from '@nats-io/transport-node';
+import { CLUSTER_BUCKET } from '../../cluster/cluster-node.js';
+import { NatsKvStore } from '../../cluster/kv/nats-kv-store.js';
+import { encodeJsonValue } from '../../cluster/kv-json.js';
+import { memberKey, type MemberInfo } from '../../cluster/membership.js';
+import { natsServerBinary, startNatsServer } from '../helpers/nats-server.js';
 
 const run = promisify(execFile);
 const SAMPLE = path.join(path.dirname(RTCDP_BIN), '..', 'data', 'segment-sample.ndjson');
@@ -117,4 +122,23 @@ t.test('cluster commands - status without a cluster fails clearly', async (t) =>
   const failed = await rtcdp(['cluster', 'status', '--nats', `nats://127.0.0.1:${await freePort()}`]).catch((error: { code: number; stderr: string }) => error);
   t.equal((failed as { code?: number }).code, 1, 'exits with 1');
   t.match(failed.stderr, /cannot connect to NATS/);
+});
+
+t.test('cluster commands - forget removes a crashed node', { timeout: 60_000 }, async (t) => {
+  const server = await startNatsServer();
+  t.teardown(() => server.stop());
+  const connection = await connect({ servers: server.url });
+  t.teardown(() => connection.close());
+  const kv = await NatsKvStore.open(connection, { bucket: CLUSTER_BUCKET });
+  const member: MemberInfo = { nodeId: 'crashed', incarnation: 'old', grpcAddress: '127.0.0.1:1', startedAt: '2026-01-01T00:00:00.000Z', heartbeat: 3 };
+  await kv.put(memberKey('crashed'), encodeJsonValue(member));
+
+  const forgot = await rtcdp(['cluster', 'forget', 'crashed', '--nats', server.url, '--observe-ms', '1000', '--timeout-ms', '500']);
+  t.match(forgot.stdout, /forgot node crashed \(started 2026-01-01T00:00:00.000Z, 3 heartbeats\)/, 'reports the node it removed');
+  t.match(forgot.stderr, /checking for 1000 ms that node crashed writes no heartbeat/, 'says what it waits for');
+  t.equal(await kv.get(memberKey('crashed')), null, 'the member key is gone');
+
+  const again = await rtcdp(['cluster', 'forget', 'crashed', '--nats', server.url, '--observe-ms', '1000']).catch((error: { code: number; stderr: string }) => error);
+  t.equal((again as { code?: number }).code, 2, 'a node not in the member list is a usage error');
+  t.match(again.stderr, /node crashed is not in the member list; its members are none/);
 });
