@@ -23,6 +23,9 @@ export function workspaceOf(metadata: Metadata, options: AuthOptions): string {
 
   const workspace = options.writeKeys.get(key);
   if (workspace !== undefined) return workspace;
+  if (options.writeKeys.size === 0 && options.devMode) {
+    throw new UnauthenticatedError(`unknown write key${keyHint(key)}: this node has no write keys, and in dev mode it takes calls without one`);
+  }
   throw new UnauthenticatedError(`unknown write key${keyHint(key)}`);
 }
 

@@ -128,6 +128,11 @@ export function deadlineFailure(error: ServiceError, server: string): CommandFai
   return new CommandFailure(`request to ${server} timed out after ${DEFAULT_DEADLINE_MS / 1000} s`);
 }
 
+/** Returns the failure of a call that found no node at `server`, with what to check. */
+export function unreachable(error: ServiceError, server: string): CommandFailure {
+  return new CommandFailure(`cannot reach rtcdp at ${server}: ${serviceErrorDetails(error)}. Check --server, or start a node there (npm start, or rtcdp dev)`);
+}
+
 /**
  * Turns a failed call to a node at `server` into a one-line CommandFailure. `service` names
  * the service for UNIMPLEMENTED, with `unimplementedHint` after it. Other errors pass through.
@@ -137,14 +142,14 @@ export function describeCallFailure(error: unknown, server: string, service: str
 
   switch (error.code) {
     case status.UNAVAILABLE:
-      return new CommandFailure(`cannot reach rtcdp at ${server}: ${serviceErrorDetails(error)}`);
+      return unreachable(error, server);
     case status.DEADLINE_EXCEEDED:
       return deadlineFailure(error, server);
     case status.UNIMPLEMENTED:
       return new CommandFailure(`${server} does not serve ${service}${unimplementedHint}`);
     case status.UNAUTHENTICATED:
     case status.PERMISSION_DENIED:
-      return new CommandFailure(`${server} rejected the write key: ${serviceErrorDetails(error)}. Pass a valid --write-key`);
+      return new CommandFailure(`${server} rejected the write key: ${serviceErrorDetails(error)}. Pass a write key the node was started with, or none to a node in dev mode`);
     case status.NOT_FOUND:
     case status.ABORTED:
     case status.INVALID_ARGUMENT:

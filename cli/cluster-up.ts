@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, openSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { connect as connectTcp, createServer } from 'node:net';
+import { connect as connectTcp } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,7 +16,7 @@ import type { Command } from 'commander';
 import { connect } from '@nats-io/transport-node';
 import { DefinitionChange, type SourceFile } from '../proto/gen/rtcdp/v1/definitions.js';
 import { callUnary } from './client.js';
-import { CommandFailure, LOG_LEVELS, UsageError, parseChoice, parseInteger, waitForStopSignal } from './common.js';
+import { CommandFailure, LOG_LEVELS, UsageError, parseChoice, parseInteger, portInUse, waitForStopSignal } from './common.js';
 import { readDefinitionFiles, validationFailure, withClient } from './definition-commands.js';
 import { sendSources } from './sender.js';
 import { openSource } from './sources/index.js';
@@ -144,19 +144,8 @@ function spawnLogged(command: string, args: string[], logFile: string): ChildPro
  * fail to start while the readiness checks reached the other one.
  */
 async function checkPortFree(port: number, name: string, option: string): Promise<void> {
-  const server = createServer();
-  const error = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
-    server.once('error', resolve);
-    server.listen(port, '127.0.0.1', () => resolve(null));
-  });
-  if (error === null) {
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    return;
-  }
-  if (error.code === 'EADDRINUSE') {
-    throw new UsageError(`port ${port} on 127.0.0.1 is already in use, so ${name} cannot listen on it; stop the process that uses it (another cluster up?) or pass another ${option}`);
-  }
-  throw new CommandFailure(`cannot check port ${port} for ${name}: ${error.message}`, { cause: error });
+  if (!(await portInUse('127.0.0.1', port))) return;
+  throw new UsageError(`port ${port} on 127.0.0.1 is already in use, so ${name} cannot listen on it; stop the process that uses it (another cluster up?) or pass another ${option}`);
 }
 
 /** Resolves with null once every child has exited: nothing is left to stop. */

@@ -2,6 +2,7 @@
  * Pieces every rtcdp command shares: the two failure classes that set the exit code,
  * option parsers that name the option and the value they reject, tables, and the stop signal.
  */
+import { createServer } from 'node:net';
 import { resolveEventLimits, type EventLimits } from '../profiles/validation.js';
 import { RtcdpError } from '../common/errors.js';
 
@@ -125,3 +126,27 @@ export function collectWriteKey(value: string, previous: Map<string, string> | u
   return keys;
 }
 
+
+/**
+ * Returns whether another process listens on `host`:`port`, by listening there for a moment.
+ * Throws CommandFailure when the check itself fails for another reason than a busy port.
+ */
+export async function portInUse(host: string, port: number): Promise<boolean> {
+  const server = createServer();
+  const error = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
+    server.once('error', resolve);
+    server.listen(port, host, () => resolve(null));
+  });
+  if (error === null) {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    return false;
+  }
+  if (error.code === 'EADDRINUSE') return true;
+  throw new CommandFailure(`cannot check port ${port} on ${host}: ${error.message}`, { cause: error });
+}
+
+/** Throws UsageError when the gRPC port is in use, so a node fails before it opens its data directory or joins a cluster. */
+export async function assertGrpcPortFree(host: string, port: number, option: string): Promise<void> {
+  if (port === 0 || !(await portInUse(host, port))) return;
+  throw new UsageError(`cannot listen on ${host}:${port}: the port is in use. Pick another ${option}, or ${option} 0 for any free port`);
+}

@@ -5,6 +5,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
+import { describeFsError } from '../common/fs-errors.js';
 import { canonicalDocument, toYaml } from '../decisions/definitions/canonical.js';
 import { DEFINITION_KINDS, type DefinitionKind } from '../decisions/definitions/document.js';
 import type { DefinitionIssue } from '../decisions/definitions/issues.js';
@@ -294,7 +295,7 @@ export async function readDefinitionFiles(paths: readonly string[], option = '-f
     try {
       isDirectory = (await stat(given)).isDirectory();
     } catch (error) {
-      throw new UsageError(`cannot read ${option} ${given}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (error as Error).message}`);
+      throw new UsageError(`cannot read ${option} ${given}: ${describeFsError(error)}`);
     }
 
     if (!isDirectory) {

@@ -60,12 +60,13 @@ export function identifierFrom(options: IdentifierOptions): Identifier {
   return identifiers[0];
 }
 
+/** Parses TYPE:ID, or TYPE=ID as profile explain writes it; the first ":" or "=" ends the type, since no type contains either. */
 function parseExternal(value: string): Identifier {
-  const colon = value.indexOf(':');
-  if (colon <= 0 || colon === value.length - 1) {
+  const separator = value.search(/[:=]/);
+  if (separator <= 0 || separator === value.length - 1) {
     throw new UsageError(`invalid --external "${value}": expected TYPE:ID, for example crm_id:12345`);
   }
-  return { type: `external:${value.slice(0, colon)}`, value: value.slice(colon + 1) };
+  return { type: `external:${value.slice(0, separator)}`, value: value.slice(separator + 1) };
 }
 
 function optionOf(identifier: Identifier): string {

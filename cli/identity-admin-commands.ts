@@ -63,8 +63,8 @@ export function addExplainCommand(profile: Command): void {
   addConnectionOptions(
     profile
       .command('explain')
-      .argument('<first>', 'an identifier as TYPE=VALUE, for example user_id=u1, email=ana@example.com or external:crm_id=42')
-      .argument('<second>', 'a second identifier as TYPE=VALUE, which the command shows the link to'),
+      .argument('<identifier>', 'an identifier as TYPE=VALUE, for example user_id=u1, email=ana@example.com or external:crm_id=42')
+      .argument('<other-identifier>', 'a second identifier as TYPE=VALUE, which the command shows the link to'),
   )
     .description('Show why two identifiers belong to one profile: the events that linked each identifier and the merges between their profiles.')
     .action((first: string, second: string, options: ConnectionOptions) => runExplain(parseIdentifier(first, 'first'), parseIdentifier(second, 'second'), options));
@@ -131,7 +131,7 @@ export function parseIdentifier(text: string, argument: string): Identifier {
   }
   const type = text.slice(0, equals);
   if (!(IDENTIFIER_TYPES as readonly string[]).includes(type) && !/^external:[^=]+$/.test(type)) {
-    throw new UsageError(`invalid ${argument} identifier "${text}": TYPE must be one of ${IDENTIFIER_TYPES.join(', ')} or external:NAME`);
+    throw new UsageError(`invalid ${argument} identifier "${text}": TYPE must be one of ${IDENTIFIER_TYPES.join(', ')}, or external:NAME for an external id, as in external:crm_id=42`);
   }
   return { type, value: text.slice(equals + 1) };
 }

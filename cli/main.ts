@@ -28,11 +28,13 @@ import {
   describeServiceError,
   isServiceError,
   serviceErrorDetails,
+  unreachable,
   writeKeyMetadata,
 } from './client.js';
 import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, type SendSummary, sendSources } from './sender.js';
 import { type Source, SourceError, openSource } from './sources/index.js';
 import {
+  assertGrpcPortFree,
   CommandFailure,
   DEFAULT_SERVER,
   LOG_LEVELS,
@@ -97,7 +99,7 @@ function buildProgram(): Command {
     .exitOverride()
     .configureOutput({
       // Commander prints its own usage errors, so they get the same "rtcdp: " prefix as ours.
-      outputError: (message, write) => write(`rtcdp: ${message.replace(/^error: /, '')}`),
+      outputError: (message, write) => write(`rtcdp: ${withHelpHint(message.replace(/^error: /, ''))}`),
     })
     .showSuggestionAfterError(true);
 
@@ -112,6 +114,11 @@ function buildProgram(): Command {
   addDecisionCommands(program);
   addQuarantineCommands(addIdentityCommands(program));
   return program;
+}
+
+/** Adds where to find a command's arguments to Commander's message about a missing one, on the same line. */
+function withHelpHint(message: string): string {
+  return message.replace(/^(missing required argument '[^']+')\n$/, '$1; the command\'s --help lists its arguments\n');
 }
 
 function readVersion(): string {
@@ -222,6 +229,7 @@ async function runDev(options: DevCommandOptions): Promise<void> {
   const webhooks = await readWebhookDestinations(options.webhooks);
   const identity = await readIdentitySettings(options.identity);
   const matching = await readMatchingSettings(options);
+  await assertGrpcPortFree(options.host, options.port, '--port');
   await mkdir(options.data, { recursive: true });
 
   const embedded = await startDevNode(options, webhooks, { ...identity, matching });
@@ -441,7 +449,7 @@ function printSummary(summary: SendSummary, files: readonly string[]): void {
   const rate = seconds > 0 ? Math.round(summary.sent / seconds) : summary.sent;
   const fileLabel = files.length === 1 ? files[0] : `${files.length} files`;
   const lines = [
-    `sent ${summary.sent} events from ${fileLabel} in ${seconds.toFixed(1)} s (${rate} events/s)`,
+    `sent ${summary.sent} ${summary.sent === 1 ? 'event' : 'events'} from ${fileLabel} in ${seconds.toFixed(1)} s (${rate} events/s)`,
     ...renderTable([
       ['accepted', String(summary.accepted)],
       ['duplicate', String(summary.duplicates)],
@@ -543,12 +551,12 @@ function describeCallFailure(error: unknown, identifier: Identifier, server: str
     case status.NOT_FOUND:
       return notFound(identifier, serviceErrorDetails(error));
     case status.UNAVAILABLE:
-      return new CommandFailure(`cannot reach rtcdp at ${server}: ${serviceErrorDetails(error)}`);
+      return unreachable(error, server);
     case status.DEADLINE_EXCEEDED:
       return deadlineFailure(error, server);
     case status.UNAUTHENTICATED:
     case status.PERMISSION_DENIED:
-      return new CommandFailure(`${server} rejected the write key: ${serviceErrorDetails(error)}. Pass a valid --write-key`);
+      return new CommandFailure(`${server} rejected the write key: ${serviceErrorDetails(error)}. Pass a write key the node was started with, or none to a node in dev mode`);
     default:
       return new CommandFailure(`request to ${server} failed: ${describeServiceError(error)}`);
   }
@@ -656,11 +664,18 @@ function printEvents(response: ListProfileEventsResponse, output: string): void 
     lines.push('', `next page: --page-token ${response.nextPageToken}`);
   }
   process.stdout.write(`${lines.join('\n')}\n`);
-  if (response.unavailableNodes.length > 0) {
-    process.stderr.write(`warning: nodes ${response.unavailableNodes.join(', ')} did not respond in time, so this page is missing the events that only they stored\n`);
+  const unavailable = response.unavailableNodes;
+  if (unavailable.length > 0) {
+    const [nodes, pronoun] = unavailable.length === 1 ? ['node', 'it'] : ['nodes', 'they'];
+    process.stderr.write(`warning: ${nodes} ${unavailable.join(', ')} did not respond in time, so this page is missing the events that only ${pronoun} stored\n`);
   }
-  if (response.departedNodes.length > 0) {
-    process.stderr.write(`warning: nodes ${response.departedNodes.join(', ')} owned this profile's shard and have left the cluster, so this page is missing the events that only they stored\n`);
+  const departed = response.departedNodes;
+  if (departed.length > 0) {
+    const [nodes, membership, pronoun] = departed.length === 1 ? ['node', 'is no longer a member', 'it'] : ['nodes', 'are no longer members', 'they'];
+    process.stderr.write(
+      `warning: ${nodes} ${departed.join(', ')} owned this profile's shard and ${membership} of the cluster, so this page is missing the events that only ${pronoun} stored. ` +
+        `A node that rejoins with its data directory serves them again\n`,
+    );
   }
 }
 

@@ -5,7 +5,7 @@
 import { mkdir } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { createLogger } from '../common/logger.js';
-import { CommandFailure, LOG_LEVELS, collectWriteKey, parseChoice, parseInteger, waitForStopSignal } from './common.js';
+import { assertGrpcPortFree, CommandFailure, LOG_LEVELS, collectWriteKey, parseChoice, parseInteger, waitForStopSignal } from './common.js';
 import { readWebhookDestinations, WEBHOOKS_HELP } from './webhook-options.js';
 import { addMatchingOptions, IDENTITY_HELP, readIdentitySettings, readMatchingSettings, type MatchingCommandOptions } from './identity-options.js';
 
@@ -77,6 +77,7 @@ async function runNode(options: NodeCommandOptions & MatchingCommandOptions): Pr
   const webhooks = await readWebhookDestinations(options.webhooks);
   const identity = await readIdentitySettings(options.identity);
   const matching = await readMatchingSettings(options);
+  await assertGrpcPortFree(options.host, options.grpcPort, '--grpc-port');
   await mkdir(options.data, { recursive: true });
   // Imported here so that commands that only talk to a server never load RocksDB.
   const { startClusterProcess } = await import('../api/cluster.js');

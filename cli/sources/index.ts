@@ -9,6 +9,7 @@ import { RtcdpError } from '../../common/errors.js';
 import type { RawEvent } from '../../profiles/event.js';
 import { ONLINE_RETAIL_COLUMNS, isOnlineRetailHeader, readOnlineRetailItems } from './online-retail.js';
 import { readSegmentNdjson } from './ndjson.js';
+import { describeFsError } from '../../common/fs-errors.js';
 
 /**
  * One unit read from a file: an event to send, or a line that could not become an event.
@@ -125,19 +126,4 @@ async function countLines(file: string): Promise<number> {
 
   // A last line without a line break still counts.
   return lastByte === 0x0a ? lines : lines + 1;
-}
-
-function describeFsError(error: unknown): string {
-  const code = (error as NodeJS.ErrnoException | null)?.code;
-  switch (code) {
-    case 'ENOENT':
-      return 'no such file';
-    case 'EACCES':
-    case 'EPERM':
-      return 'permission denied';
-    case 'EISDIR':
-      return 'not a regular file';
-    default:
-      return error instanceof Error ? error.message : String(error);
-  }
 }

@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { ConfigError } from '../../common/errors.js';
+import { describeFsError } from '../../common/fs-errors.js';
 import { FIELD_KINDS, LEVEL_LABELS, type FieldKind } from './comparators.js';
 import { createSchema } from './comparison-schema.js';
 import { MODEL_VERSION, type FieldParameters, type MatchModel } from './fellegi-sunter.js';
@@ -15,7 +16,7 @@ export async function readModelFile(file: string, source = `--model ${file}`): P
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
-    throw new ConfigError(`${source} cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
+    throw new ConfigError(`${source} cannot be read: ${describeFsError(error)}`, { cause: error });
   }
 
   let value: unknown;

@@ -6,6 +6,7 @@
 import { createReadStream } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { parse } from 'csv-parse';
+import { describeFsError } from '../../common/fs-errors.js';
 import { IDENTIFIER_FIELD_PREFIX } from './comparison-schema.js';
 import { resolveMapping, type ColumnMapping, type MappingProblem, type MappingRequest } from './column-mapping.js';
 import { RecordInputError } from './errors.js';
@@ -28,7 +29,7 @@ export async function readRecordFile(file: string, request: MappingRequest): Pro
   try {
     await access(file);
   } catch (error) {
-    throw new RecordInputError(`--file ${file} cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
+    throw new RecordInputError(`--file ${file} cannot be read: ${describeFsError(error)}`, { cause: error });
   }
 
   // csv-parse handles each chunk of the stream in one go. Chunks of 16 KiB (about 150 FEBRL

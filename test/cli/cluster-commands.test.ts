@@ -103,7 +103,7 @@ t.test('cluster commands - up, status, shards, drain and stop', { timeout: 180_0
   const histories = await Promise.all(['cust-1001', 'cust-1002'].map((userId) => rtcdp(['profile', 'events', '--server', `127.0.0.1:${grpcPort}`, '--user-id', userId])));
   const lost = histories.filter((history) => history.stdout.startsWith('no events'));
   t.ok(lost.length > 0, 'a profile of the drained node lists no events');
-  for (const history of lost) t.match(history.stderr, "warning: nodes n2 owned this profile's shard and have left the cluster, so this page is missing the events that only they stored", 'and the command names the node that took them');
+  for (const history of lost) t.match(history.stderr, "warning: node n2 owned this profile's shard and is no longer a member of the cluster, so this page is missing the events that only it stored. A node that rejoins with its data directory serves them again", 'and the command names the node that took them');
 
   const unknown = await rtcdp(['cluster', 'drain', 'nope', '--nats', natsUrl, '--timeout-ms', '1000']).catch((error: { code: number; stderr: string }) => error);
   t.equal((unknown as { code?: number }).code, 2, 'draining an unknown node is a usage error');

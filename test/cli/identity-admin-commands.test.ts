@@ -279,7 +279,7 @@ t.test('identity commands - matching options are checked before dev starts', asy
   const dir = t.testdir();
   const cases: Array<[string[], RegExp]> = [
     [['--matching-workers', '2'], /--matching-workers needs --matching-model: without a model, online matching is off/],
-    [['--matching-model', path.join(dir, 'missing.json')], /--matching-model .*missing\.json cannot be read: ENOENT/],
+    [['--matching-model', path.join(dir, 'missing.json')], /--matching-model .*missing\.json cannot be read: no such file or directory/],
     [['--matching-model', path.join(dir, 'missing.json'), '--match-threshold', '2'], /invalid --match-threshold "2": expected a number greater than 0 and less than 1/],
     [['--matching-model', path.join(dir, 'missing.json'), '--match-threshold', '0.6', '--review-threshold', '0.8'], /--review-threshold must be at most --match-threshold/],
   ];

@@ -1,6 +1,8 @@
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { type AddressInfo, createServer } from 'node:net';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -27,22 +29,22 @@ function runCli(args: string[]): Promise<CliResult> {
 const USAGE_ERRORS: Array<[string[], string]> = [
   [['send', '--server', 'x:99999', 'f'], 'invalid --server "x:99999": the port must be an integer from 1 to 65535'],
   [['send', '--server', 'localhost', 'f'], 'invalid --server "localhost": expected HOST:PORT, for example 127.0.0.1:50051'],
-  [['send', 'f'], 'cannot read f: no such file'],
-  [['send', '--server', '127.0.0.1:1'], "missing required argument 'file'"],
+  [['send', 'f'], 'cannot read f: no such file or directory'],
+  [['send', '--server', '127.0.0.1:1'], "missing required argument 'file'; the command's --help lists its arguments"],
   [['send', '--server', '127.0.0.1:1', '--batch-size', '0', 'f'], 'invalid --batch-size "0": expected an integer from 1 to 10000'],
   [['send', '--server', '127.0.0.1:1', '--concurrency', 'many', 'f'], 'invalid --concurrency "many": expected an integer from 1 to 256'],
-  [['send', '--server', '127.0.0.1:1', 'no-such-file.ndjson'], 'cannot read no-such-file.ndjson: no such file'],
+  [['send', '--server', '127.0.0.1:1', 'no-such-file.ndjson'], 'cannot read no-such-file.ndjson: no such file or directory'],
   [['dev', '--port', '70000'], 'invalid --port "70000": expected an integer from 0 to 65535'],
   [['dev', '--port', '80.5'], 'invalid --port "80.5": expected an integer from 0 to 65535'],
   [['dev', '--port', '-1'], 'invalid --port "-1": expected an integer from 0 to 65535'],
   [['dev', '--log-level', 'loud'], 'invalid --log-level "loud": expected one of trace, debug, info, warn, error, fatal, silent'],
   [['dev', '--limit', 'maxDepth=0'], 'invalid --limit "maxDepth=0": event limit maxDepth must be a positive integer, received 0'],
-  [['profile', 'explain', 'emial=a@example.com', 'user_id=u1'], 'invalid first identifier "emial=a@example.com": TYPE must be one of user_id, anonymous_id, email, phone, device_id or external:NAME'],
+  [['profile', 'explain', 'emial=a@example.com', 'user_id=u1'], 'invalid first identifier "emial=a@example.com": TYPE must be one of user_id, anonymous_id, email, phone, device_id, or external:NAME for an external id, as in external:crm_id=42'],
   [['dev', '--limit', 'maxEventBytes=abc'], 'invalid --limit "maxEventBytes=abc": expected NAME=N with N a positive integer, such as maxEventBytes=65536'],
   [['dev', '--limit', 'maxDeph=3'], 'invalid --limit "maxDeph=3": unknown event limit "maxDeph", expected one of maxEventBytes, maxBatchBytes, maxMessageIdLength, maxKeysPerObject, maxTotalKeys, maxDepth, maxStringLength, maxIdentifierLength, maxFutureSkewMs'],
   [['dev', '--write-key', 'secret'], 'invalid --write-key: expected KEY=WORKSPACE with a non-empty key and workspace'],
   [['dev', '--write-key', 'k1=a', '--write-key', 'k1=b'], 'invalid --write-key: the same key is given for workspaces "a" and "b"'],
-  [['dev', '--load', 'no-such-file.csv'], 'cannot read no-such-file.csv: no such file'],
+  [['dev', '--load', 'no-such-file.csv'], 'cannot read no-such-file.csv: no such file or directory'],
   [
     ['profile', 'get', '--server', '127.0.0.1:1'],
     'missing identifier: give exactly one of --user-id, --anonymous-id, --email, --phone, --device-id, --external',
@@ -116,5 +118,28 @@ t.test('profile get reports unreachable server', async (t) => {
 
   t.equal(result.code, 1);
   t.match(result.stderr, `rtcdp: cannot reach rtcdp at 127.0.0.1:${port}: `);
+  t.match(result.stderr, 'Check --server, or start a node there (npm start, or rtcdp dev)', 'says what to check');
   t.equal(result.stderr.trim().split('\n').length, 1, 'one line, no stack trace');
+});
+
+t.test('profile get takes an external id as TYPE:ID or TYPE=ID', async (t) => {
+  const port = await closedPort();
+  for (const external of ['crm_id:CRM=42', 'crm_id=CRM:42']) {
+    const result = await runCli(['profile', 'get', '--server', `127.0.0.1:${port}`, '--external', external]);
+    t.equal(result.code, 1, `${external} parses, and the call fails only for the closed port`);
+    t.match(result.stderr, 'cannot reach rtcdp');
+  }
+});
+
+t.test('dev on a busy port fails before it creates its data directory', async (t) => {
+  const busy = createServer();
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => busy.close());
+  const { port } = busy.address() as AddressInfo;
+  const dataDir = path.join(t.testdir(), 'data');
+
+  const result = await runCli(['dev', '--data', dataDir, '--port', String(port)]);
+  t.equal(result.code, 2, 'a usage error');
+  t.equal(result.stderr, `rtcdp: cannot listen on 127.0.0.1:${port}: the port is in use. Pick another --port, or --port 0 for any free port\n`, 'one line and no log of gRPC');
+  t.notOk(existsSync(dataDir), 'the data directory is not created');
 });

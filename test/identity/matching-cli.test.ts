@@ -116,7 +116,7 @@ t.test('identity match - bad input names the option and the rule', async (t) => 
   const file = path.join(dir, 'people.csv');
   const report = path.join(dir, 'report');
   const cases: Array<[name: string, args: string[], message: RegExp]> = [
-    ['missing file', ['--file', path.join(dir, 'nope.csv')], /rtcdp: --file \S+nope\.csv cannot be read: ENOENT/],
+    ['missing file', ['--file', path.join(dir, 'nope.csv')], /rtcdp: --file \S+nope\.csv cannot be read: no such file or directory/],
     ['missing truth column', ['--file', file, '--column', 'givenName=first', '--truth', 'cluster'], /rtcdp: --truth: --file \S+people\.csv has no column "cluster"\. Its columns are id, first, last/],
     ['unknown column', ['--file', file, '--column', 'givenName=given'], /rtcdp: --column givenName=given: --file \S+people\.csv has no column "given"/],
     ['unknown field', ['--file', file, '--column', 'nickname=first'], /rtcdp: invalid --column "nickname=first": nickname is not a person field/],
@@ -128,7 +128,7 @@ t.test('identity match - bad input names the option and the rule', async (t) => 
     ['bad blocking rule', ['--file', file, '--block-on', 'surname:soundex'], /rtcdp: invalid --block-on "surname:soundex": .*"soundex" is not a key transform/],
     ['bad truth expression', ['--file', file, '--column', 'givenName=first', '--truth-from-id', '(unclosed'], /rtcdp: --truth-from-id "\(unclosed" is not a valid regular expression/],
     ['id without entity', ['--file', file, '--column', 'givenName=first', '--truth-from-id', '^x(\\d+)$'], /rtcdp: --truth-from-id \^x\(\\d\+\)\$: id "1" on line 2 of --file \S+ does not match/],
-    ['missing model', ['--file', file, '--column', 'givenName=first', '--model', path.join(dir, 'none.json')], /rtcdp: --model \S+none\.json cannot be read: ENOENT/],
+    ['missing model', ['--file', file, '--column', 'givenName=first', '--model', path.join(dir, 'none.json')], /rtcdp: --model \S+none\.json cannot be read: no such file or directory/],
   ];
 
   for (const [name, args, message] of cases) {
