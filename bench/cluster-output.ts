@@ -100,6 +100,7 @@ export function printCluster(result: ClusterResult): void {
   const { throughput, latency, probe, load } = result;
   const rows: TableRow[] = [
     ['applied (whole cluster)', `${formatRate(throughput.appliedPerSecond)}, goal ${formatRate(throughput.goalPerSecond)}: ${(throughput.appliedShareOfGoal * 100).toFixed(1)}% of it`],
+    ...referenceRows(result),
     ['acknowledged', formatRate(throughput.acknowledgedPerSecond)],
     ...throughput.perGenerator.map((generator, i): TableRow => [`  generator ${i} (last sent to ${generator.address})`, formatRate(generator.acknowledgedPerSecond)]),
     ['batch latency p50 / p99', `${formatMs(throughput.batchLatency.p50Ms)} / ${formatMs(throughput.batchLatency.p99Ms)}`],
@@ -115,6 +116,16 @@ export function printCluster(result: ClusterResult): void {
     ['result', result.passed ? 'passed' : `FAILED: ${result.failures.join('; ')}`],
   ];
   printTable('cluster', rows);
+}
+
+function referenceRows(result: ClusterResult): TableRow[] {
+  const reference = result.jetstreamReference;
+  if (reference === null) return [];
+  const share = reference.eventsPerSecond > 0 ? result.throughput.appliedPerSecond / reference.eventsPerSecond : 0;
+  return [
+    ['JetStream alone, before the nodes', `${formatRate(reference.eventsPerSecond)} acknowledged (${reference.description}); the cluster applied ${(share * 100).toFixed(1)}% of it`],
+    ['  its batch latency p50 / p99', `${formatMs(reference.batchLatency.p50Ms)} / ${formatMs(reference.batchLatency.p99Ms)}`],
+  ];
 }
 
 function failoverRows(result: ClusterResult): TableRow[] {

@@ -13,6 +13,7 @@ import { describeCorrectness, type CorrectnessResult } from './correctness.js';
 import type { GeneratorReport } from './generator.js';
 import { summarizeLatencies, type LatencySummary } from './latency.js';
 import { machineInfo, type MachineInfo } from './report.js';
+import type { ReferenceMeasurement } from './references/references.js';
 
 export const CLUSTER_GOALS = {
   appliedPerSecond: 50_000,
@@ -68,6 +69,8 @@ export interface Phases {
   correctness: CorrectnessResult | null;
   /** Problems of the final check, such as events that were never applied. */
   finalProblems: string[];
+  /** JetStream alone on the same machine, or null when it was not measured. */
+  reference: ReferenceMeasurement | null;
 }
 
 export interface ThroughputResult {
@@ -172,6 +175,8 @@ export interface ClusterResult {
   nodes: string[];
   shards: number;
   throughput: ThroughputResult;
+  /** JetStream alone on the same machine, measured before the nodes start, or null when skipped. */
+  jetstreamReference: ReferenceMeasurement | null;
   /** Events/s the generators sent at most during the failover and handoff phases, or null for no limit. */
   faultLoadPerSecond: number | null;
   /** Probe cycles during the throughput window. */
@@ -203,6 +208,7 @@ export function buildClusterResult(run: ClusterRun, options: ClusterOptions, nod
     nodes,
     shards: run.shards,
     throughput: throughputOf(phases.throughput, options),
+    jetstreamReference: phases.reference,
     faultLoadPerSecond: phases.faultLoadPerSecond,
     latency: cycleLatencies(cycles, markAt, sendingEndedAt),
     failover: failoverOf(run, phases.failover, phases.probeReport),

@@ -31,6 +31,7 @@ import { ClusterRun, epochNow, newRunTag } from './cluster-run.js';
 import type { RunContext } from './context.js';
 import { checkEventCounts, describeCorrectness, mergeAcceptedCounts, sampleCustomers, type CorrectnessResult } from './correctness.js';
 import { formatCount, formatRate, machineInfo, progress, sleep } from './report.js';
+import { measureJetStreamReference } from './references/references.js';
 
 export interface ClusterOptions {
   durationS: number;
@@ -52,6 +53,8 @@ export interface ClusterOptions {
   /** Maximum wait for the cluster to recover from a fault or to place its shards, in seconds. */
   faultTimeoutS: number;
   checkSample: number;
+  /** Whether to measure JetStream alone first, with one publisher process per node (the JetStream reference). */
+  jetstreamReference: boolean;
   /** The node that is killed and later stopped. Undefined picks n2 or n3, whichever the placement gives more shards. */
   victim?: string;
   /** Node timings. Undefined keeps the node's defaults. */
@@ -75,6 +78,7 @@ export async function runCluster(context: RunContext, options: ClusterOptions): 
   const machine = machineInfo();
   const victim = chooseVictim(options.shards, options.victim);
   progress(`cluster: ${NODE_IDS.length} nodes, ${options.shards} shards, ${options.generatorsPerNode} generator(s) per node, batches of ${options.batchSize}, ${formatCount(options.customers)} customers; ${victim} will be killed and stopped`);
+  const reference = options.jetstreamReference ? await measureJetStreamReference(context, options, { publishers: NODE_IDS.length, shards: options.shards, replicas: 1 }) : null;
 
   const run = await ClusterRun.start(context, NODE_IDS, options.shards, timingsOf(options), {
     generatorsPerNode: options.generatorsPerNode,
@@ -127,7 +131,7 @@ export async function runCluster(context: RunContext, options: ClusterOptions): 
     probe = null;
     await run.stopSampling();
 
-    const result = buildClusterResult(run, options, NODE_IDS, machine, { throughput, failover, handoff, probeReport, customers, faultLoadPerSecond: faultRate.total ?? null, correctness, finalProblems });
+    const result = buildClusterResult(run, options, NODE_IDS, machine, { throughput, failover, handoff, probeReport, customers, faultLoadPerSecond: faultRate.total ?? null, correctness, finalProblems, reference });
     result.charts = await writeClusterCharts(context, result);
     printCluster(result);
     return result;

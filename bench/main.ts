@@ -417,6 +417,7 @@ function addClusterCommand(program: Command): void {
     .option('--fault-load-share <share>', "share of the throughput phase's acknowledged events/s sent during the failover and handoff phases; 0 sends as fast as acknowledgements allow", decimal('--fault-load-share', 0, 10), 0.5)
     .option('--fault-timeout-s <s>', 'maximum wait for the cluster to recover from a fault or place its shards, and for a stopped node to exit, in seconds', integer('--fault-timeout-s', 1, 3_600), 60)
     .option('--check-sample <n>', 'customers whose eventCount is checked at the end', integer('--check-sample', 1, 100_000), 200)
+    .option('--no-jetstream-reference', 'skip measuring JetStream alone (one publisher process per node, each event one message with an id) before the nodes start')
     .option('--lease-ttl-ms <ms>', "nodes' shard lease length (default: the node's, 5,000 ms)", integer('--lease-ttl-ms', 100, 3_600_000))
     .option('--lease-renew-interval-ms <ms>', "nodes' time between lease renewals (default: the node's, 1,000 ms)", integer('--lease-renew-interval-ms', 10, 3_600_000))
     .option('--heartbeat-interval-ms <ms>', "nodes' time between membership heartbeats (default: the node's, 1,000 ms)", integer('--heartbeat-interval-ms', 10, 3_600_000))

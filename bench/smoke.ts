@@ -164,6 +164,7 @@ export function runClusterSmoke(context: RunContext): Promise<ClusterResult> {
     faultLoadShare: 0.5,
     faultTimeoutS: 60,
     checkSample: 50,
+    jetstreamReference: true,
     leaseTtlMs: 3_000,
     leaseRenewIntervalMs: 500,
     heartbeatIntervalMs: 300,

@@ -1,16 +1,22 @@
 /**
- * Core NATS reference, forked by the harness twice: once as the subscriber and once as the
- * publisher (argv[2]). The publisher publishes each event of the ingest load as one core
- * NATS message (its protobuf bytes, no JetStream, no persistence) to a local nats-server.
- * The subscriber counts them and, after every `batchSize` messages, publishes the count on
- * an acknowledgement subject. The publisher keeps at most `inFlightBatches` batches
- * unacknowledged, as a load generator does on an IngestStream, so the subscriber never
- * falls behind far enough for nats-server to drop it as a slow consumer.
+ * NATS references, forked by the harness in one of three roles (argv[2]).
+ *
+ * Core NATS: a subscriber and a publisher. The publisher publishes each event of the ingest
+ * load as one core NATS message (its protobuf bytes, no JetStream, no persistence) to a
+ * local nats-server. The subscriber counts them and, after every `batchSize` messages,
+ * publishes the count on an acknowledgement subject. The publisher keeps at most
+ * `inFlightBatches` batches unacknowledged, as a load generator does on an IngestStream, so
+ * the subscriber never falls behind far enough for nats-server to drop it as a slow consumer.
+ *
+ * JetStream: a jetstream-publisher publishes each event to a stream with a message id and
+ * counts JetStream's acknowledgements, as a cluster node appends an event to its log. It
+ * keeps at most `inFlightBatches` batches unacknowledged too.
  *
  * Subscriber: argv[3] is SubscriberConfig as JSON; it sends 'ready' once subscribed, and
- * serves 'stats'. Publisher: serves 'run' (PublisherRun), which returns PublisherReport.
- * Both exit on SIGTERM or when the IPC channel closes.
+ * serves 'stats'. Publishers: serve 'run' (PublisherRun), which returns PublisherReport.
+ * Every role exits on SIGTERM or when the IPC channel closes.
  */
+import { jetstream } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { sendEvent, serveIpc } from '../ipc.js';
 import { encodeEventBatches, type PayloadOptions } from './payloads.js';
@@ -28,6 +34,8 @@ export interface PublisherRun extends PayloadOptions {
   inFlightBatches: number;
   warmupS: number;
   durationS: number;
+  /** For a jetstream-publisher: the subjects it publishes to, `<subjectPrefix>.<shard>`, and the prefix of its message ids. */
+  jetstream?: { subjectPrefix: string; shards: number; messageIdPrefix: string };
 }
 
 export interface PublisherReport {
@@ -157,14 +165,123 @@ class Publisher {
   }
 }
 
-async function runPublisher(): Promise<void> {
+/**
+ * Publishes the load to a JetStream stream, one message per event with a message id, and
+ * counts a batch as acknowledged once JetStream acknowledged each of its events.
+ */
+class JetStreamPublisher {
+  readonly #run: PublisherRun;
+  readonly #settings: NonNullable<PublisherRun['jetstream']>;
+  readonly #connection: NatsConnection;
+  readonly #batches: Buffer[][];
+  #acknowledgedEvents = 0;
+  #unacknowledgedBatches = 0;
+  #lastAckAt = 0;
+  #latencies: number[] = [];
+  #recordLatencies = false;
+  #failure: unknown = null;
+  #wake: (() => void) | null = null;
+
+  constructor(run: PublisherRun, connection: NatsConnection) {
+    if (run.jetstream === undefined) throw new TypeError('a jetstream-publisher needs "jetstream" in its run');
+    this.#run = run;
+    this.#settings = run.jetstream;
+    this.#connection = connection;
+    this.#batches = encodeEventBatches(PAYLOAD_BATCHES, run);
+  }
+
+  async measure(): Promise<PublisherReport> {
+    const js = jetstream(this.#connection, { timeout: ACK_WAIT_MS });
+    const startedAt = performance.now();
+    const markAt = startedAt + this.#run.warmupS * 1_000;
+    const endAt = markAt + this.#run.durationS * 1_000;
+    let sentEvents = 0;
+    let markedEvents = -1;
+
+    while (performance.now() < endAt && this.#failure === null) {
+      if (markedEvents < 0 && performance.now() >= markAt) {
+        markedEvents = this.#acknowledgedEvents;
+        this.#recordLatencies = true;
+      }
+      if (this.#unacknowledgedBatches >= this.#run.inFlightBatches) {
+        await this.#waitForAck(Math.min(1_000, endAt - performance.now()));
+        continue;
+      }
+
+      const batch = this.#batches[(sentEvents / this.#run.batchSize) % this.#batches.length];
+      const first = sentEvents;
+      const acks = batch.map((payload, i) => {
+        const sequence = first + i;
+        return js.publish(`${this.#settings.subjectPrefix}.${sequence % this.#settings.shards}`, payload, { msgID: `${this.#settings.messageIdPrefix}-${sequence}` });
+      });
+      sentEvents += batch.length;
+      this.#track(acks, batch.length, performance.now());
+    }
+
+    const ackDeadline = performance.now() + ACK_WAIT_MS;
+    while (this.#unacknowledgedBatches > 0 && this.#failure === null && performance.now() < ackDeadline) {
+      await this.#waitForAck(ackDeadline - performance.now());
+    }
+    if (this.#failure !== null) throw this.#failure;
+
+    const windowStart = markedEvents < 0 ? this.#acknowledgedEvents : markedEvents;
+    return {
+      sentEvents,
+      windowEvents: this.#acknowledgedEvents - windowStart,
+      windowSeconds: Math.max(0, this.#lastAckAt - markAt) / 1_000,
+      batchLatenciesMs: Float64Array.from(this.#latencies),
+      messageBytes: this.#batches[0][0].byteLength,
+      cpuMs: cpuMs(),
+    };
+  }
+
+  #track(acks: Promise<unknown>[], events: number, sentAt: number): void {
+    this.#unacknowledgedBatches++;
+    const recording = this.#recordLatencies;
+    Promise.all(acks).then(
+      () => {
+        const now = performance.now();
+        if (recording) this.#latencies.push(now - sentAt);
+        this.#acknowledgedEvents += events;
+        this.#unacknowledgedBatches--;
+        this.#lastAckAt = now;
+        this.#wakeUp();
+      },
+      (error: unknown) => {
+        this.#failure ??= error;
+        this.#wakeUp();
+      },
+    );
+  }
+
+  #wakeUp(): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+
+  #waitForAck(timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#wake = null;
+        resolve();
+      }, Math.max(1, timeoutMs));
+      this.#wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+}
+
+async function runPublisher(role: 'publisher' | 'jetstream-publisher'): Promise<void> {
   let connection: NatsConnection | null = null;
 
   serveIpc(
     {
       run: async (run: PublisherRun) => {
-        connection = await connect({ servers: run.url, name: 'rtcdp-bench-publisher' });
-        return new Publisher(run, connection).measure();
+        connection = await connect({ servers: run.url, name: `rtcdp-bench-${role}` });
+        return role === 'publisher' ? new Publisher(run, connection).measure() : new JetStreamPublisher(run, connection).measure();
       },
     },
     () => process.exit(1),
@@ -175,5 +292,5 @@ async function runPublisher(): Promise<void> {
 
 const role = process.argv[2];
 if (role === 'subscriber') await runSubscriber(JSON.parse(process.argv[3] ?? '{}') as SubscriberConfig);
-else if (role === 'publisher') await runPublisher();
-else throw new Error(`nats-reference.ts needs the role "subscriber" or "publisher" as its first argument, received "${role}"`);
+else if (role === 'publisher' || role === 'jetstream-publisher') await runPublisher(role);
+else throw new Error(`nats-reference.ts needs the role "subscriber", "publisher" or "jetstream-publisher" as its first argument, received "${role}"`);

@@ -1,10 +1,13 @@
 /**
- * The harness side of the physical-limit references: core NATS publish to subscribe, and
- * RocksDB batched writes with and without the WAL fdatasync. Each runs in child processes
- * with the ingest load's events, batch size and window, and reports events per second.
- * The grpc-js reference is measured by ingest.ts with the load generators.
+ * The harness side of the physical-limit references: core NATS publish to subscribe,
+ * JetStream publish with acknowledgement, and RocksDB batched writes with and without the
+ * WAL fdatasync. Each runs in child processes with the ingest load's events, batch size and
+ * window, and reports events per second. The grpc-js reference is measured by ingest.ts
+ * with the load generators.
  */
 import type { ChildProcess } from 'node:child_process';
+import { jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { dataDir, type RunContext } from '../context.js';
 import { IpcChannel } from '../ipc.js';
 import { summarizeLatencies, type LatencySummary } from '../latency.js';
@@ -71,6 +74,78 @@ export async function measureNatsReference(context: RunContext, options: Referen
   } finally {
     await Promise.all(children.map((child) => context.processes.stop(child)));
     await nats.stop();
+  }
+}
+
+/** The stream of the JetStream reference, with the event stream's duplicate window (2 minutes). */
+const JETSTREAM_STREAM = 'RTCDP_BENCH_JETSTREAM';
+const JETSTREAM_SUBJECT_PREFIX = 'rtcdp.bench.jetstream';
+const DUPLICATE_WINDOW_NANOS = 120_000_000_000;
+
+/**
+ * Measures JetStream alone: `publishers` processes publish the load's events to one stream
+ * on a new nats-server, one message per event with a message id, over `shards` subjects,
+ * each keeping at most `inFlightBatches` batches unacknowledged. Events/s is their sum.
+ */
+export async function measureJetStreamReference(context: RunContext, options: ReferenceLoadOptions, settings: { publishers: number; shards: number; replicas: number }): Promise<ReferenceMeasurement> {
+  const nats = await NatsServerProcess.start(context.processes, dataDir(context, 'jetstream-reference'));
+  progress(`JetStream reference: nats-server (PID ${nats.pid}) on ${nats.url}`);
+  const children: ChildProcess[] = [];
+
+  try {
+    await createReferenceStream(nats.url, settings.replicas);
+    const publishers = await Promise.all(
+      Array.from({ length: settings.publishers }, (_, i) => startChild(context.processes, children, 'references/nats-reference.ts', ['jetstream-publisher'], `JetStream publisher ${i + 1}`)),
+    );
+
+    progress(`JetStream reference: ${settings.publishers} publisher(s) for ${options.warmupS} s warm-up and ${options.durationS} s window`);
+    const reports = await Promise.all(
+      publishers.map((publisher, i) => {
+        const run: PublisherRun = {
+          ...options,
+          url: nats.url,
+          seed: context.seed + i,
+          jetstream: { subjectPrefix: JETSTREAM_SUBJECT_PREFIX, shards: settings.shards, messageIdPrefix: `p${i}` },
+        };
+        return publisher.request<PublisherReport>('run', run, timeoutMs(options));
+      }),
+    );
+
+    const windowEvents = reports.reduce((sum, report) => sum + report.windowEvents, 0);
+    const windowSeconds = Math.max(...reports.map((report) => report.windowSeconds));
+    const measurement: ReferenceMeasurement = {
+      name: 'JetStream publish with acknowledgement',
+      description:
+        `one ${reports[0].messageBytes} B message per event with a message id, file storage, ${settings.replicas} replica(s), ` +
+        `${settings.shards} subjects, ${settings.publishers} publisher process(es)`,
+      eventsPerSecond: reports.reduce((sum, report) => sum + rate(report.windowEvents, report.windowSeconds), 0),
+      windowEvents,
+      windowSeconds,
+      batchLatency: summarizeLatencies(Float64Array.from(reports.flatMap((report) => [...report.batchLatenciesMs]))),
+      cpuCores: reports.reduce((sum, report) => sum + report.cpuMs, 0) / 1_000 / (options.warmupS + windowSeconds),
+    };
+    progress(`JetStream reference: ${formatRate(measurement.eventsPerSecond)}`);
+    return measurement;
+  } finally {
+    await Promise.all(children.map((child) => context.processes.stop(child)));
+    await nats.stop();
+  }
+}
+
+async function createReferenceStream(url: string, replicas: number): Promise<void> {
+  const connection = await connect({ servers: url, name: 'rtcdp-bench-harness' });
+  try {
+    const jsm = await jetstreamManager(connection);
+    await jsm.streams.add({
+      name: JETSTREAM_STREAM,
+      subjects: [`${JETSTREAM_SUBJECT_PREFIX}.>`],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      num_replicas: replicas,
+      duplicate_window: DUPLICATE_WINDOW_NANOS,
+    });
+  } finally {
+    await connection.close();
   }
 }
 

@@ -58,6 +58,13 @@ t.test('bench cluster-smoke - runs the cluster scenario', async (t) => {
     t.type(latency.write.p50Ms, 'number');
   });
 
+  t.test('JetStream reference', async (t) => {
+    const reference = result.jetstreamReference;
+    t.ok(reference.eventsPerSecond > 0, 'JetStream alone acknowledged events');
+    t.ok(reference.windowEvents > 0, 'in the window');
+    t.match(reference.description, /with a message id, file storage, 1 replica\(s\), 16 subjects, 3 publisher process\(es\)/);
+  });
+
   t.test('failover', async (t) => {
     const { failover } = result;
     t.ok(failover.shards.length > 0, 'the killed node ran shards');
