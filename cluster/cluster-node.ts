@@ -52,13 +52,15 @@ import { ShardLeases } from './leases/shard-leases.js';
 import { Membership, type MemberInfo } from './membership.js';
 import { JetStreamEventLog } from './nats/jetstream-event-log.js';
 import { openReplyParts, requestShard, requestSubject, serveShard, serveSubject, ShardMovingError } from './nats/shard-rpc.js';
-import { messageLimitBytes, type LargeValueStream } from './nats/large-values.js';
+import type { LargeValueStream } from './nats/large-values.js';
 import { SnapshotStore } from './nats/snapshot-store.js';
 import { shardOf } from './routing.js';
 import type { DecideInput, DecisionInput, ProfileEventsPage, ServingNode } from './serving-node.js';
 import { ShardHost, type ShardHostStats } from './shard-host.js';
 
 export const CLUSTER_BUCKET = 'rtcdp-cluster';
+/** The smallest max_payload of a NATS server that a node runs on, in bytes. */
+const MIN_MAX_PAYLOAD_BYTES = 16_384;
 const LEASE_KEY_PREFIX = 'shard.';
 /** How often the node compares the shards it hosts with the assignment. */
 const RECONCILE_INTERVAL_MS = 100;
@@ -272,7 +274,7 @@ export class ClusterNode implements ServingNode {
     const connection = await connect({ servers: options.servers, name: `rtcdp-${options.nodeId}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
     warnAboutServer(connection, options, logger);
     try {
-      checkEventFitsMessage(connection, options);
+      checkMaxPayload(connection);
     } catch (error) {
       await connection.close();
       throw error;
@@ -870,18 +872,14 @@ function describeAssignment(assignment: Assignment): ClusterNodeStatus['assignme
 
 /** Warns when the NATS server cannot give the durability production needs. */
 /**
- * Throws ConfigError when the largest event the node accepts would not fit one NATS message:
- * JetStream would reject its publish on every retry, and the client would see the event log
- * as unavailable.
+ * Throws ConfigError when the server's max_payload is too small for the records that point
+ * to the parts of a large value: with 16 KiB, such a record covers about 29 MB (an estimate
+ * from 5 bytes per part sequence).
  */
-function checkEventFitsMessage(connection: NatsConnection, options: ResolvedClusterNodeOptions): void {
-  const limitBytes = messageLimitBytes(connection);
-  if (options.eventLimits.maxEventBytes <= limitBytes) return;
-
-  throw new ConfigError(
-    `eventLimits.maxEventBytes is ${options.eventLimits.maxEventBytes}, but one NATS message carries at most ${limitBytes} bytes of an event ` +
-      `(the server's max_payload ${connection.info?.max_payload} less 4096 for headers and the record around it); lower maxEventBytes or raise max_payload in the NATS servers' configuration`,
-  );
+function checkMaxPayload(connection: NatsConnection): void {
+  const maxPayload = connection.info?.max_payload;
+  if (maxPayload === undefined || maxPayload >= MIN_MAX_PAYLOAD_BYTES) return;
+  throw new ConfigError(`the NATS server's max_payload is ${maxPayload} bytes, below the ${MIN_MAX_PAYLOAD_BYTES} that rtcdp needs; raise it in the NATS servers' configuration (its default is 1048576)`);
 }
 
 function warnAboutServer(connection: NatsConnection, options: ResolvedClusterNodeOptions, logger: Logger): void {

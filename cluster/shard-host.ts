@@ -171,6 +171,7 @@ export class ShardHost {
       shard: this.shard,
       fromSequence,
       onRecord: (record) => this.#take(record),
+      payloadOf: (message) => this.#options.log.payloadOf(message),
       logger: this.#logger,
     });
     this.#feed.start();

@@ -7,13 +7,22 @@
  * Deduplication uses JetStream message ids (`<workspace>:<messageId>`) and so lasts only the
  * stream's duplicate window. Pruning purges a subject; JetStream does not forget message ids
  * when it purges, so a pruned event sent again within the window is still a duplicate.
+ *
+ * A record too large for one NATS message (an event stored as msgpack can be larger than its
+ * JSON, and a merge hands a whole profile to its survivor) is written as parts to the stream
+ * RTCDP_RECORD_PARTS first (large-values.ts). The log message then carries only where they
+ * are, marked by the PAYLOAD_PARTS_HEADER header, and readers join the parts again. Parts are
+ * never deleted: they expire a day after the log's maximum age, so a replay finds them.
  */
-import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type PubAck } from '@nats-io/jetstream';
+import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
+import { RtcdpError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
+import { decode, encode } from '../../storage/codec.js';
 import type { AppendListener, AppendOutcome, AppendRequest, EventLog, LogRecord, PartitionId } from '../../storage/event-log.js';
 import { EventLogUnavailableError } from '../errors.js';
 import { ensureEventStream, type EventStreamOptions } from './event-stream.js';
+import { LargeValueStream, type PartsRef } from './large-values.js';
 import { ALL_EVENTS_FILTER, EVENT_STREAM, eventMessageId, eventSubject, parseEventSubject } from './subjects.js';
 
 export interface JetStreamEventLogOptions extends EventStreamOptions {
@@ -31,23 +40,52 @@ export interface TimedLogRecord extends LogRecord {
 /** How long a read waits for messages that the subject's head sequence reports as stored. */
 const READ_EXPIRES_MS = 5_000;
 
+export const RECORD_PARTS_STREAM = 'RTCDP_RECORD_PARTS';
+const RECORD_PARTS_SUBJECT = 'rtcdp.parts.records';
+/** How much longer than the log's records their parts are kept, in ms. */
+const RECORD_PARTS_EXTRA_AGE_MS = 24 * 3_600_000;
+/** Header of a log message whose data is the PartsRef of its payload rather than the payload. */
+export const PAYLOAD_PARTS_HEADER = 'Rtcdp-Payload-Parts';
+
+/** A log record whose payload parts are gone from RTCDP_RECORD_PARTS, so it cannot be applied. */
+export class RecordPartsMissingError extends RtcdpError {
+  readonly code = 'RECORD_PARTS_MISSING';
+}
+
+/** The fields of a stored message that its payload is read from. */
+export interface StoredPayload {
+  data: Uint8Array;
+  headers?: MsgHdrs;
+  seq: number;
+}
+
 export class JetStreamEventLog implements EventLog {
   readonly #options: JetStreamEventLogOptions;
   readonly #js: JetStreamClient;
   readonly #jsm: JetStreamManager;
   readonly #listeners = new Set<AppendListener>();
+  readonly #parts: LargeValueStream;
 
-  private constructor(options: JetStreamEventLogOptions, jsm: JetStreamManager) {
+  private constructor(options: JetStreamEventLogOptions, jsm: JetStreamManager, parts: LargeValueStream) {
     this.#options = options;
     this.#jsm = jsm;
     this.#js = jetstream(options.connection);
+    this.#parts = parts;
   }
 
-  /** Opens the log, creating the event stream when it does not exist. */
+  /** Opens the log, creating the event stream and the stream of record parts when they do not exist. */
   static async open(options: JetStreamEventLogOptions): Promise<JetStreamEventLog> {
     const jsm = await jetstreamManager(options.connection);
     await ensureEventStream(jsm, options, options.logger);
-    return new JetStreamEventLog(options, jsm);
+    const parts = await LargeValueStream.open(options.connection, {
+      stream: RECORD_PARTS_STREAM,
+      subject: RECORD_PARTS_SUBJECT,
+      replicas: options.replicas,
+      maxAgeMs: options.maxAgeMs + RECORD_PARTS_EXTRA_AGE_MS,
+      requestTimeoutMs: options.publishTimeoutMs,
+      logger: options.logger,
+    });
+    return new JetStreamEventLog(options, jsm, parts);
   }
 
   async append(requests: AppendRequest[]): Promise<AppendOutcome[]> {
@@ -64,7 +102,7 @@ export class JetStreamEventLog implements EventLog {
   async #publish(request: AppendRequest, id: string): Promise<AppendOutcome> {
     let ack;
     try {
-      ack = await this.#js.publish(eventSubject(request), request.payload, { msgID: id, timeout: this.#options.publishTimeoutMs });
+      ack = await this.#publishMessage(request, id);
     } catch (error) {
       throw new EventLogUnavailableError(`JetStream did not acknowledge event ${request.messageId} for shard ${request.shard}: ${(error as Error).message}`, { cause: error });
     }
@@ -77,6 +115,32 @@ export class JetStreamEventLog implements EventLog {
       for (const listener of this.#listeners) listener([record]);
     }
     return { status: 'appended', sequence: ack.seq };
+  }
+
+  /** Publishes a record, its payload in parts when it is too large for one message. */
+  async #publishMessage(request: AppendRequest, id: string): Promise<PubAck> {
+    const options = { msgID: id, timeout: this.#options.publishTimeoutMs };
+    if (request.payload.length <= this.#parts.messageLimitBytes) return this.#js.publish(eventSubject(request), request.payload, options);
+
+    const parts = await this.#parts.write(request.payload);
+    const headers = natsHeaders();
+    headers.set(PAYLOAD_PARTS_HEADER, '1');
+    return this.#js.publish(eventSubject(request), encode(parts), { ...options, headers });
+  }
+
+  /**
+   * Returns the payload of a stored log message, joined from its parts when it has them.
+   * Throws RecordPartsMissingError when they are gone.
+   */
+  async payloadOf(message: StoredPayload): Promise<Buffer> {
+    if (message.headers?.get(PAYLOAD_PARTS_HEADER) !== '1') return Buffer.from(message.data);
+
+    const parts = decode<PartsRef>(Buffer.from(message.data));
+    const payload = await this.#parts.read(parts);
+    if (payload === null) {
+      throw new RecordPartsMissingError(`the parts of log record ${message.seq} (${parts.bytes} bytes) are gone from stream ${RECORD_PARTS_STREAM}, so the record cannot be read`);
+    }
+    return Buffer.from(payload);
   }
 
   async read(partition: PartitionId, afterSequence: number, limit: number): Promise<LogRecord[]> {
@@ -101,7 +165,7 @@ export class JetStreamEventLog implements EventLog {
         ...partition,
         sequence: message.seq,
         messageId: messageIdOf(message.headers?.get('Nats-Msg-Id') ?? '', partition.workspace),
-        payload: Buffer.from(message.data),
+        payload: await this.payloadOf(message),
         storedAtMs: Number(message.timestampNanos / 1_000_000n),
       });
       if (message.seq >= head || records.length >= limit) break;

@@ -14,6 +14,7 @@ import { DeliverPolicy, jetstream, type ConsumerMessages } from '@nats-io/jetstr
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../../common/logger.js';
 import type { LogRecord } from '../../storage/event-log.js';
+import type { StoredPayload } from './jetstream-event-log.js';
 import { EVENT_STREAM, parseEventSubject, shardEventFilter } from './subjects.js';
 
 export interface ShardFeedOptions {
@@ -23,6 +24,8 @@ export interface ShardFeedOptions {
   fromSequence: number;
   /** Takes one record. When it returns a promise, the feed reads nothing more until it settles. */
   onRecord: (record: LogRecord) => void | Promise<void>;
+  /** Returns a message's payload, which may be stored in parts (JetStreamEventLog.payloadOf). */
+  payloadOf: (message: StoredPayload) => Promise<Buffer>;
   logger: Logger;
 }
 
@@ -104,7 +107,7 @@ export class ShardFeed {
         const partition = parseEventSubject(message.subject);
         if (partition === null) continue;
 
-        const record: LogRecord = { ...partition, sequence: message.seq, messageId: '', payload: Buffer.from(message.data) };
+        const record: LogRecord = { ...partition, sequence: message.seq, messageId: '', payload: await this.#options.payloadOf(message) };
         this.#next = message.seq + 1;
         this.#unread = message.info.pending;
         const taken = this.#options.onRecord(record);

@@ -48,6 +48,11 @@ interface StoredSnapshot {
   parts?: PartsRef;
 }
 
+/** A snapshot so large that even the record of its parts does not fit one NATS message. */
+export class SnapshotTooLargeError extends RtcdpError {
+  readonly code = 'SNAPSHOT_TOO_LARGE';
+}
+
 /** A stored snapshot that cannot be read back: its parts keep disappearing, or do not decode. */
 export class SnapshotUnreadableError extends RtcdpError {
   readonly code = 'SNAPSHOT_UNREADABLE';
@@ -142,6 +147,10 @@ export class SnapshotStore {
   async commit(prepared: PreparedSnapshot): Promise<number> {
     const parts = this.#parts !== undefined && prepared.value.length > this.#parts.messageLimitBytes ? await this.#parts.write(prepared.value) : undefined;
     const value = parts === undefined ? prepared.value : encode({ version: PARTS_RECORD_VERSION, epoch: prepared.epoch, parts } satisfies StoredSnapshot);
+    if (parts !== undefined && value.length > this.#parts!.messageLimitBytes) {
+      await this.#parts!.remove(parts);
+      throw new SnapshotTooLargeError(`the snapshot of profile ${prepared.profileId} has ${prepared.value.length} bytes in ${parts.sequences.length} parts, too many for one record; raise max_payload in the NATS servers' configuration`);
+    }
 
     let revision: number;
     try {

@@ -10,6 +10,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { ClusterNode } from '../../cluster/cluster-node.js';
 import type { ClusterNodeOptions } from '../../cluster/cluster-options.js';
+import { RECORD_PARTS_STREAM } from '../../cluster/nats/jetstream-event-log.js';
 import { SNAPSHOT_PARTS_STREAM } from '../../cluster/nats/snapshot-store.js';
 import { createLogger } from '../../common/logger.js';
 import type { RawEvent } from '../../profiles/event.js';
@@ -83,19 +84,42 @@ t.test('oversized snapshot - a profile over max_payload is persisted, served and
   t.equal((await second.getProfile('w', { type: 'user_id', value: 'small' })).eventCount, 1);
 });
 
-t.test('oversized snapshot - a node whose largest event would not fit one message does not start', async (t) => {
-  const server = await startNatsServer({ maxPayloadBytes: 16_384 });
+t.test('oversized snapshot - records over max_payload go to the log in parts', { timeout: 120_000 }, async (t) => {
+  const server = await startNatsServer({ maxPayloadBytes: MAX_PAYLOAD_BYTES });
   t.teardown(() => server.stop());
-  const start = (maxEventBytes?: number) =>
-    ClusterNode.start({ servers: [server.url], nodeId: 'small', dataDir: path.join(t.testdir(), `small-${maxEventBytes}`), shards: 2, eventLimits: { maxEventBytes }, logger });
-
-  await t.rejects(start(), {
-    code: 'INVALID_CONFIG',
-    message: /eventLimits\.maxEventBytes is 32768, but one NATS message carries at most 12288 bytes of an event \(the server's max_payload 16384 less 4096/,
-  });
-  const node = await start(12_000);
+  const node = await ClusterNode.start({ servers: [server.url], nodeId: 'solo', dataDir: path.join(t.testdir(), 'solo'), shards: 2, logger });
   t.teardown(() => node.abort());
-  const properties = Object.fromEntries([0, 1, 2, 3].map((slot) => [`note_${slot}`, 'x'.repeat(4_000)]));
-  const [result] = await node.ingest('w', [{ type: 'track', userId: 'u', messageId: 'm1', event: 'Viewed', properties }]);
-  t.equal(result.code, 'EVENT_TOO_LARGE', 'an event over the lowered limit is rejected by name, not left to fail its publish');
+  await waitUntil(() => node.status().hosted.length === 2, 'the node hosts both shards');
+
+  // Each 0.1 takes 9 bytes as msgpack and 4 as JSON, so this event passes the JSON size limit but not max_payload.
+  const properties = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`series_${i}`, Array.from({ length: 250 }, () => 0.1)]));
+  const [dense] = await node.ingest('w', [{ type: 'track', userId: 'dense', messageId: 'dense-1', event: 'Measured', properties }]);
+  t.equal(dense.status, 'accepted', 'an event larger as msgpack than max_payload is stored');
+  t.equal((await node.getProfile('w', { type: 'user_id', value: 'dense' })).eventCount, 1, 'and applied');
+
+  const bigVisitor = [4, 5, 6, 7].map((index): RawEvent => ({ ...bigIdentify(index), userId: undefined, anonymousId: 'visitor', messageId: `visitor-${index}` }));
+  const results = await node.ingest('w', [...[0, 1, 2, 3].map(bigIdentify), ...bigVisitor]);
+  t.ok(results.every((result) => result.status === 'accepted'), 'two profiles over max_payload are stored');
+  await node.ingest('w', [{ type: 'track', userId: 'big', anonymousId: 'visitor', messageId: 'join', event: 'Signed In' }]);
+
+  const merged = await node.getProfile('w', { type: 'anonymous_id', value: 'visitor' });
+  t.equal(merged.eventCount, 9, 'the merge hands the whole big profile to its survivor');
+  t.equal(Object.keys(merged.traits).length, 24, 'with the traits of both');
+  const connection = await connect({ servers: server.url });
+  t.teardown(() => connection.close());
+  const jsm = await jetstreamManager(connection);
+  t.ok((await jsm.streams.info(RECORD_PARTS_STREAM)).state.messages > 0, 'the merge state went to the log in parts');
+
+  await node.drain({ timeoutMs: 10_000 });
+  t.equal(node.state, 'stopped', 'a drain persists every profile of both shards');
+});
+
+t.test('oversized snapshot - a node does not start on a server with a tiny max_payload', async (t) => {
+  const server = await startNatsServer({ maxPayloadBytes: 8_192 });
+  t.teardown(() => server.stop());
+
+  await t.rejects(ClusterNode.start({ servers: [server.url], nodeId: 'tiny', dataDir: path.join(t.testdir(), 'tiny'), shards: 2, logger }), {
+    code: 'INVALID_CONFIG',
+    message: "the NATS server's max_payload is 8192 bytes, below the 16384 that rtcdp needs; raise it in the NATS servers' configuration (its default is 1048576)",
+  });
 });
