@@ -51,14 +51,18 @@ import { decodeLeaseRecord, type PreviousHolder } from './leases/lease-record.js
 import { ShardLeases } from './leases/shard-leases.js';
 import { Membership, type MemberInfo } from './membership.js';
 import { JetStreamEventLog } from './nats/jetstream-event-log.js';
-import { openReplyParts, requestShard, requestSubject, serveShard, serveSubject, ShardMovingError } from './nats/shard-rpc.js';
-import type { LargeValueStream } from './nats/large-values.js';
+import { requestShard, requestSubject, serveShard, serveSubject, ShardMovingError } from './nats/shard-rpc.js';
+import { ReplyChunks } from './nats/reply-chunks.js';
 import { SnapshotStore } from './nats/snapshot-store.js';
 import { shardOf } from './routing.js';
 import type { DecideInput, DecisionInput, ProfileEventsPage, ServingNode } from './serving-node.js';
 import { ShardHost, type ShardHostStats } from './shard-host.js';
 
 export const CLUSTER_BUCKET = 'rtcdp-cluster';
+/** How long a reply too large for one NATS message waits for its requester to fetch it, in ms. */
+const REPLY_KEEP_MS = 30_000;
+/** Bytes of such replies a node keeps at most; past it, a query gets a retryable REPLY_TOO_LARGE. */
+const MAX_KEPT_REPLY_BYTES = 256 * 1024 * 1024;
 /** The smallest max_payload of a NATS server that a node runs on, in bytes. */
 const MIN_MAX_PAYLOAD_BYTES = 16_384;
 const LEASE_KEY_PREFIX = 'shard.';
@@ -89,9 +93,9 @@ export type AdminRequest =
  */
 const LEASE_RELEASED_SUBJECT = 'rtcdp.lease.released';
 
-/** Sends an admin request to a node by its id; a reply sent in parts is read from `replyParts`. */
-export function requestAdmin<T>(connection: NatsConnection, nodeId: string, request: AdminRequest, timeoutMs: number, replyParts?: LargeValueStream): Promise<T> {
-  return requestSubject<T>(connection, adminSubject(nodeId), request, timeoutMs, `node ${nodeId}`, replyParts);
+/** Sends an admin request to a node by its id. */
+export function requestAdmin<T>(connection: NatsConnection, nodeId: string, request: AdminRequest, timeoutMs: number): Promise<T> {
+  return requestSubject<T>(connection, adminSubject(nodeId), request, timeoutMs, `node ${nodeId}`);
 }
 
 /** This node's last completed handoff of a shard, kept in its RocksDB. */
@@ -150,8 +154,8 @@ export class ClusterNode implements ServingNode {
   readonly #kv: NatsKvStore;
   readonly #log: JetStreamEventLog;
   readonly #snapshots: SnapshotStore;
-  /** The stream for replies too large for one NATS message, written by responders and read by requesters. */
-  readonly #replyParts: LargeValueStream;
+  /** The replies too large for one NATS message that this node keeps until their requesters fetch them. */
+  readonly #replyChunks: ReplyChunks;
   /** The cluster's identity graph, in a replicated KV bucket. */
   readonly identity: IdentityGraph;
   readonly #resolver: EventResolver;
@@ -186,7 +190,6 @@ export class ClusterNode implements ServingNode {
       kv: NatsKvStore;
       log: JetStreamEventLog;
       snapshots: SnapshotStore;
-      replyParts: LargeValueStream;
       identityKv: KvStore;
       definitions: DefinitionStore;
       activations: JetStreamActivationLog;
@@ -205,7 +208,7 @@ export class ClusterNode implements ServingNode {
     this.#kv = parts.kv;
     this.#log = parts.log;
     this.#snapshots = parts.snapshots;
-    this.#replyParts = parts.replyParts;
+    this.#replyChunks = new ReplyChunks(parts.connection, { keepMs: REPLY_KEEP_MS, maxKeptBytes: MAX_KEPT_REPLY_BYTES, logger: this.#logger });
     this.definitionStore = parts.definitions;
     this.#store = parts.store;
     this.#shards = parts.shards;
@@ -293,7 +296,6 @@ export class ClusterNode implements ServingNode {
         logger,
       });
       const snapshots = await SnapshotStore.open(connection, { replicas: options.replicas, requestTimeoutMs: options.publishTimeoutMs, logger });
-      const replyParts = await openReplyParts(connection, { replicas: options.replicas, requestTimeoutMs: options.publishTimeoutMs, logger });
       const identityKv = await NatsKvStore.open(connection, { bucket: IDENTITY_BUCKET, replicas: options.replicas, allowDirect: false });
       const definitionKv = await NatsKvStore.open(connection, { bucket: DEFINITION_BUCKET, replicas: options.replicas, allowDirect: false });
       const definitions = new KvDefinitionStore(definitionKv, { logger });
@@ -309,7 +311,7 @@ export class ClusterNode implements ServingNode {
       });
       store = await Store.open({ path: options.dataDir, walSync: false, logger });
 
-      const node = new ClusterNode(options, { connection, kv, log, snapshots, replyParts, identityKv, definitions, activations, webhookKv, timers, store, shards: settings.shards, clusterId: settings.clusterId });
+      const node = new ClusterNode(options, { connection, kv, log, snapshots, identityKv, definitions, activations, webhookKv, timers, store, shards: settings.shards, clusterId: settings.clusterId });
       await node.#start();
       return node;
     } catch (error) {
@@ -336,7 +338,8 @@ export class ClusterNode implements ServingNode {
     this.#reconcileTimer.unref();
     this.#observeTimer = setInterval(() => void this.#observeLeases(), this.options.leaseRenewIntervalMs);
     this.#observeTimer.unref();
-    this.#adminSubscription = serveSubject(this.#connection, adminSubject(this.nodeId), (request) => this.#serveAdmin(request as AdminRequest), this.#logger, this.#replyParts);
+    this.#replyChunks.start();
+    this.#adminSubscription = serveSubject(this.#connection, adminSubject(this.nodeId), (request) => this.#serveAdmin(request as AdminRequest), this.#logger, this.#replyChunks);
     this.#releaseSubscription = this.#connection.subscribe(LEASE_RELEASED_SUBJECT, {
       callback: (error, message) => {
         const shard = Number(message?.string());
@@ -546,7 +549,7 @@ export class ClusterNode implements ServingNode {
     const timeoutMs = Math.min(this.options.queryTimeoutMs, HISTORY_REQUEST_TIMEOUT_MS);
 
     const answers = await Promise.allSettled(
-      [...members].map((nodeId) => (nodeId === this.nodeId ? this.#serveAdmin(request) : requestAdmin<StoredEvent[]>(this.#connection, nodeId, request, timeoutMs, this.#replyParts))),
+      [...members].map((nodeId) => (nodeId === this.nodeId ? this.#serveAdmin(request) : requestAdmin<StoredEvent[]>(this.#connection, nodeId, request, timeoutMs))),
     );
 
     const stored: StoredEvent[] = [];
@@ -591,7 +594,7 @@ export class ClusterNode implements ServingNode {
   async #askOwner<T>(shard: number, request: ShardRequest): Promise<T> {
     const local = this.#hosted.get(shard);
     if (local !== undefined && local.host.state === 'running') return (await this.#answer(local.host, request)) as T;
-    return requestShard<T>(this.#connection, shard, request, this.options.queryTimeoutMs, this.#replyParts);
+    return requestShard<T>(this.#connection, shard, request, this.options.queryTimeoutMs);
   }
 
   async #answer(host: ShardHost, request: ShardRequest): Promise<unknown> {
@@ -684,7 +687,7 @@ export class ClusterNode implements ServingNode {
       return;
     }
 
-    const subscription = serveShard(this.#connection, shard, (request) => this.#answer(host, request as ShardRequest), this.#logger, this.#replyParts);
+    const subscription = serveShard(this.#connection, shard, (request) => this.#answer(host, request as ShardRequest), this.#logger, this.#replyChunks);
     this.#hosted.set(shard, { host, subscription });
     this.#logger.info({ shard, epoch: lease.epoch, previous: lease.previous, localSnapshotsCurrent: chain !== lease.epoch }, 'took over the shard');
   }
@@ -840,6 +843,7 @@ export class ClusterNode implements ServingNode {
     if (this.#reconcileTimer !== null) clearInterval(this.#reconcileTimer);
     if (this.#observeTimer !== null) clearInterval(this.#observeTimer);
     this.#adminSubscription?.unsubscribe();
+    this.#replyChunks.stop();
     this.#releaseSubscription?.unsubscribe();
     await this.#assignment.stop();
     await this.#coordinator.stop();

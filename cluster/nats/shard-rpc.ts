@@ -4,9 +4,8 @@
  * no owner or only a draining one responds, so the caller retries until its deadline and only
  * then fails, naming the shard and the last reason.
  *
- * A reply too large for one NATS message (max_payload) goes to the replies stream in parts
- * (large-values.ts), and the message carries only where they are. The requester reads the
- * parts and deletes them; parts it never reads expire with the stream's maximum age.
+ * A reply too large for one NATS message (max_payload) is sent in chunks (reply-chunks.ts):
+ * the reply message carries only its manifest, and the requester fetches the chunks.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errors as natsErrors, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
@@ -14,16 +13,11 @@ import { DeadlineError, RtcdpError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { decode, encode } from '../../storage/codec.js';
 import { InvalidArgumentError, ProfileNotFoundError, ShardUnavailableError } from '../errors.js';
-import { LargeValueStream, type PartsRef } from './large-values.js';
+import { fetchChunkedReply, type ChunkedReply, type ReplyChunks } from './reply-chunks.js';
 
 type Reply = { ok: true; value: unknown } | { ok: false; code: string; message: string; retryable: boolean };
-/** The content of a reply message: the reply, or the location of its parts. */
-type Envelope = Reply | { parts: PartsRef };
-
-export const REPLY_PARTS_STREAM = 'RTCDP_REPLY_PARTS';
-const REPLY_PARTS_SUBJECT = 'rtcdp.parts.replies';
-/** How long the parts of a reply that no requester read stay, in ms. */
-const REPLY_PARTS_MAX_AGE_MS = 5 * 60_000;
+/** The content of a reply message: the reply, or the manifest of its chunks. */
+type Envelope = Reply | { chunked: ChunkedReply };
 
 /** A shard owner that is handing the shard over or has lost it; the caller retries elsewhere. */
 export class ShardMovingError extends RtcdpError {
@@ -50,22 +44,17 @@ export function shardRpcSubject(shard: number): string {
   return `${RPC_PREFIX}.${shard}`;
 }
 
-/** Opens the stream that carries replies too large for one message, creating it when missing. */
-export function openReplyParts(connection: NatsConnection, options: { replicas: number; requestTimeoutMs: number; logger: Logger }): Promise<LargeValueStream> {
-  return LargeValueStream.open(connection, { ...options, stream: REPLY_PARTS_STREAM, subject: REPLY_PARTS_SUBJECT, maxAgeMs: REPLY_PARTS_MAX_AGE_MS });
-}
-
 /** Serves queries for one shard with `handler` until the returned subscription is unsubscribed. */
-export function serveShard(connection: NatsConnection, shard: number, handler: (request: unknown) => Promise<unknown>, logger: Logger, replyParts?: LargeValueStream): Subscription {
-  return serveSubject(connection, shardRpcSubject(shard), handler, logger.child({ shard }), replyParts);
+export function serveShard(connection: NatsConnection, shard: number, handler: (request: unknown) => Promise<unknown>, logger: Logger, chunks?: ReplyChunks): Subscription {
+  return serveSubject(connection, shardRpcSubject(shard), handler, logger.child({ shard }), chunks);
 }
 
 /**
  * Serves requests on `subject` with `handler`; errors travel back with their code. Replies
- * too large for one message go to `replyParts`; without it, the requester gets
- * REPLY_TOO_LARGE.
+ * too large for one message are sent in chunks through `chunks`; without it, the requester
+ * gets REPLY_TOO_LARGE.
  */
-export function serveSubject(connection: NatsConnection, subject: string, handler: (request: unknown) => Promise<unknown>, logger: Logger, replyParts?: LargeValueStream): Subscription {
+export function serveSubject(connection: NatsConnection, subject: string, handler: (request: unknown) => Promise<unknown>, logger: Logger, chunks?: ReplyChunks): Subscription {
   return connection.subscribe(subject, {
     callback: (error, message) => {
       if (error !== null) {
@@ -81,22 +70,22 @@ export function serveSubject(connection: NatsConnection, subject: string, handle
           if (!(failure instanceof RtcdpError)) logger.error({ err: failure, subject }, 'request failed');
           reply = toReply(failure);
         }
-        await respond(connection, message, reply, { subject, logger, replyParts });
+        respond(connection, message, reply, { subject, logger, chunks });
       })();
     },
   });
 }
 
 /**
- * Sends the reply, or its parts and then where they are when it is too large for one
- * message. The client throws on a message over the server's max_payload (1 MB by default),
- * so without `replyParts` the requester gets REPLY_TOO_LARGE instead of the node crashing.
+ * Sends the reply, or the manifest of its chunks when it is too large for one message. The
+ * client throws on a message over the server's max_payload (1 MB by default), so without
+ * `chunks` the requester gets REPLY_TOO_LARGE instead of the node crashing.
  */
-async function respond(connection: NatsConnection, message: Msg, reply: Reply, context: { subject: string; logger: Logger; replyParts?: LargeValueStream }): Promise<void> {
-  const { subject, logger, replyParts } = context;
+function respond(connection: NatsConnection, message: Msg, reply: Reply, context: { subject: string; logger: Logger; chunks?: ReplyChunks }): void {
+  const { subject, logger, chunks } = context;
   const bytes = encode(reply);
-  if (replyParts !== undefined && bytes.length > replyParts.messageLimitBytes) {
-    await respondInParts(message, bytes, replyParts, context);
+  if (chunks !== undefined && bytes.length > chunks.messageLimitBytes) {
+    respondInChunks(message, bytes, chunks, context);
     return;
   }
 
@@ -112,17 +101,16 @@ async function respond(connection: NatsConnection, message: Msg, reply: Reply, c
   }
 }
 
-async function respondInParts(message: Msg, bytes: Uint8Array, replyParts: LargeValueStream, context: { subject: string; logger: Logger }): Promise<void> {
-  let parts: PartsRef;
+function respondInChunks(message: Msg, bytes: Uint8Array, chunks: ReplyChunks, context: { subject: string; logger: Logger }): void {
+  let chunked: ChunkedReply;
   try {
-    parts = await replyParts.write(bytes);
+    chunked = chunks.keep(bytes);
   } catch (error) {
-    context.logger.error({ err: error, subject: context.subject, replyBytes: bytes.length }, 'storing the parts of a large reply failed');
-    const failure = new ReplyTooLargeError(`the reply has ${bytes.length} bytes, more than NATS carries in one message, and storing it in parts failed: ${(error as Error).message}`, { retryable: true });
-    respondQuietly(message, toReply(failure), context);
+    context.logger.warn({ err: error, subject: context.subject, replyBytes: bytes.length }, 'keeping a large reply for its requester failed; it gets a retryable REPLY_TOO_LARGE');
+    respondQuietly(message, toReply(error), context);
     return;
   }
-  respondQuietly(message, { parts }, context);
+  respondQuietly(message, { chunked }, context);
 }
 
 function respondQuietly(message: Msg, envelope: Envelope, context: { subject: string; logger: Logger }): void {
@@ -133,15 +121,9 @@ function respondQuietly(message: Msg, envelope: Envelope, context: { subject: st
   }
 }
 
-/** A reply that NATS cannot carry in one message, and that could not be sent in parts. */
+/** A reply that NATS cannot carry in one message, from a responder that cannot send it in chunks. */
 export class ReplyTooLargeError extends RtcdpError {
   readonly code = 'REPLY_TOO_LARGE';
-  override readonly retryable: boolean;
-
-  constructor(message: string, options: { retryable?: boolean } = {}) {
-    super(message);
-    this.retryable = options.retryable ?? false;
-  }
 }
 
 function toReply(error: unknown): Reply {
@@ -150,17 +132,17 @@ function toReply(error: unknown): Reply {
 }
 
 /** Sends a query to the shard's owner, retrying while the shard has no owner, until `timeoutMs` passes. */
-export async function requestShard<T>(connection: NatsConnection, shard: number, request: unknown, timeoutMs: number, replyParts?: LargeValueStream): Promise<T> {
-  return requestSubject<T>(connection, shardRpcSubject(shard), request, timeoutMs, `shard ${shard}`, replyParts);
+export async function requestShard<T>(connection: NatsConnection, shard: number, request: unknown, timeoutMs: number): Promise<T> {
+  return requestSubject<T>(connection, shardRpcSubject(shard), request, timeoutMs, `shard ${shard}`);
 }
 
 /**
  * Sends a request to `subject`, retrying while it has no subscriber, the request times out,
  * or the responder returns a retryable error, until `timeoutMs` passes. `target` names what
- * the subject reaches, for the error message. A reply sent in parts is read from
- * `replyParts`, which must be the stream the responder uses.
+ * the subject reaches, for the error message. A reply sent in chunks is fetched from its
+ * responder within the same deadline.
  */
-export async function requestSubject<T>(connection: NatsConnection, subject: string, request: unknown, timeoutMs: number, target: string, replyParts?: LargeValueStream): Promise<T> {
+export async function requestSubject<T>(connection: NatsConnection, subject: string, request: unknown, timeoutMs: number, target: string): Promise<T> {
   const deadline = performance.now() + timeoutMs;
   let reason = 'no attempt was made';
 
@@ -171,11 +153,7 @@ export async function requestSubject<T>(connection: NatsConnection, subject: str
 
     try {
       const message = await connection.request(subject, encode(request), { timeout: Math.min(remaining, ATTEMPT_TIMEOUT_MS) });
-      const reply = await openEnvelope(decode<Envelope>(Buffer.from(message.data)), replyParts);
-      if (reply === null) {
-        reason = 'the parts of the reply were gone before they were read';
-        continue;
-      }
+      const reply = await openEnvelope(connection, decode<Envelope>(Buffer.from(message.data)), Math.max(1, Math.floor(deadline - performance.now())));
       if (reply.ok) return reply.value as T;
       if (!reply.retryable) throw fromReply(reply);
       reason = `${reply.code}: ${reply.message}`;
@@ -189,15 +167,17 @@ export async function requestSubject<T>(connection: NatsConnection, subject: str
   throw new ShardUnavailableError(`no node responded for ${target} within ${timeoutMs} ms (${reason}); retry, because a shard may be moving or a node restarting`);
 }
 
-/** Returns the reply an envelope carries, reading and then deleting its parts; null when they are gone. */
-async function openEnvelope(envelope: Envelope, replyParts: LargeValueStream | undefined): Promise<Reply | null> {
-  if (!('parts' in envelope)) return envelope;
-  if (replyParts === undefined) throw new ReplyTooLargeError(`the reply of ${envelope.parts.bytes} bytes was sent in parts, which this caller cannot read`);
-
-  const bytes = await replyParts.read(envelope.parts);
-  if (bytes === null) return null;
-  await replyParts.remove(envelope.parts);
-  return decode<Reply>(Buffer.from(bytes));
+/**
+ * Returns the reply an envelope carries, fetching its chunks within `timeoutMs`. A fetch
+ * that fails comes back as a retryable error reply, so the request is sent again.
+ */
+async function openEnvelope(connection: NatsConnection, envelope: Envelope, timeoutMs: number): Promise<Reply> {
+  if (!('chunked' in envelope)) return envelope;
+  try {
+    return decode<Reply>(await fetchChunkedReply(connection, envelope.chunked, timeoutMs));
+  } catch (error) {
+    return { ok: false, code: 'REPLY_TOO_LARGE', message: `fetching a ${envelope.chunked.bytes}-byte reply in chunks failed: ${(error as Error).message}`, retryable: true };
+  }
 }
 
 function describeRequestFailure(error: unknown): string {
