@@ -3,7 +3,7 @@
  * option parsers that name the option and the value they reject, tables, and the stop signal.
  */
 import { createServer } from 'node:net';
-import { resolveEventLimits, type EventLimits } from '../profiles/validation.js';
+import { DEFAULT_EVENT_LIMITS, resolveEventLimits, type EventLimits } from '../profiles/validation.js';
 import { RtcdpError } from '../common/errors.js';
 
 /** A wrong command line: the message names the option and the value. Exits with 2. */
@@ -89,6 +89,11 @@ export function parseServer(value: string): string {
   }
   return value;
 }
+
+/** Help of the --limit option of the commands that start a node. */
+export const EVENT_LIMIT_HELP = `event limit to override (repeatable), one of: ${Object.entries(DEFAULT_EVENT_LIMITS)
+  .map(([name, value]) => `${name} (default ${value})`)
+  .join(', ')}. Sizes are in bytes, maxFutureSkewMs in milliseconds`;
 
 /** Adds one NAME=VALUE event limit override. */
 export function collectLimit(value: string, previous: Partial<EventLimits> | undefined): Partial<EventLimits> {

@@ -13,7 +13,7 @@ import { Command, CommanderError } from 'commander';
 import { status } from '@grpc/grpc-js';
 import { AbortedError } from '../common/errors.js';
 import { createLogger } from '../common/logger.js';
-import { DEFAULT_EVENT_LIMITS, type EventLimits } from '../profiles/validation.js';
+import type { EventLimits } from '../profiles/validation.js';
 import {
   type Identifier,
   ListProfileEventsResponse,
@@ -41,6 +41,7 @@ import {
   OUTPUT_FORMATS,
   UsageError,
   collectLimit,
+  EVENT_LIMIT_HELP,
   collectWriteKey,
   parseChoice,
   parseInteger,
@@ -208,13 +209,7 @@ function addDevCommand(program: Command): void {
       50_000,
     )
     .option('--max-resident <profiles>', 'profiles kept in memory; the least recently used are passivated above it', parseInteger('--max-resident', 1, 100_000_000), 100_000)
-    .option(
-      '--limit <name=value>',
-      `event limit to override (repeatable), one of: ${Object.entries(DEFAULT_EVENT_LIMITS)
-        .map(([name, value]) => `${name} (default ${value})`)
-        .join(', ')}. Sizes are in bytes, maxFutureSkewMs in milliseconds`,
-      collectLimit,
-    )
+    .option('--limit <name=value>', EVENT_LIMIT_HELP, collectLimit)
     .option('--no-wal-sync', 'acknowledge events without fdatasync of the RocksDB WAL: safe against a process crash, not a power loss')
     .option('--webhooks <file>', WEBHOOKS_HELP)
     .option('--identity <file>', IDENTITY_HELP);

@@ -5,7 +5,8 @@
 import { mkdir } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { createLogger } from '../common/logger.js';
-import { assertGrpcPortFree, CommandFailure, LOG_LEVELS, collectWriteKey, parseChoice, parseInteger, waitForStopSignal } from './common.js';
+import type { EventLimits } from '../profiles/validation.js';
+import { assertGrpcPortFree, collectLimit, CommandFailure, EVENT_LIMIT_HELP, LOG_LEVELS, collectWriteKey, parseChoice, parseInteger, waitForStopSignal } from './common.js';
 import { readWebhookDestinations, WEBHOOKS_HELP } from './webhook-options.js';
 import { addMatchingOptions, IDENTITY_HELP, readIdentitySettings, readMatchingSettings, type MatchingCommandOptions } from './identity-options.js';
 
@@ -34,6 +35,7 @@ interface NodeCommandOptions {
   webhookLeaseTtlMs?: number;
   webhookLeaseRenewIntervalMs?: number;
   identity?: string;
+  limit?: Partial<EventLimits>;
 }
 
 export function addNodeCommand(program: Command): void {
@@ -67,7 +69,8 @@ export function addNodeCommand(program: Command): void {
     .option('--webhooks <file>', `${WEBHOOKS_HELP}. The nodes given a destination share its cursor and dead letters in NATS, and one of them at a time delivers it`)
     .option('--webhook-lease-ttl-ms <ms>', 'how long a webhook destination\'s delivery lease lasts after its last renewal, so how long a dead node\'s destinations wait for another node (default: 10000)', parseInteger('--webhook-lease-ttl-ms', 100, 3_600_000))
     .option('--webhook-lease-renew-interval-ms <ms>', 'time between renewals of the webhook delivery leases, at most (ttl - stall margin) / 2 (default: 2000)', parseInteger('--webhook-lease-renew-interval-ms', 10, 3_600_000))
-    .option('--identity <file>', `${IDENTITY_HELP}. Give every node of a cluster the same file`);
+    .option('--identity <file>', `${IDENTITY_HELP}. Give every node of a cluster the same file`)
+    .option('--limit <name=value>', `${EVENT_LIMIT_HELP}. Give every node of a cluster the same limits`, collectLimit);
   addMatchingOptions(command)
     .addHelpText('after', '\nExample:\n  rtcdp node --nats nats://127.0.0.1:4222 --node-id n1 --data .rtcdp-n1 --grpc-port 50051')
     .action((options: NodeCommandOptions & MatchingCommandOptions) => runNode(options));
@@ -97,6 +100,7 @@ async function runNode(options: NodeCommandOptions & MatchingCommandOptions): Pr
       devMode: options.writeKey === undefined,
       writeKeys: options.writeKey,
       actors: { maxResidentActors: options.maxResident },
+      eventLimits: options.limit,
       drainTimeoutMs: options.drainTimeoutMs,
       leaseTtlMs: options.leaseTtlMs,
       leaseRenewIntervalMs: options.leaseRenewIntervalMs,

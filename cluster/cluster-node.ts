@@ -16,7 +16,7 @@ import { connect, type NatsConnection, type Subscription } from '@nats-io/transp
 import { Lifecycle } from '../common/lifecycle.js';
 import type { Logger } from '../common/logger.js';
 import { randomUUID } from 'node:crypto';
-import { ConfigError, DeadlineError, OverloadedError } from '../common/errors.js';
+import { ConfigError, DeadlineError, InvalidStateError, OverloadedError } from '../common/errors.js';
 import type { DecisionReceipt } from '../profiles/decision-state.js';
 import type { RawEvent } from '../profiles/event.js';
 import { profileIdForIdentifier, type Identifier } from '../profiles/identifiers.js';
@@ -599,6 +599,16 @@ export class ClusterNode implements ServingNode {
 
   async #answer(host: ShardHost, request: ShardRequest): Promise<unknown> {
     if (host.state !== 'running') throw new ShardMovingError(`shard ${host.shard} is ${host.state} on node ${this.nodeId}`);
+    try {
+      return await this.#answerRunning(host, request);
+    } catch (error) {
+      // A host that stops while a query waits rejects it as stopped; the caller retries on the next owner.
+      if (error instanceof InvalidStateError && host.state !== 'running') throw new ShardMovingError(`shard ${host.shard} stopped on node ${this.nodeId} while a query waited`);
+      throw error;
+    }
+  }
+
+  async #answerRunning(host: ShardHost, request: ShardRequest): Promise<unknown> {
     if (request.op === 'decide') return (await host.decide(request.workspace, request.profileId, request.decision, this.options.queryTimeoutMs)) ?? null;
     if (request.op === 'settleForwards') return (await host.settleForwards(request.workspace, request.profileId, this.options.queryTimeoutMs)) ?? null;
     if (request.op === 'unpersistedEvents') return (await host.unpersistedEvents(request.workspace, request.profileId, this.options.queryTimeoutMs)) ?? null;

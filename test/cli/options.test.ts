@@ -58,6 +58,7 @@ const USAGE_ERRORS: Array<[string[], string]> = [
   [['profile', 'events', '--server', '127.0.0.1:1', '--user-id', 'u1', '--page-size', '1001'], 'invalid --page-size "1001": expected an integer from 1 to 1000'],
   [['node', '--nats', 'nats://127.0.0.1:1', '--webhook-lease-ttl-ms', '50'], 'invalid --webhook-lease-ttl-ms "50": expected an integer from 100 to 3600000'],
   [['node', '--nats', 'nats://127.0.0.1:1', '--webhook-lease-renew-interval-ms', 'soon'], 'invalid --webhook-lease-renew-interval-ms "soon": expected an integer from 10 to 3600000'],
+  [['node', '--nats', 'nats://127.0.0.1:1', '--limit', 'maxEventBytes=x'], 'invalid --limit "maxEventBytes=x": expected NAME=N with N a positive integer, such as maxEventBytes=65536'],
   [['frobnicate'], "unknown command 'frobnicate'"],
 ];
 
