@@ -51,6 +51,31 @@ export interface PublisherReport {
   cpuMs: number;
 }
 
+/** Wakes a publisher that waits for an acknowledgement, or its timeout, whichever comes first. */
+class AckSignal {
+  #wake: (() => void) | null = null;
+
+  /** Resolves at the next notify(), or after `timeoutMs`. */
+  wait(timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#wake = null;
+        resolve();
+      }, Math.max(1, timeoutMs));
+      this.#wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  notify(): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+}
+
 /** Distinct batches encoded up front; the publisher sends them in a cycle. */
 const PAYLOAD_BATCHES = 64;
 
@@ -88,7 +113,7 @@ class Publisher {
   readonly #sentAt: number[] = [];
   #latencies: number[] = [];
   #recordLatencies = false;
-  #wake: (() => void) | null = null;
+  readonly #acks = new AckSignal();
 
   constructor(run: PublisherRun, connection: NatsConnection) {
     this.#run = run;
@@ -114,7 +139,7 @@ class Publisher {
 
       const unacknowledged = sentBatches - this.#acknowledgedEvents / this.#run.batchSize;
       if (unacknowledged >= this.#run.inFlightBatches) {
-        await this.#waitForAck(Math.min(1_000, endAt - performance.now()));
+        await this.#acks.wait(Math.min(1_000, endAt - performance.now()));
         continue;
       }
 
@@ -125,7 +150,7 @@ class Publisher {
 
     const ackDeadline = performance.now() + ACK_WAIT_MS;
     while (this.#acknowledgedEvents < sentBatches * this.#run.batchSize && performance.now() < ackDeadline) {
-      await this.#waitForAck(ackDeadline - performance.now());
+      await this.#acks.wait(ackDeadline - performance.now());
     }
 
     const windowStart = markedEvents < 0 ? this.#acknowledgedEvents : markedEvents;
@@ -146,23 +171,9 @@ class Publisher {
 
     this.#acknowledgedEvents = count;
     this.#lastAckAt = now;
-    const wake = this.#wake;
-    this.#wake = null;
-    wake?.();
+    this.#acks.notify();
   }
 
-  #waitForAck(timeoutMs: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#wake = null;
-        resolve();
-      }, Math.max(1, timeoutMs));
-      this.#wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-  }
 }
 
 /**
@@ -180,7 +191,7 @@ class JetStreamPublisher {
   #latencies: number[] = [];
   #recordLatencies = false;
   #failure: unknown = null;
-  #wake: (() => void) | null = null;
+  readonly #acks = new AckSignal();
 
   constructor(run: PublisherRun, connection: NatsConnection) {
     if (run.jetstream === undefined) throw new TypeError('a jetstream-publisher needs "jetstream" in its run');
@@ -204,7 +215,7 @@ class JetStreamPublisher {
         this.#recordLatencies = true;
       }
       if (this.#unacknowledgedBatches >= this.#run.inFlightBatches) {
-        await this.#waitForAck(Math.min(1_000, endAt - performance.now()));
+        await this.#acks.wait(Math.min(1_000, endAt - performance.now()));
         continue;
       }
 
@@ -220,7 +231,7 @@ class JetStreamPublisher {
 
     const ackDeadline = performance.now() + ACK_WAIT_MS;
     while (this.#unacknowledgedBatches > 0 && this.#failure === null && performance.now() < ackDeadline) {
-      await this.#waitForAck(ackDeadline - performance.now());
+      await this.#acks.wait(ackDeadline - performance.now());
     }
     if (this.#failure !== null) throw this.#failure;
 
@@ -245,33 +256,16 @@ class JetStreamPublisher {
         this.#acknowledgedEvents += events;
         this.#unacknowledgedBatches--;
         this.#lastAckAt = now;
-        this.#wakeUp();
+        this.#acks.notify();
       },
       (error: unknown) => {
         this.#failure ??= error;
-        this.#wakeUp();
+        this.#acks.notify();
       },
     );
   }
 
-  #wakeUp(): void {
-    const wake = this.#wake;
-    this.#wake = null;
-    wake?.();
-  }
 
-  #waitForAck(timeoutMs: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#wake = null;
-        resolve();
-      }, Math.max(1, timeoutMs));
-      this.#wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-  }
 }
 
 async function runPublisher(role: 'publisher' | 'jetstream-publisher'): Promise<void> {

@@ -3,8 +3,8 @@
  * responder keeps the encoded reply in memory and sends only its manifest as the reply. The
  * requester then sends a request to the responder's chunk subject, and the responder
  * publishes the chunks in order to the requester's inbox, which NATS delivers in that order.
- * Nothing is written to JetStream, so a reply that nobody fetches costs memory only until it
- * expires.
+ * Nothing is written to JetStream, so a reply that no requester fetches costs memory only
+ * until it expires.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
@@ -26,7 +26,7 @@ export interface ChunkedReply {
 export interface ReplyChunksOptions {
   /** How long an unfetched reply is kept, in ms. */
   keepMs: number;
-  /** Bytes of unfetched replies kept at most; a reply past it is refused. */
+  /** Bytes of unfetched replies kept at most; a reply past it is rejected as retryable. */
   maxKeptBytes: number;
   logger: Logger;
 }
@@ -44,7 +44,7 @@ export class ChunkedReplyError extends RtcdpError {
   }
 }
 
-interface KeptReply {
+interface StoredReply {
   bytes: Uint8Array;
   timer: NodeJS.Timeout;
 }
@@ -53,7 +53,7 @@ export class ReplyChunks {
   readonly #connection: NatsConnection;
   readonly #options: ReplyChunksOptions;
   readonly #subject: string;
-  readonly #kept = new Map<string, KeptReply>();
+  readonly #kept = new Map<string, StoredReply>();
   #keptBytes = 0;
   #subscription: Subscription | null = null;
 
@@ -101,10 +101,16 @@ export class ReplyChunks {
   }
 
   #send(message: Msg): void {
-    const { id } = decode<{ id: string }>(Buffer.from(message.data));
+    let id: string;
+    try {
+      id = decode<{ id: string }>(Buffer.from(message.data)).id;
+    } catch (error) {
+      this.#options.logger.warn({ err: error, subject: message.subject }, 'a request for a large reply could not be decoded; it was ignored');
+      return;
+    }
     const kept = this.#kept.get(id);
     if (kept === undefined || message.reply === undefined) {
-      this.#options.logger.warn({ replyId: id }, 'a requester asked for a large reply that expired or was sent already');
+      this.#options.logger.warn({ replyId: id }, 'a requester requested a large reply that expired or was sent already; it times out and sends its query again');
       return;
     }
     this.#drop(id);
