@@ -186,7 +186,7 @@ async function runForget(nodeId: string, options: ForgetCommandOptions): Promise
     }
     process.stdout.write(
       `forgot node ${nodeId} (started ${member.startedAt || 'at an unknown time'}, ${member.heartbeat} heartbeats). ` +
-        'The events only it stored are gone: profile events lists it among the departed nodes.\n',
+        'The events only it stored are gone: profile events lists it among the departed nodes of the shards it owned.\n',
     );
   });
 }
