@@ -107,6 +107,10 @@ async function runStatus(options: ClusterCommandOptions): Promise<void> {
         }),
       ]),
     ];
+    const silent = view.members.filter((member) => 'error' in member.status).map((member) => member.nodeId);
+    if (silent.length > 0) {
+      lines.push('', `no report from ${silent.join(', ')}: a node that crashed and will not run again stays listed until rtcdp cluster forget NODE removes it`);
+    }
     process.stdout.write(`${lines.join('\n')}\n`);
   });
 }

@@ -133,6 +133,10 @@ t.test('cluster commands - forget removes a crashed node', { timeout: 60_000 }, 
   const member: MemberInfo = { nodeId: 'crashed', incarnation: 'old', grpcAddress: '127.0.0.1:1', startedAt: '2026-01-01T00:00:00.000Z', heartbeat: 3 };
   await kv.put(memberKey('crashed'), encodeJsonValue(member));
 
+  const status = await rtcdp(['cluster', 'status', '--nats', server.url, '--timeout-ms', '500']);
+  t.match(status.stdout, /crashed +127\.0\.0\.1:1 +no report/, 'status lists the crashed node without a report');
+  t.match(status.stdout, 'no report from crashed: a node that crashed and will not run again stays listed until rtcdp cluster forget NODE removes it', 'and says how to remove it');
+
   const forgot = await rtcdp(['cluster', 'forget', 'crashed', '--nats', server.url, '--observe-ms', '1000', '--timeout-ms', '500']);
   t.match(forgot.stdout, /forgot node crashed \(started 2026-01-01T00:00:00.000Z, 3 heartbeats\)/, 'reports the node it removed');
   t.match(forgot.stderr, /checking for 1000 ms that node crashed writes no heartbeat/, 'says what it waits for');
