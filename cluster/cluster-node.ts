@@ -593,7 +593,14 @@ export class ClusterNode implements ServingNode {
 
   async #askOwner<T>(shard: number, request: ShardRequest): Promise<T> {
     const local = this.#hosted.get(shard);
-    if (local !== undefined && local.host.state === 'running') return (await this.#answer(local.host, request)) as T;
+    if (local !== undefined && local.host.state === 'running') {
+      try {
+        return (await this.#answer(local.host, request)) as T;
+      } catch (error) {
+        // The shard stopped here while the query waited: ask its next owner, as for any remote shard.
+        if (!(error instanceof ShardMovingError)) throw error;
+      }
+    }
     return requestShard<T>(this.#connection, shard, request, this.options.queryTimeoutMs);
   }
 
