@@ -44,7 +44,7 @@ export class ChunkedReplyError extends RtcdpError {
   }
 }
 
-interface StoredReply {
+interface PendingReply {
   bytes: Uint8Array;
   timer: NodeJS.Timeout;
 }
@@ -53,8 +53,8 @@ export class ReplyChunks {
   readonly #connection: NatsConnection;
   readonly #options: ReplyChunksOptions;
   readonly #subject: string;
-  readonly #kept = new Map<string, StoredReply>();
-  #keptBytes = 0;
+  readonly #pending = new Map<string, PendingReply>();
+  #pendingBytes = 0;
   #subscription: Subscription | null = null;
 
   constructor(connection: NatsConnection, options: ReplyChunksOptions) {
@@ -72,9 +72,9 @@ export class ReplyChunks {
   stop(): void {
     this.#subscription?.unsubscribe();
     this.#subscription = null;
-    for (const kept of this.#kept.values()) clearTimeout(kept.timer);
-    this.#kept.clear();
-    this.#keptBytes = 0;
+    for (const pending of this.#pending.values()) clearTimeout(pending.timer);
+    this.#pending.clear();
+    this.#pendingBytes = 0;
   }
 
   /** The largest reply one message carries on this connection now, in bytes. */
@@ -84,9 +84,9 @@ export class ReplyChunks {
 
   /** Keeps `bytes` for a requester to fetch and returns its manifest. Throws ChunkedReplyError (retryable) when too much is kept already. */
   keep(bytes: Uint8Array): ChunkedReply {
-    if (this.#keptBytes + bytes.length > this.#options.maxKeptBytes) {
+    if (this.#pendingBytes + bytes.length > this.#options.maxKeptBytes) {
       throw new ChunkedReplyError(
-        `the reply has ${bytes.length} bytes, more than one NATS message carries, and the node already keeps ${this.#keptBytes} bytes of large replies for their requesters; retry shortly`,
+        `the reply has ${bytes.length} bytes, more than one NATS message carries, and the node already keeps ${this.#pendingBytes} bytes of large replies for their requesters; retry shortly`,
         true,
       );
     }
@@ -94,8 +94,8 @@ export class ReplyChunks {
     const id = randomBytes(12).toString('base64url');
     const timer = setTimeout(() => this.#drop(id), this.#options.keepMs);
     timer.unref();
-    this.#kept.set(id, { bytes, timer });
-    this.#keptBytes += bytes.length;
+    this.#pending.set(id, { bytes, timer });
+    this.#pendingBytes += bytes.length;
     const chunks = Math.ceil(bytes.length / this.messageLimitBytes);
     return { subject: this.#subject, id, chunks, bytes: bytes.length, sha256: sha256Of(bytes) };
   }
@@ -108,25 +108,25 @@ export class ReplyChunks {
       this.#options.logger.warn({ err: error, subject: message.subject }, 'a request for a large reply could not be decoded; it was ignored');
       return;
     }
-    const kept = this.#kept.get(id);
-    if (kept === undefined || message.reply === undefined) {
+    const pending = this.#pending.get(id);
+    if (pending === undefined || message.reply === undefined) {
       this.#options.logger.warn({ replyId: id }, 'a requester requested a large reply that expired or was sent already; it times out and sends its query again');
       return;
     }
     this.#drop(id);
 
     const size = this.messageLimitBytes;
-    for (let start = 0; start < kept.bytes.length; start += size) {
-      this.#connection.publish(message.reply, kept.bytes.subarray(start, start + size));
+    for (let start = 0; start < pending.bytes.length; start += size) {
+      this.#connection.publish(message.reply, pending.bytes.subarray(start, start + size));
     }
   }
 
   #drop(id: string): void {
-    const kept = this.#kept.get(id);
-    if (kept === undefined) return;
-    clearTimeout(kept.timer);
-    this.#kept.delete(id);
-    this.#keptBytes -= kept.bytes.length;
+    const pending = this.#pending.get(id);
+    if (pending === undefined) return;
+    clearTimeout(pending.timer);
+    this.#pending.delete(id);
+    this.#pendingBytes -= pending.bytes.length;
   }
 }
 
