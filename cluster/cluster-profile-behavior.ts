@@ -14,7 +14,7 @@ import type { ActorBehavior } from '../actors/types.js';
 import type { ProfileActivation } from '../profiles/activation.js';
 import type { ClusterTimerIndex } from './nats/timer-index.js';
 import type { ProfileMessage } from '../profiles/evaluator.js';
-import { capturePersistCounts, parseActorKey, type PersistCounts, type ProfileBehavior } from '../profiles/profile-behavior.js';
+import { capturePersist, parseActorKey, type PersistCapture, type ProfileBehavior } from '../profiles/profile-behavior.js';
 import { fromSnapshot, toSnapshot, type AppliedEvent, type ProfileSnapshot, type ProfileState } from '../profiles/profile.js';
 import { decode } from '../storage/codec.js';
 import { keys } from '../storage/keys.js';
@@ -94,7 +94,7 @@ export class ClusterProfileBehavior implements ActorBehavior<ProfileState, Profi
     const { shard, epoch } = this.#options;
     if (!this.#options.isOwner()) throw new ShardFencedError(shard, epoch, epoch, 'snapshot write after the lease expired');
 
-    const captured: PersistCounts[] = snapshots.map(({ state }) => capturePersistCounts(state));
+    const captured: PersistCapture[] = snapshots.map(({ state }) => capturePersist(state));
     const prepared = snapshots.map(({ state }) =>
       this.#options.snapshots.prepare({ workspace: state.workspace, shard, profileId: state.profileId, snapshot: toSnapshot(state), expectedRevision: state.snapshotRevision }, epoch),
     );

@@ -50,17 +50,28 @@ export interface DeadLetterRecord {
   payload: Buffer;
 }
 
-/** How much of a profile's unpersisted events, activations and outgoing records a persist covers, and its timer. */
-export interface PersistCounts {
+/**
+ * The part of a profile that one persist writes: its snapshot, how many of its unpersisted
+ * events, activations and outgoing records, and its next evaluation time.
+ */
+export interface PersistCapture {
+  /** The profile's snapshot, encoded when the persist started. */
+  snapshot: Buffer;
   events: number;
   activations: number;
   outgoing: number;
   nextEvaluationMs: number;
 }
 
-/** Captures what a persist of `state` starting now covers. */
-export function capturePersistCounts(state: ProfileState): PersistCounts {
+/**
+ * Captures what a persist of `state` starting now writes. The snapshot is encoded now,
+ * because the actor goes on applying messages while the persist awaits its writes. A
+ * snapshot encoded later would cover events whose history, activations and outgoing
+ * records the persist does not write.
+ */
+export function capturePersist(state: ProfileState): PersistCapture {
   return {
+    snapshot: encode(toSnapshot(state)),
     events: state.unpersisted.length,
     activations: state.activations.length,
     outgoing: state.outbox.length,
@@ -368,19 +379,19 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
   /**
    * Sends each profile's outgoing records, then writes its snapshot, its events applied
    * since the last snapshot, its timer and its activations in one batch, with `extraOps`.
-   * `covered` records how much of each list this persist includes: the lengths now, or the
-   * `captured` ones of a caller that wrote the same part elsewhere first (and sent the
-   * records, when `sent`). The lists are cut by that count only after the write, because the
-   * actor may apply more events while the write is in flight.
+   * What each profile's write covers is captured when the call starts, or passed as
+   * `captured` by a caller that captured it earlier and wrote the same part elsewhere first
+   * (and sent the records, when `sent`). The lists are cut by the captured counts only
+   * after the write, because the actor may apply more events while the write is in flight.
    */
-  async persist(snapshots: Array<{ key: string; state: ProfileState }>, extraOps: WriteOp[] = [], captured?: PersistCounts[], sent = false): Promise<void> {
+  async persist(snapshots: Array<{ key: string; state: ProfileState }>, extraOps: WriteOp[] = [], captured?: PersistCapture[], sent = false): Promise<void> {
     const ops: WriteOp[] = [...extraOps];
-    const covered = snapshots.map(({ state }, i) => ({ state, ...(captured?.[i] ?? capturePersistCounts(state)) }));
+    const covered = snapshots.map(({ state }, i) => ({ state, ...(captured?.[i] ?? capturePersist(state)) }));
     if (!sent) await this.sendOutgoing(covered);
     const activations = covered.flatMap(({ state, activations: count }) => state.activations.slice(0, count));
 
-    for (const { state, events, nextEvaluationMs } of covered) {
-      ops.push({ type: 'put', key: keys.snapshot(state.workspace, state.profileId), value: encode(toSnapshot(state)) });
+    for (const { state, snapshot, events, nextEvaluationMs } of covered) {
+      ops.push({ type: 'put', key: keys.snapshot(state.workspace, state.profileId), value: snapshot });
       for (const event of state.unpersisted.slice(0, events)) {
         ops.push({ type: 'put', key: keys.profileEvent(state.workspace, state.profileId, event.sequence), value: event.payload });
       }

@@ -5,6 +5,7 @@
  */
 import t from 'tap';
 import { silentLogger } from '../../common/logger.js';
+import type { CustomerEvent } from '../../profiles/event.js';
 import type { IdentityCommandMessage, OutgoingRecord } from '../../profiles/identity-commands.js';
 import { actorKey, ProfileBehavior } from '../../profiles/profile-behavior.js';
 import { DEFAULT_PROFILE_LIMITS, type ProfileState } from '../../profiles/profile.js';
@@ -47,4 +48,31 @@ t.test('profile outbox - a send that fails leaves the message to be applied agai
 
   const third = await applyMerge(restarted);
   t.equal(third.outbox.length, 0, 'once stored, the command is not applied a third time');
+});
+
+t.test('profile outbox - persist writes the starting state', async (t) => {
+  const store = await Store.open({ path: t.testdir() });
+  t.teardown(() => store.close());
+
+  let sendStarted: () => void = () => {};
+  let releaseSend: () => void = () => {};
+  const sending = new Promise<void>((resolve) => (sendStarted = resolve));
+  const behavior = behaviorOn(store, () => {
+    sendStarted();
+    return new Promise<void>((resolve) => (releaseSend = resolve));
+  });
+  const tombstone = await applyMerge(behavior);
+  const persisted = behavior.persist([{ key: KEY, state: tombstone }]);
+
+  // The actor applies another event while the persist sends the merge state.
+  await sending;
+  const timestamp = '2024-01-01T00:00:00.000Z';
+  const event: CustomerEvent = { type: 'track', event: 'Viewed', messageId: 'm10', timestamp, timestampMs: Date.parse(timestamp), receivedAt: timestamp, anonymousId: 'a1' };
+  behavior.handle(tombstone, { event, position: { shard: 3, sequence: 8 }, payload: Buffer.from('{}') });
+  releaseSend();
+  await persisted;
+
+  t.same(tombstone.outbox.map((record) => record.entry), [{ ...event, profileId: 'user:u1' }], 'the forwarded event waits for the next persist');
+  const stored = await behavior.load(KEY);
+  t.same(stored?.lastApplied, { shard: 3, sequence: 7 }, 'the stored snapshot stops at the merge, so a restart forwards the event again');
 });
