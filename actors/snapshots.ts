@@ -4,6 +4,19 @@ import type { ResolvedOptions } from './options.js';
 import { nextRetryDelay } from './retry.js';
 import type { ActorBehavior } from './types.js';
 
+/**
+ * Main-thread time, in ms, that one batch's `persist` call should take before it returns
+ * its promise: the time it spends copying or encoding the states. Nothing else runs on the
+ * thread meanwhile, so batches are sized to stay near this, as an actor turn does.
+ */
+const PERSIST_CALL_BUDGET_MS = 5;
+
+/** Snapshots in the first batch, before the cost of one is measured. */
+const FIRST_BATCH_SIZE = 50;
+
+/** Weight of the newest batch in the average cost of one snapshot. */
+const COST_SMOOTHING = 0.2;
+
 /** Callbacks from the snapshot writer into the actor system. */
 export interface SnapshotHooks<State, Message> {
   /** Whether the actor's state may be snapshotted now, which is false while it is rebuilt. */
@@ -18,7 +31,9 @@ export interface SnapshotHooks<State, Message> {
  * An actor with a non-empty journal is always in exactly one place: `#waiting` (until
  * snapshotIntervalMs passes), `#due` (written by the next batch), or the in-flight batch.
  * One batch is in flight at a time, so two writes of the same key can never race, and
- * everything that becomes due meanwhile goes into the next, larger batch.
+ * everything that becomes due meanwhile goes into the next, larger batch. A batch has at
+ * most maxPersistBatch actors, and fewer when preparing that many would take the persist
+ * call longer than PERSIST_CALL_BUDGET_MS.
  */
 export class SnapshotWriter<State, Message> {
   readonly #behavior: ActorBehavior<State, Message>;
@@ -40,6 +55,8 @@ export class SnapshotWriter<State, Message> {
   #consecutiveFailures = 0;
   #writeScheduled = false;
   #stopped = false;
+  /** Average main-thread time of the persist call per snapshot, in ms, or 0 before the first call. */
+  #callCostMs = 0;
 
   /** Snapshots written by successful persist calls. */
   persistedSnapshots = 0;
@@ -218,9 +235,10 @@ export class SnapshotWriter<State, Message> {
 
   #takeBatch(): Array<Actor<State, Message>> {
     const batch: Array<Actor<State, Message>> = [];
+    const limit = this.#batchLimit();
 
     for (const actor of this.#due) {
-      if (batch.length >= this.#options.maxPersistBatch) {
+      if (batch.length >= limit) {
         break;
       }
 
@@ -238,6 +256,21 @@ export class SnapshotWriter<State, Message> {
     return batch;
   }
 
+  /** Returns the number of actors the next batch may take. */
+  #batchLimit(): number {
+    const max = this.#options.maxPersistBatch;
+    if (this.#callCostMs === 0) {
+      return Math.min(max, FIRST_BATCH_SIZE);
+    }
+
+    return Math.max(1, Math.min(max, Math.floor(PERSIST_CALL_BUDGET_MS / this.#callCostMs)));
+  }
+
+  #recordCallCost(elapsedMs: number, snapshots: number): void {
+    const cost = elapsedMs / snapshots;
+    this.#callCostMs = this.#callCostMs === 0 ? cost : this.#callCostMs + COST_SMOOTHING * (cost - this.#callCostMs);
+  }
+
   #write(batch: Array<Actor<State, Message>>): void {
     const snapshots = batch.map((actor) => {
       actor.persisting = true;
@@ -247,11 +280,13 @@ export class SnapshotWriter<State, Message> {
     });
 
     let written: Promise<void>;
+    const startedAt = performance.now();
     try {
       written = this.#behavior.persist(snapshots);
     } catch (error) {
       written = Promise.reject(error);
     }
+    this.#recordCallCost(performance.now() - startedAt, snapshots.length);
 
     this.#inFlightBatch = batch;
     this.#inFlight = written

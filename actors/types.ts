@@ -33,7 +33,8 @@ export interface ActorBehavior<State, Message> {
   /**
    * Persists the snapshots of many actors in one write. It must copy or serialize each
    * state before it returns, because the runtime goes on applying messages to the same
-   * objects while the write is in flight.
+   * objects while the write is in flight. The runtime sizes batches by the time this call
+   * takes before it returns.
    */
   persist(snapshots: Array<{ key: string; state: State }>): Promise<void>;
 
@@ -58,7 +59,11 @@ export interface ActorSystemOptions {
   snapshotEveryMessages?: number;
   /** A dirty actor is snapshotted at most this long after its first unsnapshotted message. Default 1,000. */
   snapshotIntervalMs?: number;
-  /** Snapshots written together in one `persist` call, at most. Default 500. */
+  /**
+   * Snapshots written together in one `persist` call, at most. Default 500. A batch is
+   * smaller when preparing that many snapshots would keep the persist call on the main
+   * thread for more than about 5 ms.
+   */
   maxPersistBatch?: number;
   /** Attempts of one message before it goes to dead letters. Default 3. */
   maxAttempts?: number;

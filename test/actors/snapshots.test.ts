@@ -56,6 +56,24 @@ t.test('actor system - batches persists up to maxPersistBatch', async (t) => {
   t.equal(behavior.store.size, 7);
 });
 
+t.test('actor system - sizes persist batches by encoding time', async (t) => {
+  const behavior = new FakeBehavior();
+  behavior.encodeCostMs = 1;
+  const system = startSystem(t, behavior, { snapshotEveryMessages: 1, maxPersistBatch: 500 });
+  const log = new DeliveryLog();
+
+  for (let id = 1; id <= 120; id++) {
+    system.tell(`k${id}`, { id }, log.for(id));
+  }
+  await waitFor(() => log.durable.length === 120, 'every onDurable');
+
+  const sizes = behavior.persists.map((batch) => batch.length);
+  t.equal(sizes[0], 50, 'the first batch, before any cost is known, holds 50');
+  t.ok(sizes.length >= 15, `the other 70 take at least 14 batches (${sizes.join(', ')})`);
+  t.ok(sizes.slice(1).every((size) => size <= 5), 'at 1 ms per snapshot, later batches hold at most 5');
+  t.equal(system.stats().persistedSnapshots, 120);
+});
+
 t.test('actor system - calls onDurable only after persist resolves', async (t) => {
   const behavior = new FakeBehavior();
   behavior.persistGate = new Gate();
