@@ -33,7 +33,7 @@ export interface SnapshotHooks<State, Message> {
  * One batch is in flight at a time, so two writes of the same key can never race, and
  * everything that becomes due meanwhile goes into the next, larger batch. A batch has at
  * most maxPersistBatch actors, and fewer when preparing that many would take the persist
- * call longer than PERSIST_CALL_BUDGET_MS.
+ * call longer than PERSIST_CALL_BUDGET_MS, unless a flush waits for it.
  */
 export class SnapshotWriter<State, Message> {
   readonly #behavior: ActorBehavior<State, Message>;
@@ -235,9 +235,13 @@ export class SnapshotWriter<State, Message> {
 
   #takeBatch(): Array<Actor<State, Message>> {
     const batch: Array<Actor<State, Message>> = [];
-    const limit = this.#batchLimit();
+    let limit = this.#batchLimit();
 
     for (const actor of this.#due) {
+      // A flush (a drain or a handoff) waits for every batch, so its batches are as large as allowed.
+      if (actor.flushUntil !== undefined) {
+        limit = this.#options.maxPersistBatch;
+      }
       if (batch.length >= limit) {
         break;
       }

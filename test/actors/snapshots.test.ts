@@ -74,6 +74,20 @@ t.test('actor system - sizes persist batches by encoding time', async (t) => {
   t.equal(system.stats().persistedSnapshots, 120);
 });
 
+t.test('actor system - a flush takes the largest batches', async (t) => {
+  const behavior = new FakeBehavior();
+  behavior.encodeCostMs = 1;
+  const system = startSystem(t, behavior, { snapshotIntervalMs: 60_000, maxPersistBatch: 500 });
+
+  for (let id = 1; id <= 120; id++) {
+    system.tell(`k${id}`, { id });
+  }
+  await settle();
+  await system.flush();
+
+  t.same(behavior.persists.map((batch) => batch.length), [120], 'a flush waits for every batch, so it writes them all at once');
+});
+
 t.test('actor system - calls onDurable only after persist resolves', async (t) => {
   const behavior = new FakeBehavior();
   behavior.persistGate = new Gate();
