@@ -387,7 +387,9 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
   async persist(snapshots: Array<{ key: string; state: ProfileState }>, extraOps: WriteOp[] = [], captured?: PersistCapture[], sent = false): Promise<void> {
     const ops: WriteOp[] = [...extraOps];
     const covered = snapshots.map(({ state }, i) => ({ state, ...(captured?.[i] ?? capturePersist(state)) }));
-    if (!sent) await this.sendOutgoing(covered);
+    // Without records to send, the write batch is built before the first await, so the
+    // actor runtime's timing of this call includes that work.
+    if (!sent && covered.some(({ outgoing }) => outgoing > 0)) await this.sendOutgoing(covered);
     const activations = covered.flatMap(({ state, activations: count }) => state.activations.slice(0, count));
 
     for (const { state, snapshot, events, nextEvaluationMs } of covered) {
