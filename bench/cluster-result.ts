@@ -120,7 +120,7 @@ export interface FailoverResult {
   maxRecoveryMs: number | null;
   minRecoveryMs: number | null;
   goalMs: number;
-  /** From the kill until the survivors ran the rendezvous placement over themselves, or null when they did not. */
+  /** From the kill until the survivors ran a balanced placement over themselves, or null when they did not. */
   placedAfterMs: number | null;
   /** The victim's restart, or null when it was skipped. */
   rejoin: {

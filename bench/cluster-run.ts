@@ -2,13 +2,12 @@
  * The running cluster of the cluster scenario: nats-server, the node hosts, the harness's
  * own NATS connection, the load generator groups and a sampler that records the cluster's
  * throughput and backlog once a second for the whole run. It also waits for the states
- * the phases need: shards running where the coordinator's rendezvous placement puts them,
+ * the phases need: shards running where the coordinator's balanced placement puts them,
  * and every stored event applied.
  */
 import { randomBytes } from 'node:crypto';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { rendezvousAssignment } from '../cluster/assignment.js';
 import type { ClusterNodeStatus } from '../cluster/cluster-node.js';
 import { EVENT_STREAM, eventSubject } from '../cluster/nats/subjects.js';
 import { GeneratorGroup } from './children.js';
@@ -22,6 +21,11 @@ import type { WorkloadConfig } from './workloads.js';
 
 const WORKSPACE = 'default';
 const BALANCE_POLL_MS = 250;
+/**
+ * How long a balanced placement must stay unchanged before waitPlaced returns: three of the
+ * coordinator's reconcile passes, each of which would publish a move still to be made.
+ */
+const PLACEMENT_QUIET_MS = 1_500;
 /** Each poll sends one JetStream API request per shard, so it is not much more frequent. */
 const APPLIED_POLL_MS = 100;
 const SAMPLE_INTERVAL_MS = 1_000;
@@ -173,25 +177,38 @@ export class ClusterRun {
   }
 
   /**
-   * Waits until the running shards of `nodeIds` are exactly the rendezvous placement over
-   * them, which the coordinator reaches once the member list is stable and every move is
-   * done. After `timeoutMs` it returns with placedAtMs null and what was still missing.
+   * Waits until the coordinator has placed the shards over `nodeIds`: every shard runs on one
+   * of them as the published assignment places it, each of them runs an even share (the shard
+   * count divided by theirs, rounded down or up), and that stays so for PLACEMENT_QUIET_MS.
+   * placedAtMs is when it was first seen. After `timeoutMs` it returns with placedAtMs null
+   * and what was still missing.
    */
   async waitPlaced(nodeIds: string[], timeoutMs: number): Promise<Placement> {
-    const target = rendezvousAssignment(this.shards, nodeIds);
     const deadline = Date.now() + timeoutMs;
     let owners = new Map<number, string>();
-    let misplaced: Array<[number, string]> = [...target];
+    let problem = 'no node status read yet';
+    // The assignment version and the time the placement was first seen with it.
+    let placedVersion = -1;
+    let placedAtMs = 0;
 
     while (Date.now() < deadline) {
-      owners = runningOwners(await this.statuses(nodeIds));
-      misplaced = [...target].filter(([shard, owner]) => owners.get(shard) !== owner);
-      if (misplaced.length === 0) return { owners, placedAtMs: epochNow(), problem: null };
+      const statuses = await this.statuses(nodeIds);
+      owners = runningOwners(statuses);
+      const assignment = newestAssignment(statuses);
+      problem = assignment === null ? 'no assignment published yet' : describeMisplaced(owners, assignment.shards, nodeIds, this.shards);
+
+      if (problem !== '' || assignment === null) {
+        placedVersion = -1;
+      } else if (placedVersion !== assignment.version) {
+        placedVersion = assignment.version;
+        placedAtMs = epochNow();
+      } else if (epochNow() - placedAtMs >= PLACEMENT_QUIET_MS) {
+        return { owners, placedAtMs, problem: null };
+      }
       await sleep(BALANCE_POLL_MS);
     }
 
-    const shards = misplaced.map(([shard, owner]) => `shard ${shard} on ${owners.get(shard) ?? 'no node'}, expected ${owner}`).join('; ');
-    return { owners, placedAtMs: null, problem: `the shards did not reach their placement over ${nodeIds.join(', ')} within ${timeoutMs} ms: ${shards}` };
+    return { owners, placedAtMs: null, problem: `the shards did not reach a balanced placement over ${nodeIds.join(', ')} within ${timeoutMs} ms: ${problem || 'the assignment kept changing'}` };
   }
 
   /**
@@ -343,6 +360,35 @@ async function acknowledgedBy(load: RunningLoad | null): Promise<number | null> 
     // The group is being stopped.
     return null;
   }
+}
+
+/** Returns the assignment with the highest version that any of the nodes has read, or null. */
+function newestAssignment(statuses: Map<string, ClusterNodeStatus>): NonNullable<ClusterNodeStatus['assignment']> | null {
+  let newest = null as ClusterNodeStatus['assignment'];
+  for (const status of statuses.values()) {
+    if (status.assignment !== null && (newest === null || status.assignment.version > newest.version)) newest = status.assignment;
+  }
+  return newest;
+}
+
+/**
+ * Describes how the running shards differ from an even placement over `nodeIds` that
+ * `assigned` publishes, or returns '' when they match it.
+ */
+function describeMisplaced(owners: Map<number, string>, assigned: Record<number, string>, nodeIds: string[], shardCount: number): string {
+  const problems: string[] = [];
+  for (let shard = 0; shard < shardCount; shard++) {
+    const owner = owners.get(shard);
+    if (owner === undefined || !nodeIds.includes(owner)) problems.push(`shard ${shard} runs on ${owner ?? 'no node'}`);
+    else if (assigned[shard] !== owner) problems.push(`shard ${shard} runs on ${owner}, assigned to ${assigned[shard] ?? 'no node'}`);
+  }
+
+  const even = Math.floor(shardCount / nodeIds.length);
+  for (const nodeId of nodeIds) {
+    const load = [...owners.values()].filter((owner) => owner === nodeId).length;
+    if (load < even || load > even + 1) problems.push(`${nodeId} runs ${load} shards, not ${even}${shardCount % nodeIds.length === 0 ? '' : ` or ${even + 1}`}`);
+  }
+  return problems.join('; ');
 }
 
 function runningOwners(statuses: Map<string, ClusterNodeStatus>): Map<number, string> {

@@ -19,7 +19,6 @@
  * When the cluster does not recover from the kill within --fault-timeout-s, the handoff
  * phase is skipped and the run fails, but the result file is still written.
  */
-import { rendezvousAssignment } from '../cluster/assignment.js';
 import { shardOf } from '../cluster/routing.js';
 import { profileIdForIdentifier } from '../profiles/identifiers.js';
 import { ProbeProcess } from './cluster-children.js';
@@ -158,18 +157,16 @@ function maxRunDurationMs(options: ClusterOptions): number {
 }
 
 /**
- * Returns the node to kill and stop: `requested`, or else whichever of n2 and n3 the
- * rendezvous placement gives more shards. n1 starts first and usually becomes the
- * coordinator, so by default the coordinator survives.
+ * Returns the node to kill and stop: `requested`, or else n2. n1 starts first and usually
+ * becomes the coordinator, so by default the coordinator survives. The coordinator gives
+ * every node an even share of the shards, so each one has some once there are at least as
+ * many shards as nodes.
  */
 function chooseVictim(shards: number, requested: string | undefined): string {
-  const placement = rendezvousAssignment(shards, NODE_IDS);
-  const count = (nodeId: string) => [...placement.values()].filter((owner) => owner === nodeId).length;
-  const victim = requested ?? (count('n3') > count('n2') ? 'n3' : 'n2');
-
+  const victim = requested ?? 'n2';
   if (!NODE_IDS.includes(victim)) throw new Error(`victim must be one of ${NODE_IDS.join(', ')}, received "${victim}"`);
-  if (count(victim) === 0) {
-    throw new Error(`with ${shards} shards the rendezvous placement gives node ${victim} no shard, so no shard would fail over. Choose another --shards or --victim.`);
+  if (shards < NODE_IDS.length) {
+    throw new Error(`with ${shards} shards over ${NODE_IDS.length} nodes a node may get no shard, and then none fails over. Choose --shards ${NODE_IDS.length} or more.`);
   }
   return victim;
 }

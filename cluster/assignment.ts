@@ -28,36 +28,84 @@ export function rendezvousWeight(shard: number, memberId: string): bigint {
 }
 
 /**
- * Assigns each shard from 0 to shardCount - 1 to the member with the highest
- * rendezvousWeight, the smaller id on a tie (rendezvous hashing). Adding a member moves
- * only shards to the new member, and removing one moves only the shards it owned.
+ * Assigns each shard from 0 to shardCount - 1 so that every member gets
+ * floor(shardCount / members) shards or one more, moving as few shards from their
+ * `holders` as that allows:
+ * 1. The `shardCount % members` members that hold the most shards (the smaller id on a
+ *    tie) may take one shard more than the others.
+ * 2. Each member keeps the shards it holds, those with its highest rendezvousWeight first,
+ *    up to what it may take.
+ * 3. Every other shard (free, held by a non-member, or over its holder's share) goes, in
+ *    shard order, to the member with the highest rendezvousWeight that has room left.
  *
- * Each shard lands on each member with equal probability, independently of the other
- * shards, so the loads are binomially distributed and not equal: with 16 shards over 8
- * members, a member can get none or 5.
+ * Without holders this is rendezvous hashing with bounded loads. Plain rendezvous hashing
+ * places each shard independently, so loads vary binomially: 12 shards over 3 members
+ * gave one member 7. Adding a member moves only the shards it takes, and removing one
+ * moves only the shards it held.
  *
  * Throws RangeError when shardCount is not a positive integer, or when memberIds is empty
  * or contains an id twice.
  */
-export function rendezvousAssignment(shardCount: number, memberIds: readonly string[]): Map<number, string> {
+export function balancedAssignment(shardCount: number, memberIds: readonly string[], holders: ShardHolders = new Map()): Map<number, string> {
   if (!Number.isInteger(shardCount) || shardCount < 1) throw new RangeError(`shardCount must be a positive integer, received ${shardCount}`);
   if (memberIds.length === 0) throw new RangeError('memberIds must contain at least one member');
   if (new Set(memberIds).size !== memberIds.length) throw new RangeError(`memberIds must not repeat an id, received ${memberIds.join(', ')}`);
 
+  const heldByMember = heldShards(shardCount, memberIds, holders);
+  const shares = sharesOf(shardCount, memberIds, heldByMember);
+  const loads = new Map(memberIds.map((memberId) => [memberId, 0]));
   const assignment = new Map<number, string>();
-  for (let shard = 0; shard < shardCount; shard++) {
-    let owner = memberIds[0];
-    let ownerWeight = rendezvousWeight(shard, owner);
-    for (const memberId of memberIds.slice(1)) {
-      const weight = rendezvousWeight(shard, memberId);
-      if (weight > ownerWeight || (weight === ownerWeight && compareNodeIds(memberId, owner) < 0)) {
-        owner = memberId;
-        ownerWeight = weight;
-      }
-    }
-    assignment.set(shard, owner);
+
+  for (const [memberId, shards] of heldByMember) {
+    const weights = new Map(shards.map((shard) => [shard, rendezvousWeight(shard, memberId)]));
+    const keptShards = shards.sort((a, b) => compareWeights(weights.get(b)!, weights.get(a)!)).slice(0, shares.get(memberId));
+    for (const shard of keptShards) assignment.set(shard, memberId);
+    loads.set(memberId, keptShards.length);
   }
-  return assignment;
+
+  for (let shard = 0; shard < shardCount; shard++) {
+    if (assignment.has(shard)) continue;
+    const owner = heaviest(shard, memberIds.filter((memberId) => loads.get(memberId)! < shares.get(memberId)!));
+    assignment.set(shard, owner);
+    loads.set(owner, loads.get(owner)! + 1);
+  }
+  return new Map([...assignment].sort(([a], [b]) => a - b));
+}
+
+/** Returns the shards below shardCount that each member holds. */
+function heldShards(shardCount: number, memberIds: readonly string[], holders: ShardHolders): Map<string, number[]> {
+  const heldByMember = new Map(memberIds.map((memberId): [string, number[]] => [memberId, []]));
+  for (const [shard, holder] of holders) {
+    if (holder !== null && shard >= 0 && shard < shardCount) heldByMember.get(holder)?.push(shard);
+  }
+  return heldByMember;
+}
+
+/** Returns the number of shards each member may take: an even share, and one more for the members holding the most. */
+function sharesOf(shardCount: number, memberIds: readonly string[], heldByMember: ReadonlyMap<string, number[]>): Map<string, number> {
+  const even = Math.floor(shardCount / memberIds.length);
+  const extra = shardCount % memberIds.length;
+  const byHeld = [...memberIds].sort((a, b) => heldByMember.get(b)!.length - heldByMember.get(a)!.length || compareNodeIds(a, b));
+  return new Map(byHeld.map((memberId, index) => [memberId, index < extra ? even + 1 : even]));
+}
+
+/** Returns the candidate with the highest rendezvousWeight for `shard`, the smaller id on a tie. */
+function heaviest(shard: number, candidates: readonly string[]): string {
+  let owner = candidates[0];
+  let ownerWeight = rendezvousWeight(shard, owner);
+  for (const memberId of candidates.slice(1)) {
+    const weight = rendezvousWeight(shard, memberId);
+    if (weight > ownerWeight || (weight === ownerWeight && compareNodeIds(memberId, owner) < 0)) {
+      owner = memberId;
+      ownerWeight = weight;
+    }
+  }
+  return owner;
+}
+
+function compareWeights(a: bigint, b: bigint): number {
+  if (a === b) return 0;
+  return a < b ? -1 : 1;
 }
 
 /**

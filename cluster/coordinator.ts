@@ -4,7 +4,8 @@
  *
  * Every node runs a Coordinator. It acts only while it holds a valid lease and no member
  * has joined for stableForMs. A member that leaves does not restart that wait. Then it
- * computes the rendezvous placement over the alive members and moves shards toward it.
+ * computes a balanced placement over the alive members, starting from the shards' current
+ * holders (see balancedAssignment), and moves shards toward it.
  * At most maxConcurrentMoves of the moving shards are held by live members at a time
  * (see planMoves). A move has finished once the shard's lease names its new owner. Nodes
  * read the result through an AssignmentWatcher and take or release shard leases.
@@ -12,7 +13,7 @@
 import { ConfigError } from '../common/errors.js';
 import { Lifecycle, type LifecycleState } from '../common/lifecycle.js';
 import { silentLogger, type Logger } from '../common/logger.js';
-import { applyMoves, movesInProgress, planMoves, rendezvousAssignment, type ShardAssignment, type ShardHolders } from './assignment.js';
+import { applyMoves, balancedAssignment, movesInProgress, planMoves, type ShardAssignment, type ShardHolders } from './assignment.js';
 import { ASSIGNMENT_KEY, decodeAssignment, encodeAssignment, type Assignment } from './assignment-watcher.js';
 import { systemClock, type Clock } from './clock.js';
 import { compareNodeIds, describeValue, requireDurationMs, requireNodeId, requirePositiveInteger } from './coordination-options.js';
@@ -130,7 +131,10 @@ export class Coordinator {
   /** Sorted ids of the alive members at the last reconcile pass. */
   #memberIds: string[] = [];
   #membersChangedAtMs = 0;
-  /** The rendezvous placement for #memberIds, computed once per member list. */
+  /**
+   * The balanced placement for #memberIds, computed from the shard holders once per member
+   * list and tenure, so that a new coordinator starts from where the shards are.
+   */
   #target: ShardAssignment | null = null;
   /** Epoch of the tenure this node last acted under, to log each change of leadership once. */
   #leadingEpoch: number | null = null;
@@ -250,6 +254,7 @@ export class Coordinator {
     if (epoch !== null) this.#logger.info({ epoch, members: this.#memberIds }, 'acting as coordinator');
     this.#leadingEpoch = epoch;
     this.#published = null;
+    this.#target = null;
     return epoch;
   }
 
@@ -262,7 +267,7 @@ export class Coordinator {
     }
 
     const holders = await this.options.readShardHolders();
-    this.#target ??= rendezvousAssignment(shardCount, this.#memberIds);
+    this.#target ??= balancedAssignment(shardCount, this.#memberIds, holders);
     const publishedShards = published?.shards ?? new Map<number, string>();
     const moves = planMoves(holders, this.#target, maxConcurrentMoves, movesInProgress(publishedShards, holders), new Set(this.#memberIds));
     const shards = applyMoves(publishedShards, holders, this.#target, moves);

@@ -3,7 +3,7 @@ import {
   applyMoves,
   movesInProgress,
   planMoves,
-  rendezvousAssignment,
+  balancedAssignment,
   rendezvousWeight,
   type ShardAssignment,
   type ShardMove,
@@ -48,44 +48,22 @@ function loads(assignment: ShardAssignment, ids: string[]): Map<string, number> 
   return counts;
 }
 
-function logChoose(n: number, k: number): number {
-  let sum = 0;
-  for (let i = 1; i <= k; i++) sum += Math.log(n - k + i) - Math.log(i);
-  return sum;
-}
-
-/**
- * Loads that a member of `memberCount` gets with probability above 1e-6 when each of
- * `shardCount` shards picks a member uniformly at random, which is what a good hash gives.
- */
-function plausibleLoadRange(shardCount: number, memberCount: number): [number, number] {
-  if (memberCount === 1) return [shardCount, shardCount];
-  const p = 1 / memberCount;
-  const pmf = Array.from({ length: shardCount + 1 }, (_, k) => Math.exp(logChoose(shardCount, k) + k * Math.log(p) + (shardCount - k) * Math.log(1 - p)));
-
-  let low = 0;
-  for (let below = 0; below + pmf[low] < 1e-6; low++) below += pmf[low];
-  let high = shardCount;
-  for (let above = 0; above + pmf[high] < 1e-6; high--) above += pmf[high];
-  return [low, high];
-}
-
 t.test('rendezvousWeight - fixed sha1 prefix', async (t) => {
   // printf '0:node-1' | sha1sum starts with e7f52cae2546ba9d.
   t.equal(rendezvousWeight(0, 'node-1'), 0xe7f52cae2546ba9dn);
 });
 
-t.test('rendezvousAssignment - fixed placement', async (t) => {
-  // Nodes of different releases must agree, so any change of this placement breaks a rolling upgrade.
-  const expected = ['node-1', 'node-3', 'node-3', 'node-1', 'node-1', 'node-3', 'node-1', 'node-1', 'node-1', 'node-2', 'node-2', 'node-1'];
-  t.same([...rendezvousAssignment(12, ['node-1', 'node-2', 'node-3']).values()], expected);
-  t.same([...rendezvousAssignment(12, ['node-3', 'node-1', 'node-2']).values()], expected, 'member order does not matter');
+t.test('balancedAssignment - fixed placement', async (t) => {
+  // The coordinator's placement: a change in a release moves shards once a node of that release coordinates.
+  const expected = ['node-1', 'node-3', 'node-3', 'node-1', 'node-1', 'node-3', 'node-1', 'node-3', 'node-2', 'node-2', 'node-2', 'node-2'];
+  t.same([...balancedAssignment(12, ['node-1', 'node-2', 'node-3']).values()], expected);
+  t.same([...balancedAssignment(12, ['node-3', 'node-1', 'node-2']).values()], expected, 'member order does not matter');
 });
 
-t.test('rendezvousAssignment - every shard assigned to a member', async (t) => {
+t.test('balancedAssignment - every shard assigned to a member', async (t) => {
   for (const shardCount of SHARD_COUNTS) {
     for (const ids of idSets(shardCount)) {
-      const assignment = rendezvousAssignment(shardCount, ids);
+      const assignment = balancedAssignment(shardCount, ids);
       const shards = [...assignment.keys()];
       const outsiders = [...assignment.values()].filter((owner) => !ids.includes(owner));
       if (shards.length !== shardCount || shards.some((shard, index) => shard !== index) || outsiders.length > 0) {
@@ -96,46 +74,51 @@ t.test('rendezvousAssignment - every shard assigned to a member', async (t) => {
   t.pass('checked every shard count and id set');
 });
 
-t.test('rendezvousAssignment - balance within binomial bounds', async (t) => {
+/** Returns holders that give every shard to a random one of `ids`, or leave it free, as after crashes and partial moves. */
+function randomHolders(random: () => number, shardCount: number, ids: string[]): Map<number, string | null> {
+  const holders = new Map<number, string | null>();
+  for (let shard = 0; shard < shardCount; shard++) {
+    const pick = Math.floor(random() * (ids.length + 1));
+    holders.set(shard, pick === ids.length ? null : ids[pick]);
+  }
+  return holders;
+}
+
+t.test('balancedAssignment - loads differ by at most one', async (t) => {
+  const random = seededRandom(3);
   for (const shardCount of SHARD_COUNTS) {
-    for (let memberCount = 1; memberCount <= MAX_MEMBERS; memberCount++) {
-      const [low, high] = plausibleLoadRange(shardCount, memberCount);
-      let minimum = Infinity;
-      let maximum = 0;
-      let squaredDeviation = 0;
-      let samples = 0;
-
-      for (const ids of idSets(shardCount + memberCount).filter((set) => set.length === memberCount)) {
-        for (const load of loads(rendezvousAssignment(shardCount, ids), ids).values()) {
-          minimum = Math.min(minimum, load);
-          maximum = Math.max(maximum, load);
-          squaredDeviation += (load - shardCount / memberCount) ** 2;
-          samples += 1;
-        }
-      }
-
-      const label = `${shardCount} shards over ${memberCount} members`;
-      t.ok(minimum >= low, `${label}: smallest load ${minimum} is at least ${low}`);
-      t.ok(maximum <= high, `${label}: largest load ${maximum} is at most ${high}`);
-
-      // A good hash gives each load the binomial variance n·p·(1-p). Allow 50 % either way.
-      const variance = squaredDeviation / samples;
-      const expected = shardCount * (1 / memberCount) * (1 - 1 / memberCount);
-      if (memberCount > 1) {
-        t.ok(variance >= 0.5 * expected && variance <= 1.5 * expected, `${label}: load variance ${variance.toFixed(2)} is near ${expected.toFixed(2)}`);
+    for (const ids of idSets(shardCount + 1)) {
+      for (const holders of [new Map<number, string | null>(), randomHolders(random, shardCount, ids)]) {
+        const counts = [...loads(balancedAssignment(shardCount, ids, holders), ids).values()];
+        const even = Math.floor(shardCount / ids.length);
+        if (counts.some((count) => count < even || count > even + 1)) t.fail(`${shardCount} shards over ${ids.join(',')}: loads ${counts.join(',')}`);
       }
     }
   }
+  t.pass('checked every shard count and id set, with and without holders');
 });
 
-t.test('rendezvousAssignment - adding a member moves shards only to it', async (t) => {
+t.test('balancedAssignment - keeps a balanced placement as it is', async (t) => {
+  const random = seededRandom(5);
+  for (const shardCount of SHARD_COUNTS) {
+    for (const ids of idSets(shardCount + 2)) {
+      const placed = balancedAssignment(shardCount, ids, randomHolders(random, shardCount, ids));
+      const again = balancedAssignment(shardCount, ids, placed);
+      const moved = [...again].filter(([shard, owner]) => placed.get(shard) !== owner);
+      if (moved.length > 0) t.fail(`${shardCount} shards over ${ids.join(',')}: shards ${moved.map(([shard]) => shard).join(',')} moved`);
+    }
+  }
+  t.pass('checked every shard count and id set');
+});
+
+t.test('balancedAssignment - adding a member moves shards only to it', async (t) => {
   const random = seededRandom(7);
   for (const shardCount of SHARD_COUNTS) {
     for (const ids of idSets(shardCount * 3).filter((set) => set.length < MAX_MEMBERS)) {
       const [added] = randomIds(random, 1).filter((id) => !ids.includes(id));
       if (added === undefined) continue;
-      const before = rendezvousAssignment(shardCount, ids);
-      const after = rendezvousAssignment(shardCount, [...ids, added]);
+      const before = balancedAssignment(shardCount, ids);
+      const after = balancedAssignment(shardCount, [...ids, added], before);
 
       const wrong = [...after].filter(([shard, owner]) => owner !== before.get(shard) && owner !== added);
       if (wrong.length > 0) t.fail(`adding ${added} to ${ids.join(',')} moved shards ${wrong.map(([shard]) => shard).join(',')} elsewhere`);
@@ -144,12 +127,12 @@ t.test('rendezvousAssignment - adding a member moves shards only to it', async (
   t.pass('checked every shard count and id set');
 });
 
-t.test('rendezvousAssignment - removing a member moves only its shards', async (t) => {
+t.test('balancedAssignment - removing a member moves only its shards', async (t) => {
   for (const shardCount of SHARD_COUNTS) {
     for (const ids of idSets(shardCount * 5).filter((set) => set.length > 1)) {
       const removed = ids[ids.length >> 1];
-      const before = rendezvousAssignment(shardCount, ids);
-      const after = rendezvousAssignment(shardCount, ids.filter((id) => id !== removed));
+      const before = balancedAssignment(shardCount, ids);
+      const after = balancedAssignment(shardCount, ids.filter((id) => id !== removed), before);
 
       for (const [shard, owner] of before) {
         const moved = after.get(shard) !== owner;
@@ -162,11 +145,24 @@ t.test('rendezvousAssignment - removing a member moves only its shards', async (
   t.pass('checked every shard count and id set');
 });
 
-t.test('rendezvousAssignment - rejects invalid input', async (t) => {
-  t.throws(() => rendezvousAssignment(0, ['a']), RangeError);
-  t.throws(() => rendezvousAssignment(1.5, ['a']), RangeError);
-  t.throws(() => rendezvousAssignment(4, []), { message: /at least one member/ });
-  t.throws(() => rendezvousAssignment(4, ['a', 'b', 'a']), { message: /must not repeat an id/ });
+t.test('balancedAssignment - a member over its share keeps its preferred shards', async (t) => {
+  const holders = new Map<number, string | null>(Array.from({ length: 6 }, (_, shard): [number, string] => [shard, 'node-2']));
+  const assignment = balancedAssignment(12, ['node-1', 'node-2', 'node-3'], holders);
+  const keptShards = [...assignment].filter(([, owner]) => owner === 'node-2').map(([shard]) => shard);
+  const preferred = [0, 1, 2, 3, 4, 5].sort((a, b) => (rendezvousWeight(b, 'node-2') > rendezvousWeight(a, 'node-2') ? 1 : -1)).slice(0, 4);
+  t.same(keptShards, preferred.sort((a, b) => a - b), 'node-2 keeps the 4 of its 6 shards it weighs highest');
+});
+
+t.test('balancedAssignment - ignores holders that are not members', async (t) => {
+  const holders = new Map<number, string | null>([[0, 'gone'], [1, null], [99, 'node-1']]);
+  t.same(balancedAssignment(12, ['node-1', 'node-2', 'node-3'], holders), balancedAssignment(12, ['node-1', 'node-2', 'node-3']));
+});
+
+t.test('balancedAssignment - rejects invalid input', async (t) => {
+  t.throws(() => balancedAssignment(0, ['a']), RangeError);
+  t.throws(() => balancedAssignment(1.5, ['a']), RangeError);
+  t.throws(() => balancedAssignment(4, []), { message: /at least one member/ });
+  t.throws(() => balancedAssignment(4, ['a', 'b', 'a']), { message: /must not repeat an id/ });
 });
 
 function holdersOf(entries: Array<[number, string | null]>): Map<number, string | null> {
@@ -248,12 +244,12 @@ t.test('planMoves - simulated handovers stay within the limit and converge', asy
     const before = randomIds(random, 1 + Math.floor(random() * MAX_MEMBERS));
     const after = [...before.slice(Math.floor(random() * 2)), ...randomIds(random, Math.floor(random() * 3))];
     const live = new Set(after.length > 0 ? after : before);
-    const target = rendezvousAssignment(shardCount, [...live]);
 
     // Start from the old placement with a few shards free, and let the lease layer finish
     // a random subset of the published moves in each step, through a free step half of the time.
-    const holders = new Map<number, string | null>(rendezvousAssignment(shardCount, before));
+    const holders = new Map<number, string | null>(balancedAssignment(shardCount, before));
     for (let shard = 0; shard < shardCount; shard += 5) holders.set(shard, null);
+    const target = balancedAssignment(shardCount, [...live], holders);
     let published: Map<number, string> = new Map();
     let steps = 0;
 

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { rendezvousAssignment } from '../../cluster/assignment.js';
+import { balancedAssignment } from '../../cluster/assignment.js';
 import { AssignmentWatcher } from '../../cluster/assignment-watcher.js';
 import { Coordinator } from '../../cluster/coordinator.js';
 import type { KvStore } from '../../storage/kv-store.js';
@@ -92,7 +92,7 @@ class TestNode {
 }
 
 /** Returns whether every node has read `expected` and each shard is owned by the node it names. */
-function converged(nodes: TestNode[], expected: Map<number, string>): boolean {
+function converged(nodes: TestNode[], expected: ReadonlyMap<number, string>): boolean {
   for (const node of nodes) {
     const shards = node.watcher.current()?.shards;
     if (shards === undefined || shards.size !== expected.size) return false;
@@ -102,6 +102,16 @@ function converged(nodes: TestNode[], expected: Map<number, string>): boolean {
     }
   }
   return true;
+}
+
+/** Returns the published assignment once every node follows it and it gives each node 5 or 6 of the 16 shards, else null. */
+function balancedOwnership(nodes: TestNode[]): Map<number, string> | null {
+  const published = nodes[0].watcher.current()?.shards;
+  if (published === undefined || published.size !== SHARD_COUNT || !converged(nodes, published)) return null;
+
+  const even = Math.floor(SHARD_COUNT / nodes.length);
+  const loads = nodes.map((node) => [...published.values()].filter((owner) => owner === node.nodeId).length);
+  return loads.every((load) => load === even || load === even + 1) ? new Map(published) : null;
 }
 
 async function waitFor(condition: () => boolean, timeoutMs: number, what: string): Promise<number> {
@@ -125,8 +135,8 @@ t.test('coordinator on nats - three nodes converge to a full assignment', { time
   t.teardown(() => Promise.all(nodes.map((node) => node.stop().catch(() => undefined))));
   await Promise.all(nodes.map((node) => node.start()));
 
-  const everyNode = rendezvousAssignment(SHARD_COUNT, ['a', 'b', 'c']);
-  const tookMs = await waitFor(() => converged(nodes, everyNode), 30_000, 'the three nodes own the rendezvous placement');
+  let everyNode: Map<number, string> | null = null;
+  const tookMs = await waitFor(() => (everyNode = balancedOwnership(nodes)) !== null, 30_000, 'the three nodes own a balanced placement');
   t.pass(`converged in ${Math.round(tookMs)} ms`);
   t.equal(nodes.filter((node) => node.coordinator.isLeader()).length, 1, 'exactly one coordinator');
   t.same(
@@ -143,7 +153,7 @@ t.test('coordinator on nats - three nodes converge to a full assignment', { time
   // The coordinator leaves: another node takes over and gives its shards to the two others.
   await leader.stop();
   const remaining = nodes.filter((node) => node !== leader);
-  const twoNodes = rendezvousAssignment(SHARD_COUNT, remaining.map((node) => node.nodeId));
+  const twoNodes = balancedAssignment(SHARD_COUNT, remaining.map((node) => node.nodeId), everyNode!);
   const handoverMs = await waitFor(() => converged(remaining, twoNodes), 30_000, 'the two remaining nodes own the new placement');
   t.pass(`converged again ${Math.round(handoverMs)} ms after ${leader.nodeId} left`);
   t.equal(remaining.filter((node) => node.coordinator.isLeader()).length, 1, 'exactly one coordinator among the remaining nodes');

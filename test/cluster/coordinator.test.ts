@@ -1,6 +1,6 @@
 import t from 'tap';
 import { pino } from 'pino';
-import { rendezvousAssignment } from '../../cluster/assignment.js';
+import { balancedAssignment } from '../../cluster/assignment.js';
 import { AssignmentWatcher, ASSIGNMENT_KEY, decodeAssignment, encodeAssignment, type Assignment } from '../../cluster/assignment-watcher.js';
 import { COORDINATOR_KEY, Coordinator, type CoordinatorOptions, type MemberSource } from '../../cluster/coordinator.js';
 import { parseKvLeaseRecord } from '../../cluster/kv-lease.js';
@@ -212,7 +212,7 @@ t.test('coordinator - waits for a stable member list', async (t) => {
   t.ok(coordinator.isLeader());
   t.equal(await readAssignment(kv), null, 'nothing published before the list was stable for 3,000 ms');
   await time.advance(100);
-  t.same((await readAssignment(kv))?.shards, rendezvousAssignment(16, ['a', 'c']), 'free shards are all assigned at once');
+  t.same((await readAssignment(kv))?.shards, balancedAssignment(16, ['a', 'c']), 'free shards are all assigned at once');
   await holders.follow(kv);
 
   members.ids = ['a', 'b', 'c'];
@@ -224,7 +224,7 @@ t.test('coordinator - waits for a stable member list', async (t) => {
 
   await time.advance(600);
   t.equal(kv.assignments.length, 2, 'published once the latest list was stable');
-  const target = rendezvousAssignment(16, ['a', 'b', 'c', 'd']);
+  const target = balancedAssignment(16, ['a', 'b', 'c', 'd'], holders.map);
   for (const [shard, owner] of (await readAssignment(kv))!.shards) {
     const moving = owner !== holders.map.get(shard);
     if (moving && owner !== target.get(shard)) t.fail(`shard ${shard} moves to ${owner}, not to its target ${target.get(shard)}`);
@@ -244,12 +244,14 @@ t.test('coordinator - moves the shards of a member that left without waiting', a
   t.equal(kv.assignments.length, 1, 'the first assignment is published');
 
   members.ids = ['a', 'b'];
+  const overTwo = balancedAssignment(16, ['a', 'b'], holders.map);
   await time.advance(500);
   t.equal(kv.assignments.length, 2, 'published at the first pass after c left');
-  t.same((await readAssignment(kv))!.shards, rendezvousAssignment(16, ['a', 'b']), "c's shards go to their places over a and b");
+  t.same((await readAssignment(kv))!.shards, overTwo, "c's shards go to a and b, which keep theirs");
   await holders.follow(kv);
 
   // A join starts the window, and a member leaving during it does not end it early.
+  const target = balancedAssignment(16, ['a', 'd'], holders.map);
   members.ids = ['a', 'b', 'd'];
   await time.advance(1_000);
   members.ids = ['a', 'd'];
@@ -258,7 +260,6 @@ t.test('coordinator - moves the shards of a member that left without waiting', a
   await time.advance(1_000);
   t.equal(kv.assignments.length, 3, 'published once the join was 3,000 ms old');
   const published = (await readAssignment(kv))!;
-  const target = rendezvousAssignment(16, ['a', 'd']);
   for (const [shard, holder] of holders.map) {
     if (holder === 'b') t.equal(published.shards.get(shard), target.get(shard), `shard ${shard} of b moves to its target`);
   }
@@ -277,7 +278,7 @@ t.test('coordinator - moves at most maxConcurrentMoves held shards', async (t) =
   t.equal(pendingMoves(await readAssignment(kv), holders).length, 0, 'node a holds all 32 shards');
 
   members.ids = ['a', 'b', 'c'];
-  const target = rendezvousAssignment(32, members.ids);
+  const target = balancedAssignment(32, members.ids, holders.map);
   const toMove = [...target.values()].filter((owner) => owner !== 'a').length;
   t.ok(toMove > 4, `${toMove} shards must leave a`);
 
@@ -336,7 +337,7 @@ t.test('coordinator - logs moves with coordinator id and epoch', async (t) => {
   t.equal(published?.coordinatorId, 'a');
   t.equal(published?.epoch, coordinator.epoch);
   t.equal((published?.moves as unknown[]).length, 16, 'the log lists every move');
-  t.same((published?.moves as unknown[])[0], { shard: 0, from: null, to: rendezvousAssignment(16, ['a', 'b']).get(0) });
+  t.same((published?.moves as unknown[])[0], { shard: 0, from: null, to: balancedAssignment(16, ['a', 'b']).get(0) });
   t.ok(lines.some((line) => line.msg === 'acquired coordinator lease' && line.epoch === coordinator.epoch), 'the lease acquisition is logged');
 });
 
@@ -375,7 +376,7 @@ t.test('coordinator - reassigns shards of a member gone after the timeout', asyn
     node.coordinator.start();
   }
 
-  const everyNode = rendezvousAssignment(16, ['a', 'b', 'c']);
+  const everyNode = balancedAssignment(16, ['a', 'b', 'c']);
   await time.advanceUntil(() => nodes.some((node) => node.coordinator.isLeader()), 2_000);
   await time.advance(5_000);
   t.same((await readAssignment(kv))?.shards, everyNode, 'all three nodes own shards');
@@ -391,7 +392,7 @@ t.test('coordinator - reassigns shards of a member gone after the timeout', asyn
   await time.advance(4_500);
   t.same((await readAssignment(kv))?.shards, everyNode, `${victim.id} keeps its shards until the member timeout`);
 
-  const expected = rendezvousAssignment(16, survivors);
+  const expected = balancedAssignment(16, survivors, holders.map);
   const waitedMs = await advanceUntilAssignment(time, kv, holders, expected, 10_000);
   t.ok(waitedMs <= 2_500, `reassigned ${4_500 + waitedMs} ms after the crash`);
 });
@@ -410,7 +411,8 @@ t.test('coordinator - graceful leave reassigns shards before the timeout', async
     await node.membership.start();
     node.coordinator.start();
   }
-  await advanceUntilAssignment(time, kv, holders, rendezvousAssignment(16, ['a', 'b', 'c']), 10_000);
+  const everyNode = balancedAssignment(16, ['a', 'b', 'c']);
+  await advanceUntilAssignment(time, kv, holders, everyNode, 10_000);
 
   // The coordinator itself leaves, so the lease handover is part of the path.
   const leaving = nodes.find((node) => node.coordinator.isLeader())!;
@@ -418,7 +420,7 @@ t.test('coordinator - graceful leave reassigns shards before the timeout', async
   await leaving.membership.stop();
   const survivors = nodes.filter((node) => node !== leaving).map((node) => node.id);
 
-  const waitedMs = await advanceUntilAssignment(time, kv, holders, rendezvousAssignment(16, survivors), 10_000);
+  const waitedMs = await advanceUntilAssignment(time, kv, holders, balancedAssignment(16, survivors, everyNode), 10_000);
   t.ok(waitedMs < 5_000, `reassigned ${waitedMs} ms after the leave, less than memberTimeoutMs`);
   t.ok(nodes.some((node) => node !== leaving && node.coordinator.isLeader()), 'another node coordinates');
 });
