@@ -51,7 +51,7 @@ export function createActivationService(feed: ActivationFeed, auth: AuthOptions,
         const workspace = workspaceOf(call.metadata, auth);
         assertWorkspaceName(workspace);
         const page = await feed.list(workspace, { afterSequence: request.afterSequence, limit: parseLimit(request.limit), types: parseTypes(request.types) });
-        return { activations: page.activations.map(activationToProto), nextAfterSequence: page.nextAfterSequence };
+        return { activations: page.activations.map(activationToProto), nextAfterSequence: page.nextAfterSequence, latestSequence: page.visibleSequence };
       })().then(
         (response) => callback(null, response),
         (error) => callback(toServiceError(error, log, { method: 'ListActivations' })),

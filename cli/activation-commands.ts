@@ -15,16 +15,18 @@ const MAX_PAGE = 1_000;
 interface ActivationCommandOptions {
   server: string;
   writeKey?: string;
-  after: number;
   type?: string[];
   output: string;
 }
 
 interface ListCommandOptions extends ActivationCommandOptions {
+  after: number;
   limit: number;
 }
 
 interface TailCommandOptions extends ActivationCommandOptions {
+  /** The sequence to start after; undefined means after the newest activation stored when the command starts. */
+  after?: number;
   count?: number;
 }
 
@@ -37,13 +39,15 @@ export function addActivationCommands(program: Command): void {
     activations
       .command('list')
       .description('Print one page of activations after a sequence, oldest first, and the sequence to continue after.')
+      .option('--after <sequence>', 'start after this sequence; 0 is the oldest kept', parseInteger('--after', 0, Number.MAX_SAFE_INTEGER), 0)
       .option('--limit <n>', `activations per page, 1 to ${MAX_PAGE}`, parseInteger('--limit', 1, MAX_PAGE), 100),
   ).action((options: ListCommandOptions) => runList(options));
 
   addOptions(
     activations
       .command('tail')
-      .description('Print the activations after a sequence, then each new one as it is stored, until Ctrl-C.')
+      .description('Print each new activation as it is stored, or those after a sequence first, until Ctrl-C.')
+      .option('--after <sequence>', 'start after this sequence; 0 is the oldest kept (default: the newest stored when the command starts)', parseInteger('--after', 0, Number.MAX_SAFE_INTEGER))
       .option('--count <n>', 'stop after this many activations (default: run until stopped)', parseInteger('--count', 1, Number.MAX_SAFE_INTEGER)),
   ).action((options: TailCommandOptions) => runTail(options));
 }
@@ -52,7 +56,6 @@ function addOptions(command: Command): Command {
   return command
     .option('--server <host:port>', 'address of the rtcdp node', parseServer, DEFAULT_SERVER)
     .option('--write-key <key>', 'write key of the workspace (default: none, which a dev-mode node maps to "default")')
-    .option('--after <sequence>', 'start after this sequence; 0 is the oldest kept', parseInteger('--after', 0, Number.MAX_SAFE_INTEGER), 0)
     .option('--type <type...>', `only these types: ${ACTIVATION_TYPES.join(', ')} (default: all)`, collectType)
     .option('--output <format>', 'table, or json (one JSON object per line for tail)', parseChoice('--output', OUTPUT_FORMATS), 'table');
 }
@@ -82,7 +85,16 @@ async function runList(options: ListCommandOptions): Promise<void> {
 
 async function runTail(options: TailCommandOptions): Promise<void> {
   const client = createActivationClient(options.server);
-  const call = client.subscribeActivations({ afterSequence: options.after, types: options.type ?? [] }, writeKeyMetadata(options.writeKey));
+  let after: number;
+  try {
+    after = options.after ?? (await latestSequence(client, options.writeKey));
+  } catch (error) {
+    client.close();
+    throw describeCallFailure(error, options.server, 'ActivationService');
+  }
+
+  const call = client.subscribeActivations({ afterSequence: after, types: options.type ?? [] }, writeKeyMetadata(options.writeKey));
+  process.stderr.write(`following the activations after sequence ${after}; stop with Ctrl-C\n`);
   let received = 0;
 
   const finished = new Promise<void>((resolve, reject) => {
@@ -103,6 +115,12 @@ async function runTail(options: TailCommandOptions): Promise<void> {
   } finally {
     client.close();
   }
+}
+
+/** Returns the newest activation sequence that the node lets readers see now. */
+async function latestSequence(client: ReturnType<typeof createActivationClient>, writeKey: string | undefined): Promise<number> {
+  const page = await callUnary(client.listActivations.bind(client), { afterSequence: 0, limit: 1, types: [] }, writeKeyMetadata(writeKey));
+  return page.latestSequence;
 }
 
 const HEADER = ['SEQUENCE', 'AT', 'TYPE', 'NAME', 'VERSION', 'PROFILE', 'CAUSE'];

@@ -77,6 +77,7 @@ t.test('activations - pages, filters and workspaces', async (t) => {
     [2],
   );
   t.equal(page.nextAfterSequence, 2, 'a full page continues after its last activation');
+  t.equal(page.latestSequence, 3, 'a page names the newest sequence, also beyond itself');
 
   const exits = await listUntil(node, 1, { types: ['segment.exited'] });
   t.same(byProfile(exits.activations), ['user:u1 segment.exited']);

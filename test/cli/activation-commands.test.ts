@@ -37,8 +37,8 @@ t.test('activation commands - a segment entry shows in profile get, list and tai
   const applied = await rtcdp(['apply', '-f', definitions, ...server]);
   t.equal(applied.code, 0, `apply exits 0; stderr: ${applied.stderr}`);
 
-  // The tail starts first and must see both entries: one stored before the second send, one after.
-  const tail = spawn(process.execPath, [RTCDP_BIN, 'activations', 'tail', '--count', '2', '--output', 'json', ...server], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // The tail starts first and, from the oldest, receives both entries: one stored before the second send, one after.
+  const tail = spawn(process.execPath, [RTCDP_BIN, 'activations', 'tail', '--after', '0', '--count', '2', '--output', 'json', ...server], { stdio: ['ignore', 'pipe', 'pipe'] });
   let tailOutput = '';
   let tailErrors = '';
   tail.stdout.on('data', (chunk: Buffer) => (tailOutput += chunk.toString()));
@@ -79,6 +79,47 @@ t.test('activation commands - a segment entry shows in profile get, list and tai
 
   const filtered = await rtcdp(['activations', 'list', '--type', 'segment.exited', '--output', 'json', ...server]);
   t.same(JSON.parse(filtered.stdout).activations ?? [], [], 'no exits');
+});
+
+t.test('activation commands - tail starts after the newest activation', async (t) => {
+  const dir = t.testdir();
+  const node = await startNodeProcess(path.join(dir, 'data'));
+  t.teardown(() => node.stop());
+  const server = ['--server', node.address];
+
+  const definitions = path.join(dir, 'segments.yaml');
+  writeFileSync(definitions, DEFINITIONS);
+  t.equal((await rtcdp(['apply', '-f', definitions, ...server])).code, 0);
+  const before = path.join(dir, 'before.ndjson');
+  writeFileSync(before, `${orders('ada', [60, 50], 'a')}\n`);
+  t.equal((await rtcdp(['send', before, ...server])).code, 0);
+
+  const tail = spawn(process.execPath, [RTCDP_BIN, 'activations', 'tail', '--count', '1', '--output', 'json', ...server], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let tailOutput = '';
+  let tailErrors = '';
+  tail.stdout.on('data', (chunk: Buffer) => (tailOutput += chunk.toString()));
+  const following = new Promise<void>((resolve) => {
+    tail.stderr.on('data', (chunk: Buffer) => {
+      tailErrors += chunk.toString();
+      if (tailErrors.includes('\n')) resolve();
+    });
+  });
+  const tailExit = new Promise<number | null>((resolve) => tail.on('exit', resolve));
+  t.teardown(() => tail.kill('SIGKILL'));
+
+  await following;
+  t.match(tailErrors, /^following the activations after sequence 1; stop with Ctrl-C\n/);
+  const after = path.join(dir, 'after.ndjson');
+  writeFileSync(after, `${orders('bob', [90, 20], 'b')}\n`);
+  t.equal((await rtcdp(['send', after, ...server])).code, 0);
+
+  t.equal(await tailExit, 0, `tail stops after --count activations; stderr: ${tailErrors}`);
+  const streamed = tailOutput.trim().split('\n').map((line) => JSON.parse(line) as { sequence: string | number; profileId: string });
+  t.same(
+    streamed.map((activation) => [Number(activation.sequence), activation.profileId]),
+    [[2, 'user:bob']],
+    'only the entry stored after the tail started',
+  );
 });
 
 t.test('activation commands - bad options name the option and the rule', async (t) => {

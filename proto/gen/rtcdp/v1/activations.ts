@@ -96,6 +96,11 @@ export interface ListActivationsResponse {
   activations: Activation[];
   /** Pass as after_sequence to read the next page. */
   nextAfterSequence: number;
+  /**
+   * The newest sequence readers could see when the page was read. Pass it as
+   * after_sequence to read only the activations stored after that.
+   */
+  latestSequence: number;
 }
 
 export interface SubscribeActivationsRequest {
@@ -615,7 +620,7 @@ export const ListActivationsRequest: MessageFns<ListActivationsRequest> = {
 };
 
 function createBaseListActivationsResponse(): ListActivationsResponse {
-  return { activations: [], nextAfterSequence: 0 };
+  return { activations: [], nextAfterSequence: 0, latestSequence: 0 };
 }
 
 export const ListActivationsResponse: MessageFns<ListActivationsResponse> = {
@@ -625,6 +630,9 @@ export const ListActivationsResponse: MessageFns<ListActivationsResponse> = {
     }
     if (message.nextAfterSequence !== 0) {
       writer.uint32(16).uint64(message.nextAfterSequence);
+    }
+    if (message.latestSequence !== 0) {
+      writer.uint32(24).uint64(message.latestSequence);
     }
     return writer;
   },
@@ -658,6 +666,14 @@ export const ListActivationsResponse: MessageFns<ListActivationsResponse> = {
             message.nextAfterSequence = longToNumber(reader.uint64());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.latestSequence = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -680,6 +696,11 @@ export const ListActivationsResponse: MessageFns<ListActivationsResponse> = {
         : isSet(object.next_after_sequence)
         ? globalThis.Number(object.next_after_sequence)
         : 0,
+      latestSequence: isSet(object.latestSequence)
+        ? globalThis.Number(object.latestSequence)
+        : isSet(object.latest_sequence)
+        ? globalThis.Number(object.latest_sequence)
+        : 0,
     };
   },
 
@@ -691,6 +712,9 @@ export const ListActivationsResponse: MessageFns<ListActivationsResponse> = {
     if (message.nextAfterSequence !== 0) {
       obj.nextAfterSequence = Math.round(message.nextAfterSequence);
     }
+    if (message.latestSequence !== 0) {
+      obj.latestSequence = Math.round(message.latestSequence);
+    }
     return obj;
   },
 
@@ -701,6 +725,7 @@ export const ListActivationsResponse: MessageFns<ListActivationsResponse> = {
     const message = createBaseListActivationsResponse();
     message.activations = object.activations?.map((e) => Activation.fromPartial(e)) || [];
     message.nextAfterSequence = object.nextAfterSequence ?? 0;
+    message.latestSequence = object.latestSequence ?? 0;
     return message;
   },
 };
