@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { RTCDP_BIN, runCli, startNodeProcess } from '../helpers/node-process.js';
 
 const rtcdp = runCli;
@@ -26,7 +26,8 @@ function orders(userId: string, revenues: number[], prefix: string): string {
   return revenues.map((revenue, i) => JSON.stringify({ type: 'track', event: 'Order Completed', userId, messageId: `${prefix}-${i}`, properties: { revenue } })).join('\n');
 }
 
-t.test('activation commands - a segment entry shows in profile get, list and tail', async (t) => {
+/** Starts a node in the test's directory and applies the segment definitions; returns the directory and the --server arguments. */
+async function startWithSegments(t: Test): Promise<{ dir: string; server: string[] }> {
   const dir = t.testdir();
   const node = await startNodeProcess(path.join(dir, 'data'));
   t.teardown(() => node.stop());
@@ -36,6 +37,11 @@ t.test('activation commands - a segment entry shows in profile get, list and tai
   writeFileSync(definitions, DEFINITIONS);
   const applied = await rtcdp(['apply', '-f', definitions, ...server]);
   t.equal(applied.code, 0, `apply exits 0; stderr: ${applied.stderr}`);
+  return { dir, server };
+}
+
+t.test('activation commands - a segment entry shows in profile get, list and tail', async (t) => {
+  const { dir, server } = await startWithSegments(t);
 
   // The tail starts first and, from the oldest, receives both entries: one stored before the second send, one after.
   const tail = spawn(process.execPath, [RTCDP_BIN, 'activations', 'tail', '--after', '0', '--count', '2', '--output', 'json', ...server], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -82,14 +88,7 @@ t.test('activation commands - a segment entry shows in profile get, list and tai
 });
 
 t.test('activation commands - tail starts after the newest activation', async (t) => {
-  const dir = t.testdir();
-  const node = await startNodeProcess(path.join(dir, 'data'));
-  t.teardown(() => node.stop());
-  const server = ['--server', node.address];
-
-  const definitions = path.join(dir, 'segments.yaml');
-  writeFileSync(definitions, DEFINITIONS);
-  t.equal((await rtcdp(['apply', '-f', definitions, ...server])).code, 0);
+  const { dir, server } = await startWithSegments(t);
   const before = path.join(dir, 'before.ndjson');
   writeFileSync(before, `${orders('ada', [60, 50], 'a')}\n`);
   t.equal((await rtcdp(['send', before, ...server])).code, 0);
