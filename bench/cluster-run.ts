@@ -177,11 +177,11 @@ export class ClusterRun {
   }
 
   /**
-   * Waits until the coordinator has placed the shards over `nodeIds`: every shard runs on one
-   * of them as the published assignment places it, each of them runs an even share (the shard
-   * count divided by theirs, rounded down or up), and that stays so for PLACEMENT_QUIET_MS.
-   * placedAtMs is when it was first seen. After `timeoutMs` it returns with placedAtMs null
-   * and what was still missing.
+   * Waits until the coordinator has placed the shards over `nodeIds` and that has lasted
+   * PLACEMENT_QUIET_MS. Placed means that every shard runs where the published assignment
+   * puts it, on one of `nodeIds`, and that each of them runs an even share: the shard count
+   * divided by theirs, rounded down or up. placedAtMs is when the placement was first seen.
+   * After `timeoutMs` it returns with placedAtMs null and what was still missing.
    */
   async waitPlaced(nodeIds: string[], timeoutMs: number): Promise<Placement> {
     const deadline = Date.now() + timeoutMs;
