@@ -212,7 +212,7 @@ export class ActorSystem<State, Message> {
       await this.#progress.waitUntil(() => this.#supervisor.restarting === 0);
     }
 
-    this.#snapshots.requestFlush();
+    this.#snapshots.requestFlush({ largestBatches: true });
     await this.#progress.waitUntil(() => this.#snapshots.idle && this.#deadLetters.pending === 0);
 
     const passivated = this.#removeAll(true);

@@ -14,8 +14,14 @@ const PERSIST_CALL_BUDGET_MS = 5;
 /** Snapshots in the first batch, before the cost of one is measured. */
 const FIRST_BATCH_SIZE = 50;
 
-/** Weight of the newest batch in the average cost of one snapshot. */
+/** Weight of the newest batch in the running sums that give the cost of one snapshot. */
 const COST_SMOOTHING = 0.2;
+
+/**
+ * Share of the due actors that a batch takes at least, so that the writer keeps up when
+ * actors become due faster than batches of the time budget can write them.
+ */
+const MIN_BACKLOG_SHARE = 0.25;
 
 /** Callbacks from the snapshot writer into the actor system. */
 export interface SnapshotHooks<State, Message> {
@@ -31,9 +37,10 @@ export interface SnapshotHooks<State, Message> {
  * An actor with a non-empty journal is always in exactly one place: `#waiting` (until
  * snapshotIntervalMs passes), `#due` (written by the next batch), or the in-flight batch.
  * One batch is in flight at a time, so two writes of the same key can never race, and
- * everything that becomes due meanwhile goes into the next, larger batch. A batch has at
- * most maxPersistBatch actors, and fewer when preparing that many would take the persist
- * call longer than PERSIST_CALL_BUDGET_MS, unless a flush waits for it.
+ * everything that becomes due meanwhile waits for a later batch. A batch has at most
+ * maxPersistBatch actors. Outside a drain it has fewer when preparing that many would take
+ * the persist call longer than PERSIST_CALL_BUDGET_MS, but at least MIN_BACKLOG_SHARE of
+ * the due actors.
  */
 export class SnapshotWriter<State, Message> {
   readonly #behavior: ActorBehavior<State, Message>;
@@ -55,8 +62,11 @@ export class SnapshotWriter<State, Message> {
   #consecutiveFailures = 0;
   #writeScheduled = false;
   #stopped = false;
-  /** Average main-thread time of the persist call per snapshot, in ms, or 0 before the first call. */
-  #callCostMs = 0;
+  /** Decayed sums of the persist calls' main-thread time, in ms, and of their snapshots. */
+  #callTimeMs = 0;
+  #callSnapshots = 0;
+  /** Set by a drain, whose batches are as large as allowed because it waits for all of them. */
+  #largestBatches = false;
 
   /** Snapshots written by successful persist calls. */
   persistedSnapshots = 0;
@@ -138,7 +148,11 @@ export class SnapshotWriter<State, Message> {
    * Marks every dirty actor due and returns the newest journaled message of each. Once
    * all of them are durable, every message applied before the call is durable.
    */
-  requestFlush(): Array<TellEnvelope<Message>> {
+  requestFlush(options: { largestBatches?: boolean } = {}): Array<TellEnvelope<Message>> {
+    if (options.largestBatches === true) {
+      this.#largestBatches = true;
+    }
+
     const targets: Array<TellEnvelope<Message>> = [];
     const actors = [...this.#waiting, ...this.#due, ...this.#inFlightBatch];
 
@@ -235,13 +249,9 @@ export class SnapshotWriter<State, Message> {
 
   #takeBatch(): Array<Actor<State, Message>> {
     const batch: Array<Actor<State, Message>> = [];
-    let limit = this.#batchLimit();
+    const limit = this.#batchLimit();
 
     for (const actor of this.#due) {
-      // A flush (a drain or a handoff) waits for every batch, so its batches are as large as allowed.
-      if (actor.flushUntil !== undefined) {
-        limit = this.#options.maxPersistBatch;
-      }
       if (batch.length >= limit) {
         break;
       }
@@ -263,16 +273,19 @@ export class SnapshotWriter<State, Message> {
   /** Returns the number of actors the next batch may take. */
   #batchLimit(): number {
     const max = this.#options.maxPersistBatch;
-    if (this.#callCostMs === 0) {
-      return Math.min(max, FIRST_BATCH_SIZE);
+    if (this.#largestBatches) {
+      return max;
     }
 
-    return Math.max(1, Math.min(max, Math.floor(PERSIST_CALL_BUDGET_MS / this.#callCostMs)));
+    const withinBudget = this.#callSnapshots === 0 ? FIRST_BATCH_SIZE : Math.floor((PERSIST_CALL_BUDGET_MS * this.#callSnapshots) / this.#callTimeMs);
+    const backlogShare = Math.ceil(this.#due.size * MIN_BACKLOG_SHARE);
+    return Math.max(1, Math.min(max, Math.max(withinBudget, backlogShare)));
   }
 
-  #recordCallCost(elapsedMs: number, snapshots: number): void {
-    const cost = elapsedMs / snapshots;
-    this.#callCostMs = this.#callCostMs === 0 ? cost : this.#callCostMs + COST_SMOOTHING * (cost - this.#callCostMs);
+  /** Adds a call to the decayed sums, so that one call slowed by a GC pause moves the estimate by its share of the snapshots only. */
+  #recordCallTime(elapsedMs: number, snapshots: number): void {
+    this.#callTimeMs = this.#callTimeMs * (1 - COST_SMOOTHING) + elapsedMs;
+    this.#callSnapshots = this.#callSnapshots * (1 - COST_SMOOTHING) + snapshots;
   }
 
   #write(batch: Array<Actor<State, Message>>): void {
@@ -287,10 +300,10 @@ export class SnapshotWriter<State, Message> {
     const startedAt = performance.now();
     try {
       written = this.#behavior.persist(snapshots);
+      this.#recordCallTime(performance.now() - startedAt, snapshots.length);
     } catch (error) {
       written = Promise.reject(error);
     }
-    this.#recordCallCost(performance.now() - startedAt, snapshots.length);
 
     this.#inFlightBatch = batch;
     this.#inFlight = written

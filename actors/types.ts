@@ -60,9 +60,9 @@ export interface ActorSystemOptions {
   /** A dirty actor is snapshotted at most this long after its first unsnapshotted message. Default 1,000. */
   snapshotIntervalMs?: number;
   /**
-   * Snapshots written together in one `persist` call, at most. Default 500. Outside a flush
-   * or drain, a batch is smaller when preparing that many snapshots would keep the persist
-   * call on the main thread for more than about 5 ms.
+   * Snapshots written together in one `persist` call, at most. Default 500. Outside a drain,
+   * a batch is smaller when preparing that many snapshots would keep the persist call on the
+   * main thread for more than about 5 ms, but it takes at least a quarter of the due actors.
    */
   maxPersistBatch?: number;
   /** Attempts of one message before it goes to dead letters. Default 3. */

@@ -117,9 +117,12 @@ async function runTail(options: TailCommandOptions): Promise<void> {
   }
 }
 
-/** Returns the newest activation sequence that the node lets readers see now. */
+/**
+ * Returns the newest activation sequence that the node lets readers see now. The page
+ * after the largest sequence is empty, so the node reads no activation for it.
+ */
 async function latestSequence(client: ReturnType<typeof createActivationClient>, writeKey: string | undefined): Promise<number> {
-  const page = await callUnary(client.listActivations.bind(client), { afterSequence: 0, limit: 1, types: [] }, writeKeyMetadata(writeKey));
+  const page = await callUnary(client.listActivations.bind(client), { afterSequence: Number.MAX_SAFE_INTEGER, limit: 1, types: [] }, writeKeyMetadata(writeKey));
   return page.latestSequence;
 }
 

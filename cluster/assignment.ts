@@ -76,7 +76,7 @@ export function balancedAssignment(shardCount: number, memberIds: readonly strin
 function heldShards(shardCount: number, memberIds: readonly string[], holders: ShardHolders): Map<string, number[]> {
   const heldByMember = new Map(memberIds.map((memberId): [string, number[]] => [memberId, []]));
   for (const [shard, holder] of holders) {
-    if (holder !== null && shard >= 0 && shard < shardCount) heldByMember.get(holder)?.push(shard);
+    if (holder !== null && Number.isInteger(shard) && shard >= 0 && shard < shardCount) heldByMember.get(holder)?.push(shard);
   }
   return heldByMember;
 }
@@ -106,6 +106,20 @@ function heaviest(shard: number, candidates: readonly string[]): string {
 function compareWeights(a: bigint, b: bigint): number {
   if (a === b) return 0;
   return a < b ? -1 : 1;
+}
+
+/**
+ * Returns `holders` as they will be once the moves in progress finish: each shard moving
+ * to a member counts as held by it. A target computed from these keeps those moves, where
+ * a target computed from the holders alone could send a shard the old holder already
+ * released somewhere else, or back to a holder that is draining it.
+ */
+export function holdersAfterMoves(holders: ShardHolders, inProgress: ReadonlyMap<number, string>, memberIds: readonly string[]): Map<number, string | null> {
+  const after = new Map(holders);
+  for (const [shard, destination] of inProgress) {
+    if (memberIds.includes(destination)) after.set(shard, destination);
+  }
+  return after;
 }
 
 /**

@@ -13,7 +13,7 @@
 import { ConfigError } from '../common/errors.js';
 import { Lifecycle, type LifecycleState } from '../common/lifecycle.js';
 import { silentLogger, type Logger } from '../common/logger.js';
-import { applyMoves, balancedAssignment, movesInProgress, planMoves, type ShardAssignment, type ShardHolders } from './assignment.js';
+import { applyMoves, balancedAssignment, holdersAfterMoves, movesInProgress, planMoves, type ShardAssignment, type ShardHolders } from './assignment.js';
 import { ASSIGNMENT_KEY, decodeAssignment, encodeAssignment, type Assignment } from './assignment-watcher.js';
 import { systemClock, type Clock } from './clock.js';
 import { compareNodeIds, describeValue, requireDurationMs, requireNodeId, requirePositiveInteger } from './coordination-options.js';
@@ -267,9 +267,10 @@ export class Coordinator {
     }
 
     const holders = await this.options.readShardHolders();
-    this.#target ??= balancedAssignment(shardCount, this.#memberIds, holders);
     const publishedShards = published?.shards ?? new Map<number, string>();
-    const moves = planMoves(holders, this.#target, maxConcurrentMoves, movesInProgress(publishedShards, holders), new Set(this.#memberIds));
+    const inProgress = movesInProgress(publishedShards, holders);
+    this.#target ??= balancedAssignment(shardCount, this.#memberIds, holdersAfterMoves(holders, inProgress, this.#memberIds));
+    const moves = planMoves(holders, this.#target, maxConcurrentMoves, inProgress, new Set(this.#memberIds));
     const shards = applyMoves(publishedShards, holders, this.#target, moves);
     if (published !== null && sameShards(shards, published.shards)) return;
 

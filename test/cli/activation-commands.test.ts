@@ -40,6 +40,17 @@ async function startWithSegments(t: Test): Promise<{ dir: string; server: string
   return { dir, server };
 }
 
+/** Polls `activations list` until it shows `count` activations; fails after 10 s. */
+async function waitForActivations(server: string[], count: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const listed = await rtcdp(['activations', 'list', '--output', 'json', ...server]);
+    if (listed.code === 0 && (JSON.parse(listed.stdout).activations ?? []).length >= count) return;
+    if (Date.now() > deadline) throw new Error(`fewer than ${count} activations listed within 10 s: ${listed.stdout}${listed.stderr}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 t.test('activation commands - a segment entry shows in profile get, list and tail', async (t) => {
   const { dir, server } = await startWithSegments(t);
 
@@ -92,6 +103,8 @@ t.test('activation commands - tail starts after the newest activation', async (t
   const before = path.join(dir, 'before.ndjson');
   writeFileSync(before, `${orders('ada', [60, 50], 'a')}\n`);
   t.equal((await rtcdp(['send', before, ...server])).code, 0);
+  // An activation is visible once its profile is persisted, a moment after the send returns.
+  await waitForActivations(server, 1);
 
   const tail = spawn(process.execPath, [RTCDP_BIN, 'activations', 'tail', '--count', '1', '--output', 'json', ...server], { stdio: ['ignore', 'pipe', 'pipe'] });
   let tailOutput = '';

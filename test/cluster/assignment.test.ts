@@ -4,6 +4,7 @@ import {
   movesInProgress,
   planMoves,
   balancedAssignment,
+  holdersAfterMoves,
   rendezvousWeight,
   type ShardAssignment,
   type ShardMove,
@@ -156,6 +157,23 @@ t.test('balancedAssignment - a member over its share keeps its preferred shards'
 t.test('balancedAssignment - ignores holders that are not members', async (t) => {
   const holders = new Map<number, string | null>([[0, 'gone'], [1, null], [99, 'node-1']]);
   t.same(balancedAssignment(12, ['node-1', 'node-2', 'node-3'], holders), balancedAssignment(12, ['node-1', 'node-2', 'node-3']));
+});
+
+t.test('holdersAfterMoves - a moving shard counts as held by its destination', async (t) => {
+  const holders = new Map<number, string | null>([[0, 'a'], [1, null], [2, 'gone'], [3, 'b']]);
+  const inProgress = new Map([[0, 'b'], [1, 'c'], [2, 'a'], [3, 'gone']]);
+  t.same(
+    holdersAfterMoves(holders, inProgress, ['a', 'b', 'c']),
+    new Map([[0, 'b'], [1, 'c'], [2, 'a'], [3, 'b']]),
+    'moves to members count, a move to a departed node does not',
+  );
+  t.same(holders.get(1), null, 'the holders passed in are left as they are');
+});
+
+t.test('balancedAssignment - ignores shard numbers that are not integers', async (t) => {
+  const holders = new Map<number, string | null>([[1.5, 'node-1']]);
+  const assignment = balancedAssignment(3, ['node-1', 'node-2', 'node-3'], holders);
+  t.same([...assignment.values()].sort(), ['node-1', 'node-2', 'node-3'], 'every shard has an owner');
 });
 
 t.test('balancedAssignment - rejects invalid input', async (t) => {
