@@ -172,14 +172,18 @@ export class ActorSystem<State, Message> {
     });
   }
 
-  /** Persists every dirty actor now, and resolves once every message applied before the call is durable. */
-  flush(): Promise<void> {
+  /**
+   * Persists every dirty actor now, and resolves once every message applied before the call
+   * is durable. With `largestBatches`, this flush and every later persist write batches of
+   * maxPersistBatch, which suits a system that drains next, such as a shard being handed off.
+   */
+  flush(options: { largestBatches?: boolean } = {}): Promise<void> {
     const state = this.#lifecycle.state;
     if (state !== 'running' && state !== 'draining') {
       return Promise.reject(new InvalidStateError(COMPONENT, state, 'flush'));
     }
 
-    const targets = this.#snapshots.requestFlush();
+    const targets = this.#snapshots.requestFlush(options);
     let durableCount = 0;
     const allDurable = (): boolean => {
       while (durableCount < targets.length && targets[durableCount].durable) {

@@ -390,7 +390,7 @@ export class ShardHost {
   async #persistWhileServing(deadline: number): Promise<void> {
     for (let round = 1; round <= PRE_FLUSH_MAX_ROUNDS; round++) {
       const remainingMs = deadline - performance.now();
-      const flushed = remainingMs > 0 && (await Promise.race([this.#actors.flush().then(() => true), delay(remainingMs).then(() => false)]));
+      const flushed = remainingMs > 0 && (await Promise.race([this.#actors.flush({ largestBatches: true }).then(() => true), delay(remainingMs).then(() => false)]));
       if (!flushed) {
         this.#logger.warn({ round }, 'persisting before the handoff took over half its time; stopping the shard anyway');
         return;

@@ -101,6 +101,13 @@ t.test('actor system - a drain takes the largest batches', async (t) => {
   t.same(behavior.persists.map((batch) => batch.length), [120], 'a drain waits for every batch, so it writes them all at once');
 });
 
+t.test('actor system - a flush before a drain takes the largest batches', async (t) => {
+  const { behavior, system } = await systemWithDirtyActors(t);
+  await system.flush({ largestBatches: true });
+
+  t.same(behavior.persists.map((batch) => batch.length), [120], 'the flush writes them all at once');
+});
+
 t.test('actor system - a flush on a running system sizes its batches', async (t) => {
   const { behavior, system } = await systemWithDirtyActors(t);
   await system.flush();
