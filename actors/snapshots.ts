@@ -65,7 +65,7 @@ export class SnapshotWriter<State, Message> {
   /** Decayed sums of the persist calls' main-thread time, in ms, and of their snapshots. */
   #callTimeMs = 0;
   #callSnapshots = 0;
-  /** Set by a drain, or a flush before one, whose batches are as large as allowed because it waits for all of them. */
+  /** Whether every later batch is as large as allowed: set by a drain, or a flush before one, which waits for all its batches. */
   #largestBatches = false;
 
   /** Snapshots written by successful persist calls. */

@@ -40,8 +40,8 @@ export function rendezvousWeight(shard: number, memberId: string): bigint {
  *
  * Without holders this is rendezvous hashing with bounded loads. Plain rendezvous hashing
  * places each shard independently, so loads vary binomially: 12 shards over 3 members
- * gave one member 7. Adding a member moves only the shards it takes, and removing one
- * moves only the shards it held.
+ * gave one member 7. From a balanced placement, adding a member moves only the shards it
+ * takes, and removing one moves only the shards it held.
  *
  * Throws RangeError when shardCount is not a positive integer, or when memberIds is empty
  * or contains an id twice.

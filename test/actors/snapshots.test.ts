@@ -40,15 +40,19 @@ t.test('actor system - snapshots after snapshotIntervalMs', async (t) => {
   t.equal(system.stats().dirty, 0);
 });
 
+/** Tells actors k1 to k`count` one message each and waits until every message is durable. */
+async function persistEach(system: ReturnType<typeof startSystem>, count: number): Promise<void> {
+  const log = new DeliveryLog();
+  for (let id = 1; id <= count; id++) {
+    system.tell(`k${id}`, { id }, log.for(id));
+  }
+  await waitFor(() => log.durable.length === count, 'every onDurable');
+}
+
 t.test('actor system - batches persists up to maxPersistBatch', async (t) => {
   const behavior = new FakeBehavior();
   const system = startSystem(t, behavior, { snapshotEveryMessages: 1, maxPersistBatch: 3 });
-  const log = new DeliveryLog();
-
-  for (let id = 1; id <= 7; id++) {
-    system.tell(`k${id}`, { id }, log.for(id));
-  }
-  await waitFor(() => log.durable.length === 7, 'every onDurable');
+  await persistEach(system, 7);
 
   const sizes = behavior.persists.map((batch) => batch.length);
   t.same(sizes, [3, 3, 1], 'due actors are written three at a time');
@@ -60,12 +64,7 @@ t.test('actor system - sizes persist batches by encoding time', async (t) => {
   const behavior = new FakeBehavior();
   behavior.encodeCostMs = 1;
   const system = startSystem(t, behavior, { snapshotEveryMessages: 1, maxPersistBatch: 500 });
-  const log = new DeliveryLog();
-
-  for (let id = 1; id <= 120; id++) {
-    system.tell(`k${id}`, { id }, log.for(id));
-  }
-  await waitFor(() => log.durable.length === 120, 'every onDurable');
+  await persistEach(system, 120);
 
   const sizes = behavior.persists.map((batch) => batch.length);
   t.equal(sizes[0], 50, 'the first batch, before any cost is known, holds 50');
