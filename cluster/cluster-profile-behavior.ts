@@ -15,7 +15,7 @@ import type { ProfileActivation } from '../profiles/activation.js';
 import type { ClusterTimerIndex } from './nats/timer-index.js';
 import type { ProfileMessage } from '../profiles/evaluator.js';
 import { capturePersist, parseActorKey, type PersistCapture, type ProfileBehavior } from '../profiles/profile-behavior.js';
-import { fromSnapshot, toSnapshot, type AppliedEvent, type ProfileSnapshot, type ProfileState } from '../profiles/profile.js';
+import { fromSnapshot, type AppliedEvent, type ProfileSnapshot, type ProfileState } from '../profiles/profile.js';
 import { decode } from '../storage/codec.js';
 import { keys } from '../storage/keys.js';
 import type { Store, WriteOp } from '../storage/store.js';
@@ -95,8 +95,8 @@ export class ClusterProfileBehavior implements ActorBehavior<ProfileState, Profi
     if (!this.#options.isOwner()) throw new ShardFencedError(shard, epoch, epoch, 'snapshot write after the lease expired');
 
     const captured: PersistCapture[] = snapshots.map(({ state }) => capturePersist(state));
-    const prepared = snapshots.map(({ state }) =>
-      this.#options.snapshots.prepare({ workspace: state.workspace, shard, profileId: state.profileId, snapshot: toSnapshot(state), expectedRevision: state.snapshotRevision }, epoch),
+    const prepared = snapshots.map(({ state }, i) =>
+      this.#options.snapshots.prepare({ workspace: state.workspace, shard, profileId: state.profileId, snapshot: captured[i].snapshot, expectedRevision: state.snapshotRevision }, epoch),
     );
 
     const activations = snapshots.flatMap(({ state }, i) => state.activations.slice(0, captured[i].activations));

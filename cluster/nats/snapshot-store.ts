@@ -24,7 +24,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { ProfileSnapshot } from '../../profiles/profile.js';
 import { RtcdpError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
-import { decode, encode } from '../../storage/codec.js';
+import { decode, encode, encodeWithEncodedField } from '../../storage/codec.js';
 import { ShardFencedError } from '../errors.js';
 import { KvConflictError, type KvStore } from '../../storage/kv-store.js';
 import { NatsKvStore } from '../kv/nats-kv-store.js';
@@ -67,7 +67,8 @@ export interface SnapshotWrite {
   workspace: string;
   shard: number;
   profileId: string;
-  snapshot: ProfileSnapshot;
+  /** The snapshot, or its encoding by storage/codec.ts, which the record then copies as bytes. */
+  snapshot: ProfileSnapshot | Uint8Array;
   /** Revision this owner last loaded or wrote; undefined when it has none. */
   expectedRevision: number | undefined;
 }
@@ -135,7 +136,10 @@ export class SnapshotStore {
   /** Encodes a snapshot now, so that later changes to the profile do not reach the write. */
   prepare(write: SnapshotWrite, epoch: number): PreparedSnapshot {
     const key = snapshotKey(write.workspace, write.shard, write.profileId);
-    const value = encode({ version: INLINE_RECORD_VERSION, epoch, snapshot: write.snapshot } satisfies StoredSnapshot);
+    const value =
+      write.snapshot instanceof Uint8Array
+        ? encodeWithEncodedField({ version: INLINE_RECORD_VERSION, epoch }, 'snapshot', write.snapshot)
+        : encode({ version: INLINE_RECORD_VERSION, epoch, snapshot: write.snapshot } satisfies StoredSnapshot);
     return { key, value, shard: write.shard, profileId: write.profileId, expectedRevision: write.expectedRevision, epoch };
   }
 

@@ -5,6 +5,7 @@ import { createLogger } from '../../common/logger.js';
 import { NatsKvStore } from '../../cluster/kv/nats-kv-store.js';
 import { SNAPSHOT_BUCKET, SNAPSHOT_PARTS_STREAM, SnapshotStore } from '../../cluster/nats/snapshot-store.js';
 import { createProfile, toSnapshot, type ProfileSnapshot } from '../../profiles/profile.js';
+import { encode } from '../../storage/codec.js';
 import { startNatsServer } from '../helpers/nats-server.js';
 
 const logger = createLogger({ level: process.env.RTCDP_TEST_LOG_LEVEL ?? 'silent' });
@@ -112,4 +113,20 @@ t.test('snapshot store - without a parts stream every snapshot is written whole'
   const store = new SnapshotStore(kv, undefined);
   await store.write({ workspace: 'w', shard: 0, profileId: 'p1', snapshot: snapshotWith(5_000), expectedRevision: undefined }, 1);
   t.equal((await store.load('w', 0, 'p1'))?.snapshot.traits.note, 'n'.repeat(5_000));
+});
+
+t.test('snapshot store - encoded snapshot, same record as whole', async (t) => {
+  const connection = await startServer(t);
+  const store = await SnapshotStore.open(connection, OPEN);
+  const kv = await NatsKvStore.open(connection, { bucket: SNAPSHOT_BUCKET, allowDirect: false });
+
+  await store.write({ workspace: 'w', shard: 0, profileId: 'p1', snapshot: encode(snapshotWith(100, 3)), expectedRevision: undefined }, 4);
+  const record = await kv.get('w.0.cDE');
+  t.ok(record !== null && Buffer.from(record.value).equals(encode({ version: 1, epoch: 4, snapshot: snapshotWith(100, 3) })), 'a record of version 1 with the snapshot inline');
+  t.same((await store.load('w', 0, 'p1'))?.snapshot, snapshotWith(100, 3));
+
+  const revision = await store.write({ workspace: 'w', shard: 0, profileId: 'p1', snapshot: encode(snapshotWith(40_000)), expectedRevision: record?.revision }, 4);
+  const loaded = await store.load('w', 0, 'p1');
+  t.equal(loaded?.revision, revision);
+  t.equal((loaded?.snapshot.traits.note as string).length, 40_000, 'an encoded snapshot over max_payload goes to parts and loads whole');
 });
