@@ -262,15 +262,17 @@ interface NamedReference {
   offset: number;
 }
 
+/** CEL's macros that iterate over a map's keys: `m.exists(k, ...)` and the like. */
+const KEY_MACROS = new Set(['all', 'exists', 'exists_one', 'filter', 'map']);
+
 /**
  * Finds `VARIABLE.NAME`, `VARIABLE["NAME"]` and `"NAME" in VARIABLE` in a parsed
- * expression, where VARIABLE is a map or message keyed by definition name.
+ * expression, where VARIABLE is a map or message keyed by definition name. Inside a macro
+ * over VARIABLE, such as `VARIABLE.exists(k, k == "NAME")`, a string that the key is compared
+ * with (`==`, `!=`, or `in` a list) names a definition too.
  */
 function namedReferences(root: ASTNode, variable: string): NamedReference[] {
   const references: NamedReference[] = [];
-  const isVariable = (node: unknown): node is ASTNode => isAstNode(node) && node.op === 'id' && node.args === variable;
-  const isString = (node: unknown): node is ASTNode & { args: string } => isAstNode(node) && node.op === 'value' && typeof node.args === 'string';
-
   const visit = (node: unknown): void => {
     if (Array.isArray(node)) {
       node.forEach(visit);
@@ -279,17 +281,68 @@ function namedReferences(root: ASTNode, variable: string): NamedReference[] {
     if (!isAstNode(node)) return;
 
     const args = node.args as unknown;
-    if (Array.isArray(args) && isVariable(args[0])) {
+    if (Array.isArray(args) && isIdentifier(args[0], variable)) {
       if (node.op === '.' && typeof args[1] === 'string') references.push({ name: args[1], offset: args[0].end + 1 });
-      if (node.op === '[]' && isString(args[1])) references.push({ name: args[1].args, offset: args[1].start });
+      if (node.op === '[]' && isStringValue(args[1])) references.push({ name: args[1].args, offset: args[1].start });
     }
-    if (node.op === 'in' && Array.isArray(args) && isString(args[0]) && isVariable(args[1])) {
+    if (node.op === 'in' && Array.isArray(args) && isStringValue(args[0]) && isIdentifier(args[1], variable)) {
       references.push({ name: args[0].args, offset: args[0].start });
     }
+    const key = keyMacroVariable(node, variable);
+    if (key !== undefined) references.push(...comparedStrings(args, key));
     visit(args);
   };
   visit(root);
   return references;
+}
+
+/** Returns the name of the key variable when `node` is a macro over `variable`'s keys. */
+function keyMacroVariable(node: ASTNode, variable: string): string | undefined {
+  const args = node.args as unknown;
+  if (node.op !== 'rcall' || !Array.isArray(args) || !KEY_MACROS.has(args[0] as string) || !isIdentifier(args[1], variable)) return undefined;
+
+  const [key] = Array.isArray(args[2]) ? (args[2] as unknown[]) : [];
+  return isAstNode(key) && key.op === 'id' && typeof key.args === 'string' ? key.args : undefined;
+}
+
+/**
+ * Finds the strings that the key variable `key` is compared with in a macro's body. A macro
+ * nested in it that names its own variable `key` hides the outer one, so its body is skipped.
+ */
+function comparedStrings(body: unknown, key: string): NamedReference[] {
+  const found: NamedReference[] = [];
+  const visit = (node: unknown): void => {
+    if (Array.isArray(node)) {
+      node.forEach(visit);
+      return;
+    }
+    if (!isAstNode(node)) return;
+
+    const args = node.args as unknown;
+    if (node.op === 'rcall' && Array.isArray(args) && Array.isArray(args[2]) && isIdentifier((args[2] as unknown[])[0], key)) {
+      visit(args[1]);
+      return;
+    }
+    if ((node.op === '==' || node.op === '!=') && Array.isArray(args)) {
+      const [left, right] = args as unknown[];
+      if (isIdentifier(left, key) && isStringValue(right)) found.push({ name: right.args, offset: right.start });
+      if (isStringValue(left) && isIdentifier(right, key)) found.push({ name: left.args, offset: left.start });
+    }
+    if (node.op === 'in' && Array.isArray(args) && isIdentifier(args[0], key) && isAstNode(args[1]) && args[1].op === 'list' && Array.isArray(args[1].args)) {
+      for (const item of args[1].args as unknown[]) if (isStringValue(item)) found.push({ name: item.args, offset: item.start });
+    }
+    visit(args);
+  };
+  visit(body);
+  return found;
+}
+
+function isIdentifier(node: unknown, name: string): node is ASTNode {
+  return isAstNode(node) && node.op === 'id' && node.args === name;
+}
+
+function isStringValue(node: unknown): node is ASTNode & { args: string } {
+  return isAstNode(node) && node.op === 'value' && typeof node.args === 'string';
 }
 
 /** Names of one kind of definition that an expression refers to and the workspace will not have. */

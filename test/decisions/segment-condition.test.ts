@@ -96,6 +96,27 @@ t.test('condition - every missing name reported', async (t) => {
   t.equal(error.column, 10, 'the position is that of the first missing name');
 });
 
+t.test('condition - names in macros over segments', async (t) => {
+  const defined = { segments: new Set(['buyers', 'vip']), scores: new Set(['churn']) };
+  const checked = new SegmentConditionCompiler(COMPUTED, { decisionVariables: true, defined });
+  const missingOf = (expression: string) => {
+    const result = checked.compile(expression);
+    return result.ok ? [] : [...result.error.rule.matchAll(/"([^"]+)" \(at line 1, column (\d+)/g)].map((match) => `${match[1]} at ${match[2]}`);
+  };
+  const named = (expression: string, name: string) => [`${name} at ${expression.indexOf(`"${name}"`) + 1}`];
+
+  for (const expression of ['segments.exists(s, s == "gold")', 'segments.all(s, "gold" != s)', 'segments.exists_one(s, s in ["vip", "gold"])', 'segments.filter(s, s == "gold").size() > 0']) {
+    t.same(missingOf(expression), named(expression, 'gold'), expression);
+  }
+  const overScores = 'scores.exists(m, m == "ltv_model")';
+  t.same(missingOf(overScores), named(overScores, 'ltv_model'), 'macros over scores too');
+  const nested = 'segments.exists(a, segments.exists(b, b == "gold" && a == "vip"))';
+  t.same(missingOf(nested), named(nested, 'gold'), 'nested macros over segments');
+
+  t.same(missingOf('segments.exists(s, s == "vip" || s.startsWith("buy"))'), [], 'defined names and patterns pass');
+  t.same(missingOf('segments.exists(s, ["gold"].exists(s, s == "gold"))'), [], 'a nested macro with the same variable hides the key');
+});
+
 t.test('condition - segments outside decision rules', async (t) => {
   const defined = { segments: new Set(['buyers']), scores: new Set<string>() };
   const checked = new SegmentConditionCompiler(COMPUTED, { defined });
