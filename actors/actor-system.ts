@@ -199,12 +199,16 @@ export class ActorSystem<State, Message> {
    * Stops accepting tells and asks, finishes every queued message, persists all dirty
    * state and passivates every actor. When `timeoutMs` passes first, queued messages are
    * dropped (and queued asks rejected), but everything already applied is still persisted
-   * and its onDurable called. That part waits for the store, however long it takes.
+   * and its onDurable called. That final persist may take `flushTimeoutMs` (default: no
+   * limit). After that, for example because every write fails, the drain stops anyway, and
+   * what stays unpersisted never gets its onDurable. A caller whose messages come from a
+   * durable log replays them on the next start.
    */
-  async drain(options: { timeoutMs?: number } = {}): Promise<void> {
-    const timeoutMs = validateDrainTimeout(options.timeoutMs);
+  async drain(options: { timeoutMs?: number; flushTimeoutMs?: number } = {}): Promise<void> {
+    const timeoutMs = validateDrainTimeout('timeoutMs', options.timeoutMs);
+    const flushTimeoutMs = validateDrainTimeout('flushTimeoutMs', options.flushTimeoutMs);
     this.#lifecycle.assert('drain', 'created', 'running');
-    this.#lifecycle.set('draining', { timeoutMs });
+    this.#lifecycle.set('draining', { timeoutMs, flushTimeoutMs });
     this.#releaseWritableWaiters();
 
     const mailboxesDone = (): boolean => this.#queued === 0 && this.#supervisor.busy === 0;
@@ -217,12 +221,13 @@ export class ActorSystem<State, Message> {
     }
 
     this.#snapshots.requestFlush({ largestBatches: true });
-    await this.#progress.waitUntil(() => this.#snapshots.idle && this.#deadLetters.pending === 0);
+    const flushed = await this.#progress.waitUntil(() => this.#snapshots.idle && this.#deadLetters.pending === 0, flushTimeoutMs);
+    if (!flushed) this.#abandonFlush(flushTimeoutMs!);
 
-    const passivated = this.#removeAll(true);
+    const passivated = this.#removeAll(flushed);
     this.#stopped = true;
     this.#stopTimers();
-    this.#lifecycle.set('stopped', { passivated, timedOut: !finished });
+    this.#lifecycle.set('stopped', { passivated, timedOut: !finished, flushTimedOut: !flushed });
   }
 
   /** Forced stop: clears timers, rejects pending asks, drops queued messages and forgets unpersisted state. */
@@ -488,6 +493,18 @@ export class ActorSystem<State, Message> {
       this.#remove(actor, countAsPassivations);
     }
     return actors.length;
+  }
+
+  /** Gives up the final persist of a drain: later outcomes of writes in flight are ignored. */
+  #abandonFlush(flushTimeoutMs: number): void {
+    const unpersistedActors = this.#snapshots.dirtyActors;
+    const pendingDeadLetters = this.#deadLetters.pending;
+    this.#snapshots.stop();
+    this.#deadLetters.stop();
+    this.#logger.error(
+      { flushTimeoutMs, unpersistedActors, pendingDeadLetters },
+      'drain stopped before every snapshot and dead letter was written; the messages they cover are not durable',
+    );
   }
 
   /** Drops every queued entry after a drain timeout; asks are rejected. */

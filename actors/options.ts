@@ -62,17 +62,17 @@ export function resolveOptions(options: ActorSystemOptions = {}): ResolvedOption
   return resolved;
 }
 
-/** Validates drain's timeoutMs, which may be 0 to skip waiting for mailboxes. */
-export function validateDrainTimeout(timeoutMs: number | undefined): number | undefined {
+/** Validates one of drain's timeouts (`timeoutMs`, `flushTimeoutMs`), which may be 0 to skip that wait. */
+export function validateDrainTimeout(name: string, timeoutMs: number | undefined): number | undefined {
   if (timeoutMs === undefined) {
     return undefined;
   }
 
   if (!Number.isInteger(timeoutMs) || timeoutMs < 0) {
-    throw new RangeError(`timeoutMs must be a non-negative integer, received ${describe(timeoutMs)}`);
+    throw new RangeError(`${name} must be a non-negative integer, received ${describe(timeoutMs)}`);
   }
 
-  requireTimerDelay('timeoutMs', timeoutMs);
+  requireTimerDelay(name, timeoutMs);
   return timeoutMs;
 }
 

@@ -13,7 +13,10 @@ interface ProgressWaiter {
 export class ProgressWaiters {
   #waiters: ProgressWaiter[] = [];
 
-  /** Resolves true once `isDone` holds, or false when `timeoutMs` passes first. */
+  /**
+   * Resolves true once `isDone` holds, or false when `timeoutMs` passes first. The timeout's
+   * timer keeps the process alive, so a wait that nothing else would end still ends.
+   */
   waitUntil(isDone: () => boolean, timeoutMs?: number): Promise<boolean> {
     if (isDone()) {
       return Promise.resolve(true);
@@ -27,7 +30,6 @@ export class ProgressWaiters {
           this.#waiters = this.#waiters.filter((other) => other !== waiter);
           resolve(false);
         }, timeoutMs);
-        waiter.timer.unref();
       }
 
       this.#waiters.push(waiter);

@@ -613,7 +613,8 @@ export class RtcdpNode implements ServingNode {
   /**
    * Stops taking events, applies everything already acknowledged, persists every profile
    * and checkpoint, and closes the store. After `timeoutMs` it stops waiting for delivery
-   * but still persists what was applied: the rest is replayed from the log on the next start.
+   * but still persists what was applied, for up to `timeoutMs` again: the rest is replayed
+   * from the log on the next start.
    */
   async drain(options: { timeoutMs?: number } = {}): Promise<void> {
     if (this.#lifecycle.is('stopped', 'draining')) return;
@@ -627,7 +628,8 @@ export class RtcdpNode implements ServingNode {
     this.#unsubscribe();
     await this.#timers.stop();
     await this.#stopTests();
-    await this.#actors.drain({ timeoutMs });
+    // Unpersisted state is replayed from the log on the next start, so a store that fails every write cannot hold the drain.
+    await this.#actors.drain({ timeoutMs, flushTimeoutMs: timeoutMs });
     this.#catalog.stop();
 
     if (this.#checkpointTimer) clearInterval(this.#checkpointTimer);

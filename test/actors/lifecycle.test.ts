@@ -107,6 +107,40 @@ t.test('actor system - drain timeout still persists applied messages', async (t)
   t.equal(system.stats().resident, 0);
 });
 
+t.test('actor system - drain flush timeout', async (t) => {
+  const behavior = new FakeBehavior();
+  behavior.persistGate = new Gate();
+  const system = startSystem(t, behavior);
+  const log = new DeliveryLog();
+
+  system.tell('k', { id: 1 }, log.for(1));
+  await waitFor(() => log.applied.length === 1, 'the message for k');
+  await system.drain({ flushTimeoutMs: 50 });
+
+  t.equal(system.state, 'stopped', 'a persist that never finishes does not hold the drain');
+  t.same(log.durable, [], 'the unpersisted message is not reported durable');
+  t.equal(system.stats().resident, 0);
+
+  behavior.persistGate.open();
+  await settle();
+  t.same(log.durable, [], 'nor once the abandoned write finishes');
+});
+
+t.test('actor system - drain flush timeout with failing writes', async (t) => {
+  const behavior = new FakeBehavior();
+  behavior.failPersists = Infinity;
+  const system = startSystem(t, behavior);
+  const log = new DeliveryLog();
+
+  system.tell('k', { id: 1 }, log.for(1));
+  await system.drain({ flushTimeoutMs: 50 });
+
+  t.equal(system.state, 'stopped');
+  t.same(log.applied, [1]);
+  t.same(log.durable, []);
+  t.equal(behavior.stored('k'), undefined);
+});
+
 t.test('actor system - stop rejects pending asks', async (t) => {
   const behavior = new FakeBehavior();
   behavior.loadGates.set('k', new Gate());

@@ -52,10 +52,12 @@ t.test('actor system options - undefined values get defaults', async (t) => {
   t.doesNotThrow(() => construct({ mailboxCapacity: undefined, idleTimeoutMs: undefined }));
 });
 
-t.test('actor system options - drain timeoutMs must be a non-negative integer', async (t) => {
-  for (const value of [-1, 1.5, Number.NaN]) {
-    const system = startSystem(t, new FakeBehavior());
-    await t.rejects(system.drain({ timeoutMs: value }), new RangeError(`timeoutMs must be a non-negative integer, received ${inspect(value)}`));
-    t.equal(system.state, 'running', `timeoutMs = ${inspect(value)} left the system running`);
+t.test('actor system options - drain timeouts must be non-negative integers', async (t) => {
+  for (const name of ['timeoutMs', 'flushTimeoutMs']) {
+    for (const value of [-1, 1.5, Number.NaN]) {
+      const system = startSystem(t, new FakeBehavior());
+      await t.rejects(system.drain({ [name]: value }), new RangeError(`${name} must be a non-negative integer, received ${inspect(value)}`));
+      t.equal(system.state, 'running', `${name} = ${inspect(value)} left the system running`);
+    }
   }
 });
