@@ -19,6 +19,7 @@ import { runMemory, type MemoryOptions } from './memory.js';
 import { INGEST_DRIVERS } from './open-loop-drivers.js';
 import { runLatency, type LatencyOptions } from './open-loop.js';
 import { runMatching, type MatchingOptions } from './matching.js';
+import { runNatsClient, type NatsClientOptions } from './nats-client.js';
 import { BENCH_DIR, ChildProcesses } from './processes.js';
 import { progress, writeResultFile, writeSummaryFile } from './report.js';
 import { runClusterSmoke, runSmoke } from './smoke.js';
@@ -450,6 +451,18 @@ function addCelCommand(program: Command): void {
   addCommonOptions(command).action((options: CelOptions & CommonOptions) => runScenario('cel', options, false, () => runCel(options)));
 }
 
+function addNatsClientCommand(program: Command): void {
+  const command = program
+    .command('nats-client')
+    .description("Client CPU per JetStream publish and per KV put with the NATS client's async traces on (its default) and off (as cluster nodes connect); needs nats-server")
+    .option('--requests <n>', 'requests of each kind per round and setting', integer('--requests', 1_000, 10_000_000), 20_000)
+    .option('--in-flight <n>', 'requests in flight at a time', integer('--in-flight', 1, 10_000), 200)
+    .option('--rounds <n>', 'rounds, each measuring both settings; the table shows the median', integer('--rounds', 1, 21), 3)
+    .option('--payload-bytes <n>', 'bytes of each message and value', integer('--payload-bytes', 0, 1_000_000), 400);
+
+  addCommonOptions(command).action((options: NatsClientOptions & CommonOptions) => runScenario('nats-client', options, false, (context) => runNatsClient(context, options)));
+}
+
 function addMatchingCommand(program: Command): void {
   const command = program
     .command('matching')
@@ -481,6 +494,7 @@ addActivationCommand(program);
 addClusterCommand(program);
 addSmokeCommand(program);
 addCelCommand(program);
+addNatsClientCommand(program);
 addMatchingCommand(program);
 
 await program.parseAsync(process.argv);

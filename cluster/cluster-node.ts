@@ -274,7 +274,9 @@ export class ClusterNode implements ServingNode {
   static async start(input: ClusterNodeOptions): Promise<ClusterNode> {
     const options = resolveClusterNodeOptions(input);
     const logger = options.logger.child({ nodeId: options.nodeId });
-    const connection = await connect({ servers: options.servers, name: `rtcdp-${options.nodeId}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+    // Without noAsyncTraces the client builds Error objects with stack traces for every
+    // request, which more than doubled its CPU per publish and KV put in `npm run bench -- nats-client`.
+    const connection = await connect({ servers: options.servers, name: `rtcdp-${options.nodeId}`, maxReconnectAttempts: -1, reconnectTimeWait: 250, noAsyncTraces: true });
     warnAboutServer(connection, options, logger);
     try {
       checkMaxPayload(connection);

@@ -274,7 +274,8 @@ async function runPublisher(role: 'publisher' | 'jetstream-publisher'): Promise<
   serveIpc(
     {
       run: async (run: PublisherRun) => {
-        connection = await connect({ servers: run.url, name: `rtcdp-bench-${role}` });
+        // The same client option as the nodes, so the reference measures the same client work.
+        connection = await connect({ servers: run.url, name: `rtcdp-bench-${role}`, noAsyncTraces: true });
         return role === 'publisher' ? new Publisher(run, connection).measure() : new JetStreamPublisher(run, connection).measure();
       },
     },
