@@ -41,7 +41,13 @@ export function createProfileService(node: ServingNode, auth: AuthOptions, logge
           pageSize: request.pageSize,
           pageToken: request.pageToken,
         });
-        return { events: page.events.map(eventToProto), nextPageToken: page.nextPageToken, unavailableNodes: page.unavailableNodes, departedNodes: page.departedNodes };
+        return {
+          events: page.events.map(eventToProto),
+          nextPageToken: page.nextPageToken,
+          unavailableNodes: page.unavailableNodes,
+          departedNodes: page.departedNodes,
+          profileIds: page.events.map((event) => event.profileId ?? ''),
+        };
       })().then(
         (response) => callback(null, response),
         (error) => callback(toServiceError(error, log, { method: 'ListProfileEvents' })),

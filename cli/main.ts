@@ -654,7 +654,7 @@ function printEvents(response: ListProfileEventsResponse, output: string): void 
   const lines =
     response.events.length === 0
       ? ['no events']
-      : renderTable([['TIME', 'TYPE', 'NAME', 'MESSAGE ID', 'PROPERTIES'], ...response.events.map(eventRow)], '');
+      : renderTable([['TIME', 'TYPE', 'NAME', 'MESSAGE ID', 'PROFILE', 'PROPERTIES'], ...response.events.map((event, i) => historyRow(event, response.profileIds[i] ?? ''))], '');
   if (response.nextPageToken !== '') {
     lines.push('', `next page: --page-token ${response.nextPageToken}`);
   }
@@ -677,6 +677,13 @@ function printEvents(response: ListProfileEventsResponse, output: string): void 
 function eventRow(event: Event): string[] {
   const name = event.event || event.name || '-';
   return [event.timestamp, event.type, name, event.messageId, truncate(compactJson(event.properties), 80)];
+}
+
+/** Returns the table row of an event for `profile events`: the row of `profile get`, with the profile whose history contains the event before the properties. */
+function historyRow(event: Event, profileId: string): string[] {
+  const row = eventRow(event);
+  row.splice(4, 0, profileId || '-');
+  return row;
 }
 
 function renderObject(object: Record<string, unknown> | undefined): string[] {

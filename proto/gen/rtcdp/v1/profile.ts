@@ -181,6 +181,8 @@ export interface ListProfileEventsResponse {
    * only they stored. Empty in embedded mode.
    */
   departedNodes: string[];
+  /** The profile whose history contains each event, one per event in the same order. */
+  profileIds: string[];
 }
 
 function createBaseIdentifier(): Identifier {
@@ -2006,7 +2008,7 @@ export const ListProfileEventsRequest: MessageFns<ListProfileEventsRequest> = {
 };
 
 function createBaseListProfileEventsResponse(): ListProfileEventsResponse {
-  return { events: [], nextPageToken: "", unavailableNodes: [], departedNodes: [] };
+  return { events: [], nextPageToken: "", unavailableNodes: [], departedNodes: [], profileIds: [] };
 }
 
 export const ListProfileEventsResponse: MessageFns<ListProfileEventsResponse> = {
@@ -2022,6 +2024,9 @@ export const ListProfileEventsResponse: MessageFns<ListProfileEventsResponse> = 
     }
     for (const v of message.departedNodes) {
       writer.uint32(34).string(v!);
+    }
+    for (const v of message.profileIds) {
+      writer.uint32(42).string(v!);
     }
     return writer;
   },
@@ -2071,6 +2076,14 @@ export const ListProfileEventsResponse: MessageFns<ListProfileEventsResponse> = 
             message.departedNodes.push(reader.string());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.profileIds.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2101,6 +2114,11 @@ export const ListProfileEventsResponse: MessageFns<ListProfileEventsResponse> = 
         : globalThis.Array.isArray(object?.departed_nodes)
         ? object.departed_nodes.map((e: any) => globalThis.String(e))
         : [],
+      profileIds: globalThis.Array.isArray(object?.profileIds)
+        ? object.profileIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.profile_ids)
+        ? object.profile_ids.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -2118,6 +2136,9 @@ export const ListProfileEventsResponse: MessageFns<ListProfileEventsResponse> = 
     if (message.departedNodes?.length) {
       obj.departedNodes = message.departedNodes;
     }
+    if (message.profileIds?.length) {
+      obj.profileIds = message.profileIds;
+    }
     return obj;
   },
 
@@ -2130,6 +2151,7 @@ export const ListProfileEventsResponse: MessageFns<ListProfileEventsResponse> = 
     message.nextPageToken = object.nextPageToken ?? "";
     message.unavailableNodes = object.unavailableNodes?.map((e) => e) || [];
     message.departedNodes = object.departedNodes?.map((e) => e) || [];
+    message.profileIds = object.profileIds?.map((e) => e) || [];
     return message;
   },
 };
