@@ -35,7 +35,8 @@ import type { CustomerEvent } from '../profiles/event.js';
 import type { DefinitionStore } from '../decisions/definitions/definition-store.js';
 import { Store } from '../storage/store.js';
 import { assertIdentifier, assertWorkspaceName, notFound, notFoundUnconfigured, parsePageSize, parsePageToken } from './arguments.js';
-import { ProfileHistoryReader, pageOfEvents, type StoredEvent } from '../profiles/profile-history.js';
+import { pageOfEvents, type StoredEvent } from '../profiles/profile-history.js';
+import { readStoredHistories, type ProfileEventsRequest, type ProfileHistoriesRequest } from './stored-histories.js';
 import { AssignmentWatcher, type Assignment } from './assignment-watcher.js';
 import type { ShardHolders } from './assignment.js';
 import { loadClusterSettings } from './cluster-settings.js';
@@ -79,13 +80,10 @@ export function adminSubject(nodeId: string): string {
 }
 
 /**
- * `profileEvents` reads the node's stored history of a profile: the events it applied while it
- * owned the profile's shard. `beforeSequence` null reads from the newest.
+ * `profileHistories` and `profileEvents` read the node's stored histories of profiles: the
+ * events it applied while it owned their shards (stored-histories.ts).
  */
-export type AdminRequest =
-  | { op: 'status' }
-  | { op: 'drain' }
-  | { op: 'profileEvents'; workspace: string; profileId: string; beforeSequence: number | null; limit: number };
+export type AdminRequest = { op: 'status' } | { op: 'drain' } | ProfileHistoriesRequest | ProfileEventsRequest;
 
 /**
  * Subject on which a node announces that it released a shard's lease after a handoff, with
@@ -366,11 +364,8 @@ export class ClusterNode implements ServingNode {
       setImmediate(this.#drainRequested);
       return { draining: true };
     }
-    if (request.op === 'profileEvents') {
-      const before = request.beforeSequence ?? Number.POSITIVE_INFINITY;
-      return new ProfileHistoryReader(this.#store).newestEvents(request.workspace, request.profileId, before, request.limit);
-    }
-    throw new InvalidArgumentError(`unknown admin request ${JSON.stringify((request as { op?: unknown }).op)}; expected status, drain or profileEvents`);
+    if (request.op === 'profileHistories' || request.op === 'profileEvents') return readStoredHistories(this.#store, request);
+    throw new InvalidArgumentError(`unknown admin request ${JSON.stringify((request as { op?: unknown }).op)}; expected status, drain, profileHistories or profileEvents`);
   }
 
   get state() {
