@@ -70,14 +70,6 @@ export function parseTestSample(profiles: number | undefined, identifiers: reado
   return { count };
 }
 
-export function parsePageToken(token: string | undefined): number {
-  if (token === undefined || token === '') return Number.POSITIVE_INFINITY;
-  // A token is the decimal sequence of the last event of the previous page, as next_page_token returns it.
-  const sequence = /^[1-9][0-9]*$/.test(token) ? Number(token) : Number.NaN;
-  if (!Number.isSafeInteger(sequence)) throw new InvalidArgumentError(`page_token is invalid: ${JSON.stringify(token)}; pass next_page_token from the previous page`);
-  return sequence;
-}
-
 export function notFound(identifier: Identifier): ProfileNotFoundError {
   return new ProfileNotFoundError(`no profile found for ${identifier.type} ${JSON.stringify(identifier.value)} in this workspace`);
 }

@@ -34,9 +34,11 @@ import { keys } from '../storage/keys.js';
 import type { CustomerEvent } from '../profiles/event.js';
 import type { DefinitionStore } from '../decisions/definitions/definition-store.js';
 import { Store } from '../storage/store.js';
-import { assertIdentifier, assertWorkspaceName, notFound, notFoundUnconfigured, parsePageSize, parsePageToken } from './arguments.js';
-import { pageOfEvents, type StoredEvent } from '../profiles/profile-history.js';
-import { readStoredHistories, type ProfileEventsRequest, type ProfileHistoriesRequest } from './stored-histories.js';
+import { assertIdentifier, assertWorkspaceName, notFound, notFoundUnconfigured, parsePageSize } from './arguments.js';
+import type { StoredEvent } from '../profiles/profile-history.js';
+import { mergeHistoryPage, mergedProfileIds, newestDistinct, type HistoryCursors } from '../profiles/history-page.js';
+import { formatPageToken, parsePageToken, startCursors } from './page-token.js';
+import { readStoredHistories, requestStoredHistories, type ProfileEventsRequest, type ProfileHistoriesRequest } from './stored-histories.js';
 import { AssignmentWatcher, type Assignment } from './assignment-watcher.js';
 import type { ShardHolders } from './assignment.js';
 import { loadClusterSettings } from './cluster-settings.js';
@@ -497,66 +499,91 @@ export class ClusterNode implements ServingNode {
   }
 
   /**
-   * Returns a page of the profile's events, newest first. The shard's owner returns the
-   * events applied since its last snapshot. Every member returns the events it stored while
-   * it owned the shard, and the page merges both by log sequence. A member that does not
-   * respond within HISTORY_REQUEST_TIMEOUT_MS is listed in `unavailableNodes`, and a node
-   * that owned the shard and left the cluster in `departedNodes`, because the events only
-   * they stored are missing from the page.
+   * Returns a page of the profile's events, newest first: its own history joined with the
+   * histories of the profiles merged into it (profiles/history-page.ts). The owner of the
+   * profile's shard returns the events applied since its last snapshot. Every member returns,
+   * in one request for all the histories, the events it stored while it owned their shards.
+   * A member that does not respond within HISTORY_REQUEST_TIMEOUT_MS is listed in
+   * `unavailableNodes`, and a node that owned one of the shards and left the cluster in
+   * `departedNodes`, because the events only they stored are missing from the page.
    */
   async listProfileEvents(workspace: string, identifier: Identifier, page: { pageSize?: number; pageToken?: string } = {}): Promise<ProfileEventsPage> {
     this.#assertRunning('listProfileEvents');
     const pageSize = parsePageSize(page.pageSize);
-    const before = parsePageToken(page.pageToken);
-    const { profileId } = await this.#resolve(workspace, identifier);
+    const start = parsePageToken(page.pageToken);
+    const { profileId, record } = await this.#resolve(workspace, identifier);
 
-    const shard = shardOf(profileId, this.#shards);
-    const unpersisted = await this.#askOwner<StoredEvent[] | null>(shard, { op: 'unpersistedEvents', workspace, profileId });
-    if (unpersisted === null) throw notFound(identifier);
+    const merged = await this.#absorbedMerges(workspace, profileId, record);
+    const unpersisted = merged === null ? null : await this.#askOwner<StoredEvent[] | null>(shardOf(profileId, this.#shards), { op: 'unpersistedEvents', workspace, profileId });
+    if (merged === null || unpersisted === null) throw notFound(identifier);
 
-    const [{ stored, unavailableNodes }, departedNodes] = await Promise.all([this.#storedHistories(workspace, profileId, before, pageSize + 1), this.#departedHistoryNodes(shard)]);
+    const cursors = startCursors(start, profileId, merged);
+    const shards = new Set([...cursors.keys()].map((id) => shardOf(id, this.#shards)));
+    const [{ stored, unavailableNodes }, departedNodes] = await Promise.all([this.#storedHistories(workspace, cursors, pageSize + 1), this.#departedHistoryNodes(shards)]);
 
-    // An event persisted between the owner's answer and its stored history's is in both, so each sequence counts once.
-    const bySequence = new Map<number, StoredEvent>();
-    for (const event of [...unpersisted.filter((event) => event.sequence < before), ...stored]) {
-      if (!bySequence.has(event.sequence)) bySequence.set(event.sequence, { sequence: event.sequence, payload: Buffer.from(event.payload) });
-    }
-    const newest = [...bySequence.values()].sort((a, b) => b.sequence - a.sequence).slice(0, pageSize + 1);
-    return { ...pageOfEvents(newest, pageSize), unavailableNodes, departedNodes };
-  }
-
-  /** Returns the nodes that owned the shard, and so store part of its history, but are no longer members. */
-  async #departedHistoryNodes(shard: number): Promise<string[]> {
-    const entry = await this.#kv.get(shardStateKey(shard));
-    if (entry === null) return [];
-    const known = new Set([this.nodeId, ...this.#membership.members().map((member) => member.nodeId), ...this.#membership.absentNodeIds()]);
-    return historyNodesOf(decode<ShardState>(Buffer.from(entry.value)))
-      .filter((nodeId) => !known.has(nodeId))
-      .sort();
+    const sources = [...cursors].map(([sourceId, before]) => {
+      const recent = sourceId === profileId ? unpersisted.filter((event) => event.sequence < before) : [];
+      const events = [...recent, ...(stored.get(sourceId) ?? [])].map((event) => ({ sequence: event.sequence, payload: Buffer.from(event.payload) }));
+      return { profileId: sourceId, before, events: newestDistinct(events, pageSize + 1) };
+    });
+    const { events, next } = mergeHistoryPage(sources, pageSize);
+    return { events, nextPageToken: formatPageToken(next, profileId), unavailableNodes, departedNodes };
   }
 
   /**
-   * Asks every member, this node included, for the newest `limit` events of the profile it
-   * stored below `before`. Nodes that stopped heartbeating without leaving are asked too, so
-   * that a crashed node is listed in `unavailableNodes` instead of its events missing silently.
+   * Returns the profiles merged into `profileId`, directly or through another, once its owner
+   * has absorbed them, so their stored histories are complete. Returns [] without asking
+   * when the identity graph lists no merge into the profile and no unmerge from it, and
+   * null when the profile has no state.
    */
-  async #storedHistories(workspace: string, profileId: string, before: number, limit: number): Promise<{ stored: StoredEvent[]; unavailableNodes: string[] }> {
-    const request: AdminRequest = { op: 'profileEvents', workspace, profileId, beforeSequence: Number.isFinite(before) ? before : null, limit };
-    const members = new Set([this.nodeId, ...this.#membership.members().map((member) => member.nodeId), ...this.#membership.absentNodeIds()]);
+  async #absorbedMerges(workspace: string, profileId: string, record: ProfileRecord | undefined): Promise<string[] | null> {
+    const settles = (record?.merges.length ?? 0) > 0 || (record?.separatedFrom?.length ?? 0) > 0;
+    if (!settles) return [];
+    const profile = await this.#absorbedProfile(workspace, profileId, record);
+    return profile === null ? null : mergedProfileIds(profileId, profile.merges);
+  }
+
+  /** Returns the nodes that owned one of the shards, and so store part of their histories, but are no longer members. */
+  async #departedHistoryNodes(shards: ReadonlySet<number>): Promise<string[]> {
+    const entries = await Promise.all([...shards].map((shard) => this.#kv.get(shardStateKey(shard))));
+    const known = new Set([this.nodeId, ...this.#membership.members().map((member) => member.nodeId), ...this.#membership.absentNodeIds()]);
+    const departed = new Set<string>();
+    for (const entry of entries) {
+      if (entry === null) continue;
+      for (const nodeId of historyNodesOf(decode<ShardState>(Buffer.from(entry.value)))) if (!known.has(nodeId)) departed.add(nodeId);
+    }
+    return [...departed].sort();
+  }
+
+  /**
+   * Asks every member, this node included, for the newest `limit` events it stored of each
+   * history below its cursor, in one request per member. Nodes that stopped heartbeating
+   * without leaving are asked too, so that a crashed node is listed in `unavailableNodes`
+   * instead of its events missing silently.
+   */
+  async #storedHistories(workspace: string, cursors: HistoryCursors, limit: number): Promise<{ stored: Map<string, StoredEvent[]>; unavailableNodes: string[] }> {
+    const sources = [...cursors].map(([profileId, before]) => ({ profileId, beforeSequence: Number.isFinite(before) ? before : null }));
+    if (sources.length === 0) return { stored: new Map(), unavailableNodes: [] };
+    const request: ProfileHistoriesRequest = { op: 'profileHistories', workspace, sources, limit };
+    const members = [...new Set([this.nodeId, ...this.#membership.members().map((member) => member.nodeId), ...this.#membership.absentNodeIds()])];
     const timeoutMs = Math.min(this.options.queryTimeoutMs, HISTORY_REQUEST_TIMEOUT_MS);
 
     const answers = await Promise.allSettled(
-      [...members].map((nodeId) => (nodeId === this.nodeId ? this.#serveAdmin(request) : requestAdmin<StoredEvent[]>(this.#connection, nodeId, request, timeoutMs))),
+      members.map((nodeId) =>
+        nodeId === this.nodeId
+          ? (readStoredHistories(this.#store, request) as Promise<StoredEvent[][]>)
+          : requestStoredHistories((sent) => requestAdmin(this.#connection, nodeId, sent, timeoutMs), request),
+      ),
     );
 
-    const stored: StoredEvent[] = [];
+    const stored = new Map<string, StoredEvent[]>(sources.map((source) => [source.profileId, []]));
     const unavailableNodes: string[] = [];
-    [...members].forEach((nodeId, i) => {
+    members.forEach((nodeId, i) => {
       const answer = answers[i];
-      if (answer.status === 'fulfilled') stored.push(...(answer.value as StoredEvent[]));
+      if (answer.status === 'fulfilled') sources.forEach((source, j) => stored.get(source.profileId)!.push(...(answer.value[j] ?? [])));
       else {
         unavailableNodes.push(nodeId);
-        this.#logger.warn({ err: answer.reason, node: nodeId, workspace, profileId }, 'a member did not return its stored history of a profile; the page is missing the events that only it stored');
+        this.#logger.warn({ err: answer.reason, node: nodeId, workspace, profiles: [...cursors.keys()] }, 'a member did not return its stored histories of a profile; the page is missing the events that only it stored');
       }
     });
     return { stored, unavailableNodes: unavailableNodes.sort() };

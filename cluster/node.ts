@@ -20,11 +20,12 @@ import { ActivationLog } from '../profiles/activation-log.js';
 import { EvaluationTimers } from '../profiles/evaluation-timers.js';
 import { profileIdForIdentifier, type Identifier } from '../profiles/identifiers.js';
 import { actorKey, ProfileBehavior, type DeadLetterRecord } from '../profiles/profile-behavior.js';
-import { ProfileHistoryReader, pageOfEvents, type StoredProfile } from '../profiles/profile-history.js';
+import { ProfileHistoryReader, type StoredEvent, type StoredProfile } from '../profiles/profile-history.js';
+import { mergeHistoryPage, mergedProfileIds } from '../profiles/history-page.js';
 import { randomUUID } from 'node:crypto';
 import type { DecisionReceipt } from '../profiles/decision-state.js';
 import type { DecideRequest, ProfileMessage } from '../profiles/evaluator.js';
-import type { ProfileState, ProfileView } from '../profiles/profile.js';
+import type { ProfileState, ProfileView, UnpersistedEvent } from '../profiles/profile.js';
 import { decode, encode } from '../storage/codec.js';
 import type { AppendRequest, EventLog, LogRecord, PartitionId } from '../storage/event-log.js';
 import { keys, parseSequence, prefixEnd } from '../storage/keys.js';
@@ -39,7 +40,8 @@ import { IdentityAdmin } from './identity-admin.js';
 import { createOnlineMatching, type OnlineMatching } from '../identity/online-matching.js';
 import { normalizeIdentifier } from '../identity/normalize.js';
 import type { OutgoingRecord } from '../profiles/identity-commands.js';
-import { assertIdentifier, assertWorkspaceName, checkShardCount, notFound, notFoundUnconfigured, parsePageSize, parsePageToken, parseTestSample, type TestSample } from './arguments.js';
+import { assertIdentifier, assertWorkspaceName, checkShardCount, notFound, notFoundUnconfigured, parsePageSize, parseTestSample, type TestSample } from './arguments.js';
+import { formatPageToken, parsePageToken, startCursors } from './page-token.js';
 import { InvalidArgumentError, NodeUnavailableError } from './errors.js';
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './node-options.js';
 import { LocalShardOwnership, type ShardOwnership } from './ownership.js';
@@ -287,21 +289,32 @@ export class RtcdpNode implements ServingNode {
     return this.#actors.ask(actorKey(workspace, profileId), (state) => (state === undefined ? undefined : this.#behavior.view(state)));
   }
 
-  /** Returns a page of the profile's events, newest first. */
+  /**
+   * Returns a page of the profile's events, newest first: its own history joined with the
+   * histories of the profiles merged into it (profiles/history-page.ts). Each merged profile
+   * lists the events it applied before the merge. It has no unpersisted ones by now, because
+   * #resolve waited until it sent its state, and the persist that sends it writes them.
+   */
   async listProfileEvents(workspace: string, identifier: Identifier, page: { pageSize?: number; pageToken?: string } = {}): Promise<ProfileEventsPage> {
     this.#assertRunning('listProfileEvents');
     const pageSize = parsePageSize(page.pageSize);
-    const before = parsePageToken(page.pageToken);
+    const start = parsePageToken(page.pageToken);
     const profileId = await this.#resolve(workspace, identifier);
 
-    // The actor's unpersisted events are newest; everything older is in the stored history.
-    const unpersisted = await this.#actors.ask(actorKey(workspace, profileId), (state) => (state === undefined ? undefined : state.unpersisted.map((event) => ({ ...event }))));
-    if (unpersisted === undefined) throw notFound(identifier);
+    const own = await this.#actors.ask(actorKey(workspace, profileId), (state) =>
+      state === undefined ? undefined : { unpersisted: state.unpersisted.map((event) => ({ ...event })), merged: mergedProfileIds(profileId, state.merges) },
+    );
+    if (own === undefined) throw notFound(identifier);
 
-    const recent = unpersisted.filter((event) => event.sequence < before).reverse().slice(0, pageSize + 1);
-    const storedBefore = Math.min(before, unpersisted[0]?.sequence ?? before);
-    const stored = recent.length > pageSize ? [] : await new ProfileHistoryReader(this.#store).newestEvents(workspace, profileId, storedBefore, pageSize + 1 - recent.length);
-    return { ...pageOfEvents([...recent, ...stored], pageSize), unavailableNodes: [], departedNodes: [] };
+    const reader = new ProfileHistoryReader(this.#store);
+    const sources = await Promise.all(
+      [...startCursors(start, profileId, own.merged)].map(async ([sourceId, before]) => {
+        const unpersisted = sourceId === profileId ? own.unpersisted : [];
+        return { profileId: sourceId, before, events: await newestOwnEvents(reader, { workspace, profileId: sourceId, before, unpersisted }, pageSize + 1) };
+      }),
+    );
+    const { events, next } = mergeHistoryPage(sources, pageSize);
+    return { events, nextPageToken: formatPageToken(next, profileId), unavailableNodes: [], departedNodes: [] };
   }
 
   /**
@@ -692,6 +705,23 @@ export class RtcdpNode implements ServingNode {
   #assertRunning(operation: string): void {
     if (!this.#lifecycle.is('running')) throw new NodeUnavailableError(`node cannot ${operation} while ${this.state}; retry against a running node`);
   }
+}
+
+/**
+ * Returns a profile's newest `limit` events below `before`, newest first: its actor's
+ * unpersisted events, then the stored history below the oldest of them.
+ */
+async function newestOwnEvents(
+  reader: ProfileHistoryReader,
+  history: { workspace: string; profileId: string; before: number; unpersisted: readonly UnpersistedEvent[] },
+  limit: number,
+): Promise<StoredEvent[]> {
+  const { workspace, profileId, before, unpersisted } = history;
+  const recent = unpersisted.filter((event) => event.sequence < before).reverse().slice(0, limit);
+  if (recent.length >= limit) return recent;
+
+  const storedBefore = Math.min(before, unpersisted[0]?.sequence ?? before);
+  return [...recent, ...(await reader.newestEvents(workspace, profileId, storedBefore, limit - recent.length))];
 }
 
 function partitionName(partition: PartitionId): string {

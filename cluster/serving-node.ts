@@ -15,6 +15,7 @@ import type { IdentityOperations } from './identity-admin.js';
 import type { IngestResult } from './ingest-batch.js';
 
 export interface ProfileEventsPage {
+  /** Newest first, each with `profileId` set to the profile whose history contains it: the listed profile or one merged into it. */
   events: CustomerEvent[];
   /** Empty on the last page. */
   nextPageToken: string;

@@ -15,17 +15,6 @@ export interface StoredEvent {
   payload: Buffer;
 }
 
-/**
- * Returns a page of `pageSize` events from up to `pageSize + 1` events given newest first,
- * with the token of the next page: the sequence of the page's oldest event, or '' when no
- * event is left after the page.
- */
-export function pageOfEvents(newestFirst: readonly StoredEvent[], pageSize: number): { events: CustomerEvent[]; nextPageToken: string } {
-  const events = newestFirst.slice(0, pageSize).map((event) => decode<CustomerEvent>(event.payload));
-  const nextPageToken = newestFirst.length > pageSize ? String(newestFirst[pageSize - 1].sequence) : '';
-  return { events, nextPageToken };
-}
-
 /** A profile's stored snapshot, brought to the current layout, with its id. */
 export interface StoredProfile {
   profileId: string;

@@ -333,7 +333,7 @@ function remember(profile: ProfileState, applied: AppliedEvent, limits: ProfileL
 }
 
 /** Returns the event's receive time in ms, or its event time when it has no valid receive time. */
-function receivedMs(event: CustomerEvent): number {
+export function receivedMs(event: CustomerEvent): number {
   const ms = Date.parse(event.receivedAt);
   return Number.isFinite(ms) ? ms : event.timestampMs;
 }

@@ -125,6 +125,12 @@ t.test('identity commands - unmerge splits a merged visitor off again', async (t
   t.equal(merged.eventCount, 5, 'the merged profile holds both sides');
   t.same((merged.merges ?? []).map((merge) => merge.profileId), ['anon:a1'], 'profile get lists the merged profile');
 
+  const history = await rtcdp(['profile', 'events', '--user-id', 'u1', ...server]);
+  t.equal(history.code, 0, history.stderr);
+  t.match(history.stdout, /^TIME\s+TYPE\s+NAME\s+MESSAGE ID\s+PROFILE\s+PROPERTIES\n/, 'profile events has a PROFILE column');
+  t.match(history.stdout, /\sa1-page-2\s+anon:a1\s/, 'and lists the visitor\'s page views under its profile');
+  t.match(history.stdout, /\su1-login\s+user:u1\s/, 'beside the user\'s own events');
+
   const unmerged = await rtcdp(['profile', 'unmerge', 'user_id=u1', 'anonymous_id=a1', ...server]);
   t.equal(unmerged.code, 0, 'unmerge exits 0', { stderr: unmerged.stderr, nodeLog: node.stderr() });
   const unmergeId = /^split profile anon:a1 off user:u1 \(unmerge (\S+)\)\n/.exec(unmerged.stdout)?.[1];
@@ -139,6 +145,8 @@ t.test('identity commands - unmerge splits a merged visitor off again', async (t
   const restored = await profileJson(server, '--anonymous-id', 'a1');
   t.equal(restored.profileId, 'anon:a1');
   t.equal(restored.eventCount, 2, 'the visitor gets its page views back');
+  const survivorHistory = await rtcdp(['profile', 'events', '--user-id', 'u1', ...server]);
+  t.notMatch(survivorHistory.stdout, /anon:a1/, 'the survivor\'s events no longer list the visitor\'s history');
 
   const activations = await rtcdp(['activations', 'list', ...server]);
   t.match(activations.stdout, new RegExp(`profile\\.unmerged +anon:a1 +0 +user:u1 +unmerge \\(${unmergeId}\\)\n`));
