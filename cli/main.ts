@@ -490,7 +490,9 @@ function addProfileCommands(program: Command): void {
 
   const events = profile
     .command('events')
-    .description("List a profile's events, newest first, one page at a time.");
+    .description(
+      "List a profile's events, newest first, one page at a time: its own and those the profiles merged into it applied before the merge, interleaved by receive time. The PROFILE column names the profile whose history contains each event.",
+    );
   addProfileTargetOptions(events);
   events
     .option(

@@ -161,27 +161,42 @@ export interface ListProfileEventsRequest {
     | undefined;
   /** At most 1000; 100 when zero. */
   pageSize: number;
-  /** next_page_token of the previous page; empty for the first page. */
+  /**
+   * next_page_token of the previous page, unchanged; empty for the first page. A token of
+   * a node from before merged profiles' events were listed (a decimal sequence) reads the
+   * profile's own history below that sequence.
+   */
   pageToken: string;
 }
 
 export interface ListProfileEventsResponse {
-  /** Newest first, in the order the events were applied. */
+  /**
+   * Newest first: the profile's own events and those that each profile merged into it
+   * applied before the merge. Each profile's events are in the order it applied them, and
+   * the profiles' events are interleaved by received_at, newer first, then by profile id.
+   */
   events: Event[];
-  /** Empty on the last page. */
+  /**
+   * Empty on the last page. Later pages continue the same interleaving, so no event is
+   * listed twice or skipped. Events that arrive after the first page are left for a new
+   * listing.
+   */
   nextPageToken: string;
   /**
-   * Cluster mode: nodes that did not return their stored part of the profile's history in
-   * time. The page misses the events that only they stored. Empty in embedded mode.
+   * Cluster mode: nodes that did not return their stored part of the histories in time. The
+   * page misses the events that only they stored. Empty in embedded mode.
    */
   unavailableNodes: string[];
   /**
-   * Cluster mode: nodes that owned the profile's shard and have left the cluster since. Each
-   * node stores the history of the events it applied, so the page misses the events that
-   * only they stored. Empty in embedded mode.
+   * Cluster mode: nodes that owned the shard of the profile, or of a profile merged into it,
+   * and have left the cluster since. Each node stores the history of the events it applied,
+   * so the page misses the events that only they stored. Empty in embedded mode.
    */
   departedNodes: string[];
-  /** The profile whose history contains each event, one per event in the same order. */
+  /**
+   * The profile whose history contains each event, one per event in the same order: the
+   * profile itself or one merged into it.
+   */
   profileIds: string[];
 }
 
