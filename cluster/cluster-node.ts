@@ -470,10 +470,6 @@ export class ClusterNode implements ServingNode {
   }
 
   /**
-   * Returns a page of the profile's most recent events, newest first. Cluster mode keeps the
-   * events that the profile's replicated snapshot contains (profileLimits.recentEvents).
-   */
-  /**
    * Decides the next best action for the profile on its shard's owner. The request id goes
    * with every retry, so a retry after a lost reply returns the decision already made.
    */
@@ -589,13 +585,6 @@ export class ClusterNode implements ServingNode {
     return { stored, unavailableNodes: unavailableNodes.sort() };
   }
 
-  /**
-   * Finds the profile id of an identifier, reflecting every event acknowledged before the
-   * call. A user_id maps to its profile id directly. Other identifiers go by the earliest
-   * claim: every shard owner returns its unpersisted claim once it has applied the
-   * workspace's events up to the head, then the published claim is read. In that order, a
-   * claim persisted between the two reads is in the published index by the time it is read.
-   */
   /**
    * Returns the profile an identifier belongs to through the identity graph. A user or
    * anonymous id the graph does not know names the profile its events were routed to before
@@ -915,7 +904,6 @@ function describeAssignment(assignment: Assignment): ClusterNodeStatus['assignme
   return { version: assignment.version, coordinator: assignment.coordinator, shards: Object.fromEntries(assignment.shards) };
 }
 
-/** Warns when the NATS server cannot give the durability production needs. */
 /**
  * Throws ConfigError when the server's max_payload is too small for the records that point
  * to the parts of a large value: with 16 KiB, such a record covers about 29 MB (an estimate
@@ -927,6 +915,7 @@ function checkMaxPayload(connection: NatsConnection): void {
   throw new ConfigError(`the NATS server's max_payload is ${maxPayload} bytes, below the ${MIN_MAX_PAYLOAD_BYTES} that rtcdp needs; raise it in the NATS servers' configuration (its default is 1048576)`);
 }
 
+/** Warns when the NATS server cannot give the durability production needs. */
 function warnAboutServer(connection: NatsConnection, options: ResolvedClusterNodeOptions, logger: Logger): void {
   const version = connection.info?.version ?? 'unknown';
   const [major, minor] = version.split('.').map(Number);
