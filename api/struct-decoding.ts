@@ -26,7 +26,7 @@ function decodeStruct(input: BinaryReader | Uint8Array, length?: number): Struct
       const tag = reader.uint32();
       if (tag === 10) {
         const entry = Struct_FieldsEntry.decode(reader, reader.uint32());
-        if (entry.value !== undefined) Object.defineProperty(fields, entry.key, { value: entry.value, enumerable: true, writable: true, configurable: true });
+        if (entry.value !== undefined) setField(fields, entry.key, entry.value);
         continue;
       }
       if ((tag & 7) === 4 || tag === 0) break;
@@ -36,6 +36,15 @@ function decodeStruct(input: BinaryReader | Uint8Array, length?: number): Struct
   } finally {
     reader.__tsProtoDecodeDepth = depth;
   }
+}
+
+/**
+ * Sets a field as an own data property. Only "__proto__" needs defineProperty, which costs
+ * about ten times an assignment per field.
+ */
+function setField(fields: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === '__proto__') Object.defineProperty(fields, key, { value, enumerable: true, writable: true, configurable: true });
+  else fields[key] = value;
 }
 
 Struct.decode = decodeStruct;
