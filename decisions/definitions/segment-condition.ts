@@ -262,14 +262,16 @@ interface NamedReference {
   offset: number;
 }
 
-/** CEL's macros that iterate over a map's keys: `m.exists(k, ...)` and the like. */
+/** CEL's comprehension macros, which bind a variable to each list element or map key: `m.exists(k, ...)` and the like. */
 const KEY_MACROS = new Set(['all', 'exists', 'exists_one', 'filter', 'map']);
 
 /**
  * Finds `VARIABLE.NAME`, `VARIABLE["NAME"]` and `"NAME" in VARIABLE` in a parsed
  * expression, where VARIABLE is a map or message keyed by definition name. Inside a macro
  * over VARIABLE, such as `VARIABLE.exists(k, k == "NAME")`, a string that the key is compared
- * with (`==`, `!=`, or `in` a list) names a definition too.
+ * with (`==`, `!=`, or `in` a list) names a definition too. Where a macro binds a variable of
+ * the same name, as in `list.exists(VARIABLE, "NAME" in VARIABLE)`, that name refers to the
+ * macro's variable, so the macro's body is skipped.
  */
 function namedReferences(root: ASTNode, variable: string): NamedReference[] {
   const references: NamedReference[] = [];
@@ -290,10 +292,26 @@ function namedReferences(root: ASTNode, variable: string): NamedReference[] {
     }
     const key = keyMacroVariable(node, variable);
     if (key !== undefined) references.push(...comparedStrings(args, key));
-    visit(args);
+    visit(partsOutsideBinding(node, variable) ?? args);
   };
   visit(root);
   return references;
+}
+
+/**
+ * Returns the parts of `node` outside the scope of the variable `name` that it binds: the
+ * receiver of a comprehension macro, or the receiver and initial value of `cel.bind`.
+ * Returns undefined when `node` binds no variable of that name.
+ */
+function partsOutsideBinding(node: ASTNode, name: string): unknown[] | undefined {
+  const args = node.args as unknown;
+  if (node.op !== 'rcall' || !Array.isArray(args) || !Array.isArray(args[2])) return undefined;
+
+  const [bound, initial] = args[2] as unknown[];
+  if (!isIdentifier(bound, name)) return undefined;
+  if (KEY_MACROS.has(args[0] as string)) return [args[1]];
+  if (args[0] === 'bind' && isIdentifier(args[1], 'cel')) return [args[1], initial];
+  return undefined;
 }
 
 /** Returns the name of the key variable when `node` is a macro over `variable`'s keys. */
@@ -307,7 +325,8 @@ function keyMacroVariable(node: ASTNode, variable: string): string | undefined {
 
 /**
  * Finds the strings that the key variable `key` is compared with in a macro's body. A macro
- * nested in it that names its own variable `key` hides the outer one, so its body is skipped.
+ * or `cel.bind` nested in it that names its own variable `key` hides the outer one, so only
+ * its parts outside that binding are searched.
  */
 function comparedStrings(body: unknown, key: string): NamedReference[] {
   const found: NamedReference[] = [];
@@ -319,8 +338,9 @@ function comparedStrings(body: unknown, key: string): NamedReference[] {
     if (!isAstNode(node)) return;
 
     const args = node.args as unknown;
-    if (node.op === 'rcall' && Array.isArray(args) && Array.isArray(args[2]) && isIdentifier((args[2] as unknown[])[0], key)) {
-      visit(args[1]);
+    const outside = partsOutsideBinding(node, key);
+    if (outside !== undefined) {
+      visit(outside);
       return;
     }
     if ((node.op === '==' || node.op === '!=') && Array.isArray(args)) {

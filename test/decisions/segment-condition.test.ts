@@ -117,6 +117,39 @@ t.test('condition - names in macros over segments', async (t) => {
   t.same(missingOf('segments.exists(s, ["gold"].exists(s, s == "gold"))'), [], 'a nested macro with the same variable hides the key');
 });
 
+t.test('condition - macro variable named like a map', async (t) => {
+  const defined = { segments: new Set(['buyers', 'vip']), scores: new Set(['churn']) };
+  const checked = new SegmentConditionCompiler(COMPUTED, { decisionVariables: true, defined });
+  const missingOf = (expression: string) => {
+    const result = checked.compile(expression);
+    return result.ok ? [] : [...result.error.rule.matchAll(/"([^"]+)" \(at line 1, column (\d+)/g)].map((match) => `${match[1]} at ${match[2]}`);
+  };
+  // A name is reported at the first column of `text`: the quoted string, or the field after the dot.
+  const gold = (expression: string, text: string) => [`gold at ${expression.indexOf(text) + 1}`];
+
+  // In each, segments, scores or computed is the macro's own variable, which names nothing.
+  const valid = [
+    'traits.groups.exists(segments, "gold" in segments)',
+    'traits.groups.exists(segments, segments.exists(s, s == "gold"))',
+    'traits.plans.exists(scores, scores.x == 1.0)',
+    'traits.plans.exists(computed, computed.tier == "gold")',
+    'cel.bind(segments, ["gold"], "gold" in segments)',
+    'segments.exists(s, cel.bind(s, "x", s == "gold"))',
+  ];
+  for (const expression of valid) {
+    t.same(missingOf(expression), [], expression);
+  }
+
+  const outsideBody = 'traits.groups.exists(segments, "vip" in segments) || segments.gold';
+  t.same(missingOf(outsideBody), gold(outsideBody, 'gold'), 'the variable outside the macro is still checked');
+  const bindInitial = 'cel.bind(x, segments.gold, x)';
+  t.same(missingOf(bindInitial), gold(bindInitial, 'gold'), 'the initial value of cel.bind is outside its variable');
+  const keyInInitial = 'segments.exists(s, cel.bind(s, s == "gold", s))';
+  t.same(missingOf(keyInInitial), gold(keyInInitial, '"gold"'), 'the key compared in the initial value of cel.bind');
+  const keyOfSameName = 'segments.exists(segments, segments == "gold")';
+  t.same(missingOf(keyOfSameName), gold(keyOfSameName, '"gold"'), 'a key named segments is compared like any key');
+});
+
 t.test('condition - segments outside decision rules', async (t) => {
   const defined = { segments: new Set(['buyers']), scores: new Set<string>() };
   const checked = new SegmentConditionCompiler(COMPUTED, { defined });
