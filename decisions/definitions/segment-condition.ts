@@ -227,11 +227,12 @@ export class SegmentConditionCompiler {
     const references = namedReferences(program.ast, 'computed');
     const dangling = this.#danglingReferences(program.ast);
     if (dangling.length > 0) return undefinedReferences(expression, dangling);
-    const scoreRead = this.#defined?.scoresReadable === false ? namedReferences(program.ast, 'scores')[0] : undefined;
+    const scoreRead = this.#defined?.scoresReadable === false ? scoresRead(program.ast) : undefined;
     if (scoreRead !== undefined) {
       const position = positionOf(expression, scoreRead.offset);
+      const read = scoreRead.name === undefined ? 'reads scores' : `reads scoring model ${JSON.stringify(scoreRead.name)}`;
       return failure(
-        `reads scoring model ${JSON.stringify(scoreRead.name)}${at(position)}, but a scoring model's features cannot read scores: every model is computed from the same profile state, before any of them has its new score`,
+        `${read}${at(position)}, but a scoring model's features cannot read scores: every model is computed from the same profile state, before any of them has its new score`,
         position,
       );
     }
@@ -312,6 +313,36 @@ function partsOutsideBinding(node: ASTNode, name: string): unknown[] | undefined
   if (KEY_MACROS.has(args[0] as string)) return [args[1]];
   if (args[0] === 'bind' && isIdentifier(args[1], 'cel')) return [args[1], initial];
   return undefined;
+}
+
+/**
+ * Returns the first read of `scores` in a parsed expression: the first scoring model it
+ * names, else the first use of the variable without a name, such as `scores.size()` or
+ * `scores.exists(m, scores[m] > 0.5)`. Returns undefined when it does not read `scores`.
+ */
+function scoresRead(root: ASTNode): { name?: string; offset: number } | undefined {
+  const named = namedReferences(root, 'scores')[0];
+  if (named !== undefined) return named;
+
+  const offset = identifierOffsets(root, 'scores')[0];
+  return offset === undefined ? undefined : { offset };
+}
+
+/** Returns the offsets of the identifier `name` in a parsed expression, outside the macros that bind a variable of that name. */
+function identifierOffsets(root: ASTNode, name: string): number[] {
+  const offsets: number[] = [];
+  const visit = (node: unknown): void => {
+    if (Array.isArray(node)) {
+      node.forEach(visit);
+      return;
+    }
+    if (!isAstNode(node)) return;
+
+    if (isIdentifier(node, name)) offsets.push(node.start);
+    visit(partsOutsideBinding(node, name) ?? node.args);
+  };
+  visit(root);
+  return offsets;
 }
 
 /** Returns the name of the key variable when `node` is a macro over `variable`'s keys. */

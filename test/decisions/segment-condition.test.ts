@@ -168,6 +168,21 @@ t.test('condition - scores in scoring features', async (t) => {
   t.match(error.rule, "a scoring model's features cannot read scores", 'with the reason it is rejected');
 });
 
+t.test('condition - scores read without a name', async (t) => {
+  const defined = { segments: new Set<string>(), scores: new Set(['churn']), scoresReadable: false };
+  const checked = new SegmentConditionCompiler(COMPUTED, { defined });
+
+  const unnamed = ['double(scores.size())', 'scores.exists(m, scores[m] > 0.5) ? 1.0 : 0.0', 'cel.bind(s, scores, double(s.size()))'];
+  for (const expression of unnamed) {
+    const error = errorOf(checked.compileNumber(expression));
+    t.match(error.rule, `reads scores (at line 1, column ${expression.indexOf('scores') + 1} of the condition)`, `${expression}: the first read is reported`);
+    t.match(error.rule, "a scoring model's features cannot read scores", `${expression}: with the reason it is rejected`);
+  }
+
+  const shadowed = 'traits.levels.exists(scores, scores > 1) ? 1.0 : 0.0';
+  t.ok(checked.compileNumber(shadowed).ok, 'a macro variable named scores reads no score');
+});
+
 t.test('condition - empty and too long', async (t) => {
   t.match(errorOf(compiler.compile('')).rule, 'must be a non-empty CEL expression');
   t.match(errorOf(compiler.compile('true || '.repeat(1_000) + 'true')).rule, `must be at most ${MAX_CONDITION_LENGTH} characters, got 8004`);
