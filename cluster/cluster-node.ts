@@ -523,7 +523,7 @@ export class ClusterNode implements ServingNode {
       return { profileId: sourceId, before, events: newestDistinct(events, pageSize + 1) };
     });
     const { events, next } = mergeHistoryPage(sources, pageSize);
-    return { events, nextPageToken: formatPageToken(next, profileId), unavailableNodes, departedNodes };
+    return { events, nextPageToken: formatPageToken(next), unavailableNodes, departedNodes };
   }
 
   /**

@@ -314,7 +314,7 @@ export class RtcdpNode implements ServingNode {
       }),
     );
     const { events, next } = mergeHistoryPage(sources, pageSize);
-    return { events, nextPageToken: formatPageToken(next, profileId), unavailableNodes: [], departedNodes: [] };
+    return { events, nextPageToken: formatPageToken(next), unavailableNodes: [], departedNodes: [] };
   }
 
   /**

@@ -8,10 +8,11 @@
  * joined the listed profile by a merge after the first page. A history that is no longer
  * part of the listed profile (an unmerge split it off) is skipped although the token names it.
  *
- * A token of decimal digits is a sequence of the listed profile's own history, and the page
- * lists only that history below it. Nodes before merged histories were listed wrote such
- * tokens, and a node writes one whenever the listed profile's own history is the only one
- * with events left, so both versions read each other's tokens during an upgrade.
+ * A token of decimal digits, which nodes wrote before merged histories were listed, is a
+ * sequence of the listed profile's own history, and the page lists only that history below
+ * it. Tokens are written as JSON even for a single history, because the JSON names the
+ * profile: a decimal token of a profile that is merged into another before the next page
+ * would be applied to the survivor's history, whose sequences come from another partition.
  */
 import { InvalidArgumentError } from './errors.js';
 import type { HistoryCursors } from '../profiles/history-page.js';
@@ -48,10 +49,8 @@ export function startCursors(start: PageStart, profileId: string, merged: readon
 }
 
 /** Returns the next_page_token for the cursors of a page's next page, or '' when no history has events left. */
-export function formatPageToken(next: HistoryCursors, profileId: string): string {
+export function formatPageToken(next: HistoryCursors): string {
   if (next.size === 0) return '';
-  const own = next.get(profileId);
-  if (next.size === 1 && own !== undefined) return String(own);
   return Buffer.from(JSON.stringify({ v: TOKEN_VERSION, before: Object.fromEntries(next) })).toString('base64url');
 }
 
@@ -68,7 +67,7 @@ function parseCursorToken(token: string): Map<string, number> {
   try {
     parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
   } catch {
-    throw invalidToken(token, 'it does not decode to JSON');
+    throw invalidToken(token, 'it is neither a sequence from 1 to 2^53 - 1 nor the base64url JSON of a next_page_token');
   }
   return cursorsOf(parsed, token);
 }

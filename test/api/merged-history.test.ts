@@ -195,18 +195,34 @@ t.test('merged history - a sequence token reads only the own history', async (t)
 
   const unmerged = await listProfileEvents(node, user('u6'), 1, '');
   t.same(unmerged.events.map((event) => event.messageId), ['t3']);
-  t.match(unmerged.nextPageToken, /^[1-9][0-9]*$/, 'a profile without merges gets a sequence token, as nodes before merged listings wrote');
+  const cursors = JSON.parse(Buffer.from(unmerged.nextPageToken, 'base64url').toString('utf8')) as { before: Record<string, number> };
+  t.same(Object.keys(cursors.before), ['user:u6'], 'a profile without merges gets a token that names it');
 
   await send(t, node, [identify('u6', 'a6', 'i1')]);
   const merged = await readPages(t, node, user('u6'), 100);
   t.same(merged.messageIds, ['i1', 't3', 't2', 'p1', 't1'], 'a first page lists both profiles');
 
-  const continued = await readPages(t, node, user('u6'), 1, unmerged.nextPageToken);
+  const continued = await readPages(t, node, user('u6'), 1, String(cursors.before['user:u6']));
   t.same(continued.messageIds, ['t2', 't1'], 'the sequence token continues the own history alone, as it did before the merge');
   t.same(continued.profileIds, ['user:u6', 'user:u6']);
 
   const largest = await readPages(t, node, user('u6'), 100, String(Number.MAX_SAFE_INTEGER));
   t.same(largest.messageIds, ['i1', 't3', 't2', 't1'], 'the largest sequence lists the whole own history');
+});
+
+t.test('merged history - token of a profile merged before the next page', async (t) => {
+  const node = await startTestNode(t);
+  await send(t, node, [track('u8', 't1')]);
+  await send(t, node, [track('u8', 't2')]);
+  for (let i = 1; i <= 4; i++) await send(t, node, [page('a8', `p${i}`)]);
+
+  const first = await listProfileEvents(node, { type: 'anonymous_id', value: 'a8' }, 2, '');
+  t.same(first.events.map((event) => event.messageId), ['p4', 'p3']);
+
+  await send(t, node, [identify('u8', 'a8', 'i1')]);
+  const rest = await readPages(t, node, { type: 'anonymous_id', value: 'a8' }, 2, first.nextPageToken);
+  t.same(rest.messageIds, ['p2', 'p1'], 'the next pages continue the visitor\'s history, now under the survivor');
+  t.same(rest.profileIds, ['anon:a8', 'anon:a8']);
 });
 
 t.test('merged history - invalid page tokens', async (t) => {
@@ -215,7 +231,8 @@ t.test('merged history - invalid page tokens', async (t) => {
   await send(t, node, [identify('u7', 'a7', 'i1')]);
 
   const cases: Array<[string, string]> = [
-    ['abc', 'it does not decode to JSON'],
+    ['abc', 'it is neither a sequence from 1 to 2^53 - 1 nor the base64url JSON of a next_page_token'],
+    ['-1', 'it is neither a sequence from 1 to 2^53 - 1 nor the base64url JSON of a next_page_token'],
     ['1.5', 'it is neither a sequence nor base64url'],
     ['0', 'a sequence must be an integer from 1 to 2^53 - 1'],
     ['9007199254740993', 'a sequence must be an integer from 1 to 2^53 - 1'],
