@@ -59,6 +59,8 @@ const IDENTITY_STORE_NAME = 'identity';
 
 /** How often a query checks whether a profile has absorbed the profiles merged into it. */
 const ABSORB_POLL_INTERVAL_MS = 5;
+/** The least time a drain gives the final persist, even with a drain timeout of 0. */
+const MIN_FINAL_PERSIST_MS = 5_000;
 
 export class RtcdpNode implements ServingNode {
   readonly options: ResolvedNodeOptions;
@@ -626,8 +628,8 @@ export class RtcdpNode implements ServingNode {
   /**
    * Stops taking events, applies everything already acknowledged, persists every profile
    * and checkpoint, and closes the store. After `timeoutMs` it stops waiting for delivery
-   * but still persists what was applied, for up to `timeoutMs` again: the rest is replayed
-   * from the log on the next start.
+   * but still persists what was applied, for up to `timeoutMs` again and at least
+   * MIN_FINAL_PERSIST_MS: the rest is replayed from the log on the next start.
    */
   async drain(options: { timeoutMs?: number } = {}): Promise<void> {
     if (this.#lifecycle.is('stopped', 'draining')) return;
@@ -642,7 +644,7 @@ export class RtcdpNode implements ServingNode {
     await this.#timers.stop();
     await this.#stopTests();
     // Unpersisted state is replayed from the log on the next start, so a store that fails every write cannot hold the drain.
-    await this.#actors.drain({ timeoutMs, flushTimeoutMs: timeoutMs });
+    await this.#actors.drain({ timeoutMs, flushTimeoutMs: Math.max(timeoutMs, MIN_FINAL_PERSIST_MS) });
     this.#catalog.stop();
 
     if (this.#checkpointTimer) clearInterval(this.#checkpointTimer);
