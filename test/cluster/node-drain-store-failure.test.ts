@@ -1,6 +1,6 @@
 /**
- * The final persist of a node's drain. With a store that rejects every write once the events
- * are in the log, as a full disk would, the drain gives up persisting after the timeout
+ * The final persist of a node's drain. A store may reject every write once the events are
+ * in the log, as a full disk would. Then the drain gives up persisting after the timeout
  * instead of retrying forever, and a restart replays the unpersisted events from the log.
  * A drain timeout of 0 still leaves the final persist its time.
  */
