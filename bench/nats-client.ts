@@ -42,7 +42,7 @@ export interface NatsClientResult {
   options: NatsClientOptions;
   /** Every round's measurements. */
   rounds: Measurement[][];
-  /** Per kind and setting, the round with the median client CPU per request. */
+  /** Per kind and setting, the round with the median client CPU per request (of an even count, the upper middle one). */
   medians: Measurement[];
 }
 
@@ -145,7 +145,7 @@ function medianMeasurements(rounds: readonly Measurement[][]): Measurement[] {
 }
 
 function printTable(medians: readonly Measurement[], options: NatsClientOptions): void {
-  const title = `NATS client: ${formatCount(options.requests)} requests of each kind, ${options.inFlight} in flight, ${options.payloadBytes} B each (median of ${options.rounds} rounds)`;
+  const title = `NATS client: ${formatCount(options.requests)} requests of each kind, ${options.inFlight} in flight, ${options.payloadBytes} B each (${options.rounds === 1 ? 'one round' : `median of ${options.rounds} rounds`})`;
   const rows = [['REQUEST', 'ASYNC TRACES', 'REQUESTS/S', 'CLIENT CPU/REQUEST']];
   for (const measurement of medians) {
     rows.push([measurement.kind, measurement.asyncTraces ? 'on (default)' : 'off (nodes)', formatCount(measurement.requestsPerSecond), `${measurement.clientCpuUsPerRequest.toFixed(1)} µs`]);
