@@ -28,12 +28,22 @@ export class ProfileHistoryReader {
     this.#store = store;
   }
 
-  /** Yields the first `count` profiles of a workspace in the order of their snapshot keys. */
+  /**
+   * Yields the first `count` profiles of a workspace in the order of their snapshot keys.
+   * Profiles merged into another are skipped: their state is part of the survivor's.
+   */
   async *firstProfiles(workspace: string, count: number): AsyncGenerator<StoredProfile> {
+    if (count <= 0) return;
+
     const prefix = keys.snapshotPrefix(workspace);
-    for await (const entry of this.#store.iterate({ gte: prefix, lt: prefixEnd(prefix), limit: count })) {
+    let yielded = 0;
+    for await (const entry of this.#store.iterate({ gte: prefix, lt: prefixEnd(prefix) })) {
       const snapshot = fromSnapshot(decode<ProfileSnapshot>(entry.value));
+      if (snapshot.mergedInto !== undefined) continue;
+
       yield { profileId: snapshot.profileId, snapshot };
+      yielded += 1;
+      if (yielded === count) return;
     }
   }
 

@@ -174,6 +174,22 @@ t.test('definition test - samples and cut histories', async (t) => {
   t.equal(cut.comparison?.eventsReplayed, 2 + 3 + 3 + 3 + 1 + 3);
 });
 
+t.test('definition test - merged profiles not sampled', async (t) => {
+  const node = await RtcdpNode.start({ dataDir: t.testdir(), actors: { snapshotIntervalMs: 20 } });
+  t.teardown(() => node.drain());
+  await apply(node, TRAITS + '---\n' + segment('frequent', 'computed.orders >= 3'));
+  await node.ingest(WORKSPACE, [{ type: 'identify', userId: 'u1', messageId: 'u1-identify' }]);
+  await node.ingest(WORKSPACE, [{ type: 'page', name: 'Home', anonymousId: 'a1', messageId: 'a1-page' }]);
+  await node.ingest(WORKSPACE, [{ type: 'identify', userId: 'u1', anonymousId: 'a1', messageId: 'u1-link' }]);
+  await node.ingest(WORKSPACE, eventsOf('u2', 1));
+  t.equal((await node.getProfile(WORKSPACE, { type: 'user_id', value: 'u1' })).merges[0]?.profileId, 'anon:a1', 'the visitor is merged into u1');
+
+  const files = [{ name: 'frequent.yaml', content: segment('frequent', 'computed.orders >= 1') }];
+  const result = await node.testDefinitions(WORKSPACE, files, { nowMs: NOW_MS, profiles: 3 });
+  t.equal(result.comparison?.profilesTested, 2, 'the merged visitor is part of u1, not a profile of its own');
+  t.same(result.comparison?.segments[0].examples.map((example) => example.profileId), ['user:u2']);
+});
+
 t.test('definition test - bad input', async (t) => {
   const node = await startNode(t);
   const files = [{ name: 'frequent.yaml', content: segment('frequent', 'computed.orders >= 2') }];
