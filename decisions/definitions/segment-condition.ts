@@ -276,13 +276,7 @@ const KEY_MACROS = new Set(['all', 'exists', 'exists_one', 'filter', 'map']);
  */
 function namedReferences(root: ASTNode, variable: string): NamedReference[] {
   const references: NamedReference[] = [];
-  const visit = (node: unknown): void => {
-    if (Array.isArray(node)) {
-      node.forEach(visit);
-      return;
-    }
-    if (!isAstNode(node)) return;
-
+  walkAst(root, (node) => {
     const args = node.args as unknown;
     if (Array.isArray(args) && isIdentifier(args[0], variable)) {
       if (node.op === '.' && typeof args[1] === 'string') references.push({ name: args[1], offset: args[0].end + 1 });
@@ -293,10 +287,24 @@ function namedReferences(root: ASTNode, variable: string): NamedReference[] {
     }
     const key = keyMacroVariable(node, variable);
     if (key !== undefined) references.push(...comparedStrings(args, key));
-    visit(partsOutsideBinding(node, variable) ?? args);
+    return partsOutsideBinding(node, variable) ?? args;
+  });
+  return references;
+}
+
+/**
+ * Calls `onNode` for every AST node in `root`, parents first. It returns what to search
+ * below the node: its arguments, or fewer parts to leave a scope out.
+ */
+function walkAst(root: unknown, onNode: (node: ASTNode) => unknown): void {
+  const visit = (node: unknown): void => {
+    if (Array.isArray(node)) {
+      node.forEach(visit);
+      return;
+    }
+    if (isAstNode(node)) visit(onNode(node));
   };
   visit(root);
-  return references;
 }
 
 /**
@@ -331,17 +339,10 @@ function scoresRead(root: ASTNode): { name?: string; offset: number } | undefine
 /** Returns the offsets of the identifier `name` in a parsed expression, outside the macros that bind a variable of that name. */
 function identifierOffsets(root: ASTNode, name: string): number[] {
   const offsets: number[] = [];
-  const visit = (node: unknown): void => {
-    if (Array.isArray(node)) {
-      node.forEach(visit);
-      return;
-    }
-    if (!isAstNode(node)) return;
-
+  walkAst(root, (node) => {
     if (isIdentifier(node, name)) offsets.push(node.start);
-    visit(partsOutsideBinding(node, name) ?? node.args);
-  };
-  visit(root);
+    return partsOutsideBinding(node, name) ?? node.args;
+  });
   return offsets;
 }
 
@@ -361,19 +362,11 @@ function keyMacroVariable(node: ASTNode, variable: string): string | undefined {
  */
 function comparedStrings(body: unknown, key: string): NamedReference[] {
   const found: NamedReference[] = [];
-  const visit = (node: unknown): void => {
-    if (Array.isArray(node)) {
-      node.forEach(visit);
-      return;
-    }
-    if (!isAstNode(node)) return;
+  walkAst(body, (node) => {
+    const outside = partsOutsideBinding(node, key);
+    if (outside !== undefined) return outside;
 
     const args = node.args as unknown;
-    const outside = partsOutsideBinding(node, key);
-    if (outside !== undefined) {
-      visit(outside);
-      return;
-    }
     if ((node.op === '==' || node.op === '!=') && Array.isArray(args)) {
       const [left, right] = args as unknown[];
       if (isIdentifier(left, key) && isStringValue(right)) found.push({ name: right.args, offset: right.start });
@@ -382,9 +375,8 @@ function comparedStrings(body: unknown, key: string): NamedReference[] {
     if (node.op === 'in' && Array.isArray(args) && isIdentifier(args[0], key) && isAstNode(args[1]) && args[1].op === 'list' && Array.isArray(args[1].args)) {
       for (const item of args[1].args as unknown[]) if (isStringValue(item)) found.push({ name: item.args, offset: item.start });
     }
-    visit(args);
-  };
-  visit(body);
+    return args;
+  });
   return found;
 }
 
