@@ -59,7 +59,7 @@ const IDENTITY_STORE_NAME = 'identity';
 
 /** How often a query checks whether a profile has absorbed the profiles merged into it. */
 const ABSORB_POLL_INTERVAL_MS = 5;
-/** The least time a drain gives the final persist, even with a drain timeout of 0. */
+/** The minimum time a drain gives the final persist, even with a drain timeout of 0. */
 const MIN_FINAL_PERSIST_MS = 5_000;
 
 export class RtcdpNode implements ServingNode {

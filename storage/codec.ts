@@ -18,8 +18,8 @@ export function decode<T>(buffer: Buffer): T {
 }
 
 /**
- * Encodes `record` with one more field, `field`, whose value `encodedValue` already holds
- * as msgpack: the bytes are copied in, not decoded and encoded again. Decoding the result
+ * Encodes `record` with one more field, `field`, whose value is given already encoded as
+ * msgpack in `encodedValue`: the bytes are copied in, not decoded and encoded again. Decoding the result
  * gives `record` with the decoded value in `field`, as if it had been encoded whole.
  */
 export function encodeWithEncodedField<F extends string>(record: Record<string, unknown> & { [K in F]?: never }, field: F, encodedValue: Uint8Array): Buffer {
