@@ -111,6 +111,21 @@ function addCommonOptions(command: Command): Command {
     .option('--node-flags <flags>', 'more Node.js and V8 flags of the node processes, separated by spaces, for example "--single-threaded-gc"', '');
 }
 
+/** The settings of CommonOptions that a scenario without charts, seeds or node processes leaves as they are. */
+const IN_PROCESS_DEFAULTS: Omit<CommonOptions, 'resultsDir'> = {
+  chartsDir: path.join(ROOT, 'docs', 'benchmarks'),
+  keepData: false,
+  seed: 1,
+  nodeSemiSpaceMib: 64,
+  callerSemiSpaceMib: 1,
+  nodeFlags: '',
+};
+
+/** Adds the one common option of a scenario that runs in this process and draws no chart: where its result file goes. */
+function addResultsOption(command: Command): Command {
+  return command.option('--results-dir <dir>', 'directory for the JSON result file', path.join(ROOT, 'bench', 'results'));
+}
+
 /**
  * Runs one scenario with a fresh data root, writes its result file, stops every child
  * process (also on failure or SIGINT/SIGTERM) and sets the exit code.
@@ -448,7 +463,7 @@ function addCelCommand(program: Command): void {
     .option('--duration-s <s>', 'measured time per library, condition and round, in seconds', decimal('--duration-s', 0.1, 60), 1)
     .option('--rounds <n>', 'measurements per library and condition; the table shows the median', integer('--rounds', 1, 21), 3);
 
-  addCommonOptions(command).action((options: CelOptions & CommonOptions) => runScenario('cel', options, false, () => runCel(options)));
+  addResultsOption(command).action((options: CelOptions & Pick<CommonOptions, 'resultsDir'>) => runScenario('cel', { ...IN_PROCESS_DEFAULTS, ...options }, false, () => runCel(options)));
 }
 
 function addNatsClientCommand(program: Command): void {
@@ -460,7 +475,9 @@ function addNatsClientCommand(program: Command): void {
     .option('--rounds <n>', 'rounds, each measuring both settings; the table shows the median', integer('--rounds', 1, 21), 3)
     .option('--payload-bytes <n>', 'bytes of each message and value', integer('--payload-bytes', 0, 1_000_000), 400);
 
-  addCommonOptions(command).action((options: NatsClientOptions & CommonOptions) => runScenario('nats-client', options, false, (context) => runNatsClient(context, options)));
+  addResultsOption(command).action((options: NatsClientOptions & Pick<CommonOptions, 'resultsDir'>) =>
+    runScenario('nats-client', { ...IN_PROCESS_DEFAULTS, ...options }, false, (context) => runNatsClient(context, options)),
+  );
 }
 
 function addMatchingCommand(program: Command): void {
