@@ -44,7 +44,8 @@ function isUtf8Error(error: unknown): boolean {
  * Names the field with invalid UTF-8. The strict decoder cannot tell which field it was
  * reading, so the request is decoded again leniently and the first string that contains a
  * U+FFFD replacement character is reported. A field that held U+FFFD as real text before
- * the broken one would be named instead.
+ * the broken one would be named instead. The request's own fields go by their proto names
+ * (`page_token`), and the fields of an event by their Segment names (`events[0].userId`).
  */
 function describeInvalidUtf8<T>(type: Decoder<T>, bytes: Buffer): string {
   try {
@@ -61,13 +62,22 @@ function findReplacementCharacter(value: unknown, path: string): string | undefi
   if (value === null || typeof value !== 'object') return undefined;
 
   for (const [key, child] of Object.entries(value)) {
-    const childPath = joinPath(path, key, Array.isArray(value));
+    const childPath = joinPath(path, path === '' ? protoName(key) : key, Array.isArray(value));
     if (key.includes('\uFFFD')) return childPath;
 
     const found = findReplacementCharacter(child, childPath);
     if (found !== undefined) return found;
   }
   return undefined;
+}
+
+/**
+ * Returns the proto name of a request's own field, which ts-proto names in camelCase
+ * (pageToken is page_token). Deeper names stay: an event's fields are Segment's camelCase
+ * names, and a Struct's keys are the caller's.
+ */
+function protoName(key: string): string {
+  return key.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
 }
 
 function joinPath(path: string, key: string, isIndex: boolean): string {

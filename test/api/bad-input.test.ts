@@ -121,6 +121,18 @@ t.test('bad input - malformed protobuf', async (t) => {
   await checkUnchanged(t, fixture, 'probe-malformed');
 });
 
+t.test('bad input - invalid UTF-8 in page_token', async (t) => {
+  const fixture = await setUp(t);
+
+  // ListProfileEventsRequest.page_token (field 3, tag 0x1a) = [0xff].
+  const body = Buffer.from([0x1a, 0x01, 0xff]);
+  const error = await sendRawUnary(fixture.node.rtcdp.address, '/rtcdp.v1.ProfileService/ListProfileEvents', body);
+  if (Buffer.isBuffer(error)) throw new Error('invalid UTF-8 was accepted');
+
+  t.equal(error.code, status.INVALID_ARGUMENT, 'status is INVALID_ARGUMENT');
+  t.match(error.details, 'page_token is not valid UTF-8', 'the request field goes by its proto name');
+});
+
 t.test('bad input - invalid UTF-8 in user_id', async (t) => {
   const fixture = await setUp(t);
 
