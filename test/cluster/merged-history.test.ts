@@ -11,6 +11,7 @@ import type { ClusterNodeOptions } from '../../cluster/cluster-options.js';
 import { shardOf } from '../../cluster/routing.js';
 import { createLogger } from '../../common/logger.js';
 import type { RawEvent } from '../../profiles/event.js';
+import { waitFor } from '../helpers/cluster-nodes.js';
 import { startNatsServer } from '../helpers/nats-server.js';
 
 const SHARDS = 8;
@@ -33,12 +34,9 @@ const OPTIONS: Partial<ClusterNodeOptions> = {
 const page = (anonymousId: string, messageId: string): RawEvent => ({ type: 'page', name: 'Home', anonymousId, messageId });
 const track = (userId: string, messageId: string): RawEvent => ({ type: 'track', event: 'Order Completed', userId, messageId });
 
-async function waitUntil(condition: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(50);
-  }
+/** Waits up to 60 s until `condition` holds, through the shared polling loop of the cluster test helpers. */
+function waitUntil(condition: () => boolean, what: string): Promise<boolean> {
+  return waitFor(async () => condition(), (done) => done, what, 60_000);
 }
 
 function ownerOf(nodes: ClusterNode[], profileId: string): string | undefined {
