@@ -34,7 +34,7 @@ const OPTIONS: Partial<ClusterNodeOptions> = {
 const page = (anonymousId: string, messageId: string): RawEvent => ({ type: 'page', name: 'Home', anonymousId, messageId });
 const track = (userId: string, messageId: string): RawEvent => ({ type: 'track', event: 'Order Completed', userId, messageId });
 
-/** Waits up to 60 s until `condition` holds, through the shared polling loop of the cluster test helpers. */
+/** Waits up to 60 s until `condition` is true, through the shared polling loop of the cluster test helpers. */
 function waitUntil(condition: () => boolean, what: string): Promise<boolean> {
   return waitFor(async () => condition(), (done) => done, what, 60_000);
 }
