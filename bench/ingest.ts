@@ -7,7 +7,7 @@
  * are those acknowledged by the end minus those already applied at the mark, which is
  * what the generators had acknowledged minus what the node had in flight.
  */
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { applyDefinitions, type AppliedDefinitions } from './bench-definitions.js';
 import { NodeHost, RawServer, GeneratorGroup } from './children.js';
@@ -329,6 +329,7 @@ export async function checkCorrectness(
 
 async function saveCpuProfile(context: RunContext, node: NodeHost): Promise<IngestResult['cpuProfile']> {
   const file = path.join(context.resultsDir, `ingest-node-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
+  await mkdir(context.resultsDir, { recursive: true });
   await node.stopProfiler(file);
   const profile = JSON.parse(await readFile(file, 'utf8')) as CpuProfile;
   progress(`wrote CPU profile of the node to ${file}`);

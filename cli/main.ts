@@ -664,7 +664,10 @@ function printEvents(response: ListProfileEventsResponse, output: string): void 
   const unavailable = response.unavailableNodes;
   if (unavailable.length > 0) {
     const [nodes, pronoun] = unavailable.length === 1 ? ['node', 'it'] : ['nodes', 'they'];
-    process.stderr.write(`warning: ${nodes} ${unavailable.join(', ')} did not respond in time, so this page is missing the events that only ${pronoun} stored\n`);
+    process.stderr.write(
+      `warning: ${nodes} ${unavailable.join(', ')} did not respond in time, so this page is missing the events that only ${pronoun} stored. ` +
+        `The next page token skips them: run the same command again, with the same --page-token, once ${pronoun} ${unavailable.length === 1 ? 'responds' : 'respond'} for the complete page\n`,
+    );
   }
   const departed = response.departedNodes;
   if (departed.length > 0) {

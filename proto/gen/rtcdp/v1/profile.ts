@@ -184,7 +184,9 @@ export interface ListProfileEventsResponse {
   nextPageToken: string;
   /**
    * Cluster mode: nodes that did not return their stored part of the histories in time. The
-   * page misses the events that only they stored. Empty in embedded mode.
+   * page misses the events that only they stored, and next_page_token continues after the
+   * events it lists, so it skips those too. For the complete page, send the same request,
+   * with the same page_token, again once they respond. Empty in embedded mode.
    */
   unavailableNodes: string[];
   /**
