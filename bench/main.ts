@@ -469,10 +469,10 @@ function addCelCommand(program: Command): void {
 function addNatsClientCommand(program: Command): void {
   const command = program
     .command('nats-client')
-    .description("Client CPU per JetStream publish and per KV put with the NATS client's async traces on (its default) and off (as cluster nodes connect); needs nats-server")
+    .description("Client CPU per JetStream publish and per KV put with the NATS client's defaults, with its async traces off, and as cluster nodes run it (async traces off, no Error built after a reply); needs nats-server")
     .option('--requests <n>', 'requests of each kind per round and setting', integer('--requests', 1_000, 10_000_000), 20_000)
     .option('--in-flight <n>', 'requests in flight at a time', integer('--in-flight', 1, 10_000), 200)
-    .option('--rounds <n>', 'rounds, each measuring both settings; the table shows the median', integer('--rounds', 1, 21), 3)
+    .option('--rounds <n>', 'rounds, each measuring every setup; the table shows the median', integer('--rounds', 1, 21), 3)
     .option('--payload-bytes <n>', 'bytes of each message and value', integer('--payload-bytes', 0, 1_000_000), 400);
 
   addResultsOption(command).action((options: NatsClientOptions & Pick<CommonOptions, 'resultsDir'>) =>

@@ -1,9 +1,10 @@
 /**
  * The `nats-client` scenario: the client's own CPU time per JetStream publish and per KV put,
  * the two requests a cluster node makes most (one per event appended, one per snapshot
- * written), with the client's async traces on and off. With them on, which is the client's
- * default, every request builds Error objects with stack traces in case it fails later.
- * Cluster nodes connect with `noAsyncTraces: true`.
+ * written), in three setups of the client. By default every request builds Error objects
+ * with stack traces in case it fails later (async traces), and one more after its reply
+ * settled it. Cluster nodes connect with `noAsyncTraces: true` and skip the last Error
+ * (cluster/nats/settled-requests.ts).
  *
  * One nats-server with JetStream on 127.0.0.1, and this process as the only client. The run
  * passes when the stream contains every published message and the bucket every key.
@@ -12,6 +13,7 @@ import path from 'node:path';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { restoreSettledRequestErrors, skipSettledRequestErrors } from '../cluster/nats/settled-requests.js';
 import type { RunContext } from './context.js';
 import { NatsServerProcess } from './nats-server.js';
 import { formatCount, machineInfo, progress, type MachineInfo } from './report.js';
@@ -21,7 +23,7 @@ export interface NatsClientOptions {
   requests: number;
   /** Requests in flight at a time. */
   inFlight: number;
-  /** Rounds. Each measures both settings, and the table shows the median round. */
+  /** Rounds. Each measures every setup, and the table shows the median round. */
   rounds: number;
   /** Payload of each message and value, in bytes. */
   payloadBytes: number;
@@ -29,9 +31,20 @@ export interface NatsClientOptions {
 
 type RequestKind = 'publish' | 'kv put';
 
+/** The client with its defaults, without async traces, and as cluster nodes run it: without async traces and without the Error built after a reply. */
+type ClientSetup = 'default' | 'no async traces' | 'nodes';
+
+const SETUPS: readonly ClientSetup[] = ['default', 'no async traces', 'nodes'];
+
+const SETUP_LABELS: Record<ClientSetup, string> = {
+  default: 'defaults (async traces on)',
+  'no async traces': 'async traces off',
+  nodes: 'as nodes: async traces off, settled requests patched',
+};
+
 interface Measurement {
   kind: RequestKind;
-  asyncTraces: boolean;
+  setup: ClientSetup;
   requestsPerSecond: number;
   clientCpuUsPerRequest: number;
 }
@@ -42,11 +55,9 @@ export interface NatsClientResult {
   options: NatsClientOptions;
   /** Every round's measurements. */
   rounds: Measurement[][];
-  /** Per kind and setting, the round with the median client CPU per request (of an even count, the upper middle one). */
+  /** Per kind and setup, the round with the median client CPU per request (of an even count, the upper middle one). */
   medians: Measurement[];
 }
-
-const SETTINGS = [true, false];
 
 export async function runNatsClient(context: RunContext, options: NatsClientOptions): Promise<NatsClientResult> {
   const server = await NatsServerProcess.start(context.processes, path.join(context.dataRoot, 'nats'));
@@ -55,17 +66,17 @@ export async function runNatsClient(context: RunContext, options: NatsClientOpti
   const rounds: Measurement[][] = [];
   let passed = true;
   try {
-    // A tenth of a round with each setting, not counted, so that the first measured one does not pay for the JIT.
+    // A tenth of a round with each setup, not counted, so that the first measured one does not pay for the JIT.
     const warmUp = { ...options, requests: Math.ceil(options.requests / 10) };
-    for (const asyncTraces of SETTINGS) await measureSetting(server.url, asyncTraces, `w${asyncTraces ? 't' : 'n'}`, warmUp);
+    for (const [i, setup] of SETUPS.entries()) await measureSetup(server.url, setup, `w${i}`, warmUp);
     progress('warm-up done');
 
     for (let round = 1; round <= options.rounds; round++) {
       const measured: Measurement[] = [];
-      // Alternate the order, so a drift in the machine's load does not always favour one setting.
-      const settings = round % 2 === 1 ? SETTINGS : [...SETTINGS].reverse();
-      for (const asyncTraces of settings) {
-        const { measurements, complete } = await measureSetting(server.url, asyncTraces, `r${round}${asyncTraces ? 't' : 'n'}`, options);
+      // Rotate the order, so a drift in the machine's load does not always favour one setup.
+      const order = SETUPS.map((_, i) => (i + round) % SETUPS.length);
+      for (const i of order) {
+        const { measurements, complete } = await measureSetup(server.url, SETUPS[i], `r${round}s${i}`, options);
         measured.push(...measurements);
         passed &&= complete;
       }
@@ -73,6 +84,7 @@ export async function runNatsClient(context: RunContext, options: NatsClientOpti
       progress(`round ${round} of ${options.rounds} done`);
     }
   } finally {
+    restoreSettledRequestErrors();
     await server.stop();
   }
 
@@ -82,8 +94,11 @@ export async function runNatsClient(context: RunContext, options: NatsClientOpti
 }
 
 /** Publishes and puts `options.requests` times each on a new connection; `complete` is false when the server lacks any. */
-async function measureSetting(url: string, asyncTraces: boolean, name: string, options: NatsClientOptions): Promise<{ measurements: Measurement[]; complete: boolean }> {
-  const connection = await connect({ servers: url, name: `rtcdp-bench-${name}`, noAsyncTraces: !asyncTraces });
+async function measureSetup(url: string, setup: ClientSetup, name: string, options: NatsClientOptions): Promise<{ measurements: Measurement[]; complete: boolean }> {
+  if (setup === 'nodes') skipSettledRequestErrors();
+  else restoreSettledRequestErrors();
+
+  const connection = await connect({ servers: url, name: `rtcdp-bench-${name}`, noAsyncTraces: setup !== 'default' });
   try {
     const jsm = await jetstreamManager(connection);
     const stream = `BENCH_${name.toUpperCase()}`;
@@ -99,8 +114,8 @@ async function measureSetting(url: string, asyncTraces: boolean, name: string, o
     const keys = (await jsm.streams.info(`KV_bench_${name}`)).state.messages;
     return {
       measurements: [
-        { kind: 'publish', asyncTraces, ...publish },
-        { kind: 'kv put', asyncTraces, ...put },
+        { kind: 'publish', setup, ...publish },
+        { kind: 'kv put', setup, ...put },
       ],
       complete: stored === options.requests && keys === options.requests,
     };
@@ -136,8 +151,8 @@ async function drainQuietly(connection: NatsConnection): Promise<void> {
 function medianMeasurements(rounds: readonly Measurement[][]): Measurement[] {
   const kinds: RequestKind[] = ['publish', 'kv put'];
   return kinds.flatMap((kind) =>
-    SETTINGS.map((asyncTraces) => {
-      const all = rounds.flat().filter((measurement) => measurement.kind === kind && measurement.asyncTraces === asyncTraces);
+    SETUPS.map((setup) => {
+      const all = rounds.flat().filter((measurement) => measurement.kind === kind && measurement.setup === setup);
       const sorted = [...all].sort((a, b) => a.clientCpuUsPerRequest - b.clientCpuUsPerRequest);
       return sorted[Math.floor(sorted.length / 2)];
     }),
@@ -146,9 +161,9 @@ function medianMeasurements(rounds: readonly Measurement[][]): Measurement[] {
 
 function printTable(medians: readonly Measurement[], options: NatsClientOptions): void {
   const title = `NATS client: ${formatCount(options.requests)} requests of each kind, ${options.inFlight} in flight, ${options.payloadBytes} B each (${options.rounds === 1 ? 'one round' : `median of ${options.rounds} rounds`})`;
-  const rows = [['REQUEST', 'ASYNC TRACES', 'REQUESTS/S', 'CLIENT CPU/REQUEST']];
+  const rows = [['REQUEST', 'CLIENT', 'REQUESTS/S', 'CLIENT CPU/REQUEST']];
   for (const measurement of medians) {
-    rows.push([measurement.kind, measurement.asyncTraces ? 'on (default)' : 'off (nodes)', formatCount(measurement.requestsPerSecond), `${measurement.clientCpuUsPerRequest.toFixed(1)} µs`]);
+    rows.push([measurement.kind, SETUP_LABELS[measurement.setup], formatCount(measurement.requestsPerSecond), `${measurement.clientCpuUsPerRequest.toFixed(1)} µs`]);
   }
 
   const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));

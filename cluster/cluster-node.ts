@@ -54,6 +54,7 @@ import { decodeLeaseRecord, type PreviousHolder } from './leases/lease-record.js
 import { ShardLeases } from './leases/shard-leases.js';
 import { Membership, type MemberInfo } from './membership.js';
 import { JetStreamEventLog } from './nats/jetstream-event-log.js';
+import { skipSettledRequestErrors } from './nats/settled-requests.js';
 import { requestShard, requestSubject, serveShard, serveSubject, ShardMovingError } from './nats/shard-rpc.js';
 import { ReplyChunks } from './nats/reply-chunks.js';
 import { SnapshotStore } from './nats/snapshot-store.js';
@@ -274,8 +275,9 @@ export class ClusterNode implements ServingNode {
   static async start(input: ClusterNodeOptions): Promise<ClusterNode> {
     const options = resolveClusterNodeOptions(input);
     const logger = options.logger.child({ nodeId: options.nodeId });
-    // Without noAsyncTraces the client builds Error objects with stack traces for every
-    // request, which more than doubled its CPU per publish and KV put in `npm run bench -- nats-client`.
+    // Without noAsyncTraces, and without the patch, the client builds Error objects with
+    // stack traces for every request: `npm run bench -- nats-client` measures the cost.
+    skipSettledRequestErrors();
     const connection = await connect({ servers: options.servers, name: `rtcdp-${options.nodeId}`, maxReconnectAttempts: -1, reconnectTimeWait: 250, noAsyncTraces: true });
     warnAboutServer(connection, options, logger);
     try {

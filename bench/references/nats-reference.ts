@@ -18,6 +18,7 @@
  */
 import { jetstream } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { skipSettledRequestErrors } from '../../cluster/nats/settled-requests.js';
 import { sendEvent, serveIpc } from '../ipc.js';
 import { encodeEventBatches, type PayloadOptions } from './payloads.js';
 
@@ -274,7 +275,8 @@ async function runPublisher(role: 'publisher' | 'jetstream-publisher'): Promise<
   serveIpc(
     {
       run: async (run: PublisherRun) => {
-        // The same client option as the nodes, so the reference measures the same client work.
+        // The client set up as the nodes set it up, so the reference measures the same client work.
+        skipSettledRequestErrors();
         connection = await connect({ servers: run.url, name: `rtcdp-bench-${role}`, noAsyncTraces: true });
         return role === 'publisher' ? new Publisher(run, connection).measure() : new JetStreamPublisher(run, connection).measure();
       },
