@@ -67,7 +67,8 @@ export function createActivationService(feed: ActivationFeed, auth: AuthOptions,
       stream(call, feed, auth, cancelled.signal)
         .then(
           () => call.end(),
-          (error) => call.destroy(toServiceError(error, log, { method: 'SubscribeActivations' }) as Error),
+          // grpc-js sends the status of an 'error' event, but destroy() closes the stream without a status.
+          (error) => call.emit('error', toServiceError(error, log, { method: 'SubscribeActivations' })),
         )
         .finally(() => stopping.removeEventListener('abort', onStop));
     },

@@ -132,3 +132,34 @@ t.test('activations - bad requests name the field and the rule', async (t) => {
   });
   await t.rejects(callUnary(client.listActivations.bind(client), { afterSequence: 0, limit: 0, types: [] }, bearer('unknown-key-0001')), { code: status.UNAUTHENTICATED });
 });
+
+/** Opens a subscription and returns the status it ends with, or a timeout message when it stays open for `waitMs`. */
+function subscriptionStatus(node: TestNode, request: object, metadata = new Metadata(), waitMs = 5_000): Promise<ServiceError | string> {
+  const client = createActivationClient(node.rtcdp.address);
+  const call = client.subscribeActivations({ afterSequence: 0, types: [], ...request }, metadata);
+  return new Promise<ServiceError | string>((resolve) => {
+    const timer = setTimeout(() => resolve(`the subscription was still open after ${waitMs} ms`), waitMs);
+    call.on('data', () => undefined);
+    call.on('error', (error: ServiceError) => {
+      clearTimeout(timer);
+      resolve(error);
+    });
+    call.on('end', () => {
+      clearTimeout(timer);
+      resolve('the subscription ended with OK');
+    });
+  }).finally(() => {
+    call.cancel();
+    client.close();
+  });
+}
+
+t.test('activations - a rejected subscription ends with its error', async (t) => {
+  const node = await setUp(t);
+
+  t.match(await subscriptionStatus(node, { types: ['joined'] }), {
+    code: status.INVALID_ARGUMENT,
+    details: /^types\[0\] must be one of segment\.entered, .*received "joined"$/,
+  });
+  t.match(await subscriptionStatus(node, {}, bearer('unknown-key-0001')), { code: status.UNAUTHENTICATED });
+});
