@@ -44,6 +44,15 @@ const STATUS_BY_CODE: Record<string, status> = {
 
 export const ERROR_CODE_TRAILER = 'rtcdp-error-code';
 
+/**
+ * Maximum length of a status message, in UTF-16 code units. Messages quote request values,
+ * and grpc-js sends the message percent-encoded in the `grpc-message` trailer. With grpc-js
+ * 1.14 on Node.js 20, a message of 100,000 characters got no status to the client before its
+ * deadline, and the client's connection served no other call. A code unit encodes to at most
+ * 9 bytes, so a message at this length stays below 64 KiB.
+ */
+export const MAX_STATUS_MESSAGE_LENGTH = 4_096;
+
 /** Converts any thrown value to a ServiceError; unexpected errors are logged and hidden behind INTERNAL. */
 export function toServiceError(error: unknown, logger: Logger, fields: Record<string, unknown> = {}): Partial<ServiceError> {
   const metadata = new Metadata();
@@ -52,10 +61,21 @@ export function toServiceError(error: unknown, logger: Logger, fields: Record<st
     metadata.set(ERROR_CODE_TRAILER, error.code);
     const code = STATUS_BY_CODE[error.code] ?? status.INTERNAL;
     if (code === status.INTERNAL) logger.error({ err: error, ...fields }, 'request failed');
-    return { code, details: error.message, metadata };
+    return { code, details: shortenMessage(error.message), metadata };
   }
 
   logger.error({ err: error, ...fields }, 'request failed with an unexpected error');
   metadata.set(ERROR_CODE_TRAILER, 'INTERNAL');
   return { code: status.INTERNAL, details: 'internal error; the node log has the details', metadata };
+}
+
+/** Cuts a message to MAX_STATUS_MESSAGE_LENGTH, without splitting a surrogate pair, and appends how many characters it cut. */
+function shortenMessage(message: string): string {
+  if (message.length <= MAX_STATUS_MESSAGE_LENGTH) return message;
+
+  let end = MAX_STATUS_MESSAGE_LENGTH - 40;
+  const last = message.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end -= 1;
+  const omitted = (message.length - end).toLocaleString('en-US');
+  return `${message.slice(0, end)}… (${omitted} more characters)`;
 }

@@ -1,6 +1,6 @@
 import { Metadata, status } from '@grpc/grpc-js';
 import t, { type Test } from 'tap';
-import { writeKeyMetadata } from '../../cli/client.js';
+import { callUnary, writeKeyMetadata } from '../../cli/client.js';
 import type { RawEvent } from '../../profiles/event.js';
 import type { AppliedEvent } from '../../profiles/profile.js';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
@@ -495,4 +495,22 @@ t.test('bad input - duplicate messageId', async (t) => {
   t.equal(erin.code, status.NOT_FOUND, 'the duplicate for erin is not stored');
 
   await checkUnchanged(t, fixture, 'probe-duplicate');
+});
+
+t.test('bad input - identifier too long for an error message', async (t) => {
+  const fixture = await setUp(t);
+  const { profiles } = fixture.node;
+  const getUser = (value: string) => callUnary(profiles.getProfile.bind(profiles), { identifier: { type: 'user_id', value } }, fixture.metadata, 5_000);
+
+  // The not-found message quotes the identifier, and a query limits its length only by the request size.
+  const error = await expectServiceError(getUser('x'.repeat(100_000)));
+  t.equal(error.code, status.NOT_FOUND, 'status is NOT_FOUND');
+  t.equal(errorCodeOf(error), 'PROFILE_NOT_FOUND', 'trailer code');
+  t.match(error.details, /^no profile found for user_id "x{100}/, 'message starts as usual');
+  t.match(error.details, /\(95,\d{3} more characters\)$/, 'message says how much it left out');
+  t.ok(error.details.length <= 4_200, `message is shortened, got ${error.details.length} characters`);
+
+  const alice = await getUser('alice');
+  t.equal(alice.profile?.eventCount, 3, 'the same connection still serves calls');
+  await checkUnchanged(t, fixture, 'probe-long-identifier');
 });
