@@ -365,9 +365,12 @@ export class ProfileBehavior implements ActorBehavior<ProfileState, ProfileMessa
    * Persists a profile in the next batch when it produced activations, so downstream
    * systems get them within milliseconds, when it has records for other profiles, so a
    * merge completes without waiting, or when it made a decision, so a crash cannot forget it.
+   * A timer that fired and left a new due time persists too, because the timer index lists
+   * the new time only after the snapshot write, and the next one may be due within seconds.
    */
   persistSoon(state: ProfileState, message: ProfileMessage): boolean {
-    return state.activations.length > 0 || state.outbox.length > 0 || isDecideRequest(message);
+    if (state.activations.length > 0 || state.outbox.length > 0 || isDecideRequest(message)) return true;
+    return isEvaluationDue(message) && state.nextEvaluationMs !== state.indexedEvaluationMs;
   }
 
   /** Returns a copy of the profile for a query, with each computed trait's value now. */

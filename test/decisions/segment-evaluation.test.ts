@@ -92,6 +92,25 @@ t.test('segments - an event enters a segment, and a durable timer exits it when 
   t.equal(after.nextEvaluationMs, 0, 'nothing left to expire');
 });
 
+t.test('segments - a timer that fires without a change files the next one at once', async (t) => {
+  // The node snapshots a profile only when it has activations, a decision or records, so a
+  // timer index entry that waited for a periodic snapshot would come an hour late.
+  const rare = { checkpointIntervalMs: 3_600_000, actors: { snapshotEveryMessages: 1_000_000, snapshotIntervalMs: 3_600_000 } };
+  const node = await RtcdpNode.start({ dataDir: t.testdir(), evaluationTimerIntervalMs: 50, ...rare });
+  t.teardown(() => node.drain());
+  await apply(node, DEFINITIONS);
+
+  // The first order leaves the one-hour window about 1 s from now, the second about 2 s from now.
+  const firstLeavesAtMs = Date.now() + 1_000;
+  const lastLeavesAtMs = firstLeavesAtMs + 1_000;
+  await node.ingest(WORKSPACE, [order('u5', 'o1', firstLeavesAtMs - HOUR_MS), order('u5', 'o2', lastLeavesAtMs - HOUR_MS)]);
+
+  const list = await waitForActivations(node, (found) => found.length >= 2, lastLeavesAtMs + 3_000 - Date.now());
+  t.same(summary(list), ['segment.entered recent_buyer user:u5 event', 'segment.exited recent_buyer user:u5 timer'], 'the second timer exits the segment');
+  const lateMs = (list[1]?.atMs ?? Date.now()) - lastLeavesAtMs;
+  t.ok(lateMs < 2_000, `the exit is at most 2 s late, got ${lateMs} ms`);
+});
+
 t.test('segments - trait changes enter and exit; conditions that fail count as false', async (t) => {
   const node = await RtcdpNode.start({ dataDir: t.testdir(), actors: { snapshotIntervalMs: 20 } });
   t.teardown(() => node.drain());
