@@ -44,8 +44,6 @@ export class RocksDbKvStore implements KvStore {
   /** Entries by key as RocksDB has them, null for a key known to be absent; oldest insertions are dropped first. */
   readonly #known = new Map<string, KvEntry | null>();
   readonly #cacheEntries: number;
-  /** Reads waiting for the next batch, with the callbacks of their callers. */
-  #reads: Array<{ key: string; resolve: (value: Buffer | null) => void; reject: (error: unknown) => void }> = [];
   /** Writes waiting for the next batch, with the callbacks of their callers. */
   #pending: Array<{ op: WriteOp; resolve: () => void; reject: (error: unknown) => void }> = [];
 
@@ -104,28 +102,12 @@ export class RocksDbKvStore implements KvStore {
     const known = this.#known.get(key);
     if (known !== undefined) return known === null ? null : { ...known, value: Uint8Array.from(known.value) };
 
-    const stored = await this.#readStored(key);
+    // The store reads it in one batch with the other reads of this turn of the event loop.
+    const stored = await this.#store.get(this.#prefix + key);
     const entry = stored === null ? null : this.#toEntry(key, stored);
     // A write to the key that started meanwhile has already recorded what is current.
     if (!this.#known.has(key)) this.#remember(key, entry);
     return entry;
-  }
-
-  /** Reads a key from RocksDB together with the other reads of this turn of the event loop, in one batch. */
-  #readStored(key: string): Promise<Buffer | null> {
-    if (this.#reads.length === 0) setImmediate(() => void this.#flushReads());
-    return new Promise((resolve, reject) => this.#reads.push({ key: this.#prefix + key, resolve, reject }));
-  }
-
-  async #flushReads(): Promise<void> {
-    const batch = this.#reads;
-    this.#reads = [];
-    try {
-      const values = await this.#store.getMany(batch.map((read) => read.key));
-      batch.forEach((read, i) => read.resolve(values[i]));
-    } catch (error) {
-      for (const read of batch) read.reject(error);
-    }
   }
 
   #remember(key: string, entry: KvEntry | null): void {

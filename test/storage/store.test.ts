@@ -18,6 +18,47 @@ t.test('store - writes, reads and lists in key order', async (t) => {
   t.same((await store.list({ gte: 'a/', lt: 'a0', reverse: true, limit: 1 })).map((entry) => entry.key.toString()), ['a/2']);
 });
 
+t.test('store - reads of one turn share a batch', async (t) => {
+  const store = await Store.open({ path: t.testdir() });
+  t.teardown(() => store.close());
+  await store.write(Array.from({ length: 100 }, (_, i) => ({ type: 'put' as const, key: `r${i}`, value: `v${i}` })));
+
+  const before = store.readBatches;
+  const singles = Array.from({ length: 100 }, (_, i) => store.get(i % 2 === 0 ? `r${i}` : `missing${i}`));
+  const many = [store.getMany(['r5', 'missing', 'r7']), store.getMany(['r99', 'r0'])];
+  const [singleValues, manyValues] = await Promise.all([Promise.all(singles), Promise.all(many)]);
+
+  t.equal(store.readBatches - before, 1, '102 reads of one turn go to RocksDB as one batch');
+  t.same(
+    singleValues.map((value) => value?.toString() ?? null),
+    Array.from({ length: 100 }, (_, i) => (i % 2 === 0 ? `v${i}` : null)),
+    'each get returns its own key\'s value',
+  );
+  t.same(
+    manyValues.map((values) => values.map((value) => value?.toString() ?? null)),
+    [
+      ['v5', null, 'v7'],
+      ['v99', 'v0'],
+    ],
+    'each getMany returns its keys\' values in order',
+  );
+
+  await store.get('r1');
+  await store.get('r2');
+  t.equal(store.readBatches - before, 3, 'reads of later turns go in batches of their own');
+});
+
+t.test('store - a read queued before close completes', async (t) => {
+  const store = await Store.open({ path: t.testdir() });
+  await store.write([{ type: 'put', key: 'last', value: 'value' }]);
+
+  const read = store.get('last');
+  await store.close();
+
+  t.equal(String(await read), 'value', 'the read gets its value');
+  t.equal(store.state, 'stopped', 'the store is closed');
+});
+
 t.test('store - deletes keys and ranges', async (t) => {
   const store = await Store.open({ path: t.testdir() });
   t.teardown(() => store.close());
