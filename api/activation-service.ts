@@ -7,7 +7,7 @@ import type { sendUnaryData, ServerUnaryCall, ServerWritableStream, UntypedServi
 import { once } from 'node:events';
 import type { Logger } from '../common/logger.js';
 import { assertWorkspaceName } from '../cluster/arguments.js';
-import { InvalidArgumentError } from '../cluster/errors.js';
+import { InvalidArgumentError, OutOfRangeError } from '../cluster/errors.js';
 import type { ActivationFeed } from '../cluster/serving-node.js';
 import { ACTIVATION_TYPES, type ActivationType } from '../profiles/activation.js';
 import type { StoredActivation } from '../profiles/activation-log.js';
@@ -87,8 +87,11 @@ async function stream(
   const types = parseTypes(request.types);
 
   let after = request.afterSequence;
+  let firstPage = true;
   while (!signal.aborted) {
     const page = await feed.list(workspace, { afterSequence: after, limit: SUBSCRIPTION_PAGE, types });
+    if (firstPage) assertWithinLog(workspace, after, page.endSequence);
+    firstPage = false;
     for (const activation of page.activations) {
       if (signal.aborted) return;
       if (!call.write(activationToProto(activation))) await once(call, 'drain', { signal }).catch(() => undefined);
@@ -97,6 +100,21 @@ async function stream(
     after = page.nextAfterSequence;
     if (caughtUp) await feed.waitBeyond(workspace, after, signal);
   }
+}
+
+/**
+ * Rejects a subscription's cursor past the newest stored activation. No such cursor was read
+ * from this log: it may come from before the node's data directory was deleted, and waiting
+ * on it would skip every activation stored until the log reached it again. ListActivations
+ * takes such a cursor, because its response shows latest_sequence next to the empty page,
+ * and clients ask past the end to learn it.
+ */
+function assertWithinLog(workspace: string, afterSequence: number, endSequence: number): void {
+  if (afterSequence <= endSequence) return;
+  throw new OutOfRangeError(
+    `after_sequence ${afterSequence} is past the newest activation sequence of workspace ${JSON.stringify(workspace)}, ${endSequence}, so it was not read from this log; ` +
+      `pass a sequence the log returned, latest_sequence of ListActivations for only new activations, or 0 for all that are kept`,
+  );
 }
 
 function parseLimit(limit: number): number {

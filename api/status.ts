@@ -8,6 +8,7 @@ import type { Logger } from '../common/logger.js';
 
 const STATUS_BY_CODE: Record<string, status> = {
   INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+  OUT_OF_RANGE: status.OUT_OF_RANGE,
   INVALID_CONFIG: status.INVALID_ARGUMENT,
   MALFORMED_REQUEST: status.INVALID_ARGUMENT,
   UNAUTHENTICATED: status.UNAUTHENTICATED,

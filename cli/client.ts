@@ -154,6 +154,7 @@ export function describeCallFailure(error: unknown, server: string, service: str
     case status.ABORTED:
     case status.INVALID_ARGUMENT:
     case status.FAILED_PRECONDITION:
+    case status.OUT_OF_RANGE:
       return new CommandFailure(serviceErrorDetails(error));
     default:
       return new CommandFailure(`request to ${server} failed: ${describeServiceError(error)}`);

@@ -16,6 +16,11 @@ export class InvalidArgumentError extends RtcdpError {
   readonly code = 'INVALID_ARGUMENT';
 }
 
+/** A request position lies past the end of what is stored, such as a cursor from before the node's data was deleted. */
+export class OutOfRangeError extends RtcdpError {
+  readonly code = 'OUT_OF_RANGE';
+}
+
 /** The node cannot serve the call in its mode, such as a call that needs every profile's full history on a cluster node. */
 export class UnsupportedOperationError extends RtcdpError {
   readonly code = 'UNSUPPORTED_OPERATION';

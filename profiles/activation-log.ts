@@ -41,6 +41,13 @@ export interface ActivationPage {
   visibleSequence: number;
   /** The sequence to pass as `afterSequence` for the next page. */
   nextAfterSequence: number;
+  /**
+   * The newest sequence the log has handed out, so no cursor read from the log passes it.
+   * On a node's own log it is `visibleSequence`. On a JetStream log, for a cursor past the
+   * workspace's newest activation, it is the stream's last sequence, which does not fall
+   * when activations expire.
+   */
+  endSequence: number;
 }
 
 interface WorkspaceLog {
@@ -127,7 +134,8 @@ export class ActivationLog implements ActivationSink {
 
     const activations: StoredActivation[] = [];
     let last = after;
-    if (after >= visible) return { activations, visibleSequence: visible, nextAfterSequence: after };
+    // Pruning keeps the newest activation, so `visible` never falls below a cursor it handed out.
+    if (after >= visible) return { activations, visibleSequence: visible, nextAfterSequence: after, endSequence: visible };
 
     for await (const entry of this.#store.iterate({ gt: keys.activation(workspace, after), lte: keys.activation(workspace, visible) })) {
       const stored = decode<StoredActivation>(entry.value);
@@ -137,7 +145,7 @@ export class ActivationLog implements ActivationSink {
     }
     // A page that ran to the visible end skipped nothing after `last`.
     const nextAfterSequence = activations.length >= limit ? last : visible;
-    return { activations, visibleSequence: visible, nextAfterSequence };
+    return { activations, visibleSequence: visible, nextAfterSequence, endSequence: visible };
   }
 
   /**

@@ -99,7 +99,11 @@ export class JetStreamActivationLog implements ActivationFeed {
     const limit = options.limit ?? 100;
     const types = options.types !== undefined && options.types.length > 0 ? new Set<ActivationType>(options.types) : undefined;
     const visible = await this.#lastSequence(workspace);
-    if (visible <= after) return { activations: [], visibleSequence: visible, nextAfterSequence: Math.max(after, visible) };
+    if (visible <= after) {
+      // Expired activations take the workspace's newest with them, but not the stream's last sequence.
+      const end = visible < after ? await this.#streamLastSequence() : visible;
+      return { activations: [], visibleSequence: visible, nextAfterSequence: Math.max(after, visible), endSequence: end };
+    }
 
     const consumer = await this.#js.consumers.get(ACTIVATION_STREAM, {
       filter_subjects: activationSubject(workspace),
@@ -125,7 +129,7 @@ export class JetStreamActivationLog implements ActivationFeed {
       await consumer.delete().catch(() => undefined);
     }
     const nextAfterSequence = activations.length >= limit ? last : Math.max(last, visible);
-    return { activations, visibleSequence: visible, nextAfterSequence };
+    return { activations, visibleSequence: visible, nextAfterSequence, endSequence: visible };
   }
 
   /** Resolves once the workspace has an activation after `afterSequence`, or when `signal` aborts. */
@@ -141,6 +145,12 @@ export class JetStreamActivationLog implements ActivationFeed {
       signal.removeEventListener('abort', onAbort);
       subscription.unsubscribe();
     }
+  }
+
+  /** Returns the sequence of the newest message of the stream, in any workspace, whether or not it expired since. */
+  async #streamLastSequence(): Promise<number> {
+    const info = await this.#jsm.streams.info(ACTIVATION_STREAM);
+    return info.state.last_seq;
   }
 
   /** Returns the stream sequence of the workspace's newest activation, 0 when it has none. */

@@ -1,7 +1,8 @@
 /**
  * ActivationService over gRPC on loopback: paging, type filters, workspaces kept apart,
  * a subscription that follows new activations and ends when the server stops, and bad
- * requests rejected with INVALID_ARGUMENT naming the field.
+ * requests rejected with INVALID_ARGUMENT naming the field, and subscriptions past the log
+ * with OUT_OF_RANGE.
  */
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import t, { type Test } from 'tap';
@@ -162,4 +163,31 @@ t.test('activations - a rejected subscription ends with its error', async (t) =>
     details: /^types\[0\] must be one of segment\.entered, .*received "joined"$/,
   });
   t.match(await subscriptionStatus(node, {}, bearer('unknown-key-0001')), { code: status.UNAUTHENTICATED });
+});
+
+t.test('activations - a subscription past the log is out of range', async (t) => {
+  const node = await setUp(t);
+  await ingestBatch(node, [identify('u1', 'a', 'pro'), identify('u2', 'b', 'pro')]);
+  const latest = (await listUntil(node, 2)).latestSequence;
+  const client = createActivationClient(node.rtcdp.address);
+  t.teardown(() => client.close());
+  const list = (afterSequence: number) => callUnary(client.listActivations.bind(client), { afterSequence, limit: 0, types: [] }, new Metadata());
+
+  const atEnd = await list(latest);
+  t.same(atEnd.activations, [], 'a cursor at the newest activation lists nothing');
+  t.equal(atEnd.nextAfterSequence, latest, 'and keeps its place');
+
+  const pastEnd = await list(Number.MAX_SAFE_INTEGER);
+  t.same(pastEnd.activations, [], 'ListActivations past the newest lists nothing');
+  t.equal(pastEnd.latestSequence, latest, 'and returns the newest sequence, which clients read this way');
+
+  t.match(
+    await subscriptionStatus(node, { afterSequence: latest + 1 }),
+    {
+      code: status.OUT_OF_RANGE,
+      details: `after_sequence ${latest + 1} is past the newest activation sequence of workspace "default", ${latest}, so it was not read from this log; pass a sequence the log returned, latest_sequence of ListActivations for only new activations, or 0 for all that are kept`,
+    },
+    'SubscribeActivations rejects a cursor one past the newest',
+  );
+  t.match(await subscriptionStatus(node, { afterSequence: latest }, new Metadata(), 500), /still open/, 'a subscription from the newest activation waits for more');
 });

@@ -46,7 +46,7 @@ function fixedFeed(count: number): ActivationFeed {
     async list(_workspace, options) {
       const after = options.afterSequence ?? 0;
       const activations = all.filter((stored) => stored.sequence > after).slice(0, options.limit ?? 100);
-      return { activations, visibleSequence: count, nextAfterSequence: activations.at(-1)?.sequence ?? after };
+      return { activations, visibleSequence: count, nextAfterSequence: activations.at(-1)?.sequence ?? after, endSequence: count };
     },
     waitBeyond: (_workspace, _after, signal) => new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true })),
   };
