@@ -336,9 +336,17 @@ export function definitionIssuesFailure(issues: readonly DefinitionIssue[], outc
   );
 }
 
-/** Builds the failure for an invalid set: a first line with the count, then one line per error. */
+/**
+ * Builds the failure for an invalid set: a first line with the count, then one line per
+ * error as FILE:LINE:COLUMN: PATH: MESSAGE, the form editors and terminals link to the
+ * place. LINE:COLUMN is left out where the position is unknown, and PATH where the whole
+ * file is at fault.
+ */
 export function validationFailure(errors: readonly ValidationError[], outcome: string): CommandFailure {
-  const lines = errors.map((error) => (error.path === '' ? `${error.file}: ${error.message}` : `${error.file}: ${error.path}: ${error.message}`));
+  const lines = errors.map((error) => {
+    const place = error.line > 0 ? `${error.file}:${error.line}:${error.column}` : error.file;
+    return error.path === '' ? `${place}: ${error.message}` : `${place}: ${error.path}: ${error.message}`;
+  });
   const count = `${errors.length} validation ${errors.length === 1 ? 'error' : 'errors'}`;
   // reportError prefixes the first line with "rtcdp: "; the others get the same prefix here.
   return new CommandFailure([`${count}, ${outcome}:`, ...lines].join('\nrtcdp: '));

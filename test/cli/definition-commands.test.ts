@@ -125,9 +125,9 @@ t.test('definition commands - errors', async (t) => {
   t.equal(invalid.stdout, '', 'nothing on stdout');
   const lines = invalid.stderr.trimEnd().split('\n');
   t.equal(lines[0], 'rtcdp: 3 validation errors, nothing was applied:');
-  t.equal(lines[1], `rtcdp: ${bad}: documents[0].kind: must be one of ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel, Journey, got "Campaign"`);
-  t.match(lines[2], `rtcdp: ${bad}: documents[1].spec.condition: refers to computed trait "orders_90d" (at line 1, column 10 of the condition), which is not defined`);
-  t.equal(lines[3], `rtcdp: ${bad}: documents[2].spec.property: is missing. A sum trait aggregates the values of one property`);
+  t.equal(lines[1], `rtcdp: ${bad}:2:7: documents[0].kind: must be one of ComputedTrait, Segment, DecisionRule, ContactPolicy, ScoringModel, Journey, got "Campaign"`);
+  t.match(lines[2], `rtcdp: ${bad}:10:14: documents[1].spec.condition: refers to computed trait "orders_90d" (at line 1, column 10 of the condition), which is not defined`);
+  t.equal(lines[3], `rtcdp: ${bad}:15:7: documents[2].spec.property: is missing. A sum trait aggregates the values of one property`);
   t.equal(lines.length, 4, 'one line per error');
   t.equal((await rtcdp(['definitions', 'get', ...server])).stdout, 'no definitions\n', 'nothing stored');
 

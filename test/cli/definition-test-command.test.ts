@@ -130,7 +130,7 @@ t.test('definitions test - bad input', async (t) => {
   t.equal(invalid.stdout, '');
   const lines = invalid.stderr.trimEnd().split('\n');
   t.equal(lines[0], 'rtcdp: 1 validation error, nothing was tested:');
-  t.match(lines[1], `rtcdp: ${bad}: documents[0].spec.condition: refers to computed trait "orders_90d"`);
+  t.match(lines[1], `rtcdp: ${bad}:5:14: documents[0].spec.condition: refers to computed trait "orders_90d"`);
 
   t.equal(noProfile.code, 1);
   t.equal(noProfile.stderr, 'rtcdp: no profile found for user_id "nobody" in this workspace\n');
