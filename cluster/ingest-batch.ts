@@ -43,21 +43,28 @@ export interface PreparedBatch {
   merges: MergeNotice[];
 }
 
+/** Returns those of `messageIds` that the event log already contains (EventLog.storedMessageIds). */
+export type StoredMessageIds = (messageIds: readonly string[]) => Promise<Set<string>>;
+
 /**
  * Validates a batch, resolves each valid event to its profile through identity resolution,
  * and prepares the appends: each event to its profile's shard, each merge command to the
  * shard of the profile merged away. An event whose identifier breaks the identity settings
- * is rejected with the identifier's code and field.
+ * is rejected with the identifier's code and field. An event whose messageId `stored` finds
+ * in the log is a duplicate without identity resolution, which would otherwise act on it
+ * again: after an unmerge, for example, a resent event would ask to link the two profiles.
  */
-export async function prepareBatch(workspace: string, raws: RawEvent[], limits: EventLimits, shards: number, resolver?: EventResolver): Promise<PreparedBatch> {
+export async function prepareBatch(workspace: string, raws: RawEvent[], limits: EventLimits, shards: number, resolver?: EventResolver, stored?: StoredMessageIds): Promise<PreparedBatch> {
   const validated = validateBatch(raws, limits, { receivedAt: new Date(), generateMessageId: randomUUID });
-  const resolutions = await Promise.all(validated.map((result) => (result.ok ? resolveEvent(resolver, workspace, result.event) : undefined)));
+  const known = stored === undefined ? new Set<string>() : await stored(validated.flatMap((result) => (result.ok ? [result.event.messageId] : [])));
+  const resolutions = await Promise.all(validated.map((result) => (result.ok && !known.has(result.event.messageId) ? resolveEvent(resolver, workspace, result.event) : undefined)));
   const events: AppendRequest[] = [];
   const accepted: IngestResult[] = [];
   const merges: MergeNotice[] = [];
 
   const results: IngestResult[] = validated.map((result, index) => {
     if (!result.ok) return { index, messageId: messageIdOf(raws[index]), status: 'rejected', code: result.code, field: result.field, message: result.message };
+    if (known.has(result.event.messageId)) return { index, messageId: result.event.messageId, status: 'duplicate' };
     const resolution = resolutions[index]!;
     if (!resolution.ok) return { index, messageId: result.event.messageId, status: 'rejected', code: resolution.code, field: resolution.field, message: resolution.message };
 

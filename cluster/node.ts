@@ -203,7 +203,8 @@ export class RtcdpNode implements ServingNode {
     this.#assertRunning('ingest');
     assertWorkspaceName(workspace);
 
-    const batch = await prepareBatch(workspace, raws, this.options.eventLimits, this.options.shards, this.#resolver);
+    const stored = this.#log.storedMessageIds === undefined ? undefined : (ids: readonly string[]) => this.#log.storedMessageIds!(workspace, ids);
+    const batch = await prepareBatch(workspace, raws, this.options.eventLimits, this.options.shards, this.#resolver, stored);
     await this.#append(batch);
     await Promise.all(batch.merges.map((merge) => this.identityAdmin.markAnnounced(merge)));
     this.#observePersons(workspace, batch.events);

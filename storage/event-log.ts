@@ -41,6 +41,15 @@ export interface EventLog {
    */
   append(requests: AppendRequest[]): Promise<AppendOutcome[]>;
 
+  /**
+   * Returns those of `messageIds` that the log already contains for the workspace, durably, so
+   * that an append of them would return `duplicate`. Ingestion skips identity resolution for
+   * them, which would otherwise act on a resent event. Optional: a log that finds duplicates
+   * only while it appends (JetStream) lacks it, and an id appended meanwhile is still caught
+   * by append.
+   */
+  storedMessageIds?(workspace: string, messageIds: readonly string[]): Promise<Set<string>>;
+
   /** Reads up to `limit` records of a partition with sequence greater than `afterSequence`. */
   read(partition: PartitionId, afterSequence: number, limit: number): Promise<LogRecord[]>;
 

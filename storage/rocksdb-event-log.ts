@@ -189,6 +189,16 @@ export class RocksDbEventLog implements EventLog {
     this.#lifecycle.set('stopped');
   }
 
+  async storedMessageIds(workspace: string, messageIds: readonly string[]): Promise<Set<string>> {
+    this.#lifecycle.assert('storedMessageIds', 'running');
+    // A batch whose WAL sync failed is in RocksDB but not proven durable, so until a sync
+    // succeeds again its messageIds must still go through append.
+    if (this.#syncFailed || messageIds.length === 0) return new Set();
+
+    const stored = await this.#store.getMany(messageIds.map((messageId) => keys.dedup(workspace, messageId)));
+    return new Set(messageIds.filter((_, index) => stored[index] !== null));
+  }
+
   #enqueue(request: AppendRequest): { item: PendingAppend; promise: Promise<void> } {
     let item!: PendingAppend;
     const promise = new Promise<void>((resolve, reject) => {

@@ -95,6 +95,23 @@ t.test('profile unmerge - events sent with the linking event go back to their si
   t.equal(restored.events['page:Later']?.count, 1);
 });
 
+t.test('profile unmerge - a resent linking event changes nothing', async (t) => {
+  const node = await startNode(t);
+  const sent = [page('a9'), track('u9'), identify('u9', 'a9')];
+  await node.ingest('w', sent);
+  await node.identityAdmin.unmerge('w', user('u9'), anon('a9'));
+
+  const results = await node.ingest('w', sent);
+  t.same(
+    results.map((result) => result.status),
+    ['duplicate', 'duplicate', 'duplicate'],
+    'every resent event is a duplicate',
+  );
+  t.same(await node.identityAdmin.listQuarantine('w', 'pending'), [], 'the resent identify asks for no link between the two');
+  t.equal((await node.getProfile('w', anon('a9'))).profileId, 'anon:a9', 'the profiles stay apart');
+  t.equal((await node.getProfile('w', user('u9'))).eventCount, 2, 'the user keeps the order and the identify, once each');
+});
+
 t.test('profile unmerge - an event linking the two again is quarantined, and approving it merges them', async (t) => {
   const node = await startNode(t);
   await mergedVisitor(node, 'a2', 'u2');

@@ -47,6 +47,23 @@ async function openWithListener(t: Test) {
 
 const failingSync = () => new Error('EIO: i/o error, fdatasync');
 
+t.test('rocksdb event log - stored messageIds', async (t) => {
+  const { store, log } = await openWithListener(t);
+  await log.append([request('a'), request('b', 1)]);
+
+  t.same([...(await log.storedMessageIds('w', ['a', 'x', 'b']))].sort(), ['a', 'b'], 'the appended ids of the workspace, not the unknown one');
+  t.same([...(await log.storedMessageIds('other', ['a']))], [], 'ids are kept per workspace');
+  t.same([...(await log.storedMessageIds('w', []))], [], 'no ids, none stored');
+
+  store.setWalSyncFault(failingSync);
+  await t.rejects(log.append([request('c')]), { code: 'EVENT_LOG_FAILED', written: 1 });
+  t.same([...(await log.storedMessageIds('w', ['a', 'c']))], [], 'after a failed sync, every id goes through append again');
+
+  store.setWalSyncFault(null);
+  t.same(await log.append([request('c')]), [{ status: 'duplicate' }], 'the append that syncs first finds the written one');
+  t.same([...(await log.storedMessageIds('w', ['a', 'c']))].sort(), ['a', 'c'], 'once a sync succeeds, the stored ids are found again');
+});
+
 t.test('rocksdb event log - failed sync delivers written records', async (t) => {
   const { store, log, seen } = await openWithListener(t);
   store.setWalSyncFault(failingSync);
