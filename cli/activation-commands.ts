@@ -33,7 +33,7 @@ interface TailCommandOptions extends ActivationCommandOptions {
 export function addActivationCommands(program: Command): void {
   const activations = program
     .command('activations')
-    .description("Read the workspace's activation log (segment changes, decisions and journey steps), numbered in the order they were stored.");
+    .description("Read the workspace's activation log (segment changes, decisions, journey steps, merges and unmerges), numbered in the order they were stored.");
 
   addOptions(
     activations

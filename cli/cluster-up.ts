@@ -62,7 +62,7 @@ async function runClusterUp(options: ClusterUpOptions): Promise<void> {
   const dataDir = path.resolve(options.data);
   if ((options.load ?? []).length > 0 && existsSync(path.join(dataDir, 'nats'))) {
     throw new UsageError(
-      `${options.data} already contains a cluster's data, so --load would send its events again, and JetStream drops a resent event only within its 2-minute duplicate window. Delete ${options.data} to start afresh, or run without --load`,
+      `${options.data} already contains a cluster's data, so --load would send its events again, and JetStream drops a resent event only within its 2-minute duplicate window. Delete ${options.data} to start afresh (rm -rf ${options.data}), or start the same cluster again on its data without --load: node bin/rtcdp.js cluster up --data ${options.data}`,
     );
   }
   const definitions = options.definitions === undefined ? [] : await readDefinitionFiles(options.definitions, '--definitions');

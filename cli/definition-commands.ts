@@ -85,7 +85,7 @@ export function addDefinitionCommands(program: Command): void {
       .requiredOption('-f, --filename <path...>', 'definition file, or directory whose .yaml, .yml and .json files are applied in name order (repeatable)')
       .option('--dry-run', 'validate and print what would change, without storing anything', false)
       .option('--prune', "also delete the workspace's stored definitions that the files do not contain", false)
-      .addHelpText('after', '\nExample:\n  rtcdp apply -f definitions/ --dry-run'),
+      .addHelpText('after', '\nExample:\n  rtcdp apply -f data/definitions/ --dry-run'),
   ).action((options: ApplyCommandOptions) => runApply(options));
 
   const definitions = program.command('definitions').description("Read and compare a workspace's definitions.");

@@ -45,7 +45,7 @@ export function addDefinitionTestCommand(definitions: Command): void {
       .option('--prune', 'count the stored definitions that the files do not contain as deleted, as apply --prune would', false)
       .option('--output <format>', 'table, or json: the whole report', parseChoice('--output', OUTPUT_FORMATS), 'table')
       .option('--timeout-ms <ms>', 'how long to wait for the report', parseInteger('--timeout-ms', 1_000, 3_600_000), DEFAULT_TIMEOUT_MS)
-      .addHelpText('after', '\nExample:\n  rtcdp definitions test -f definitions/ --profiles 1000'),
+      .addHelpText('after', '\nExample:\n  rtcdp definitions test -f data/definitions/ --profiles 1000'),
   ).action((options: TestCommandOptions) => runTest(options));
 }
 
