@@ -10,6 +10,7 @@ import {
   type RejectionCode,
   type ValidationResult,
 } from './event.js';
+import { jsonByteLength } from './json-size.js';
 
 /**
  * Size and shape limits that validation enforces on every event. Lengths count UTF-16
@@ -178,7 +179,7 @@ function validateMeasured(
     event.messageId = generateMessageId();
   }
 
-  const sizeBytes = Buffer.byteLength(JSON.stringify(event), 'utf8');
+  const sizeBytes = jsonByteLength(event);
   if (sizeBytes > limits.maxEventBytes) {
     const message = `the event must be at most ${limits.maxEventBytes} bytes as JSON, received ${sizeBytes} bytes`;
     return { result: { ok: false, code: 'EVENT_TOO_LARGE', field: '', message }, sizeBytes };
