@@ -70,6 +70,8 @@ export const keys = {
   webhookDeadLetter: (workspace: string, destination: string, firstSequence: number) =>
     `webhook-dead-letter/${workspace}/${part(destination)}/${padSequence(firstSequence)}`,
   webhookDeadLetterPrefix: (workspace: string, destination: string) => `webhook-dead-letter/${workspace}/${part(destination)}/`,
+  /** How many attempts of a webhook destination's next batch failed (a FailedAttemptsRecord). */
+  webhookAttempts: (workspace: string, destination: string) => `webhook-attempts/${workspace}/${part(destination)}`,
 
   /** Cluster mode: the tenure chain in which a profile's local snapshot was written. */
   clusterSnapshotChain: (workspace: string, profileId: string) => `cluster-chain/${workspace}/${part(profileId)}`,

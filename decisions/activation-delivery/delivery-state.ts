@@ -78,6 +78,25 @@ export interface DeliveryState {
    * that was queued again meanwhile.
    */
   writeFailedReplay(deadLetter: WebhookDeadLetter): Promise<void>;
+
+  /**
+   * Returns how many attempts of the batch that starts at `firstSequence` failed so far, as
+   * writeAttempts stored them, so that a restarted loop counts on towards maxAttempts. Returns
+   * 0 when the stored count belongs to another batch or none is stored.
+   */
+  readAttempts(firstSequence: number): Promise<number>;
+
+  /** Stores how many attempts of the batch that starts at `firstSequence` failed. */
+  writeAttempts(firstSequence: number, attempts: number): Promise<void>;
+}
+
+/** The stored count of failed attempts of a destination's next live batch. */
+export interface FailedAttemptsRecord {
+  /** Format version of the record. */
+  version: 1;
+  /** The sequence of the batch's first activation. */
+  firstSequence: number;
+  attempts: number;
 }
 
 /** Returns the first sequences of `selection` that none of `deadLetters` has, in the order given. */

@@ -75,6 +75,12 @@ const REPLAY_PAGE = 10;
 
 type BatchOutcome = { kind: 'delivered'; attempts: number } | { kind: 'dead-letter'; deadLetter: WebhookDeadLetter } | { kind: 'stopped' };
 
+/** The failed attempts of a batch before this loop sent it, and where to store the count after each failure. */
+interface AttemptCount {
+  failedBefore: number;
+  record?: (failed: number) => Promise<void>;
+}
+
 export class DestinationDelivery {
   readonly #destination: WebhookDestination;
   readonly #feed: ActivationFeed;
@@ -193,7 +199,9 @@ export class DestinationDelivery {
       return Math.max(cursor, page.nextAfterSequence);
     }
 
-    const outcome = await this.#deliver(page.activations.map(toWebhookActivation));
+    const firstSequence = page.activations[0].sequence;
+    const failedBefore = await this.#state.readAttempts(firstSequence);
+    const outcome = await this.#deliver(page.activations.map(toWebhookActivation), { failedBefore, record: (failed) => this.#state.writeAttempts(firstSequence, failed) });
     if (outcome.kind === 'stopped') return cursor;
 
     if (outcome.kind === 'delivered') {
@@ -269,8 +277,14 @@ export class DestinationDelivery {
     this.#stats.cursor = afterSequence;
   }
 
-  /** Sends a batch until it succeeds, fails for good, or the loop stops. */
-  async #deliver(activations: WebhookActivation[]): Promise<BatchOutcome> {
+  /**
+   * Sends a batch until it succeeds, fails for good, or the loop stops. A live batch counts
+   * on from the `failedBefore` attempts that an earlier loop stored, and stores the count
+   * after each failed attempt with `record`. So a node that restarts again and again still
+   * moves the batch to the dead letters after maxAttempts. A replayed dead letter counts its
+   * attempts afresh.
+   */
+  async #deliver(activations: WebhookActivation[], attempts: AttemptCount = { failedBefore: 0 }): Promise<BatchOutcome> {
     const body: WebhookBody = { activations };
     // Every attempt sends the same bytes, so the signature and the idempotency key repeat too.
     const text = JSON.stringify(body);
@@ -278,7 +292,8 @@ export class DestinationDelivery {
     const key = idempotencyKey(activations);
     const batch = { firstSequence: activations[0].sequence, lastSequence: activations[activations.length - 1].sequence, activations: activations.length };
 
-    for (let attempt = 1; ; attempt++) {
+    if (attempts.failedBefore > 0) this.#logger.info({ ...batch, failedBefore: attempts.failedBefore }, 'webhook batch resumed after earlier failed attempts');
+    for (let attempt = attempts.failedBefore + 1; ; attempt++) {
       const waitedMs = await this.#bucket.take(this.#stopping.signal);
       if (waitedMs === null) return { kind: 'stopped' };
       if (waitedMs > 0) this.#stats.rateLimitWaits += 1;
@@ -304,10 +319,21 @@ export class DestinationDelivery {
         return { kind: 'dead-letter', deadLetter: this.#deadLetter(body, attempt, result) };
       }
 
+      await this.#recordFailedAttempts(attempts, attempt, batch);
       const retryInMs = result.retryAfterMs === undefined ? this.#backoffMs(attempt) : Math.min(result.retryAfterMs, this.#retry.maxRetryAfterMs);
       this.#logger.warn({ ...batch, attempt, maxAttempts: this.#destination.maxAttempts, status: result.status, error: result.error, retryInMs }, 'webhook request failed; retrying');
       await this.#clock.sleep(retryInMs, this.#stopping.signal);
       if (this.#stopping.signal.aborted) return { kind: 'stopped' };
+    }
+  }
+
+  /** Stores the failed attempts of a live batch. A failed write is logged, and a restart then counts on from the last count stored. */
+  async #recordFailedAttempts(attempts: AttemptCount, failed: number, batch: { firstSequence: number; lastSequence: number }): Promise<void> {
+    if (attempts.record === undefined) return;
+    try {
+      await attempts.record(failed);
+    } catch (error) {
+      this.#logger.warn({ err: error, ...batch, failed }, 'storing the failed attempts of a webhook batch failed; a restart counts them from the last stored value');
     }
   }
 

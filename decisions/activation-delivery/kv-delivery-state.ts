@@ -20,7 +20,7 @@
 import { InvalidStateError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { KvConflictError, type KvStore } from '../../storage/kv-store.js';
-import { deadLetterNotFound, missingSequences, selectDeadLetters, type DeliveryState, type ReplaySelection, type WebhookDeadLetter } from './delivery-state.js';
+import { deadLetterNotFound, missingSequences, selectDeadLetters, type DeliveryState, type FailedAttemptsRecord, type ReplaySelection, type WebhookDeadLetter } from './delivery-state.js';
 import { webhookKeys } from './webhook-kv-keys.js';
 
 /** The value of a `cursor.<workspace>.<destination>` key, as JSON. */
@@ -191,6 +191,23 @@ export class KvDeliveryState implements DeliveryState {
     return entries
       .map((entry) => ({ key: entry.key, revision: entry.revision, deadLetter: JSON.parse(decoder.decode(entry.value)) as WebhookDeadLetter }))
       .sort((a, b) => a.deadLetter.firstSequence - b.deadLetter.firstSequence);
+  }
+
+  async readAttempts(firstSequence: number): Promise<number> {
+    const entry = await this.#kv.get(webhookKeys.attempts(this.#workspace, this.#destination));
+    if (entry === null) return 0;
+    const record = JSON.parse(decoder.decode(entry.value)) as FailedAttemptsRecord;
+    return record.firstSequence === firstSequence ? record.attempts : 0;
+  }
+
+  /**
+   * Stores the count with a plain put, without the cursor's compare-and-set. Only the node
+   * that holds the delivery lease sends the batch, and a count a fenced node writes late only
+   * moves the batch to the dead letters an attempt sooner or later.
+   */
+  async writeAttempts(firstSequence: number, attempts: number): Promise<void> {
+    const record: FailedAttemptsRecord = { version: 1, firstSequence, attempts };
+    await this.#kv.put(webhookKeys.attempts(this.#workspace, this.#destination), encoder.encode(JSON.stringify(record)));
   }
 
   #encodeDeadLetter(deadLetter: WebhookDeadLetter): Uint8Array {

@@ -2,7 +2,7 @@
 import { decode, encode } from '../../storage/codec.js';
 import { keys, prefixEnd } from '../../storage/keys.js';
 import type { Store } from '../../storage/store.js';
-import { deadLetterNotFound, missingSequences, selectDeadLetters, type DeliveryState, type ReplaySelection, type WebhookDeadLetter } from './delivery-state.js';
+import { deadLetterNotFound, missingSequences, selectDeadLetters, type DeliveryState, type FailedAttemptsRecord, type ReplaySelection, type WebhookDeadLetter } from './delivery-state.js';
 
 export class RocksDbDeliveryState implements DeliveryState {
   readonly #store: Store;
@@ -39,6 +39,18 @@ export class RocksDbDeliveryState implements DeliveryState {
    */
   async writeCursor(afterSequence: number): Promise<void> {
     await this.#store.write([this.#cursorOp(afterSequence)]);
+  }
+
+  async readAttempts(firstSequence: number): Promise<number> {
+    const stored = await this.#store.get(keys.webhookAttempts(this.#workspace, this.#destination));
+    if (stored === null) return 0;
+    const record = decode<FailedAttemptsRecord>(stored);
+    return record.firstSequence === firstSequence ? record.attempts : 0;
+  }
+
+  async writeAttempts(firstSequence: number, attempts: number): Promise<void> {
+    const record: FailedAttemptsRecord = { version: 1, firstSequence, attempts };
+    await this.#store.write([{ type: 'put', key: keys.webhookAttempts(this.#workspace, this.#destination), value: encode(record) }]);
   }
 
   /** Stores a dead letter and moves the cursor past it in one atomic write. */

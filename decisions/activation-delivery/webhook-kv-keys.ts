@@ -8,6 +8,8 @@
  * - `dead-letter.<workspace>.<destination>.<first sequence, 15 digits>`: a dead letter
  * - `replay-request.<workspace>.<destination>`: rewritten after each replay request, so the
  *   delivering node lists the dead letters again only when its revision changed
+ * - `attempts.<workspace>.<destination>`: how many attempts of the next batch failed (a
+ *   FailedAttemptsRecord), so the node that delivers next counts on
  */
 import { padSequence } from '../../storage/keys.js';
 
@@ -68,4 +70,5 @@ export const webhookKeys = {
   deadLetter: (workspace: string, destination: string, firstSequence: number) => `dead-letter.${scope(workspace, destination)}.${padSequence(firstSequence)}`,
   deadLetterPrefix: (workspace: string, destination: string) => `dead-letter.${scope(workspace, destination)}.`,
   replayRequest: (workspace: string, destination: string) => `replay-request.${scope(workspace, destination)}`,
+  attempts: (workspace: string, destination: string) => `attempts.${scope(workspace, destination)}`,
 };

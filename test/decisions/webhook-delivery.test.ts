@@ -241,6 +241,32 @@ t.test('webhooks - a batch goes to the dead letters after maxAttempts', async (t
   t.match(await dispatcher.listDeadLetters('crm'), [{ attempts: 3, status: 503 }]);
 });
 
+t.test('webhooks - failed attempts count across restarts', async (t) => {
+  let first: WebhookDispatcher | null = null;
+  let stopping: Promise<void> | null = null;
+  const receiver = await startReceiver(t, (received) => {
+    // The second request stops the first dispatcher. Its grace period passes at once on the
+    // virtual clock, so that request is aborted and counts as neither failed nor delivered.
+    if (received === 1) stopping = first!.stop();
+    return { status: 503 };
+  });
+  const node = await startNode(t);
+  first = startDispatcher(t, node, [destination(receiver.url, { maxAttempts: 3 })]);
+
+  await node.ingest(WORKSPACE, [identify('u1', 'm1', 'pro')]);
+  await waitFor('the first dispatcher to stop', () => stopping !== null);
+  await stopping;
+  t.equal(receiver.requests.length, 2, 'the first dispatcher sent the batch twice');
+  t.equal(first.stats('crm').failedAttempts, 1, 'one attempt failed before the stop aborted the second');
+
+  const second = startDispatcher(t, node, [destination(receiver.url, { maxAttempts: 3 })]);
+  await waitFor('a dead letter', () => second.stats('crm').deadLetteredBatches === 1);
+
+  t.equal(receiver.requests.length, 4, 'the restarted dispatcher made the second and third attempts only');
+  t.equal(second.stats('crm').failedAttempts, 2);
+  t.match(await second.listDeadLetters('crm'), [{ attempts: 3, status: 503 }], 'the dead letter counts the failed attempts of both dispatchers');
+});
+
 t.test('webhooks - a refused connection is retried', async (t) => {
   // A port that was free a moment ago: nothing listens on it, so connecting fails at once.
   const closed = createServer();

@@ -119,6 +119,20 @@ t.test('webhook kv state - dead letters are shared', async (t) => {
   t.same((await other.listDeadLetters()).map((listed) => listed.firstSequence), [3, 12], 'and its dead letter is deleted again');
 });
 
+t.test('webhook kv state - failed attempts are shared', async (t) => {
+  const kv = new MemoryKvStore();
+  const holder = state(kv, 'a');
+  t.equal(await holder.readAttempts(5), 0, 'none stored');
+
+  await holder.writeAttempts(5, 2);
+  const next = state(kv, 'b');
+  t.equal(await next.readAttempts(5), 2, 'the next node reads the count of the same batch');
+  t.equal(await next.readAttempts(6), 0, 'and none for a batch that starts elsewhere');
+
+  await next.writeAttempts(5, 3);
+  t.equal(await holder.readAttempts(5), 3, 'the last write counts');
+});
+
 t.test('webhook kv state - fenced dead letter keeps the holder\'s', async (t) => {
   const kv = new MemoryKvStore();
   const stale = state(kv, 'a');
