@@ -43,7 +43,10 @@ function addConnectionOptions(command: Command): Command {
 export function addQuarantineCommands(identity: Command): void {
   const quarantine = identity
     .command('quarantine')
-    .description('List, approve or reject identity links that were held because they would break the identity settings (a per-profile limit or merge protection).');
+    .description(
+      'List, approve or reject identity links that were held for review: links that would break the identity settings (PER_PROFILE_LIMIT, MERGE_PROTECTED), ' +
+        'links between two profiles an operator unmerged (UNMERGED), and fuzzy matches that scored for review or would break the settings (FUZZY_MATCH).',
+    );
 
   addConnectionOptions(quarantine.command('list').description('List quarantined links, oldest first.'))
     .option('--status <status>', `only links with this status: ${QUARANTINE_STATUSES.join(', ')}`, parseChoice('--status', QUARANTINE_STATUSES), 'pending')
