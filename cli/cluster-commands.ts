@@ -63,7 +63,10 @@ async function withConnection<T>(options: ClusterCommandOptions, work: (connecti
   try {
     connection = await connect({ servers: options.nats, timeout: 5_000 });
   } catch (error) {
-    throw new CommandFailure(`cannot connect to NATS at ${options.nats.join(', ')}: ${(error as Error).message}`, { cause: error });
+    throw new CommandFailure(
+      `cannot connect to NATS at ${options.nats.join(', ')}: ${(error as Error).message}. Check that nats-server runs there, or pass the cluster's servers with --nats nats://HOST:PORT`,
+      { cause: error },
+    );
   }
   try {
     return await work(connection);

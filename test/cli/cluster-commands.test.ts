@@ -122,6 +122,7 @@ t.test('cluster commands - status without a cluster fails clearly', async (t) =>
   const failed = await rtcdp(['cluster', 'status', '--nats', `nats://127.0.0.1:${await freePort()}`]).catch((error: { code: number; stderr: string }) => error);
   t.equal((failed as { code?: number }).code, 1, 'exits with 1');
   t.match(failed.stderr, /cannot connect to NATS/);
+  t.match(failed.stderr, /Check that nats-server runs there, or pass the cluster's servers with --nats nats:\/\/HOST:PORT/, 'and says what to do');
 });
 
 t.test('cluster commands - forget removes a crashed node', { timeout: 60_000 }, async (t) => {
