@@ -22,7 +22,10 @@ export async function checkShardCount(store: Store, shards: number): Promise<voi
     return;
   }
   if (Number(stored.toString()) !== shards) {
-    throw new DataDirectoryMismatchError(`data directory ${store.path} was created with ${stored} shards, but shards is ${shards}; the shard count cannot change`);
+    throw new DataDirectoryMismatchError(
+      `data directory ${store.path} was created with ${stored} shards, but shards is ${shards}, and the shard count cannot change. ` +
+        `Use shards ${stored} (--shards ${stored} on the command line) with this directory, or a new data directory for ${shards} shards`,
+    );
   }
 }
 

@@ -40,7 +40,7 @@ t.test('node - rejects a changed shard count', async (t) => {
 
   await t.rejects(RtcdpNode.start({ dataDir, shards: 4 }), {
     code: 'DATA_DIRECTORY_MISMATCH',
-    message: `data directory ${dataDir} was created with 8 shards, but shards is 4; the shard count cannot change`,
+    message: `data directory ${dataDir} was created with 8 shards, but shards is 4, and the shard count cannot change. Use shards 8 (--shards 8 on the command line) with this directory, or a new data directory for 4 shards`,
   });
 });
 
