@@ -392,7 +392,7 @@ function addSendCommand(program: Command): void {
     .option('--write-key <key>', 'write key of the workspace (default: none, which a dev-mode node maps to "default")')
     .option(
       '--batch-size <events>',
-      `maximum events per batch, 1 to ${MAX_BATCH_SIZE}. A batch also stays under 450 KB of JSON`,
+      `maximum events per batch, 1 to ${MAX_BATCH_SIZE}. A batch also stays under 450,000 bytes of JSON`,
       parseInteger('--batch-size', 1, MAX_BATCH_SIZE),
       DEFAULT_BATCH_SIZE,
     )
