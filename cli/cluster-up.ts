@@ -66,6 +66,7 @@ async function runClusterUp(options: ClusterUpOptions): Promise<void> {
     );
   }
   const definitions = options.definitions === undefined ? [] : await readDefinitionFiles(options.definitions, '--definitions');
+  checkPortRange(options);
   await checkPortFree(options.natsPort, 'nats-server', '--nats-port');
   for (let i = 1; i <= options.nodes; i++) await checkPortFree(options.grpcPort + i - 1, `node n${i}`, '--grpc-port');
   await mkdir(dataDir, { recursive: true });
@@ -137,6 +138,17 @@ function spawnLogged(command: string, args: string[], logFile: string): ChildPro
   running.add(child);
   child.once('exit', () => running.delete(child));
   return child;
+}
+
+/** Rejects a --grpc-port whose node ports go past 65535 or include the --nats-port. */
+function checkPortRange(options: ClusterUpOptions): void {
+  const lastGrpcPort = options.grpcPort + options.nodes - 1;
+  if (lastGrpcPort > 65535) {
+    throw new UsageError(`invalid --grpc-port ${options.grpcPort}: ${options.nodes} nodes need ports ${options.grpcPort} to ${lastGrpcPort}, and the last is above 65535. Pass a --grpc-port of at most ${65536 - options.nodes}`);
+  }
+  if (options.natsPort >= options.grpcPort && options.natsPort <= lastGrpcPort) {
+    throw new UsageError(`invalid --nats-port ${options.natsPort}: nodes n1 to n${options.nodes} listen on ports ${options.grpcPort} to ${lastGrpcPort}. Pass a --nats-port or --grpc-port outside that range`);
+  }
 }
 
 /**

@@ -125,6 +125,19 @@ t.test('cluster commands - status without a cluster fails clearly', async (t) =>
   t.match(failed.stderr, /Check that nats-server runs there, or pass the cluster's servers with --nats nats:\/\/HOST:PORT/, 'and says what to do');
 });
 
+t.test('cluster up - rejects ports past 65535', async (t) => {
+  const failed = await rtcdp(['cluster', 'up', '--nodes', '2', '--data', t.testdir(), '--nats-port', String(await freePort()), '--grpc-port', '65535']).catch((error: { code: number; stderr: string }) => error);
+  t.equal((failed as { code?: number }).code, 2, 'exits with 2');
+  t.match(failed.stderr, 'invalid --grpc-port 65535: 2 nodes need ports 65535 to 65536', 'names the option and the ports');
+});
+
+t.test('cluster up - rejects a NATS port among node ports', { timeout: 60_000 }, async (t) => {
+  const grpcPort = await freePort();
+  const failed = await rtcdp(['cluster', 'up', '--nodes', '3', '--data', t.testdir(), '--nats-port', String(grpcPort + 1), '--grpc-port', String(grpcPort)]).catch((error: { code: number; stderr: string }) => error);
+  t.equal((failed as { code?: number }).code, 2, 'exits with 2');
+  t.match(failed.stderr, `invalid --nats-port ${grpcPort + 1}`, 'names the option');
+});
+
 t.test('cluster commands - forget removes a crashed node', { timeout: 60_000 }, async (t) => {
   const server = await startNatsServer();
   t.teardown(() => server.stop());
