@@ -6,7 +6,8 @@ import { mkdir } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { createLogger } from '../common/logger.js';
 import type { EventLimits } from '../profiles/validation.js';
-import { assertGrpcPortFree, collectLimit, CommandFailure, EVENT_LIMIT_HELP, LOG_LEVELS, collectWriteKey, parseChoice, parseInteger, waitForStopSignal } from './common.js';
+import { assertGrpcPortFree, collectLimit, CommandFailure, EVENT_LIMIT_HELP, LOG_LEVELS, UsageError, collectWriteKey, parseChoice, parseInteger, waitForStopSignal } from './common.js';
+import { NODE_ID_PATTERN } from '../cluster/coordination-options.js';
 import { readWebhookDestinations, WEBHOOKS_HELP } from './webhook-options.js';
 import { addMatchingOptions, IDENTITY_HELP, readIdentitySettings, readMatchingSettings, type MatchingCommandOptions } from './identity-options.js';
 
@@ -47,13 +48,13 @@ export function addNodeCommand(program: Command): void {
         'without a write key use workspace "default".',
     )
     .requiredOption('--nats <url...>', 'NATS server URLs, such as nats://127.0.0.1:4222 (several for a NATS cluster)')
-    .option('--node-id <id>', 'node id, 1-64 of A-Z, a-z, 0-9, "_" and "-" (default: the host name and a random suffix)')
+    .option('--node-id <id>', 'node id, 1-64 of A-Z, a-z, 0-9, "_" and "-" (default: the host name and a random suffix)', parseNodeId)
     .option('--data <dir>', 'directory of the node\'s RocksDB database, created when missing', '.rtcdp-node')
     .option('--host <host>', 'IP address or host name the gRPC server listens on', '127.0.0.1')
     .option('--grpc-port <port>', 'TCP port of the gRPC server, 0 for any free port', parseInteger('--grpc-port', 0, 65535), 50051)
     .option('--advertise <host:port>', 'gRPC address other hosts use to reach this node (default: the address it listens on)')
     .option('--shards <count>', 'virtual shards; used only when this node creates the cluster, which stores the count in NATS', parseInteger('--shards', 1, 4096), 16)
-    .option('--replicas <count>', 'NATS servers that keep a copy of events and snapshots: 1, 3 or 5 (3 in production)', parseInteger('--replicas', 1, 5), 1)
+    .option('--replicas <count>', 'NATS servers that keep a copy of events and snapshots: 1, 3 or 5 (3 in production)', parseReplicas, 1)
     .option('--write-key <key=workspace>', 'accept write key KEY for workspace WORKSPACE (repeatable; default: none)', collectWriteKey)
     .option('--log-level <level>', `log level on stderr, one of ${LOG_LEVELS.join(', ')}. RTCDP_LOG_LEVEL overrides it`, parseChoice('--log-level', LOG_LEVELS), 'info')
     .option('--max-resident <profiles>', 'profiles kept in memory per shard; the least recently used are passivated above it', parseInteger('--max-resident', 1, 100_000_000), 100_000)
@@ -74,6 +75,20 @@ export function addNodeCommand(program: Command): void {
   addMatchingOptions(command)
     .addHelpText('after', '\nExample:\n  rtcdp node --nats nats://127.0.0.1:4222 --node-id n1 --data .rtcdp-n1 --grpc-port 50051')
     .action((options: NodeCommandOptions & MatchingCommandOptions) => runNode(options));
+}
+
+/** Checks the node id before the node starts, so that an invalid id is a usage error (exit 2). */
+function parseNodeId(value: string): string {
+  if (!NODE_ID_PATTERN.test(value)) {
+    throw new UsageError(`invalid --node-id ${JSON.stringify(value)}: expected 1-64 characters of A-Z, a-z, 0-9, "_" and "-"`);
+  }
+  return value;
+}
+
+/** Accepts the replica counts that the cluster accepts for its streams and KV buckets: 1, 3 or 5. */
+function parseReplicas(value: string): number {
+  const replicas = parseChoice('--replicas', ['1', '3', '5'])(value);
+  return Number(replicas);
 }
 
 async function runNode(options: NodeCommandOptions & MatchingCommandOptions): Promise<void> {

@@ -59,6 +59,9 @@ const USAGE_ERRORS: Array<[string[], string]> = [
   [['node', '--nats', 'nats://127.0.0.1:1', '--webhook-lease-ttl-ms', '50'], 'invalid --webhook-lease-ttl-ms "50": expected an integer from 100 to 3600000'],
   [['node', '--nats', 'nats://127.0.0.1:1', '--webhook-lease-renew-interval-ms', 'soon'], 'invalid --webhook-lease-renew-interval-ms "soon": expected an integer from 10 to 3600000'],
   [['node', '--nats', 'nats://127.0.0.1:1', '--limit', 'maxEventBytes=x'], 'invalid --limit "maxEventBytes=x": expected NAME=N with N a positive integer, such as maxEventBytes=65536'],
+  [['node', '--nats', 'nats://127.0.0.1:1', '--node-id', 'bad id'], 'invalid --node-id "bad id": expected 1-64 characters of A-Z, a-z, 0-9, "_" and "-"'],
+  [['node', '--nats', 'nats://127.0.0.1:1', '--node-id', 'n'.repeat(65)], `invalid --node-id "${'n'.repeat(65)}": expected 1-64 characters of A-Z, a-z, 0-9, "_" and "-"`],
+  [['node', '--nats', 'nats://127.0.0.1:1', '--replicas', '2'], 'invalid --replicas "2": expected one of 1, 3, 5'],
   [['frobnicate'], "unknown command 'frobnicate'"],
 ];
 
