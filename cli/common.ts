@@ -76,19 +76,24 @@ export function parseChoice(option: string, choices: readonly string[]): (value:
   };
 }
 
-/** Accepts HOST:PORT, with an IPv6 host in brackets ([::1]:50051). */
-export function parseServer(value: string): string {
-  const match = /^(\[[0-9A-Fa-f:.]+\]|[^\s:/[\]]+):(\d+)$/.exec(value);
-  if (!match) {
-    throw new UsageError(`invalid --server "${value}": expected HOST:PORT, for example 127.0.0.1:50051`);
-  }
+/** Builds the parser of an option whose value is HOST:PORT, with an IPv6 host in brackets ([::1]:50051). */
+export function parseHostPort(option: string): (value: string) => string {
+  return (value) => {
+    const match = /^(\[[0-9A-Fa-f:.]+\]|[^\s:/[\]]+):(\d+)$/.exec(value);
+    if (!match) {
+      throw new UsageError(`invalid ${option} "${value}": expected HOST:PORT, for example 127.0.0.1:50051`);
+    }
 
-  const port = Number(match[2]);
-  if (port < 1 || port > 65535) {
-    throw new UsageError(`invalid --server "${value}": the port must be an integer from 1 to 65535`);
-  }
-  return value;
+    const port = Number(match[2]);
+    if (port < 1 || port > 65535) {
+      throw new UsageError(`invalid ${option} "${value}": the port must be an integer from 1 to 65535`);
+    }
+    return value;
+  };
 }
+
+/** Accepts the --server address of a node as HOST:PORT. */
+export const parseServer = parseHostPort('--server');
 
 /** Help of the --limit option of the commands that start a node. */
 export const EVENT_LIMIT_HELP = `event limit to override (repeatable), one of: ${Object.entries(DEFAULT_EVENT_LIMITS)

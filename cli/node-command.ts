@@ -6,7 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { createLogger } from '../common/logger.js';
 import type { EventLimits } from '../profiles/validation.js';
-import { assertGrpcPortFree, collectLimit, CommandFailure, EVENT_LIMIT_HELP, LOG_LEVELS, UsageError, collectWriteKey, parseChoice, parseInteger, waitForStopSignal } from './common.js';
+import { assertGrpcPortFree, collectLimit, CommandFailure, EVENT_LIMIT_HELP, LOG_LEVELS, UsageError, collectWriteKey, parseChoice, parseHostPort, parseInteger, waitForStopSignal } from './common.js';
 import { NODE_ID_PATTERN } from '../cluster/coordination-options.js';
 import { readWebhookDestinations, WEBHOOKS_HELP } from './webhook-options.js';
 import { addMatchingOptions, IDENTITY_HELP, readIdentitySettings, readMatchingSettings, type MatchingCommandOptions } from './identity-options.js';
@@ -52,7 +52,7 @@ export function addNodeCommand(program: Command): void {
     .option('--data <dir>', 'directory of the node\'s RocksDB database, created when missing', '.rtcdp-node')
     .option('--host <host>', 'IP address or host name the gRPC server listens on', '127.0.0.1')
     .option('--grpc-port <port>', 'TCP port of the gRPC server, 0 for any free port', parseInteger('--grpc-port', 0, 65535), 50051)
-    .option('--advertise <host:port>', 'gRPC address other hosts use to reach this node (default: the address it listens on)')
+    .option('--advertise <host:port>', 'gRPC address other hosts use to reach this node (default: the address it listens on)', parseHostPort('--advertise'))
     .option('--shards <count>', 'virtual shards; used only when this node creates the cluster, which stores the count in NATS', parseInteger('--shards', 1, 4096), 16)
     .option('--replicas <count>', 'NATS servers that keep a copy of events and snapshots: 1, 3 or 5 (3 in production)', parseReplicas, 1)
     .option('--write-key <key=workspace>', 'accept write key KEY for workspace WORKSPACE (repeatable; default: none)', collectWriteKey)

@@ -62,6 +62,9 @@ const USAGE_ERRORS: Array<[string[], string]> = [
   [['node', '--nats', 'nats://127.0.0.1:1', '--node-id', 'bad id'], 'invalid --node-id "bad id": expected 1-64 characters of A-Z, a-z, 0-9, "_" and "-"'],
   [['node', '--nats', 'nats://127.0.0.1:1', '--node-id', 'n'.repeat(65)], `invalid --node-id "${'n'.repeat(65)}": expected 1-64 characters of A-Z, a-z, 0-9, "_" and "-"`],
   [['node', '--nats', 'nats://127.0.0.1:1', '--replicas', '2'], 'invalid --replicas "2": expected one of 1, 3, 5'],
+  [['node', '--nats', 'nats://127.0.0.1:1', '--advertise', 'foo'], 'invalid --advertise "foo": expected HOST:PORT, for example 127.0.0.1:50051'],
+  [['node', '--nats', 'nats://127.0.0.1:1', '--advertise', ':50051'], 'invalid --advertise ":50051": expected HOST:PORT, for example 127.0.0.1:50051'],
+  [['node', '--nats', 'nats://127.0.0.1:1', '--advertise', '10.0.1.5:99999'], 'invalid --advertise "10.0.1.5:99999": the port must be an integer from 1 to 65535'],
   [['frobnicate'], "unknown command 'frobnicate'"],
 ];
 
