@@ -11,6 +11,7 @@ import {
   credentials,
   status,
 } from '@grpc/grpc-js';
+import { ERROR_CODE_TRAILER } from '../api/status.js';
 import { ActivationServiceClient } from '../proto/gen/rtcdp/v1/activations.js';
 import { WebhookServiceClient } from '../proto/gen/rtcdp/v1/webhooks.js';
 import { DecisionServiceClient } from '../proto/gen/rtcdp/v1/decisions.js';
@@ -130,6 +131,11 @@ export function deadlineFailure(error: ServiceError, server: string): CommandFai
 
 /** Returns the failure of a call that found no node at `server`, with what to check. */
 export function unreachable(error: ServiceError, server: string): CommandFailure {
+  // A node that answers UNAVAILABLE itself sends its error code; then it is reachable, but
+  // something it depends on is not, such as the NATS servers of a cluster node.
+  if (error.metadata?.get(ERROR_CODE_TRAILER).length > 0) {
+    return new CommandFailure(`the node at ${server} cannot serve the request now: ${serviceErrorDetails(error)}. Retry shortly; in cluster mode, check that its NATS servers run`);
+  }
   return new CommandFailure(`cannot reach rtcdp at ${server}: ${serviceErrorDetails(error)}. Check --server, or start a node there (npm start, or rtcdp dev)`);
 }
 
