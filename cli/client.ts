@@ -131,7 +131,7 @@ export function deadlineFailure(error: ServiceError, server: string): CommandFai
 
 /** Returns the failure of a call that found no node at `server`, with what to check. */
 export function unreachable(error: ServiceError, server: string): CommandFailure {
-  // A node that answers UNAVAILABLE itself sends its error code; then it is reachable, but
+  // A node that returns UNAVAILABLE itself sends its error code, so it is reachable, but
   // something it depends on is not, such as the NATS servers of a cluster node.
   if (error.metadata?.get(ERROR_CODE_TRAILER).length > 0) {
     return new CommandFailure(`the node at ${server} cannot serve the request now: ${serviceErrorDetails(error)}. Retry shortly; in cluster mode, check that its NATS servers run`);
