@@ -107,8 +107,8 @@ export interface SubscribeActivationsRequest {
   /**
    * Streams activations with a greater sequence; 0 starts at the oldest kept. A sequence past
    * the newest stored activation (latest_sequence of ListActivations) is rejected with
-   * OUT_OF_RANGE, because the log never returned it: it may come from before the node's data
-   * was deleted, and waiting on it would skip the activations stored until then.
+   * OUT_OF_RANGE, because the log never returned it. Such a sequence may come from before the
+   * node's data was deleted, and waiting on it would skip the activations stored until then.
    */
   afterSequence: number;
   /** Only these types; all when empty. */
