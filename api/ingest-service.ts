@@ -1,6 +1,7 @@
 import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Logger } from '../common/logger.js';
 import type { IngestResult } from '../cluster/ingest-batch.js';
+import { NodeUnavailableError } from '../cluster/errors.js';
 import type { ServingNode } from '../cluster/serving-node.js';
 import { EventResult, EventStatus, IngestBatchRequest, IngestBatchResponse, IngestRequest, IngestResponse, IngestServiceService } from '../proto/gen/rtcdp/v1/ingest.js';
 import { workspaceOf, type AuthOptions } from './auth.js';
@@ -22,7 +23,8 @@ const STATUS: Record<IngestResult['status'], EventStatus> = {
   rejected: EventStatus.EVENT_STATUS_REJECTED,
 };
 
-export function createIngestService(node: ServingNode, auth: AuthOptions, logger: Logger): UntypedServiceImplementation {
+/** `stopping` aborts when the server stops, which ends every open IngestStream with UNAVAILABLE once the response to its batch in progress is sent. */
+export function createIngestService(node: ServingNode, auth: AuthOptions, logger: Logger, stopping: AbortSignal): UntypedServiceImplementation {
   const log = logger.child({ service: 'IngestService' });
 
   async function ingestBatch(workspace: string, request: IngestBatchRequest): Promise<IngestBatchResponse> {
@@ -66,6 +68,21 @@ export function createIngestService(node: ServingNode, auth: AuthOptions, logger
 
       let failed = false;
       let chain = Promise.resolve();
+      const fail = (error: unknown) => {
+        if (failed) return;
+        failed = true;
+        call.emit('error', toServiceError(error, log, { method: 'IngestStream', workspace }));
+      };
+
+      // A stopping server would wait for the client to end the stream, and then cancel it.
+      // Ending it here, after the batch in progress, gives the client the reason, and the
+      // responses it got show which batches to send to another node.
+      const onStop = () => {
+        chain = chain.then(() => fail(new NodeUnavailableError('the node is stopping, so this stream ends here; send the batches that got no response to another node')));
+      };
+      stopping.addEventListener('abort', onStop, { once: true });
+      call.on('close', () => stopping.removeEventListener('abort', onStop));
+
       call.on('data', (request: IngestBatchRequest | MalformedRequest) => {
         call.pause();
         chain = chain
@@ -74,11 +91,7 @@ export function createIngestService(node: ServingNode, auth: AuthOptions, logger
             const response = await ingestBatch(workspace, assertWellFormed(request));
             call.write(response);
           })
-          .catch((error) => {
-            if (failed) return;
-            failed = true;
-            call.emit('error', toServiceError(error, log, { method: 'IngestStream', workspace }));
-          })
+          .catch(fail)
           .finally(() => call.resume());
       });
       call.on('end', () => {

@@ -66,7 +66,7 @@ export class ApiServer {
     this.#healthNames = ['', ...SERVICES, ...optional.map((service) => service.name)];
     this.#health = new HealthImplementation(Object.fromEntries(this.#healthNames.map((name) => [name, 'NOT_SERVING' as const])));
 
-    this.#server.addService(ingestServiceDefinition, createIngestService(node, options.auth, this.#logger));
+    this.#server.addService(ingestServiceDefinition, createIngestService(node, options.auth, this.#logger, this.#stopping.signal));
     this.#server.addService(profileServiceDefinition, createProfileService(node, options.auth, this.#logger));
     this.#server.addService(webhookServiceDefinition, createWebhookService(options.webhooks ?? (() => null), options.auth, this.#logger));
     for (const service of optional) service.add();
