@@ -321,6 +321,9 @@ export class ClusterNode implements ServingNode {
     } catch (error) {
       await store?.close();
       await connection.close();
+      if (isJetStreamOff(error)) {
+        throw new ConfigError(`JetStream is not enabled on the NATS servers at ${options.servers.join(', ')}; start nats-server with -js, or add jetstream {} to its configuration`, { cause: error });
+      }
       throw error;
     }
   }
@@ -915,6 +918,14 @@ function checkMaxPayload(connection: NatsConnection): void {
   const maxPayload = connection.info?.max_payload;
   if (maxPayload === undefined || maxPayload >= MIN_MAX_PAYLOAD_BYTES) return;
   throw new ConfigError(`the NATS server's max_payload is ${maxPayload} bytes, below the ${MIN_MAX_PAYLOAD_BYTES} that rtcdp needs; raise it in the NATS servers' configuration (its default is 1048576)`);
+}
+
+/** Returns whether the error, or one that caused it, is the NATS client's JetStreamNotEnabled, which its package does not export. */
+function isJetStreamOff(error: unknown): boolean {
+  for (let cause = error; cause instanceof Error; cause = cause.cause) {
+    if (cause.name === 'JetStreamNotEnabled') return true;
+  }
+  return false;
 }
 
 /** Warns when the NATS server cannot give the durability production needs. */

@@ -36,6 +36,16 @@ function hostedShards(nodes: ClusterNode[]): number {
   return nodes.reduce((sum, node) => sum + node.status().hosted.length, 0);
 }
 
+t.test('cluster node - NATS without JetStream', async (t) => {
+  const server = await startNatsServer({ jetstream: false });
+  t.teardown(() => server.stop());
+
+  await t.rejects(ClusterNode.start({ ...FAST, servers: [server.url], nodeId: 'a', dataDir: t.testdir() }), {
+    code: 'INVALID_CONFIG',
+    message: `JetStream is not enabled on the NATS servers at ${server.url}; start nats-server with -js, or add jetstream {} to its configuration`,
+  });
+});
+
 t.test('cluster node - three nodes share shards and answer for every customer', { timeout: 120_000 }, async (t) => {
   const server = await startNatsServer();
   t.teardown(() => server.stop());
