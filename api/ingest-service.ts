@@ -80,7 +80,9 @@ export function createIngestService(node: ServingNode, auth: AuthOptions, logger
       const onStop = () => {
         chain = chain.then(() => fail(new NodeUnavailableError('the node is stopping, so this stream ends here; send the batches that got no response to another node')));
       };
-      stopping.addEventListener('abort', onStop, { once: true });
+      // A stream that opens while the server is already stopping gets no 'abort' event.
+      if (stopping.aborted) onStop();
+      else stopping.addEventListener('abort', onStop, { once: true });
       call.on('close', () => stopping.removeEventListener('abort', onStop));
 
       call.on('data', (request: IngestBatchRequest | MalformedRequest) => {
